@@ -1,0 +1,119 @@
+import { verifyAccessToken } from './access-token.js'
+import { checkBinding } from './binding.js'
+import { readCredentials } from './credentials.js'
+import { AuthError } from './errors.js'
+import { applyChallenge } from './http-mapping.js'
+import { IssuerKeys } from './jwks.js'
+import { resolveConfig, type CallsignOptions, type ResolvedConfig } from './options.js'
+import { readPeerCertificate } from './peer-certificate.js'
+import { authorize, compileRule, type AuthRule, type CompiledRule } from './policy.js'
+import { toAuthContext, type AuthContext } from './principal.js'
+import type { AuthRequest } from './request.js'
+
+/** A configured guard: what every adapter wraps. */
+export interface Callsign {
+  /** The frozen, validated configuration. */
+  readonly config: ResolvedConfig
+  /**
+   * Authenticate a request: peer certificate, credentials, token, binding, caller and user.
+   * Resolves to the auth context, or `undefined` when credentials are optional and absent.
+   * Rejects with an `AuthError` whose `headers` already carry the challenge.
+   */
+  authenticate(request: AuthRequest): Promise<AuthContext | undefined>
+  /** Authorize an auth context against a rule; throws a 403 `AuthError` naming the failing side. */
+  authorize(auth: AuthContext, rule: AuthRule | CompiledRule): void
+  /** Resolves once every issuer's keys are cached (fetching them if needed): for readiness probes. */
+  ready(): Promise<void>
+}
+
+interface RequestState {
+  guard: Callsign
+  auth: AuthContext | undefined
+}
+// What the guard decided about each request, so `requireAuth` (possibly in another adapter
+// layer) finds both the result and the guard's policy without trusting a mutable property.
+const decisions = new WeakMap<object, RequestState>()
+
+/**
+ * Create a guard. Options are validated now (a bad option throws `TypeError` naming it);
+ * no network I/O happens unless `prefetch: true`.
+ *
+ * @example
+ * const guard = createCallsign({ issuers: { issuer: 'https://auth.example.com', audience: 'orders' } })
+ * const auth = await guard.authenticate(req) // IncomingMessage works as is
+ */
+export function createCallsign(options: CallsignOptions): Callsign {
+  const config = resolveConfig(options)
+  const keys = new IssuerKeys(config)
+  const { mtls, realm } = config
+
+  async function authenticate(request: AuthRequest): Promise<AuthContext | undefined> {
+    const peerState = readPeerCertificate(request.socket)
+    if (peerState.kind === 'rejected') throw new AuthError('peer_unauthorized', peerState.reason, { cause: peerState.cause })
+    const peer = peerState.kind === 'authorized' ? peerState.peer : undefined
+    if (!peer && mtls.mode === 'required') throw new AuthError('mtls_required', 'a trusted client certificate is required')
+    if (peer && mtls.trustDomains) {
+      const domain = peer.spiffeId === undefined ? undefined : new URL(peer.spiffeId).host
+      if (domain === undefined || !mtls.trustDomains.has(domain)) {
+        throw new AuthError('peer_unauthorized', 'client certificate is not from an accepted trust domain')
+      }
+    }
+    const credentials = readCredentials(request)
+    if (!credentials) {
+      if (config.credentials === 'optional') return undefined
+      throw new AuthError('credentials_missing', 'an access token is required')
+    }
+    const token = await verifyAccessToken(credentials.token, config, keys)
+    const binding = checkBinding(token, credentials, peer)
+    return toAuthContext(token, peer, binding)
+  }
+
+  const guard: Callsign = {
+    config,
+    async authenticate(request) {
+      let auth: AuthContext | undefined
+      try {
+        auth = await authenticate(request)
+      } catch (error) {
+        if (error instanceof AuthError) {
+          if (error.code === 'credentials_missing' && config.credentials === 'optional') {
+            decisions.set(request, { guard, auth: undefined })
+            return undefined
+          }
+          throw applyChallenge(error, realm)
+        }
+        throw error
+      }
+      decisions.set(request, { guard, auth })
+      return auth
+    },
+    authorize(auth, rule) {
+      try {
+        authorize(auth, compileRule(rule), config.callers)
+      } catch (error) {
+        if (error instanceof AuthError) applyChallenge(error, realm)
+        throw error
+      }
+    },
+    async ready() {
+      await Promise.all([...config.issuers.values()].filter((issuer) => !keys.hasKeys(issuer.issuer)).map((issuer) => keys.refresh(issuer)))
+    },
+  }
+  if (config.prefetch) guard.ready().catch(() => {}) // failures are logged; requests retry
+  return guard
+}
+
+/**
+ * The `requireAuth` decision for a request the guard has seen: the auth context if `rule` holds.
+ * Throws a 401 `AuthError` if the request carried no credentials (optional mode), a 403 if the
+ * rule fails, and a plain `Error` (a server bug, not bad input) if no guard authenticated it.
+ */
+export function authorizeRequest(request: object, rule: CompiledRule): AuthContext {
+  const state = decisions.get(request)
+  if (!state) {
+    throw new Error('Callsign: requireAuth() ran on a request the callsign middleware did not authenticate; register callsign(options) before the route')
+  }
+  if (!state.auth) throw applyChallenge(new AuthError('credentials_missing', 'an access token is required'), state.guard.config.realm)
+  state.guard.authorize(state.auth, rule)
+  return state.auth
+}

@@ -1,0 +1,110 @@
+import { AuthError, type AuthErrorCode } from './errors.js'
+
+/** What an adapter writes back for a refused request. */
+export interface HttpErrorResponse {
+  status: number
+  headers: Record<string, string>
+  /** Serialized RFC 9457 problem document. */
+  body: string
+}
+
+/** The RFC 9457 problem document Callsign sends. `type` is stable per `code`. */
+export interface ProblemDocument {
+  type: string
+  title: string
+  status: number
+  detail: string
+  code: AuthErrorCode
+  side?: 'caller' | 'user'
+  scope?: string
+}
+
+const TITLES: Record<AuthErrorCode, string> = {
+  credentials_missing: 'Authentication required',
+  invalid_request: 'Malformed authentication request',
+  invalid_token: 'Invalid access token',
+  mtls_required: 'Client certificate required',
+  peer_unauthorized: 'Client certificate not accepted',
+  insufficient_scope: 'Insufficient scope',
+  caller_forbidden: 'Calling service not allowed',
+  caller_scope_exceeded: "Beyond the calling service's allowance",
+  on_behalf_of_required: 'A user is required',
+  on_behalf_of_forbidden: 'Calls on behalf of a user are not allowed',
+  keys_unavailable: 'Issuer keys unavailable',
+}
+
+/** The RFC 6750 §3.1 error code carried in the challenge, if any. */
+const CHALLENGE_ERROR: Record<AuthErrorCode, string | undefined> = {
+  credentials_missing: undefined,
+  invalid_request: 'invalid_request',
+  invalid_token: 'invalid_token',
+  mtls_required: undefined,
+  peer_unauthorized: undefined,
+  insufficient_scope: 'insufficient_scope',
+  caller_forbidden: 'insufficient_scope',
+  caller_scope_exceeded: 'insufficient_scope',
+  on_behalf_of_required: 'insufficient_scope',
+  on_behalf_of_forbidden: 'insufficient_scope',
+  keys_unavailable: undefined,
+}
+
+/** Problem `type` URI for a code: `urn:callsign:problem:<code>`. */
+export const problemType = (code: AuthErrorCode): string => `urn:callsign:problem:${code}`
+
+// RFC 6750 §3: error_description and scope use a restricted character set; never a quote or backslash.
+const quoted = (value: string): string => `"${value.replace(/[^\x20\x21\x23-\x5b\x5d-\x7e]/g, '?')}"`
+
+/**
+ * Fill in the `WWW-Authenticate` (RFC 6750 §3) and `Retry-After` headers of an error for a realm.
+ * Every 400, 401 and 403 carries a `Bearer` challenge; a 503 carries `Retry-After`.
+ */
+export function applyChallenge(error: AuthError, realm: string): AuthError {
+  const headers: Record<string, string> = {}
+  if (error.status === 503) {
+    headers['retry-after'] = String(Math.max(1, Math.ceil(error.retryAfterSeconds ?? 30)))
+  } else {
+    const params = [`realm=${quoted(realm)}`]
+    const code = CHALLENGE_ERROR[error.code]
+    if (code !== undefined) {
+      params.push(`error=${quoted(code)}`, `error_description=${quoted(error.message)}`)
+      if (code === 'insufficient_scope' && error.scope && error.scope.length > 0) {
+        params.push(`scope=${quoted(error.scope.join(' '))}`)
+      }
+    }
+    headers['www-authenticate'] = `Bearer ${params.join(', ')}`
+  }
+  error.headers = headers
+  return error
+}
+
+/** The problem document of an error (RFC 9457). */
+export function toProblem(error: AuthError): ProblemDocument {
+  const problem: ProblemDocument = {
+    type: problemType(error.code),
+    title: TITLES[error.code],
+    status: error.status,
+    detail: error.message,
+    code: error.code,
+  }
+  if (error.side) problem.side = error.side
+  if (error.scope && error.scope.length > 0) problem.scope = error.scope.join(' ')
+  return problem
+}
+
+/**
+ * The whole HTTP answer for a refused request: status, headers (challenge, `Retry-After`,
+ * `content-type: application/problem+json`, `cache-control: no-store`) and body.
+ * Adapters write exactly this; it is the same in every framework.
+ */
+export function toHttpResponse(error: AuthError, realm = 'api'): HttpErrorResponse {
+  if (!error.headers['www-authenticate'] && !error.headers['retry-after']) applyChallenge(error, realm)
+  return {
+    status: error.status,
+    headers: {
+      ...error.headers,
+      'content-type': 'application/problem+json',
+      'cache-control': 'no-store',
+    },
+    body: JSON.stringify(toProblem(error)),
+  }
+}

@@ -1,0 +1,29 @@
+/**
+ * @callsign/core: which service is calling, on whose behalf, and whether both may do this.
+ * Framework-free; adapters (`@callsign/express`, `@callsign/fastify`, `@callsign/koa`) wrap it.
+ */
+export { createCallsign, authorizeRequest, type Callsign } from './authenticator.js'
+export {
+  resolveConfig,
+  SUPPORTED_ALGORITHMS,
+  DEFAULT_ALGORITHMS,
+  type Algorithm,
+  type CallsignOptions,
+  type IssuerOptions,
+  type MtlsMode,
+  type MtlsOptions,
+  type JwksOptions,
+  type Logger,
+  type ScopeClaim,
+  type TokenTypeMode,
+  type ResolvedConfig,
+} from './options.js'
+export { compileRule, authorize, type AuthRule, type CompiledRule } from './policy.js'
+export type { AuthContext, CallerIdentity, TokenBinding } from './principal.js'
+export type { AccessTokenClaims, ActorClaim } from './access-token.js'
+export { AuthError, type AuthErrorCode, type AuthSide } from './errors.js'
+export { toHttpResponse, toProblem, problemType, type HttpErrorResponse, type ProblemDocument } from './http-mapping.js'
+export { readPeerCertificate, describeCertificate, type PeerCertificate, type PeerState } from './peer-certificate.js'
+export { parseSpiffeId, compileCallerPattern, type SpiffeId, type CallerPattern } from './spiffe.js'
+export { readCredentials, type Credentials } from './credentials.js'
+export type { AuthRequest, PeerSocket } from './request.js'

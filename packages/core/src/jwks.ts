@@ -1,0 +1,237 @@
+import { importJWK, type CryptoKey, type JWK } from 'jose'
+import { LRUCache } from 'lru-cache'
+import { discoverJwksUri } from './discovery.js'
+import { AuthError, invalidToken } from './errors.js'
+import { fetchJson, FetchFailure } from './internal/fetch-json.js'
+import type { ResolvedConfig, ResolvedIssuer } from './options.js'
+
+/** The JOSE header members used to pick a key. Never `jku`, `x5u`, `jwk` or `x5c`. */
+export interface KeySelector {
+  alg: string
+  kid?: string | undefined
+}
+
+/** One fetched JWKS of one issuer. Keys are scoped by (issuer, kid) because a set belongs to one issuer only. */
+interface KeySet {
+  fetchedAt: number
+  all: PublicJwk[]
+  byKid: Map<string, PublicJwk[]>
+  imported: Map<PublicJwk, Map<string, Promise<CryptoKey | undefined>>>
+}
+
+interface PublicJwk {
+  kty: string
+  kid?: string
+  alg?: string
+  crv?: string
+  x?: string
+  y?: string
+  n?: string
+  e?: string
+}
+
+interface IssuerState {
+  inflight: Promise<KeySet> | undefined
+  lastAttemptAt: number
+  lastFailureAt: number | undefined
+  jwksUri: URL | undefined
+  jwksUriAt: number
+}
+
+const CURVE: Record<string, [kty: string, crv: string | undefined]> = {
+  ES256: ['EC', 'P-256'],
+  ES384: ['EC', 'P-384'],
+  ES512: ['EC', 'P-521'],
+  EdDSA: ['OKP', 'Ed25519'],
+  Ed25519: ['OKP', 'Ed25519'],
+  RS256: ['RSA', undefined],
+  RS384: ['RSA', undefined],
+  RS512: ['RSA', undefined],
+  PS256: ['RSA', undefined],
+  PS384: ['RSA', undefined],
+  PS512: ['RSA', undefined],
+}
+
+const sameAlg = (a: string, b: string): boolean =>
+  a === b || ((a === 'EdDSA' || a === 'Ed25519') && (b === 'EdDSA' || b === 'Ed25519'))
+
+/**
+ * Per-issuer key sets, fetched from the configured or discovered `jwks_uri`:
+ * - one fetch at a time per issuer (concurrent first requests share it);
+ * - refreshed in the background after `cacheMaxAgeSeconds`, while the cached keys keep serving;
+ * - served for at most `maxStaleSeconds` more when the issuer is unreachable;
+ * - an unknown `kid` triggers at most one refetch per `cooldownSeconds`;
+ * - after a failure, no attempt for `failureBackoffSeconds` (503 + `Retry-After` meanwhile);
+ * - documents bounded in bytes and keys; symmetric and private keys in a JWKS are ignored.
+ * Nothing in a token steers a fetch: URLs come from configuration and issuer metadata only.
+ */
+export class IssuerKeys {
+  readonly #config: ResolvedConfig
+  readonly #sets: LRUCache<string, KeySet>
+  readonly #states = new Map<string, IssuerState>()
+
+  constructor(config: ResolvedConfig) {
+    this.#config = config
+    this.#sets = new LRUCache({ max: Math.max(1, config.issuers.size) })
+  }
+
+  /** Resolve the verification key for a token header of `issuer`. Throws `AuthError`. */
+  async getKey(issuer: ResolvedIssuer, selector: KeySelector): Promise<CryptoKey> {
+    const { cacheMaxAgeSeconds, maxStaleSeconds, cooldownSeconds } = this.#config.jwks
+    const now = this.#config.now()
+    let set = this.#sets.get(issuer.issuer)
+    if (set && now - set.fetchedAt > (cacheMaxAgeSeconds + maxStaleSeconds) * 1000) set = undefined
+    if (!set) {
+      set = await this.refresh(issuer)
+    } else if (now - set.fetchedAt > cacheMaxAgeSeconds * 1000) {
+      this.refresh(issuer).catch(() => {}) // stale-while-revalidate; failures are logged by refresh
+    }
+    const key = await this.#select(set, selector)
+    if (key) return key
+    const state = this.#state(issuer.issuer)
+    if (selector.kid !== undefined && now - state.lastAttemptAt >= cooldownSeconds * 1000) {
+      const fresh = await this.refresh(issuer)
+      const rotated = await this.#select(fresh, selector)
+      if (rotated) return rotated
+    }
+    throw invalidToken('no key of the issuer matches the token')
+  }
+
+  /** Fetch (or join the fetch of) an issuer's keys now. Throws `AuthError('keys_unavailable')`. */
+  refresh(issuer: ResolvedIssuer): Promise<KeySet> {
+    const state = this.#state(issuer.issuer)
+    if (state.inflight) return state.inflight
+    const { failureBackoffSeconds } = this.#config.jwks
+    const now = this.#config.now()
+    if (state.lastFailureAt !== undefined && now - state.lastFailureAt < failureBackoffSeconds * 1000) {
+      const retryAfterSeconds = (failureBackoffSeconds * 1000 - (now - state.lastFailureAt)) / 1000
+      return Promise.reject(new AuthError('keys_unavailable', 'the issuer keys are temporarily unavailable', { retryAfterSeconds }))
+    }
+    state.lastAttemptAt = now
+    const inflight = this.#fetch(issuer, state).then(
+      (set) => {
+        state.lastFailureAt = undefined
+        state.inflight = undefined
+        this.#sets.set(issuer.issuer, set)
+        return set
+      },
+      (error: unknown) => {
+        state.lastFailureAt = this.#config.now()
+        state.inflight = undefined
+        this.#config.logger.warn('callsign: could not fetch issuer keys', { issuer: issuer.issuer, reason: (error as Error).message })
+        throw new AuthError('keys_unavailable', 'the issuer keys are temporarily unavailable', {
+          retryAfterSeconds: Math.max(1, failureBackoffSeconds),
+          cause: error,
+        })
+      },
+    )
+    state.inflight = inflight
+    return inflight
+  }
+
+  /** True when usable (not too stale) keys of the issuer are cached. */
+  hasKeys(issuer: string): boolean {
+    const set = this.#sets.get(issuer)
+    const { cacheMaxAgeSeconds, maxStaleSeconds } = this.#config.jwks
+    return set !== undefined && this.#config.now() - set.fetchedAt <= (cacheMaxAgeSeconds + maxStaleSeconds) * 1000
+  }
+
+  #state(issuer: string): IssuerState {
+    let state = this.#states.get(issuer)
+    if (!state) {
+      state = { inflight: undefined, lastAttemptAt: -Infinity, lastFailureAt: undefined, jwksUri: undefined, jwksUriAt: 0 }
+      this.#states.set(issuer, state)
+    }
+    return state
+  }
+
+  async #fetch(issuer: ResolvedIssuer, state: IssuerState): Promise<KeySet> {
+    const { timeoutSeconds, maxBytes, cacheMaxAgeSeconds } = this.#config.jwks
+    const limits = { timeoutSeconds, maxBytes }
+    let jwksUri = issuer.jwksUri
+    if (!jwksUri) {
+      if (!state.jwksUri || this.#config.now() - state.jwksUriAt > cacheMaxAgeSeconds * 1000) {
+        state.jwksUri = await discoverJwksUri(issuer.issuer, this.#config.fetch, limits)
+        state.jwksUriAt = this.#config.now()
+      }
+      jwksUri = state.jwksUri
+    }
+    const document = await fetchJson(this.#config.fetch, jwksUri, limits)
+    return this.#parse(document, jwksUri)
+  }
+
+  #parse(document: unknown, url: URL): KeySet {
+    const keys = (document as { keys?: unknown } | null)?.keys
+    if (typeof document !== 'object' || document === null || !Array.isArray(keys)) {
+      throw new FetchFailure(`${url.href}: not a JWK Set`)
+    }
+    if (keys.length > this.#config.jwks.maxKeys) {
+      throw new FetchFailure(`${url.href}: more than ${this.#config.jwks.maxKeys} keys`)
+    }
+    const set: KeySet = { fetchedAt: this.#config.now(), all: [], byKid: new Map(), imported: new Map() }
+    for (const entry of keys) {
+      const jwk = toPublicJwk(entry)
+      if (!jwk) continue
+      set.all.push(jwk)
+      if (jwk.kid !== undefined) {
+        const list = set.byKid.get(jwk.kid)
+        if (list) list.push(jwk)
+        else set.byKid.set(jwk.kid, [jwk])
+      }
+    }
+    if (set.all.length === 0) throw new FetchFailure(`${url.href}: no usable signing key`)
+    return set
+  }
+
+  async #select(set: KeySet, { alg, kid }: KeySelector): Promise<CryptoKey | undefined> {
+    const pool = kid === undefined ? set.all : set.byKid.get(kid)
+    if (!pool) return undefined
+    const [kty, crv] = CURVE[alg] ?? []
+    const candidates = pool.filter((jwk) => jwk.kty === kty && (crv === undefined || jwk.crv === crv) && (jwk.alg === undefined || sameAlg(jwk.alg, alg)))
+    // Without a kid, the key must be unambiguous.
+    if (candidates.length === 0 || (kid === undefined && candidates.length > 1)) return undefined
+    const jwk = candidates[0]!
+    let byAlg = set.imported.get(jwk)
+    if (!byAlg) set.imported.set(jwk, (byAlg = new Map()))
+    let imported = byAlg.get(alg)
+    if (!imported) {
+      const material: JWK = { kty: jwk.kty }
+      for (const member of ['crv', 'x', 'y', 'n', 'e'] as const) if (jwk[member] !== undefined) material[member] = jwk[member]
+      imported = importJWK(material, alg).then(
+        (key) => (key instanceof Uint8Array ? undefined : key),
+        () => undefined,
+      )
+      byAlg.set(alg, imported)
+    }
+    return imported
+  }
+}
+
+const PUBLIC_MEMBERS = ['crv', 'x', 'y', 'n', 'e'] as const
+const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k']
+
+/** Keep a JWKS entry only if it is a public signature key of a supported type. */
+function toPublicJwk(entry: unknown): PublicJwk | undefined {
+  if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) return undefined
+  const jwk = entry as Record<string, unknown>
+  if (jwk.kty !== 'EC' && jwk.kty !== 'RSA' && jwk.kty !== 'OKP') return undefined
+  if (PRIVATE_MEMBERS.some((member) => member in jwk)) return undefined
+  if (jwk.use !== undefined && jwk.use !== 'sig') return undefined
+  if (jwk.key_ops !== undefined && !(Array.isArray(jwk.key_ops) && jwk.key_ops.includes('verify'))) return undefined
+  const out: PublicJwk = { kty: jwk.kty }
+  if (jwk.kid !== undefined) {
+    if (typeof jwk.kid !== 'string') return undefined
+    out.kid = jwk.kid
+  }
+  if (jwk.alg !== undefined) {
+    if (typeof jwk.alg !== 'string') return undefined
+    out.alg = jwk.alg
+  }
+  for (const member of PUBLIC_MEMBERS) {
+    const value = jwk[member]
+    if (value === undefined) continue
+    if (typeof value !== 'string') return undefined
+    out[member] = value
+  }
+  return out
+}

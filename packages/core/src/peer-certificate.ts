@@ -1,0 +1,147 @@
+import { createHash, type X509Certificate } from 'node:crypto'
+import { AuthError } from './errors.js'
+import type { PeerSocket } from './request.js'
+import { parseSpiffeId } from './spiffe.js'
+
+/** The authorized TLS client certificate of a request, as exposed on `auth.peer`. */
+export interface PeerCertificate {
+  /** The SPIFFE ID (the one `spiffe://` URI SAN of an X509-SVID), if the certificate has one. */
+  spiffeId?: string
+  /** Every URI SAN. */
+  uris: string[]
+  /** Every DNS SAN. */
+  dnsNames: string[]
+  /** Subject distinguished name, as Node prints it. */
+  subject: string
+  /** RFC 8705 §3.1 thumbprint: base64url(SHA-256(DER)). Compared with a token's `cnf["x5t#S256"]`. */
+  x5tS256: string
+  validTo: Date
+}
+
+/**
+ * Split Node's `subjectAltName` string. Node quotes (JSON-style) any value that contains a
+ * separator or other ambiguous character (CVE-2021-44532), so it is never split on `", "` blindly.
+ * Returns `undefined` when the string cannot be parsed unambiguously.
+ */
+export function parseSubjectAltName(value: string | undefined): Array<[type: string, value: string]> | undefined {
+  const entries: Array<[string, string]> = []
+  if (!value) return entries
+  let i = 0
+  while (i < value.length) {
+    const colon = value.indexOf(':', i)
+    if (colon === -1) return undefined
+    const type = value.slice(i, colon)
+    if (!/^[A-Za-z ]+$/.test(type)) return undefined
+    i = colon + 1
+    let entry: string
+    if (value[i] === '"') {
+      let j = i + 1
+      while (j < value.length && value[j] !== '"') j += value[j] === '\\' ? 2 : 1
+      if (j >= value.length) return undefined
+      try {
+        entry = JSON.parse(value.slice(i, j + 1)) as string
+      } catch {
+        return undefined
+      }
+      i = j + 1
+    } else {
+      const end = value.indexOf(', ', i)
+      entry = end === -1 ? value.slice(i) : value.slice(i, end)
+      i = end === -1 ? value.length : end
+    }
+    entries.push([type, entry])
+    if (i < value.length) {
+      if (!value.startsWith(', ', i)) return undefined
+      i += 2
+    }
+  }
+  return entries
+}
+
+/**
+ * Describe an X.509 certificate. Throws `AuthError('peer_unauthorized')` if its SANs cannot be
+ * read unambiguously or it carries an invalid SVID: several `spiffe://` URIs, or a malformed one
+ * (SPIFFE X509-SVID §2: exactly one URI SAN when it is an SVID).
+ */
+export function describeCertificate(cert: X509Certificate): PeerCertificate {
+  const sans = parseSubjectAltName(cert.subjectAltName)
+  if (!sans) throw new AuthError('peer_unauthorized', 'client certificate has unreadable subject alternative names')
+  const uris = sans.filter(([type]) => type === 'URI').map(([, v]) => v)
+  const dnsNames = sans.filter(([type]) => type === 'DNS').map(([, v]) => v)
+  const spiffeUris = uris.filter((uri) => uri.toLowerCase().startsWith('spiffe:'))
+  const peer: PeerCertificate = {
+    uris,
+    dnsNames,
+    subject: cert.subject,
+    x5tS256: createHash('sha256').update(cert.raw).digest('base64url'),
+    validTo: new Date(cert.validTo),
+  }
+  if (spiffeUris.length > 0) {
+    if (spiffeUris.length > 1 || uris.length > 1) {
+      throw new AuthError('peer_unauthorized', 'client certificate is not a valid SVID: more than one URI SAN')
+    }
+    const parsed = parseSpiffeId(spiffeUris[0]!)
+    if (!parsed || parsed.segments.length === 0) {
+      throw new AuthError('peer_unauthorized', 'client certificate is not a valid SVID: malformed SPIFFE ID')
+    }
+    peer.spiffeId = parsed.id
+  }
+  return peer
+}
+
+/** Result of looking at the TLS side of a request. */
+export type PeerState =
+  | { kind: 'none' }
+  | { kind: 'authorized'; peer: PeerCertificate }
+  /** A certificate was sent but is not acceptable; `reason` is a fixed, client-safe string. */
+  | { kind: 'rejected'; reason: string; cause?: unknown }
+
+const NONE: PeerState = { kind: 'none' }
+// A TLS connection carries one peer certificate for its whole life once renegotiation is off,
+// so the (comparatively costly) parse happens once per connection, not once per request.
+const byConnection = new WeakMap<object, PeerState>()
+
+/**
+ * The peer certificate of a connection, accepted only if the TLS stack authorized it
+ * (`socket.authorized`, i.e. it chains to the server's `ca`). A certificate that was sent but not
+ * authorized (untrusted CA, expired, not yet valid) is a rejection, never silently ignored.
+ *
+ * Side effect: TLS renegotiation is disabled on the socket so the cached identity cannot change.
+ */
+export function readPeerCertificate(connection: object | null | undefined): PeerState {
+  const socket = connection as PeerSocket | null | undefined
+  if (!socket || socket.encrypted !== true || typeof socket.getPeerX509Certificate !== 'function') return NONE
+  const cached = byConnection.get(socket)
+  if (cached) return cached
+  let state: PeerState
+  const cert = socket.getPeerX509Certificate()
+  if (!cert) {
+    state = NONE
+  } else if (socket.authorized !== true) {
+    const reason = socket.authorizationError
+    state = { kind: 'rejected', reason: describeAuthorizationError(reason), cause: reason }
+  } else {
+    try {
+      state = { kind: 'authorized', peer: describeCertificate(cert) }
+    } catch (error) {
+      state = { kind: 'rejected', reason: (error as AuthError).message }
+    }
+  }
+  socket.disableRenegotiation?.()
+  byConnection.set(socket, state)
+  return state
+}
+
+function describeAuthorizationError(reason: unknown): string {
+  const code = typeof reason === 'string' ? reason : (reason as { code?: string } | null)?.code ?? String(reason ?? '')
+  switch (code) {
+    case 'CERT_HAS_EXPIRED':
+      return 'client certificate has expired'
+    case 'CERT_NOT_YET_VALID':
+      return 'client certificate is not yet valid'
+    case 'CERT_REVOKED':
+      return 'client certificate is revoked'
+    default:
+      return 'client certificate is not trusted'
+  }
+}

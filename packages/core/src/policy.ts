@@ -1,0 +1,127 @@
+import { AuthError } from './errors.js'
+import type { ResolvedAllowance } from './options.js'
+import { scopeList } from './options.js'
+import type { AuthContext } from './principal.js'
+import { compileCallerPattern, type CallerPattern } from './spiffe.js'
+
+/**
+ * What a route requires. All given conditions must hold.
+ *
+ * @example requireAuth({ scopes: ['orders:read'], callers: ['spiffe://example.org/ns/web/*'], onBehalfOf: 'required' })
+ */
+export interface AuthRule {
+  /** Every one of these scopes is required (in the token, and within the caller's allowance). */
+  scopes?: string[]
+  /** At least one of these scopes is required. */
+  anyScopes?: string[]
+  /** Caller patterns allowed on this route (exact SPIFFE ID, SPIFFE prefix ending in `/*`, or client id). */
+  callers?: string[]
+  /** `required`: a user must be present; `forbidden`: service-only calls; `optional` (default). */
+  onBehalfOf?: 'required' | 'forbidden' | 'optional'
+}
+
+const COMPILED = Symbol('callsign.compiledRule')
+
+/** A validated, frozen rule. Create it once (at route definition), use it per request. */
+export interface CompiledRule {
+  readonly [COMPILED]: true
+  readonly scopes: readonly string[]
+  readonly anyScopes: readonly string[] | undefined
+  readonly callers: readonly CallerPattern[] | undefined
+  readonly onBehalfOf: 'required' | 'forbidden' | 'optional'
+}
+
+const RULE_KEYS = ['scopes', 'anyScopes', 'callers', 'onBehalfOf']
+
+/** Validate a rule; throws `TypeError` naming the field. Idempotent on compiled rules. */
+export function compileRule(rule: AuthRule | CompiledRule = {}): CompiledRule {
+  if (typeof rule !== 'object' || rule === null || Array.isArray(rule)) throw new TypeError('Callsign: requireAuth(rule): "rule" must be an object')
+  if ((rule as CompiledRule)[COMPILED]) return rule as CompiledRule
+  const input = rule as AuthRule
+  for (const key of Object.keys(input)) {
+    if (!RULE_KEYS.includes(key)) throw new TypeError(`Callsign: requireAuth(rule): "rule.${key}" is not a known field (known: ${RULE_KEYS.join(', ')})`)
+  }
+  const scopes = input.scopes === undefined ? [] : scopeList(input.scopes, 'rule.scopes')
+  let anyScopes: string[] | undefined
+  if (input.anyScopes !== undefined) {
+    anyScopes = scopeList(input.anyScopes, 'rule.anyScopes')
+    if (anyScopes.length === 0) throw new TypeError('Callsign: "rule.anyScopes" must not be empty (omit it instead)')
+  }
+  let callers: CallerPattern[] | undefined
+  if (input.callers !== undefined) {
+    if (!Array.isArray(input.callers) || input.callers.length === 0) {
+      throw new TypeError('Callsign: "rule.callers" must be a non-empty array of caller patterns')
+    }
+    callers = input.callers.map((pattern, i) => compileCallerPattern(pattern, `rule.callers[${i}]`))
+  }
+  const onBehalfOf = input.onBehalfOf ?? 'optional'
+  if (!['required', 'forbidden', 'optional'].includes(onBehalfOf)) {
+    throw new TypeError(`Callsign: "rule.onBehalfOf" must be 'required', 'forbidden' or 'optional' (got ${JSON.stringify(onBehalfOf)})`)
+  }
+  return Object.freeze({
+    [COMPILED]: true as const,
+    scopes: Object.freeze([...scopes]),
+    anyScopes: anyScopes && Object.freeze([...anyScopes]),
+    callers: callers && Object.freeze(callers),
+    onBehalfOf,
+  })
+}
+
+/** The allowance entry that applies to a caller: the most specific matching pattern, `null` if none, `undefined` if no `callers` map is configured. */
+export function findAllowance(callerId: string, allowances: readonly ResolvedAllowance[] | undefined): ResolvedAllowance | null | undefined {
+  if (!allowances) return undefined
+  for (const allowance of allowances) if (allowance.pattern.matches(callerId)) return allowance
+  return null
+}
+
+/**
+ * Two-sided authorization. Passes only if, in this order:
+ * 1. the caller matches `rule.callers` (when given) and the `callers` allowance map (when configured);
+ * 2. every `rule.scopes` (and one of `rule.anyScopes`) is in the token's scopes — for an
+ *    on-behalf-of token, the user's delegated scopes;
+ * 3. those scopes are within the caller's allowance: a user's broad grant never lets a narrowly
+ *    allowed service do more;
+ * 4. `onBehalfOf` holds.
+ * Throws `AuthError` (403) naming the side that failed.
+ */
+export function authorize(auth: AuthContext, rule: CompiledRule, allowances: readonly ResolvedAllowance[] | undefined): void {
+  const callerId = auth.caller.id
+  if (rule.callers && !rule.callers.some((pattern) => pattern.matches(callerId))) {
+    throw new AuthError('caller_forbidden', 'the calling service is not allowed on this route', { side: 'caller' })
+  }
+  const allowance = findAllowance(callerId, allowances)
+  if (allowance === null) {
+    throw new AuthError('caller_forbidden', 'the calling service is not an allowed caller', { side: 'caller' })
+  }
+  const side = auth.user ? 'user' : 'caller'
+  const granted = auth.scopes
+  const missing = rule.scopes.filter((scope) => !granted.includes(scope))
+  if (missing.length > 0) {
+    throw new AuthError('insufficient_scope', auth.user ? 'the user has not granted a required scope' : 'the token lacks a required scope', {
+      side,
+      scope: rule.scopes.concat(rule.anyScopes ?? []),
+    })
+  }
+  if (rule.anyScopes && !rule.anyScopes.some((scope) => granted.includes(scope))) {
+    throw new AuthError('insufficient_scope', auth.user ? 'the user has not granted any of the accepted scopes' : 'the token has none of the accepted scopes', {
+      side,
+      scope: rule.anyScopes,
+    })
+  }
+  if (allowance) {
+    const beyond = rule.scopes.some((scope) => !allowance.scopes.has(scope))
+    const anyAllowed = !rule.anyScopes || rule.anyScopes.some((scope) => granted.includes(scope) && allowance.scopes.has(scope))
+    if (beyond || !anyAllowed) {
+      throw new AuthError('caller_scope_exceeded', "a required scope is beyond the calling service's allowance", {
+        side: 'caller',
+        scope: rule.scopes.concat(rule.anyScopes ?? []),
+      })
+    }
+  }
+  if (rule.onBehalfOf === 'required' && !auth.user) {
+    throw new AuthError('on_behalf_of_required', 'this route requires a call on behalf of a user', { side: 'user' })
+  }
+  if (rule.onBehalfOf === 'forbidden' && auth.user) {
+    throw new AuthError('on_behalf_of_forbidden', 'this route does not accept calls on behalf of a user', { side: 'caller' })
+  }
+}

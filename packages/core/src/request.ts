@@ -1,0 +1,50 @@
+import type { IncomingHttpHeaders } from 'node:http'
+import type { X509Certificate } from 'node:crypto'
+
+/**
+ * The TLS side of a connection, as much as Callsign needs: Node's `TLSSocket` satisfies it.
+ * `authorized` must come from the TLS stack (verified against the server's pinned `ca`).
+ */
+export interface PeerSocket {
+  encrypted?: boolean
+  authorized?: boolean
+  authorizationError?: Error | string | null
+  getPeerX509Certificate?: () => X509Certificate | undefined
+  disableRenegotiation?: () => void
+}
+
+/**
+ * All an adapter hands to core. Node's `IncomingMessage` (Express `req`, Fastify `request.raw`,
+ * Koa `ctx.req`, plain `http`) satisfies it as is.
+ */
+export interface AuthRequest {
+  method?: string | undefined
+  /** The request target as received (path and query). */
+  url?: string | undefined
+  /** Express keeps the unmodified target here inside mounted routers. */
+  originalUrl?: string | undefined
+  headers: IncomingHttpHeaders
+  /** Node >= 18.3: every header as an array, so duplicates are visible. Preferred over `rawHeaders`. */
+  headersDistinct?: Record<string, string[] | undefined>
+  rawHeaders?: string[]
+  /** The connection: a `TLSSocket` for HTTPS (read as a {@link PeerSocket}), anything else for plain HTTP. */
+  socket?: object | null | undefined
+  /** A parsed body, when a body parser ran before Callsign (used only to refuse `access_token` there). */
+  body?: unknown
+}
+
+/** Every value a header was sent with, duplicates included, in order. */
+export function headerValues(request: AuthRequest, name: string): string[] {
+  const distinct = request.headersDistinct?.[name]
+  if (distinct) return distinct
+  if (request.rawHeaders) {
+    const values: string[] = []
+    for (let i = 0; i + 1 < request.rawHeaders.length; i += 2) {
+      if (request.rawHeaders[i]!.toLowerCase() === name) values.push(request.rawHeaders[i + 1]!)
+    }
+    return values
+  }
+  const value = request.headers[name]
+  if (value === undefined) return []
+  return Array.isArray(value) ? value : [value]
+}

@@ -1,0 +1,74 @@
+/**
+ * Callsign for Fastify 5.
+ *
+ * @example
+ * import callsign, { requireAuth } from '@callsign/fastify'
+ * await app.register(callsign, { issuers: { issuer: 'https://auth.example.com', audience: 'orders' } })
+ * app.get('/orders', { preHandler: requireAuth({ scopes: ['orders:read'] }) }, async (request) => request.auth?.caller)
+ */
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify'
+import fp from 'fastify-plugin'
+import {
+  AuthError,
+  authorizeRequest,
+  compileRule,
+  createCallsign,
+  toHttpResponse,
+  type AuthContext,
+  type AuthRule,
+  type Callsign,
+  type CallsignOptions,
+} from '@callsign/core'
+
+export type { AuthContext, AuthRule, CallsignOptions } from '@callsign/core'
+export { AuthError } from '@callsign/core'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set by the callsign plugin: who is calling, for whom. `null` only when `credentials: 'optional'` and none were sent. */
+    auth: AuthContext | null
+  }
+  interface FastifyInstance {
+    /** The guard registered by the callsign plugin (for `ready()` in readiness probes). */
+    callsign: Callsign
+  }
+}
+
+function send(reply: FastifyReply, error: AuthError): FastifyReply {
+  const { status, headers, body } = toHttpResponse(error)
+  return reply.code(status).headers(headers).send(body)
+}
+
+const plugin: FastifyPluginAsync<CallsignOptions> = async (fastify, options) => {
+  // Fastify passes its own registration options along; keep only ours.
+  const { prefix: _prefix, logLevel: _logLevel, ...callsignOptions } = options as CallsignOptions & { prefix?: unknown; logLevel?: unknown }
+  const guard = createCallsign(callsignOptions)
+  fastify.decorate('callsign', guard)
+  fastify.decorateRequest('auth', null)
+  fastify.addHook('onRequest', async (request, reply) => {
+    try {
+      request.auth = (await guard.authenticate(request.raw)) ?? null
+    } catch (error) {
+      if (error instanceof AuthError) return send(reply, error)
+      throw error
+    }
+  })
+}
+
+/** Authenticates every request in the registering scope (`onRequest`) and decorates `request.auth`. */
+const callsign = fp(plugin, { fastify: '5.x', name: '@callsign/fastify' })
+export default callsign
+export { callsign }
+
+/** A `preHandler` that authorizes a route on both identities; answers 401/403 when the rule does not hold. */
+export function requireAuth(rule: AuthRule = {}): preHandlerAsyncHookHandler {
+  const compiled = compileRule(rule)
+  return async function callsignRequireAuth(request: FastifyRequest, reply: FastifyReply) {
+    try {
+      authorizeRequest(request.raw, compiled)
+    } catch (error) {
+      if (error instanceof AuthError) return send(reply, error)
+      throw error
+    }
+  }
+}

@@ -1,0 +1,81 @@
+/**
+ * Callsign for Koa 3.
+ *
+ * @example
+ * import { callsign, requireAuth } from '@callsign/koa'
+ * app.use(callsign({ issuers: { issuer: 'https://auth.example.com', audience: 'orders' } }))
+ * router.get('/orders', requireAuth({ scopes: ['orders:read'] }), (ctx) => { ctx.body = ctx.state.auth.caller })
+ */
+import type { Context, Middleware } from 'koa'
+import {
+  AuthError,
+  authorizeRequest,
+  compileRule,
+  createCallsign,
+  toHttpResponse,
+  type AuthContext,
+  type AuthRule,
+  type Callsign,
+  type CallsignOptions,
+} from '@callsign/core'
+
+export type { AuthContext, AuthRule, CallsignOptions } from '@callsign/core'
+export { AuthError } from '@callsign/core'
+
+/** The state Callsign adds: `ctx.state.auth`. */
+export interface CallsignState {
+  /** Who is calling, for whom. Absent only when `credentials: 'optional'` and none were sent. */
+  auth?: AuthContext
+}
+
+declare module 'koa' {
+  interface DefaultState {
+    auth?: AuthContext
+  }
+}
+
+/** The middleware, with the guard it wraps (for `ready()` in readiness probes). */
+export interface CallsignMiddleware extends Middleware<CallsignState> {
+  readonly guard: Callsign
+}
+
+function send(ctx: Context, error: AuthError): void {
+  const { status, headers, body } = toHttpResponse(error)
+  ctx.status = status
+  ctx.set(headers)
+  ctx.body = body
+}
+
+/**
+ * Authenticate every request: sets `ctx.state.auth`, or answers 400/401/503 with a
+ * `WWW-Authenticate` challenge and an `application/problem+json` body.
+ */
+export function callsign(options: CallsignOptions): CallsignMiddleware {
+  const guard = createCallsign(options)
+  const middleware: Middleware<CallsignState> = async (ctx, next) => {
+    let auth: AuthContext | undefined
+    try {
+      auth = await guard.authenticate(ctx.req)
+    } catch (error) {
+      if (error instanceof AuthError) return send(ctx, error)
+      throw error
+    }
+    if (auth) ctx.state.auth = auth
+    await next()
+  }
+  return Object.assign(middleware, { guard })
+}
+
+/** Authorize a route on both identities; answers 401/403 when the rule does not hold. */
+export function requireAuth(rule: AuthRule = {}): Middleware<CallsignState> {
+  const compiled = compileRule(rule)
+  return async (ctx, next) => {
+    try {
+      authorizeRequest(ctx.req, compiled)
+    } catch (error) {
+      if (error instanceof AuthError) return send(ctx, error)
+      throw error
+    }
+    await next()
+  }
+}

@@ -1,0 +1,353 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { CryptoKey, JWK } from 'jose';
+import { IssuerKeyRing, type TestIssuerAlgorithm } from './issuer-keys.js';
+import {
+  buildMetadata,
+  normalizePath,
+  oauthMetadataPath,
+  openidMetadataPath,
+  type DiscoveryMode,
+} from './issuer-metadata.js';
+import { applyOutage, padJson, type OutageMode } from './issuer-outage.js';
+import { signAccessToken, type SignOptions } from './sign-access-token.js';
+
+/**
+ * Options for {@link startTestIssuer}.
+ *
+ * @example
+ * ```ts
+ * const options: TestIssuerOptions = { path: '/tenant-a', discovery: 'both', algorithms: ['ES256', 'RS256'] };
+ * ```
+ */
+export interface TestIssuerOptions {
+  /** Which well-known metadata documents are served. Default `'oauth'`. */
+  discovery?: DiscoveryMode;
+  /**
+   * Issuer path, e.g. `'/tenant-a'` gives issuer `http://127.0.0.1:PORT/tenant-a`,
+   * RFC 8414 metadata at `/.well-known/oauth-authorization-server/tenant-a` and
+   * OpenID metadata at `/tenant-a/.well-known/openid-configuration`. Default `''`.
+   */
+  path?: string;
+  /** One signing key is created per algorithm; the first is the current key. Default `['ES256']`. */
+  algorithms?: TestIssuerAlgorithm[];
+  /** Overrides the `issuer` member of the metadata (to test a mismatch). Default: the issuer. */
+  metadataIssuer?: string;
+  /** JWKS path under the issuer path. Default `'/jwks.json'`. */
+  jwksPath?: string;
+  /**
+   * Extra or replacing metadata members, merged last (an `undefined` value
+   * removes a member), e.g. `{ jwks_uri: 'https://elsewhere.example/jwks' }`. Default: none.
+   */
+  metadata?: Record<string, unknown>;
+  /** `cache-control` header of the JWKS response; `null` omits it. Default `'max-age=300'`. */
+  jwksCacheControl?: string | null;
+  /** Minimum body size in bytes in the `'huge'` outage mode. Default 5 MiB. */
+  hugeBodyBytes?: number;
+}
+
+/**
+ * One request received by a {@link TestIssuer}.
+ *
+ * @example
+ * ```ts
+ * const first: RecordedRequest = issuer.requests[0]!; // { method: 'GET', path: '/jwks.json' }
+ * ```
+ */
+export interface RecordedRequest {
+  /** HTTP method. */
+  method: string;
+  /** URL path without the query string. */
+  path: string;
+}
+
+/**
+ * A running loopback authorization-server stand-in: serves metadata and a
+ * JWKS over plain HTTP on `127.0.0.1`, signs access tokens, rotates keys and
+ * simulates outages. Always {@link TestIssuer.close | close} it.
+ *
+ * @example
+ * ```ts
+ * const issuer = await startTestIssuer();
+ * try {
+ *   const token = await issuer.signAccessToken({ sub: 'spiffe://example.org/ns/web/sa/frontend' });
+ * } finally {
+ *   await issuer.close();
+ * }
+ * ```
+ */
+export interface TestIssuer {
+  /** Issuer identifier (`iss`), e.g. `http://127.0.0.1:41234/tenant-a`. */
+  readonly issuer: string;
+  /** Absolute URL of the JWKS. */
+  readonly jwksUri: string;
+  /** `http://127.0.0.1:PORT`. */
+  readonly origin: string;
+  /** `kid` of the current default signing key. */
+  readonly currentKid: string;
+  /**
+   * Signs an access token. Defaults: `iss` (the issuer), `iat` (now), `exp`
+   * (`iat` + 300), `jti` (random UUID), header `typ: 'at+jwt'`; `claims` override them.
+   *
+   * @param claims - Claims merged over the defaults. Default `{}`.
+   * @param options - See {@link SignOptions}.
+   * @returns The compact JWS.
+   * @example
+   * ```ts
+   * const token = await issuer.signAccessToken({ sub: 'alice', scope: 'read' }, { audience: 'https://api.example' });
+   * ```
+   */
+  signAccessToken(claims?: Record<string, unknown>, options?: SignOptions): Promise<string>;
+  /**
+   * Creates a new signing key and makes it the current default.
+   *
+   * @param options - `alg`: algorithm of the new key (default: the current
+   *   key's); `keepPrevious` (default `true`): when `false`, the previous
+   *   current key and all other keys of `alg` are removed from the JWKS.
+   * @returns The new key's `kid`.
+   * @example
+   * ```ts
+   * const kid = await issuer.rotateKeys({ keepPrevious: false });
+   * ```
+   */
+  rotateKeys(options?: { alg?: TestIssuerAlgorithm; keepPrevious?: boolean }): Promise<string>;
+  /**
+   * Switches the simulated outage mode; applies to every later request.
+   *
+   * @param mode - See {@link OutageMode}; `'none'` restores normal operation.
+   * @example
+   * ```ts
+   * issuer.setOutage('hang');
+   * ```
+   */
+  setOutage(mode: OutageMode): void;
+  /**
+   * Delays every response (including outage responses) by `ms` milliseconds.
+   *
+   * @param ms - Delay; default state is `0`.
+   * @example
+   * ```ts
+   * issuer.setLatency(200); // e.g. to test that concurrent JWKS fetches are coalesced
+   * ```
+   */
+  setLatency(ms: number): void;
+  /** Every request received, in order (live array). */
+  readonly requests: RecordedRequest[];
+  /**
+   * Counts received requests.
+   *
+   * @param pathSuffix - Only count requests whose path ends with this. Default: count all.
+   * @returns The count.
+   * @example
+   * ```ts
+   * expect(issuer.requestCount('/jwks.json')).toBe(1);
+   * ```
+   */
+  requestCount(pathSuffix?: string): number;
+  /**
+   * Forgets the recorded requests.
+   *
+   * @example
+   * ```ts
+   * issuer.clearRequests();
+   * ```
+   */
+  clearRequests(): void;
+  /**
+   * The JWK Set served at {@link TestIssuer.jwksUri}: public keys with `kid`, `alg` and `use: 'sig'`.
+   *
+   * @returns A copy of the set.
+   * @example
+   * ```ts
+   * const jwks = createLocalJWKSet(issuer.publicJwks());
+   * ```
+   */
+  publicJwks(): { keys: JWK[] };
+  /**
+   * A private signing key, usable with jose's `SignJWT` to mint custom tokens.
+   *
+   * @param kid - Key ID. Default: the current key.
+   * @returns The private `CryptoKey`.
+   * @example
+   * ```ts
+   * const jwt = await new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: issuer.currentKid, typ: 'JWT' }).sign(issuer.privateKey());
+   * ```
+   */
+  privateKey(kid?: string): CryptoKey;
+  /**
+   * A public verification key.
+   *
+   * @param kid - Key ID. Default: the current key.
+   * @returns The public `CryptoKey`.
+   * @example
+   * ```ts
+   * await jwtVerify(token, issuer.publicKey());
+   * ```
+   */
+  publicKey(kid?: string): CryptoKey;
+  /**
+   * Stops the server, destroying open (keep-alive or hanging) connections. Idempotent.
+   *
+   * @returns Resolves once the server is closed.
+   * @example
+   * ```ts
+   * afterEach(() => issuer.close());
+   * ```
+   */
+  close(): Promise<void>;
+}
+
+const DEFAULT_HUGE_BYTES = 5 * 1024 * 1024;
+
+/**
+ * Starts a loopback authorization-server stand-in on `127.0.0.1` (random port)
+ * that serves RFC 8414 / OpenID metadata and a JWKS, and signs access tokens.
+ * Unknown paths get 404; methods other than GET/HEAD on known paths get 405.
+ *
+ * @param options - See {@link TestIssuerOptions}; defaults: discovery `'oauth'`,
+ *   path `''`, algorithms `['ES256']`, jwksPath `'/jwks.json'`.
+ * @returns The running issuer; call `close()` when done.
+ * @example
+ * ```ts
+ * import { startTestIssuer } from '@callsign/testing';
+ * import { createRemoteJWKSet, jwtVerify } from 'jose';
+ *
+ * const issuer = await startTestIssuer({ path: '/tenant-a' });
+ * const token = await issuer.signAccessToken({ sub: 'spiffe://example.org/ns/web/sa/frontend' }, { audience: 'api' });
+ * await jwtVerify(token, createRemoteJWKSet(new URL(issuer.jwksUri)), { issuer: issuer.issuer, audience: 'api' });
+ * await issuer.close();
+ * ```
+ */
+export async function startTestIssuer(options: TestIssuerOptions = {}): Promise<TestIssuer> {
+  const discovery = options.discovery ?? 'oauth';
+  if (!['oauth', 'openid', 'both', 'none'].includes(discovery)) {
+    throw new TypeError(`startTestIssuer: unknown discovery mode "${String(discovery)}"`);
+  }
+  const issuerPath = normalizePath(options.path);
+  const jwksPath = issuerPath + (normalizePath(options.jwksPath ?? '/jwks.json') || '/jwks.json');
+  const hugeBytes = options.hugeBodyBytes ?? DEFAULT_HUGE_BYTES;
+  const cacheControl = options.jwksCacheControl === undefined ? 'max-age=300' : options.jwksCacheControl;
+  const keys = await IssuerKeyRing.create(options.algorithms ?? ['ES256']);
+
+  const requests: RecordedRequest[] = [];
+  let outage: OutageMode = 'none';
+  let latencyMs = 0;
+  let origin = '';
+  let issuer = '';
+  let jwksUri = '';
+
+  const metadata = (openid: boolean): Record<string, unknown> =>
+    buildMetadata({
+      issuer,
+      jwksUri,
+      algorithms: keys.algorithms(),
+      openid,
+      overrides: {
+        ...(options.metadataIssuer !== undefined ? { issuer: options.metadataIssuer } : {}),
+        ...options.metadata,
+      },
+    });
+
+  const route = (path: string): { document: Record<string, unknown>; headers: Record<string, string> } | undefined => {
+    if (path === jwksPath) {
+      return {
+        document: keys.publicJwks(),
+        headers: cacheControl === null ? {} : { 'cache-control': cacheControl },
+      };
+    }
+    if ((discovery === 'oauth' || discovery === 'both') && path === oauthMetadataPath(issuerPath)) {
+      return { document: metadata(false), headers: {} };
+    }
+    if ((discovery === 'openid' || discovery === 'both') && path === openidMetadataPath(issuerPath)) {
+      return { document: metadata(true), headers: {} };
+    }
+    return undefined;
+  };
+
+  const respond = (req: IncomingMessage, res: ServerResponse, path: string): void => {
+    const mode = outage;
+    if (applyOutage(mode, req, res)) return;
+    const found = route(path);
+    if (mode === 'huge') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(padJson(found?.document ?? {}, hugeBytes));
+      return;
+    }
+    if (!found) {
+      res.writeHead(404, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: 'not_found' }));
+      return;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { 'content-type': 'application/json', allow: 'GET, HEAD' });
+      res.end(JSON.stringify({ error: 'method_not_allowed' }));
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/json', ...found.headers });
+    res.end(JSON.stringify(found.document));
+  };
+
+  const server = createServer((req, res) => {
+    const path = new URL(req.url ?? '/', 'http://127.0.0.1').pathname;
+    requests.push({ method: req.method ?? 'GET', path });
+    req.resume();
+    if (latencyMs > 0) {
+      const timer = setTimeout(() => respond(req, res, path), latencyMs);
+      res.on('close', () => clearTimeout(timer));
+    } else {
+      respond(req, res, path);
+    }
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+  origin = `http://127.0.0.1:${port}`;
+  issuer = origin + issuerPath;
+  jwksUri = origin + jwksPath;
+
+  let closing: Promise<void> | undefined;
+
+  return {
+    issuer,
+    jwksUri,
+    origin,
+    get currentKid() {
+      return keys.currentKid;
+    },
+    requests,
+    signAccessToken: async (claims = {}, signOptions = {}) =>
+      signAccessToken(keys.select({ kid: signOptions.kid, alg: signOptions.alg }), issuer, claims, signOptions),
+    rotateKeys: async (rotateOptions = {}) =>
+      keys.rotate(rotateOptions.alg ?? keys.select().alg, rotateOptions.keepPrevious ?? true),
+    setOutage: (mode) => {
+      if (!['none', 'down', 'reset', 'hang', 'garbage', 'huge'].includes(mode)) {
+        throw new TypeError(`test issuer: unknown outage mode "${String(mode)}"`);
+      }
+      outage = mode;
+    },
+    setLatency: (ms) => {
+      latencyMs = Math.max(0, ms);
+    },
+    requestCount: (pathSuffix) =>
+      pathSuffix === undefined ? requests.length : requests.filter((r) => r.path.endsWith(pathSuffix)).length,
+    clearRequests: () => {
+      requests.length = 0;
+    },
+    publicJwks: () => keys.publicJwks(),
+    privateKey: (kid) => keys.select({ kid }).privateKey,
+    publicKey: (kid) => keys.select({ kid }).publicKey,
+    close: () => {
+      closing ??= new Promise<void>((resolve, reject) => {
+        server.close((error) => (error ? reject(error) : resolve()));
+        server.closeAllConnections();
+      });
+      return closing;
+    },
+  };
+}

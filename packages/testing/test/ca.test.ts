@@ -1,0 +1,119 @@
+import { createHash, X509Certificate } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { createTestCa } from '../src/index.js';
+
+const SPIFFE_ID = 'spiffe://example.org/ns/web/sa/frontend';
+
+describe('createTestCa', () => {
+  it('creates a self-signed ECDSA P-256 root CA', async () => {
+    const ca = await createTestCa({ commonName: 'Unit Test CA' });
+    const cert = new X509Certificate(ca.certPem);
+    expect(ca.name).toBe('Unit Test CA');
+    expect(cert.ca).toBe(true);
+    expect(cert.subject).toBe('CN=Unit Test CA');
+    expect(cert.issuer).toBe(cert.subject);
+    expect(cert.publicKey.asymmetricKeyType).toBe('ec');
+    expect(cert.publicKey.asymmetricKeyDetails?.namedCurve).toBe('prime256v1');
+    expect(cert.verify(cert.publicKey)).toBe(true);
+    expect(new Date(cert.validTo).getTime()).toBeGreaterThan(Date.now() + 9 * 365 * 24 * 3600 * 1000);
+    expect(ca.keyPem).toMatch(/^-----BEGIN PRIVATE KEY-----\n/);
+    expect(cert.checkPrivateKey((await import('node:crypto')).createPrivateKey(ca.keyPem))).toBe(true);
+  });
+
+  it('uses random serial numbers and names by default', async () => {
+    const [a, b] = await Promise.all([createTestCa(), createTestCa()]);
+    expect(a.name).not.toBe(b.name);
+    expect(new X509Certificate(a.certPem).serialNumber).not.toBe(new X509Certificate(b.certPem).serialNumber);
+  });
+});
+
+describe('TestCa.issueCertificate', () => {
+  it('issues a client SVID with the SPIFFE ID as URI SAN and an RFC 8705 thumbprint', async () => {
+    const ca = await createTestCa();
+    const svid = await ca.issueCertificate({ spiffeId: SPIFFE_ID });
+    const cert = new X509Certificate(svid.certPem);
+
+    expect(cert.subjectAltName).toBe(`URI:${SPIFFE_ID}`);
+    expect(cert.subject).toBe(`CN=${SPIFFE_ID}`);
+    expect(cert.ca).toBe(false);
+    expect(cert.checkIssued(new X509Certificate(ca.certPem))).toBe(true);
+    expect(cert.verify(new X509Certificate(ca.certPem).publicKey)).toBe(true);
+    expect(cert.keyUsage).toEqual(['1.3.6.1.5.5.7.3.2']);
+    expect(svid.spiffeId).toBe(SPIFFE_ID);
+    expect(svid.serialNumber.toUpperCase()).toBe(cert.serialNumber.toUpperCase());
+    expect(svid.x5tS256).toBe(createHash('sha256').update(cert.raw).digest('base64url'));
+    expect(svid.x5tS256).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(svid.chainPem).toBe(svid.certPem + ca.certPem);
+    expect(svid.keyPem).toMatch(/^-----BEGIN PRIVATE KEY-----\n/);
+    const { createPrivateKey } = await import('node:crypto');
+    expect(cert.checkPrivateKey(createPrivateKey(svid.keyPem))).toBe(true);
+  });
+
+  it('defaults to CN=workload, no SAN and a valid window around now', async () => {
+    const ca = await createTestCa();
+    const issued = await ca.issueCertificate();
+    const cert = new X509Certificate(issued.certPem);
+    expect(cert.subject).toBe('CN=workload');
+    expect(cert.subjectAltName).toBeUndefined();
+    expect(issued.spiffeId).toBeUndefined();
+    const now = Date.now();
+    expect(new Date(cert.validFrom).getTime()).toBeLessThanOrEqual(now - 59 * 60 * 1000);
+    expect(new Date(cert.validTo).getTime()).toBeGreaterThan(now + 23 * 3600 * 1000);
+  });
+
+  it('writes extra URI, DNS and IP SANs verbatim', async () => {
+    const ca = await createTestCa();
+    const issued = await ca.issueCertificate({
+      spiffeId: SPIFFE_ID,
+      uris: ['spiffe://example.org/ns/web/sa/other', 'spiffe://EXAMPLE.org/../x'],
+      dnsNames: ['web.internal'],
+      ipAddresses: ['10.0.0.1'],
+      commonName: 'custom',
+      usage: 'both',
+    });
+    const cert = new X509Certificate(issued.certPem);
+    expect(cert.subject).toBe('CN=custom');
+    expect(cert.subjectAltName).toBe(
+      `URI:${SPIFFE_ID}, URI:spiffe://example.org/ns/web/sa/other, URI:spiffe://EXAMPLE.org/../x, DNS:web.internal, IP Address:10.0.0.1`,
+    );
+    expect(cert.keyUsage?.sort()).toEqual(['1.3.6.1.5.5.7.3.1', '1.3.6.1.5.5.7.3.2']);
+  });
+
+  it('supports expired, not-yet-valid and explicit validity windows', async () => {
+    const ca = await createTestCa();
+    const day = 24 * 3600 * 1000;
+    const expired = new X509Certificate((await ca.issueCertificate({ validity: 'expired' })).certPem);
+    expect(new Date(expired.validTo).getTime()).toBeLessThan(Date.now() - day + 60_000);
+    const future = new X509Certificate((await ca.issueCertificate({ validity: 'not-yet-valid' })).certPem);
+    expect(new Date(future.validFrom).getTime()).toBeGreaterThan(Date.now() + day - 60_000);
+    const notBefore = new Date('2030-01-01T00:00:00Z');
+    const notAfter = new Date('2030-01-02T00:00:00Z');
+    const explicit = new X509Certificate((await ca.issueCertificate({ notBefore, notAfter })).certPem);
+    expect(new Date(explicit.validFrom).toISOString()).toBe(notBefore.toISOString());
+    expect(new Date(explicit.validTo).toISOString()).toBe(notAfter.toISOString());
+  });
+});
+
+describe('TestCa.issueServerCertificate', () => {
+  it('defaults to localhost and loopback SANs with serverAuth', async () => {
+    const ca = await createTestCa();
+    const cert = new X509Certificate((await ca.issueServerCertificate()).certPem);
+    expect(cert.subject).toBe('CN=localhost');
+    expect(cert.subjectAltName).toBe('DNS:localhost, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1');
+    expect(cert.keyUsage).toEqual(['1.3.6.1.5.5.7.3.1']);
+    expect(cert.checkHost('localhost')).toBe('localhost');
+    expect(cert.checkIP('127.0.0.1')).toBe('127.0.0.1');
+  });
+
+  it('lets options replace the defaults', async () => {
+    const ca = await createTestCa();
+    const issued = await ca.issueServerCertificate({
+      spiffeId: 'spiffe://example.org/ns/api/sa/backend',
+      dnsNames: ['api.internal'],
+      ipAddresses: [],
+    });
+    const cert = new X509Certificate(issued.certPem);
+    expect(cert.subjectAltName).toBe('URI:spiffe://example.org/ns/api/sa/backend, DNS:api.internal');
+    expect(cert.subject).toBe('CN=spiffe://example.org/ns/api/sa/backend');
+  });
+});
