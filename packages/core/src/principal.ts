@@ -47,18 +47,15 @@ export function toAuthContext(token: VerifiedToken, peer: PeerCertificate | unde
   else if (tokenCaller !== undefined) caller = { id: tokenCaller, source: 'token' }
   else throw invalidToken('token names no calling client')
   const onBehalf = claims.act !== undefined || (claims.client_id !== undefined && claims.client_id !== claims.sub)
-  const auth: AuthContext = {
+  if (onBehalf && claims.sub === undefined) throw invalidToken('on-behalf-of token names no subject')
+  return {
     caller,
+    ...(onBehalf ? { user: { sub: claims.sub! } } : {}),
     scopes: token.scopes,
     actors: token.actors,
     binding,
+    ...(peer ? { peer } : {}),
     issuer: token.issuer.issuer,
     claims,
   }
-  if (onBehalf) {
-    if (claims.sub === undefined) throw invalidToken('on-behalf-of token names no subject')
-    auth.user = { sub: claims.sub }
-  }
-  if (peer) auth.peer = peer
-  return auth
 }

@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { CryptoKey, JWK } from 'jose';
 import { IssuerKeyRing, type TestIssuerAlgorithm } from './issuer-keys.js';
@@ -44,6 +45,11 @@ export interface TestIssuerOptions {
   jwksCacheControl?: string | null;
   /** Minimum body size in bytes in the `'huge'` outage mode. Default 5 MiB. */
   hugeBodyBytes?: number;
+  /**
+   * Serve over HTTPS with this certificate (e.g. `await ca.issueServerCertificate()`), to test
+   * issuers behind a private CA (`NODE_EXTRA_CA_CERTS`, an injected `fetch`). Default: plain HTTP.
+   */
+  tls?: { certPem: string; keyPem: string };
 }
 
 /**
@@ -287,7 +293,7 @@ export async function startTestIssuer(options: TestIssuerOptions = {}): Promise<
     res.end(JSON.stringify(found.document));
   };
 
-  const server = createServer((req, res) => {
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
     const path = new URL(req.url ?? '/', 'http://127.0.0.1').pathname;
     requests.push({ method: req.method ?? 'GET', path });
     req.resume();
@@ -297,7 +303,10 @@ export async function startTestIssuer(options: TestIssuerOptions = {}): Promise<
     } else {
       respond(req, res, path);
     }
-  });
+  };
+  const server = options.tls
+    ? createHttpsServer({ cert: options.tls.certPem, key: options.tls.keyPem }, handler)
+    : createServer(handler);
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -307,7 +316,7 @@ export async function startTestIssuer(options: TestIssuerOptions = {}): Promise<
     });
   });
   const { port } = server.address() as AddressInfo;
-  origin = `http://127.0.0.1:${port}`;
+  origin = `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   issuer = origin + issuerPath;
   jwksUri = origin + jwksPath;
 
