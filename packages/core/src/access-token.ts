@@ -113,7 +113,8 @@ export async function verifyAccessToken(token: string, config: ResolvedConfig, k
 }
 
 function describeJoseError(error: unknown): string {
-  if (error instanceof errors.JWTExpired) return 'token expired'
+  // jose reports an `iat` older than `maxTokenAge` as JWTExpired with claim 'iat'.
+  if (error instanceof errors.JWTExpired) return error.claim === 'iat' ? 'token too old' : 'token expired'
   if (error instanceof errors.JWSSignatureVerificationFailed) return 'signature verification failed'
   if (error instanceof errors.JWTClaimValidationFailed) {
     switch (error.claim) {
@@ -124,7 +125,8 @@ function describeJoseError(error: unknown): string {
       case 'nbf':
         return 'token not yet valid'
       case 'iat':
-        return error.reason === 'check_failed' ? 'token too old' : 'malformed iat claim'
+        // With `maxTokenAge`, jose refuses an `iat` in the future as JWTClaimValidationFailed('iat', 'check_failed').
+        return error.reason === 'check_failed' ? 'token issued in the future' : 'malformed iat claim'
       case 'exp':
         return 'token has no valid expiry'
       default:

@@ -28,6 +28,12 @@ export type AuthErrorCode =
   | 'on_behalf_of_forbidden'
   /** The issuer's keys cannot be fetched and nothing usable is cached: 503 with `Retry-After`. */
   | 'keys_unavailable'
+  /** A DPoP proof is missing, malformed, or fails an RFC 9449 §4.3 check: 401 `DPoP error="invalid_dpop_proof"`. */
+  | 'invalid_dpop_proof'
+  /** The proof lacks a current server nonce (RFC 9449 §8): 401 `DPoP error="use_dpop_nonce"` with a `DPoP-Nonce`. */
+  | 'use_dpop_nonce'
+  /** The DPoP replay store cannot answer; the proof is not accepted unchecked: 503 with `Retry-After`. */
+  | 'replay_store_unavailable'
 
 /** Which identity a 403 is about: the calling service, or the user it acts for. */
 export type AuthSide = 'caller' | 'user'
@@ -55,6 +61,9 @@ const STATUS: Record<AuthErrorCode, number> = {
   on_behalf_of_required: 403,
   on_behalf_of_forbidden: 403,
   keys_unavailable: 503,
+  invalid_dpop_proof: 401,
+  use_dpop_nonce: 401,
+  replay_store_unavailable: 503,
 }
 
 /**

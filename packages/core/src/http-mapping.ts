@@ -31,6 +31,9 @@ const TITLES: Record<AuthErrorCode, string> = {
   on_behalf_of_required: 'A user is required',
   on_behalf_of_forbidden: 'Calls on behalf of a user are not allowed',
   keys_unavailable: 'Issuer keys unavailable',
+  invalid_dpop_proof: 'Invalid DPoP proof',
+  use_dpop_nonce: 'DPoP nonce required',
+  replay_store_unavailable: 'Replay protection unavailable',
 }
 
 /** The RFC 6750 §3.1 error code carried in the challenge, if any. */
@@ -46,6 +49,9 @@ const CHALLENGE_ERROR: Record<AuthErrorCode, string | undefined> = {
   on_behalf_of_required: 'insufficient_scope',
   on_behalf_of_forbidden: 'insufficient_scope',
   keys_unavailable: undefined,
+  invalid_dpop_proof: 'invalid_dpop_proof',
+  use_dpop_nonce: 'use_dpop_nonce',
+  replay_store_unavailable: undefined,
 }
 
 /** Problem `type` URI for a code: `urn:callsign:problem:<code>`. */

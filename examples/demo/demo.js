@@ -1,0 +1,204 @@
+// Callsign demo: everything on 127.0.0.1, nothing to set up.
+//
+// A throwaway CA issues SPIFFE workload certificates, a local issuer (RFC 8414 discovery + JWKS)
+// signs RFC 9068 access tokens, and an Express service protected by Callsign listens over real
+// mTLS. The demo then makes real HTTPS calls with client certificates and prints what Callsign
+// decided. Exit code 1 if any decision differs from the expected one, so it doubles as a smoke test.
+//
+// Run: pnpm demo   (or, once the packages are built: node examples/demo/demo.js)
+import https from 'node:https'
+import express from 'express'
+import { callsign, requireAuth } from '@callsign/express'
+import { createTestCa, startTestIssuer } from '@callsign/testing'
+
+const AUDIENCE = 'https://orders.example'
+const FRONTEND = 'spiffe://example.org/ns/web/sa/frontend'
+const REPORT = 'spiffe://example.org/ns/batch/sa/report'
+const SHORT = { [FRONTEND]: 'frontend', [REPORT]: 'report' }
+
+// ---- 1. Identities: a CA, two workloads, one impostor from a CA nobody trusts ------------------
+const ca = await createTestCa({ commonName: 'Callsign Demo CA' })
+const serverCert = await ca.issueServerCertificate()
+const frontend = await ca.issueCertificate({ spiffeId: FRONTEND })
+const report = await ca.issueCertificate({ spiffeId: REPORT })
+const rogueCa = await createTestCa({ commonName: 'Rogue CA' })
+const impostor = await rogueCa.issueCertificate({ spiffeId: FRONTEND })
+
+// ---- 2. A token issuer: RFC 8414 metadata + JWKS on loopback ------------------------------------
+const issuer = await startTestIssuer({ discovery: 'oauth' })
+
+// ---- 3. The protected service --------------------------------------------------------------------
+const guard = callsign({
+  issuers: { issuer: issuer.issuer, audience: AUDIENCE }, // jwks_uri found by RFC 8414 discovery
+  mtls: { mode: 'required', trustDomains: ['example.org'] },
+  // What each service may ever do, whatever its token says.
+  callers: {
+    [FRONTEND]: ['orders:read', 'orders:write'],
+    'spiffe://example.org/ns/batch/*': ['orders:read'],
+  },
+  prefetch: true,
+})
+
+const app = express()
+app.use(guard)
+const who = (auth) => ({ caller: auth.caller.id, user: auth.user?.sub ?? null, binding: auth.binding })
+app.get('/orders', requireAuth({ scopes: ['orders:read'] }), (req, res) => {
+  res.json({ orders: [{ id: 1, item: 'coffee' }], ...who(req.auth) })
+})
+app.post('/orders', requireAuth({ scopes: ['orders:write'], onBehalfOf: 'required' }), express.json(), (req, res) => {
+  res.status(201).json({ id: 2, item: req.body?.item ?? null, ...who(req.auth) })
+})
+app.get(
+  '/reports/daily',
+  requireAuth({ scopes: ['orders:read'], callers: ['spiffe://example.org/ns/batch/*'], onBehalfOf: 'forbidden' }),
+  (req, res) => res.json({ total: 1, ...who(req.auth) }),
+)
+
+const server = https.createServer(
+  {
+    cert: serverCert.certPem,
+    key: serverCert.keyPem,
+    ca: [ca.certPem], // pinned: only this CA's client certificates are "authorized"
+    requestCert: true,
+    rejectUnauthorized: false, // let Callsign answer a bad certificate with a precise 401
+  },
+  app,
+)
+await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+const { port } = server.address()
+await guard.guard.ready() // keys discovered and cached before the first call
+
+// ---- 4. Tokens -----------------------------------------------------------------------------------
+const sign = (claims, options = {}) => issuer.signAccessToken(claims, { audience: AUDIENCE, ...options })
+const boundTo = (cert) => ({ cnf: { 'x5t#S256': cert.x5tS256 } }) // RFC 8705 certificate-bound token
+// Token exchange (RFC 8693): alice's token, delegated to the frontend (act), bound to its certificate.
+const aliceViaFrontend = (scope) => sign({ sub: 'alice', act: { sub: FRONTEND }, scope, ...boundTo(frontend) })
+const aliceReadWrite = await aliceViaFrontend('orders:read orders:write')
+const aliceReadOnly = await aliceViaFrontend('orders:read')
+// Alice's token delegated to the report service: the user has granted write, the service may not.
+const aliceViaReport = await sign({ sub: 'alice', act: { sub: REPORT }, scope: 'orders:read orders:write', ...boundTo(report) })
+// Service tokens (client credentials): the service acts for itself.
+const reportService = await sign({ sub: REPORT, client_id: REPORT, scope: 'orders:read', ...boundTo(report) })
+const reportNoScope = await sign({ sub: REPORT, client_id: REPORT, ...boundTo(report) })
+// Forged: the payload of a read-only token edited to add orders:write, the signature kept.
+const [header, payload, signature] = aliceReadOnly.split('.')
+const claims = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8'))
+claims.scope = 'orders:read orders:write'
+const forged = [header, Buffer.from(JSON.stringify(claims)).toString('base64url'), signature].join('.')
+const expired = await sign({ sub: 'alice', act: { sub: FRONTEND }, scope: 'orders:read' }, { expiresInSeconds: -120 })
+const otherAudience = await sign({ sub: 'alice', act: { sub: FRONTEND }, scope: 'orders:read' }, { audience: 'https://billing.example' })
+
+// ---- 5. The calls --------------------------------------------------------------------------------
+const calls = [
+  { what: 'frontend for alice: GET /orders', cert: frontend, token: aliceReadWrite, path: '/orders', expect: [200] },
+  { what: 'frontend for alice: POST /orders', cert: frontend, token: aliceReadWrite, method: 'POST', path: '/orders', expect: [201] },
+  { what: 'report, own token: GET /reports/daily (batch only)', cert: report, token: reportService, path: '/reports/daily', expect: [200] },
+  { what: 'report for alice: POST /orders (beyond allowance)', cert: report, token: aliceViaReport, method: 'POST', path: '/orders', expect: [403, 'caller_scope_exceeded'] },
+  { what: 'frontend for alice: GET /reports/daily', cert: frontend, token: aliceReadWrite, path: '/reports/daily', expect: [403, 'caller_forbidden'] },
+  { what: 'report, own token without scope: GET /orders', cert: report, token: reportNoScope, path: '/orders', expect: [403, 'insufficient_scope'] },
+  { what: 'frontend for alice (read only): POST /orders', cert: frontend, token: aliceReadOnly, method: 'POST', path: '/orders', expect: [403, 'insufficient_scope'] },
+  { what: 'no client certificate', cert: undefined, token: aliceReadWrite, path: '/orders', expect: [401, 'mtls_required'] },
+  { what: 'certificate from an untrusted CA (claims frontend)', cert: impostor, token: aliceReadWrite, path: '/orders', expect: [401, 'peer_unauthorized'] },
+  { what: 'bad token: scope edited, signature kept', cert: frontend, token: forged, method: 'POST', path: '/orders', expect: [401, 'invalid_token'] },
+  { what: 'expired token', cert: frontend, token: expired, path: '/orders', expect: [401, 'invalid_token'] },
+  { what: 'token for another audience', cert: frontend, token: otherAudience, path: '/orders', expect: [401, 'invalid_token'] },
+  { what: "report replays frontend's token (stolen)", cert: report, token: aliceReadWrite, path: '/orders', expect: [401, 'invalid_token'] },
+]
+
+/** One HTTPS request on a fresh connection (a connection carries one client certificate). */
+function request({ cert, token, method = 'GET', path }) {
+  const body = method === 'POST' ? JSON.stringify({ item: 'tea' }) : undefined
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      {
+        host: '127.0.0.1',
+        port,
+        method,
+        path,
+        agent: false,
+        ca: [ca.certPem],
+        ...(cert ? { cert: cert.certPem, key: cert.keyPem } : {}),
+        headers: {
+          ...(token ? { authorization: `Bearer ${token}` } : {}),
+          ...(body ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {}),
+        },
+      },
+      (res) => {
+        let text = ''
+        res.setEncoding('utf8')
+        res.on('data', (chunk) => (text += chunk))
+        res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, text }))
+        res.on('error', reject)
+      },
+    )
+    req.on('error', reject)
+    req.end(body)
+  })
+}
+
+const challengeError = (header) => /error="([^"]*)"/.exec(header ?? '')?.[1]
+const short = (id) => SHORT[id] ?? id
+
+const rows = []
+let unexpected = 0
+try {
+  for (const [index, call] of calls.entries()) {
+    const { status, headers, text } = await request(call)
+    let body
+    try {
+      body = JSON.parse(text)
+    } catch {
+      body = {}
+    }
+    const allowed = status < 400
+    const code = allowed ? undefined : body.code ?? challengeError(headers['www-authenticate'])
+    let reason
+    if (allowed) {
+      reason = `caller ${short(body.caller)}${body.user ? `, user ${body.user}` : ', no user'}, ${body.binding === 'mtls' ? 'cert-bound token' : `${body.binding} token`}`
+    } else {
+      const error = challengeError(headers['www-authenticate'])
+      reason = `${body.detail ?? error ?? text}${body.side ? ` (${body.side} side)` : ''}`
+    }
+    const [expectedStatus, expectedCode] = call.expect
+    const ok = status === expectedStatus && (expectedCode === undefined || code === expectedCode)
+    if (!ok) unexpected++
+    rows.push([
+      String(index + 1),
+      call.what,
+      String(status),
+      allowed ? 'allowed' : 'refused',
+      code ?? '-',
+      ok ? reason : `${reason}  <-- UNEXPECTED, wanted ${expectedStatus}${expectedCode ? ` ${expectedCode}` : ''}`,
+    ])
+  }
+} finally {
+  server.close()
+  server.closeAllConnections()
+  await issuer.close()
+}
+
+// ---- 6. The table ----------------------------------------------------------------------------------
+const headings = ['#', 'Call', 'Status', 'Outcome', 'Code', 'Reason']
+const widths = headings.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)))
+const line = (cells) => cells.map((cell, i) => (i === 0 ? cell.padStart(widths[i]) : cell.padEnd(widths[i]))).join('  ').trimEnd()
+const rule = '-'.repeat(widths.reduce((sum, w) => sum + w + 2, -2))
+
+console.log(`
+Callsign demo: an orders service on https://127.0.0.1:${port}, issuer ${issuer.issuer}
+  mTLS proves WHICH SERVICE calls (SPIFFE ID in its client certificate, CA pinned by the server);
+  the access token says ON WHOSE BEHALF (act claim) and with what scopes, and is bound to the certificate;
+  a call passes only if the service's allowance AND the token's (user's) scopes cover the route.
+  Allowances: frontend may orders:read orders:write; batch/* (report) may orders:read only.
+`)
+console.log(line(headings))
+console.log(rule)
+for (const row of rows) console.log(line(row))
+console.log(rule)
+console.log(
+  unexpected === 0
+    ? `${rows.length} calls, every decision as expected (${rows.filter((r) => r[3] === 'allowed').length} allowed, ${rows.filter((r) => r[3] === 'refused').length} refused).
+Refusals are RFC 9457 problem documents with a WWW-Authenticate challenge (RFC 6750); 403s name the side that failed.
+Next: examples/express, examples/fastify, examples/koa (node examples/express/server.js --dev) and README.md.`
+    : `${unexpected} of ${rows.length} calls did not get the expected decision.`,
+)
+process.exitCode = unexpected === 0 ? 0 : 1

@@ -1,0 +1,37 @@
+import { spawnSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { describe, expect, it } from 'vitest'
+
+const root = fileURLToPath(new URL('../..', import.meta.url))
+
+describe('pnpm demo', () => {
+  it('runs end to end over mTLS, exits 0 and prints the expected decisions', () => {
+    const result = spawnSync(process.execPath, ['examples/demo/demo.js'], { cwd: root, encoding: 'utf8', timeout: 15_000 })
+    expect(result.stderr).toBe('')
+    expect(result.status).toBe(0)
+    const rows = result.stdout
+      .split('\n')
+      .map((line) => /^\s*(\d+)\s{2}.*?\s{2}(\d{3})\s{2,}(allowed|refused)\s{2,}(\S+)/.exec(line))
+      .filter((match) => match !== null)
+      .map(([, n, status, outcome, code]) => [Number(n), Number(status), outcome, code])
+    expect(rows).toEqual([
+      [1, 200, 'allowed', '-'],
+      [2, 201, 'allowed', '-'],
+      [3, 200, 'allowed', '-'],
+      [4, 403, 'refused', 'caller_scope_exceeded'],
+      [5, 403, 'refused', 'caller_forbidden'],
+      [6, 403, 'refused', 'insufficient_scope'],
+      [7, 403, 'refused', 'insufficient_scope'],
+      [8, 401, 'refused', 'mtls_required'],
+      [9, 401, 'refused', 'peer_unauthorized'],
+      [10, 401, 'refused', 'invalid_token'],
+      [11, 401, 'refused', 'invalid_token'],
+      [12, 401, 'refused', 'invalid_token'],
+      [13, 401, 'refused', 'invalid_token'],
+    ])
+    expect(result.stdout).toContain('(user side)')
+    expect(result.stdout).toContain('(caller side)')
+    expect(result.stdout).toContain('every decision as expected')
+    expect(result.stdout).not.toContain('UNEXPECTED')
+  })
+})

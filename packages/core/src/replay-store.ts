@@ -1,0 +1,66 @@
+import { LRUCache } from 'lru-cache'
+
+/**
+ * Where DPoP proof identifiers (`jti`) are remembered for the proof-age window, so a proof can
+ * be used once (RFC 9449 §11.1). Implementations must be atomic: of two concurrent calls with the
+ * same key, exactly one resolves `true`.
+ *
+ * `@callsign/redis` provides a store shared by every replica; {@link MemoryReplayStore} is the
+ * process-local default.
+ */
+export interface ReplayStore {
+  /**
+   * Record `key` for `ttlSeconds`. Resolves `true` if the key was not seen before (the proof is
+   * fresh), `false` if it was (a replay). Rejects if the store cannot answer; Callsign then fails
+   * closed (503) and never accepts the proof unchecked.
+   */
+  markUsed(key: string, ttlSeconds: number): Promise<boolean> | boolean
+}
+
+export interface MemoryReplayStoreOptions {
+  /** Most identifiers kept at once. Default 100 000 (a few MB). */
+  maxEntries?: number
+  /** Called once when a still-valid identifier had to be evicted to stay within `maxEntries`. */
+  onEvict?: () => void
+}
+
+/**
+ * Process-local replay store on `lru-cache`: bounded in entries, each entry expiring with its
+ * proof window. Enough for one replica; behind a load balancer use a shared store, or a proof
+ * replayed to another replica is accepted there once.
+ *
+ * Memory stays bounded under a flood of unique `jti`s: at `maxEntries` the least recently used
+ * identifier is dropped. Only requests that already passed every other check (valid token, valid
+ * proof signature, matching `ath` and `cnf.jkt`) reach the store, so only a key holder can fill it.
+ */
+export class MemoryReplayStore implements ReplayStore {
+  readonly #seen: LRUCache<string, true>
+  #warned = false
+
+  constructor(options: MemoryReplayStoreOptions = {}) {
+    const max = options.maxEntries ?? 100_000
+    if (!Number.isInteger(max) || max <= 0) throw new TypeError('Callsign: "maxEntries" must be a positive whole number')
+    const onEvict = options.onEvict
+    this.#seen = new LRUCache<string, true>({
+      max,
+      ttlAutopurge: false,
+      dispose: (_value, _key, reason) => {
+        if (reason === 'evict' && !this.#warned) {
+          this.#warned = true
+          onEvict?.()
+        }
+      },
+    })
+  }
+
+  markUsed(key: string, ttlSeconds: number): boolean {
+    if (this.#seen.get(key) !== undefined) return false
+    this.#seen.set(key, true, { ttl: Math.max(1, Math.ceil(ttlSeconds * 1000)) })
+    return true
+  }
+
+  /** Identifiers currently remembered. */
+  get size(): number {
+    return this.#seen.size
+  }
+}

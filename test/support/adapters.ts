@@ -1,0 +1,197 @@
+/**
+ * The three adapters behind one interface, each serving the SAME routes in its framework's idiom
+ * over a real `https.createServer` that requests (but does not require) a client certificate.
+ */
+import { createServer, type Server, type ServerOptions } from 'node:https'
+import type { AddressInfo } from 'node:net'
+import Router from '@koa/router'
+import express from 'express'
+import { fastify } from 'fastify'
+import Koa from 'koa'
+import type { AuthContext, AuthRule, Callsign, CallsignOptions } from '@callsign/core'
+import * as expressAdapter from '@callsign/express'
+import fastifyCallsign, * as fastifyAdapter from '@callsign/fastify'
+import * as koaAdapter from '@callsign/koa'
+
+/** Server side of TLS: the server's certificate and the CA its clients' certificates must chain to. */
+export interface ServerTls {
+  key: string
+  cert: string
+  /** PEM of the client CA (the only one the server trusts). */
+  ca: string
+}
+
+export interface RunningApp {
+  /** `https://127.0.0.1:<port>` */
+  url: string
+  /** The guard the adapter created (for `ready()`). */
+  guard: Callsign
+  /** Closes the server and every open (keep-alive) connection. Idempotent. */
+  close(): Promise<void>
+}
+
+export type AdapterName = 'express' | 'fastify' | 'koa'
+
+export interface Adapter {
+  name: AdapterName
+  /** Build the app with `options`, register {@link ROUTES}, listen on 127.0.0.1:0. */
+  start(options: CallsignOptions, tls: ServerTls): Promise<RunningApp>
+  /** Create (and, for Fastify, register and boot) only the middleware: rejects when options are invalid. */
+  create(options: CallsignOptions): Promise<void>
+  /** The adapter's own `requireAuth` (throws synchronously on a bad rule). */
+  requireAuth(rule: AuthRule): unknown
+}
+
+export interface RouteSpec {
+  method: 'GET' | 'POST'
+  path: string
+  /** `undefined`: no `requireAuth` on the route (it answers `{ auth }`, possibly `null`). */
+  rule: AuthRule | undefined
+}
+
+/** Every adapter serves exactly these routes. Protected routes answer the auth context as JSON. */
+export const ROUTES: readonly RouteSpec[] = [
+  { method: 'GET', path: '/whoami', rule: {} },
+  { method: 'GET', path: '/orders', rule: { scopes: ['orders:read'] } },
+  { method: 'POST', path: '/orders', rule: { scopes: ['orders:write'], onBehalfOf: 'required' } },
+  { method: 'GET', path: '/batch', rule: { callers: ['spiffe://example.org/ns/batch/*'] } },
+  { method: 'GET', path: '/service-only', rule: { onBehalfOf: 'forbidden' } },
+  { method: 'GET', path: '/any', rule: { anyScopes: ['a', 'b'] } },
+  { method: 'GET', path: '/public', rule: undefined },
+]
+
+const publicBody = (auth: AuthContext | null | undefined): { auth: AuthContext | null } => ({ auth: auth ?? null })
+
+function serverOptions(tls: ServerTls): ServerOptions {
+  return { key: tls.key, cert: tls.cert, ca: [tls.ca], requestCert: true, rejectUnauthorized: false }
+}
+
+async function listen(server: Server): Promise<string> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+  return `https://127.0.0.1:${(server.address() as AddressInfo).port}`
+}
+
+function closer(server: Server): () => Promise<void> {
+  let closing: Promise<void> | undefined
+  return () => {
+    closing ??= new Promise<void>((resolve) => {
+      server.close(() => resolve())
+      server.closeAllConnections()
+    })
+    return closing
+  }
+}
+
+const expressHarness: Adapter = {
+  name: 'express',
+  async start(options, tls) {
+    const app = express()
+    const middleware = expressAdapter.callsign(options)
+    app.use(middleware)
+    for (const route of ROUTES) {
+      const handlers: express.RequestHandler[] = []
+      if (route.rule) handlers.push(expressAdapter.requireAuth(route.rule))
+      handlers.push((req, res) => {
+        res.json(route.rule ? req.auth : publicBody(req.auth))
+      })
+      if (route.method === 'GET') app.get(route.path, ...handlers)
+      else app.post(route.path, ...handlers)
+    }
+    const server = createServer(serverOptions(tls), app)
+    return { url: await listen(server), guard: middleware.guard, close: closer(server) }
+  },
+  async create(options) {
+    expressAdapter.callsign(options)
+  },
+  requireAuth: (rule) => expressAdapter.requireAuth(rule),
+}
+
+const fastifyHarness: Adapter = {
+  name: 'fastify',
+  async start(options, tls) {
+    let server: Server | undefined
+    const app = fastify({
+      serverFactory: (handler) => {
+        server = createServer(serverOptions(tls), handler)
+        return server
+      },
+      forceCloseConnections: true,
+    })
+    try {
+      await app.register(fastifyCallsign, options)
+      for (const route of ROUTES) {
+        const rule = route.rule
+        app.route({
+          method: route.method,
+          url: route.path,
+          ...(rule ? { preHandler: fastifyAdapter.requireAuth(rule) } : {}),
+          handler: async (request) => (rule ? request.auth : publicBody(request.auth)),
+        })
+      }
+      await app.listen({ port: 0, host: '127.0.0.1' })
+    } catch (error) {
+      await app.close()
+      throw error
+    }
+    const httpsServer = server!
+    let closing: Promise<void> | undefined
+    return {
+      url: `https://127.0.0.1:${(httpsServer.address() as AddressInfo).port}`,
+      guard: app.callsign,
+      close: () => {
+        closing ??= (async () => {
+          httpsServer.closeAllConnections()
+          await app.close()
+        })()
+        return closing
+      },
+    }
+  },
+  async create(options) {
+    const app = fastify()
+    try {
+      await app.register(fastifyCallsign, options)
+      await app.ready()
+    } finally {
+      await app.close()
+    }
+  },
+  requireAuth: (rule) => fastifyAdapter.requireAuth(rule),
+}
+
+const koaHarness: Adapter = {
+  name: 'koa',
+  async start(options, tls) {
+    const app = new Koa()
+    app.silent = true
+    const middleware = koaAdapter.callsign(options)
+    app.use(middleware)
+    const router = new Router()
+    for (const route of ROUTES) {
+      const rule = route.rule
+      const handler = (ctx: Koa.Context): void => {
+        ctx.body = rule ? ctx.state.auth : publicBody(ctx.state.auth)
+      }
+      const method = route.method === 'GET' ? 'get' : 'post'
+      if (rule) router[method](route.path, koaAdapter.requireAuth(rule), handler)
+      else router[method](route.path, handler)
+    }
+    app.use(router.routes())
+    app.use(router.allowedMethods())
+    const server = createServer(serverOptions(tls), app.callback())
+    return { url: await listen(server), guard: middleware.guard, close: closer(server) }
+  },
+  async create(options) {
+    koaAdapter.callsign(options)
+  },
+  requireAuth: (rule) => koaAdapter.requireAuth(rule),
+}
+
+/** Use with `describe.each(adapters)('$name', (adapter) => ...)`. */
+export const adapters: readonly Adapter[] = [expressHarness, fastifyHarness, koaHarness]

@@ -1,0 +1,161 @@
+/**
+ * Assertions shared by every conformance scenario: the refusal contract (status, RFC 6750
+ * `WWW-Authenticate` challenge, RFC 9457 problem body) and the auth context of an accepted call.
+ */
+import { expect } from 'vitest'
+import type { AuthErrorCode } from '@callsign/core'
+import type { CallResult, ClientIdentity } from './client.js'
+
+/** A parsed `WWW-Authenticate` challenge. */
+export interface Challenge {
+  scheme: string
+  params: Record<string, string>
+}
+
+/** Parse one challenge `Scheme k="v", k2="v2"` (quoted values without escapes, as Callsign writes them). */
+export function parseChallenge(header: string): Challenge {
+  const match = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+)(?: (.*))?$/.exec(header)
+  if (!match) throw new Error(`not a challenge: ${JSON.stringify(header)}`)
+  const params: Record<string, string> = {}
+  const rest = match[2] ?? ''
+  const param = /\s*([A-Za-z_][A-Za-z0-9_-]*)="([^"\\]*)"\s*(?:,|$)/y
+  let consumed = 0
+  for (let m = param.exec(rest); m; m = param.exec(rest)) {
+    expect(params, `duplicate challenge parameter ${m[1]}`).not.toHaveProperty(m[1]!)
+    params[m[1]!] = m[2]!
+    consumed = param.lastIndex
+  }
+  expect(consumed, `unparsable challenge parameters in ${JSON.stringify(header)}`).toBe(rest.length)
+  return { scheme: match[1]!, params }
+}
+
+export interface RefusalExpectation {
+  status: 400 | 401 | 403 | 503
+  code: AuthErrorCode
+  /** Which identity a 403 is about. */
+  side?: 'caller' | 'user'
+  /** The space-separated `scope` a 403 echoes (challenge and body). */
+  scope?: string
+  /** Default `'api'`. */
+  realm?: string
+}
+
+/** The RFC 6750 §3.1 `error` each code must carry in the challenge (none for the bare ones). */
+const CHALLENGE_ERROR: Record<AuthErrorCode, string | undefined> = {
+  credentials_missing: undefined,
+  mtls_required: undefined,
+  peer_unauthorized: undefined,
+  invalid_request: 'invalid_request',
+  invalid_token: 'invalid_token',
+  insufficient_scope: 'insufficient_scope',
+  caller_forbidden: 'insufficient_scope',
+  caller_scope_exceeded: 'insufficient_scope',
+  on_behalf_of_required: 'insufficient_scope',
+  on_behalf_of_forbidden: 'insufficient_scope',
+  keys_unavailable: undefined,
+}
+
+/** Assert the full refusal contract. */
+export function expectRefusal(res: CallResult, expected: RefusalExpectation): void {
+  const context = `${expected.status} ${expected.code}; got ${res.status} ${res.text.slice(0, 300)}`
+  expect(res.status, context).toBe(expected.status)
+  expect(res.headers['content-type'], context).toMatch(/^application\/problem\+json\s*(;|$)/)
+  expect(res.headers['cache-control'], context).toBe('no-store')
+
+  const problem = res.body as Record<string, unknown>
+  expect(problem, context).toMatchObject({
+    type: `urn:callsign:problem:${expected.code}`,
+    code: expected.code,
+    status: expected.status,
+    title: expect.any(String),
+    detail: expect.any(String),
+  })
+  if (expected.status === 403) expect(problem.side, context).toBe(expected.side)
+  else expect(problem, context).not.toHaveProperty('side')
+  if (expected.scope !== undefined) expect(problem.scope, context).toBe(expected.scope)
+  else expect(problem, context).not.toHaveProperty('scope')
+
+  if (expected.status === 503) {
+    const retryAfter = res.headers['retry-after']
+    expect(retryAfter, context).toMatch(/^[1-9][0-9]*$/)
+    return
+  }
+  const header = res.headers['www-authenticate']
+  expect(typeof header, `${context}: WWW-Authenticate`).toBe('string')
+  const challenge = parseChallenge(header as string)
+  expect(challenge.scheme).toBe('Bearer')
+  expect(challenge.params.realm).toBe(expected.realm ?? 'api')
+  const error = CHALLENGE_ERROR[expected.code]
+  if (error === undefined) {
+    // A bare challenge: nothing but the realm (RFC 6750 §3.1: no error code without credentials).
+    expect(header).toBe(`Bearer realm="${expected.realm ?? 'api'}"`)
+    return
+  }
+  expect(challenge.params.error).toBe(error)
+  expect(challenge.params.error_description).toEqual(expect.any(String))
+  if (expected.scope !== undefined) expect(challenge.params.scope).toBe(expected.scope)
+  else expect(challenge.params).not.toHaveProperty('scope')
+}
+
+export interface AcceptExpectation {
+  caller: { id: string; source: 'mtls' | 'token' }
+  /** `sub` of the user the call is made for; absent: a service-only call. */
+  user?: string
+  /** Default `[]`. */
+  scopes?: string[]
+  /** Nearest first. Default `[]`. */
+  actors?: string[]
+  /** Default `'bearer'`. */
+  binding?: 'bearer' | 'mtls' | 'dpop'
+  /** The client certificate the context must describe; absent: no `peer`. */
+  peer?: ClientIdentity & { x5tS256: string; spiffeId?: string }
+  /** The `iss` of the token, when checked. */
+  issuer?: string
+}
+
+/** Assert a 200 whose body is the auth context described. */
+export function expectAccepted(res: CallResult, expected: AcceptExpectation): void {
+  expect(res.status, `expected 200, got ${res.status} ${res.text.slice(0, 300)}`).toBe(200)
+  expect(res.headers['content-type']).toMatch(/^application\/json\s*(;|$)/)
+  const auth = res.body as Record<string, unknown>
+  expect(auth.caller).toEqual(expected.caller)
+  if (expected.user === undefined) expect(auth).not.toHaveProperty('user')
+  else expect(auth.user).toEqual({ sub: expected.user })
+  expect(auth.scopes).toEqual(expected.scopes ?? [])
+  expect(auth.actors).toEqual(expected.actors ?? [])
+  expect(auth.binding).toBe(expected.binding ?? 'bearer')
+  if (expected.peer === undefined) {
+    expect(auth).not.toHaveProperty('peer')
+  } else {
+    const peer = auth.peer as Record<string, unknown>
+    expect(peer.x5tS256).toBe(expected.peer.x5tS256)
+    if (expected.peer.spiffeId === undefined) expect(peer).not.toHaveProperty('spiffeId')
+    else expect(peer.spiffeId).toBe(expected.peer.spiffeId)
+  }
+  if (expected.issuer !== undefined) expect(auth.issuer).toBe(expected.issuer)
+}
+
+/** What a scenario expects: an accepted call, a refusal, or a 200 from a route without `requireAuth`. */
+export type Outcome = { accept: AcceptExpectation } | { refuse: RefusalExpectation } | { served: unknown }
+
+export function expectOutcome(res: CallResult, outcome: Outcome): void {
+  if ('accept' in outcome) expectAccepted(res, outcome.accept)
+  else if ('refuse' in outcome) expectRefusal(res, outcome.refuse)
+  else {
+    expect(res.status, `expected 200, got ${res.status} ${res.text.slice(0, 300)}`).toBe(200)
+    expect(res.body).toMatchObject(outcome.served as object)
+  }
+}
+
+// Shorthands for scenario tables.
+export const accept = (expected: AcceptExpectation): Outcome => ({ accept: expected })
+export const refuse = (expected: RefusalExpectation): Outcome => ({ refuse: expected })
+/** A 200 from a route without `requireAuth` whose JSON body matches `body`. */
+export const served = (body: object): Outcome => ({ served: body })
+export const missingCredentials = (realm = 'api'): Outcome => refuse({ status: 401, code: 'credentials_missing', realm })
+export const invalidRequest = (): Outcome => refuse({ status: 400, code: 'invalid_request' })
+export const invalidToken = (realm = 'api'): Outcome => refuse({ status: 401, code: 'invalid_token', realm })
+export const mtlsRequired = (): Outcome => refuse({ status: 401, code: 'mtls_required' })
+export const peerUnauthorized = (): Outcome => refuse({ status: 401, code: 'peer_unauthorized' })
+export const forbidden = (code: AuthErrorCode, side: 'caller' | 'user', scope?: string): Outcome =>
+  refuse({ status: 403, code, side, ...(scope === undefined ? {} : { scope }) })
