@@ -260,7 +260,7 @@ describe.each(adapters)('$name: authorization', (adapter) => {
     }
   })
 
-  it.each(SCENARIOS)('$title', async ({ config, request, outcome }) => {
+  for (const { title, config, request, outcome } of SCENARIOS) it(title, async () => {
     expectOutcome(await fx.call(apps.get(config)!, await request()), outcome())
   })
 })

@@ -40,11 +40,15 @@ export interface RefusalExpectation {
   realm?: string
 }
 
-/** The RFC 6750 §3.1 `error` each code must carry in the challenge (none for the bare ones). */
-const CHALLENGE_ERROR: Record<AuthErrorCode, string | undefined> = {
-  credentials_missing: undefined,
-  mtls_required: undefined,
-  peer_unauthorized: undefined,
+/**
+ * The RFC 6750 §3.1 `error` each Bearer refusal must carry in its challenge; `null`: a bare
+ * challenge (no credentials to judge, or a TLS-level refusal). Codes outside this suite's scope
+ * (e.g. DPoP ones, which use another scheme) are deliberately absent.
+ */
+const CHALLENGE_ERROR: Partial<Record<AuthErrorCode, string | null>> = {
+  credentials_missing: null,
+  mtls_required: null,
+  peer_unauthorized: null,
   invalid_request: 'invalid_request',
   invalid_token: 'invalid_token',
   insufficient_scope: 'insufficient_scope',
@@ -52,7 +56,6 @@ const CHALLENGE_ERROR: Record<AuthErrorCode, string | undefined> = {
   caller_scope_exceeded: 'insufficient_scope',
   on_behalf_of_required: 'insufficient_scope',
   on_behalf_of_forbidden: 'insufficient_scope',
-  keys_unavailable: undefined,
 }
 
 /** Assert the full refusal contract. */
@@ -86,7 +89,8 @@ export function expectRefusal(res: CallResult, expected: RefusalExpectation): vo
   expect(challenge.scheme).toBe('Bearer')
   expect(challenge.params.realm).toBe(expected.realm ?? 'api')
   const error = CHALLENGE_ERROR[expected.code]
-  if (error === undefined) {
+  if (error === undefined) throw new Error(`no challenge expectation for code ${expected.code}`)
+  if (error === null) {
     // A bare challenge: nothing but the realm (RFC 6750 §3.1: no error code without credentials).
     expect(header).toBe(`Bearer realm="${expected.realm ?? 'api'}"`)
     return

@@ -43,6 +43,9 @@ export interface Certs {
   evil: IssuedCertificate
   stranger: IssuedCertificate
   expired: IssuedCertificate
+  notYetValid: IssuedCertificate
+  /** serverAuth EKU only: not usable as a client certificate. */
+  serverOnly: IssuedCertificate
   untrusted: IssuedCertificate
   twoSpiffeIds: IssuedCertificate
   noSan: IssuedCertificate
@@ -104,13 +107,15 @@ export async function createFixture(): Promise<Fixture> {
       ca.issueCertificate({ uris: [ID.malformed] }),
       ca.issueCertificate({ spiffeId: ID.otherDomain }),
       ca.issueCertificate({ uris: [`https://x.example/a, URI:${ID.worker}`] }),
+      ca.issueCertificate({ spiffeId: ID.frontend, validity: 'not-yet-valid' }),
+      ca.issueCertificate({ spiffeId: ID.frontend, usage: 'server' }),
     ]),
     startTestIssuer({ discovery: 'oauth', algorithms: ['ES256', 'ES384'] }),
     startTestIssuer({ discovery: 'openid', path: '/tenant-a' }),
     startTestIssuer({ discovery: 'none' }),
   ])
   closers.push(() => main.close(), () => openid.close(), () => explicit.close())
-  const [frontend, frontendOtherKey, adminUi, worker, evil, stranger, expired, untrusted, twoSpiffeIds, noSan, malformedSpiffeId, otherDomain, sanInjection] =
+  const [frontend, frontendOtherKey, adminUi, worker, evil, stranger, expired, untrusted, twoSpiffeIds, noSan, malformedSpiffeId, otherDomain, sanInjection, notYetValid, serverOnly] =
     certList
   const tls: ServerTls = { key: server.keyPem, cert: server.certPem, ca: ca.certPem }
 
@@ -118,7 +123,7 @@ export async function createFixture(): Promise<Fixture> {
     ca,
     untrustedCa,
     tls,
-    certs: { frontend, frontendOtherKey, adminUi, worker, evil, stranger, expired, untrusted, twoSpiffeIds, noSan, malformedSpiffeId, otherDomain, sanInjection },
+    certs: { frontend, frontendOtherKey, adminUi, worker, evil, stranger, expired, untrusted, twoSpiffeIds, noSan, malformedSpiffeId, otherDomain, sanInjection, notYetValid, serverOnly },
     main,
     openid,
     explicit,

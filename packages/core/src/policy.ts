@@ -99,7 +99,7 @@ export function authorize(auth: AuthContext, rule: CompiledRule, allowances: rea
   if (missing.length > 0) {
     throw new AuthError('insufficient_scope', auth.user ? 'the user has not granted a required scope' : 'the token lacks a required scope', {
       side,
-      scope: rule.scopes.concat(rule.anyScopes ?? []),
+      scope: [...new Set(rule.scopes.concat(rule.anyScopes ?? []))],
     })
   }
   if (rule.anyScopes && !rule.anyScopes.some((scope) => granted.includes(scope))) {
@@ -114,7 +114,7 @@ export function authorize(auth: AuthContext, rule: CompiledRule, allowances: rea
     if (beyond || !anyAllowed) {
       throw new AuthError('caller_scope_exceeded', "a required scope is beyond the calling service's allowance", {
         side: 'caller',
-        scope: rule.scopes.concat(rule.anyScopes ?? []),
+        scope: [...new Set(rule.scopes.concat(rule.anyScopes ?? []))],
       })
     }
   }

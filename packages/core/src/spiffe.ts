@@ -61,14 +61,14 @@ export interface CallerPattern {
  */
 export function compileCallerPattern(pattern: string, optionName: string): CallerPattern {
   if (typeof pattern !== 'string' || pattern.length === 0) {
-    throw new TypeError(`"${optionName}" must be a non-empty string: a SPIFFE ID, a SPIFFE prefix ending in "/*", or a client id`)
+    throw new TypeError(`Callsign: "${optionName}" must be a non-empty string: a SPIFFE ID, a SPIFFE prefix ending in "/*", or a client id`)
   }
   if (pattern.startsWith('spiffe://')) {
     const isPrefix = pattern.endsWith('/*')
     const parsed = parseSpiffeId(isPrefix ? pattern.slice(0, -2) : pattern)
     if (!parsed || (!isPrefix && parsed.segments.length === 0)) {
       throw new TypeError(
-        `"${optionName}" (${JSON.stringify(pattern)}) is not a valid SPIFFE ID or prefix: expected spiffe://<trust-domain>/<path> or spiffe://<trust-domain>/<path>/*`,
+        `Callsign: "${optionName}" (${JSON.stringify(pattern)}) is not a valid SPIFFE ID or prefix: expected spiffe://<trust-domain>/<path> or spiffe://<trust-domain>/<path>/*`,
       )
     }
     if (!isPrefix) {
@@ -81,8 +81,11 @@ export function compileCallerPattern(pattern: string, optionName: string): Calle
       matches: (callerId) => callerId.length > prefix.length && callerId.startsWith(prefix) && isWorkloadSpiffeId(callerId),
     }
   }
+  if (/^spiffe:/i.test(pattern)) {
+    throw new TypeError(`Callsign: "${optionName}" (${JSON.stringify(pattern)}): SPIFFE IDs start with a lower-case "spiffe://"`)
+  }
   if (pattern.includes('*')) {
-    throw new TypeError(`"${optionName}" (${JSON.stringify(pattern)}): wildcards are only allowed as a trailing "/*" of a SPIFFE ID`)
+    throw new TypeError(`Callsign: "${optionName}" (${JSON.stringify(pattern)}): wildcards are only allowed as a trailing "/*" of a SPIFFE ID`)
   }
   return { source: pattern, matches: (callerId) => callerId === pattern }
 }

@@ -99,6 +99,9 @@ describe('toProblem', () => {
     ['on_behalf_of_required', 403, 'A user is required'],
     ['on_behalf_of_forbidden', 403, 'Calls on behalf of a user are not allowed'],
     ['keys_unavailable', 503, 'Issuer keys unavailable'],
+    ['invalid_dpop_proof', 401, 'Invalid DPoP proof'],
+    ['use_dpop_nonce', 401, 'DPoP nonce required'],
+    ['replay_store_unavailable', 503, 'Replay protection unavailable'],
   ])('describes %s as status %i titled %s', (code, status, title) => {
     expect(toProblem(new AuthError(code, 'detail text'))).toEqual({
       type: `urn:callsign:problem:${code}`,
@@ -162,6 +165,12 @@ describe('toHttpResponse', () => {
     const response = toHttpResponse(new AuthError('keys_unavailable', 'the issuer keys are temporarily unavailable', { retryAfterSeconds: 5 }))
     expect(response.status).toBe(503)
     expect(response.headers).toEqual({ 'retry-after': '5', 'content-type': 'application/problem+json', 'cache-control': 'no-store' })
+  })
+
+  it('answers replay_store_unavailable like any 503: retry-after and no challenge', () => {
+    const response = toHttpResponse(new AuthError('replay_store_unavailable', 'replay protection is unavailable', { retryAfterSeconds: 2 }))
+    expect(response.status).toBe(503)
+    expect(response.headers).toEqual({ 'retry-after': '2', 'content-type': 'application/problem+json', 'cache-control': 'no-store' })
   })
 
   it('keeps a challenge the guard already applied with its realm', () => {

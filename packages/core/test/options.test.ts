@@ -233,12 +233,12 @@ describe('resolveConfig validation', () => {
     [
       'a caller pattern with a wildcard client id',
       base({ callers: { 'orders-*': ['a'] } }),
-      '"callers["orders-*"]" ("orders-*"): wildcards are only allowed as a trailing "/*" of a SPIFFE ID',
+      'Callsign: "callers["orders-*"]" ("orders-*"): wildcards are only allowed as a trailing "/*" of a SPIFFE ID',
     ],
     [
       'a caller pattern with an invalid SPIFFE ID',
       base({ callers: { 'spiffe://Example.org/*': ['a'] } }),
-      '"callers["spiffe://Example.org/*"]" ("spiffe://Example.org/*") is not a valid SPIFFE ID or prefix: expected spiffe://<trust-domain>/<path> or spiffe://<trust-domain>/<path>/*',
+      'Callsign: "callers["spiffe://Example.org/*"]" ("spiffe://Example.org/*") is not a valid SPIFFE ID or prefix: expected spiffe://<trust-domain>/<path> or spiffe://<trust-domain>/<path>/*',
     ],
     ['caller scopes as a string', base({ callers: { 'orders-client': 'a b' } }), 'Callsign: "callers["orders-client"]" must be an array of scope strings'],
     [

@@ -1,6 +1,6 @@
 import { createHash, X509Certificate } from 'node:crypto'
 import { once } from 'node:events'
-import https from 'node:https'
+import { createServer, get } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import type { TLSSocket } from 'node:tls'
 import { createTestCa, type IssuedCertificate, type TestCa } from '@callsign/testing'
@@ -201,7 +201,7 @@ describe('readPeerCertificate', () => {
     const expired = await ca.issueCertificate({ spiffeId: SPIFFE_ID, validity: 'expired' })
     const foreign = await (await createTestCa()).issueCertificate({ spiffeId: SPIFFE_ID })
     const states: PeerState[] = []
-    const httpsServer = https.createServer(
+    const httpsServer = createServer(
       { cert: server.certPem, key: server.keyPem, ca: [ca.certPem], requestCert: true, rejectUnauthorized: false },
       (req, res) => {
         states.push(readPeerCertificate(req.socket as TLSSocket))
@@ -213,7 +213,7 @@ describe('readPeerCertificate', () => {
     const { port } = httpsServer.address() as AddressInfo
     const call = (client?: IssuedCertificate) =>
       new Promise<void>((resolve, reject) => {
-        const req = https.get(
+        const req = get(
           { host: '127.0.0.1', port, ca: [ca.certPem], agent: false, ...(client ? { cert: client.certPem, key: client.keyPem } : {}) },
           (res) => res.resume().on('end', resolve),
         )

@@ -77,11 +77,11 @@ describe('compileRule', () => {
     ['empty anyScopes', { anyScopes: [] }, 'Callsign: "rule.anyScopes" must not be empty (omit it instead)'],
     ['empty callers', { callers: [] }, 'Callsign: "rule.callers" must be a non-empty array of caller patterns'],
     ['callers as a string', { callers: WEB }, 'Callsign: "rule.callers" must be a non-empty array of caller patterns'],
-    ['a caller wildcard outside SPIFFE', { callers: [WEB, 'web-*'] }, '"rule.callers[1]" ("web-*"): wildcards are only allowed as a trailing "/*" of a SPIFFE ID'],
+    ['a caller wildcard outside SPIFFE', { callers: [WEB, 'web-*'] }, 'Callsign: "rule.callers[1]" ("web-*"): wildcards are only allowed as a trailing "/*" of a SPIFFE ID'],
     [
       'an invalid SPIFFE caller',
       { callers: ['spiffe://example.org/ns/../x'] },
-      '"rule.callers[0]" ("spiffe://example.org/ns/../x") is not a valid SPIFFE ID or prefix: expected spiffe://<trust-domain>/<path> or spiffe://<trust-domain>/<path>/*',
+      'Callsign: "rule.callers[0]" ("spiffe://example.org/ns/../x") is not a valid SPIFFE ID or prefix: expected spiffe://<trust-domain>/<path> or spiffe://<trust-domain>/<path>/*',
     ],
     ['an unknown onBehalfOf', { onBehalfOf: 'yes' }, `Callsign: "rule.onBehalfOf" must be 'required', 'forbidden' or 'optional' (got "yes")`],
   ])('refuses %s with a TypeError naming the field', (_case, rule, message) => {

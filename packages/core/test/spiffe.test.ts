@@ -104,43 +104,43 @@ describe('compileCallerPattern', () => {
   })
 
   it.each([
-    ['wildcard in a client id', 'orders-*', '"rule.callers[0]" ("orders-*"): wildcards are only allowed as a trailing "/*" of a SPIFFE ID'],
-    ['bare wildcard', '*', '"rule.callers[0]" ("*"): wildcards are only allowed as a trailing "/*" of a SPIFFE ID'],
-    ['empty string', '', '"rule.callers[0]" must be a non-empty string: a SPIFFE ID, a SPIFFE prefix ending in "/*", or a client id'],
+    ['wildcard in a client id', 'orders-*', 'Callsign: "rule.callers[0]" ("orders-*"): wildcards are only allowed as a trailing "/*" of a SPIFFE ID'],
+    ['bare wildcard', '*', 'Callsign: "rule.callers[0]" ("*"): wildcards are only allowed as a trailing "/*" of a SPIFFE ID'],
+    ['empty string', '', 'Callsign: "rule.callers[0]" must be a non-empty string: a SPIFFE ID, a SPIFFE prefix ending in "/*", or a client id'],
     [
       'trust-domain ID without a path',
       'spiffe://example.org',
-      '"rule.callers[0]" ("spiffe://example.org") is not a valid SPIFFE ID or prefix: expected spiffe://<trust-domain>/<path> or spiffe://<trust-domain>/<path>/*',
+      'Callsign: "rule.callers[0]" ("spiffe://example.org") is not a valid SPIFFE ID or prefix: expected spiffe://<trust-domain>/<path> or spiffe://<trust-domain>/<path>/*',
     ],
     [
       'wildcard inside a SPIFFE path',
       'spiffe://example.org/ns/*/sa/x',
-      '"rule.callers[0]" ("spiffe://example.org/ns/*/sa/x") is not a valid SPIFFE ID or prefix: expected spiffe://<trust-domain>/<path> or spiffe://<trust-domain>/<path>/*',
+      'Callsign: "rule.callers[0]" ("spiffe://example.org/ns/*/sa/x") is not a valid SPIFFE ID or prefix: expected spiffe://<trust-domain>/<path> or spiffe://<trust-domain>/<path>/*',
     ],
     [
       'partial-segment wildcard',
       'spiffe://example.org/ns/batch*',
-      '"rule.callers[0]" ("spiffe://example.org/ns/batch*") is not a valid SPIFFE ID or prefix: expected spiffe://<trust-domain>/<path> or spiffe://<trust-domain>/<path>/*',
+      'Callsign: "rule.callers[0]" ("spiffe://example.org/ns/batch*") is not a valid SPIFFE ID or prefix: expected spiffe://<trust-domain>/<path> or spiffe://<trust-domain>/<path>/*',
     ],
     [
       'wildcard trust domain',
       'spiffe://*.example.org/*',
-      '"rule.callers[0]" ("spiffe://*.example.org/*") is not a valid SPIFFE ID or prefix: expected spiffe://<trust-domain>/<path> or spiffe://<trust-domain>/<path>/*',
+      'Callsign: "rule.callers[0]" ("spiffe://*.example.org/*") is not a valid SPIFFE ID or prefix: expected spiffe://<trust-domain>/<path> or spiffe://<trust-domain>/<path>/*',
     ],
     [
       'upper-case trust domain',
       'spiffe://Example.org/a',
-      '"rule.callers[0]" ("spiffe://Example.org/a") is not a valid SPIFFE ID or prefix: expected spiffe://<trust-domain>/<path> or spiffe://<trust-domain>/<path>/*',
+      'Callsign: "rule.callers[0]" ("spiffe://Example.org/a") is not a valid SPIFFE ID or prefix: expected spiffe://<trust-domain>/<path> or spiffe://<trust-domain>/<path>/*',
     ],
     [
       'trailing slash',
       'spiffe://example.org/a/',
-      '"rule.callers[0]" ("spiffe://example.org/a/") is not a valid SPIFFE ID or prefix: expected spiffe://<trust-domain>/<path> or spiffe://<trust-domain>/<path>/*',
+      'Callsign: "rule.callers[0]" ("spiffe://example.org/a/") is not a valid SPIFFE ID or prefix: expected spiffe://<trust-domain>/<path> or spiffe://<trust-domain>/<path>/*',
     ],
     [
       'double wildcard',
       'spiffe://example.org/a/**',
-      '"rule.callers[0]" ("spiffe://example.org/a/**") is not a valid SPIFFE ID or prefix: expected spiffe://<trust-domain>/<path> or spiffe://<trust-domain>/<path>/*',
+      'Callsign: "rule.callers[0]" ("spiffe://example.org/a/**") is not a valid SPIFFE ID or prefix: expected spiffe://<trust-domain>/<path> or spiffe://<trust-domain>/<path>/*',
     ],
   ])('throws a TypeError naming the option for a %s', (_case, pattern, message) => {
     expect(() => compileCallerPattern(pattern, 'rule.callers[0]')).toThrow(new TypeError(message))

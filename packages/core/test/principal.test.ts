@@ -1,0 +1,91 @@
+import { describe, expect, it } from 'vitest'
+import type { AccessTokenClaims, VerifiedToken } from '../src/access-token.js'
+import { AuthError } from '../src/errors.js'
+import { resolveConfig } from '../src/options.js'
+import type { PeerCertificate } from '../src/peer-certificate.js'
+import { toAuthContext } from '../src/principal.js'
+
+const ISSUER = 'https://auth.example.com/'
+const resolved = resolveConfig({ issuers: { issuer: ISSUER, audience: 'orders' } }).issuers.get(ISSUER)!
+const WEB = 'spiffe://example.org/ns/web/sa/frontend'
+const GATEWAY = 'spiffe://example.org/ns/edge/sa/gateway'
+
+const peer = (spiffeId?: string): PeerCertificate => ({
+  ...(spiffeId === undefined ? {} : { spiffeId }),
+  uris: spiffeId === undefined ? [] : [spiffeId],
+  dnsNames: [],
+  subject: 'CN=x',
+  x5tS256: 'thumb',
+  validTo: new Date(0),
+})
+
+function token(claims: Partial<AccessTokenClaims>, actors: string[] = [], scopes: string[] = []): VerifiedToken {
+  return { claims: { iss: ISSUER, exp: 2_000_000_000, ...claims } as AccessTokenClaims, issuer: resolved, scopes, actors }
+}
+
+describe('toAuthContext', () => {
+  it('builds the context of a service call proven by mTLS', () => {
+    const verified = token({ sub: WEB, client_id: WEB, scope: 'a b' }, [], ['a', 'b'])
+    const p = peer(WEB)
+    const auth = toAuthContext(verified, p, 'mtls')
+    expect(auth).toEqual({
+      caller: { id: WEB, source: 'mtls' },
+      scopes: ['a', 'b'],
+      actors: [],
+      binding: 'mtls',
+      peer: p,
+      issuer: ISSUER,
+      claims: verified.claims,
+    })
+    expect(auth.claims).toBe(verified.claims)
+    expect('user' in auth).toBe(false)
+  })
+
+  it('takes the caller from the peer SPIFFE ID over anything the token says', () => {
+    const auth = toAuthContext(token({ sub: 'user:alice', client_id: 'other-client', act: { sub: GATEWAY } }, [GATEWAY]), peer(WEB), 'bearer')
+    expect(auth.caller).toEqual({ id: WEB, source: 'mtls' })
+    expect(auth.user).toEqual({ sub: 'user:alice' })
+    expect(auth.actors).toEqual([GATEWAY])
+  })
+
+  it.each<[string, Partial<AccessTokenClaims>, string[], string]>([
+    ['the nearest actor first', { sub: 'user:alice', client_id: 'c', azp: 'z', act: { sub: WEB, act: { sub: GATEWAY } } }, [WEB, GATEWAY], WEB],
+    ['then client_id', { sub: 'user:alice', client_id: 'orders-client', azp: 'z' }, [], 'orders-client'],
+    ['then azp', { sub: 'user:alice', azp: 'web-app' }, [], 'web-app'],
+    ['then sub', { sub: WEB }, [], WEB],
+  ])('takes the token caller from %s when there is no SPIFFE peer', (_case, claims, actors, caller) => {
+    expect(toAuthContext(token(claims, actors), undefined, 'bearer').caller).toEqual({ id: caller, source: 'token' })
+    // A certificate without a SPIFFE ID does not name the caller either, but is still exposed.
+    const withPeer = toAuthContext(token(claims, actors), peer(), 'bearer')
+    expect(withPeer.caller).toEqual({ id: caller, source: 'token' })
+    expect(withPeer.peer).toEqual(peer())
+  })
+
+  it.each<[string, Partial<AccessTokenClaims>, string[], string | undefined]>([
+    ['an act claim', { sub: 'user:alice', act: { sub: WEB } }, [WEB], 'user:alice'],
+    ['a client_id different from sub', { sub: 'user:alice', client_id: WEB }, [], 'user:alice'],
+    ['a client_id equal to sub (service token)', { sub: WEB, client_id: WEB }, [], undefined],
+    ['only sub (service token)', { sub: WEB }, [], undefined],
+    ['an azp different from sub', { sub: WEB, azp: 'web-app' }, [], undefined],
+  ])('derives the user from %s', (_case, claims, actors, user) => {
+    const auth = toAuthContext(token(claims, actors), undefined, 'bearer')
+    expect(auth.user).toEqual(user === undefined ? undefined : { sub: user })
+  })
+
+  it.each<[string, Partial<AccessTokenClaims>, string[], string]>([
+    ['a token naming no client at all', {}, [], 'token names no calling client'],
+    ['an on-behalf-of token (client_id) without sub', { client_id: WEB }, [], 'on-behalf-of token names no subject'],
+    ['an on-behalf-of token (act) without sub', { act: { sub: WEB } }, [WEB], 'on-behalf-of token names no subject'],
+  ])('refuses %s', (_case, claims, actors, message) => {
+    expect(() => toAuthContext(token(claims, actors), undefined, 'bearer')).toThrow(new AuthError('invalid_token', message))
+    try {
+      toAuthContext(token(claims, actors), undefined, 'bearer')
+    } catch (error) {
+      expect((error as AuthError).code).toBe('invalid_token')
+    }
+  })
+
+  it('refuses an on-behalf-of token without sub even when the peer names the caller', () => {
+    expect(() => toAuthContext(token({ client_id: 'c' }), peer(WEB), 'bearer')).toThrow('on-behalf-of token names no subject')
+  })
+})
