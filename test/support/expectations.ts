@@ -12,22 +12,40 @@ export interface Challenge {
   params: Record<string, string>
 }
 
-/** Parse one challenge `Scheme k="v", k2="v2"` (quoted values without escapes, as Callsign writes them). */
-export function parseChallenge(header: string): Challenge {
-  const match = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+)(?: (.*))?$/.exec(header)
-  if (!match) throw new Error(`not a challenge: ${JSON.stringify(header)}`)
-  const params: Record<string, string> = {}
-  const rest = match[2] ?? ''
-  const param = /\s*([A-Za-z_][A-Za-z0-9_-]*)="([^"\\]*)"\s*(?:,|$)/y
+/**
+ * Parse a `WWW-Authenticate` value into its challenges (RFC 9110 §11.6.1):
+ * `Scheme k="v", k2="v2", Scheme2 k="v"` (quoted values without escapes, as Callsign writes them).
+ */
+export function parseChallenges(header: string): Challenge[] {
+  const challenges: Challenge[] = []
+  const item = /\s*(?:([!#$%&'*+\-.^_`|~0-9A-Za-z]+) +)?([A-Za-z_][A-Za-z0-9_-]*)="([^"\\]*)"\s*(?:,|$)|\s*([!#$%&'*+\-.^_`|~0-9A-Za-z]+)\s*(?:,|$)/y
   let consumed = 0
-  for (let m = param.exec(rest); m; m = param.exec(rest)) {
-    expect(params, `duplicate challenge parameter ${m[1]}`).not.toHaveProperty(m[1]!)
-    params[m[1]!] = m[2]!
-    consumed = param.lastIndex
+  for (let m = item.exec(header); m && m[0].length > 0; m = item.exec(header)) {
+    if (m[4] !== undefined) {
+      challenges.push({ scheme: m[4], params: {} })
+    } else {
+      if (m[1] !== undefined) challenges.push({ scheme: m[1], params: {} })
+      const current = challenges.at(-1)
+      if (!current) throw new Error(`challenge parameter before any scheme in ${JSON.stringify(header)}`)
+      expect(current.params, `duplicate challenge parameter ${m[2]}`).not.toHaveProperty(m[2]!)
+      current.params[m[2]!] = m[3]!
+    }
+    consumed = item.lastIndex
+    if (consumed >= header.length) break
   }
-  expect(consumed, `unparsable challenge parameters in ${JSON.stringify(header)}`).toBe(rest.length)
-  return { scheme: match[1]!, params }
+  expect(consumed, `unparsable challenges in ${JSON.stringify(header)}`).toBe(header.length)
+  return challenges
 }
+
+/** Parse a header holding exactly one challenge. */
+export function parseChallenge(header: string): Challenge {
+  const challenges = parseChallenges(header)
+  expect(challenges).toHaveLength(1)
+  return challenges[0]!
+}
+
+/** The DPoP challenge's `algs` with default options. */
+export const DEFAULT_DPOP_ALGS = 'ES256 ES384 ES512 EdDSA Ed25519 RS256 RS384 RS512 PS256 PS384 PS512'
 
 export interface RefusalExpectation {
   status: 400 | 401 | 403 | 503
@@ -38,6 +56,12 @@ export interface RefusalExpectation {
   scope?: string
   /** Default `'api'`. */
   realm?: string
+  /** Which challenge carries the error: `Bearer` (default) or `DPoP` (proof errors, DPoP requests). */
+  errorScheme?: 'Bearer' | 'DPoP'
+  /** `algs` of the DPoP challenge; `null` when DPoP is off. Default {@link DEFAULT_DPOP_ALGS}. */
+  dpopAlgs?: string | null
+  /** False when the guard accepts only DPoP (no Bearer challenge). Default true. */
+  bearer?: boolean
 }
 
 /**
@@ -56,6 +80,8 @@ const CHALLENGE_ERROR: Partial<Record<AuthErrorCode, string | null>> = {
   caller_scope_exceeded: 'insufficient_scope',
   on_behalf_of_required: 'insufficient_scope',
   on_behalf_of_forbidden: 'insufficient_scope',
+  invalid_dpop_proof: 'invalid_dpop_proof',
+  use_dpop_nonce: 'use_dpop_nonce',
 }
 
 /** Assert the full refusal contract. */
@@ -85,20 +111,31 @@ export function expectRefusal(res: CallResult, expected: RefusalExpectation): vo
   }
   const header = res.headers['www-authenticate']
   expect(typeof header, `${context}: WWW-Authenticate`).toBe('string')
-  const challenge = parseChallenge(header as string)
-  expect(challenge.scheme).toBe('Bearer')
-  expect(challenge.params.realm).toBe(expected.realm ?? 'api')
+  const challenges = parseChallenges(header as string)
+  const realm = expected.realm ?? 'api'
+  const dpopAlgs = expected.dpopAlgs === undefined ? DEFAULT_DPOP_ALGS : expected.dpopAlgs
+  const schemes = [...(expected.bearer === false ? [] : ['Bearer']), ...(dpopAlgs === null ? [] : ['DPoP'])]
+  expect(challenges.map((c) => c.scheme), `${context}: challenge schemes`).toEqual(schemes)
+  for (const challenge of challenges) {
+    expect(challenge.params.realm).toBe(realm)
+    if (challenge.scheme === 'DPoP') expect(challenge.params.algs).toBe(dpopAlgs)
+  }
   const error = CHALLENGE_ERROR[expected.code]
   if (error === undefined) throw new Error(`no challenge expectation for code ${expected.code}`)
-  if (error === null) {
-    // A bare challenge: nothing but the realm (RFC 6750 §3.1: no error code without credentials).
-    expect(header).toBe(`Bearer realm="${expected.realm ?? 'api'}"`)
-    return
+  const errorScheme = expected.errorScheme ?? (expected.bearer === false ? 'DPoP' : 'Bearer')
+  for (const challenge of challenges) {
+    const carries = error !== null && challenge.scheme === errorScheme
+    if (!carries) {
+      // A bare challenge: realm (and algs) only (RFC 6750 §3.1: no error code without credentials).
+      expect(Object.keys(challenge.params).sort(), `${context}: bare ${challenge.scheme} challenge`).toEqual(challenge.scheme === 'DPoP' ? ['algs', 'realm'] : ['realm'])
+      continue
+    }
+    expect(challenge.params.error).toBe(error)
+    expect(challenge.params.error_description).toEqual(expect.any(String))
+    if (expected.scope !== undefined) expect(challenge.params.scope).toBe(expected.scope)
+    else expect(challenge.params).not.toHaveProperty('scope')
   }
-  expect(challenge.params.error).toBe(error)
-  expect(challenge.params.error_description).toEqual(expect.any(String))
-  if (expected.scope !== undefined) expect(challenge.params.scope).toBe(expected.scope)
-  else expect(challenge.params).not.toHaveProperty('scope')
+  if (error !== null) expect(challenges.some((c) => c.scheme === errorScheme), `${context}: ${errorScheme} challenge`).toBe(true)
 }
 
 export interface AcceptExpectation {

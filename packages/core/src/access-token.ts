@@ -27,6 +27,8 @@ export interface AccessTokenClaims extends JWTPayload {
   scp?: string | string[]
   permissions?: string[]
   act?: ActorClaim
+  /** RFC 8693 §4.4: who may act for the subject. */
+  may_act?: { sub: string; [claim: string]: unknown }
   cnf?: { jkt?: string; 'x5t#S256'?: string; [member: string]: unknown }
 }
 

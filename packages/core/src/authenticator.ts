@@ -1,8 +1,9 @@
 import { verifyAccessToken } from './access-token.js'
 import { checkBinding } from './binding.js'
-import { readCredentials } from './credentials.js'
+import { readCredentials, type Credentials } from './credentials.js'
+import { checkCallerConsistency, checkDelegation } from './delegation.js'
 import { AuthError } from './errors.js'
-import { applyChallenge } from './http-mapping.js'
+import { applyChallenge, type ChallengeContext } from './http-mapping.js'
 import { IssuerKeys } from './jwks.js'
 import { resolveConfig, type CallsignOptions, type ResolvedConfig } from './options.js'
 import { readPeerCertificate } from './peer-certificate.js'
@@ -29,6 +30,9 @@ export interface Callsign {
 interface RequestState {
   guard: Callsign
   auth: AuthContext | undefined
+  challenge: ChallengeContext
+  /** Headers for the response of an accepted request (`DPoP-Nonce`). */
+  headers: Record<string, string> | undefined
 }
 // What the guard decided about each request, so `requireAuth` (possibly in another adapter
 // layer) finds both the result and the guard's policy without trusting a mutable property.
@@ -45,9 +49,18 @@ const decisions = new WeakMap<object, RequestState>()
 export function createCallsign(options: CallsignOptions): Callsign {
   const config = resolveConfig(options)
   const keys = new IssuerKeys(config)
-  const { mtls, realm } = config
+  const { mtls, realm, dpop } = config
+  const dpopAlgs = dpop.mode === 'off' ? undefined : dpop.algs
+  const bearer = dpop.mode !== 'required'
+  const challengeFor = (scheme: Credentials['scheme'] | undefined): ChallengeContext => ({
+    realm,
+    dpopAlgs,
+    bearer,
+    scheme,
+    dpopNonce: dpop.nonces?.current(),
+  })
 
-  async function authenticate(request: AuthRequest): Promise<AuthContext | undefined> {
+  async function authenticate(request: AuthRequest, seen: { scheme?: Credentials['scheme'] }): Promise<AuthContext | undefined> {
     const peerState = readPeerCertificate(request.socket)
     if (peerState.kind === 'rejected') throw new AuthError('peer_unauthorized', peerState.reason, { cause: peerState.cause })
     const peer = peerState.kind === 'authorized' ? peerState.peer : undefined
@@ -58,40 +71,46 @@ export function createCallsign(options: CallsignOptions): Callsign {
         throw new AuthError('peer_unauthorized', 'client certificate is not from an accepted trust domain')
       }
     }
-    const credentials = readCredentials(request)
+    const credentials = readCredentials(request, dpop.mode !== 'off')
     if (!credentials) {
       if (config.credentials === 'optional') return undefined
       throw new AuthError('credentials_missing', 'an access token is required')
     }
+    seen.scheme = credentials.scheme
+    if (credentials.scheme === 'bearer' && !bearer) throw new AuthError('invalid_token', 'a DPoP-bound token is required')
     const token = await verifyAccessToken(credentials.token, config, keys)
-    const binding = checkBinding(token, credentials, peer)
+    checkCallerConsistency(token, peer, config)
+    checkDelegation(token, peer, config)
+    const binding = await checkBinding(token, credentials, peer, request, config)
     return toAuthContext(token, peer, binding)
   }
 
   const guard: Callsign = {
     config,
     async authenticate(request) {
+      const seen: { scheme?: Credentials['scheme'] } = {}
       let auth: AuthContext | undefined
       try {
-        auth = await authenticate(request)
+        auth = await authenticate(request, seen)
       } catch (error) {
         if (error instanceof AuthError) {
           if (error.code === 'credentials_missing' && config.credentials === 'optional') {
-            decisions.set(request, { guard, auth: undefined })
+            decisions.set(request, { guard, auth: undefined, challenge: challengeFor(undefined), headers: undefined })
             return undefined
           }
-          throw applyChallenge(error, realm)
+          throw applyChallenge(error, challengeFor(seen.scheme))
         }
         throw error
       }
-      decisions.set(request, { guard, auth })
+      const nonce = seen.scheme === 'dpop' ? dpop.nonces?.current() : undefined
+      decisions.set(request, { guard, auth, challenge: challengeFor(seen.scheme), headers: nonce ? { 'dpop-nonce': nonce } : undefined })
       return auth
     },
     authorize(auth, rule) {
       try {
         authorize(auth, compileRule(rule), config.callers)
       } catch (error) {
-        if (error instanceof AuthError) applyChallenge(error, realm)
+        if (error instanceof AuthError) applyChallenge(error, challengeFor(auth.binding === 'dpop' ? 'dpop' : 'bearer'))
         throw error
       }
     },
@@ -104,6 +123,14 @@ export function createCallsign(options: CallsignOptions): Callsign {
 }
 
 /**
+ * Headers to add to the response of a request the guard accepted: a fresh `DPoP-Nonce` when
+ * server nonces are on and the request used DPoP (RFC 9449 §8.2). `undefined` when none.
+ */
+export function responseHeaders(request: object): Record<string, string> | undefined {
+  return decisions.get(request)?.headers
+}
+
+/**
  * The `requireAuth` decision for a request the guard has seen: the auth context if `rule` holds.
  * Throws a 401 `AuthError` if the request carried no credentials (optional mode), a 403 if the
  * rule fails, and a plain `Error` (a server bug, not bad input) if no guard authenticated it.
@@ -113,7 +140,12 @@ export function authorizeRequest(request: object, rule: CompiledRule): AuthConte
   if (!state) {
     throw new Error('Callsign: requireAuth() ran on a request the callsign middleware did not authenticate; register callsign(options) before the route')
   }
-  if (!state.auth) throw applyChallenge(new AuthError('credentials_missing', 'an access token is required'), state.guard.config.realm)
-  state.guard.authorize(state.auth, rule)
+  if (!state.auth) throw applyChallenge(new AuthError('credentials_missing', 'an access token is required'), state.challenge)
+  try {
+    authorize(state.auth, rule, state.guard.config.callers)
+  } catch (error) {
+    if (error instanceof AuthError) applyChallenge(error, state.challenge)
+    throw error
+  }
   return state.auth
 }

@@ -1,28 +1,81 @@
 import type { VerifiedToken } from './access-token.js'
 import type { Credentials } from './credentials.js'
-import { invalidToken } from './errors.js'
+import { normalizeHtu, verifyDpopProof } from './dpop.js'
+import { AuthError, invalidToken } from './errors.js'
+import type { ResolvedConfig } from './options.js'
 import type { PeerCertificate } from './peer-certificate.js'
 import type { TokenBinding } from './principal.js'
+import type { AuthRequest } from './request.js'
 
 /**
  * Sender constraint of a token presented with `credentials` over a connection with `peer`.
  * - `cnf["x5t#S256"]` (RFC 8705 §3): accepted only over a connection whose authorized client
- *   certificate has exactly that SHA-256 thumbprint → `mtls`.
- * - `cnf.jkt` (RFC 9449 §6): a DPoP-bound token; with the `Bearer` scheme it is a downgrade and refused.
- * - anything else → `bearer` (not sender-constrained).
+ *   certificate has exactly that SHA-256 thumbprint.
+ * - `cnf.jkt` (RFC 9449 §6): accepted only with the `DPoP` scheme and a valid proof by that key;
+ *   with `Bearer` it is a downgrade and refused. The `DPoP` scheme with a token that has no
+ *   `cnf.jkt` is refused too.
+ * Returns `dpop` when a proof was checked, else `mtls` for a certificate-bound token, else `bearer`
+ * (refused when `senderConstraint` is `'required'` or DPoP is required).
  */
-export function checkBinding(token: VerifiedToken, credentials: Credentials, peer: PeerCertificate | undefined): TokenBinding {
+export async function checkBinding(
+  token: VerifiedToken,
+  credentials: Credentials,
+  peer: PeerCertificate | undefined,
+  request: AuthRequest,
+  config: ResolvedConfig,
+): Promise<TokenBinding> {
   const cnf = token.claims.cnf
-  if (cnf === undefined) return 'bearer'
-  if (cnf.jkt !== undefined) {
-    if (credentials.scheme === 'bearer') throw invalidToken('DPoP-bound token presented as a bearer token')
-  }
-  const thumbprint = cnf['x5t#S256']
+  const jkt = cnf?.jkt
+  const thumbprint = cnf?.['x5t#S256']
+  if (jkt !== undefined && (typeof jkt !== 'string' || jkt.length === 0)) throw invalidToken('malformed cnf claim')
+  if (thumbprint !== undefined && (typeof thumbprint !== 'string' || thumbprint.length === 0)) throw invalidToken('malformed cnf claim')
+
   if (thumbprint !== undefined) {
-    if (typeof thumbprint !== 'string') throw invalidToken('malformed cnf claim')
     if (!peer) throw invalidToken('certificate-bound token presented without a client certificate')
     if (peer.x5tS256 !== thumbprint) throw invalidToken('token is bound to another client certificate')
-    return 'mtls'
   }
+  if (credentials.scheme === 'dpop') {
+    if (jkt === undefined) throw invalidToken('DPoP scheme used with a token that is not DPoP-bound')
+    await verifyDpopProof(
+      credentials.proof,
+      { method: request.method ?? 'GET', htu: expectedHtu(request, config), accessToken: credentials.token, jkt },
+      {
+        algorithms: config.dpop.algorithms,
+        maxProofAgeSeconds: config.dpop.maxProofAgeSeconds,
+        clockToleranceSeconds: Math.min(config.clockToleranceSeconds, 60),
+        now: config.now,
+        nonces: config.dpop.nonces,
+        replayStore: config.dpop.replayStore,
+        replayStoreTimeoutMs: config.dpop.replayStoreTimeoutMs,
+      },
+    )
+    return 'dpop'
+  }
+  if (jkt !== undefined) throw invalidToken('DPoP-bound token presented as a bearer token')
+  if (config.dpop.mode === 'required') throw invalidToken('a DPoP-bound token is required')
+  if (thumbprint !== undefined) return 'mtls'
+  if (config.senderConstraint === 'required') throw invalidToken('a sender-constrained token is required')
   return 'bearer'
+}
+
+/**
+ * The `htu` a proof must carry for this request: the configured public origin (the one whose
+ * host matches the request's `Host`, else the first) or the request's own scheme and `Host`,
+ * plus the path of the original request target; never `X-Forwarded-*`.
+ */
+export function expectedHtu(request: AuthRequest, config: ResolvedConfig): string {
+  const target = request.originalUrl ?? request.url ?? '/'
+  const path = target.split('?', 1)[0]!.split('#', 1)[0]!
+  const host = typeof request.headers.host === 'string' ? request.headers.host : ''
+  let origin: string | undefined
+  const origins = config.dpop.origins
+  if (origins) {
+    origin = origins.find((candidate) => new URL(candidate).host === host.toLowerCase()) ?? origins[0]
+  } else {
+    const tls = (request.socket as { encrypted?: boolean } | null | undefined)?.encrypted === true
+    origin = `${tls ? 'https' : 'http'}://${host}`
+  }
+  const htu = normalizeHtu(`${origin}${path.startsWith('/') ? path : `/${path}`}`)
+  if (!htu) throw new AuthError('invalid_request', 'request target cannot be checked against a DPoP proof')
+  return htu
 }

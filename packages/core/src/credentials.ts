@@ -2,10 +2,10 @@ import { AuthError, invalidRequest } from './errors.js'
 import { headerValues, type AuthRequest } from './request.js'
 
 /** The credentials a request carries. */
-export interface Credentials {
-  scheme: 'bearer'
-  token: string
-}
+export type Credentials =
+  | { scheme: 'bearer'; token: string }
+  /** RFC 9449 §7.1: `Authorization: DPoP <token>` with exactly one `DPoP` proof header. */
+  | { scheme: 'dpop'; token: string; proof: string }
 
 // RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/
@@ -22,7 +22,7 @@ export const MAX_TOKEN_LENGTH = 12 * 1024
  * Returns `undefined` when the request has no credentials for a scheme Callsign accepts.
  * Schemes are case-insensitive (RFC 9110 §11.1): `bearer` and `BEARER` are `Bearer`.
  */
-export function readCredentials(request: AuthRequest): Credentials | undefined {
+export function readCredentials(request: AuthRequest, acceptDpop = true): Credentials | undefined {
   const values = headerValues(request, 'authorization')
   if (values.length > 1) throw invalidRequest('more than one Authorization header')
   if (hasQueryToken(request.originalUrl ?? request.url)) {
@@ -36,15 +36,22 @@ export function readCredentials(request: AuthRequest): Credentials | undefined {
   const space = value.indexOf(' ')
   const scheme = space === -1 ? value : value.slice(0, space)
   if (!SCHEME.test(scheme)) throw invalidRequest('malformed Authorization header')
-  if (scheme.toLowerCase() !== 'bearer') {
-    // Another scheme (Basic, DPoP, ...) carries no credentials this guard accepts.
+  const lower = scheme.toLowerCase()
+  if (lower !== 'bearer' && !(lower === 'dpop' && acceptDpop)) {
+    // Another scheme (Basic, ...) carries no credentials this guard accepts.
     throw new AuthError('credentials_missing', `the ${scheme.length <= 16 ? scheme.replace(/[^A-Za-z0-9-]/g, '') : 'given'} authorization scheme is not accepted`)
   }
+  const name = lower === 'bearer' ? 'Bearer' : 'DPoP'
   const token = space === -1 ? '' : value.slice(space + 1).replace(/^ +/, '')
-  if (token.length === 0) throw invalidRequest('Bearer token missing')
-  if (token.length > MAX_TOKEN_LENGTH) throw invalidRequest('Bearer token too large')
-  if (!B64TOKEN.test(token)) throw invalidRequest('malformed Bearer token')
-  return { scheme: 'bearer', token }
+  if (token.length === 0) throw invalidRequest(`${name} token missing`)
+  if (token.length > MAX_TOKEN_LENGTH) throw invalidRequest(`${name} token too large`)
+  if (!B64TOKEN.test(token)) throw invalidRequest(`malformed ${name} token`)
+  if (lower === 'bearer') return { scheme: 'bearer', token }
+  // RFC 9449 §4.3 check 1: exactly one DPoP header (Node would join duplicates with ", ").
+  const proofs = headerValues(request, 'dpop')
+  if (proofs.length === 0) throw new AuthError('invalid_dpop_proof', 'DPoP proof missing')
+  if (proofs.length > 1) throw new AuthError('invalid_dpop_proof', 'more than one DPoP header')
+  return { scheme: 'dpop', token, proof: proofs[0]!.trim() }
 }
 
 function hasQueryToken(url: string | undefined): boolean {

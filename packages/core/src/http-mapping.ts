@@ -60,25 +60,53 @@ export const problemType = (code: AuthErrorCode): string => `urn:callsign:proble
 // RFC 6750 §3: error_description and scope use a restricted character set; never a quote or backslash.
 const quoted = (value: string): string => `"${value.replace(/[^\x20\x21\x23-\x5b\x5d-\x7e]/g, '?')}"`
 
+/** What a guard knows when it writes a challenge. */
+export interface ChallengeContext {
+  realm: string
+  /** `algs` of the `DPoP` challenge (RFC 9449 §7.1); `undefined` when DPoP is off. */
+  dpopAlgs?: string | undefined
+  /** Whether the `Bearer` scheme is accepted (not with `dpop.mode: 'required'`). Default true. */
+  bearer?: boolean
+  /** The scheme the request used, if it got that far: the error goes in that scheme's challenge. */
+  scheme?: 'bearer' | 'dpop' | undefined
+  /** A fresh server nonce, sent as `DPoP-Nonce` with `use_dpop_nonce` (RFC 9449 §8). */
+  dpopNonce?: string | undefined
+}
+
 /**
- * Fill in the `WWW-Authenticate` (RFC 6750 §3) and `Retry-After` headers of an error for a realm.
- * Every 400, 401 and 403 carries a `Bearer` challenge; a 503 carries `Retry-After`.
+ * Fill in the `WWW-Authenticate` (RFC 6750 §3, RFC 9449 §7.1) and `Retry-After` headers of an
+ * error. Every 400, 401 and 403 carries one challenge per accepted scheme (`Bearer`, then `DPoP`
+ * with `algs`); the error code goes in the challenge of the scheme the request used, or in the
+ * `DPoP` one for proof errors. A 503 carries `Retry-After`.
  */
-export function applyChallenge(error: AuthError, realm: string): AuthError {
+export function applyChallenge(error: AuthError, context: ChallengeContext | string): AuthError {
+  const ctx: ChallengeContext = typeof context === 'string' ? { realm: context } : context
   const headers: Record<string, string> = {}
   if (error.status === 503) {
     headers['retry-after'] = String(Math.max(1, Math.ceil(error.retryAfterSeconds ?? 30)))
-  } else {
-    const params = [`realm=${quoted(realm)}`]
-    const code = CHALLENGE_ERROR[error.code]
-    if (code !== undefined) {
-      params.push(`error=${quoted(code)}`, `error_description=${quoted(error.message)}`)
-      if (code === 'insufficient_scope' && error.scope && error.scope.length > 0) {
-        params.push(`scope=${quoted(error.scope.join(' '))}`)
-      }
-    }
-    headers['www-authenticate'] = `Bearer ${params.join(', ')}`
+    error.headers = headers
+    return error
   }
+  const bearer = ctx.bearer !== false || ctx.dpopAlgs === undefined
+  const code = CHALLENGE_ERROR[error.code]
+  let errorScheme: 'bearer' | 'dpop' = 'bearer'
+  if (ctx.dpopAlgs !== undefined && (error.code === 'invalid_dpop_proof' || error.code === 'use_dpop_nonce' || ctx.scheme === 'dpop' || !bearer)) {
+    errorScheme = 'dpop'
+  }
+  const errorParams: string[] = []
+  if (code !== undefined) {
+    errorParams.push(`error=${quoted(code)}`, `error_description=${quoted(error.message)}`)
+    if (code === 'insufficient_scope' && error.scope && error.scope.length > 0) errorParams.push(`scope=${quoted(error.scope.join(' '))}`)
+  }
+  const challenges: string[] = []
+  if (bearer) {
+    challenges.push(['Bearer ' + `realm=${quoted(ctx.realm)}`, ...(errorScheme === 'bearer' ? errorParams : [])].join(', '))
+  }
+  if (ctx.dpopAlgs !== undefined) {
+    challenges.push(['DPoP ' + `realm=${quoted(ctx.realm)}`, `algs=${quoted(ctx.dpopAlgs)}`, ...(errorScheme === 'dpop' ? errorParams : [])].join(', '))
+  }
+  headers['www-authenticate'] = challenges.join(', ')
+  if (error.code === 'use_dpop_nonce' && ctx.dpopNonce) headers['dpop-nonce'] = ctx.dpopNonce
   error.headers = headers
   return error
 }

@@ -2,7 +2,7 @@
  * @callsign/core: which service is calling, on whose behalf, and whether both may do this.
  * Framework-free; adapters (`@callsign/express`, `@callsign/fastify`, `@callsign/koa`) wrap it.
  */
-export { createCallsign, authorizeRequest, type Callsign } from './authenticator.js'
+export { createCallsign, authorizeRequest, responseHeaders, type Callsign } from './authenticator.js'
 export {
   resolveConfig,
   SUPPORTED_ALGORITHMS,
@@ -17,13 +17,18 @@ export {
   type ScopeClaim,
   type TokenTypeMode,
   type ResolvedConfig,
+  type DpopMode,
+  type DpopOptions,
+  type DelegationOptions,
 } from './options.js'
 export { compileRule, authorize, type AuthRule, type CompiledRule } from './policy.js'
 export type { AuthContext, CallerIdentity, TokenBinding } from './principal.js'
 export type { AccessTokenClaims, ActorClaim } from './access-token.js'
 export { AuthError, type AuthErrorCode, type AuthSide } from './errors.js'
-export { toHttpResponse, toProblem, problemType, type HttpErrorResponse, type ProblemDocument } from './http-mapping.js'
+export { toHttpResponse, toProblem, problemType, applyChallenge, type ChallengeContext, type HttpErrorResponse, type ProblemDocument } from './http-mapping.js'
 export { readPeerCertificate, describeCertificate, type PeerCertificate, type PeerState } from './peer-certificate.js'
 export { parseSpiffeId, compileCallerPattern, type SpiffeId, type CallerPattern } from './spiffe.js'
 export { readCredentials, type Credentials } from './credentials.js'
 export type { AuthRequest, PeerSocket } from './request.js'
+export { MemoryReplayStore, type ReplayStore, type MemoryReplayStoreOptions } from './replay-store.js'
+export { verifyDpopProof, normalizeHtu, type DpopExpectation, type DpopCheckConfig } from './dpop.js'

@@ -1,3 +1,5 @@
+import { DpopNonces } from './dpop-nonce.js'
+import { MemoryReplayStore, type ReplayStore } from './replay-store.js'
 import { compileCallerPattern, parseSpiffeId, type CallerPattern } from './spiffe.js'
 
 /** Asymmetric JWS algorithms Callsign can verify (RFC 7518, RFC 8037). */
@@ -70,6 +72,48 @@ export interface JwksOptions {
   maxKeys?: number
 }
 
+/**
+ * DPoP (RFC 9449) acceptance.
+ * - `'allowed'` (default): `Authorization: DPoP` with a proof is accepted next to Bearer.
+ * - `'required'`: only DPoP-bound tokens with a valid proof are accepted.
+ * - `'off'`: the `DPoP` scheme is not accepted (and not advertised).
+ */
+export type DpopMode = 'off' | 'allowed' | 'required'
+
+export interface DpopOptions {
+  mode?: DpopMode
+  /** Algorithms accepted for proofs (advertised in `algs`). Default: all asymmetric ones. */
+  algorithms?: Algorithm[]
+  /** A proof's `iat` may be at most this old (plus `clockTolerance`); its `jti` is remembered this long. Default 60, at most 600. */
+  maxProofAgeSeconds?: number
+  /**
+   * Public origin(s) of this service (`https://orders.example.com`), for the `htu` check behind
+   * a proxy or when several host names reach the service. Default: the request's own scheme
+   * (TLS or not) and `Host` header; `X-Forwarded-*` are never used.
+   */
+  origin?: string | string[]
+  /**
+   * Server nonces (RFC 9449 §8): proofs must carry a nonce the server issued (via `DPoP-Nonce`).
+   * Stateless: a time-sliced HMAC under `secret` (at least 32 bytes; the same on every replica).
+   * A nonce stays valid for its window and the next.
+   */
+  nonce?: { secret: string | Uint8Array; windowSeconds?: number }
+  /** Where used proof `jti`s are remembered. Default: a process-local `MemoryReplayStore`; use `@callsign/redis` for replicas. */
+  replayStore?: ReplayStore
+  /** The replay store must answer within this time, or the request fails closed with 503. Default 500. */
+  replayStoreTimeoutMs?: number
+}
+
+/** Bounds on RFC 8693 delegation chains (`act`). */
+export interface DelegationOptions {
+  /** Longest `act` chain accepted. Default 4 (at most 8). */
+  maxDepth?: number
+  /** Caller patterns every actor of the chain must match. Default: any. */
+  actors?: string[]
+  /** Per-hop caller patterns, nearest actor first: `hops[0]` for `act.sub`, `hops[1]` for `act.act.sub` ... */
+  hops?: string[][]
+}
+
 /** Minimal logger; `console` fits. Only operational problems (issuer unreachable) are logged. */
 export interface Logger {
   warn(message: string, details?: Record<string, unknown>): void
@@ -97,6 +141,22 @@ export interface CallsignOptions {
    * matches several patterns, the most specific one (exact, then longest prefix) applies.
    */
   callers?: Record<string, string[]>
+  /**
+   * `'required'`: every token must be sender-constrained (DPoP-bound or certificate-bound); plain
+   * bearer tokens are refused. `'optional'` (default): bearer tokens are accepted. Overridable per rule.
+   */
+  senderConstraint?: 'required' | 'optional'
+  dpop?: DpopOptions
+  /**
+   * When the token names the calling service (`act.sub`, or `client_id` mapped through
+   * `clientIds`, or a `client_id` that is itself a SPIFFE ID) and an authorized peer certificate
+   * names another one, refuse (401): the token is presented by a workload it was not issued to.
+   * Default `'enforce'`.
+   */
+  callerConsistency?: 'enforce' | 'off'
+  /** OAuth client ids mapped to the SPIFFE ID of the workload they belong to, for caller consistency. */
+  clientIds?: Record<string, string>
+  delegation?: DelegationOptions
   /** `'required'` (default): a request without credentials is refused at once. `'optional'`: it passes with no `auth`, and `requireAuth` refuses it. */
   credentials?: 'required' | 'optional'
   /** `realm` of every challenge. Default `'api'`. */
@@ -128,6 +188,18 @@ export interface ResolvedAllowance {
   scopes: ReadonlySet<string>
 }
 
+export interface ResolvedDpop {
+  mode: DpopMode
+  algorithms: ReadonlySet<string>
+  /** `algs` challenge parameter value. */
+  algs: string
+  maxProofAgeSeconds: number
+  origins: readonly string[] | undefined
+  nonces: DpopNonces | undefined
+  replayStore: ReplayStore
+  replayStoreTimeoutMs: number
+}
+
 export interface ResolvedConfig {
   issuers: ReadonlyMap<string, ResolvedIssuer>
   clockToleranceSeconds: number
@@ -135,6 +207,11 @@ export interface ResolvedConfig {
   mtls: { mode: MtlsMode; trustDomains: ReadonlySet<string> | undefined }
   callers: readonly ResolvedAllowance[] | undefined
   credentials: 'required' | 'optional'
+  senderConstraint: 'required' | 'optional'
+  dpop: ResolvedDpop
+  callerConsistency: boolean
+  clientIds: ReadonlyMap<string, string>
+  delegation: { maxDepth: number; actors: readonly CallerPattern[] | undefined; hops: readonly (readonly CallerPattern[])[] | undefined }
   realm: string
   jwks: Required<JwksOptions>
   prefetch: boolean
@@ -226,8 +303,11 @@ export function scopeList(value: unknown, option: string): string[] {
 
 const OPTION_KEYS = [
   'issuers', 'algorithms', 'clockTolerance', 'maxTokenAge', 'typ', 'scopeClaim', 'mtls', 'callers', 'credentials',
-  'realm', 'jwks', 'prefetch', 'fetch', 'now', 'logger',
+  'realm', 'jwks', 'prefetch', 'fetch', 'now', 'logger', 'senderConstraint', 'dpop', 'callerConsistency', 'clientIds',
+  'delegation',
 ] as const
+const DPOP_KEYS = ['mode', 'algorithms', 'maxProofAgeSeconds', 'origin', 'nonce', 'replayStore', 'replayStoreTimeoutMs'] as const
+const DELEGATION_KEYS = ['maxDepth', 'actors', 'hops'] as const
 const ISSUER_KEYS = ['issuer', 'audience', 'jwksUri', 'typ', 'scopeClaim', 'algorithms'] as const
 const JWKS_KEYS = ['cacheMaxAgeSeconds', 'cooldownSeconds', 'failureBackoffSeconds', 'maxStaleSeconds', 'timeoutSeconds', 'maxBytes', 'maxKeys'] as const
 const TYP_MODES = ['at+jwt', 'jwt'] as const
@@ -326,6 +406,7 @@ export function resolveConfig(options: CallsignOptions): ResolvedConfig {
     fail('realm', 'must be 1-100 printable ASCII characters without quotes or backslashes')
   }
   const globalFetch = globalThis.fetch
+  const now = options.now ?? Date.now
   return Object.freeze({
     issuers,
     clockToleranceSeconds: positive(options.clockTolerance, 'clockTolerance', 30, { allowZero: true, max: 300 }),
@@ -333,11 +414,86 @@ export function resolveConfig(options: CallsignOptions): ResolvedConfig {
     mtls: Object.freeze({ mode: mtlsMode, trustDomains }),
     callers: callers && Object.freeze(callers),
     credentials: oneOf(options.credentials, 'credentials', ['required', 'optional'] as const, 'required'),
+    senderConstraint: oneOf(options.senderConstraint, 'senderConstraint', ['required', 'optional'] as const, 'optional'),
+    dpop: resolveDpop(options.dpop, now),
+    callerConsistency: oneOf(options.callerConsistency, 'callerConsistency', ['enforce', 'off'] as const, 'enforce') === 'enforce',
+    clientIds: resolveClientIds(options.clientIds),
+    delegation: resolveDelegation(options.delegation),
     realm,
     jwks: Object.freeze(jwks),
     prefetch: options.prefetch ?? false,
     fetch: options.fetch ?? ((input: Parameters<typeof fetch>[0], init?: RequestInit) => globalFetch(input, init)),
-    now: options.now ?? Date.now,
+    now,
     logger: options.logger ?? console,
   })
+}
+
+function resolveDpop(value: unknown, now: () => number): ResolvedDpop {
+  const input = (value ?? {}) as Record<string, unknown>
+  if (!isPlainObject(input)) return fail('dpop', 'must be an object')
+  checkKeys(input, DPOP_KEYS, 'dpop')
+  const algorithms = input.algorithms === undefined ? new Set<string>(DEFAULT_ALGORITHMS) : algorithmsOf(input.algorithms, 'dpop.algorithms')
+  let origins: string[] | undefined
+  if (input.origin !== undefined) {
+    origins = stringList(input.origin, 'dpop.origin').map((origin) => {
+      const url = parseSecureUrl(origin, 'dpop.origin')
+      if (url.pathname !== '/' || url.search) fail('dpop.origin', `must be an origin (scheme://host[:port]) without a path: ${JSON.stringify(origin)}`)
+      return url.origin
+    })
+  }
+  let nonces: DpopNonces | undefined
+  if (input.nonce !== undefined) {
+    const nonce = input.nonce as Record<string, unknown>
+    if (!isPlainObject(nonce)) return fail('dpop.nonce', 'must be { secret, windowSeconds? }')
+    checkKeys(nonce, ['secret', 'windowSeconds'], 'dpop.nonce')
+    const secret = typeof nonce.secret === 'string' ? Buffer.from(nonce.secret, 'utf8') : nonce.secret instanceof Uint8Array ? Buffer.from(nonce.secret) : undefined
+    if (!secret || secret.length < 32) fail('dpop.nonce.secret', 'must be a string or bytes of at least 32 bytes, the same on every replica')
+    nonces = new DpopNonces(secret!, positive(nonce.windowSeconds, 'dpop.nonce.windowSeconds', 300, { max: 86_400 }), now)
+  }
+  const store = input.replayStore as ReplayStore | undefined
+  if (store !== undefined && (typeof store !== 'object' || store === null || typeof store.markUsed !== 'function')) {
+    fail('dpop.replayStore', 'must implement markUsed(key, ttlSeconds)')
+  }
+  const mode = oneOf(input.mode, 'dpop.mode', ['off', 'allowed', 'required'] as const, 'allowed')
+  return Object.freeze({
+    mode,
+    algorithms,
+    algs: [...algorithms].join(' '),
+    maxProofAgeSeconds: positive(input.maxProofAgeSeconds, 'dpop.maxProofAgeSeconds', 60, { max: 600 }),
+    origins: origins && Object.freeze(origins),
+    nonces,
+    replayStore: store ?? new MemoryReplayStore(),
+    replayStoreTimeoutMs: positive(input.replayStoreTimeoutMs, 'dpop.replayStoreTimeoutMs', 500, { max: 30_000 }),
+  })
+}
+
+function resolveClientIds(value: unknown): ReadonlyMap<string, string> {
+  const map = new Map<string, string>()
+  if (value === undefined) return map
+  if (!isPlainObject(value)) return fail('clientIds', 'must be an object mapping client ids to SPIFFE IDs')
+  for (const [clientId, spiffeId] of Object.entries(value)) {
+    const parsed = typeof spiffeId === 'string' ? parseSpiffeId(spiffeId) : undefined
+    if (!parsed || parsed.segments.length === 0) fail(`clientIds[${JSON.stringify(clientId)}]`, `must be a workload SPIFFE ID (got ${JSON.stringify(spiffeId)})`)
+    map.set(clientId, spiffeId as string)
+  }
+  return map
+}
+
+function resolveDelegation(value: unknown): ResolvedConfig['delegation'] {
+  const input = (value ?? {}) as Record<string, unknown>
+  if (!isPlainObject(input)) return fail('delegation', 'must be an object')
+  checkKeys(input, DELEGATION_KEYS, 'delegation')
+  const maxDepth = positive(input.maxDepth, 'delegation.maxDepth', 4, { integer: true, max: 8 })
+  let actors: CallerPattern[] | undefined
+  if (input.actors !== undefined) {
+    actors = stringList(input.actors, 'delegation.actors').map((pattern, i) => compileCallerPattern(pattern, `delegation.actors[${i}]`))
+  }
+  let hops: CallerPattern[][] | undefined
+  if (input.hops !== undefined) {
+    if (!Array.isArray(input.hops) || input.hops.length === 0) fail('delegation.hops', 'must be a non-empty array of pattern arrays, nearest actor first')
+    hops = (input.hops as unknown[]).map((hop, h) =>
+      stringList(hop, `delegation.hops[${h}]`).map((pattern, i) => compileCallerPattern(pattern, `delegation.hops[${h}][${i}]`)),
+    )
+  }
+  return Object.freeze({ maxDepth, actors, hops })
 }

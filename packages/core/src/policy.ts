@@ -18,6 +18,12 @@ export interface AuthRule {
   callers?: string[]
   /** `required`: a user must be present; `forbidden`: service-only calls; `optional` (default). */
   onBehalfOf?: 'required' | 'forbidden' | 'optional'
+  /**
+   * `required`: this route refuses plain bearer tokens (401 `invalid_token`) even when the guard's
+   * `senderConstraint` is `'optional'`. A rule can only tighten the guard: with the guard at
+   * `'required'`, bearer tokens never get this far.
+   */
+  senderConstraint?: 'required' | 'optional'
 }
 
 const COMPILED = Symbol('callsign.compiledRule')
@@ -29,9 +35,10 @@ export interface CompiledRule {
   readonly anyScopes: readonly string[] | undefined
   readonly callers: readonly CallerPattern[] | undefined
   readonly onBehalfOf: 'required' | 'forbidden' | 'optional'
+  readonly senderConstraint: 'required' | 'optional'
 }
 
-const RULE_KEYS = ['scopes', 'anyScopes', 'callers', 'onBehalfOf']
+const RULE_KEYS = ['scopes', 'anyScopes', 'callers', 'onBehalfOf', 'senderConstraint']
 
 /** Validate a rule; throws `TypeError` naming the field. Idempotent on compiled rules. */
 export function compileRule(rule: AuthRule | CompiledRule = {}): CompiledRule {
@@ -58,8 +65,13 @@ export function compileRule(rule: AuthRule | CompiledRule = {}): CompiledRule {
   if (!['required', 'forbidden', 'optional'].includes(onBehalfOf)) {
     throw new TypeError(`Callsign: "rule.onBehalfOf" must be 'required', 'forbidden' or 'optional' (got ${JSON.stringify(onBehalfOf)})`)
   }
+  const senderConstraint = input.senderConstraint ?? 'optional'
+  if (!['required', 'optional'].includes(senderConstraint)) {
+    throw new TypeError(`Callsign: "rule.senderConstraint" must be 'required' or 'optional' (got ${JSON.stringify(senderConstraint)})`)
+  }
   return Object.freeze({
     [COMPILED]: true as const,
+    senderConstraint,
     scopes: Object.freeze([...scopes]),
     anyScopes: anyScopes && Object.freeze([...anyScopes]),
     callers: callers && Object.freeze(callers),
@@ -75,7 +87,7 @@ export function findAllowance(callerId: string, allowances: readonly ResolvedAll
 }
 
 /**
- * Two-sided authorization. Passes only if, in this order:
+ * Two-sided authorization. Passes only if, in this order (after `rule.senderConstraint`, 401):
  * 1. the caller matches `rule.callers` (when given) and the `callers` allowance map (when configured);
  * 2. every `rule.scopes` (and one of `rule.anyScopes`) is in the token's scopes — for an
  *    on-behalf-of token, the user's delegated scopes;
@@ -85,6 +97,9 @@ export function findAllowance(callerId: string, allowances: readonly ResolvedAll
  * Throws `AuthError` (403) naming the side that failed.
  */
 export function authorize(auth: AuthContext, rule: CompiledRule, allowances: readonly ResolvedAllowance[] | undefined): void {
+  if (rule.senderConstraint === 'required' && auth.binding === 'bearer') {
+    throw new AuthError('invalid_token', 'this route requires a sender-constrained token')
+  }
   const callerId = auth.caller.id
   if (rule.callers && !rule.callers.some((pattern) => pattern.matches(callerId))) {
     throw new AuthError('caller_forbidden', 'the calling service is not allowed on this route', { side: 'caller' })

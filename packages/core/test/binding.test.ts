@@ -8,7 +8,9 @@ import { resolveConfig } from '../src/options.js'
 import { describeCertificate, type PeerCertificate } from '../src/peer-certificate.js'
 
 const ISSUER = 'https://auth.example.com/'
-const resolved = resolveConfig({ issuers: { issuer: ISSUER, audience: 'orders' } }).issuers.get(ISSUER)!
+const config = resolveConfig({ issuers: { issuer: ISSUER, audience: 'orders' } })
+const resolved = config.issuers.get(ISSUER)!
+const REQUEST = { method: 'GET', url: '/orders', headers: { host: 'orders.example' } }
 const BEARER = { scheme: 'bearer', token: 'x.y.z' } as const
 
 let svid: IssuedCertificate
@@ -39,12 +41,12 @@ describe('checkBinding', () => {
     ['no cnf over mTLS', undefined, 'peer'],
     ['an empty cnf', {}, 'peer'],
     ['a cnf with other members only', { kid: 'k' }, 'none'],
-  ])('reports bearer for %s', (_case, cnf, connection) => {
-    expect(checkBinding(token(cnf), BEARER, connection === 'peer' ? peer : undefined)).toBe('bearer')
+  ])('reports bearer for %s', async (_case, cnf, connection) => {
+    expect(await checkBinding(token(cnf), BEARER, connection === 'peer' ? peer : undefined, REQUEST, config)).toBe('bearer')
   })
 
-  it('reports mtls for a token bound to the connection certificate', () => {
-    expect(checkBinding(token({ 'x5t#S256': svid.x5tS256 }), BEARER, peer)).toBe('mtls')
+  it('reports mtls for a token bound to the connection certificate', async () => {
+    expect(await checkBinding(token({ 'x5t#S256': svid.x5tS256 }), BEARER, peer, REQUEST, config)).toBe('mtls')
   })
 
   it.each<[string, () => unknown, 'peer' | 'other' | 'none', string]>([
@@ -53,18 +55,43 @@ describe('checkBinding', () => {
     ['a certificate-bound token without a certificate', () => ({ 'x5t#S256': svid.x5tS256 }), 'none', 'certificate-bound token presented without a client certificate'],
     ['a token bound to another certificate', () => ({ 'x5t#S256': svid.x5tS256 }), 'other', 'token is bound to another client certificate'],
     ['a thumbprint differing in case', () => ({ 'x5t#S256': svid.x5tS256.toUpperCase() }), 'peer', 'token is bound to another client certificate'],
-    ['an empty thumbprint', () => ({ 'x5t#S256': '' }), 'peer', 'token is bound to another client certificate'],
+    ['an empty thumbprint', () => ({ 'x5t#S256': '' }), 'peer', 'malformed cnf claim'],
+    ['an empty jkt', () => ({ jkt: '' }), 'peer', 'malformed cnf claim'],
     ['a numeric thumbprint', () => ({ 'x5t#S256': 1 }), 'peer', 'malformed cnf claim'],
     ['a null thumbprint', () => ({ 'x5t#S256': null }), 'peer', 'malformed cnf claim'],
-  ])('refuses %s', (_case, cnf, connection, message) => {
+  ])('refuses %s', async (_case, cnf, connection, message) => {
     const p = connection === 'peer' ? peer : connection === 'other' ? otherPeer : undefined
     let error: unknown
     try {
-      checkBinding(token(cnf()), BEARER, p)
+      await checkBinding(token(cnf()), BEARER, p, REQUEST, config)
     } catch (e) {
       error = e
     }
     expect(error).toBeInstanceOf(AuthError)
     expect({ code: (error as AuthError).code, message: (error as AuthError).message }).toEqual({ code: 'invalid_token', message })
+  })
+
+  it.each<[string, Parameters<typeof resolveConfig>[0]['senderConstraint'], Parameters<typeof resolveConfig>[0]['dpop'], string]>([
+    ['senderConstraint required', 'required', undefined, 'a sender-constrained token is required'],
+    ['dpop required', undefined, { mode: 'required' }, 'a DPoP-bound token is required'],
+  ])('refuses a plain bearer token when %s', async (_case, senderConstraint, dpop, message) => {
+    const strict = resolveConfig({
+      issuers: { issuer: ISSUER, audience: 'orders' },
+      ...(senderConstraint ? { senderConstraint } : {}),
+      ...(dpop ? { dpop } : {}),
+    })
+    await expect(checkBinding(token(), BEARER, peer, REQUEST, strict)).rejects.toMatchObject({ code: 'invalid_token', message })
+  })
+
+  it('accepts a certificate-bound token when sender constraint is required', async () => {
+    const strict = resolveConfig({ issuers: { issuer: ISSUER, audience: 'orders' }, senderConstraint: 'required' })
+    expect(await checkBinding(token({ 'x5t#S256': svid.x5tS256 }), BEARER, peer, REQUEST, strict)).toBe('mtls')
+  })
+
+  it('refuses the DPoP scheme with a token that is not DPoP-bound', async () => {
+    await expect(checkBinding(token(), { scheme: 'dpop', token: 'x.y.z', proof: 'a.b.c' }, peer, REQUEST, config)).rejects.toMatchObject({
+      code: 'invalid_token',
+      message: 'DPoP scheme used with a token that is not DPoP-bound',
+    })
   })
 })

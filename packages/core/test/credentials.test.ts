@@ -116,7 +116,6 @@ describe('readCredentials', () => {
 
   it.each([
     ['Basic eDp5', 'the Basic authorization scheme is not accepted'],
-    ['DPoP abc', 'the DPoP authorization scheme is not accepted'],
     ['Digest username="x"', 'the Digest authorization scheme is not accepted'],
     ['Negotiate', 'the Negotiate authorization scheme is not accepted'],
     ["Bear!er#x abc", 'the Bearerx authorization scheme is not accepted'],
@@ -126,6 +125,29 @@ describe('readCredentials', () => {
     expect(error.code).toBe('credentials_missing')
     expect(error.status).toBe(401)
     expect(error.message).toBe(message)
+  })
+
+  it('reads the DPoP scheme with exactly one DPoP proof header', () => {
+    const request = { headers: { authorization: `DPoP ${TOKEN}`, dpop: 'a.b.c' }, headersDistinct: { authorization: [`DPoP ${TOKEN}`], dpop: ['a.b.c'] } }
+    expect(readCredentials(request)).toEqual({ scheme: 'dpop', token: TOKEN, proof: 'a.b.c' })
+  })
+
+  it.each([
+    ['no DPoP header', { authorization: [`DPoP ${TOKEN}`] }, 'DPoP proof missing'],
+    ['two DPoP headers', { authorization: [`dpop ${TOKEN}`], dpop: ['a.b.c', 'd.e.f'] }, 'more than one DPoP header'],
+  ])('refuses the DPoP scheme with %s as invalid_dpop_proof', (_case, headersDistinct, message) => {
+    const error = refusal({ headers: {}, headersDistinct })
+    expect({ code: error.code, status: error.status, message: error.message }).toEqual({ code: 'invalid_dpop_proof', status: 401, message })
+  })
+
+  it('reports credentials_missing for the DPoP scheme when DPoP is off', () => {
+    let error: unknown
+    try {
+      readCredentials({ headers: { authorization: `DPoP ${TOKEN}` } }, false)
+    } catch (e) {
+      error = e
+    }
+    expect((error as { code?: string }).code).toBe('credentials_missing')
   })
 
   it.each([

@@ -12,6 +12,7 @@ import {
   authorizeRequest,
   compileRule,
   createCallsign,
+  responseHeaders,
   toHttpResponse,
   type AuthContext,
   type AuthRule,
@@ -57,6 +58,8 @@ export function callsign(options: CallsignOptions): CallsignMiddleware {
     guard.authenticate(req).then(
       (auth) => {
         if (auth) req.auth = auth
+        const headers = responseHeaders(req)
+        if (headers) res.set(headers)
         next()
       },
       (error: unknown) => fail(res, next, error),

@@ -13,6 +13,7 @@ import {
   authorizeRequest,
   compileRule,
   createCallsign,
+  responseHeaders,
   toHttpResponse,
   type AuthContext,
   type AuthRule,
@@ -48,6 +49,8 @@ const plugin: FastifyPluginAsync<CallsignOptions> = async (fastify, options) => 
   fastify.addHook('onRequest', async (request, reply) => {
     try {
       request.auth = (await guard.authenticate(request.raw)) ?? null
+      const headers = responseHeaders(request.raw)
+      if (headers) reply.headers(headers)
     } catch (error) {
       if (error instanceof AuthError) return send(reply, error)
       throw error

@@ -12,6 +12,7 @@ import {
   authorizeRequest,
   compileRule,
   createCallsign,
+  responseHeaders,
   toHttpResponse,
   type AuthContext,
   type AuthRule,
@@ -61,6 +62,8 @@ export function callsign(options: CallsignOptions): CallsignMiddleware {
       throw error
     }
     if (auth) ctx.state.auth = auth
+    const headers = responseHeaders(ctx.req)
+    if (headers) ctx.set(headers)
     await next()
   }
   return Object.assign(middleware, { guard })

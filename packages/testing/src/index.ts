@@ -1,12 +1,13 @@
 /**
  * `@callsign/testing`: a test kit for Callsign users and for Callsign's own
- * tests. Throwaway CA and SPIFFE workload certificates, and a loopback
+ * tests. Throwaway CA and SPIFFE workload certificates, a loopback
  * authorization-server stand-in that serves metadata and a JWKS and signs
- * access tokens.
+ * (optionally DPoP- or certificate-bound) access tokens, DPoP proofs
+ * (RFC 9449) and RFC 8693 actor chains.
  *
  * @example
  * ```ts
- * import { createTestCa, startTestIssuer } from '@callsign/testing';
+ * import { actorChain, createDpopKey, createDpopProof, createTestCa, startTestIssuer } from '@callsign/testing';
  * ```
  *
  * @packageDocumentation
@@ -21,3 +22,6 @@ export type { TestIssuerAlgorithm } from './issuer-keys.js';
 export type { DiscoveryMode } from './issuer-metadata.js';
 export type { OutageMode } from './issuer-outage.js';
 export type { SignOptions } from './sign-access-token.js';
+export { createDpopKey, createDpopProof } from './dpop.js';
+export type { DpopKey, DpopProofOptions } from './dpop.js';
+export { actorChain } from './actor-chain.js';

@@ -94,6 +94,7 @@ export interface TestIssuer {
   /**
    * Signs an access token. Defaults: `iss` (the issuer), `iat` (now), `exp`
    * (`iat` + 300), `jti` (random UUID), header `typ: 'at+jwt'`; `claims` override them.
+   * `options.dpopJkt` / `options.x5tS256` add a `cnf` confirmation claim (DPoP- or certificate-bound token).
    *
    * @param claims - Claims merged over the defaults. Default `{}`.
    * @param options - See {@link SignOptions}.

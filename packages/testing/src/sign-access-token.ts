@@ -35,6 +35,30 @@ export interface SignOptions {
   omit?: string[];
   /** Overrides `iss`. Default: the issuer identifier. */
   issuer?: string;
+  /**
+   * Binds the token to a DPoP key (RFC 9449 §6.1): sets `cnf.jkt` to this
+   * RFC 7638 thumbprint, e.g. `(await createDpopKey()).jkt`. Combines with
+   * `x5tS256` in one `cnf` object. Set before `claims` are applied, so an
+   * explicit `cnf` claim replaces it. Default: no `cnf`.
+   *
+   * @example
+   * ```ts
+   * const token = await issuer.signAccessToken({ sub: 'alice' }, { dpopJkt: dpopKey.jkt });
+   * ```
+   */
+  dpopJkt?: string;
+  /**
+   * Binds the token to a client certificate (RFC 8705 §3.1): sets
+   * `cnf["x5t#S256"]` to this value, e.g. `IssuedCertificate.x5tS256`. Combines
+   * with `dpopJkt` in one `cnf` object. Set before `claims` are applied, so an
+   * explicit `cnf` claim replaces it. Default: no `cnf`.
+   *
+   * @example
+   * ```ts
+   * const token = await issuer.signAccessToken({ sub: svid.spiffeId }, { x5tS256: svid.x5tS256 });
+   * ```
+   */
+  x5tS256?: string;
 }
 
 /**
@@ -43,7 +67,7 @@ export interface SignOptions {
  *
  * @param key - Signing key.
  * @param issuer - Default `iss`.
- * @param claims - Claims merged over the defaults (`iss`, `iat`, `exp`, `jti`, `aud`, `nbf`).
+ * @param claims - Claims merged over the defaults (`iss`, `iat`, `exp`, `jti`, `aud`, `nbf`, `cnf`).
  * @param options - See {@link SignOptions}.
  * @returns The compact JWS.
  * @example
@@ -67,6 +91,12 @@ export async function signAccessToken(
   };
   if (options.audience !== undefined) payload['aud'] = options.audience;
   if (options.notBefore !== undefined) payload['nbf'] = options.notBefore;
+  if (options.dpopJkt !== undefined || options.x5tS256 !== undefined) {
+    const cnf: Record<string, string> = {};
+    if (options.dpopJkt !== undefined) cnf['jkt'] = options.dpopJkt;
+    if (options.x5tS256 !== undefined) cnf['x5t#S256'] = options.x5tS256;
+    payload['cnf'] = cnf;
+  }
   Object.assign(payload, claims);
   for (const name of options.omit ?? []) delete payload[name];
 
