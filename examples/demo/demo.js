@@ -9,7 +9,7 @@
 import https from 'node:https'
 import express from 'express'
 import { callsign, requireAuth } from '@callsign/express'
-import { createTestCa, startTestIssuer } from '@callsign/testing'
+import { createDpopKey, createDpopProof, createTestCa, startTestIssuer } from '@callsign/testing'
 
 const AUDIENCE = 'https://orders.example'
 const FRONTEND = 'spiffe://example.org/ns/web/sa/frontend'
@@ -87,6 +87,15 @@ claims.scope = 'orders:read orders:write'
 const forged = [header, Buffer.from(JSON.stringify(claims)).toString('base64url'), signature].join('.')
 const expired = await sign({ sub: 'alice', act: { sub: FRONTEND }, scope: 'orders:read' }, { expiresInSeconds: -120 })
 const otherAudience = await sign({ sub: 'alice', act: { sub: FRONTEND }, scope: 'orders:read' }, { audience: 'https://billing.example' })
+// An unbound token naming the frontend as the acting service, relayed by the report service.
+const aliceUnbound = await sign({ sub: 'alice', act: { sub: FRONTEND }, scope: 'orders:read' })
+// DPoP (RFC 9449): alice's token bound to the frontend's proof key; one fresh proof per request.
+const frontendKey = await createDpopKey('ES256')
+const aliceDpop = await sign({ sub: 'alice', act: { sub: FRONTEND }, scope: 'orders:read' }, { dpopJkt: frontendKey.jkt })
+const proofFor = (method, path, key = frontendKey) => createDpopProof(key, { method, url: `https://127.0.0.1:${port}${path}`, accessToken: aliceDpop })
+const dpopProof = await proofFor('GET', '/orders')
+const proofOtherPath = await proofFor('GET', '/reports/daily')
+const proofWrongKey = await proofFor('GET', '/orders', await createDpopKey('ES256'))
 
 // ---- 5. The calls --------------------------------------------------------------------------------
 const calls = [
@@ -103,10 +112,16 @@ const calls = [
   { what: 'expired token', cert: frontend, token: expired, path: '/orders', expect: [401, 'invalid_token'] },
   { what: 'token for another audience', cert: frontend, token: otherAudience, path: '/orders', expect: [401, 'invalid_token'] },
   { what: "report replays frontend's token (stolen)", cert: report, token: aliceReadWrite, path: '/orders', expect: [401, 'invalid_token'] },
+  { what: "report relays an unbound token naming frontend", cert: report, token: aliceUnbound, path: '/orders', expect: [401, 'invalid_token'] },
+  { what: 'frontend for alice, DPoP proof: GET /orders', cert: frontend, token: aliceDpop, dpop: dpopProof, path: '/orders', expect: [200] },
+  { what: 'the same DPoP proof again (replay)', cert: frontend, token: aliceDpop, dpop: dpopProof, path: '/orders', expect: [401, 'invalid_dpop_proof'] },
+  { what: 'DPoP proof made for another URL', cert: frontend, token: aliceDpop, dpop: proofOtherPath, path: '/orders', expect: [401, 'invalid_dpop_proof'] },
+  { what: 'DPoP token with a proof by another key', cert: frontend, token: aliceDpop, dpop: proofWrongKey, path: '/orders', expect: [401, 'invalid_token'] },
+  { what: 'DPoP token sent as a Bearer token', cert: frontend, token: aliceDpop, path: '/orders', expect: [401, 'invalid_token'] },
 ]
 
 /** One HTTPS request on a fresh connection (a connection carries one client certificate). */
-function request({ cert, token, method = 'GET', path }) {
+function request({ cert, token, dpop, method = 'GET', path }) {
   const body = method === 'POST' ? JSON.stringify({ item: 'tea' }) : undefined
   return new Promise((resolve, reject) => {
     const req = https.request(
@@ -119,7 +134,8 @@ function request({ cert, token, method = 'GET', path }) {
         ca: [ca.certPem],
         ...(cert ? { cert: cert.certPem, key: cert.keyPem } : {}),
         headers: {
-          ...(token ? { authorization: `Bearer ${token}` } : {}),
+          ...(token ? { authorization: `${dpop ? 'DPoP' : 'Bearer'} ${token}` } : {}),
+          ...(dpop ? { dpop } : {}),
           ...(body ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {}),
         },
       },
@@ -154,7 +170,7 @@ try {
     const code = allowed ? undefined : body.code ?? challengeError(headers['www-authenticate'])
     let reason
     if (allowed) {
-      reason = `caller ${short(body.caller)}${body.user ? `, user ${body.user}` : ', no user'}, ${body.binding === 'mtls' ? 'cert-bound token' : `${body.binding} token`}`
+      reason = `caller ${short(body.caller)}${body.user ? `, user ${body.user}` : ', no user'}, ${{ mtls: 'cert-bound token', dpop: 'DPoP-bound token, proof checked' }[body.binding] ?? `${body.binding} token`}`
     } else {
       const error = challengeError(headers['www-authenticate'])
       reason = `${body.detail ?? error ?? text}${body.side ? ` (${body.side} side)` : ''}`
@@ -186,7 +202,8 @@ const rule = '-'.repeat(widths.reduce((sum, w) => sum + w + 2, -2))
 console.log(`
 Callsign demo: an orders service on https://127.0.0.1:${port}, issuer ${issuer.issuer}
   mTLS proves WHICH SERVICE calls (SPIFFE ID in its client certificate, CA pinned by the server);
-  the access token says ON WHOSE BEHALF (act claim) and with what scopes, and is bound to the certificate;
+  the access token says ON WHOSE BEHALF (act claim) and with what scopes, and is bound to the certificate
+  or to a DPoP key (RFC 8705 / RFC 9449), so a stolen or relayed token is refused;
   a call passes only if the service's allowance AND the token's (user's) scopes cover the route.
   Allowances: frontend may orders:read orders:write; batch/* (report) may orders:read only.
 `)

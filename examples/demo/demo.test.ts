@@ -28,7 +28,14 @@ describe('pnpm demo', () => {
       [11, 401, 'refused', 'invalid_token'],
       [12, 401, 'refused', 'invalid_token'],
       [13, 401, 'refused', 'invalid_token'],
+      [14, 401, 'refused', 'invalid_token'],
+      [15, 200, 'allowed', '-'],
+      [16, 401, 'refused', 'invalid_dpop_proof'],
+      [17, 401, 'refused', 'invalid_dpop_proof'],
+      [18, 401, 'refused', 'invalid_token'],
+      [19, 401, 'refused', 'invalid_token'],
     ])
+    expect(result.stdout).toContain('DPoP proof has already been used')
     expect(result.stdout).toContain('(user side)')
     expect(result.stdout).toContain('(caller side)')
     expect(result.stdout).toContain('every decision as expected')
