@@ -19,3 +19,16 @@ if (stale) {
   else run('npx', ['-y', 'pnpm@10', 'install', '--frozen-lockfile'])
 }
 run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-b', 'tsconfig.build.json'])
+
+// The real-Redis tests need `redis-server`. Install it when we can (root with apt-get, as on CI
+// and fresh Debian machines); otherwise those suites say they are skipped.
+const has = (command) => spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0
+if (process.argv.includes('--with-redis') && !has('redis-server') && process.getuid?.() === 0 && has('apt-get')) {
+  console.log('setup: installing redis-server for the @callsign/redis tests (apt-get)')
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
+  const quiet = { cwd: root, stdio: ['ignore', 'ignore', 'inherit'], env }
+  if (spawnSync('apt-get', ['install', '-y', '-q', 'redis-server'], quiet).status !== 0) {
+    spawnSync('apt-get', ['update', '-q'], quiet)
+    spawnSync('apt-get', ['install', '-y', '-q', 'redis-server'], quiet)
+  }
+}

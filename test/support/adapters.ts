@@ -57,6 +57,8 @@ export const ROUTES: readonly RouteSpec[] = [
   { method: 'GET', path: '/batch', rule: { callers: ['spiffe://example.org/ns/batch/*'] } },
   { method: 'GET', path: '/service-only', rule: { onBehalfOf: 'forbidden' } },
   { method: 'GET', path: '/any', rule: { anyScopes: ['a', 'b'] } },
+  /** Rule-level sender constraint: plain bearer tokens are refused here only. */
+  { method: 'GET', path: '/constrained', rule: { senderConstraint: 'required' } },
   { method: 'GET', path: '/public', rule: undefined },
 ]
 

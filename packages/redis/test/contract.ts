@@ -3,7 +3,7 @@
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { DEFAULT_KEY_PREFIX, RedisReplayStore, RedisReplayStoreTimeoutError, type RedisReplayStoreClient } from '../src/index.js'
-import { rawCommand, startRedisServer, type RedisServer } from './redis-server.js'
+import { describeWithRedis, rawCommand, startRedisServer, type RedisServer } from './redis-server.js'
 
 /** One connection of a client library, with a raw-command escape hatch for assertions. */
 export interface Connection {
@@ -37,7 +37,7 @@ async function eventually<T>(attempt: () => Promise<T>, timeoutMs: number): Prom
 }
 
 export function replayStoreContract(kit: ClientKit): void {
-  describe(`RedisReplayStore with ${kit.name}`, () => {
+  describeWithRedis(`RedisReplayStore with ${kit.name}`, () => {
     let server: RedisServer
     let a: Connection
     let b: Connection
@@ -136,7 +136,7 @@ export function replayStoreContract(kit: ClientKit): void {
     })
   })
 
-  describe(`RedisReplayStore with ${kit.name} when Redis goes down`, () => {
+  describeWithRedis(`RedisReplayStore with ${kit.name} when Redis goes down`, () => {
     let server: RedisServer
     const open: Connection[] = []
     const connect = async (defaults = false): Promise<Connection> => {
