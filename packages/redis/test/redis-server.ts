@@ -44,7 +44,7 @@ export function redisServerInstalled(): boolean {
  * `describe` for suites that need a real Redis: runs when `redis-server` is installed or in CI
  * (where a missing server is a failure), skipped with a notice on a developer machine without it.
  */
-export const describeWithRedis: typeof describe = (() => {
+export const describeWithRedis = (() => {
   if (redisServerInstalled() || process.env.CI) return describe
   console.warn('\n  ! redis-server is not installed: the real-Redis suites are SKIPPED on this machine (apt-get install -y redis-server to run them; CI always runs them)\n')
   return describe.skip
