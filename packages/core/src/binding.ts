@@ -70,7 +70,13 @@ export function expectedHtu(request: AuthRequest, config: ResolvedConfig): strin
   let origin: string | undefined
   const origins = config.dpop.origins
   if (origins) {
-    origin = origins.find((candidate) => new URL(candidate).host === host.toLowerCase()) ?? origins[0]
+    let requestHost: string | undefined
+    try {
+      requestHost = new URL(`https://${host}`).host
+    } catch {
+      requestHost = undefined
+    }
+    origin = origins.find((candidate) => new URL(candidate).host === requestHost) ?? origins[0]
   } else {
     const tls = (request.socket as { encrypted?: boolean } | null | undefined)?.encrypted === true
     origin = `${tls ? 'https' : 'http'}://${host}`

@@ -55,8 +55,12 @@ export function checkDelegation(token: VerifiedToken, peer: PeerCertificate | un
     if (typeof mayAct !== 'object' || mayAct === null || Array.isArray(mayAct) || typeof (mayAct as { sub?: unknown }).sub !== 'string') {
       throw invalidToken('malformed may_act claim')
     }
-    const actingParty = actors[0] ?? (token.claims.client_id !== undefined && token.claims.client_id !== token.claims.sub ? (peer?.spiffeId ?? token.claims.client_id) : undefined)
-    if (actingParty !== undefined && actingParty !== (mayAct as { sub: string }).sub) {
+    const clientId = token.claims.client_id
+    const actingParty = actors[0] ?? (clientId !== undefined && clientId !== token.claims.sub ? (peer?.spiffeId ?? clientId) : undefined)
+    const allowedActor = (mayAct as { sub: string }).sub
+    // A plain client id counts as the workload it is mapped to (`clientIds`).
+    const matches = actingParty === allowedActor || (actingParty !== undefined && config.clientIds.get(actingParty) === allowedActor)
+    if (actingParty !== undefined && !matches) {
       throw new AuthError('caller_forbidden', 'the subject does not allow this actor (may_act)', { side: 'caller' })
     }
   }

@@ -34,18 +34,19 @@ export interface MemoryReplayStoreOptions {
  * proof signature, matching `ath` and `cnf.jkt`) reach the store, so only a key holder can fill it.
  */
 export class MemoryReplayStore implements ReplayStore {
-  readonly #seen: LRUCache<string, true>
+  /** Key -> expiry (epoch ms), so an eviction can tell a live identifier from an expired one. */
+  readonly #seen: LRUCache<string, number>
   #warned = false
 
   constructor(options: MemoryReplayStoreOptions = {}) {
     const max = options.maxEntries ?? 100_000
     if (!Number.isInteger(max) || max <= 0) throw new TypeError('Callsign: "maxEntries" must be a positive whole number')
     const onEvict = options.onEvict
-    this.#seen = new LRUCache<string, true>({
+    this.#seen = new LRUCache<string, number>({
       max,
       ttlAutopurge: false,
-      dispose: (_value, _key, reason) => {
-        if (reason === 'evict' && !this.#warned) {
+      dispose: (expiresAt, _key, reason) => {
+        if (reason === 'evict' && expiresAt > Date.now() && !this.#warned) {
           this.#warned = true
           onEvict?.()
         }
@@ -55,7 +56,8 @@ export class MemoryReplayStore implements ReplayStore {
 
   markUsed(key: string, ttlSeconds: number): boolean {
     if (this.#seen.get(key) !== undefined) return false
-    this.#seen.set(key, true, { ttl: Math.max(1, Math.ceil(ttlSeconds * 1000)) })
+    const ttl = Math.max(1, Math.ceil(ttlSeconds * 1000))
+    this.#seen.set(key, Date.now() + ttl, { ttl })
     return true
   }
 

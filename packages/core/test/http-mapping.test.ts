@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { AuthError, type AuthErrorCode } from '../src/errors.js'
-import { applyChallenge, problemType, toHttpResponse, toProblem } from '../src/http-mapping.js'
+import { applyChallenge, problemType, toHttpResponse, toProblem, type ChallengeContext } from '../src/http-mapping.js'
 
 describe('applyChallenge', () => {
   it.each<[string, AuthError, string]>([
@@ -83,6 +83,131 @@ describe('applyChallenge', () => {
     error.headers = { 'x-old': '1' }
     applyChallenge(error, 'api')
     expect(error.headers).toEqual({ 'www-authenticate': 'Bearer realm="api", error="invalid_token", error_description="x"' })
+  })
+})
+
+describe('applyChallenge with a ChallengeContext', () => {
+  const ALGS = 'ES256 EdDSA'
+  const BEARER = 'Bearer realm="api"'
+  const DPOP = `DPoP realm="api", algs="${ALGS}"`
+  const params = (code: string, description: string) => `error="${code}", error_description="${description}"`
+
+  it.each<[string, AuthError, ChallengeContext, string]>([
+    ['no error: both challenges, Bearer first', new AuthError('credentials_missing', 'an access token is required'), { realm: 'api', dpopAlgs: ALGS }, `${BEARER}, ${DPOP}`],
+    ['a realm string equals { realm }', new AuthError('invalid_token', 'x'), { realm: 'api' }, `${BEARER}, ${params('invalid_token', 'x')}`],
+    [
+      'invalid_token of a Bearer request: in Bearer',
+      new AuthError('invalid_token', 'token expired'),
+      { realm: 'api', dpopAlgs: ALGS, scheme: 'bearer' },
+      `${BEARER}, ${params('invalid_token', 'token expired')}, ${DPOP}`,
+    ],
+    [
+      'invalid_request before the scheme is known: in Bearer',
+      new AuthError('invalid_request', 'more than one Authorization header'),
+      { realm: 'api', dpopAlgs: ALGS },
+      `${BEARER}, ${params('invalid_request', 'more than one Authorization header')}, ${DPOP}`,
+    ],
+    [
+      'invalid_token of a DPoP request: in DPoP',
+      new AuthError('invalid_token', 'token is bound to another DPoP key'),
+      { realm: 'api', dpopAlgs: ALGS, scheme: 'dpop' },
+      `${BEARER}, ${DPOP}, ${params('invalid_token', 'token is bound to another DPoP key')}`,
+    ],
+    [
+      'invalid_dpop_proof of a Bearer request: in DPoP',
+      new AuthError('invalid_dpop_proof', 'DPoP proof signature invalid'),
+      { realm: 'api', dpopAlgs: ALGS, scheme: 'bearer' },
+      `${BEARER}, ${DPOP}, ${params('invalid_dpop_proof', 'DPoP proof signature invalid')}`,
+    ],
+    [
+      'invalid_dpop_proof before the scheme is known: in DPoP',
+      new AuthError('invalid_dpop_proof', 'malformed DPoP proof'),
+      { realm: 'api', dpopAlgs: ALGS },
+      `${BEARER}, ${DPOP}, ${params('invalid_dpop_proof', 'malformed DPoP proof')}`,
+    ],
+    [
+      'use_dpop_nonce of a Bearer request: in DPoP',
+      new AuthError('use_dpop_nonce', 'a fresh DPoP nonce is required'),
+      { realm: 'api', dpopAlgs: ALGS, scheme: 'bearer' },
+      `${BEARER}, ${DPOP}, ${params('use_dpop_nonce', 'a fresh DPoP nonce is required')}`,
+    ],
+    [
+      'bearer: false, no error: only DPoP',
+      new AuthError('credentials_missing', 'an access token is required'),
+      { realm: 'api', dpopAlgs: ALGS, bearer: false },
+      DPOP,
+    ],
+    [
+      'bearer: false, a Bearer request: the error in DPoP',
+      new AuthError('invalid_token', 'a DPoP-bound token is required'),
+      { realm: 'api', dpopAlgs: ALGS, bearer: false, scheme: 'bearer' },
+      `${DPOP}, ${params('invalid_token', 'a DPoP-bound token is required')}`,
+    ],
+    [
+      'DPoP off (dpopAlgs undefined): only Bearer, whatever the scheme',
+      new AuthError('invalid_token', 'token expired'),
+      { realm: 'api', scheme: 'dpop' },
+      `${BEARER}, ${params('invalid_token', 'token expired')}`,
+    ],
+    [
+      'DPoP off and bearer: false: Bearer still (a challenge is always sent)',
+      new AuthError('credentials_missing', 'an access token is required'),
+      { realm: 'api', bearer: false },
+      BEARER,
+    ],
+    [
+      'insufficient_scope of a DPoP request: the scope goes with the error in DPoP',
+      new AuthError('insufficient_scope', 'the token lacks a required scope', { scope: ['orders:read', 'orders:write'] }),
+      { realm: 'api', dpopAlgs: ALGS, scheme: 'dpop' },
+      `${BEARER}, ${DPOP}, ${params('insufficient_scope', 'the token lacks a required scope')}, scope="orders:read orders:write"`,
+    ],
+    [
+      'insufficient_scope of a Bearer request: the scope goes with the error in Bearer',
+      new AuthError('caller_scope_exceeded', "beyond the allowance", { side: 'caller', scope: ['orders:write'] }),
+      { realm: 'api', dpopAlgs: ALGS, scheme: 'bearer' },
+      `${BEARER}, ${params('insufficient_scope', 'beyond the allowance')}, scope="orders:write", ${DPOP}`,
+    ],
+    [
+      'a sanitized realm and algs',
+      new AuthError('credentials_missing', 'x'),
+      { realm: 're"alm', dpopAlgs: 'ES256\r\nX' },
+      'Bearer realm="re?alm", DPoP realm="re?alm", algs="ES256??X"',
+    ],
+  ])('writes %s', (_case, error, context, challenge) => {
+    expect(applyChallenge(error, context)).toBe(error)
+    expect(error.headers).toEqual({ 'www-authenticate': challenge })
+  })
+
+  it('sends DPoP-Nonce with use_dpop_nonce', () => {
+    const error = applyChallenge(new AuthError('use_dpop_nonce', 'a fresh DPoP nonce is required'), { realm: 'api', dpopAlgs: ALGS, scheme: 'dpop', dpopNonce: '3rqtx.abc' })
+    expect(error.headers).toEqual({
+      'www-authenticate': `${BEARER}, ${DPOP}, ${params('use_dpop_nonce', 'a fresh DPoP nonce is required')}`,
+      'dpop-nonce': '3rqtx.abc',
+    })
+  })
+
+  it.each<[string, AuthError]>([
+    ['invalid_dpop_proof', new AuthError('invalid_dpop_proof', 'DPoP proof is too old')],
+    ['invalid_token', new AuthError('invalid_token', 'token expired')],
+    ['credentials_missing', new AuthError('credentials_missing', 'an access token is required')],
+    ['insufficient_scope', new AuthError('insufficient_scope', 'x', { scope: ['a'] })],
+  ])('sends no DPoP-Nonce with %s, even when one is at hand', (_case, error) => {
+    applyChallenge(error, { realm: 'api', dpopAlgs: ALGS, scheme: 'dpop', dpopNonce: '3rqtx.abc' })
+    expect(error.headers['dpop-nonce']).toBeUndefined()
+    expect(Object.keys(error.headers)).toEqual(['www-authenticate'])
+  })
+
+  it('sends no DPoP-Nonce with use_dpop_nonce when none is at hand', () => {
+    const error = applyChallenge(new AuthError('use_dpop_nonce', 'a fresh DPoP nonce is required'), { realm: 'api', dpopAlgs: ALGS })
+    expect(Object.keys(error.headers)).toEqual(['www-authenticate'])
+  })
+
+  it.each<[string, AuthError, string]>([
+    ['replay_store_unavailable', new AuthError('replay_store_unavailable', 'DPoP replay protection is temporarily unavailable', { retryAfterSeconds: 1 }), '1'],
+    ['keys_unavailable', new AuthError('keys_unavailable', 'the issuer keys are temporarily unavailable'), '30'],
+  ])('answers %s (503) with retry-after only, whatever the context', (_case, error, retryAfter) => {
+    applyChallenge(error, { realm: 'api', dpopAlgs: ALGS, bearer: false, scheme: 'dpop', dpopNonce: '3rqtx.abc' })
+    expect(error.headers).toEqual({ 'retry-after': retryAfter })
   })
 })
 

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest'
+import { DpopNonces } from '../src/dpop-nonce.js'
 import { DEFAULT_ALGORITHMS, parseSecureUrl, resolveConfig, scopeList, SUPPORTED_ALGORITHMS, type CallsignOptions } from '../src/options.js'
+import { MemoryReplayStore, type ReplayStore } from '../src/replay-store.js'
 
 const ISSUER = { issuer: 'https://auth.example.com/', audience: 'orders' }
 const base = (extra: Record<string, unknown> = {}): CallsignOptions => ({ issuers: ISSUER, ...extra }) as CallsignOptions
@@ -331,5 +333,181 @@ describe('scopeList', () => {
     ['a number', 1],
   ])('refuses a scope with %s', (_case, scope) => {
     expect(() => scopeList([scope], 'rule.scopes')).toThrow(/^Callsign: "rule\.scopes" contains an invalid scope /)
+  })
+})
+
+describe('resolveConfig: sender constraint, DPoP, caller consistency and delegation', () => {
+  const SECRET = 's'.repeat(32)
+  const REFUSED = 'unsigned and symmetric (HS*) algorithms are refused; access tokens must be signed with an asymmetric key'
+  const SPIFFE = 'spiffe://example.org/ns/web/sa/frontend'
+
+  it('uses the documented defaults', () => {
+    const config = resolveConfig(base())
+    expect(config.senderConstraint).toBe('optional')
+    expect(config.dpop.mode).toBe('allowed')
+    expect([...config.dpop.algorithms]).toEqual(ASYMMETRIC)
+    expect(config.dpop.algs).toBe(ASYMMETRIC.join(' '))
+    expect(config.dpop.maxProofAgeSeconds).toBe(60)
+    expect(config.dpop.origins).toBeUndefined()
+    expect(config.dpop.nonces).toBeUndefined()
+    expect(config.dpop.replayStore).toBeInstanceOf(MemoryReplayStore)
+    expect(config.dpop.replayStoreTimeoutMs).toBe(500)
+    expect(config.callerConsistency).toBe(true)
+    expect(config.clientIds.size).toBe(0)
+    expect(config.delegation).toEqual({ maxDepth: 4, actors: undefined, hops: undefined })
+    expect(Object.isFrozen(config.dpop)).toBe(true)
+    expect(Object.isFrozen(config.delegation)).toBe(true)
+  })
+
+  it('gives every guard its own default replay store', () => {
+    expect(resolveConfig(base()).dpop.replayStore).not.toBe(resolveConfig(base()).dpop.replayStore)
+  })
+
+  it('resolves explicit values', () => {
+    const replayStore: ReplayStore = { markUsed: () => true }
+    const config = resolveConfig(
+      base({
+        senderConstraint: 'required',
+        callerConsistency: 'off',
+        dpop: {
+          mode: 'required',
+          algorithms: ['ES256', 'EdDSA'],
+          maxProofAgeSeconds: 600,
+          origin: ['HTTPS://Orders.Example:443', 'http://127.0.0.1:8080/'],
+          nonce: { secret: SECRET, windowSeconds: 60 },
+          replayStore,
+          replayStoreTimeoutMs: 30_000,
+        },
+        clientIds: { 'web-client': SPIFFE },
+        delegation: { maxDepth: 8, actors: ['spiffe://example.org/ns/edge/*', 'gateway-client'], hops: [[SPIFFE], ['spiffe://example.org/*']] },
+      }),
+    )
+    expect(config.senderConstraint).toBe('required')
+    expect(config.callerConsistency).toBe(false)
+    expect(config.dpop.mode).toBe('required')
+    expect([...config.dpop.algorithms]).toEqual(['ES256', 'EdDSA'])
+    expect(config.dpop.algs).toBe('ES256 EdDSA')
+    expect(config.dpop.maxProofAgeSeconds).toBe(600)
+    expect(config.dpop.origins).toEqual(['https://orders.example', 'http://127.0.0.1:8080'])
+    expect(Object.isFrozen(config.dpop.origins)).toBe(true)
+    expect(config.dpop.nonces).toBeInstanceOf(DpopNonces)
+    expect(config.dpop.replayStore).toBe(replayStore)
+    expect(config.dpop.replayStoreTimeoutMs).toBe(30_000)
+    expect([...config.clientIds]).toEqual([['web-client', SPIFFE]])
+    expect(config.delegation.maxDepth).toBe(8)
+    expect(config.delegation.actors!.map((p) => p.source)).toEqual(['spiffe://example.org/ns/edge/*', 'gateway-client'])
+    expect(config.delegation.hops!.map((hop) => hop.map((p) => p.source))).toEqual([[SPIFFE], ['spiffe://example.org/*']])
+  })
+
+  it('accepts a single origin string', () => {
+    expect(resolveConfig(base({ dpop: { origin: 'https://orders.example/' } })).dpop.origins).toEqual(['https://orders.example'])
+  })
+
+  it.each(['off', 'allowed', 'required'] as const)('accepts dpop.mode %s', (mode) => {
+    expect(resolveConfig(base({ dpop: { mode } })).dpop.mode).toBe(mode)
+  })
+
+  it.each<[string, string | Uint8Array]>([
+    ['a 32-character string', 's'.repeat(32)],
+    ['a string of 32 UTF-8 bytes in 16 characters', '\u00e9'.repeat(16)],
+    ['32 bytes', new Uint8Array(32).fill(9)],
+    ['a Buffer', Buffer.alloc(64, 1)],
+  ])('accepts a nonce secret of %s', (_case, secret) => {
+    expect(resolveConfig(base({ dpop: { nonce: { secret } } })).dpop.nonces).toBeInstanceOf(DpopNonces)
+  })
+
+  it('builds nonces on the guard clock with a default window of 300 seconds', () => {
+    const now = () => 1_900_000_000_000
+    const config = resolveConfig(base({ now, dpop: { nonce: { secret: new Uint8Array(32).fill(3) } } }))
+    expect(config.dpop.nonces!.current()).toBe(new DpopNonces(Buffer.alloc(32, 3), 300, now).current())
+  })
+
+  it('gives string and byte secrets of the same bytes the same nonces', () => {
+    const now = () => 1_900_000_000_000
+    const fromString = resolveConfig(base({ now, dpop: { nonce: { secret: SECRET } } })).dpop.nonces!.current()
+    const fromBytes = resolveConfig(base({ now, dpop: { nonce: { secret: new TextEncoder().encode(SECRET) } } })).dpop.nonces!.current()
+    expect(fromBytes).toBe(fromString)
+  })
+
+  it.each<[string, Record<string, unknown>, string]>([
+    // dpop
+    ['dpop as an array', { dpop: [] }, 'Callsign: "dpop" must be an object'],
+    ['dpop as a string', { dpop: 'required' }, 'Callsign: "dpop" must be an object'],
+    [
+      'an unknown dpop key',
+      { dpop: { nonces: {} } },
+      'Callsign: "dpop.nonces" is not a known option (known: mode, algorithms, maxProofAgeSeconds, origin, nonce, replayStore, replayStoreTimeoutMs)',
+    ],
+    ['an unknown dpop.mode', { dpop: { mode: 'on' } }, `Callsign: "dpop.mode" must be one of 'off', 'allowed', 'required' (got "on")`],
+    ['a boolean dpop.mode', { dpop: { mode: true } }, `Callsign: "dpop.mode" must be one of 'off', 'allowed', 'required' (got true)`],
+    ['dpop.algorithms with HS256', { dpop: { algorithms: ['ES256', 'HS256'] } }, `Callsign: "dpop.algorithms" contains "HS256": ${REFUSED}`],
+    ['dpop.algorithms with none', { dpop: { algorithms: ['none'] } }, `Callsign: "dpop.algorithms" contains "none": ${REFUSED}`],
+    ['empty dpop.algorithms', { dpop: { algorithms: [] } }, 'Callsign: "dpop.algorithms" must be a non-empty array of algorithm names'],
+    ['dpop.maxProofAgeSeconds above 600', { dpop: { maxProofAgeSeconds: 601 } }, 'Callsign: "dpop.maxProofAgeSeconds" must be a number > 0 and <= 600 (got 601)'],
+    ['a zero dpop.maxProofAgeSeconds', { dpop: { maxProofAgeSeconds: 0 } }, 'Callsign: "dpop.maxProofAgeSeconds" must be a number > 0 and <= 600 (got 0)'],
+    ['a zero dpop.replayStoreTimeoutMs', { dpop: { replayStoreTimeoutMs: 0 } }, 'Callsign: "dpop.replayStoreTimeoutMs" must be a number > 0 and <= 30000 (got 0)'],
+    ['dpop.replayStoreTimeoutMs above 30 s', { dpop: { replayStoreTimeoutMs: 30_001 } }, 'Callsign: "dpop.replayStoreTimeoutMs" must be a number > 0 and <= 30000 (got 30001)'],
+    // origin
+    ['an origin with a path', { dpop: { origin: 'https://orders.example/api' } }, 'Callsign: "dpop.origin" must be an origin (scheme://host[:port]) without a path: "https://orders.example/api"'],
+    ['an origin with a query', { dpop: { origin: 'https://orders.example/?a=1' } }, 'Callsign: "dpop.origin" must be an origin (scheme://host[:port]) without a path: "https://orders.example/?a=1"'],
+    ['an origin with a fragment', { dpop: { origin: 'https://orders.example/#x' } }, 'Callsign: "dpop.origin" must not contain a fragment'],
+    ['an origin with credentials', { dpop: { origin: 'https://u:p@orders.example' } }, 'Callsign: "dpop.origin" must not contain credentials'],
+    [
+      'an http origin off loopback',
+      { dpop: { origin: ['https://orders.example', 'http://orders.example'] } },
+      'Callsign: "dpop.origin" must use https (http is allowed only on 127.0.0.1, localhost and [::1]): "http://orders.example"',
+    ],
+    ['an origin that is no URL', { dpop: { origin: 'orders.example' } }, 'Callsign: "dpop.origin" is not a valid URL: "orders.example"'],
+    ['an empty origin list', { dpop: { origin: [] } }, 'Callsign: "dpop.origin" must be a non-empty string or a non-empty array of non-empty strings'],
+    // nonce
+    ['a nonce secret of 31 bytes', { dpop: { nonce: { secret: 's'.repeat(31) } } }, 'Callsign: "dpop.nonce.secret" must be a string or bytes of at least 32 bytes, the same on every replica'],
+    ['a nonce secret of 31 bytes as Uint8Array', { dpop: { nonce: { secret: new Uint8Array(31) } } }, 'Callsign: "dpop.nonce.secret" must be a string or bytes of at least 32 bytes, the same on every replica'],
+    ['a numeric nonce secret', { dpop: { nonce: { secret: 12345 } } }, 'Callsign: "dpop.nonce.secret" must be a string or bytes of at least 32 bytes, the same on every replica'],
+    ['a nonce without secret', { dpop: { nonce: {} } }, 'Callsign: "dpop.nonce.secret" must be a string or bytes of at least 32 bytes, the same on every replica'],
+    ['a nonce as a string', { dpop: { nonce: SECRET } }, 'Callsign: "dpop.nonce" must be { secret, windowSeconds? }'],
+    ['an unknown nonce key', { dpop: { nonce: { secret: SECRET, window: 60 } } }, 'Callsign: "dpop.nonce.window" is not a known option (known: secret, windowSeconds)'],
+    ['a zero nonce window', { dpop: { nonce: { secret: SECRET, windowSeconds: 0 } } }, 'Callsign: "dpop.nonce.windowSeconds" must be a number > 0 and <= 86400 (got 0)'],
+    ['a nonce window above a day', { dpop: { nonce: { secret: SECRET, windowSeconds: 86_401 } } }, 'Callsign: "dpop.nonce.windowSeconds" must be a number > 0 and <= 86400 (got 86401)'],
+    // replay store
+    ['a replayStore without markUsed', { dpop: { replayStore: { get() {}, set() {} } } }, 'Callsign: "dpop.replayStore" must implement markUsed(key, ttlSeconds)'],
+    ['a null replayStore', { dpop: { replayStore: null } }, 'Callsign: "dpop.replayStore" must implement markUsed(key, ttlSeconds)'],
+    ['a function as replayStore', { dpop: { replayStore: () => true } }, 'Callsign: "dpop.replayStore" must implement markUsed(key, ttlSeconds)'],
+    // senderConstraint, callerConsistency
+    ['an unknown senderConstraint', { senderConstraint: 'always' }, `Callsign: "senderConstraint" must be one of 'required', 'optional' (got "always")`],
+    ['a boolean callerConsistency', { callerConsistency: true }, `Callsign: "callerConsistency" must be one of 'enforce', 'off' (got true)`],
+    ['an unknown callerConsistency', { callerConsistency: 'warn' }, `Callsign: "callerConsistency" must be one of 'enforce', 'off' (got "warn")`],
+    // clientIds
+    ['clientIds as an array', { clientIds: [SPIFFE] }, 'Callsign: "clientIds" must be an object mapping client ids to SPIFFE IDs'],
+    ['a clientIds value that is no SPIFFE ID', { clientIds: { 'web-client': 'frontend' } }, 'Callsign: "clientIds["web-client"]" must be a workload SPIFFE ID (got "frontend")'],
+    ['a clientIds value naming only a trust domain', { clientIds: { 'web-client': 'spiffe://example.org' } }, 'Callsign: "clientIds["web-client"]" must be a workload SPIFFE ID (got "spiffe://example.org")'],
+    ['a clientIds prefix pattern', { clientIds: { 'web-client': 'spiffe://example.org/ns/*' } }, 'Callsign: "clientIds["web-client"]" must be a workload SPIFFE ID (got "spiffe://example.org/ns/*")'],
+    ['a numeric clientIds value', { clientIds: { 'web-client': 1 } }, 'Callsign: "clientIds["web-client"]" must be a workload SPIFFE ID (got 1)'],
+    // delegation
+    ['delegation as an array', { delegation: [] }, 'Callsign: "delegation" must be an object'],
+    ['an unknown delegation key', { delegation: { depth: 2 } }, 'Callsign: "delegation.depth" is not a known option (known: maxDepth, actors, hops)'],
+    ['delegation.maxDepth 9', { delegation: { maxDepth: 9 } }, 'Callsign: "delegation.maxDepth" must be a whole number > 0 and <= 8 (got 9)'],
+    ['delegation.maxDepth 0', { delegation: { maxDepth: 0 } }, 'Callsign: "delegation.maxDepth" must be a whole number > 0 and <= 8 (got 0)'],
+    ['a fractional delegation.maxDepth', { delegation: { maxDepth: 2.5 } }, 'Callsign: "delegation.maxDepth" must be a whole number > 0 and <= 8 (got 2.5)'],
+    ['empty delegation.actors', { delegation: { actors: [] } }, 'Callsign: "delegation.actors" must be a non-empty string or a non-empty array of non-empty strings'],
+    [
+      'a wildcard client id in delegation.actors',
+      { delegation: { actors: [SPIFFE, 'gateway-*'] } },
+      'Callsign: "delegation.actors[1]" ("gateway-*"): wildcards are only allowed as a trailing "/*" of a SPIFFE ID',
+    ],
+    [
+      'an invalid SPIFFE ID in delegation.actors',
+      { delegation: { actors: ['spiffe://Example.org/*'] } },
+      'Callsign: "delegation.actors[0]" ("spiffe://Example.org/*") is not a valid SPIFFE ID or prefix: expected spiffe://<trust-domain>/<path> or spiffe://<trust-domain>/<path>/*',
+    ],
+    ['empty delegation.hops', { delegation: { hops: [] } }, 'Callsign: "delegation.hops" must be a non-empty array of pattern arrays, nearest actor first'],
+    ['delegation.hops as a string', { delegation: { hops: SPIFFE } }, 'Callsign: "delegation.hops" must be a non-empty array of pattern arrays, nearest actor first'],
+    ['an empty hop', { delegation: { hops: [[SPIFFE], []] } }, 'Callsign: "delegation.hops[1]" must be a non-empty string or a non-empty array of non-empty strings'],
+    [
+      'a bad pattern in a hop',
+      { delegation: { hops: [[SPIFFE], [SPIFFE, 'SPIFFE://example.org/x']] } },
+      'Callsign: "delegation.hops[1][1]" ("SPIFFE://example.org/x"): SPIFFE IDs start with a lower-case "spiffe://"',
+    ],
+  ])('refuses %s with a TypeError naming the option', (_case, extra, message) => {
+    expect(() => resolveConfig(base(extra))).toThrow(new TypeError(message))
   })
 })
