@@ -343,6 +343,18 @@ const DELEGATION: Scenario[] = [
     outcome: () => callerForbidden(),
   },
   {
+    title: 'may_act naming the token\'s own client (mapped by clientIds to the peer): accepted over mTLS as without it',
+    config: 'clientIds',
+    request: over({ sub: 'alice', client_id: 'reporting-client', may_act: { sub: 'reporting-client' } }, 'frontend'),
+    outcome: () => accept({ caller: { id: ID.frontend, source: 'mtls' }, user: 'alice', peer: fx.certs.frontend }),
+  },
+  {
+    title: 'may_act naming the token\'s own client, without a certificate: accepted',
+    config: 'clientIds',
+    request: over({ sub: 'alice', client_id: 'reporting-client', may_act: { sub: 'reporting-client' } }),
+    outcome: () => accept({ caller: { id: 'reporting-client', source: 'token' }, user: 'alice' }),
+  },
+  {
     title: 'may_act that is not an object with a sub: 401 invalid_token',
     config: 'plain',
     request: chain([ID.frontend], undefined, { may_act: ID.frontend }),

@@ -5,24 +5,24 @@
  * nonces (§8); replay (§11.1) and a failing replay store; certificate-bound tokens (RFC 8705);
  * `senderConstraint` and `dpop.mode` policies. Identical in Express, Fastify and Koa.
  */
-import { generateKeyPair as generateDpopKeyPair, generateProof, calculateThumbprint, type KeyPair } from 'dpop'
+import { calculateThumbprint, generateKeyPair as generateDpopKeyPair, generateProof, type KeyPair } from 'dpop'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import type { CallsignOptions } from '@callsign/core'
 import { createDpopKey, createDpopProof, type DpopKey } from '@callsign/testing'
 import { adapters, type RunningApp } from '../support/adapters.js'
 import type { CallOptions } from '../support/client.js'
 import {
+  athOf,
   createClock,
   countingReplayStore,
   dpopRequest,
   forgetfulReplayStore,
   hangingReplayStore,
   htuFor,
-  athOf,
   invalidProof,
   invalidTokenIn,
   rejectingReplayStore,
-  type CountingReplayStore,
+  throwingReplayStore,
   type TestClock,
 } from '../support/dpop.js'
 import { accept, expectAccepted, expectOutcome, expectRefusal, refuse, type Outcome } from '../support/expectations.js'
@@ -59,6 +59,7 @@ afterAll(() => fx?.close())
 const WINDOW = 60
 const PUBLIC_ORIGIN = 'https://orders.example.org'
 const SECOND_ORIGIN = 'https://api.example.org:8443'
+const THIRD_ORIGIN = 'https://admin.example.org'
 
 type Config =
   | 'main'
@@ -69,6 +70,7 @@ type Config =
   | 'dpopRequired'
   | 'dpopOff'
   | 'rejectingStore'
+  | 'throwingStore'
   | 'hangingStore'
   | 'forgetfulStore'
 
@@ -186,6 +188,11 @@ const VALID: Scenario[] = [
   {
     title: 'iat 30 s in the future (within the clock tolerance): accepted',
     request: async ({ app, clock }) => dpopRequest(app, es256, await bound(es256), { proofOptions: { iat: clock.freeze() + 30 } }),
+    outcome: () => svc(),
+  },
+  {
+    title: 'a jwk with extra public members (kid, use): the RFC 7638 thumbprint ignores them, accepted',
+    request: async ({ app }) => dpopRequest(app, es256, await bound(es256), { proofOptions: { jwk: { ...es256.publicJwk, kid: 'client-key-1', use: 'sig' } } }),
     outcome: () => svc(),
   },
   {
@@ -507,6 +514,30 @@ const DOWNGRADE: Scenario[] = [
   },
 ]
 
+/** Errors after the scheme is known go in the challenge of the scheme the request used. */
+const SCHEME_OF_ERROR: Scenario[] = [
+  {
+    title: '403 insufficient_scope for a DPoP request: the error is in the DPoP challenge',
+    request: async ({ app }) => dpopRequest(app, es256, await bound(es256, { scope: 'orders:write' }), { path: '/orders' }),
+    outcome: () => refuse({ status: 403, code: 'insufficient_scope', side: 'caller', scope: 'orders:read', errorScheme: 'DPoP' }),
+  },
+  {
+    title: '403 caller_forbidden (rule.callers) for a DPoP request: the error is in the DPoP challenge',
+    request: async ({ app }) => dpopRequest(app, es256, await bound(es256), { path: '/batch' }),
+    outcome: () => refuse({ status: 403, code: 'caller_forbidden', side: 'caller', errorScheme: 'DPoP' }),
+  },
+  {
+    title: '"Authorization: DPoP" without a token: 400 invalid_request in the DPoP challenge',
+    request: async ({ app }) => ({ authorization: 'DPoP', headers: { dpop: await createDpopProof(es256, { method: 'GET', url: htuFor(app) }) } }),
+    outcome: () => refuse({ status: 400, code: 'invalid_request', errorScheme: 'DPoP' }),
+  },
+  {
+    title: '"Authorization: DPoP" with a malformed token: 400 invalid_request in the DPoP challenge',
+    request: async ({ app }) => ({ authorization: 'DPoP abc$def', headers: { dpop: await createDpopProof(es256, { method: 'GET', url: htuFor(app) }) } }),
+    outcome: () => refuse({ status: 400, code: 'invalid_request', errorScheme: 'DPoP' }),
+  },
+]
+
 const CERT_BOUND: Scenario[] = [
   {
     title: 'certificate-bound token over its certificate: 200 with binding "mtls"',
@@ -575,6 +606,20 @@ const ORIGIN: Scenario[] = [
     request: async ({ app }) =>
       dpopRequest(app, es256, await bound(es256), { headers: { host: 'api.example.org:8443' }, proofOptions: { htu: `${PUBLIC_ORIGIN}/whoami` } }),
     outcome: () => invalidProof(),
+  },
+  {
+    title: 'several origins: Host "ADMIN.example.org" (case-insensitive) selects https://admin.example.org',
+    config: 'origin',
+    request: async ({ app }) =>
+      dpopRequest(app, es256, await bound(es256), { headers: { host: 'ADMIN.example.org' }, proofOptions: { htu: `${THIRD_ORIGIN}/whoami` } }),
+    outcome: () => svc(),
+  },
+  {
+    title: 'several origins: Host "admin.example.org:443" (default port written out) selects https://admin.example.org',
+    config: 'origin',
+    request: async ({ app }) =>
+      dpopRequest(app, es256, await bound(es256), { headers: { host: 'admin.example.org:443' }, proofOptions: { htu: `${THIRD_ORIGIN}/whoami` } }),
+    outcome: () => svc(),
   },
 ]
 
@@ -696,6 +741,7 @@ const POLICY: Scenario[] = [
 const TABLES: Array<[string, Scenario[]]> = [
   ['valid DPoP proofs', VALID],
   ['downgrades and combined bindings', DOWNGRADE],
+  ['the challenge that carries the error', SCHEME_OF_ERROR],
   ['certificate-bound tokens (RFC 8705)', CERT_BOUND],
   ['htu against dpop.origin', ORIGIN],
   ['senderConstraint and dpop.mode policies', POLICY],
@@ -706,6 +752,7 @@ describe.each(adapters)('$name: sender constraint', (adapter) => {
   const stores = {
     main: countingReplayStore(),
     rejecting: rejectingReplayStore(),
+    throwing: throwingReplayStore(),
     hanging: hangingReplayStore(),
     forgetful: forgetfulReplayStore(),
   }
@@ -722,12 +769,13 @@ describe.each(adapters)('$name: sender constraint', (adapter) => {
     const options: Record<Config, CallsignOptions> = {
       main: { ...base, dpop: { replayStore: stores.main } },
       es256Only: { ...base, dpop: { algorithms: ['ES256'] } },
-      origin: { ...base, dpop: { origin: [PUBLIC_ORIGIN, SECOND_ORIGIN] } },
+      origin: { ...base, dpop: { origin: [PUBLIC_ORIGIN, SECOND_ORIGIN, THIRD_ORIGIN] } },
       nonce: { ...base, dpop: { nonce: { secret: 'a-secret-of-at-least-32-bytes-length!', windowSeconds: WINDOW } } },
       senderRequired: { ...base, senderConstraint: 'required' },
       dpopRequired: { ...base, dpop: { mode: 'required' } },
       dpopOff: { ...base, dpop: { mode: 'off' } },
       rejectingStore: { ...base, dpop: { replayStore: stores.rejecting } },
+      throwingStore: { ...base, dpop: { replayStore: stores.throwing } },
       hangingStore: { ...base, dpop: { replayStore: stores.hanging, replayStoreTimeoutMs: 100 } },
       forgetfulStore: { ...base, dpop: { replayStore: stores.forgetful } },
     }
@@ -768,6 +816,18 @@ describe.each(adapters)('$name: sender constraint', (adapter) => {
       expectOutcome(await fx.call(apps.main, request), svc())
       const other = await bound(es256)
       expectOutcome(await fx.call(apps.main, { ...request, authorization: `DPoP ${other}` }), invalidProof())
+    })
+
+    it('a new proof reusing the jti of an accepted one (same key, other endpoint): refused as a replay', async () => {
+      const jti = `jti-${Math.random().toString(36).slice(2)}`
+      expectOutcome(await fx.call(apps.main, await dpopRequest(apps.main, es256, await bound(es256), { proofOptions: { jti } })), svc())
+      expectOutcome(await fx.call(apps.main, await dpopRequest(apps.main, es256, await bound(es256), { path: '/orders', proofOptions: { jti } })), invalidProof())
+    })
+
+    it('the same jti under another key is not a replay (identifiers are per key)', async () => {
+      const jti = `jti-${Math.random().toString(36).slice(2)}`
+      expectOutcome(await fx.call(apps.main, await dpopRequest(apps.main, es256, await bound(es256), { proofOptions: { jti } })), svc())
+      expectOutcome(await fx.call(apps.main, await dpopRequest(apps.main, otherKey, await bound(otherKey), { proofOptions: { jti } })), svc())
     })
 
     it('the same proof sent concurrently five times: exactly one 200', async () => {
@@ -872,6 +932,12 @@ describe.each(adapters)('$name: sender constraint', (adapter) => {
         expectRefusal(res, { status: 503, code: 'replay_store_unavailable' })
       }
       expect(stores.rejecting.calls).toBe(before + 2)
+    })
+
+    it('markUsed throws synchronously: 503 replay_store_unavailable', async () => {
+      const before = stores.throwing.calls
+      expectRefusal(await fx.call(apps.throwingStore, await dpopRequest(apps.throwingStore, es256, await bound(es256))), { status: 503, code: 'replay_store_unavailable' })
+      expect(stores.throwing.calls).toBe(before + 1)
     })
 
     it('markUsed never answers: 503 after replayStoreTimeoutMs (100 ms)', async () => {

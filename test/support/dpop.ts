@@ -133,6 +133,20 @@ export function rejectingReplayStore(): CountingReplayStore {
   }
 }
 
+/** A store whose client throws synchronously (no promise at all). */
+export function throwingReplayStore(): CountingReplayStore {
+  let calls = 0
+  return {
+    get calls() {
+      return calls
+    },
+    markUsed() {
+      calls++
+      throw new Error('replay store client not connected')
+    },
+  }
+}
+
 /** A store that never answers. */
 export function hangingReplayStore(): CountingReplayStore {
   let calls = 0

@@ -31,7 +31,7 @@ const app = express()
 app.use(expressCallsign(options))
 app.get('/orders', expressRequire({ scopes: ['orders:read'], onBehalfOf: 'required' }), (req, res) => {
   const auth: AuthContext | undefined = req.auth
-  const source: 'mtls' | 'token' | undefined = req.auth?.caller.source
+  const source: 'mtls' | 'forwarded' | 'token' | undefined = req.auth?.caller.source
   const tenant: string | undefined = req.auth?.claims.tenant
   res.json({ auth, source, tenant, user: req.auth?.user?.sub, spiffe: req.auth?.peer?.spiffeId })
 })

@@ -6,10 +6,11 @@ import { AuthError } from './errors.js'
 import { applyChallenge, type ChallengeContext } from './http-mapping.js'
 import { IssuerKeys } from './jwks.js'
 import { resolveConfig, type CallsignOptions, type ResolvedConfig } from './options.js'
-import { readPeerCertificate } from './peer-certificate.js'
+import { addressTrusted, ForwardedPeers } from './forwarded-certificate.js'
+import { readPeerCertificate, type PeerCertificate } from './peer-certificate.js'
 import { authorize, compileRule, type AuthRule, type CompiledRule } from './policy.js'
 import { toAuthContext, type AuthContext } from './principal.js'
-import type { AuthRequest } from './request.js'
+import { headerValues, type AuthRequest } from './request.js'
 
 /** A configured guard: what every adapter wraps. */
 export interface Callsign {
@@ -60,10 +61,29 @@ export function createCallsign(options: CallsignOptions): Callsign {
     dpopNonce: dpop.nonces?.current(),
   })
 
+  const forwardedPeers = mtls.forwarded ? new ForwardedPeers(mtls.forwarded) : undefined
+
+  /**
+   * The client certificate identity of a request: the socket's authorized certificate, or, when
+   * the immediate peer is a trusted proxy (by its certificate's SPIFFE ID or its address), the
+   * certificate it forwarded (none if it forwarded none). Anyone else's header is ignored.
+   */
+  function resolvePeer(request: AuthRequest): PeerCertificate | undefined {
+    const state = readPeerCertificate(request.socket)
+    if (state.kind === 'rejected') throw new AuthError('peer_unauthorized', state.reason, { cause: state.cause })
+    const socketPeer = state.kind === 'authorized' ? state.peer : undefined
+    const forwarded = mtls.forwarded
+    if (!forwarded || !forwardedPeers) return socketPeer
+    const proxySpiffeId = socketPeer?.spiffeId
+    const fromProxy =
+      (proxySpiffeId !== undefined && forwarded.proxySpiffeIds?.some((pattern) => pattern.matches(proxySpiffeId)) === true) ||
+      addressTrusted(forwarded.proxyAddresses, (request.socket as { remoteAddress?: string } | null | undefined)?.remoteAddress)
+    if (!fromProxy) return socketPeer
+    return forwardedPeers.read(headerValues(request, forwarded.header), config.now())
+  }
+
   async function authenticate(request: AuthRequest, seen: { scheme?: Credentials['scheme'] }): Promise<AuthContext | undefined> {
-    const peerState = readPeerCertificate(request.socket)
-    if (peerState.kind === 'rejected') throw new AuthError('peer_unauthorized', peerState.reason, { cause: peerState.cause })
-    const peer = peerState.kind === 'authorized' ? peerState.peer : undefined
+    const peer = resolvePeer(request)
     if (!peer && mtls.mode === 'required') throw new AuthError('mtls_required', 'a trusted client certificate is required')
     if (peer && mtls.trustDomains) {
       const domain = peer.spiffeId === undefined ? undefined : new URL(peer.spiffeId).host
@@ -71,6 +91,9 @@ export function createCallsign(options: CallsignOptions): Callsign {
         throw new AuthError('peer_unauthorized', 'client certificate is not from an accepted trust domain')
       }
     }
+    // Known before parsing, so a malformed DPoP request gets its error in the DPoP challenge.
+    const authorization = request.headers.authorization
+    if (dpopAlgs !== undefined && typeof authorization === 'string' && /^\s*dpop(?:\s|$)/i.test(authorization)) seen.scheme = 'dpop'
     const credentials = readCredentials(request, dpop.mode !== 'off')
     if (!credentials) {
       if (config.credentials === 'optional') return undefined
@@ -79,9 +102,10 @@ export function createCallsign(options: CallsignOptions): Callsign {
     seen.scheme = credentials.scheme
     if (credentials.scheme === 'bearer' && !bearer) throw new AuthError('invalid_token', 'a DPoP-bound token is required')
     const token = await verifyAccessToken(credentials.token, config, keys)
+    // Possession first (certificate or DPoP key), then who presents it and through whom.
+    const binding = await checkBinding(token, credentials, peer, request, config)
     checkCallerConsistency(token, peer, config)
     checkDelegation(token, peer, config)
-    const binding = await checkBinding(token, credentials, peer, request, config)
     return toAuthContext(token, peer, binding)
   }
 

@@ -59,7 +59,9 @@ export function checkDelegation(token: VerifiedToken, peer: PeerCertificate | un
     const actingParty = actors[0] ?? (clientId !== undefined && clientId !== token.claims.sub ? (peer?.spiffeId ?? clientId) : undefined)
     const allowedActor = (mayAct as { sub: string }).sub
     // A plain client id counts as the workload it is mapped to (`clientIds`).
-    const matches = actingParty === allowedActor || (actingParty !== undefined && config.clientIds.get(actingParty) === allowedActor)
+    const matches =
+      actingParty === allowedActor ||
+      (actingParty !== undefined && (config.clientIds.get(actingParty) === allowedActor || config.clientIds.get(allowedActor) === actingParty))
     if (actingParty !== undefined && !matches) {
       throw new AuthError('caller_forbidden', 'the subject does not allow this actor (may_act)', { side: 'caller' })
     }

@@ -34,7 +34,8 @@ export const invalidProof = (description: string, cause?: unknown): AuthError =>
 
 /**
  * Normalize an `htu` per RFC 9449 §4.3 (RFC 3986 §6.2.2/§6.2.3 syntax- and scheme-based):
- * scheme and host lower-cased, default port removed, query and fragment dropped, empty path "/".
+ * scheme and host lower-cased, default port removed, query and fragment dropped, empty path "/",
+ * percent-encoded unreserved characters decoded and other percent-encodings upper-cased.
  * Returns `undefined` for something that is not an absolute http(s) URI.
  */
 export function normalizeHtu(value: string): string | undefined {
@@ -46,7 +47,12 @@ export function normalizeHtu(value: string): string | undefined {
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') return undefined
   if (url.username || url.password) return undefined
-  return `${url.protocol}//${url.host}${url.pathname}`
+  // RFC 3986 §6.2.2.1/§6.2.2.2: percent-encoded unreserved characters decoded, hex digits upper-cased.
+  const path = url.pathname.replace(/%([0-9A-Fa-f]{2})/g, (_match, hex: string) => {
+    const char = String.fromCharCode(Number.parseInt(hex, 16))
+    return /[A-Za-z0-9\-._~]/.test(char) ? char : `%${hex.toUpperCase()}`
+  })
+  return `${url.protocol}//${url.host}${path}`
 }
 
 /**

@@ -1,4 +1,5 @@
 import { DpopNonces } from './dpop-nonce.js'
+import { compileCidrs, parseAnchors, type ResolvedForwarded } from './forwarded-certificate.js'
 import { MemoryReplayStore, type ReplayStore } from './replay-store.js'
 import { compileCallerPattern, parseSpiffeId, type CallerPattern } from './spiffe.js'
 
@@ -52,6 +53,31 @@ export interface MtlsOptions {
   mode?: MtlsMode
   /** SPIFFE trust domains accepted from peer certificates; a peer outside them is refused. Also requires peers to carry a SPIFFE ID. */
   trustDomains?: string[]
+  /** Client certificates forwarded by a TLS-terminating proxy (Envoy/Istio sidecar, ingress, nginx). */
+  forwarded?: ForwardedOptions
+}
+
+/**
+ * Accept the client certificate from a header, only when the immediate peer is a trusted proxy.
+ * From anyone else the header is ignored: it can never raise privileges.
+ *
+ * @example
+ * // Istio/Envoy sidecar on the same host, forward_client_cert_details: SANITIZE_SET, set_current_client_cert_details: { cert: true, chain: true }
+ * mtls: { mode: 'required', forwarded: { trustedProxies: { cidrs: ['127.0.0.1/32', '::1/128'] }, ca: trustBundlePem } }
+ */
+export interface ForwardedOptions {
+  /** `'xfcc'` (default): Envoy's `x-forwarded-client-cert`. `'nginx'`: a URL-encoded PEM, as `$ssl_client_escaped_cert`. */
+  format?: 'xfcc' | 'nginx'
+  /** Header name. Default `x-forwarded-client-cert` for `'xfcc'`, `x-ssl-client-cert` for `'nginx'`. */
+  header?: string
+  /** Who may set the header: an immediate peer whose authorized TLS certificate matches `spiffeIds`, or whose address is in `cidrs`. At least one is required. */
+  trustedProxies: { spiffeIds?: string[]; cidrs?: string[] }
+  /** PEM CA bundle a forwarded certificate must chain to (Callsign verifies it itself). Required unless `trustProxyAssertions`. */
+  ca?: string | string[]
+  /** Accept XFCC elements with only `Hash`/`URI`/`DNS` (no `Cert`), trusting the proxy's word. Default false. */
+  trustProxyAssertions?: boolean
+  /** Largest header accepted (400 above). Default 12288. */
+  maxHeaderBytes?: number
 }
 
 /** Tuning of metadata discovery and JWKS fetching. All durations in seconds. */
@@ -204,7 +230,7 @@ export interface ResolvedConfig {
   issuers: ReadonlyMap<string, ResolvedIssuer>
   clockToleranceSeconds: number
   maxTokenAgeSeconds: number | undefined
-  mtls: { mode: MtlsMode; trustDomains: ReadonlySet<string> | undefined }
+  mtls: { mode: MtlsMode; trustDomains: ReadonlySet<string> | undefined; forwarded: ResolvedForwarded | undefined }
   callers: readonly ResolvedAllowance[] | undefined
   credentials: 'required' | 'optional'
   senderConstraint: 'required' | 'optional'
@@ -355,10 +381,12 @@ export function resolveConfig(options: CallsignOptions): ResolvedConfig {
 
   let mtlsMode: MtlsMode = 'optional'
   let trustDomains: Set<string> | undefined
+  let forwarded: ResolvedForwarded | undefined
   if (typeof options.mtls === 'string' || options.mtls === undefined) {
     mtlsMode = oneOf(options.mtls, 'mtls', ['required', 'optional'] as const, 'optional')
   } else if (isPlainObject(options.mtls)) {
-    checkKeys(options.mtls, ['mode', 'trustDomains'], 'mtls')
+    checkKeys(options.mtls, ['mode', 'trustDomains', 'forwarded'], 'mtls')
+    if (options.mtls.forwarded !== undefined) forwarded = resolveForwarded(options.mtls.forwarded)
     mtlsMode = oneOf(options.mtls.mode, 'mtls.mode', ['required', 'optional'] as const, 'optional')
     if (options.mtls.trustDomains !== undefined) {
       trustDomains = new Set(stringList(options.mtls.trustDomains, 'mtls.trustDomains'))
@@ -411,7 +439,7 @@ export function resolveConfig(options: CallsignOptions): ResolvedConfig {
     issuers,
     clockToleranceSeconds: positive(options.clockTolerance, 'clockTolerance', 30, { allowZero: true, max: 300 }),
     maxTokenAgeSeconds: options.maxTokenAge === undefined ? undefined : positive(options.maxTokenAge, 'maxTokenAge', 0),
-    mtls: Object.freeze({ mode: mtlsMode, trustDomains }),
+    mtls: Object.freeze({ mode: mtlsMode, trustDomains, forwarded }),
     callers: callers && Object.freeze(callers),
     credentials: oneOf(options.credentials, 'credentials', ['required', 'optional'] as const, 'required'),
     senderConstraint: oneOf(options.senderConstraint, 'senderConstraint', ['required', 'optional'] as const, 'optional'),
@@ -496,4 +524,43 @@ function resolveDelegation(value: unknown): ResolvedConfig['delegation'] {
     )
   }
   return Object.freeze({ maxDepth, actors, hops })
+}
+
+function resolveForwarded(value: unknown): ResolvedForwarded {
+  if (!isPlainObject(value)) return fail('mtls.forwarded', 'must be an object { trustedProxies, ca, format?, header? }')
+  checkKeys(value, ['format', 'header', 'trustedProxies', 'ca', 'trustProxyAssertions', 'maxHeaderBytes'], 'mtls.forwarded')
+  const format = oneOf(value.format, 'mtls.forwarded.format', ['xfcc', 'nginx'] as const, 'xfcc')
+  const header = (value.header ?? (format === 'xfcc' ? 'x-forwarded-client-cert' : 'x-ssl-client-cert')) as string
+  if (typeof header !== 'string' || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(header) || ['authorization', 'dpop', 'host'].includes(header.toLowerCase())) {
+    fail('mtls.forwarded.header', `must be a header name other than Authorization, DPoP and Host (got ${JSON.stringify(header)})`)
+  }
+  const proxies = value.trustedProxies as Record<string, unknown> | undefined
+  if (!isPlainObject(proxies)) return fail('mtls.forwarded.trustedProxies', 'must be { spiffeIds?, cidrs? }')
+  checkKeys(proxies, ['spiffeIds', 'cidrs'], 'mtls.forwarded.trustedProxies')
+  if (proxies.spiffeIds === undefined && proxies.cidrs === undefined) {
+    fail('mtls.forwarded.trustedProxies', 'must name the proxies by SPIFFE ID pattern (spiffeIds) and/or source address (cidrs)')
+  }
+  const proxySpiffeIds = proxies.spiffeIds === undefined
+    ? undefined
+    : stringList(proxies.spiffeIds, 'mtls.forwarded.trustedProxies.spiffeIds').map((pattern, i) => {
+        if (!pattern.startsWith('spiffe://')) fail(`mtls.forwarded.trustedProxies.spiffeIds[${i}]`, 'must be a SPIFFE ID or prefix ending in "/*"')
+        return compileCallerPattern(pattern, `mtls.forwarded.trustedProxies.spiffeIds[${i}]`)
+      })
+  const proxyAddresses = proxies.cidrs === undefined ? undefined : compileCidrs(stringList(proxies.cidrs, 'mtls.forwarded.trustedProxies.cidrs'), 'mtls.forwarded.trustedProxies.cidrs')
+  if (value.trustProxyAssertions !== undefined && typeof value.trustProxyAssertions !== 'boolean') fail('mtls.forwarded.trustProxyAssertions', 'must be a boolean')
+  const trustProxyAssertions = value.trustProxyAssertions === true
+  if (value.ca === undefined && !trustProxyAssertions) {
+    fail('mtls.forwarded.ca', 'is required: the PEM CA bundle forwarded certificates must chain to (or set trustProxyAssertions: true to trust the proxy blindly)')
+  }
+  if (format === 'nginx' && value.ca === undefined) fail('mtls.forwarded.ca', 'is required with the nginx format')
+  const anchors = value.ca === undefined ? [] : parseAnchors(typeof value.ca === 'string' ? value.ca : stringList(value.ca, 'mtls.forwarded.ca'), 'mtls.forwarded.ca')
+  return Object.freeze({
+    header: header.toLowerCase(),
+    format,
+    proxySpiffeIds: proxySpiffeIds && Object.freeze(proxySpiffeIds),
+    proxyAddresses,
+    anchors: Object.freeze(anchors),
+    trustProxyAssertions,
+    maxHeaderBytes: positive(value.maxHeaderBytes, 'mtls.forwarded.maxHeaderBytes', 12_288, { integer: true, max: 65_536 }),
+  })
 }

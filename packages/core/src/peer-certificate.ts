@@ -15,7 +15,10 @@ export interface PeerCertificate {
   subject: string
   /** RFC 8705 §3.1 thumbprint: base64url(SHA-256(DER)). Compared with a token's `cnf["x5t#S256"]`. */
   x5tS256: string
-  validTo: Date
+  /** End of validity; absent only when a proxy asserted the identity without the certificate (`verification: 'proxy-assertion'`). */
+  validTo?: Date
+  /** How the identity was established: the TLS socket, a forwarded certificate Callsign verified, or a proxy's bare assertion. */
+  verification?: 'tls' | 'forwarded-certificate' | 'proxy-assertion'
 }
 
 /**
@@ -122,7 +125,7 @@ export function readPeerCertificate(connection: object | null | undefined): Peer
     state = { kind: 'rejected', reason: describeAuthorizationError(reason), cause: reason }
   } else {
     try {
-      state = { kind: 'authorized', peer: describeCertificate(cert) }
+      state = { kind: 'authorized', peer: { ...describeCertificate(cert), verification: 'tls' } }
     } catch (error) {
       state = { kind: 'rejected', reason: (error as AuthError).message }
     }

@@ -6,8 +6,11 @@ import type { PeerCertificate } from './peer-certificate.js'
 export interface CallerIdentity {
   /** SPIFFE ID from the peer certificate, or the token's `act.sub` / `client_id` / `azp` / `sub`. */
   id: string
-  /** `mtls`: proven by the TLS client certificate. `token`: asserted by the token's issuer. */
-  source: 'mtls' | 'token'
+  /**
+   * `mtls`: proven by the TLS client certificate. `forwarded`: the client certificate (or, with
+   * `trustProxyAssertions`, the identity) a trusted proxy forwarded. `token`: asserted by the token's issuer.
+   */
+  source: 'mtls' | 'forwarded' | 'token'
 }
 
 /** How the access token is sender-constrained. `bearer`: it is not. */
@@ -43,7 +46,7 @@ export function toAuthContext(token: VerifiedToken, peer: PeerCertificate | unde
   const { claims } = token
   const tokenCaller = token.actors[0] ?? claims.client_id ?? claims.azp ?? claims.sub
   let caller: CallerIdentity
-  if (peer?.spiffeId !== undefined) caller = { id: peer.spiffeId, source: 'mtls' }
+  if (peer?.spiffeId !== undefined) caller = { id: peer.spiffeId, source: peer.verification === undefined || peer.verification === 'tls' ? 'mtls' : 'forwarded' }
   else if (tokenCaller !== undefined) caller = { id: tokenCaller, source: 'token' }
   else throw invalidToken('token names no calling client')
   const onBehalf = claims.act !== undefined || (claims.client_id !== undefined && claims.client_id !== claims.sub)

@@ -349,9 +349,9 @@ describe('normalizeHtu', () => {
     ['https://api.example/a/../orders', 'https://api.example/orders'],
     // percent-encoding preserved as sent
     ['https://api.example/a%2Fb', 'https://api.example/a%2Fb'],
-    ['https://api.example/a%2fb', 'https://api.example/a%2fb'],
+    ['https://api.example/a%2fb', 'https://api.example/a%2Fb'],
     ['https://api.example/caf%C3%A9', 'https://api.example/caf%C3%A9'],
-    ['https://api.example/%7Euser', 'https://api.example/%7Euser'],
+    ['https://api.example/%7Euser', 'https://api.example/~user'],
     // not an absolute http(s) URI without userinfo
     ['https://user@api.example/orders', undefined],
     ['https://user:pass@api.example/orders', undefined],

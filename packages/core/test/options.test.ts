@@ -222,7 +222,7 @@ describe('resolveConfig validation', () => {
     ['an unknown mtls mode', base({ mtls: 'require' }), `Callsign: "mtls" must be one of 'required', 'optional' (got "require")`],
     ['an unknown mtls.mode', base({ mtls: { mode: 'on' } }), `Callsign: "mtls.mode" must be one of 'required', 'optional' (got "on")`],
     ['mtls as a boolean', base({ mtls: true }), `Callsign: "mtls" must be 'required', 'optional' or { mode, trustDomains }`],
-    ['an unknown mtls key', base({ mtls: { mode: 'required', ca: 'x' } }), 'Callsign: "mtls.ca" is not a known option (known: mode, trustDomains)'],
+    ['an unknown mtls key', base({ mtls: { mode: 'required', ca: 'x' } }), 'Callsign: "mtls.ca" is not a known option (known: mode, trustDomains, forwarded)'],
     ['an unknown credentials mode', base({ credentials: 'none' }), `Callsign: "credentials" must be one of 'required', 'optional' (got "none")`],
     // trustDomains
     ['empty trustDomains', base({ mtls: { trustDomains: [] } }), 'Callsign: "mtls.trustDomains" must be a non-empty string or a non-empty array of non-empty strings'],

@@ -155,7 +155,7 @@ describe('readPeerCertificate', () => {
     const cert = x509(svid)
     const { socket, getPeerX509Certificate, disableRenegotiation } = fakeSocket(cert, true)
     const first = readPeerCertificate(socket)
-    expect(first).toEqual({ kind: 'authorized', peer: describeCertificate(cert) })
+    expect(first).toEqual({ kind: 'authorized', peer: { ...describeCertificate(cert), verification: 'tls' } })
     expect(readPeerCertificate(socket)).toBe(first)
     expect(readPeerCertificate(socket)).toBe(first)
     expect(getPeerX509Certificate).toHaveBeenCalledTimes(1)
@@ -229,7 +229,7 @@ describe('readPeerCertificate', () => {
       httpsServer.close()
     }
     expect(states.map((s) => s.kind)).toEqual(['authorized', 'rejected', 'rejected', 'none'])
-    expect(states[0]).toEqual({ kind: 'authorized', peer: describeCertificate(x509(svid)) })
+    expect(states[0]).toEqual({ kind: 'authorized', peer: { ...describeCertificate(x509(svid)), verification: 'tls' } })
     expect(states[1]).toMatchObject({ kind: 'rejected', reason: 'client certificate has expired' })
     expect(states[2]).toMatchObject({ kind: 'rejected', reason: 'client certificate is not trusted' })
   })

@@ -1,4 +1,4 @@
-import { createHash, webcrypto } from 'node:crypto';
+import { createHash, KeyObject, sign, webcrypto } from 'node:crypto';
 import { toPem } from './pem.js';
 import { randomSerialNumber } from './serial-number.js';
 import { validityWindow, type CertificateValidity } from './validity.js';
@@ -54,6 +54,33 @@ export interface CertificateOptions {
    * `'server'` for {@link TestCa.issueServerCertificate}.
    */
   usage?: 'client' | 'server' | 'both';
+}
+
+/**
+ * Options for {@link TestCa.issueCrl}.
+ *
+ * @example
+ * ```ts
+ * const options: CrlOptions = { revoked: [stolen], nextUpdate: new Date(Date.now() + 3600_000) };
+ * ```
+ */
+export interface CrlOptions {
+  /**
+   * Revoked certificates: certificates issued by this CA, or their serial
+   * numbers as hexadecimal strings (either case, `:` separators allowed, as
+   * {@link IssuedCertificate.serialNumber} or Node's
+   * `X509Certificate.serialNumber` print them). Default: none (an empty CRL,
+   * which still tells a verifier that nothing of this CA is revoked).
+   */
+  revoked?: ReadonlyArray<IssuedCertificate | string>;
+  /** `thisUpdate` of the CRL, also each entry's revocation date. Default: one hour ago. */
+  thisUpdate?: Date;
+  /**
+   * `nextUpdate` of the CRL. Default: 24 hours from now. A CRL past its
+   * `nextUpdate` makes OpenSSL (and so Node) refuse every client certificate
+   * of this CA with `CRL_HAS_EXPIRED`.
+   */
+  nextUpdate?: Date;
 }
 
 /**
@@ -126,6 +153,27 @@ export interface TestCa {
    * ```
    */
   issueServerCertificate(options?: CertificateOptions): Promise<IssuedCertificate>;
+  /**
+   * Issues an X.509 v2 certificate revocation list (RFC 5280 §5) signed by
+   * this CA (ECDSA P-256 with SHA-256): issuer = the CA's subject, the
+   * `authorityKeyIdentifier` and `cRLNumber` extensions (§5.2.1, §5.2.3;
+   * the number grows by one with each CRL of this CA) and one entry per
+   * revoked serial number, without reason codes. Delta CRLs, distribution
+   * points and indirect CRLs are not produced.
+   *
+   * @param options - See {@link CrlOptions}; default an empty CRL valid from one hour ago for 24 hours.
+   * @returns The CRL, PEM encoded (`-----BEGIN X509 CRL-----`), usable as
+   *   the `crl` option of Node's `tls`/`https` servers.
+   * @throws TypeError if a serial number is not hexadecimal or is listed twice.
+   * @example
+   * ```ts
+   * const stolen = await ca.issueCertificate({ spiffeId });
+   * const crl = await ca.issueCrl({ revoked: [stolen] });
+   * https.createServer({ cert, key, ca: [ca.certPem], crl, requestCert: true, rejectUnauthorized: false });
+   * // a handshake with `stolen` ends with socket.authorizationError === 'CERT_REVOKED'
+   * ```
+   */
+  issueCrl(options?: CrlOptions): Promise<string>;
 }
 
 /**
@@ -235,10 +283,43 @@ export async function createTestCa(options: TestCaOptions = {}): Promise<TestCa>
     return issued;
   }
 
+  let crlNumber = 0;
+  const signingKey = KeyObject.from(keys.privateKey);
+  const issuerName = new Uint8Array(caCert.subjectName.toArrayBuffer());
+  const authorityKeyIdDer = new Uint8Array(authorityKeyId.rawData);
+  async function issueCrl(options: CrlOptions): Promise<string> {
+    const thisUpdate = options.thisUpdate ?? new Date(Date.now() - 60 * 60 * 1000);
+    const nextUpdate = options.nextUpdate ?? new Date(Date.now() + 24 * 60 * 60 * 1000);
+    const serials = (options.revoked ?? []).map((entry) =>
+      normalizeSerialNumber(typeof entry === 'string' ? entry : entry.serialNumber),
+    );
+    const duplicate = serials.find((serial, i) => serials.indexOf(serial) !== i);
+    if (duplicate !== undefined) throw new TypeError(`issueCrl: serial number ${duplicate} is listed twice`);
+    crlNumber += 1;
+    // Encoded by hand: @peculiar/x509's generator writes an empty crlEntryExtensions SEQUENCE
+    // per entry (not DER: Extensions is SIZE (1..MAX)) and labels the PEM `CRL` instead of `X509 CRL`.
+    const tbsCertList = der(
+      0x30,
+      der(0x02, Uint8Array.of(0x01)), // version v2
+      ECDSA_WITH_SHA256,
+      issuerName,
+      derTime(thisUpdate),
+      derTime(nextUpdate),
+      ...(serials.length > 0
+        ? [der(0x30, ...serials.map((serial) => der(0x30, der(0x02, Buffer.from(serial, 'hex')), derTime(thisUpdate))))]
+        : []),
+      der(0xa0, der(0x30, authorityKeyIdDer, der(0x30, CRL_NUMBER_OID, der(0x04, derPositiveInteger(crlNumber))))),
+    );
+    const signature = sign('sha256', tbsCertList, { key: signingKey, dsaEncoding: 'der' });
+    const crl = der(0x30, tbsCertList, ECDSA_WITH_SHA256, der(0x03, Uint8Array.of(0x00), signature));
+    return toPem(crl, 'X509 CRL');
+  }
+
   return {
     certPem,
     keyPem,
     name,
+    issueCrl: (opts = {}) => issueCrl(opts),
     issueCertificate: (opts = {}) => issue(opts, 'client', undefined),
     issueServerCertificate: (opts = {}) => {
       const dnsNames = opts.dnsNames ?? ['localhost'];
@@ -249,6 +330,57 @@ export async function createTestCa(options: TestCaOptions = {}): Promise<TestCa>
       );
     },
   };
+}
+
+/** DER of the OBJECT IDENTIFIER 2.5.29.20 (id-ce-cRLNumber). */
+const CRL_NUMBER_OID = Uint8Array.of(0x06, 0x03, 0x55, 0x1d, 0x14);
+/** DER of the AlgorithmIdentifier ecdsa-with-SHA256 (1.2.840.10045.4.3.2, no parameters). */
+const ECDSA_WITH_SHA256 = Uint8Array.of(0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02);
+
+/** One DER TLV: `tag`, definite length, the concatenated `parts`. */
+function der(tag: number, ...parts: Uint8Array[]): Uint8Array {
+  const body = Buffer.concat(parts);
+  let length: number[];
+  if (body.length < 0x80) {
+    length = [body.length];
+  } else {
+    const bytes: number[] = [];
+    for (let n = body.length; n > 0; n = Math.floor(n / 256)) bytes.unshift(n % 256);
+    length = [0x80 | bytes.length, ...bytes];
+  }
+  return Buffer.concat([Uint8Array.of(tag, ...length), body]);
+}
+
+/** RFC 5280 §5.1.2.4: UTCTime through 2049, GeneralizedTime from 2050, always UTC with seconds. */
+function derTime(date: Date): Uint8Array {
+  const iso = date.toISOString(); // YYYY-MM-DDTHH:MM:SS.sssZ
+  const digits = iso.slice(0, 19).replace(/[-:T]/g, '') + 'Z';
+  const year = date.getUTCFullYear();
+  return year >= 1950 && year < 2050
+    ? der(0x17, Buffer.from(digits.slice(2), 'ascii'))
+    : der(0x18, Buffer.from(digits, 'ascii'));
+}
+
+/**
+ * The content octets of the DER INTEGER for a serial number given in hexadecimal: even length,
+ * no redundant leading zero octet, a `00` octet added when the top bit is set (serial numbers
+ * are positive, RFC 5280 §4.1.2.2).
+ */
+function normalizeSerialNumber(serial: string): string {
+  const hex = serial.replace(/:/g, '').toLowerCase();
+  if (!/^[0-9a-f]+$/.test(hex)) throw new TypeError(`issueCrl: serial number ${JSON.stringify(serial)} is not hexadecimal`);
+  let even = hex.length % 2 === 0 ? hex : `0${hex}`;
+  even = even.replace(/^(00)+/, '');
+  if (even === '') return '00';
+  return parseInt(even.slice(0, 2), 16) >= 0x80 ? `00${even}` : even;
+}
+
+/** DER INTEGER for a small non-negative number (the cRLNumber value). */
+function derPositiveInteger(value: number): Uint8Array {
+  let hex = value.toString(16);
+  if (hex.length % 2 === 1) hex = `0${hex}`;
+  if (parseInt(hex.slice(0, 2), 16) >= 0x80) hex = `00${hex}`;
+  return der(0x02, Buffer.from(hex, 'hex'));
 }
 
 async function generateEcKeyPair(): Promise<webcrypto.CryptoKeyPair> {

@@ -1,6 +1,10 @@
 import { createHash, X509Certificate } from 'node:crypto';
+import { createServer, get } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { createSecureContext, type TLSSocket } from 'node:tls';
 import { describe, expect, it } from 'vitest';
-import { createTestCa } from '../src/index.js';
+import { createTestCa, type IssuedCertificate } from '../src/index.js';
+import { x509 } from '../src/x509-provider.js';
 
 const SPIFFE_ID = 'spiffe://example.org/ns/web/sa/frontend';
 
@@ -115,5 +119,97 @@ describe('TestCa.issueServerCertificate', () => {
     const cert = new X509Certificate(issued.certPem);
     expect(cert.subjectAltName).toBe('URI:spiffe://example.org/ns/api/sa/backend, DNS:api.internal');
     expect(cert.subject).toBe('CN=spiffe://example.org/ns/api/sa/backend');
+  });
+});
+
+describe('TestCa.issueCrl', () => {
+  it('issues a CA-signed X.509 v2 CRL listing the revoked serial numbers', async () => {
+    const ca = await createTestCa();
+    const [revoked, other] = await Promise.all([ca.issueCertificate(), ca.issueCertificate()]);
+    const pem = await ca.issueCrl({ revoked: [revoked, other.serialNumber.toUpperCase()] });
+    expect(pem).toMatch(/^-----BEGIN X509 CRL-----\n[\s\S]+\n-----END X509 CRL-----\n$/);
+
+    const crl = new x509.X509Crl(pem);
+    const caCert = new x509.X509Certificate(ca.certPem);
+    expect(crl.version).toBe(1); // v2
+    expect(crl.issuer).toBe(caCert.subject);
+    expect(await crl.verify({ publicKey: caCert })).toBe(true);
+    expect(crl.entries.map((entry) => entry.serialNumber.toLowerCase())).toEqual([revoked.serialNumber, other.serialNumber]);
+    const extensions = crl.extensions.map((extension) => extension.type);
+    expect(extensions).toEqual(['2.5.29.35', '2.5.29.20']); // authorityKeyIdentifier, cRLNumber
+    expect(crl.nextUpdate!.getTime()).toBeGreaterThan(Date.now() + 23 * 3600 * 1000);
+    expect(crl.thisUpdate.getTime()).toBeLessThan(Date.now() - 59 * 60 * 1000);
+    expect(() => createSecureContext({ ca: ca.certPem, crl: pem })).not.toThrow();
+  });
+
+  it('writes strict DER: no empty entry extensions, each cRLNumber one higher', async () => {
+    const ca = await createTestCa();
+    const revoked = await ca.issueCertificate();
+    const first = new x509.X509Crl(await ca.issueCrl({ revoked: [revoked] }));
+    const second = new x509.X509Crl(await ca.issueCrl());
+    // An entry is SEQUENCE { serial INTEGER (16 + 2 octets), revocationDate UTCTime (13 + 2 octets) } only.
+    expect(first.entries[0]!.rawData.byteLength).toBe(2 + 18 + 15);
+    expect(first.entries[0]!.extensions).toEqual([]);
+    expect(second.entries).toEqual([]);
+    const number = (crl: x509.X509Crl): string => Buffer.from(crl.getExtension('2.5.29.20')!.value).toString('hex');
+    expect(number(first)).toBe('020101');
+    expect(number(second)).toBe('020102');
+  });
+
+  it('takes explicit dates and serial numbers in Node\'s notation', async () => {
+    const ca = await createTestCa();
+    const issued = await ca.issueCertificate();
+    const nodeSerial = new X509Certificate(issued.certPem).serialNumber; // upper case
+    const thisUpdate = new Date('2030-01-01T00:00:00Z');
+    const nextUpdate = new Date('2050-06-01T00:00:00Z'); // GeneralizedTime from 2050 (RFC 5280 §5.1.2.4)
+    const crl = new x509.X509Crl(await ca.issueCrl({ revoked: [nodeSerial.match(/../g)!.join(':'), '80'], thisUpdate, nextUpdate }));
+    expect(crl.thisUpdate.toISOString()).toBe(thisUpdate.toISOString());
+    expect(crl.nextUpdate!.toISOString()).toBe(nextUpdate.toISOString());
+    expect(crl.entries[0]!.serialNumber.toLowerCase()).toBe(issued.serialNumber);
+    // 0x80 is written as the positive INTEGER 00 80 (RFC 5280 §4.1.2.2: serial numbers are positive).
+    expect(Buffer.from(crl.entries[1]!.rawData).subarray(2, 6).toString('hex')).toBe('02020080');
+    expect(crl.entries[0]!.revocationDate.toISOString()).toBe(thisUpdate.toISOString());
+  });
+
+  it('refuses non-hexadecimal and duplicate serial numbers', async () => {
+    const ca = await createTestCa();
+    const issued = await ca.issueCertificate();
+    await expect(ca.issueCrl({ revoked: ['not-hex'] })).rejects.toThrow(/not hexadecimal/);
+    await expect(ca.issueCrl({ revoked: [issued, issued.serialNumber.toUpperCase()] })).rejects.toThrow(/listed twice/);
+  });
+
+  it('makes Node refuse a revoked client certificate with CERT_REVOKED', async () => {
+    const ca = await createTestCa();
+    const [serverCert, good, revoked] = await Promise.all([
+      ca.issueServerCertificate(),
+      ca.issueCertificate({ spiffeId: SPIFFE_ID }),
+      ca.issueCertificate({ spiffeId: SPIFFE_ID }),
+    ]);
+    const crl = await ca.issueCrl({ revoked: [revoked] });
+    const server = createServer(
+      { cert: serverCert.certPem, key: serverCert.keyPem, ca: [ca.certPem], crl, requestCert: true, rejectUnauthorized: false },
+      (req, res) => {
+        const socket = req.socket as TLSSocket;
+        res.end(JSON.stringify([socket.authorized, socket.authorizationError ? String((socket.authorizationError as NodeJS.ErrnoException).code ?? socket.authorizationError) : null]));
+      },
+    );
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    const call = (client: IssuedCertificate): Promise<unknown> =>
+      new Promise((resolve, reject) => {
+        get({ host: '127.0.0.1', port, ca: ca.certPem, cert: client.certPem, key: client.keyPem, agent: false }, (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => (body += chunk));
+          res.on('end', () => resolve(JSON.parse(body)));
+        }).on('error', reject);
+      });
+    try {
+      expect(await call(good)).toEqual([true, null]);
+      expect(await call(revoked)).toEqual([false, 'CERT_REVOKED']);
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 });

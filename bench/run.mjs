@@ -1,0 +1,632 @@
+#!/usr/bin/env node
+// `pnpm bench`: Callsign against no auth and against the middleware a user would pick instead,
+// on Express 5, Fastify 5 and Koa 3. Every server runs in its own child process (pinned to its
+// own core when `taskset` is there); autocannon drives them from this process. Configurations are
+// interleaved round by round; each row's ratio is taken against its framework's no-auth row of
+// the same round, and the table shows medians over rounds. See bench/README.md.
+//
+//   node bench/run.mjs [--duration 3] [--rounds 3] [--connections 50] [--warmup 1]
+//                      [--only express,fastify,koa,floor] [--no-rs256] [--no-floor]
+//                      [--pool 20000] [--floor-seconds 2] [--no-pin] [--quick]
+import { fork, spawnSync } from 'node:child_process'
+import { KeyObject, createHash, generateKeyPairSync, randomUUID, sign as cryptoSign, verify as cryptoVerify } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import http from 'node:http'
+import https from 'node:https'
+import { createRequire } from 'node:module'
+import os from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import autocannon from 'autocannon'
+import { SignJWT, exportJWK, importJWK, jwtVerify } from 'jose'
+import { createDpopKey, createDpopProof, createTestCa, startTestIssuer } from '@callsign/testing'
+
+const here = dirname(fileURLToPath(import.meta.url))
+const root = join(here, '..')
+const require = createRequire(join(root, 'package.json'))
+
+// ---------------------------------------------------------------------------------------------
+// Options
+
+function parseArgs(argv) {
+  const options = {
+    duration: 3,
+    rounds: 3,
+    connections: 50,
+    warmup: 1,
+    pool: 20_000,
+    floorSeconds: 2,
+    only: undefined,
+    rs256: true,
+    floor: true,
+    pin: true,
+    quick: false,
+  }
+  const number = (name, value) => {
+    const n = Number(value)
+    if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} needs a positive number (got ${JSON.stringify(value)})`)
+    return n
+  }
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]
+    const [flag, inline] = arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined]
+    const value = () => inline ?? argv[++i]
+    switch (flag) {
+      case '--duration': options.duration = number('duration', value()); break
+      case '--rounds': options.rounds = Math.round(number('rounds', value())); break
+      case '--connections': options.connections = Math.round(number('connections', value())); break
+      case '--warmup': options.warmup = Number(value()); break
+      case '--pool': options.pool = Math.round(number('pool', value())); break
+      case '--floor-seconds': options.floorSeconds = number('floor-seconds', value()); break
+      case '--only': options.only = value().split(',').map((s) => s.trim().toLowerCase()).filter(Boolean); break
+      case '--no-rs256': options.rs256 = false; break
+      case '--no-floor': options.floor = false; break
+      case '--no-pin': options.pin = false; break
+      case '--quick': options.quick = true; break
+      case '--help': case '-h':
+        console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(6, 10).join('\n').replace(/^\/\/ ?/gm, ''))
+        process.exit(0)
+        break
+      default: throw new Error(`unknown option ${arg} (see --help)`)
+    }
+  }
+  if (options.quick) {
+    // Smoke-test size: every row runs, nothing is meaningful.
+    Object.assign(options, { duration: 1, rounds: 1, warmup: 0.5, pool: Math.min(options.pool, 2_000), floorSeconds: 0.25 })
+  }
+  const frameworks = ['express', 'fastify', 'koa']
+  if (options.only) {
+    const unknown = options.only.filter((o) => !frameworks.includes(o) && o !== 'floor')
+    if (unknown.length) throw new Error(`--only: unknown ${unknown.join(', ')} (known: ${frameworks.join(', ')}, floor)`)
+    options.frameworks = frameworks.filter((f) => options.only.includes(f))
+    options.floor = options.floor && options.only.includes('floor')
+  } else {
+    options.frameworks = frameworks
+  }
+  return options
+}
+
+// ---------------------------------------------------------------------------------------------
+// Versions and machine
+
+function packageVersion(name, from = require) {
+  // Walk up from the resolved entry to the package's own package.json (some block the subpath).
+  try {
+    let dir = dirname(from.resolve(name))
+    for (;;) {
+      try {
+        const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'))
+        if (pkg.name === name) return { version: pkg.version, dir }
+      } catch {}
+      const up = dirname(dir)
+      if (up === dir) return { version: '?', dir: undefined }
+      dir = up
+    }
+  } catch {
+    return { version: 'not installed', dir: undefined }
+  }
+}
+
+function versions() {
+  const v = (name, from) => packageVersion(name, from).version
+  const nested = (parent, name) => {
+    const { dir } = packageVersion(parent)
+    return dir ? v(name, createRequire(join(dir, 'package.json'))) : '?'
+  }
+  let commit = '?'
+  const git = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' })
+  if (git.status === 0) commit = git.stdout.trim() + (spawnSync('git', ['diff', '--quiet', 'HEAD', '--', 'packages'], { cwd: root }).status === 0 ? '' : ' (packages/ modified)')
+  return [
+    ['node', process.version],
+    ['@callsign/* (this repo)', `${v('@callsign/core')} @ ${commit}`],
+    ['jose (Callsign)', nested('@callsign/core', 'jose')],
+    ['express', v('express')],
+    ['fastify', v('fastify')],
+    ['koa', v('koa')],
+    ['@koa/router', v('@koa/router')],
+    ['autocannon', v('autocannon')],
+    ['express-oauth2-jwt-bearer', `${v('express-oauth2-jwt-bearer')} (jose ${nested('express-oauth2-jwt-bearer', 'jose')})`],
+    ['express-jwt', `${v('express-jwt')} (jsonwebtoken ${nested('express-jwt', 'jsonwebtoken')})`],
+    ['jwks-rsa', v('jwks-rsa')],
+    ['koa-jwt', `${v('koa-jwt')} (jsonwebtoken ${nested('koa-jwt', 'jsonwebtoken')})`],
+    ['@fastify/jwt', `${v('@fastify/jwt')} (fast-jwt ${nested('@fastify/jwt', 'fast-jwt')})`],
+    ['get-jwks', v('get-jwks')],
+    ['fastify-jwt-jwks', v('fastify-jwt-jwks')],
+  ]
+}
+
+function machine() {
+  const cpus = os.cpus()
+  return `${cpus.length} × ${cpus[0]?.model?.trim() ?? 'unknown CPU'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}`
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configurations
+
+const AUDIENCE = 'https://orders.bench.example'
+const SCOPE = 'orders:read'
+const TRUST_DOMAIN = 'example.org'
+const CALLER = `spiffe://${TRUST_DOMAIN}/ns/web/sa/frontend`
+
+const PEERS = {
+  express: [
+    { guard: 'express-oauth2-jwt-bearer', label: 'express-oauth2-jwt-bearer', algs: ['ES256', 'RS256'] },
+    { guard: 'express-jwt', label: 'express-jwt + jwks-rsa', algs: ['ES256', 'RS256'] },
+  ],
+  fastify: [
+    { guard: 'fastify-jwt+get-jwks', label: '@fastify/jwt + get-jwks', algs: ['ES256', 'RS256'] },
+    { guard: 'fastify-jwt-jwks', label: 'fastify-jwt-jwks', algs: ['RS256'] }, // RS256/EdDSA only
+  ],
+  koa: [{ guard: 'koa-jwt', label: 'koa-jwt + jwks-rsa', algs: ['ES256', 'RS256'] }],
+}
+const FRAMEWORK_LABEL = { express: 'Express 5', fastify: 'Fastify 5', koa: 'Koa 3' }
+const TOKEN_LABEL = { none: '-', reused: 'reused', fresh: 'fresh per request', dpop: 'DPoP, fresh proof' }
+
+function buildConfigs(options) {
+  const configs = []
+  const add = (c) => configs.push({ ...c, id: configs.length, runs: [], spent: 0 })
+  for (const framework of options.frameworks) {
+    const base = (transport) => `${framework}/none/${transport}`
+    add({ framework, guard: 'none', label: 'no auth', token: 'none', transport: 'http', alg: '-', key: base('http'), baseline: base('http') })
+    add({ framework, guard: 'none', label: 'no auth', token: 'none', transport: 'mtls', alg: '-', key: base('mtls'), baseline: base('http') })
+    for (const transport of ['http', 'mtls']) {
+      for (const token of ['reused', 'fresh', 'dpop']) {
+        add({ framework, guard: 'callsign', label: 'Callsign', token, transport, alg: 'ES256', key: `${framework}/callsign/${token}/${transport}/ES256`, baseline: base(transport) })
+      }
+    }
+    for (const peer of PEERS[framework].filter((p) => p.algs.includes('ES256'))) {
+      for (const token of ['reused', 'fresh']) {
+        add({ framework, guard: peer.guard, label: peer.label, token, transport: 'http', alg: 'ES256', key: `${framework}/${peer.guard}/${token}/http/ES256`, baseline: base('http') })
+      }
+    }
+    if (options.rs256) {
+      for (const token of ['reused', 'fresh']) {
+        add({ framework, guard: 'callsign', label: 'Callsign', token, transport: 'http', alg: 'RS256', key: `${framework}/callsign/${token}/http/RS256`, baseline: base('http') })
+      }
+      for (const peer of PEERS[framework]) {
+        for (const token of ['reused', 'fresh']) {
+          add({ framework, guard: peer.guard, label: peer.label, token, transport: 'http', alg: 'RS256', key: `${framework}/${peer.guard}/${token}/http/RS256`, baseline: base('http') })
+        }
+      }
+    }
+  }
+  const byKey = new Map(configs.map((c) => [c.key, c]))
+  for (const c of configs) c.baselineConfig = byKey.get(c.baseline)
+  return configs
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child processes
+
+let pinned = false
+const children = new Set()
+
+function startServer(spec) {
+  return new Promise((resolve, reject) => {
+    // `taskset -c 1 node server.mjs`: the server's threads (including the libuv pool that
+    // WebCrypto uses) stay on core 1; this process and autocannon stay on core 0.
+    const child = pinned
+      ? fork(join(here, 'server.mjs'), [], { execPath: 'taskset', execArgv: ['-c', '1', process.execPath], stdio: ['ignore', 'ignore', 'pipe', 'ipc'] })
+      : fork(join(here, 'server.mjs'), [], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] })
+    children.add(child)
+    let stderr = ''
+    child.stderr.on('data', (d) => {
+      if (stderr.length < 4000) stderr += d
+    })
+    child.on('exit', () => children.delete(child))
+    child.once('message', (message) => {
+      if (message.type === 'ready') resolve({ child, port: message.port, stderr: () => stderr })
+      else reject(new Error(message.message))
+    })
+    child.once('exit', (code) => reject(new Error(`server exited with code ${code}: ${stderr}`)))
+    child.send({ type: 'start', spec })
+  })
+}
+
+function stopAll() {
+  for (const child of children) {
+    try {
+      child.send('stop')
+    } catch {}
+    setTimeout(() => child.kill(), 500).unref()
+  }
+}
+process.on('exit', () => {
+  for (const child of children) child.kill()
+})
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => {
+    stopAll()
+    process.exit(130)
+  })
+}
+
+function pinSelf(cpu) {
+  const result = spawnSync('taskset', ['-a', '-cp', String(cpu), String(process.pid)], { stdio: 'ignore' })
+  return result.status === 0
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tokens and proofs
+
+async function signPool(issuer, alg, size, claims) {
+  // Sign in batches: WebCrypto signs on the libuv pool, so this uses both cores (before pinning).
+  const pool = new Array(size)
+  const batch = 256
+  for (let i = 0; i < size; i += batch) {
+    const n = Math.min(batch, size - i)
+    const tokens = await Promise.all(Array.from({ length: n }, () => issuer.signAccessToken(claims, { alg, audience: AUDIENCE, expiresInSeconds: 86_400 })))
+    for (let j = 0; j < n; j++) pool[i + j] = 'Bearer ' + tokens[j]
+  }
+  return pool
+}
+
+/**
+ * DPoP proofs (RFC 9449) for one run: each with its own `jti`, `iat` now. Same shape as
+ * `createDpopProof` from @callsign/testing (checked against it by the probe), but signed
+ * synchronously with node:crypto: about three times faster, which matters for tens of thousands.
+ */
+function makeProofs(dpopKey, htu, accessToken, count) {
+  const privateKey = KeyObject.from(dpopKey.privateKey)
+  const header = Buffer.from(JSON.stringify({ typ: 'dpop+jwt', alg: 'ES256', jwk: dpopKey.publicJwk })).toString('base64url')
+  const ath = createHash('sha256').update(accessToken).digest('base64url')
+  const iat = Math.floor(Date.now() / 1000)
+  const proofs = new Array(count)
+  for (let i = 0; i < count; i++) {
+    const payload = Buffer.from(JSON.stringify({ jti: randomUUID(), htm: 'GET', htu, iat, ath })).toString('base64url')
+    const input = `${header}.${payload}`
+    const signature = cryptoSign('sha256', Buffer.from(input), { key: privateKey, dsaEncoding: 'ieee-p1363' }).toString('base64url')
+    proofs[i] = `${input}.${signature}`
+  }
+  return proofs
+}
+
+// ---------------------------------------------------------------------------------------------
+// One request (probe) and one load run
+
+function probe(config, headers) {
+  return new Promise((resolve) => {
+    const mod = config.transport === 'mtls' ? https : http
+    const req = mod.request(
+      {
+        host: '127.0.0.1',
+        port: config.port,
+        path: '/orders',
+        method: 'GET',
+        headers,
+        agent: false,
+        ...(config.transport === 'mtls' ? { ...state.clientTls, servername: 'localhost' } : {}),
+      },
+      (res) => {
+        let body = ''
+        res.setEncoding('utf8')
+        res.on('data', (d) => (body += d))
+        res.on('end', () => resolve({ status: res.statusCode, body }))
+      },
+    )
+    req.on('error', (error) => resolve({ status: 0, body: error.message }))
+    req.end()
+  })
+}
+
+const state = {}
+
+function requestsFor(config, seconds) {
+  // Headers per request: static for no auth and a reused token; a rotating pool for fresh tokens;
+  // a new proof per request for DPoP.
+  if (config.token === 'none') return { headers: {} }
+  if (config.token === 'reused') return { headers: { authorization: state.reused[config.alg] } }
+  if (config.token === 'fresh') {
+    const pool = state.pools[config.alg]
+    return {
+      requests: [
+        {
+          setupRequest: (req) => {
+            req.headers.authorization = pool[config.spent++ % pool.length]
+            return req
+          },
+        },
+      ],
+    }
+  }
+  // DPoP: size the proof pool from what this row (or, before its first run, the same transport's
+  // reused-token row, an upper bound) has done so far, with margin.
+  const seen = Math.max(0, ...config.runs.map((r) => r.rps), config.warmRps ?? 0)
+  const upper = seen || state.byKey.get(config.key.replace('/dpop/', '/reused/'))?.warmRps || 10_000
+  const count = Math.min(400_000, Math.ceil(upper * seconds * 1.5) + 1_000)
+  const htu = `${config.transport === 'mtls' ? 'https' : 'http'}://127.0.0.1:${config.port}/orders`
+  const proofs = makeProofs(state.dpopKey, htu, state.dpopToken, count)
+  let i = 0
+  config.proofsShort = false
+  return {
+    requests: [
+      {
+        setupRequest: (req) => {
+          req.headers.authorization = state.dpopAuthorization
+          if (i >= proofs.length) config.proofsShort = true
+          req.headers.dpop = proofs[i++ % proofs.length]
+          return req
+        },
+      },
+    ],
+  }
+}
+
+async function load(config, seconds, connections) {
+  const { headers, requests } = requestsFor(config, seconds)
+  const mtls = config.transport === 'mtls'
+  const result = await autocannon({
+    url: `${mtls ? 'https' : 'http'}://127.0.0.1:${config.port}/orders`,
+    connections,
+    pipelining: 1,
+    duration: seconds,
+    headers,
+    requests,
+    ...(mtls ? { tlsOptions: state.clientTls, servername: 'localhost' } : {}),
+  })
+  const ok = result['2xx']
+  return {
+    rps: ok / result.duration,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    non2xx: result.non2xx,
+    errors: result.errors,
+    proofsShort: config.proofsShort === true,
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The reference floor: signature verification alone, in this process
+
+async function floor(seconds) {
+  const message = { iss: 'https://issuer.bench.example', aud: AUDIENCE, sub: CALLER, client_id: CALLER, scope: SCOPE, iat: 1_700_000_000, exp: 4_000_000_000, jti: randomUUID() }
+  const algs = [
+    { alg: 'ES256', pair: () => generateKeyPairSync('ec', { namedCurve: 'P-256' }), digest: 'sha256', dsaEncoding: 'ieee-p1363' },
+    { alg: 'EdDSA', pair: () => generateKeyPairSync('ed25519'), digest: null },
+    { alg: 'RS256', pair: () => generateKeyPairSync('rsa', { modulusLength: 2048 }), digest: 'sha256' },
+  ]
+  const rows = []
+  for (const { alg, pair, digest, dsaEncoding } of algs) {
+    const { publicKey, privateKey } = pair()
+    const jwt = await new SignJWT(message).setProtectedHeader({ alg, typ: 'at+jwt', kid: 'k1' }).sign(privateKey)
+    const [h, p, s] = jwt.split('.')
+    const input = Buffer.from(`${h}.${p}`)
+    const signature = Buffer.from(s, 'base64url')
+    const key = dsaEncoding ? { key: publicKey, dsaEncoding } : publicKey
+    if (!cryptoVerify(digest, input, key, signature)) throw new Error(`floor: ${alg} signature does not verify`)
+    // node:crypto, synchronous: prepared KeyObject, fixed message and signature.
+    let n = 0
+    let start = performance.now()
+    const end = start + seconds * 1000
+    while (performance.now() < end) {
+      for (let i = 0; i < 32; i++) cryptoVerify(digest, input, key, signature)
+      n += 32
+    }
+    const nodeOps = n / ((performance.now() - start) / 1000)
+    // jose jwtVerify, one at a time: prepared CryptoKey, full JWT checks (claims parsed, alg allow-list).
+    const cryptoKey = await importJWK(await exportJWK(publicKey), alg)
+    await jwtVerify(jwt, cryptoKey, { algorithms: [alg], audience: AUDIENCE })
+    n = 0
+    start = performance.now()
+    const joseEnd = start + seconds * 1000
+    while (performance.now() < joseEnd) {
+      for (let i = 0; i < 16; i++) await jwtVerify(jwt, cryptoKey, { algorithms: [alg], audience: AUDIENCE })
+      n += 16
+    }
+    const joseOps = n / ((performance.now() - start) / 1000)
+    rows.push({ alg, nodeOps, joseOps })
+  }
+  return rows
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+const median = (values) => {
+  const v = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b)
+  if (v.length === 0) return NaN
+  const m = v.length >> 1
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2
+}
+const int = (x) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : 'n/a')
+const ms = (x) => (Number.isFinite(x) ? x.toFixed(x < 10 ? 1 : 0) : 'n/a')
+const ratio = (x) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a')
+
+const TABLE_HEADER = '| framework | protection | token | transport | alg | req/s | p50 ms | p99 ms | vs no auth | notes |'
+
+function report(configs, options) {
+  const lines = [TABLE_HEADER, '| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | --- |']
+  for (const c of configs) {
+    if (c.failed) {
+      lines.push(`| ${FRAMEWORK_LABEL[c.framework]} | ${c.label} | ${TOKEN_LABEL[c.token]} | ${c.transport === 'mtls' ? 'mTLS' : 'HTTP'} | ${c.alg} | 0 | n/a | n/a | n/a | FAILED: ${c.failed.replace(/\|/g, '/').replace(/\s+/g, ' ').slice(0, 120)} |`)
+      continue
+    }
+    const rps = median(c.runs.map((r) => r.rps))
+    const p50 = median(c.runs.map((r) => r.p50))
+    const p99 = median(c.runs.map((r) => r.p99))
+    const ratios = c.runs.map((r, i) => (c.baselineConfig?.runs[i] ? r.rps / c.baselineConfig.runs[i].rps : NaN))
+    const notes = []
+    const bad = c.runs.reduce((s, r) => s + r.non2xx + r.errors, 0)
+    if (bad) notes.push(`${int(bad)} non-2xx/errors`)
+    if (c.runs.some((r) => r.proofsShort)) notes.push('proof pool ran out')
+    if (c.token === 'fresh' && c.spent > state.pools[c.alg].length) notes.push(`pool of ${int(state.pools[c.alg].length)} went round ${(c.spent / state.pools[c.alg].length).toFixed(1)}×`)
+    if (c === c.baselineConfig) notes.push('baseline')
+    if (c.guard === 'none' && c.transport === 'mtls') notes.push('ratio: to no auth over HTTP')
+    lines.push(
+      `| ${FRAMEWORK_LABEL[c.framework]} | ${c.label} | ${TOKEN_LABEL[c.token]} | ${c.transport === 'mtls' ? 'mTLS' : 'HTTP'} | ${c.alg} | ${int(rps)} | ${ms(p50)} | ${ms(p99)} | ${c === c.baselineConfig ? '1.00' : ratio(median(ratios))} | ${notes.join('; ')} |`,
+    )
+  }
+  return lines.join('\n')
+}
+
+function floorReport(rows) {
+  const lines = [
+    '| alg | node:crypto verify ops/s | jose jwtVerify ops/s | jose / node:crypto |',
+    '| --- | ---: | ---: | ---: |',
+  ]
+  for (const r of rows) lines.push(`| ${r.alg} | ${int(r.nodeOps)} | ${int(r.joseOps)} | ${ratio(r.joseOps / r.nodeOps)} |`)
+  return lines.join('\n')
+}
+
+// Small deterministic shuffle, so no row always runs right after the same neighbour.
+function shuffled(items, seed) {
+  const a = items.slice()
+  let s = seed >>> 0
+  const rand = () => {
+    s = (s + 0x6d2b79f5) >>> 0
+    let t = s
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1))
+    ;[a[i], a[j]] = [a[j], a[i]]
+  }
+  return a
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main
+
+async function main() {
+  const options = parseArgs(process.argv.slice(2))
+  const log = (...args) => console.error(...args)
+  const started = Date.now()
+  const configs = buildConfigs(options)
+  state.byKey = new Map(configs.map((c) => [c.key, c]))
+
+  pinned = options.pin && os.cpus().length >= 2 && spawnSync('taskset', ['-c', '1', 'true']).status === 0
+
+  // A CA, the server's certificate, a SPIFFE client certificate, and a real loopback issuer.
+  const ca = await createTestCa()
+  const serverCert = await ca.issueServerCertificate()
+  const client = await ca.issueCertificate({ spiffeId: CALLER })
+  state.clientTls = { cert: client.certPem, key: client.keyPem, ca: [ca.certPem] }
+  const algs = [...new Set(configs.map((c) => c.alg).filter((a) => a !== '-'))]
+  const issuer = await startTestIssuer({ algorithms: ['ES256', 'RS256'] })
+  const claims = { sub: CALLER, client_id: CALLER, scope: SCOPE }
+  const sign = (alg, extra = {}) => issuer.signAccessToken(claims, { alg, audience: AUDIENCE, expiresInSeconds: 86_400, ...extra })
+
+  // Servers: one process per row, started two at a time, each checked with one real request.
+  const dpopNeeded = configs.some((c) => c.token === 'dpop')
+  const longProofs = options.warmup + options.duration > 45
+  log(`bench: starting ${configs.length} servers${pinned ? ' (pinned to core 1; this process to core 0)' : ''}`)
+  const queue = configs.slice()
+  await Promise.all(
+    [0, 1].map(async () => {
+      for (let c = queue.shift(); c; c = queue.shift()) {
+        const spec = {
+          framework: c.framework,
+          guard: c.guard,
+          transport: c.transport,
+          alg: c.alg,
+          issuer: issuer.issuer,
+          jwksUri: issuer.jwksUri,
+          audience: AUDIENCE,
+          scope: SCOPE,
+          callerId: CALLER,
+          trustDomain: TRUST_DOMAIN,
+          // Proofs are made right before each run; only a very long run needs the wider window.
+          dpopMaxProofAgeSeconds: longProofs ? 600 : undefined,
+          tls: c.transport === 'mtls' ? { cert: serverCert.certPem, key: serverCert.keyPem, ca: ca.certPem } : undefined,
+        }
+        try {
+          const server = await startServer(spec)
+          c.port = server.port
+          c.stderr = server.stderr
+        } catch (error) {
+          c.failed = `server did not start: ${error.message.split('\n')[0]}`
+        }
+      }
+    }),
+  )
+
+  // Tokens: one reused token per algorithm, a pool of distinct ones for the fresh rows, a
+  // DPoP-bound one (ES256 key) for the DPoP rows.
+  state.reused = {}
+  state.pools = {}
+  for (const alg of algs) {
+    state.reused[alg] = 'Bearer ' + (await sign(alg))
+    if (configs.some((c) => c.alg === alg && c.token === 'fresh')) {
+      const t0 = performance.now()
+      state.pools[alg] = await signPool(issuer, alg, options.pool, claims)
+      log(`bench: signed ${int(options.pool)} distinct ${alg} tokens in ${((performance.now() - t0) / 1000).toFixed(1)} s`)
+    }
+  }
+  if (dpopNeeded) {
+    state.dpopKey = await createDpopKey('ES256')
+    state.dpopToken = await sign('ES256', { dpopJkt: state.dpopKey.jkt })
+    state.dpopAuthorization = 'DPoP ' + state.dpopToken
+  }
+
+  // Probe every server once with a token of its kind (not one the load will send).
+  for (const c of configs.filter((x) => !x.failed)) {
+    let headers = {}
+    if (c.token === 'reused' || c.token === 'fresh') headers = { authorization: 'Bearer ' + (await sign(c.alg)) }
+    if (c.token === 'dpop') {
+      const url = `${c.transport === 'mtls' ? 'https' : 'http'}://127.0.0.1:${c.port}/orders`
+      // Once with the test kit's own proof builder, once with the bench's fast one.
+      for (const proof of [await createDpopProof(state.dpopKey, { method: 'GET', url, accessToken: state.dpopToken }), makeProofs(state.dpopKey, url, state.dpopToken, 1)[0]]) {
+        const res = await probe(c, { authorization: state.dpopAuthorization, dpop: proof })
+        if (res.status !== 200) c.failed = `probe got ${res.status}: ${res.body}`
+      }
+      continue
+    }
+    const res = await probe(c, headers)
+    if (res.status !== 200) c.failed = `probe got ${res.status}: ${res.body}`
+  }
+  for (const c of configs.filter((x) => x.failed)) log(`bench: ${c.key} FAILED: ${c.failed}`)
+
+  if (pinned && !pinSelf(0)) pinned = false
+
+  let floorRows
+  if (options.floor) {
+    log(`bench: reference floor (${options.floorSeconds} s per measurement)`)
+    floorRows = await floor(options.floorSeconds)
+  }
+
+  const live = configs.filter((c) => !c.failed)
+  if (options.warmup > 0 && live.length) {
+    log(`bench: warm-up, ${options.warmup} s per server`)
+    for (const c of live) {
+      const r = await load(c, options.warmup, options.connections)
+      c.warmRps = r.rps
+    }
+  }
+  for (let round = 0; round < options.rounds; round++) {
+    log(`bench: round ${round + 1}/${options.rounds}`)
+    for (const c of shuffled(live, round + 1)) {
+      const r = await load(c, options.duration, options.connections)
+      c.runs[round] = r
+      log(`  ${c.key.padEnd(48)} ${int(r.rps).padStart(8)} req/s  p50 ${ms(r.p50)} ms  p99 ${ms(r.p99)} ms${r.non2xx + r.errors ? `  (${r.non2xx} non-2xx, ${r.errors} errors)` : ''}`)
+    }
+  }
+
+  // The report (stdout): settings, versions, machine, table, floor.
+  const out = []
+  out.push('# Callsign benchmark', '')
+  out.push(`- machine: ${machine()}`)
+  out.push(`- load: autocannon, ${options.connections} connections, pipelining 1, ${options.duration} s per run, ${options.rounds} round(s), ${options.warmup} s warm-up per server; rows interleaved in a shuffled order each round`)
+  out.push(`- cores: ${pinned ? 'each server pinned to core 1 (taskset), load generator to core 0' : 'not pinned (no taskset or fewer than 2 cores, or --no-pin)'}`)
+  out.push(`- tokens: ES256 unless the alg column says RS256; issuer = @callsign/testing startTestIssuer on loopback; fresh rows rotate over ${int(options.pool)} pre-signed distinct tokens; DPoP rows: one DPoP-bound token, a new proof (unique jti) per request`)
+  out.push(`- req/s counts 2xx responses only; req/s, p50 and p99 are medians over rounds; "vs no auth" is the median over rounds of req/s ÷ the same framework's no-auth req/s over the same transport in the same round`)
+  out.push('', '| component | version |', '| --- | --- |')
+  for (const [name, version] of versions()) out.push(`| ${name} | ${version} |`)
+  if (configs.length) out.push('', report(configs, options))
+  if (floorRows) out.push('', `Reference floor (this process, one core, ${options.floorSeconds} s each):`, '', floorReport(floorRows))
+  out.push('', `total time: ${((Date.now() - started) / 1000).toFixed(0)} s`)
+  console.log(out.join('\n'))
+  const noisy = configs.filter((c) => c.stderr?.().trim())
+  for (const c of noisy) log(`bench: stderr of ${c.key}:\n${c.stderr().trim().slice(0, 1000)}`)
+
+  stopAll()
+  await issuer.close()
+  process.exitCode = configs.some((c) => c.failed) ? 1 : 0
+}
+
+main().catch((error) => {
+  console.error(error)
+  stopAll()
+  process.exit(1)
+})

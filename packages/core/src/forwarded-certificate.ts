@@ -1,0 +1,328 @@
+import { createHash, X509Certificate } from 'node:crypto'
+import { BlockList, isIPv4, isIPv6 } from 'node:net'
+import { LRUCache } from 'lru-cache'
+import { AuthError, invalidRequest } from './errors.js'
+import { describeCertificate, type PeerCertificate } from './peer-certificate.js'
+import { parseSpiffeId, type CallerPattern } from './spiffe.js'
+
+/**
+ * One element of Envoy's `x-forwarded-client-cert` header: the values of its keys, in order.
+ * Keys are case-insensitive (`By`, `Hash`, `Cert`, `Chain`, `Subject`, `URI`, `DNS`).
+ */
+export type XfccElement = Map<string, string[]>
+
+/** Bounds of the XFCC parser. */
+export const XFCC_LIMITS = { maxElements: 16, maxPairs: 64 } as const
+
+const KEY = /^[A-Za-z][A-Za-z0-9_-]{0,31}$/
+
+/**
+ * Parse Envoy's XFCC header strictly: elements separated by `,`, key=value pairs by `;`, values
+ * optionally double-quoted (with `\"` escapes) when they contain `,`, `;` or `=`. Returns the
+ * elements in order; throws `AuthError('invalid_request')` for anything malformed.
+ * https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_conn_man/headers#x-forwarded-client-cert
+ */
+export function parseXfcc(header: string): XfccElement[] {
+  const elements: XfccElement[] = []
+  let element: XfccElement = new Map()
+  let pairs = 0
+  let i = 0
+  const malformed = (): never => {
+    throw invalidRequest('malformed forwarded client certificate header')
+  }
+  while (i <= header.length) {
+    // key
+    const eq = header.indexOf('=', i)
+    if (eq === -1) malformed()
+    const key = header.slice(i, eq).trim()
+    if (!KEY.test(key)) malformed()
+    i = eq + 1
+    // value
+    let value = ''
+    if (header[i] === '"') {
+      i++
+      for (;;) {
+        if (i >= header.length) malformed()
+        const c = header[i]!
+        if (c === '\\') {
+          if (i + 1 >= header.length) malformed()
+          value += header[i + 1]
+          i += 2
+        } else if (c === '"') {
+          i++
+          break
+        } else {
+          value += c
+          i++
+        }
+      }
+    } else {
+      let j = i
+      while (j < header.length && header[j] !== ';' && header[j] !== ',') {
+        if (header[j] === '"' || header[j] === '=') malformed()
+        j++
+      }
+      value = header.slice(i, j).trim()
+      i = j
+    }
+    const name = key.toLowerCase()
+    const list = element.get(name)
+    if (list) list.push(value)
+    else element.set(name, [value])
+    if (++pairs > XFCC_LIMITS.maxPairs) malformed()
+    // separator
+    while (header[i] === ' ') i++
+    if (i >= header.length) break
+    if (header[i] === ';') {
+      i++
+      continue
+    }
+    if (header[i] === ',') {
+      elements.push(element)
+      if (elements.length >= XFCC_LIMITS.maxElements) malformed()
+      element = new Map()
+      pairs = 0
+      i++
+      while (header[i] === ' ') i++
+      continue
+    }
+    malformed()
+  }
+  elements.push(element)
+  return elements
+}
+
+/** Decode a URL-encoded PEM (Envoy `Cert`/`Chain`, nginx `$ssl_client_escaped_cert`) into certificates. */
+export function decodeForwardedPem(value: string): X509Certificate[] {
+  let pem: string
+  try {
+    pem = decodeURIComponent(value)
+  } catch {
+    throw invalidRequest('malformed forwarded client certificate')
+  }
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g)
+  if (!blocks || blocks.length === 0 || blocks.length > 8) throw invalidRequest('malformed forwarded client certificate')
+  try {
+    return blocks.map((block) => new X509Certificate(block))
+  } catch {
+    throw invalidRequest('malformed forwarded client certificate')
+  }
+}
+
+const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2'
+const MAX_CHAIN_DEPTH = 5
+
+/**
+ * Verify a forwarded leaf certificate as a TLS stack would: a path to one of `anchors` through
+ * the given intermediates (issuer name and signature checked with `X509Certificate.checkIssued`
+ * and `verify`, intermediates must be CAs), every certificate of the path within its validity
+ * period at `now`, and a leaf usable for client authentication (EKU, when present). Throws
+ * `AuthError('peer_unauthorized')`. Revocation is not checked for forwarded certificates.
+ */
+export function verifyForwardedChain(leaf: X509Certificate, intermediates: readonly X509Certificate[], anchors: readonly X509Certificate[], now: number): void {
+  const refuse = (reason: string): never => {
+    throw new AuthError('peer_unauthorized', reason)
+  }
+  const inValidity = (cert: X509Certificate): void => {
+    if (now < Date.parse(cert.validFrom)) refuse('client certificate is not yet valid')
+    if (now > Date.parse(cert.validTo)) refuse('client certificate has expired')
+  }
+  if (leaf.ca) refuse('client certificate is a CA certificate')
+  const eku = leaf.keyUsage
+  if (Array.isArray(eku) && eku.length > 0 && !eku.includes(CLIENT_AUTH)) refuse('client certificate is not for client authentication')
+  inValidity(leaf)
+  let current = leaf
+  for (let depth = 0; depth <= MAX_CHAIN_DEPTH; depth++) {
+    const anchor = anchors.find((candidate) => current.checkIssued(candidate) && current.verify(candidate.publicKey))
+    if (anchor) {
+      inValidity(anchor)
+      return
+    }
+    const next = intermediates.find((candidate) => candidate !== current && candidate.ca && current.checkIssued(candidate) && current.verify(candidate.publicKey))
+    if (!next) break
+    inValidity(next)
+    current = next
+  }
+  refuse('client certificate is not trusted')
+}
+
+/** How the proxy forwards the client certificate. */
+export type ForwardedFormat = 'xfcc' | 'nginx'
+
+export interface ResolvedForwarded {
+  header: string
+  format: ForwardedFormat
+  proxySpiffeIds: readonly CallerPattern[] | undefined
+  proxyAddresses: BlockList | undefined
+  anchors: readonly X509Certificate[]
+  trustProxyAssertions: boolean
+  maxHeaderBytes: number
+}
+
+/** Where the identity of `auth.peer` comes from. */
+export type PeerVerification =
+  /** The TLS socket authorized the certificate. */
+  | 'tls'
+  /** A trusted proxy forwarded the certificate, and Callsign verified its chain itself. */
+  | 'forwarded-certificate'
+  /** A trusted proxy only asserted `URI`/`DNS`/`Hash` (`trustProxyAssertions`): nothing was verified. */
+  | 'proxy-assertion'
+
+/** True when the remote address is in the trusted proxies' CIDRs. IPv4-mapped IPv6 counts as IPv4. */
+export function addressTrusted(list: BlockList | undefined, address: string | undefined): boolean {
+  if (!list || !address) return false
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)
+  const ip = mapped ? mapped[1]! : address
+  if (isIPv4(ip)) return list.check(ip, 'ipv4')
+  if (isIPv6(ip)) return list.check(ip, 'ipv6')
+  return false
+}
+
+/** Parse `10.0.0.0/8`, `127.0.0.1`, `::1/128` into a BlockList; throws TypeError naming the option. */
+export function compileCidrs(cidrs: readonly string[], option: string): BlockList {
+  const list = new BlockList()
+  cidrs.forEach((cidr, index) => {
+    const [ip, bits, ...rest] = cidr.split('/')
+    const type = ip && isIPv4(ip) ? 'ipv4' : ip && isIPv6(ip) ? 'ipv6' : undefined
+    const prefix = bits === undefined ? (type === 'ipv4' ? 32 : 128) : Number(bits)
+    if (!type || rest.length > 0 || !Number.isInteger(prefix) || prefix < 0 || prefix > (type === 'ipv4' ? 32 : 128) || (bits !== undefined && !/^\d+$/.test(bits))) {
+      throw new TypeError(`Callsign: "${option}[${index}]" is not an IP address or CIDR range: ${JSON.stringify(cidr)}`)
+    }
+    list.addSubnet(ip!, prefix, type)
+  })
+  return list
+}
+
+/** Parse PEM trust anchors; throws TypeError naming the option. */
+export function parseAnchors(pem: string | readonly string[], option: string): X509Certificate[] {
+  const text = typeof pem === 'string' ? pem : pem.join('\n')
+  const blocks = text.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? []
+  if (blocks.length === 0) throw new TypeError(`Callsign: "${option}" must contain at least one PEM certificate`)
+  return blocks.map((block, index) => {
+    try {
+      return new X509Certificate(block)
+    } catch {
+      throw new TypeError(`Callsign: "${option}" certificate #${index + 1} cannot be parsed`)
+    }
+  })
+}
+
+interface CachedPeer {
+  peer: PeerCertificate
+  verification: PeerVerification
+  /** Validity of every certificate of the verified path, rechecked at each use. */
+  notBefore: number
+  notAfter: number
+}
+
+/**
+ * Reads the client identity a trusted proxy forwarded. Results are cached by header element
+ * (bounded LRU), and the validity window is rechecked at every use.
+ */
+export class ForwardedPeers {
+  readonly #config: ResolvedForwarded
+  readonly #cache = new LRUCache<string, CachedPeer>({ max: 1000 })
+
+  constructor(config: ResolvedForwarded) {
+    this.#config = config
+  }
+
+  /**
+   * The forwarded peer of a request whose immediate peer is a trusted proxy: `undefined` when the
+   * header is absent or empty (the proxy saw no client certificate).
+   */
+  read(values: readonly string[], now: number): PeerCertificate | undefined {
+    const { maxHeaderBytes, format } = this.#config
+    if (values.length === 0) return undefined
+    const raw = values.join(',')
+    if (raw.length > maxHeaderBytes) throw invalidRequest('forwarded client certificate header too large')
+    if (raw.trim().length === 0) return undefined
+    let element: string
+    if (format === 'xfcc') {
+      const elements = parseXfcc(raw)
+      // The trusted proxy appends its element last; earlier ones were written by someone else.
+      element = serializeElement(elements[elements.length - 1]!)
+    } else {
+      element = raw.trim()
+      if (element === '-' || element === '(null)') return undefined
+    }
+    const cached = this.#cache.get(element)
+    if (cached) {
+      if (now < cached.notBefore) throw new AuthError('peer_unauthorized', 'client certificate is not yet valid')
+      if (now > cached.notAfter) throw new AuthError('peer_unauthorized', 'client certificate has expired')
+      return cached.peer
+    }
+    const result = format === 'xfcc' ? this.#fromXfcc(parseXfcc(element)[0]!, now) : this.#fromCertificate(decodeForwardedPem(element), now)
+    this.#cache.set(element, result)
+    return result.peer
+  }
+
+  #fromXfcc(element: XfccElement, now: number): CachedPeer {
+    const one = (key: string): string | undefined => {
+      const list = element.get(key)
+      if (list && list.length > 1) throw invalidRequest('malformed forwarded client certificate header')
+      return list?.[0]
+    }
+    const cert = one('cert')
+    const hash = one('hash')
+    if (cert !== undefined) {
+      const [leaf, ...rest] = decodeForwardedPem(cert)
+      if (rest.length > 0) throw invalidRequest('malformed forwarded client certificate')
+      const chain = one('chain')
+      const intermediates = chain === undefined ? [] : decodeForwardedPem(chain).filter((c) => c.fingerprint256 !== leaf!.fingerprint256)
+      if (hash !== undefined && hash.toLowerCase() !== createHash('sha256').update(leaf!.raw).digest('hex')) {
+        throw invalidRequest('forwarded client certificate does not match its hash')
+      }
+      return this.#verify(leaf!, intermediates, now)
+    }
+    if (!this.#config.trustProxyAssertions) {
+      throw new AuthError('peer_unauthorized', 'the proxy forwarded no client certificate to verify')
+    }
+    // Assertion only: URI / DNS / Hash as the proxy states them.
+    if (hash === undefined || !/^[0-9a-fA-F]{64}$/.test(hash)) throw invalidRequest('malformed forwarded client certificate header')
+    const uris = element.get('uri') ?? []
+    const dnsNames = element.get('dns') ?? []
+    const spiffe = uris.filter((uri) => uri.toLowerCase().startsWith('spiffe:'))
+    const peer: PeerCertificate = {
+      uris,
+      dnsNames,
+      subject: one('subject') ?? '',
+      x5tS256: Buffer.from(hash, 'hex').toString('base64url'),
+      verification: 'proxy-assertion',
+    }
+    if (spiffe.length > 0) peer.spiffeId = describeUris(uris)
+    return { peer, verification: 'proxy-assertion', notBefore: -Infinity, notAfter: Infinity }
+  }
+
+  #fromCertificate(certs: X509Certificate[], now: number): CachedPeer {
+    const [leaf, ...intermediates] = certs
+    return this.#verify(leaf!, intermediates, now)
+  }
+
+  #verify(leaf: X509Certificate, intermediates: X509Certificate[], now: number): CachedPeer {
+    verifyForwardedChain(leaf, intermediates, this.#config.anchors, now)
+    const peer: PeerCertificate = { ...describeCertificate(leaf), verification: 'forwarded-certificate' }
+    const path = [leaf, ...intermediates]
+    return {
+      peer,
+      verification: 'forwarded-certificate',
+      notBefore: Math.max(...path.map((c) => Date.parse(c.validFrom))),
+      notAfter: Math.min(...path.map((c) => Date.parse(c.validTo))),
+    }
+  }
+}
+
+/** The SPIFFE ID among asserted URIs, with the X509-SVID rules (exactly one URI, valid ID). */
+function describeUris(uris: string[]): string {
+  if (uris.length !== 1) throw new AuthError('peer_unauthorized', 'client certificate is not a valid SVID: more than one URI SAN')
+  const parsed = parseSpiffeId(uris[0]!)
+  if (!parsed || parsed.segments.length === 0) throw new AuthError('peer_unauthorized', 'client certificate is not a valid SVID: malformed SPIFFE ID')
+  return parsed.id
+}
+
+/** Re-serialize one parsed element canonically (cache key, so equivalent spellings share an entry). */
+function serializeElement(element: XfccElement): string {
+  const parts: string[] = []
+  for (const [key, values] of element) for (const value of values) parts.push(`${key}="${value.replace(/(["\\])/g, '\\$1')}"`)
+  return parts.join(';')
+}
