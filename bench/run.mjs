@@ -5,8 +5,9 @@
 // interleaved round by round; each row's ratio is taken against its framework's no-auth row of
 // the same round, and the table shows medians over rounds. See bench/README.md.
 //
-//   node bench/run.mjs [--duration 3] [--rounds 3] [--connections 50] [--warmup 1]
-//                      [--only express,fastify,koa,floor] [--no-rs256] [--no-floor]
+//   node bench/run.mjs [--duration 2] [--rounds 3] [--connections 50] [--warmup 1]
+//                      [--only express,fastify,koa,floor] [--filter callsign/fresh,...]
+//                      [--no-rs256] [--no-floor]
 //                      [--pool 20000] [--floor-seconds 2] [--no-pin] [--quick]
 import { fork, spawnSync } from 'node:child_process'
 import { KeyObject, createHash, generateKeyPairSync, randomUUID, sign as cryptoSign, verify as cryptoVerify } from 'node:crypto'
@@ -30,7 +31,7 @@ const require = createRequire(join(root, 'package.json'))
 
 function parseArgs(argv) {
   const options = {
-    duration: 3,
+    duration: 2,
     rounds: 3,
     connections: 50,
     warmup: 1,
@@ -59,12 +60,13 @@ function parseArgs(argv) {
       case '--pool': options.pool = Math.round(number('pool', value())); break
       case '--floor-seconds': options.floorSeconds = number('floor-seconds', value()); break
       case '--only': options.only = value().split(',').map((s) => s.trim().toLowerCase()).filter(Boolean); break
+      case '--filter': options.filter = value().split(',').map((s) => s.trim()).filter(Boolean); break
       case '--no-rs256': options.rs256 = false; break
       case '--no-floor': options.floor = false; break
       case '--no-pin': options.pin = false; break
       case '--quick': options.quick = true; break
       case '--help': case '-h':
-        console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(6, 10).join('\n').replace(/^\/\/ ?/gm, ''))
+        console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(6, 11).join('\n').replace(/^\/\/ ?/gm, ''))
         process.exit(0)
         break
       default: throw new Error(`unknown option ${arg} (see --help)`)
@@ -190,9 +192,19 @@ function buildConfigs(options) {
       }
     }
   }
-  const byKey = new Map(configs.map((c) => [c.key, c]))
-  for (const c of configs) c.baselineConfig = byKey.get(c.baseline)
-  return configs
+  // --filter: keep rows whose key (framework/protection/token/transport/alg) contains one of the
+  // given strings, and the no-auth rows they are compared with.
+  let kept = configs
+  if (options.filter) {
+    const wanted = configs.filter((c) => options.filter.some((f) => c.key.includes(f)))
+    const keys = new Set(wanted.flatMap((c) => [c.key, c.baseline]))
+    const baselines = configs.filter((c) => keys.has(c.key) && c.guard === 'none')
+    for (const b of baselines) keys.add(b.baseline)
+    kept = configs.filter((c) => keys.has(c.key))
+  }
+  const byKey = new Map(kept.map((c) => [c.key, c]))
+  for (const c of kept) c.baselineConfig = byKey.get(c.baseline)
+  return kept
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -215,7 +227,7 @@ function startServer(spec) {
     })
     child.on('exit', () => children.delete(child))
     child.once('message', (message) => {
-      if (message.type === 'ready') resolve({ child, port: message.port, stderr: () => stderr })
+      if (message.type === 'ready') resolve({ child, pid: child.pid, port: message.port, stderr: () => stderr })
       else reject(new Error(message.message))
     })
     child.once('exit', (code) => reject(new Error(`server exited with code ${code}: ${stderr}`)))
@@ -352,10 +364,29 @@ function requestsFor(config, seconds) {
   }
 }
 
+// CPU time (user + system, all threads) a process has used so far, in µs; undefined off Linux.
+const TICK_US = 1e6 / (Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100)
+function cpuMicros(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) * TICK_US // utime, stime
+  } catch {
+    return undefined
+  }
+}
+
+const percentile = (sorted, q) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : NaN)
+
+/**
+ * One autocannon run. Counting starts once every connection has had its first response (so the
+ * TLS handshakes of the mTLS rows and connection setup stay out of the numbers) and 100 ms more;
+ * req/s = 2xx responses in that window ÷ its length; p50/p99 from the same responses.
+ */
 async function load(config, seconds, connections) {
   const { headers, requests } = requestsFor(config, seconds)
   const mtls = config.transport === 'mtls'
-  const result = await autocannon({
+  const instance = autocannon({
     url: `${mtls ? 'https' : 'http'}://127.0.0.1:${config.port}/orders`,
     connections,
     pipelining: 1,
@@ -364,11 +395,53 @@ async function load(config, seconds, connections) {
     requests,
     ...(mtls ? { tlsOptions: state.clientTls, servername: 'localhost' } : {}),
   })
-  const ok = result['2xx']
+  const cpuBefore = cpuMicros(config.pid)
+  const started = performance.now()
+  const answered = new Set()
+  let settleAt
+  let from
+  let last = started
+  let ok = 0
+  const latencies = []
+  instance.on('response', (client, statusCode, _bytes, responseTime) => {
+    const now = performance.now()
+    if (from === undefined) {
+      answered.add(client)
+      if (settleAt === undefined && answered.size >= connections) settleAt = now + 100
+      if (settleAt !== undefined && now >= settleAt) from = now
+      return
+    }
+    last = now
+    if (statusCode >= 200 && statusCode < 300) {
+      ok++
+      latencies.push(responseTime)
+    }
+  })
+  const result = await instance
+  const cpuAfter = cpuMicros(config.pid)
+  // Server CPU per response over the whole run: unlike req/s, barely moved by other load on the machine.
+  const responses = result['2xx'] + result.non2xx
+  const cpu = cpuBefore !== undefined && cpuAfter !== undefined && responses > 0 ? (cpuAfter - cpuBefore) / responses : NaN
+  const window = (last - (from ?? last)) / 1000
+  if (window < seconds / 4) {
+    // Too short a settled window (connections slow to set up): fall back to autocannon's totals.
+    return {
+      rps: result['2xx'] / result.duration,
+      p50: result.latency.p50,
+      p99: result.latency.p99,
+      unsettled: true,
+      cpu,
+      non2xx: result.non2xx,
+      errors: result.errors,
+      proofsShort: config.proofsShort === true,
+    }
+  }
+  const sorted = Float64Array.from(latencies).sort()
   return {
-    rps: ok / result.duration,
-    p50: result.latency.p50,
-    p99: result.latency.p99,
+    rps: ok / window,
+    p50: percentile(sorted, 0.5),
+    p99: percentile(sorted, 0.99),
+    cpu,
     non2xx: result.non2xx,
     errors: result.errors,
     proofsShort: config.proofsShort === true,
@@ -429,31 +502,34 @@ const median = (values) => {
   return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2
 }
 const int = (x) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : 'n/a')
-const ms = (x) => (Number.isFinite(x) ? x.toFixed(x < 10 ? 1 : 0) : 'n/a')
+const ms = (x) => (Number.isFinite(x) ? x.toFixed(x < 10 ? 2 : 1) : 'n/a')
 const ratio = (x) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a')
 
-const TABLE_HEADER = '| framework | protection | token | transport | alg | req/s | p50 ms | p99 ms | vs no auth | notes |'
+const TABLE_HEADER = '| framework | protection | token | transport | alg | req/s | p50 ms | p99 ms | vs no auth | server CPU µs/req | notes |'
 
 function report(configs, options) {
-  const lines = [TABLE_HEADER, '| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | --- |']
+  const lines = [TABLE_HEADER, '| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |']
   for (const c of configs) {
     if (c.failed) {
-      lines.push(`| ${FRAMEWORK_LABEL[c.framework]} | ${c.label} | ${TOKEN_LABEL[c.token]} | ${c.transport === 'mtls' ? 'mTLS' : 'HTTP'} | ${c.alg} | 0 | n/a | n/a | n/a | FAILED: ${c.failed.replace(/\|/g, '/').replace(/\s+/g, ' ').slice(0, 120)} |`)
+      lines.push(`| ${FRAMEWORK_LABEL[c.framework]} | ${c.label} | ${TOKEN_LABEL[c.token]} | ${c.transport === 'mtls' ? 'mTLS' : 'HTTP'} | ${c.alg} | 0 | n/a | n/a | n/a | n/a | FAILED: ${c.failed.replace(/\|/g, '/').replace(/\s+/g, ' ').slice(0, 120)} |`)
       continue
     }
     const rps = median(c.runs.map((r) => r.rps))
     const p50 = median(c.runs.map((r) => r.p50))
     const p99 = median(c.runs.map((r) => r.p99))
+    const cpu = median(c.runs.map((r) => r.cpu))
     const ratios = c.runs.map((r, i) => (c.baselineConfig?.runs[i] ? r.rps / c.baselineConfig.runs[i].rps : NaN))
     const notes = []
     const bad = c.runs.reduce((s, r) => s + r.non2xx + r.errors, 0)
     if (bad) notes.push(`${int(bad)} non-2xx/errors`)
     if (c.runs.some((r) => r.proofsShort)) notes.push('proof pool ran out')
+    const unsettled = c.runs.filter((r) => r.unsettled).length
+    if (unsettled) notes.push(`${unsettled} run(s) counted from the start (connection setup included)`)
     if (c.token === 'fresh' && c.spent > state.pools[c.alg].length) notes.push(`pool of ${int(state.pools[c.alg].length)} went round ${(c.spent / state.pools[c.alg].length).toFixed(1)}×`)
     if (c === c.baselineConfig) notes.push('baseline')
     if (c.guard === 'none' && c.transport === 'mtls') notes.push('ratio: to no auth over HTTP')
     lines.push(
-      `| ${FRAMEWORK_LABEL[c.framework]} | ${c.label} | ${TOKEN_LABEL[c.token]} | ${c.transport === 'mtls' ? 'mTLS' : 'HTTP'} | ${c.alg} | ${int(rps)} | ${ms(p50)} | ${ms(p99)} | ${c === c.baselineConfig ? '1.00' : ratio(median(ratios))} | ${notes.join('; ')} |`,
+      `| ${FRAMEWORK_LABEL[c.framework]} | ${c.label} | ${TOKEN_LABEL[c.token]} | ${c.transport === 'mtls' ? 'mTLS' : 'HTTP'} | ${c.alg} | ${int(rps)} | ${ms(p50)} | ${ms(p99)} | ${c === c.baselineConfig ? '1.00' : ratio(median(ratios))} | ${int(cpu)} | ${notes.join('; ')} |`,
     )
   }
   return lines.join('\n')
@@ -493,6 +569,7 @@ async function main() {
   const options = parseArgs(process.argv.slice(2))
   const log = (...args) => console.error(...args)
   const started = Date.now()
+  const loadStart = os.loadavg()[0].toFixed(2)
   const configs = buildConfigs(options)
   state.byKey = new Map(configs.map((c) => [c.key, c]))
 
@@ -534,6 +611,7 @@ async function main() {
         try {
           const server = await startServer(spec)
           c.port = server.port
+          c.pid = server.pid
           c.stderr = server.stderr
         } catch (error) {
           c.failed = `server did not start: ${error.message.split('\n')[0]}`
@@ -599,7 +677,7 @@ async function main() {
     for (const c of shuffled(live, round + 1)) {
       const r = await load(c, options.duration, options.connections)
       c.runs[round] = r
-      log(`  ${c.key.padEnd(48)} ${int(r.rps).padStart(8)} req/s  p50 ${ms(r.p50)} ms  p99 ${ms(r.p99)} ms${r.non2xx + r.errors ? `  (${r.non2xx} non-2xx, ${r.errors} errors)` : ''}`)
+      log(`  ${c.key.padEnd(48)} ${int(r.rps).padStart(8)} req/s  p50 ${ms(r.p50)} ms  p99 ${ms(r.p99)} ms  cpu ${int(r.cpu)} µs/req${r.non2xx + r.errors ? `  (${r.non2xx} non-2xx, ${r.errors} errors)` : ''}`)
     }
   }
 
@@ -608,9 +686,10 @@ async function main() {
   out.push('# Callsign benchmark', '')
   out.push(`- machine: ${machine()}`)
   out.push(`- load: autocannon, ${options.connections} connections, pipelining 1, ${options.duration} s per run, ${options.rounds} round(s), ${options.warmup} s warm-up per server; rows interleaved in a shuffled order each round`)
+  out.push(`- load average (1 min) at start / end: ${loadStart} / ${os.loadavg()[0].toFixed(2)} on ${os.cpus().length} cores (other work on the machine lowers req/s; server CPU µs/req is barely affected)`)
   out.push(`- cores: ${pinned ? 'each server pinned to core 1 (taskset), load generator to core 0' : 'not pinned (no taskset or fewer than 2 cores, or --no-pin)'}`)
   out.push(`- tokens: ES256 unless the alg column says RS256; issuer = @callsign/testing startTestIssuer on loopback; fresh rows rotate over ${int(options.pool)} pre-signed distinct tokens; DPoP rows: one DPoP-bound token, a new proof (unique jti) per request`)
-  out.push(`- req/s counts 2xx responses only; req/s, p50 and p99 are medians over rounds; "vs no auth" is the median over rounds of req/s ÷ the same framework's no-auth req/s over the same transport in the same round`)
+  out.push(`- req/s counts 2xx responses from the moment every connection has had its first response (+100 ms; TLS handshakes excluded); server CPU µs/req = the server process's CPU time (all threads) over the run ÷ responses; all columns are medians over rounds; "vs no auth" is the median over rounds of req/s ÷ the same framework's no-auth req/s over the same transport in the same round`)
   out.push('', '| component | version |', '| --- | --- |')
   for (const [name, version] of versions()) out.push(`| ${name} | ${version} |`)
   if (configs.length) out.push('', report(configs, options))

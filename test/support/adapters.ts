@@ -1,8 +1,10 @@
 /**
  * The three adapters behind one interface, each serving the SAME routes in its framework's idiom
- * over a real `https.createServer` that requests (but does not require) a client certificate.
+ * over a real `https.createServer` that requests (but does not require) a client certificate
+ * (or, with `serve: { protocol: 'http' }`, a plain `http.createServer`, as behind a sidecar).
  */
-import { createServer, type Server, type ServerOptions } from 'node:https'
+import { createServer as createPlainServer } from 'node:http'
+import { createServer, Server, type ServerOptions } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import Router from '@koa/router'
 import express from 'express'
@@ -22,7 +24,7 @@ export interface ServerTls {
 }
 
 export interface RunningApp {
-  /** `https://127.0.0.1:<port>` */
+  /** `https://127.0.0.1:<port>` (`http://` when served with `protocol: 'http'`) */
   url: string
   /** The guard the adapter created (for `ready()`). */
   guard: Callsign
@@ -32,10 +34,19 @@ export interface RunningApp {
 
 export type AdapterName = 'express' | 'fastify' | 'koa'
 
+/** How an app is served. */
+export interface ServeOptions {
+  /**
+   * `'https'` (default): TLS, requesting a client certificate. `'http'`: plain HTTP, as an app
+   * behind a sidecar proxy on the same host; the app's `url` is then `http://127.0.0.1:<port>`.
+   */
+  protocol?: 'https' | 'http'
+}
+
 export interface Adapter {
   name: AdapterName
   /** Build the app with `options`, register {@link ROUTES}, listen on 127.0.0.1:0. */
-  start(options: CallsignOptions, tls: ServerTls): Promise<RunningApp>
+  start(options: CallsignOptions, tls: ServerTls, serve?: ServeOptions): Promise<RunningApp>
   /** Create (and, for Fastify, register and boot) only the middleware: rejects when options are invalid. */
   create(options: CallsignOptions): Promise<void>
   /** The adapter's own `requireAuth` (throws synchronously on a bad rule). */
@@ -68,6 +79,13 @@ function serverOptions(tls: ServerTls): ServerOptions {
   return { key: tls.key, cert: tls.cert, ca: [tls.ca], requestCert: true, rejectUnauthorized: false }
 }
 
+type Handler = Parameters<typeof createPlainServer>[1] & {}
+
+/** An https server (or, with `protocol: 'http'`, a plain one: same API for listen/close). */
+function createAppServer(tls: ServerTls, serve: ServeOptions | undefined, handler: Handler): Server {
+  return serve?.protocol === 'http' ? (createPlainServer(handler) as unknown as Server) : createServer(serverOptions(tls), handler)
+}
+
 async function listen(server: Server): Promise<string> {
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
@@ -76,7 +94,7 @@ async function listen(server: Server): Promise<string> {
       resolve()
     })
   })
-  return `https://127.0.0.1:${(server.address() as AddressInfo).port}`
+  return `${server instanceof Server ? 'https' : 'http'}://127.0.0.1:${(server.address() as AddressInfo).port}`
 }
 
 function closer(server: Server): () => Promise<void> {
@@ -92,7 +110,7 @@ function closer(server: Server): () => Promise<void> {
 
 const expressHarness: Adapter = {
   name: 'express',
-  async start(options, tls) {
+  async start(options, tls, serve) {
     const app = express()
     const middleware = expressAdapter.callsign(options)
     app.use(middleware)
@@ -105,7 +123,7 @@ const expressHarness: Adapter = {
       if (route.method === 'GET') app.get(route.path, ...handlers)
       else app.post(route.path, ...handlers)
     }
-    const server = createServer(serverOptions(tls), app)
+    const server = createAppServer(tls, serve, app)
     return { url: await listen(server), guard: middleware.guard, close: closer(server) }
   },
   async create(options) {
@@ -116,11 +134,11 @@ const expressHarness: Adapter = {
 
 const fastifyHarness: Adapter = {
   name: 'fastify',
-  async start(options, tls) {
+  async start(options, tls, serve) {
     let server: Server | undefined
     const app = fastify({
       serverFactory: (handler) => {
-        server = createServer(serverOptions(tls), handler)
+        server = createAppServer(tls, serve, handler)
         return server
       },
       forceCloseConnections: true,
@@ -144,7 +162,7 @@ const fastifyHarness: Adapter = {
     const httpsServer = server!
     let closing: Promise<void> | undefined
     return {
-      url: `https://127.0.0.1:${(httpsServer.address() as AddressInfo).port}`,
+      url: `${serve?.protocol === 'http' ? 'http' : 'https'}://127.0.0.1:${(httpsServer.address() as AddressInfo).port}`,
       guard: app.callsign,
       close: () => {
         closing ??= (async () => {
@@ -169,7 +187,7 @@ const fastifyHarness: Adapter = {
 
 const koaHarness: Adapter = {
   name: 'koa',
-  async start(options, tls) {
+  async start(options, tls, serve) {
     const app = new Koa()
     app.silent = true
     const middleware = koaAdapter.callsign(options)
@@ -186,7 +204,7 @@ const koaHarness: Adapter = {
     }
     app.use(router.routes())
     app.use(router.allowedMethods())
-    const server = createServer(serverOptions(tls), app.callback())
+    const server = createAppServer(tls, serve, app.callback())
     return { url: await listen(server), guard: middleware.guard, close: closer(server) }
   },
   async create(options) {

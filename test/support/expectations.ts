@@ -139,7 +139,7 @@ export function expectRefusal(res: CallResult, expected: RefusalExpectation): vo
 }
 
 export interface AcceptExpectation {
-  caller: { id: string; source: 'mtls' | 'token' }
+  caller: { id: string; source: 'mtls' | 'forwarded' | 'token' }
   /** `sub` of the user the call is made for; absent: a service-only call. */
   user?: string
   /** Default `[]`. */
@@ -148,8 +148,11 @@ export interface AcceptExpectation {
   actors?: string[]
   /** Default `'bearer'`. */
   binding?: 'bearer' | 'mtls' | 'dpop'
-  /** The client certificate the context must describe; absent: no `peer`. */
-  peer?: ClientIdentity & { x5tS256: string; spiffeId?: string }
+  /**
+   * The client certificate the context must describe; absent: no `peer`. `verification`, when
+   * given, is checked too (`'tls'`, `'forwarded-certificate'`, `'proxy-assertion'`).
+   */
+  peer?: Partial<ClientIdentity> & { x5tS256: string; spiffeId?: string; verification?: 'tls' | 'forwarded-certificate' | 'proxy-assertion' }
   /** The `iss` of the token, when checked. */
   issuer?: string
 }
@@ -172,6 +175,7 @@ export function expectAccepted(res: CallResult, expected: AcceptExpectation): vo
     expect(peer.x5tS256).toBe(expected.peer.x5tS256)
     if (expected.peer.spiffeId === undefined) expect(peer).not.toHaveProperty('spiffeId')
     else expect(peer.spiffeId).toBe(expected.peer.spiffeId)
+    if (expected.peer.verification !== undefined) expect(peer.verification).toBe(expected.peer.verification)
   }
   if (expected.issuer !== undefined) expect(auth.issuer).toBe(expected.issuer)
 }

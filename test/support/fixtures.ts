@@ -7,14 +7,17 @@
 import type { CallsignOptions, IssuerOptions, Logger } from '@callsign/core'
 import {
   createTestCa,
+  startForwardingProxy,
   startTestIssuer,
+  type ForwardingProxy,
+  type ForwardingProxyOptions,
   type IssuedCertificate,
   type SignOptions,
   type TestCa,
   type TestIssuer,
   type TestIssuerOptions,
 } from '@callsign/testing'
-import type { Adapter, RunningApp, ServerTls } from './adapters.js'
+import type { Adapter, RunningApp, ServeOptions, ServerTls } from './adapters.js'
 import { call, type CallOptions, type CallResult } from './client.js'
 
 /** The `aud` this service expects. */
@@ -69,7 +72,13 @@ export interface Fixture {
   /** `IssuerOptions` for the three issuers above (audience {@link AUDIENCE}). */
   issuerOptions: { main: IssuerOptions; openid: IssuerOptions; explicit: IssuerOptions }
   /** Start an app on `adapter`; it is closed with the fixture (or earlier with `close()`). */
-  start(adapter: Adapter, options: CallsignOptions): Promise<RunningApp>
+  start(adapter: Adapter, options: CallsignOptions, serve?: ServeOptions): Promise<RunningApp>
+  /**
+   * Start a TLS-terminating forwarding proxy (`@callsign/testing`) in front of `app`: its server
+   * certificate is the fixture's, it trusts the test CA for clients and for `app` unless
+   * `options` say otherwise. Closed with the fixture.
+   */
+  startProxy(app: RunningApp, options: Omit<ForwardingProxyOptions, 'target' | 'tls'> & { tls?: Partial<ForwardingProxyOptions['tls']> }): Promise<ForwardingProxy>
   /** Start a fresh issuer (own key, own request log); closed with the fixture. */
   startIssuer(options?: TestIssuerOptions): Promise<TestIssuer>
   /** Call an app, trusting the test CA. */
@@ -132,10 +141,20 @@ export async function createFixture(): Promise<Fixture> {
       openid: issuerOption(openid),
       explicit: issuerOption(explicit, { explicitJwks: true }),
     },
-    async start(adapter, options) {
-      const app = await adapter.start(options, tls)
+    async start(adapter, options, serve) {
+      const app = await adapter.start(options, tls, serve)
       closers.push(() => app.close())
       return app
+    },
+    async startProxy(app, { tls: proxyTls, ...options }) {
+      const proxy = await startForwardingProxy({
+        target: app.url,
+        targetCa: ca.certPem,
+        tls: { certPem: server.certPem, keyPem: server.keyPem, caPem: ca.certPem, ...proxyTls },
+        ...options,
+      })
+      closers.push(() => proxy.close())
+      return proxy
     },
     async startIssuer(options) {
       const issuer = await startTestIssuer(options)

@@ -1,4 +1,4 @@
-import { verifyAccessToken } from './access-token.js'
+import { VerifiedTokenCache, verifyAccessToken } from './access-token.js'
 import { checkBinding } from './binding.js'
 import { readCredentials, type Credentials } from './credentials.js'
 import { checkCallerConsistency, checkDelegation } from './delegation.js'
@@ -50,6 +50,7 @@ const decisions = new WeakMap<object, RequestState>()
 export function createCallsign(options: CallsignOptions): Callsign {
   const config = resolveConfig(options)
   const keys = new IssuerKeys(config)
+  const tokenCache = config.tokenCacheMaxEntries > 0 ? new VerifiedTokenCache(config.tokenCacheMaxEntries) : undefined
   const { mtls, realm, dpop } = config
   const dpopAlgs = dpop.mode === 'off' ? undefined : dpop.algs
   const bearer = dpop.mode !== 'required'
@@ -101,7 +102,7 @@ export function createCallsign(options: CallsignOptions): Callsign {
     }
     seen.scheme = credentials.scheme
     if (credentials.scheme === 'bearer' && !bearer) throw new AuthError('invalid_token', 'a DPoP-bound token is required')
-    const token = await verifyAccessToken(credentials.token, config, keys)
+    const token = await verifyAccessToken(credentials.token, config, keys, tokenCache)
     // Possession first (certificate or DPoP key), then who presents it and through whom.
     const binding = await checkBinding(token, credentials, peer, request, config)
     checkCallerConsistency(token, peer, config)

@@ -118,8 +118,9 @@ const MAX_CHAIN_DEPTH = 5
  * and `verify`, intermediates must be CAs), every certificate of the path within its validity
  * period at `now`, and a leaf usable for client authentication (EKU, when present). Throws
  * `AuthError('peer_unauthorized')`. Revocation is not checked for forwarded certificates.
+ * Returns the verified path: the leaf, the intermediates used, the anchor.
  */
-export function verifyForwardedChain(leaf: X509Certificate, intermediates: readonly X509Certificate[], anchors: readonly X509Certificate[], now: number): void {
+export function verifyForwardedChain(leaf: X509Certificate, intermediates: readonly X509Certificate[], anchors: readonly X509Certificate[], now: number): X509Certificate[] {
   const refuse = (reason: string): never => {
     throw new AuthError('peer_unauthorized', reason)
   }
@@ -131,19 +132,22 @@ export function verifyForwardedChain(leaf: X509Certificate, intermediates: reado
   const eku = leaf.keyUsage
   if (Array.isArray(eku) && eku.length > 0 && !eku.includes(CLIENT_AUTH)) refuse('client certificate is not for client authentication')
   inValidity(leaf)
+  const path = [leaf]
   let current = leaf
   for (let depth = 0; depth <= MAX_CHAIN_DEPTH; depth++) {
     const anchor = anchors.find((candidate) => current.checkIssued(candidate) && current.verify(candidate.publicKey))
     if (anchor) {
       inValidity(anchor)
-      return
+      path.push(anchor)
+      return path
     }
     const next = intermediates.find((candidate) => candidate !== current && candidate.ca && current.checkIssued(candidate) && current.verify(candidate.publicKey))
     if (!next) break
     inValidity(next)
+    path.push(next)
     current = next
   }
-  refuse('client certificate is not trusted')
+  return refuse('client certificate is not trusted')
 }
 
 /** How the proxy forwards the client certificate. */
@@ -300,9 +304,9 @@ export class ForwardedPeers {
   }
 
   #verify(leaf: X509Certificate, intermediates: X509Certificate[], now: number): CachedPeer {
-    verifyForwardedChain(leaf, intermediates, this.#config.anchors, now)
+    // The window of the path actually verified (anchor included, unused chain certificates not).
+    const path = verifyForwardedChain(leaf, intermediates, this.#config.anchors, now)
     const peer: PeerCertificate = { ...describeCertificate(leaf), verification: 'forwarded-certificate' }
-    const path = [leaf, ...intermediates]
     return {
       peer,
       verification: 'forwarded-certificate',

@@ -1,4 +1,4 @@
-import { importJWK, type CryptoKey, type JWK } from 'jose'
+import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
 import { discoverJwksUri } from './discovery.js'
 import { AuthError, invalidToken } from './errors.js'
@@ -16,7 +16,9 @@ interface KeySet {
   fetchedAt: number
   all: PublicJwk[]
   byKid: Map<string, PublicJwk[]>
-  imported: Map<PublicJwk, Map<string, Promise<CryptoKey | undefined>>>
+  imported: Map<PublicJwk, KeyObject | null>
+  /** Every key object imported from this set, to tell whether a cached verification's key is still published. */
+  live: WeakSet<KeyObject>
 }
 
 interface PublicJwk {
@@ -76,7 +78,7 @@ export class IssuerKeys {
   }
 
   /** Resolve the verification key for a token header of `issuer`. Throws `AuthError`. */
-  async getKey(issuer: ResolvedIssuer, selector: KeySelector): Promise<CryptoKey> {
+  async getKey(issuer: ResolvedIssuer, selector: KeySelector): Promise<KeyObject> {
     const { cacheMaxAgeSeconds, maxStaleSeconds, cooldownSeconds } = this.#config.jwks
     const now = this.#config.now()
     let set = this.#sets.get(issuer.issuer)
@@ -86,12 +88,12 @@ export class IssuerKeys {
     } else if (now - set.fetchedAt > cacheMaxAgeSeconds * 1000) {
       this.refresh(issuer).catch(() => {}) // stale-while-revalidate; failures are logged by refresh
     }
-    const key = await this.#select(set, selector)
+    const key = this.#select(set, selector)
     if (key) return key
     const state = this.#state(issuer.issuer)
     if (selector.kid !== undefined && now - state.lastAttemptAt >= cooldownSeconds * 1000) {
       const fresh = await this.refresh(issuer)
-      const rotated = await this.#select(fresh, selector)
+      const rotated = this.#select(fresh, selector)
       if (rotated) return rotated
     }
     throw invalidToken('no key of the issuer matches the token')
@@ -127,6 +129,11 @@ export class IssuerKeys {
     )
     state.inflight = inflight
     return inflight
+  }
+
+  /** True while `key` belongs to the issuer's current key set (a verified-token cache entry stays usable). */
+  isCurrent(issuer: string, key: KeyObject): boolean {
+    return this.#sets.peek(issuer)?.live.has(key) === true
   }
 
   /** True when usable (not too stale) keys of the issuer are cached. */
@@ -168,7 +175,7 @@ export class IssuerKeys {
     if (keys.length > this.#config.jwks.maxKeys) {
       throw new FetchFailure(`${url.href}: more than ${this.#config.jwks.maxKeys} keys`)
     }
-    const set: KeySet = { fetchedAt: this.#config.now(), all: [], byKid: new Map(), imported: new Map() }
+    const set: KeySet = { fetchedAt: this.#config.now(), all: [], byKid: new Map(), imported: new Map(), live: new WeakSet() }
     for (const entry of keys) {
       const jwk = toPublicJwk(entry)
       if (!jwk) continue
@@ -183,7 +190,7 @@ export class IssuerKeys {
     return set
   }
 
-  async #select(set: KeySet, { alg, kid }: KeySelector): Promise<CryptoKey | undefined> {
+  #select(set: KeySet, { alg, kid }: KeySelector): KeyObject | undefined {
     const pool = kid === undefined ? set.all : set.byKid.get(kid)
     if (!pool) return undefined
     const [kty, crv] = CURVE[alg] ?? []
@@ -191,19 +198,30 @@ export class IssuerKeys {
     // Without a kid, the key must be unambiguous.
     if (candidates.length === 0 || (kid === undefined && candidates.length > 1)) return undefined
     const jwk = candidates[0]!
-    let byAlg = set.imported.get(jwk)
-    if (!byAlg) set.imported.set(jwk, (byAlg = new Map()))
-    let imported = byAlg.get(alg)
-    if (!imported) {
-      const material: JWK = { kty: jwk.kty }
-      for (const member of ['crv', 'x', 'y', 'n', 'e'] as const) if (jwk[member] !== undefined) material[member] = jwk[member]
-      imported = importJWK(material, alg).then(
-        (key) => (key instanceof Uint8Array ? undefined : key),
-        () => undefined,
-      )
-      byAlg.set(alg, imported)
+    let key = set.imported.get(jwk)
+    if (key === undefined) {
+      key = importPublicKey(jwk)
+      set.imported.set(jwk, key)
+      if (key) set.live.add(key)
     }
-    return imported
+    return key ?? undefined
+  }
+}
+
+/**
+ * Import a public JWK as a node:crypto `KeyObject` (prepared once, reused for every verification).
+ * RSA keys under 2048 bits (RFC 7518 §3.3) and anything that does not import are unusable: `null`.
+ */
+function importPublicKey(jwk: PublicJwk): KeyObject | null {
+  const material: Record<string, string> = { kty: jwk.kty }
+  for (const member of ['crv', 'x', 'y', 'n', 'e'] as const) if (jwk[member] !== undefined) material[member] = jwk[member]
+  try {
+    const key = createPublicKey({ key: material as JsonWebKey, format: 'jwk' })
+    if (key.asymmetricKeyType === 'rsa' && (key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) return null
+    if (jwk.kty === 'OKP' && key.asymmetricKeyType !== 'ed25519') return null
+    return key
+  } catch {
+    return null
   }
 }
 

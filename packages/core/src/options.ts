@@ -183,6 +183,12 @@ export interface CallsignOptions {
   /** OAuth client ids mapped to the SPIFFE ID of the workload they belong to, for caller consistency. */
   clientIds?: Record<string, string>
   delegation?: DelegationOptions
+  /**
+   * Most verified tokens remembered (by the whole token string), so a token reused for minutes is
+   * verified once. Entries never outlive the token's `exp` or its issuer key; binding, caller and
+   * authorization checks still run on every request. `0` disables. Default 10000.
+   */
+  tokenCacheMaxEntries?: number
   /** `'required'` (default): a request without credentials is refused at once. `'optional'`: it passes with no `auth`, and `requireAuth` refuses it. */
   credentials?: 'required' | 'optional'
   /** `realm` of every challenge. Default `'api'`. */
@@ -239,6 +245,7 @@ export interface ResolvedConfig {
   clientIds: ReadonlyMap<string, string>
   delegation: { maxDepth: number; actors: readonly CallerPattern[] | undefined; hops: readonly (readonly CallerPattern[])[] | undefined }
   realm: string
+  tokenCacheMaxEntries: number
   jwks: Required<JwksOptions>
   prefetch: boolean
   fetch: typeof globalThis.fetch
@@ -330,7 +337,7 @@ export function scopeList(value: unknown, option: string): string[] {
 const OPTION_KEYS = [
   'issuers', 'algorithms', 'clockTolerance', 'maxTokenAge', 'typ', 'scopeClaim', 'mtls', 'callers', 'credentials',
   'realm', 'jwks', 'prefetch', 'fetch', 'now', 'logger', 'senderConstraint', 'dpop', 'callerConsistency', 'clientIds',
-  'delegation',
+  'delegation', 'tokenCacheMaxEntries',
 ] as const
 const DPOP_KEYS = ['mode', 'algorithms', 'maxProofAgeSeconds', 'origin', 'nonce', 'replayStore', 'replayStoreTimeoutMs'] as const
 const DELEGATION_KEYS = ['maxDepth', 'actors', 'hops'] as const
@@ -448,6 +455,7 @@ export function resolveConfig(options: CallsignOptions): ResolvedConfig {
     clientIds: resolveClientIds(options.clientIds),
     delegation: resolveDelegation(options.delegation),
     realm,
+    tokenCacheMaxEntries: positive(options.tokenCacheMaxEntries, 'tokenCacheMaxEntries', 10_000, { integer: true, allowZero: true, max: 1_000_000 }),
     jwks: Object.freeze(jwks),
     prefetch: options.prefetch ?? false,
     fetch: options.fetch ?? ((input: Parameters<typeof fetch>[0], init?: RequestInit) => globalFetch(input, init)),

@@ -3,23 +3,40 @@ import { readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { createSecureContext, type SecureContextOptions, type Server as TlsServer } from 'node:tls'
 
-/** A PEM file on disk, read when the options are created and again on every reload. Relative paths resolve against the working directory; symbolic links are followed. */
+/**
+ * A PEM file on disk, read when the options are created and again on every reload. Relative paths
+ * resolve against the working directory; symbolic links are followed (Kubernetes secret volumes).
+ * @example
+ * const cert: FileRef = { path: '/var/run/secrets/tls/tls.crt' }
+ */
 export interface FileRef {
   path: string
 }
 
-/** PEM text, as a string or a `Buffer` (UTF-8 / ASCII), or a {@link FileRef} to read it from. DER is not accepted. */
+/**
+ * PEM text (RFC 7468), as a string or a `Buffer` (UTF-8 / ASCII), or a {@link FileRef} to read it
+ * from. DER, PKCS#12 and encrypted keys are not accepted.
+ * @example
+ * const ca: TlsMaterial = fs.readFileSync('ca.pem') // or { path: 'ca.pem' }, or a PEM string
+ */
 export type TlsMaterial = string | Buffer | FileRef
 
 /**
- * Outcome of a reload of the server's TLS material.
+ * Outcome of a reload of the server's TLS material, passed to `onReload`.
+ * @example
+ * onReload: (event) => event.ok ? log.info('TLS reloaded', event.files) : log.error('TLS reload refused', event.error)
  * - `ok: true`: the new material is in use for new handshakes; `files` lists the paths whose content changed.
  * - `ok: false`: the new material was refused (`error` is a `TypeError` naming the option and file);
  *   the previous certificate, key, CA bundle and CRL stay in use.
  */
 export type ServerTlsReloadEvent = { ok: true; files: string[] } | { ok: false; error: Error }
 
-/** The server's own certificate is within `expiryWarningDays` of its `notAfter` (or past it). */
+/**
+ * The server's own certificate is within `expiryWarningDays` of its `notAfter` (RFC 5280 §4.1.2.5),
+ * or past it. Passed to `onExpiringSoon`.
+ * @example
+ * onExpiringSoon: ({ daysLeft, validTo }) => metrics.gauge('tls_server_cert_days_left', daysLeft)
+ */
 export interface CertificateExpiryEvent {
   subject: 'server'
   /** The certificate's `notAfter`. */
@@ -28,7 +45,12 @@ export interface CertificateExpiryEvent {
   daysLeft: number
 }
 
-/** Options of {@link createServerTlsOptions}. Validated when it is called; a bad option throws `TypeError` naming it. */
+/**
+ * Options of {@link createServerTlsOptions}. Validated when it is called; a bad option throws
+ * `TypeError` naming it (`Callsign: "key" (/tls/tls.key) is not the private key of ...`).
+ * @example
+ * const options: ServerTlsOptions = { cert: { path: 'tls.crt' }, key: { path: 'tls.key' }, ca: { path: 'ca.crt' }, watch: true }
+ */
 export interface ServerTlsOptions {
   /**
    * The server's certificate, PEM: the leaf first, then any intermediates to send with it.
@@ -43,7 +65,7 @@ export interface ServerTlsOptions {
    */
   ca: TlsMaterial
   /**
-   * Certificate revocation lists, PEM (`-----BEGIN X509 CRL-----`), one or more concatenated.
+   * Certificate revocation lists (RFC 5280 §5), PEM (`-----BEGIN X509 CRL-----`), one or more concatenated.
    * With a CRL set, OpenSSL checks revocation for every certificate of a client's chain
    * (`X509_V_FLAG_CRL_CHECK_ALL`) and refuses a client whose issuing CA has no CRL
    * (`UNABLE_TO_GET_CRL`) or whose CRL is past its `nextUpdate` (`CRL_HAS_EXPIRED`). So every CA
@@ -60,7 +82,7 @@ export interface ServerTlsOptions {
    * Polling runs while at least one server is attached. Default `false`.
    */
   watch?: boolean | { intervalMs?: number }
-  /** Lowest TLS version accepted. Default `'TLSv1.2'`. */
+  /** Lowest TLS version accepted: TLS 1.2 (RFC 5246) or 1.3 (RFC 8446). Default `'TLSv1.2'`. */
   minVersion?: 'TLSv1.2' | 'TLSv1.3'
   /**
    * Called after each reload attempt that found changed content (and after each `reload()` call
@@ -78,9 +100,13 @@ export interface ServerTlsOptions {
 }
 
 /**
- * Server TLS options for an mTLS service, spreadable into `https.createServer(...)`, `tls.createServer(...)`
+ * Server TLS options for an mTLS service (RFC 8446 §4.3.2 certificate request), spreadable into `https.createServer(...)`, `tls.createServer(...)`
  * or Fastify's `https` option, plus live reloading. `cert`, `key`, `ca` and `crl` always return the
  * material currently in use. The methods are not enumerable, so `{ ...bundle }` is a plain options object.
+ * @example
+ * const tlsOptions = createServerTlsOptions({ cert: { path: 'tls.crt' }, key: { path: 'tls.key' }, ca: { path: 'ca.crt' }, watch: true })
+ * const server = https.createServer({ ...tlsOptions, maxVersion: 'TLSv1.3' }, app)
+ * tlsOptions.attach(server)
  */
 export interface ServerTlsBundle {
   /** The server certificate chain currently in use, PEM. */
@@ -118,9 +144,15 @@ export interface ServerTlsBundle {
    * material in use is the current one (changed and applied, or unchanged), `false` when the new
    * material was refused: the previous one stays in use and `onReload` gets `{ ok: false, error }`.
    * Never rejects.
+   * @example
+   * process.on('SIGHUP', () => void tlsOptions.reload())
    */
   reload(): Promise<boolean>
-  /** Stop watching and detach every server. The servers keep the material they have. */
+  /**
+   * Stop watching and detach every server. The servers keep the material they have.
+   * @example
+   * server.close(); tlsOptions.close()
+   */
   close(): void
 }
 
@@ -343,13 +375,15 @@ export function createServerTlsOptions(options: ServerTlsOptions): ServerTlsBund
 
   const schedule = (): void => {
     if (intervalMs === undefined || timer !== undefined || closed || servers.size === 0) return
-    timer = setTimeout(() => {
+    const mine = setTimeout(() => {
       void enqueue(poll).finally(() => {
-        timer = undefined
+        // A detach + attach during the poll may have started another timer: keep only one.
+        if (timer === mine) timer = undefined
         schedule()
       })
     }, intervalMs)
-    timer.unref()
+    mine.unref()
+    timer = mine
   }
 
   const detach = (server: TlsServer): void => {

@@ -2,8 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import { request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import { createServer, request as httpsRequest } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import type { DetailedPeerCertificate, TLSSocket } from 'node:tls';
-import { toPem } from './pem.js';
+import type { TLSSocket } from 'node:tls';
 import { x509 } from './x509-provider.js';
 import { certificateHash, nginxEscapedCert, xfccElement, type XfccElementOptions } from './xfcc.js';
 
@@ -54,7 +53,9 @@ export interface ForwardingProxyOptions {
   clientCertificate?: 'required' | 'optional';
   /**
    * Envoy's `set_current_client_cert_details` (XFCC only; `Hash` and `By` are
-   * always written). Default `{ cert: true, chain: false, subject: true, uri: true, dns: true }`.
+   * always written). `chain` writes the leaf and the intermediates of its path
+   * to `tls.caPem` (Node does not expose the chain the client sent, so put
+   * intermediates in `tls.caPem`). Default `{ cert: true, chain: false, subject: true, uri: true, dns: true }`.
    * `{ cert: false }` gives an assertion-only element (Istio's default shape).
    */
   details?: { cert?: boolean; chain?: boolean; subject?: boolean; uri?: boolean; dns?: boolean };
@@ -91,7 +92,7 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'tra
  *
  * XFCC elements carry `By` (the proxy's URI SAN, if any), `Hash`, then per
  * {@link ForwardingProxyOptions.details}: `Cert`, `Chain` (the leaf and the
- * intermediates of the verified path, not the root), `Subject` (RFC 2253
+ * intermediates of its path to `tls.caPem`, not the root), `Subject` (RFC 2253
  * style), `URI`, `DNS`. The `Host` header is forwarded unchanged.
  *
  * @param options - See {@link ForwardingProxyOptions}.
@@ -114,6 +115,9 @@ export async function startForwardingProxy(options: ForwardingProxyOptions): Pro
   const optional = options.clientCertificate === 'optional';
   const details = { cert: true, chain: false, subject: true, uri: true, dns: true, ...options.details };
   const by = sans(options.tls.certPem).uris;
+  const anchors = (Array.isArray(options.tls.caPem) ? options.tls.caPem : [options.tls.caPem])
+    .flatMap((pem) => pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [])
+    .map((pem) => new X509Certificate(pem));
   const requests: ForwardedRequest[] = [];
 
   const server = createServer(
@@ -142,7 +146,7 @@ export async function startForwardingProxy(options: ForwardingProxyOptions): Pro
     const element: XfccElementOptions = { hash: certificateHash(leafPem) };
     if (by.length > 0) element.by = by[0]!;
     if (details.cert) element.cert = leafPem;
-    if (details.chain) element.chain = [leafPem, ...intermediates(socket)];
+    if (details.chain) element.chain = [leafPem, ...intermediates(leaf, anchors)];
     if (details.subject) element.subject = rfc2253(leaf);
     if (details.uri) element.uri = names.uris.length > 0 ? names.uris : [''];
     if (details.dns && names.dns.length > 0) element.dns = names.dns;
@@ -230,17 +234,17 @@ function sans(pem: string): { uris: string[]; dns: string[] } {
   };
 }
 
-/** The intermediates of the verified path (Node's chain without the leaf and self-signed roots), as PEM. */
-function intermediates(socket: TLSSocket): string[] {
+/**
+ * The intermediates of the path from `leaf` to a root of `pool` (the proxy's `tls.caPem`), as PEM:
+ * Node does not expose the chain a client sent on the server side, so the path is rebuilt.
+ */
+function intermediates(leaf: X509Certificate, pool: readonly X509Certificate[]): string[] {
   const out: string[] = [];
-  let current: DetailedPeerCertificate | undefined = socket.getPeerCertificate(true);
-  const seen = new Set<string>();
-  for (let depth = 0; current && depth < 10; depth++) {
-    const issuer: DetailedPeerCertificate | undefined = current.issuerCertificate;
-    if (!issuer || issuer === current || seen.has(issuer.fingerprint256)) break;
-    seen.add(issuer.fingerprint256);
-    const selfSigned = issuer.issuerCertificate === issuer || issuer.fingerprint256 === issuer.issuerCertificate?.fingerprint256;
-    if (!selfSigned) out.push(toPem(issuer.raw, 'CERTIFICATE'));
+  let current = leaf;
+  for (let depth = 0; depth < 10; depth++) {
+    const issuer = pool.find((candidate) => candidate !== current && current.checkIssued(candidate) && current.verify(candidate.publicKey));
+    if (!issuer || issuer.checkIssued(issuer)) break; // unknown, or a self-signed root (not sent)
+    out.push(issuer.toString());
     current = issuer;
   }
   return out;

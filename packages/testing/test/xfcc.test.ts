@@ -20,7 +20,7 @@ function quotedValue(element: string, key: string): string | undefined {
 
 describe('xfccElement', () => {
   it('writes the keys in Envoy order, Hash as lower-case hex of the DER', () => {
-    const element = xfccElement({ dns: ['web.example.org'], uri: [SPIFFE_ID], subject: 'CN=web', hash: true, by: 'spiffe://example.org/ns/istio-system/sa/ingress' });
+    const element = xfccElement({ dns: ['web.example.org'], uri: [SPIFFE_ID], subject: 'CN=web', by: 'spiffe://example.org/ns/istio-system/sa/ingress' });
     const hash = createHash('sha256').update(new X509Certificate(svid.certPem).raw).digest('hex');
     expect(() => xfccElement({ hash: true })).toThrow(TypeError);
     const withCert = xfccElement({ cert: svid, hash: true, uri: [SPIFFE_ID] });
