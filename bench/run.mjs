@@ -400,18 +400,24 @@ async function load(config, seconds, connections) {
   const answered = new Set()
   let settleAt
   let from
+  let cpuFrom
   let last = started
   let ok = 0
+  let all = 0
   const latencies = []
   instance.on('response', (client, statusCode, _bytes, responseTime) => {
     const now = performance.now()
     if (from === undefined) {
       answered.add(client)
       if (settleAt === undefined && answered.size >= connections) settleAt = now + 100
-      if (settleAt !== undefined && now >= settleAt) from = now
+      if (settleAt !== undefined && now >= settleAt) {
+        from = now
+        cpuFrom = cpuMicros(config.pid)
+      }
       return
     }
     last = now
+    all++
     if (statusCode >= 200 && statusCode < 300) {
       ok++
       latencies.push(responseTime)
@@ -419,9 +425,7 @@ async function load(config, seconds, connections) {
   })
   const result = await instance
   const cpuAfter = cpuMicros(config.pid)
-  // Server CPU per response over the whole run: unlike req/s, barely moved by other load on the machine.
-  const responses = result['2xx'] + result.non2xx
-  const cpu = cpuBefore !== undefined && cpuAfter !== undefined && responses > 0 ? (cpuAfter - cpuBefore) / responses : NaN
+  const perResponse = (a, b, n) => (a !== undefined && b !== undefined && n > 0 ? (b - a) / n : NaN)
   const window = (last - (from ?? last)) / 1000
   if (window < seconds / 4) {
     // Too short a settled window (connections slow to set up): fall back to autocannon's totals.
@@ -429,8 +433,8 @@ async function load(config, seconds, connections) {
       rps: result['2xx'] / result.duration,
       p50: result.latency.p50,
       p99: result.latency.p99,
+      cpu: perResponse(cpuBefore, cpuAfter, result['2xx'] + result.non2xx),
       unsettled: true,
-      cpu,
       non2xx: result.non2xx,
       errors: result.errors,
       proofsShort: config.proofsShort === true,
@@ -441,7 +445,8 @@ async function load(config, seconds, connections) {
     rps: ok / window,
     p50: percentile(sorted, 0.5),
     p99: percentile(sorted, 0.99),
-    cpu,
+    // Server CPU per response in the same window: unlike req/s, barely moved by other load on the machine.
+    cpu: perResponse(cpuFrom, cpuAfter, all),
     non2xx: result.non2xx,
     errors: result.errors,
     proofsShort: config.proofsShort === true,
@@ -450,6 +455,27 @@ async function load(config, seconds, connections) {
 
 // ---------------------------------------------------------------------------------------------
 // The reference floor: signature verification alone, in this process
+
+// ops/s on the wall clock, and CPU µs per op (this process, all threads: WebCrypto works on the
+// libuv pool), which other load on the machine barely moves.
+function measure(seconds, step) {
+  const cpu0 = process.cpuUsage()
+  const t0 = performance.now()
+  const end = t0 + seconds * 1000
+  let n = 0
+  while (performance.now() < end) n += step()
+  const cpu = process.cpuUsage(cpu0)
+  return { ops: n / ((performance.now() - t0) / 1000), cpu: (cpu.user + cpu.system) / n }
+}
+async function measureAsync(seconds, step) {
+  const cpu0 = process.cpuUsage()
+  const t0 = performance.now()
+  const end = t0 + seconds * 1000
+  let n = 0
+  while (performance.now() < end) n += await step()
+  const cpu = process.cpuUsage(cpu0)
+  return { ops: n / ((performance.now() - t0) / 1000), cpu: (cpu.user + cpu.system) / n }
+}
 
 async function floor(seconds) {
   const message = { iss: 'https://issuer.bench.example', aud: AUDIENCE, sub: CALLER, client_id: CALLER, scope: SCOPE, iat: 1_700_000_000, exp: 4_000_000_000, jti: randomUUID() }
@@ -468,26 +494,19 @@ async function floor(seconds) {
     const key = dsaEncoding ? { key: publicKey, dsaEncoding } : publicKey
     if (!cryptoVerify(digest, input, key, signature)) throw new Error(`floor: ${alg} signature does not verify`)
     // node:crypto, synchronous: prepared KeyObject, fixed message and signature.
-    let n = 0
-    let start = performance.now()
-    const end = start + seconds * 1000
-    while (performance.now() < end) {
+    const node = measure(seconds, () => {
       for (let i = 0; i < 32; i++) cryptoVerify(digest, input, key, signature)
-      n += 32
-    }
-    const nodeOps = n / ((performance.now() - start) / 1000)
+      return 32
+    })
     // jose jwtVerify, one at a time: prepared CryptoKey, full JWT checks (claims parsed, alg allow-list).
     const cryptoKey = await importJWK(await exportJWK(publicKey), alg)
-    await jwtVerify(jwt, cryptoKey, { algorithms: [alg], audience: AUDIENCE })
-    n = 0
-    start = performance.now()
-    const joseEnd = start + seconds * 1000
-    while (performance.now() < joseEnd) {
-      for (let i = 0; i < 16; i++) await jwtVerify(jwt, cryptoKey, { algorithms: [alg], audience: AUDIENCE })
-      n += 16
-    }
-    const joseOps = n / ((performance.now() - start) / 1000)
-    rows.push({ alg, nodeOps, joseOps })
+    const joseOptions = { algorithms: [alg], audience: AUDIENCE }
+    await jwtVerify(jwt, cryptoKey, joseOptions)
+    const jose = await measureAsync(seconds, async () => {
+      for (let i = 0; i < 16; i++) await jwtVerify(jwt, cryptoKey, joseOptions)
+      return 16
+    })
+    rows.push({ alg, node, jose })
   }
   return rows
 }
@@ -537,10 +556,10 @@ function report(configs, options) {
 
 function floorReport(rows) {
   const lines = [
-    '| alg | node:crypto verify ops/s | jose jwtVerify ops/s | jose / node:crypto |',
-    '| --- | ---: | ---: | ---: |',
+    '| alg | node:crypto verify ops/s | CPU µs/op | jose jwtVerify ops/s | CPU µs/op | jose ÷ node:crypto (ops/s) |',
+    '| --- | ---: | ---: | ---: | ---: | ---: |',
   ]
-  for (const r of rows) lines.push(`| ${r.alg} | ${int(r.nodeOps)} | ${int(r.joseOps)} | ${ratio(r.joseOps / r.nodeOps)} |`)
+  for (const r of rows) lines.push(`| ${r.alg} | ${int(r.node.ops)} | ${r.node.cpu.toFixed(1)} | ${int(r.jose.ops)} | ${r.jose.cpu.toFixed(1)} | ${ratio(r.jose.ops / r.node.ops)} |`)
   return lines.join('\n')
 }
 

@@ -122,6 +122,10 @@ async function koaApp(spec) {
       throw new Error(`koa: unknown guard ${spec.guard}`)
   }
   app.use(router.routes())
+  // Koa logs every error it sees, including clients hanging up at the end of a run.
+  app.on('error', (error) => {
+    if (error.code !== 'ECONNRESET' && error.code !== 'EPIPE') console.error(error)
+  })
   const callback = app.callback()
   const server = spec.transport === 'mtls' ? https.createServer(tlsOptions(spec), callback) : http.createServer(callback)
   return listen(server)

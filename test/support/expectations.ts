@@ -152,7 +152,7 @@ export interface AcceptExpectation {
    * The client certificate the context must describe; absent: no `peer`. `verification`, when
    * given, is checked too (`'tls'`, `'forwarded-certificate'`, `'proxy-assertion'`).
    */
-  peer?: Partial<ClientIdentity> & { x5tS256: string; spiffeId?: string; verification?: 'tls' | 'forwarded-certificate' | 'proxy-assertion' }
+  peer?: ClientIdentity & { x5tS256: string; spiffeId?: string; verification?: 'tls' | 'forwarded-certificate' | 'proxy-assertion' }
   /** The `iss` of the token, when checked. */
   issuer?: string
 }

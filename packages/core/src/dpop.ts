@@ -1,5 +1,9 @@
 import { createHash } from 'node:crypto'
-import { calculateJwkThumbprint, decodeProtectedHeader, EmbeddedJWK, errors, jwtVerify, type JWK } from 'jose'
+import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto'
+import { calculateJwkThumbprint, decodeJwt, decodeProtectedHeader, type JWK } from 'jose'
+import { LRUCache } from 'lru-cache'
+import { verifySignature } from './access-token.js'
+import { keyFitsAlgorithm } from './jwks.js'
 import { AuthError } from './errors.js'
 import type { DpopNonces } from './dpop-nonce.js'
 import type { ReplayStore } from './replay-store.js'
@@ -66,7 +70,7 @@ export function normalizeHtu(value: string): string | undefined {
 export async function verifyDpopProof(proof: string, expected: DpopExpectation, config: DpopCheckConfig): Promise<void> {
   if (proof.length === 0 || proof.length > MAX_PROOF_LENGTH) throw invalidProof('malformed DPoP proof')
   const parts = proof.split('.')
-  if (parts.length !== 3 || parts.some((part) => part.length === 0)) throw invalidProof('malformed DPoP proof')
+  if (parts.length !== 3 || !parts.every((part) => BASE64URL.test(part))) throw invalidProof('malformed DPoP proof')
   let header: ReturnType<typeof decodeProtectedHeader>
   try {
     header = decodeProtectedHeader(proof)
@@ -79,20 +83,30 @@ export async function verifyDpopProof(proof: string, expected: DpopExpectation, 
   if (typeof jwk !== 'object' || jwk === null || Array.isArray(jwk)) throw invalidProof('DPoP proof has no jwk')
   if (PRIVATE_MEMBERS.some((member) => member in jwk)) throw invalidProof('DPoP proof jwk contains a private key')
 
-  const now = config.now()
+  if (header.crit !== undefined || header.b64 !== undefined) throw invalidProof('malformed DPoP proof')
+  let thumbprint: string
+  try {
+    thumbprint = await calculateJwkThumbprint(jwk as JWK, 'sha256')
+  } catch (error) {
+    throw invalidProof('malformed DPoP proof jwk', error)
+  }
+  const key = proofKey(jwk, header.alg, thumbprint)
+  if (!key) throw invalidProof('malformed DPoP proof jwk')
+  if (!verifySignature(header.alg, key, `${parts[0]}.${parts[1]}`, parts[2]!)) throw invalidProof('DPoP proof signature invalid')
   let payload: Record<string, unknown>
   try {
-    const result = await jwtVerify(proof, EmbeddedJWK, {
-      typ: 'dpop+jwt',
-      algorithms: [header.alg],
-      requiredClaims: ['iat', 'jti', 'htm', 'htu'],
-      currentDate: new Date(now),
-      clockTolerance: config.clockToleranceSeconds,
-    })
-    payload = result.payload as Record<string, unknown>
+    payload = decodeJwt(proof) as Record<string, unknown>
   } catch (error) {
-    if (error instanceof errors.JWSSignatureVerificationFailed) throw invalidProof('DPoP proof signature invalid', error)
     throw invalidProof('malformed DPoP proof', error)
+  }
+  const now = config.now()
+  for (const claim of ['iat', 'jti', 'htm', 'htu'] as const) {
+    if (payload[claim] === undefined) throw invalidProof('malformed DPoP proof')
+  }
+  const { exp, nbf } = payload
+  if ((exp !== undefined && (typeof exp !== 'number' || exp <= now / 1000 - config.clockToleranceSeconds)) ||
+      (nbf !== undefined && (typeof nbf !== 'number' || nbf > now / 1000 + config.clockToleranceSeconds))) {
+    throw invalidProof('malformed DPoP proof')
   }
 
   if (payload.htm !== expected.method) throw invalidProof('DPoP proof htm does not match the request method')
@@ -107,12 +121,6 @@ export async function verifyDpopProof(proof: string, expected: DpopExpectation, 
 
   const ath = createHash('sha256').update(expected.accessToken).digest('base64url')
   if (payload.ath !== ath) throw invalidProof('DPoP proof ath does not match the access token')
-  let thumbprint: string
-  try {
-    thumbprint = await calculateJwkThumbprint(jwk as JWK, 'sha256')
-  } catch (error) {
-    throw invalidProof('malformed DPoP proof jwk', error)
-  }
   if (thumbprint !== expected.jkt) throw new AuthError('invalid_token', 'token is bound to another DPoP key')
 
   if (config.nonces && !config.nonces.isValid(payload.nonce)) {
@@ -137,4 +145,32 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
     timer = setTimeout(() => reject(new Error(`replay store did not answer within ${ms} ms`)), ms)
   })
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+}
+
+const BASE64URL = /^[A-Za-z0-9_-]+$/
+
+// Proof keys by RFC 7638 thumbprint: a client signs many proofs with one key, so it is imported once.
+// The thumbprint names the exact public key, so a hit can only return that same key.
+const proofKeys = new LRUCache<string, KeyObject>({ max: 1000 })
+
+/** The proof's public `jwk` as a node:crypto key fit for `alg` (type, curve, RSA size, `use`, `alg`), or undefined. */
+function proofKey(jwk: Record<string, unknown>, alg: string, thumbprint: string): KeyObject | undefined {
+  if (jwk.use !== undefined && jwk.use !== 'sig') return undefined
+  if (jwk.alg !== undefined && jwk.alg !== alg && !(['EdDSA', 'Ed25519'].includes(String(jwk.alg)) && ['EdDSA', 'Ed25519'].includes(alg))) return undefined
+  if (!keyFitsAlgorithm(jwk, alg)) return undefined
+  const cacheKey = `${alg}:${thumbprint}`
+  const cached = proofKeys.get(cacheKey)
+  if (cached) return cached
+  const material: Record<string, unknown> = { kty: jwk.kty }
+  for (const member of ['crv', 'x', 'y', 'n', 'e']) if (jwk[member] !== undefined) material[member] = jwk[member]
+  let key: KeyObject
+  try {
+    key = createPublicKey({ key: material as JsonWebKey, format: 'jwk' })
+  } catch {
+    return undefined
+  }
+  if (key.asymmetricKeyType === 'rsa' && (key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) return undefined
+  if (jwk.kty === 'OKP' && key.asymmetricKeyType !== 'ed25519') return undefined
+  proofKeys.set(cacheKey, key)
+  return key
 }

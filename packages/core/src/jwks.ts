@@ -54,6 +54,12 @@ const CURVE: Record<string, [kty: string, crv: string | undefined]> = {
   PS512: ['RSA', undefined],
 }
 
+/** True when a JWK's type and curve fit a JWS algorithm (RFC 7518 §3.4: ES256 is P-256 only, ...). */
+export function keyFitsAlgorithm(jwk: { kty?: unknown; crv?: unknown }, alg: string): boolean {
+  const fit = CURVE[alg]
+  return fit !== undefined && jwk.kty === fit[0] && (fit[1] === undefined || jwk.crv === fit[1])
+}
+
 const sameAlg = (a: string, b: string): boolean =>
   a === b || ((a === 'EdDSA' || a === 'Ed25519') && (b === 'EdDSA' || b === 'Ed25519'))
 

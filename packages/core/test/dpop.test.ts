@@ -131,7 +131,7 @@ describe('verifyDpopProof: RFC 9449 §4.3 violations', () => {
     ['a signed payload that is not JSON', signedNonJson, 'malformed DPoP proof'],
     ['a proof over 8 KiB', () => paddedProof(es256, MAX_PROOF_LENGTH), 'malformed DPoP proof'],
     ['a proof without iat', () => proofFor(es256, { extraClaims: { iat: undefined } }), 'malformed DPoP proof'],
-    ['a proof with a string iat', () => proofFor(es256, { extraClaims: { iat: String(NOW_S) } }), 'malformed DPoP proof'],
+    ['a proof with a string iat', () => proofFor(es256, { extraClaims: { iat: String(NOW_S) } }), 'malformed DPoP proof iat'],
     ['a proof without htm', () => proofFor(es256, { extraClaims: { htm: undefined } }), 'malformed DPoP proof'],
     ['a proof without htu', () => proofFor(es256, { extraClaims: { htu: undefined } }), 'malformed DPoP proof'],
     ['a proof without jti', () => proofFor(es256, { jti: null }), 'malformed DPoP proof'],

@@ -550,14 +550,14 @@ async function twoLevelPki(root: TestCa): Promise<TwoLevelPki> {
   const der = (pem: string): Buffer => Buffer.from(pem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64')
   const rootKey = await webcrypto.subtle.importKey('pkcs8', der(root.keyPem), alg, false, ['sign'])
   const rootCert = new x509.X509Certificate(root.certPem)
-  const keys = (): Promise<CryptoKeyPair> => webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']) as Promise<CryptoKeyPair>
+  const keys = (): Promise<webcrypto.CryptoKeyPair> => webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']) as Promise<webcrypto.CryptoKeyPair>
   const now = Date.now()
   let serial = 0x1000
   const make = async (opts: {
     subject: string
     issuer: any
-    signingKey: CryptoKey
-    publicKey: CryptoKey
+    signingKey: webcrypto.CryptoKey
+    publicKey: webcrypto.CryptoKey
     ca: boolean
     notBefore?: number
     notAfter?: number

@@ -298,7 +298,7 @@ async function issueViaIntermediate(root: TestCa, spiffeId: string): Promise<{ i
   const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
   const rootKey = await webcrypto.subtle.importKey('pkcs8', pemBody(root.keyPem), alg, false, ['sign']);
   const rootCert = new x509.X509Certificate(root.certPem);
-  const interKeys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as CryptoKeyPair;
+  const interKeys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
   const now = Date.now();
   const intermediate = await x509.X509CertificateGenerator.create({
     serialNumber: '0a01',
@@ -316,7 +316,7 @@ async function issueViaIntermediate(root: TestCa, spiffeId: string): Promise<{ i
       await x509.AuthorityKeyIdentifierExtension.create(rootCert),
     ],
   });
-  const leafKeys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as CryptoKeyPair;
+  const leafKeys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
   const leaf = await x509.X509CertificateGenerator.create({
     serialNumber: '0a02',
     subject: `CN=${spiffeId}`,
