@@ -3,6 +3,7 @@ import { checkBinding } from './binding.js'
 import { readCredentials, type Credentials } from './credentials.js'
 import { checkCallerConsistency, checkDelegation } from './delegation.js'
 import { AuthError } from './errors.js'
+import { describeAuth, emit, expiresSoon, type DecisionEvent } from './decision-events.js'
 import { applyChallenge, type ChallengeContext } from './http-mapping.js'
 import { IssuerKeys } from './jwks.js'
 import { resolveConfig, type CallsignOptions, type ResolvedConfig } from './options.js'
@@ -34,6 +35,11 @@ interface RequestState {
   challenge: ChallengeContext
   /** Headers for the response of an accepted request (`DPoP-Nonce`). */
   headers: Record<string, string> | undefined
+  /** The guard refused the request but does not enforce (dry run). */
+  refused: AuthError | undefined
+  /** The authenticate-stage event, emitted by `requireAuth` (merged) or when the request closes. */
+  pending: DecisionEvent | undefined
+  report: (event: DecisionEvent) => void
 }
 // What the guard decided about each request, so `requireAuth` (possibly in another adapter
 // layer) finds both the result and the guard's policy without trusting a mutable property.
@@ -110,25 +116,55 @@ export function createCallsign(options: CallsignOptions): Callsign {
     return toAuthContext(token, peer, binding)
   }
 
+  const report = (event: DecisionEvent): void => emit(config.onDecision, event, config.logger.warn.bind(config.logger))
+  const observing = config.onDecision !== undefined
+  // Logged once per certificate (bounded), whether or not anyone listens to decision events.
+  const peerWarned = new Set<string>()
+  const checkPeerExpiry = (auth: AuthContext | undefined): void => {
+    const peer = auth?.peer
+    if (!peer || !expiresSoon(peer, config.peerExpiryWarningDays, config.now())) return
+    const key = peer.x5tS256
+    if (peerWarned.has(key) || peerWarned.size >= 1000) return
+    peerWarned.add(key)
+    config.logger.warn('callsign: a peer certificate expires soon', { caller: auth!.caller.id, validTo: peer.validTo?.toISOString() })
+  }
+
   const guard: Callsign = {
     config,
     async authenticate(request) {
       const seen: { scheme?: Credentials['scheme'] } = {}
+      const started = observing ? performance.now() : 0
       let auth: AuthContext | undefined
+      let refused: AuthError | undefined
       try {
         auth = await authenticate(request, seen)
       } catch (error) {
-        if (error instanceof AuthError) {
-          if (error.code === 'credentials_missing' && config.credentials === 'optional') {
-            decisions.set(request, { guard, auth: undefined, challenge: challengeFor(undefined), headers: undefined })
-            return undefined
-          }
-          throw applyChallenge(error, challengeFor(seen.scheme))
+        if (!(error instanceof AuthError)) throw error
+        if (!(error.code === 'credentials_missing' && config.credentials === 'optional')) refused = applyChallenge(error, challengeFor(seen.scheme))
+      }
+      const state: RequestState = { guard, auth, challenge: challengeFor(seen.scheme), headers: undefined, refused: undefined, pending: undefined, report }
+      if (observing) {
+        const event = baseEvent(request, 'authenticate', started, seen.scheme, config.enforce)
+        if (refused) {
+          Object.assign(event, { outcome: 'refused', status: refused.status, code: refused.code, reason: refused.message })
+          report(event)
+        } else {
+          Object.assign(event, describeAuth(auth, config.peerExpiryWarningDays, config.now()), { outcome: auth ? 'allowed' : 'anonymous' })
+          state.pending = event
+          // Emitted when the request ends unless a rule checks it (one event per request).
+          onClose(request, () => flush(state))
         }
-        throw error
+      }
+      checkPeerExpiry(auth)
+      if (refused) {
+        if (config.enforce) throw refused
+        state.refused = refused
+        decisions.set(request, state)
+        return undefined
       }
       const nonce = seen.scheme === 'dpop' ? dpop.nonces?.current() : undefined
-      decisions.set(request, { guard, auth, challenge: challengeFor(seen.scheme), headers: nonce ? { 'dpop-nonce': nonce } : undefined })
+      if (nonce) state.headers = { 'dpop-nonce': nonce }
+      decisions.set(request, state)
       return auth
     },
     authorize(auth, rule) {
@@ -160,17 +196,65 @@ export function responseHeaders(request: object): Record<string, string> | undef
  * Throws a 401 `AuthError` if the request carried no credentials (optional mode), a 403 if the
  * rule fails, and a plain `Error` (a server bug, not bad input) if no guard authenticated it.
  */
-export function authorizeRequest(request: object, rule: CompiledRule): AuthContext {
+export function authorizeRequest(request: object, rule: CompiledRule): AuthContext | undefined {
   const state = decisions.get(request)
   if (!state) {
     throw new Error('Callsign: requireAuth() ran on a request the callsign middleware did not authenticate; register callsign(options) before the route')
   }
-  if (!state.auth) throw applyChallenge(new AuthError('credentials_missing', 'an access token is required'), state.challenge)
-  try {
-    authorize(state.auth, rule, state.guard.config.callers)
-  } catch (error) {
-    if (error instanceof AuthError) applyChallenge(error, state.challenge)
-    throw error
+  const { config } = state.guard
+  const enforce = rule.enforce ?? config.enforce
+  const started = performance.now()
+  let refusal: AuthError | undefined
+  if (state.refused) refusal = state.refused
+  else if (!state.auth) refusal = applyChallenge(new AuthError('credentials_missing', 'an access token is required'), state.challenge)
+  else {
+    try {
+      authorize(state.auth, rule, config.callers)
+    } catch (error) {
+      if (!(error instanceof AuthError)) throw error
+      refusal = applyChallenge(error, state.challenge)
+    }
   }
+  // A guard refusal in dry run was reported already; otherwise one event for this rule's decision,
+  if (config.onDecision && !state.refused) {
+    // merged with the authenticate step's event when it is still pending (one event per request).
+    const pending = state.pending ?? { ...baseEvent(request as AuthRequest, 'authorize', started, state.challenge.scheme, enforce), ...describeAuth(state.auth, config.peerExpiryWarningDays, config.now()) }
+    state.pending = undefined
+    const event: DecisionEvent = { ...pending, stage: 'authorize', enforced: enforce, durationMs: pending.durationMs + (performance.now() - started) }
+    if (refusal) Object.assign(event, { outcome: 'refused', status: refusal.status, code: refusal.code, reason: refusal.message })
+    else event.outcome = 'allowed'
+    state.report(event)
+  }
+  if (refusal && enforce) throw refusal
   return state.auth
+}
+
+function baseEvent(request: AuthRequest, stage: DecisionEvent['stage'], started: number, scheme: Credentials['scheme'] | undefined, enforced: boolean): DecisionEvent {
+  const target = request.originalUrl ?? request.url ?? ''
+  const q = target.indexOf('?')
+  const event: DecisionEvent = {
+    outcome: 'allowed',
+    stage,
+    enforced,
+    status: 200,
+    path: q === -1 ? target : target.slice(0, q),
+    durationMs: performance.now() - started,
+    time: new Date().toISOString(),
+  }
+  if (request.method !== undefined) event.method = request.method
+  if (scheme !== undefined) event.scheme = scheme
+  return event
+}
+
+function flush(state: RequestState): void {
+  const event = state.pending
+  if (!event) return
+  state.pending = undefined
+  state.report(event)
+}
+
+function onClose(request: AuthRequest, callback: () => void): void {
+  const emitter = request as unknown as { once?: (event: string, listener: () => void) => void }
+  if (typeof emitter.once === 'function') emitter.once('close', callback)
+  else queueMicrotask(callback)
 }

@@ -1,3 +1,4 @@
+import type { DecisionHook } from './decision-events.js'
 import { DpopNonces } from './dpop-nonce.js'
 import { compileCidrs, parseAnchors, type ResolvedForwarded } from './forwarded-certificate.js'
 import { MemoryReplayStore, type ReplayStore } from './replay-store.js'
@@ -184,6 +185,24 @@ export interface CallsignOptions {
   clientIds?: Record<string, string>
   delegation?: DelegationOptions
   /**
+   * Called once per request with a structured {@link DecisionEvent} (outcome, code, caller, user,
+   * issuer, binding, latency; never the token or proof). Exceptions it throws are logged and ignored.
+   */
+  onDecision?: DecisionHook
+  /**
+   * `false`: dry run. Every decision is computed and reported to `onDecision` (with
+   * `enforced: false`), and the request passes (with `auth` when authentication succeeded).
+   * For rolling Callsign out on live traffic. Default true. Rules can also set it.
+   */
+  enforce?: boolean
+  /**
+   * Decision events flag `peerExpiringSoon` (and Callsign logs once per certificate) when a peer
+   * certificate expires within this many days. Default: when less than a tenth of its lifetime is
+   * left (6 minutes of a 1-hour SVID, 9 days of a 90-day certificate), so short-lived SPIFFE
+   * certificates are not flagged all the time, and a missed rotation is.
+   */
+  peerExpiryWarningDays?: number
+  /**
    * Most verified tokens remembered (by the whole token string), so a token reused for minutes is
    * verified once. Entries never outlive the token's `exp` or its issuer key; binding, caller and
    * authorization checks still run on every request. `0` disables. Default 10000.
@@ -245,6 +264,9 @@ export interface ResolvedConfig {
   clientIds: ReadonlyMap<string, string>
   delegation: { maxDepth: number; actors: readonly CallerPattern[] | undefined; hops: readonly (readonly CallerPattern[])[] | undefined }
   realm: string
+  onDecision: DecisionHook | undefined
+  enforce: boolean
+  peerExpiryWarningDays: number | undefined
   tokenCacheMaxEntries: number
   jwks: Required<JwksOptions>
   prefetch: boolean
@@ -337,7 +359,7 @@ export function scopeList(value: unknown, option: string): string[] {
 const OPTION_KEYS = [
   'issuers', 'algorithms', 'clockTolerance', 'maxTokenAge', 'typ', 'scopeClaim', 'mtls', 'callers', 'credentials',
   'realm', 'jwks', 'prefetch', 'fetch', 'now', 'logger', 'senderConstraint', 'dpop', 'callerConsistency', 'clientIds',
-  'delegation', 'tokenCacheMaxEntries',
+  'delegation', 'tokenCacheMaxEntries', 'onDecision', 'enforce', 'peerExpiryWarningDays',
 ] as const
 const DPOP_KEYS = ['mode', 'algorithms', 'maxProofAgeSeconds', 'origin', 'nonce', 'replayStore', 'replayStoreTimeoutMs'] as const
 const DELEGATION_KEYS = ['maxDepth', 'actors', 'hops'] as const
@@ -436,6 +458,8 @@ export function resolveConfig(options: CallsignOptions): ResolvedConfig {
     fail('logger', 'must have a warn(message, details) method')
   }
   if (options.prefetch !== undefined && typeof options.prefetch !== 'boolean') fail('prefetch', 'must be a boolean')
+  if (options.enforce !== undefined && typeof options.enforce !== 'boolean') fail('enforce', 'must be a boolean (false: dry run)')
+  if (options.onDecision !== undefined && typeof options.onDecision !== 'function') fail('onDecision', 'must be a function (event) => void')
   const realm = options.realm ?? 'api'
   if (typeof realm !== 'string' || !/^[\x20\x21\x23-\x5b\x5d-\x7e]{1,100}$/.test(realm)) {
     fail('realm', 'must be 1-100 printable ASCII characters without quotes or backslashes')
@@ -455,6 +479,9 @@ export function resolveConfig(options: CallsignOptions): ResolvedConfig {
     clientIds: resolveClientIds(options.clientIds),
     delegation: resolveDelegation(options.delegation),
     realm,
+    onDecision: options.onDecision,
+    enforce: options.enforce ?? true,
+    peerExpiryWarningDays: options.peerExpiryWarningDays === undefined ? undefined : positive(options.peerExpiryWarningDays, 'peerExpiryWarningDays', 0, { allowZero: true, max: 3650 }),
     tokenCacheMaxEntries: positive(options.tokenCacheMaxEntries, 'tokenCacheMaxEntries', 10_000, { integer: true, allowZero: true, max: 1_000_000 }),
     jwks: Object.freeze(jwks),
     prefetch: options.prefetch ?? false,

@@ -15,6 +15,8 @@ export interface PeerCertificate {
   subject: string
   /** RFC 8705 §3.1 thumbprint: base64url(SHA-256(DER)). Compared with a token's `cnf["x5t#S256"]`. */
   x5tS256: string
+  /** Start of validity (absent for a bare proxy assertion). */
+  validFrom?: Date
   /** End of validity; absent only when a proxy asserted the identity without the certificate (`verification: 'proxy-assertion'`). */
   validTo?: Date
   /** How the identity was established: the TLS socket, a forwarded certificate Callsign verified, or a proxy's bare assertion. */
@@ -77,6 +79,7 @@ export function describeCertificate(cert: X509Certificate): PeerCertificate {
     dnsNames,
     subject: cert.subject,
     x5tS256: createHash('sha256').update(cert.raw).digest('base64url'),
+    validFrom: new Date(cert.validFrom),
     validTo: new Date(cert.validTo),
   }
   if (spiffeUris.length > 0) {

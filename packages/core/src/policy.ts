@@ -24,6 +24,8 @@ export interface AuthRule {
    * `'required'`, bearer tokens never get this far.
    */
   senderConstraint?: 'required' | 'optional'
+  /** `false`: dry run for this route: the decision is reported to `onDecision` and the request passes. Default: the guard's `enforce`. */
+  enforce?: boolean
 }
 
 const COMPILED = Symbol('callsign.compiledRule')
@@ -36,9 +38,10 @@ export interface CompiledRule {
   readonly callers: readonly CallerPattern[] | undefined
   readonly onBehalfOf: 'required' | 'forbidden' | 'optional'
   readonly senderConstraint: 'required' | 'optional'
+  readonly enforce: boolean | undefined
 }
 
-const RULE_KEYS = ['scopes', 'anyScopes', 'callers', 'onBehalfOf', 'senderConstraint']
+const RULE_KEYS = ['scopes', 'anyScopes', 'callers', 'onBehalfOf', 'senderConstraint', 'enforce']
 
 /** Validate a rule; throws `TypeError` naming the field. Idempotent on compiled rules. */
 export function compileRule(rule: AuthRule | CompiledRule = {}): CompiledRule {
@@ -69,8 +72,10 @@ export function compileRule(rule: AuthRule | CompiledRule = {}): CompiledRule {
   if (!['required', 'optional'].includes(senderConstraint)) {
     throw new TypeError(`Callsign: "rule.senderConstraint" must be 'required' or 'optional' (got ${JSON.stringify(senderConstraint)})`)
   }
+  if (input.enforce !== undefined && typeof input.enforce !== 'boolean') throw new TypeError('Callsign: "rule.enforce" must be a boolean (false: dry run)')
   return Object.freeze({
     [COMPILED]: true as const,
+    enforce: input.enforce,
     senderConstraint,
     scopes: Object.freeze([...scopes]),
     anyScopes: anyScopes && Object.freeze([...anyScopes]),

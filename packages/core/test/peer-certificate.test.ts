@@ -68,6 +68,7 @@ describe('describeCertificate', () => {
       dnsNames: ['web.example.org', 'web'],
       subject: `CN=${SPIFFE_ID}`,
       x5tS256: createHash('sha256').update(cert.raw).digest('base64url'),
+      validFrom: new Date(cert.validFrom),
       validTo: new Date(cert.validTo),
     })
     expect(describeCertificate(cert).x5tS256).toBe(svid.x5tS256)
@@ -82,6 +83,7 @@ describe('describeCertificate', () => {
       dnsNames: [],
       subject: 'CN=legacy',
       x5tS256: createHash('sha256').update(cert.raw).digest('base64url'),
+      validFrom: new Date(cert.validFrom),
       validTo: new Date(cert.validTo),
     })
     expect('spiffeId' in peer).toBe(false)

@@ -69,7 +69,7 @@ describe('compileRule', () => {
     ['a null rule', null, 'Callsign: requireAuth(rule): "rule" must be an object'],
     ['an array rule', ['a'], 'Callsign: requireAuth(rule): "rule" must be an object'],
     ['a string rule', 'orders:read', 'Callsign: requireAuth(rule): "rule" must be an object'],
-    ['an unknown field', { scope: ['a'] }, 'Callsign: requireAuth(rule): "rule.scope" is not a known field (known: scopes, anyScopes, callers, onBehalfOf, senderConstraint)'],
+    ['an unknown field', { scope: ['a'] }, 'Callsign: requireAuth(rule): "rule.scope" is not a known field (known: scopes, anyScopes, callers, onBehalfOf, senderConstraint, enforce)'],
     ['scopes as a string', { scopes: 'a b' }, 'Callsign: "rule.scopes" must be an array of scope strings'],
     ['a scope with a space', { scopes: ['a b'] }, 'Callsign: "rule.scopes" contains an invalid scope "a b" (RFC 6749 scope-token: printable ASCII, no space, quote or backslash)'],
     ['an empty scope', { scopes: [''] }, 'Callsign: "rule.scopes" contains an invalid scope "" (RFC 6749 scope-token: printable ASCII, no space, quote or backslash)'],
