@@ -9,6 +9,7 @@
 //                      [--only express,fastify,koa,floor] [--filter callsign/fresh,...]
 //                      [--no-rs256] [--no-floor]
 //                      [--pool 20000] [--floor-seconds 2] [--no-pin] [--quick]
+//                      [--server-node-args "--cpu-prof --cpu-prof-dir=prof"]
 import { fork, spawnSync } from 'node:child_process'
 import { KeyObject, createHash, generateKeyPairSync, randomUUID, sign as cryptoSign, verify as cryptoVerify } from 'node:crypto'
 import { readFileSync } from 'node:fs'
@@ -42,6 +43,7 @@ function parseArgs(argv) {
     floor: true,
     pin: true,
     quick: false,
+    serverNodeArgs: [],
   }
   const number = (name, value) => {
     const n = Number(value)
@@ -64,9 +66,10 @@ function parseArgs(argv) {
       case '--no-rs256': options.rs256 = false; break
       case '--no-floor': options.floor = false; break
       case '--no-pin': options.pin = false; break
+      case '--server-node-args': options.serverNodeArgs = value().split(' ').filter(Boolean); break
       case '--quick': options.quick = true; break
       case '--help': case '-h':
-        console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(6, 11).join('\n').replace(/^\/\/ ?/gm, ''))
+        console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(6, 12).join('\n').replace(/^\/\/ ?/gm, ''))
         process.exit(0)
         break
       default: throw new Error(`unknown option ${arg} (see --help)`)
@@ -213,13 +216,13 @@ function buildConfigs(options) {
 let pinned = false
 const children = new Set()
 
-function startServer(spec) {
+function startServer(spec, nodeArgs) {
   return new Promise((resolve, reject) => {
     // `taskset -c 1 node server.mjs`: the server's threads (including the libuv pool that
     // WebCrypto uses) stay on core 1; this process and autocannon stay on core 0.
     const child = pinned
-      ? fork(join(here, 'server.mjs'), [], { execPath: 'taskset', execArgv: ['-c', '1', process.execPath], stdio: ['ignore', 'ignore', 'pipe', 'ipc'] })
-      : fork(join(here, 'server.mjs'), [], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] })
+      ? fork(join(here, 'server.mjs'), [], { execPath: 'taskset', execArgv: ['-c', '1', process.execPath, ...nodeArgs], stdio: ['ignore', 'ignore', 'pipe', 'ipc'] })
+      : fork(join(here, 'server.mjs'), [], { execArgv: nodeArgs, stdio: ['ignore', 'ignore', 'pipe', 'ipc'] })
     children.add(child)
     let stderr = ''
     child.stderr.on('data', (d) => {
@@ -235,21 +238,32 @@ function startServer(spec) {
   })
 }
 
+/** Asks every server to exit (so `--cpu-prof` profiles get written), killing stragglers after 5 s. */
 function stopAll() {
-  for (const child of children) {
-    try {
-      child.send('stop')
-    } catch {}
-    setTimeout(() => child.kill(), 500).unref()
-  }
+  return Promise.all(
+    [...children].map(
+      (child) =>
+        new Promise((resolve) => {
+          const timer = setTimeout(() => child.kill(), 5_000)
+          child.once('exit', () => {
+            clearTimeout(timer)
+            resolve()
+          })
+          try {
+            child.send('stop')
+          } catch {
+            child.kill()
+          }
+        }),
+    ),
+  )
 }
 process.on('exit', () => {
   for (const child of children) child.kill()
 })
 for (const signal of ['SIGINT', 'SIGTERM']) {
   process.on(signal, () => {
-    stopAll()
-    process.exit(130)
+    stopAll().then(() => process.exit(130))
   })
 }
 
@@ -544,7 +558,7 @@ function report(configs, options) {
     if (c.runs.some((r) => r.proofsShort)) notes.push('proof pool ran out')
     const unsettled = c.runs.filter((r) => r.unsettled).length
     if (unsettled) notes.push(`${unsettled} run(s) counted from the start (connection setup included)`)
-    if (c.token === 'fresh' && c.spent > state.pools[c.alg].length) notes.push(`pool of ${int(state.pools[c.alg].length)} went round ${(c.spent / state.pools[c.alg].length).toFixed(1)}×`)
+    if (c.token === 'fresh' && c.spent > state.pools[c.alg].length) notes.push(`${int(state.pools[c.alg].length)}-token pool cycled ${(c.spent / state.pools[c.alg].length).toFixed(1)}×`)
     if (c === c.baselineConfig) notes.push('baseline')
     if (c.guard === 'none' && c.transport === 'mtls') notes.push('ratio: to no auth over HTTP')
     lines.push(
@@ -596,8 +610,10 @@ async function main() {
 
   // A CA, the server's certificate, a SPIFFE client certificate, and a real loopback issuer.
   const ca = await createTestCa()
-  const serverCert = await ca.issueServerCertificate()
-  const client = await ca.issueCertificate({ spiffeId: CALLER })
+  // A year of validity, so no "expires soon" warning fires in the middle of a run.
+  const notAfter = new Date(Date.now() + 365 * 86_400_000)
+  const serverCert = await ca.issueServerCertificate({ notAfter })
+  const client = await ca.issueCertificate({ spiffeId: CALLER, notAfter })
   state.clientTls = { cert: client.certPem, key: client.keyPem, ca: [ca.certPem] }
   const algs = [...new Set(configs.map((c) => c.alg).filter((a) => a !== '-'))]
   const issuer = await startTestIssuer({ algorithms: ['ES256', 'RS256'] })
@@ -606,7 +622,7 @@ async function main() {
 
   // Servers: one process per row, started two at a time, each checked with one real request.
   const dpopNeeded = configs.some((c) => c.token === 'dpop')
-  const longProofs = options.warmup + options.duration > 45
+  const longProofs = Math.max(options.warmup, options.duration) > 45
   log(`bench: starting ${configs.length} servers${pinned ? ' (pinned to core 1; this process to core 0)' : ''}`)
   const queue = configs.slice()
   await Promise.all(
@@ -628,7 +644,7 @@ async function main() {
           tls: c.transport === 'mtls' ? { cert: serverCert.certPem, key: serverCert.keyPem, ca: ca.certPem } : undefined,
         }
         try {
-          const server = await startServer(spec)
+          const server = await startServer(spec, options.serverNodeArgs)
           c.port = server.port
           c.pid = server.pid
           c.stderr = server.stderr
@@ -718,13 +734,13 @@ async function main() {
   const noisy = configs.filter((c) => c.stderr?.().trim())
   for (const c of noisy) log(`bench: stderr of ${c.key}:\n${c.stderr().trim().slice(0, 1000)}`)
 
-  stopAll()
+  await stopAll()
   await issuer.close()
   process.exitCode = configs.some((c) => c.failed) ? 1 : 0
 }
 
-main().catch((error) => {
+main().catch(async (error) => {
   console.error(error)
-  stopAll()
+  await stopAll()
   process.exit(1)
 })

@@ -1,5 +1,5 @@
 /**
- * The three adapters behind one interface, each serving the SAME routes in its framework's idiom
+ * The four adapters (Express, Fastify, Koa, plain node:http) behind one interface, each serving the SAME routes in its framework's idiom
  * over a real `https.createServer` that requests (but does not require) a client certificate
  * (or, with `serve: { protocol: 'http' }`, a plain `http.createServer`, as behind a sidecar).
  */
@@ -14,6 +14,7 @@ import type { AuthContext, AuthRule, Callsign, CallsignOptions } from '@callsign
 import * as expressAdapter from '@callsign/express'
 import fastifyCallsign, * as fastifyAdapter from '@callsign/fastify'
 import * as koaAdapter from '@callsign/koa'
+import * as nodeAdapter from '@callsign/node'
 
 /** Server side of TLS: the server's certificate and the CA its clients' certificates must chain to. */
 export interface ServerTls {
@@ -32,7 +33,7 @@ export interface RunningApp {
   close(): Promise<void>
 }
 
-export type AdapterName = 'express' | 'fastify' | 'koa'
+export type AdapterName = 'express' | 'fastify' | 'koa' | 'node'
 
 /** How an app is served. */
 export interface ServeOptions {
@@ -213,5 +214,31 @@ const koaHarness: Adapter = {
   requireAuth: (rule) => koaAdapter.requireAuth(rule),
 }
 
+/** Plain node:http(s) request listener with `@callsign/node`. */
+const nodeHarness: Adapter = {
+  name: 'node',
+  async start(options, tls, serve) {
+    const authenticate = nodeAdapter.callsign(options)
+    const routes = ROUTES.map((route) => ({ ...route, check: route.rule ? nodeAdapter.requireAuth(route.rule) : undefined }))
+    const server = createAppServer(tls, serve, async (req, res) => {
+      if (!(await authenticate(req, res))) return
+      const path = (req.url ?? '/').split('?', 1)[0]
+      const route = routes.find((r) => r.path === path && r.method === req.method)
+      if (!route) {
+        res.writeHead(404).end()
+        return
+      }
+      if (route.check && !route.check(req, res)) return
+      res.writeHead(200, { 'content-type': 'application/json; charset=utf-8' })
+      res.end(JSON.stringify(route.rule ? req.auth : publicBody(req.auth)))
+    })
+    return { url: await listen(server), guard: authenticate.guard, close: closer(server) }
+  },
+  async create(options) {
+    nodeAdapter.callsign(options)
+  },
+  requireAuth: (rule) => nodeAdapter.requireAuth(rule),
+}
+
 /** Use with `describe.each(adapters)('$name', (adapter) => ...)`. */
-export const adapters: readonly Adapter[] = [expressHarness, fastifyHarness, koaHarness]
+export const adapters: readonly Adapter[] = [expressHarness, fastifyHarness, koaHarness, nodeHarness]

@@ -27,6 +27,11 @@ export interface Callsign {
   authorize(auth: AuthContext, rule: AuthRule | CompiledRule): void
   /** Resolves once every issuer's keys are cached (fetching them if needed): for readiness probes. */
   ready(): Promise<void>
+  /**
+   * The RFC 9728 metadata document when `resourceMetadata` is configured and the request is a GET
+   * or HEAD of its well-known path; `undefined` otherwise (then authenticate as usual).
+   */
+  metadataResponse(request: AuthRequest): { status: number; headers: Record<string, string>; body: string } | undefined
 }
 
 interface RequestState {
@@ -66,6 +71,7 @@ export function createCallsign(options: CallsignOptions): Callsign {
     bearer,
     scheme,
     dpopNonce: dpop.nonces?.current(),
+    resourceMetadata: config.resourceMetadata?.url,
   })
 
   const forwardedPeers = mtls.forwarded ? new ForwardedPeers(mtls.forwarded) : undefined
@@ -173,6 +179,18 @@ export function createCallsign(options: CallsignOptions): Callsign {
       } catch (error) {
         if (error instanceof AuthError) applyChallenge(error, challengeFor(auth.binding === 'dpop' ? 'dpop' : 'bearer'))
         throw error
+      }
+    },
+    metadataResponse(request) {
+      const metadata = config.resourceMetadata
+      if (!metadata || (request.method !== 'GET' && request.method !== 'HEAD')) return undefined
+      const target = request.originalUrl ?? request.url ?? ''
+      const q = target.indexOf('?')
+      if ((q === -1 ? target : target.slice(0, q)) !== metadata.path) return undefined
+      return {
+        status: 200,
+        headers: { 'content-type': 'application/json', 'cache-control': 'public, max-age=3600' },
+        body: request.method === 'HEAD' ? '' : metadata.body,
       }
     },
     async ready() {

@@ -161,6 +161,8 @@ export interface ResolvedForwarded {
   anchors: readonly X509Certificate[]
   trustProxyAssertions: boolean
   maxHeaderBytes: number
+  /** `'last'`: take the element the trusted proxy appended. `'single'`: exactly one element (SANITIZE_SET), more is a 400. */
+  elements: 'last' | 'single'
 }
 
 /** Where the identity of `auth.peer` comes from. */
@@ -244,9 +246,14 @@ export class ForwardedPeers {
     let element: string
     if (format === 'xfcc') {
       const elements = parseXfcc(raw)
+      if (elements.length > 1 && this.#config.elements === 'single') {
+        throw invalidRequest('more than one forwarded client certificate element')
+      }
       // The trusted proxy appends its element last; earlier ones were written by someone else.
       element = serializeElement(elements[elements.length - 1]!)
     } else {
+      // One certificate, in one header line: two lines are ambiguous.
+      if (values.length > 1) throw invalidRequest('more than one forwarded client certificate header')
       element = raw.trim()
       if (element === '-' || element === '(null)') return undefined
     }

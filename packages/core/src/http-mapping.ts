@@ -71,6 +71,8 @@ export interface ChallengeContext {
   scheme?: 'bearer' | 'dpop' | undefined
   /** A fresh server nonce, sent as `DPoP-Nonce` with `use_dpop_nonce` (RFC 9449 §8). */
   dpopNonce?: string | undefined
+  /** URL of the RFC 9728 metadata document, sent as `resource_metadata` in every challenge (§5.1). */
+  resourceMetadata?: string | undefined
 }
 
 /**
@@ -98,12 +100,13 @@ export function applyChallenge(error: AuthError, context: ChallengeContext | str
     errorParams.push(`error=${quoted(code)}`, `error_description=${quoted(error.message)}`)
     if (code === 'insufficient_scope' && error.scope && error.scope.length > 0) errorParams.push(`scope=${quoted(error.scope.join(' '))}`)
   }
+  const metadata = ctx.resourceMetadata === undefined ? [] : [`resource_metadata=${quoted(ctx.resourceMetadata)}`]
   const challenges: string[] = []
   if (bearer) {
-    challenges.push(['Bearer ' + `realm=${quoted(ctx.realm)}`, ...(errorScheme === 'bearer' ? errorParams : [])].join(', '))
+    challenges.push(['Bearer ' + `realm=${quoted(ctx.realm)}`, ...metadata, ...(errorScheme === 'bearer' ? errorParams : [])].join(', '))
   }
   if (ctx.dpopAlgs !== undefined) {
-    challenges.push(['DPoP ' + `realm=${quoted(ctx.realm)}`, `algs=${quoted(ctx.dpopAlgs)}`, ...(errorScheme === 'dpop' ? errorParams : [])].join(', '))
+    challenges.push(['DPoP ' + `realm=${quoted(ctx.realm)}`, `algs=${quoted(ctx.dpopAlgs)}`, ...metadata, ...(errorScheme === 'dpop' ? errorParams : [])].join(', '))
   }
   headers['www-authenticate'] = challenges.join(', ')
   if (error.code === 'use_dpop_nonce' && ctx.dpopNonce) headers['dpop-nonce'] = ctx.dpopNonce

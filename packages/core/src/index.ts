@@ -20,6 +20,7 @@ export {
   type DpopMode,
   type DpopOptions,
   type DelegationOptions,
+  type ForwardedOptions,
 } from './options.js'
 export { compileRule, authorize, type AuthRule, type CompiledRule } from './policy.js'
 export type { AuthContext, CallerIdentity, TokenBinding } from './principal.js'
@@ -34,3 +35,5 @@ export { MemoryReplayStore, type ReplayStore, type MemoryReplayStoreOptions } fr
 export { verifyDpopProof, normalizeHtu, type DpopExpectation, type DpopCheckConfig } from './dpop.js'
 export { createServerTlsOptions, type ServerTlsOptions, type ServerTlsBundle, type ServerTlsReloadEvent, type CertificateExpiryEvent, type FileRef, type TlsMaterial } from './server-tls.js'
 export type { DecisionEvent, DecisionHook } from './decision-events.js'
+export { metadataLocation, type ResourceMetadataOptions, type ProtectedResourceMetadata } from './resource-metadata.js'
+export type { PeerVerification } from './forwarded-certificate.js'

@@ -1,5 +1,6 @@
 import type { DecisionHook } from './decision-events.js'
 import { DpopNonces } from './dpop-nonce.js'
+import { buildResourceMetadata, type ResolvedResourceMetadata, type ResourceMetadataOptions } from './resource-metadata.js'
 import { compileCidrs, parseAnchors, type ResolvedForwarded } from './forwarded-certificate.js'
 import { MemoryReplayStore, type ReplayStore } from './replay-store.js'
 import { compileCallerPattern, parseSpiffeId, type CallerPattern } from './spiffe.js'
@@ -79,6 +80,13 @@ export interface ForwardedOptions {
   trustProxyAssertions?: boolean
   /** Largest header accepted (400 above). Default 12288. */
   maxHeaderBytes?: number
+  /**
+   * XFCC elements: `'last'` (default) takes the element the trusted proxy appended (Envoy
+   * `APPEND_FORWARD` chains); `'single'` requires exactly one (Envoy `SANITIZE_SET`, the usual
+   * sidecar setting) and refuses more with 400, which also defeats element injection through
+   * unquoted `URI=` values when the proxy is configured to forward `uri`.
+   */
+  elements?: 'last' | 'single'
 }
 
 /** Tuning of metadata discovery and JWKS fetching. All durations in seconds. */
@@ -185,6 +193,13 @@ export interface CallsignOptions {
   clientIds?: Record<string, string>
   delegation?: DelegationOptions
   /**
+   * Publish OAuth 2.0 Protected Resource Metadata (RFC 9728) at
+   * `/.well-known/oauth-protected-resource[/<resource path>]` and add `resource_metadata="..."` to
+   * every challenge (§5.1), so a client that knows only this service's URL can learn from its first
+   * 401 where to get a token. Derived from the guard's options (issuers, DPoP, binding).
+   */
+  resourceMetadata?: ResourceMetadataOptions
+  /**
    * Called once per request with a structured {@link DecisionEvent} (outcome, code, caller, user,
    * issuer, binding, latency; never the token or proof). Exceptions it throws are logged and ignored.
    */
@@ -264,6 +279,7 @@ export interface ResolvedConfig {
   clientIds: ReadonlyMap<string, string>
   delegation: { maxDepth: number; actors: readonly CallerPattern[] | undefined; hops: readonly (readonly CallerPattern[])[] | undefined }
   realm: string
+  resourceMetadata: ResolvedResourceMetadata | undefined
   onDecision: DecisionHook | undefined
   enforce: boolean
   peerExpiryWarningDays: number | undefined
@@ -360,6 +376,7 @@ const OPTION_KEYS = [
   'issuers', 'algorithms', 'clockTolerance', 'maxTokenAge', 'typ', 'scopeClaim', 'mtls', 'callers', 'credentials',
   'realm', 'jwks', 'prefetch', 'fetch', 'now', 'logger', 'senderConstraint', 'dpop', 'callerConsistency', 'clientIds',
   'delegation', 'tokenCacheMaxEntries', 'onDecision', 'enforce', 'peerExpiryWarningDays',
+  'resourceMetadata',
 ] as const
 const DPOP_KEYS = ['mode', 'algorithms', 'maxProofAgeSeconds', 'origin', 'nonce', 'replayStore', 'replayStoreTimeoutMs'] as const
 const DELEGATION_KEYS = ['maxDepth', 'actors', 'hops'] as const
@@ -466,6 +483,15 @@ export function resolveConfig(options: CallsignOptions): ResolvedConfig {
   }
   const globalFetch = globalThis.fetch
   const now = options.now ?? Date.now
+  const dpop = resolveDpop(options.dpop, now)
+  const resourceMetadata = options.resourceMetadata === undefined
+    ? undefined
+    : resolveResourceMetadata(options.resourceMetadata, {
+        issuers: [...issuers.keys()],
+        scopes: callers ? [...new Set(callers.flatMap((allowance) => [...allowance.scopes]))] : undefined,
+        dpopAlgs: dpop.mode === 'off' ? undefined : [...dpop.algorithms],
+        dpopRequired: dpop.mode === 'required',
+      })
   return Object.freeze({
     issuers,
     clockToleranceSeconds: positive(options.clockTolerance, 'clockTolerance', 30, { allowZero: true, max: 300 }),
@@ -474,7 +500,8 @@ export function resolveConfig(options: CallsignOptions): ResolvedConfig {
     callers: callers && Object.freeze(callers),
     credentials: oneOf(options.credentials, 'credentials', ['required', 'optional'] as const, 'required'),
     senderConstraint: oneOf(options.senderConstraint, 'senderConstraint', ['required', 'optional'] as const, 'optional'),
-    dpop: resolveDpop(options.dpop, now),
+    dpop,
+    resourceMetadata,
     callerConsistency: oneOf(options.callerConsistency, 'callerConsistency', ['enforce', 'off'] as const, 'enforce') === 'enforce',
     clientIds: resolveClientIds(options.clientIds),
     delegation: resolveDelegation(options.delegation),
@@ -563,7 +590,7 @@ function resolveDelegation(value: unknown): ResolvedConfig['delegation'] {
 
 function resolveForwarded(value: unknown): ResolvedForwarded {
   if (!isPlainObject(value)) return fail('mtls.forwarded', 'must be an object { trustedProxies, ca, format?, header? }')
-  checkKeys(value, ['format', 'header', 'trustedProxies', 'ca', 'trustProxyAssertions', 'maxHeaderBytes'], 'mtls.forwarded')
+  checkKeys(value, ['format', 'header', 'trustedProxies', 'ca', 'trustProxyAssertions', 'maxHeaderBytes', 'elements'], 'mtls.forwarded')
   const format = oneOf(value.format, 'mtls.forwarded.format', ['xfcc', 'nginx'] as const, 'xfcc')
   const header = (value.header ?? (format === 'xfcc' ? 'x-forwarded-client-cert' : 'x-ssl-client-cert')) as string
   if (typeof header !== 'string' || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(header) || ['authorization', 'dpop', 'host'].includes(header.toLowerCase())) {
@@ -597,5 +624,28 @@ function resolveForwarded(value: unknown): ResolvedForwarded {
     anchors: Object.freeze(anchors),
     trustProxyAssertions,
     maxHeaderBytes: positive(value.maxHeaderBytes, 'mtls.forwarded.maxHeaderBytes', 12_288, { integer: true, max: 65_536 }),
+    elements: oneOf(value.elements, 'mtls.forwarded.elements', ['last', 'single'] as const, 'last'),
   })
+}
+
+function resolveResourceMetadata(value: unknown, enforced: Parameters<typeof buildResourceMetadata>[2]): ResolvedResourceMetadata {
+  if (!isPlainObject(value)) return fail('resourceMetadata', 'must be an object { resource, scopesSupported?, authorizationServers? }')
+  checkKeys(value, ['resource', 'scopesSupported', 'authorizationServers', 'resourceName', 'resourceDocumentation'], 'resourceMetadata')
+  const resource = parseSecureUrl(value.resource, 'resourceMetadata.resource')
+  if (resource.search) fail('resourceMetadata.resource', 'must not contain a query (RFC 9728 §2)')
+  const options: ResourceMetadataOptions = { resource: value.resource as string }
+  if (value.scopesSupported !== undefined) options.scopesSupported = scopeList(value.scopesSupported, 'resourceMetadata.scopesSupported')
+  if (value.authorizationServers !== undefined) {
+    options.authorizationServers = stringList(value.authorizationServers, 'resourceMetadata.authorizationServers')
+    options.authorizationServers.forEach((server, i) => parseSecureUrl(server, `resourceMetadata.authorizationServers[${i}]`))
+  }
+  if (value.resourceName !== undefined) {
+    if (typeof value.resourceName !== 'string') fail('resourceMetadata.resourceName', 'must be a string')
+    options.resourceName = value.resourceName as string
+  }
+  if (value.resourceDocumentation !== undefined) {
+    parseSecureUrl(value.resourceDocumentation, 'resourceMetadata.resourceDocumentation')
+    options.resourceDocumentation = value.resourceDocumentation as string
+  }
+  return Object.freeze(buildResourceMetadata(resource, options, enforced))
 }

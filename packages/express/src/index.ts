@@ -55,6 +55,11 @@ function fail(res: Response, next: NextFunction, error: unknown): void {
 export function callsign(options: CallsignOptions): CallsignMiddleware {
   const guard = createCallsign(options)
   const middleware = (req: Request, res: Response, next: NextFunction): void => {
+    const metadata = guard.metadataResponse(req)
+    if (metadata) {
+      res.status(metadata.status).set(metadata.headers).send(metadata.body)
+      return
+    }
     guard.authenticate(req).then(
       (auth) => {
         if (auth) req.auth = auth

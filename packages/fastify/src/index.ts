@@ -47,6 +47,8 @@ const plugin: FastifyPluginAsync<CallsignOptions> = async (fastify, options) => 
   fastify.decorate('callsign', guard)
   fastify.decorateRequest('auth', null)
   fastify.addHook('onRequest', async (request, reply) => {
+    const metadata = guard.metadataResponse(request.raw)
+    if (metadata) return reply.code(metadata.status).headers(metadata.headers).send(metadata.body)
     try {
       request.auth = (await guard.authenticate(request.raw)) ?? null
       const headers = responseHeaders(request.raw)

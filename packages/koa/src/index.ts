@@ -54,6 +54,13 @@ function send(ctx: Context, error: AuthError): void {
 export function callsign(options: CallsignOptions): CallsignMiddleware {
   const guard = createCallsign(options)
   const middleware: Middleware<CallsignState> = async (ctx, next) => {
+    const metadata = guard.metadataResponse(ctx.req)
+    if (metadata) {
+      ctx.status = metadata.status
+      ctx.set(metadata.headers)
+      ctx.body = metadata.body
+      return
+    }
     let auth: AuthContext | undefined
     try {
       auth = await guard.authenticate(ctx.req)

@@ -1,0 +1,72 @@
+/**
+ * OAuth 2.0 Protected Resource Metadata (RFC 9728): the document a client fetches to learn which
+ * authorization servers issue tokens for this service, which scopes exist and which token
+ * bindings are accepted. Derived from the guard's own options, so it cannot disagree with what
+ * the guard enforces.
+ */
+
+/** Options of `resourceMetadata`. */
+export interface ResourceMetadataOptions {
+  /** This service's resource identifier (RFC 9728 §2), an https URL such as `https://orders.example.com`. Usually the token audience. */
+  resource: string
+  /** `scopes_supported`. Default: the union of the `callers` allowances, if any. */
+  scopesSupported?: string[]
+  /** `authorization_servers`. Default: every configured issuer. */
+  authorizationServers?: string[]
+  /** `resource_name`, human-readable. */
+  resourceName?: string
+  /** `resource_documentation`: a URL with documentation for developers. */
+  resourceDocumentation?: string
+}
+
+export interface ResolvedResourceMetadata {
+  /** Path the document is served at: `/.well-known/oauth-protected-resource` + the resource's path (§3.1). */
+  path: string
+  /** Absolute URL of the document, advertised as `resource_metadata` in every challenge (§5.1). */
+  url: string
+  /** The serialized document. */
+  body: string
+}
+
+/** The metadata document members Callsign publishes. */
+export interface ProtectedResourceMetadata {
+  resource: string
+  authorization_servers: string[]
+  scopes_supported?: string[]
+  bearer_methods_supported: string[]
+  resource_signing_alg_values_supported?: string[]
+  dpop_signing_alg_values_supported?: string[]
+  dpop_bound_access_tokens_required: boolean
+  tls_client_certificate_bound_access_tokens: boolean
+  resource_name?: string
+  resource_documentation?: string
+}
+
+/** RFC 9728 §3.1: the well-known suffix is inserted between the host and the resource's path. */
+export function metadataLocation(resource: URL): { path: string; url: string } {
+  const suffix = resource.pathname === '/' ? '' : resource.pathname.replace(/\/$/, '')
+  const path = `/.well-known/oauth-protected-resource${suffix}`
+  return { path, url: `${resource.origin}${path}` }
+}
+
+/** Build the document from the guard's enforcement settings. */
+export function buildResourceMetadata(
+  resource: URL,
+  options: ResourceMetadataOptions,
+  enforced: { issuers: string[]; scopes: string[] | undefined; dpopAlgs: string[] | undefined; dpopRequired: boolean },
+): ResolvedResourceMetadata {
+  const document: ProtectedResourceMetadata = {
+    resource: options.resource,
+    authorization_servers: options.authorizationServers ?? enforced.issuers,
+    bearer_methods_supported: ['header'],
+    dpop_bound_access_tokens_required: enforced.dpopRequired,
+    tls_client_certificate_bound_access_tokens: true,
+  }
+  const scopes = options.scopesSupported ?? enforced.scopes
+  if (scopes && scopes.length > 0) document.scopes_supported = scopes
+  if (enforced.dpopAlgs) document.dpop_signing_alg_values_supported = enforced.dpopAlgs
+  if (options.resourceName !== undefined) document.resource_name = options.resourceName
+  if (options.resourceDocumentation !== undefined) document.resource_documentation = options.resourceDocumentation
+  const { path, url } = metadataLocation(resource)
+  return { path, url, body: JSON.stringify(document) }
+}

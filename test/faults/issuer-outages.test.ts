@@ -1,0 +1,334 @@
+/**
+ * Fault injection against the identity provider, through each adapter over real HTTPS:
+ * down at start (and recovery by itself), down after keys are cached (stale serving up to
+ * maxStaleSeconds, also for tokens in the verified-token cache), a slow issuer (bounded answers,
+ * one fetch for a crowd), malformed and oversized documents (503 when nothing is cached, keep
+ * serving when something is), resets and hangs before and in the middle of a body.
+ *
+ * Extends test/conformance/issuers.test.ts (which covers the basic outage modes) rather than
+ * repeating it: here the issuer is brought back, clocks cross the cache boundaries exactly,
+ * fetch counts are exact and answer times are bounded.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { exportJWK } from 'jose'
+import type { CallsignOptions, IssuerOptions } from '@callsign/core'
+import type { TestIssuer } from '@callsign/testing'
+import { adapters, type RunningApp } from '../support/adapters.js'
+import { createClock, type TestClock } from '../support/dpop.js'
+import { expectAccepted, expectRefusal } from '../support/expectations.js'
+import { capturingLogger, startScriptedServer, timed, waitUntil, type CapturingLogger, type ScriptedResponse, type ScriptedServer } from '../support/faults.js'
+import { AUDIENCE, createFixture, issuerOption, quiet, sign, type Fixture } from '../support/fixtures.js'
+
+let fx: Fixture
+let scripted: ScriptedServer
+beforeAll(async () => {
+  ;[fx, scripted] = await Promise.all([createFixture(), startScriptedServer()])
+})
+afterAll(async () => {
+  await scripted?.close()
+  await fx?.close()
+})
+
+const service = { sub: 'svc-a', client_id: 'svc-a' }
+const accepted = { caller: { id: 'svc-a', source: 'token' as const } }
+const unavailable = { status: 503, code: 'keys_unavailable' } as const
+/** Generous bound on any answer that may wait for one fetch: timeoutSeconds + 2 s. */
+const within = (timeoutSeconds: number): number => (timeoutSeconds + 2) * 1000
+
+let paths = 0
+/** A fresh JWKS path on the scripted server (so request counts are per test). */
+const freshPath = (): string => `/t${++paths}/jwks.json`
+
+/** A private JWK of the issuer's current key, under its `kid` (what a misconfigured IdP might publish). */
+async function privateJwkOf(issuer: TestIssuer): Promise<Record<string, unknown>> {
+  return { ...(await exportJWK(issuer.privateKey())), kid: issuer.currentKid, alg: 'ES256', use: 'sig' }
+}
+
+/** JWKS documents an issuer must never be trusted with. `maxBytes` is 16 KiB and `maxKeys` 5 in these tests. */
+const BAD_DOCUMENTS: Array<{ title: string; document: (issuer: TestIssuer) => Promise<ScriptedResponse> }> = [
+  { title: 'garbage (HTML, not JSON)', document: async () => ({ body: '<html><body>502 Bad Gateway {"keys": [</body></html>' }) },
+  { title: 'huge: larger than maxBytes, with content-length', document: async (issuer) => ({ json: { ...issuer.publicJwks(), padding: 'x'.repeat(32 * 1024) } }) },
+  { title: 'huge: larger than maxBytes, chunked without content-length', document: async () => ({ chunkedBytes: 256 * 1024 }) },
+  { title: 'a JSON array of the keys', document: async (issuer) => ({ json: issuer.publicJwks().keys }) },
+  { title: '{"keys": "x"}', document: async () => ({ json: { keys: 'x' } }) },
+  { title: 'JSON null', document: async () => ({ json: null }) },
+  { title: '{"keys": []}', document: async () => ({ json: { keys: [] } }) },
+  { title: 'only a symmetric key (kty oct) under the issuer kid', document: async (issuer) => ({ json: { keys: [{ kty: 'oct', k: 'c2VjcmV0LXNlY3JldC1zZWNyZXQ', kid: issuer.currentKid, alg: 'HS256' }] } }) },
+  { title: 'only the private key (with "d") under the issuer kid', document: async (issuer) => ({ json: { keys: [await privateJwkOf(issuer)] } }) },
+  {
+    title: 'only symmetric and private keys',
+    document: async (issuer) => ({ json: { keys: [{ kty: 'oct', k: 'c2VjcmV0', kid: 'hmac' }, await privateJwkOf(issuer)] } }),
+  },
+  { title: 'only encryption keys (use: enc)', document: async (issuer) => ({ json: { keys: issuer.publicJwks().keys.map((k) => ({ ...k, use: 'enc' })) } }) },
+  { title: 'more than maxKeys keys', document: async (issuer) => ({ json: { keys: Array.from({ length: 6 }, () => issuer.publicJwks().keys[0]) } }) },
+  { title: 'HTTP 500 with a valid JWKS body', document: async (issuer) => ({ json: issuer.publicJwks(), status: 500 }) },
+  { title: 'HTTP 404', document: async () => ({ json: { error: 'not_found' }, status: 404 }) },
+  { title: 'a redirect to the real JWKS (redirects are refused)', document: async () => ({ body: '', status: 302, headers: { location: '/elsewhere' } }) },
+]
+
+describe.each(adapters)('$name: identity provider faults', (adapter) => {
+  const start = (issuers: IssuerOptions | IssuerOptions[], extra: Partial<CallsignOptions> = {}): Promise<RunningApp> =>
+    fx.start(adapter, { issuers, logger: quiet, ...extra })
+  /** A token of `issuer` issued at the guard clock's current second. */
+  const tokenAt = (issuer: TestIssuer, clock: TestClock, extra: Parameters<typeof sign>[2] = {}): Promise<string> =>
+    sign(issuer, service, { issuedAt: Math.floor(clock.now() / 1000), ...extra })
+  const warningsAbout = (logger: CapturingLogger, issuer: string) =>
+    logger.warnings.filter((w) => w.message === 'callsign: could not fetch issuer keys' && w.details?.issuer === issuer)
+
+  describe('issuer down at start', () => {
+    it('503 keys_unavailable with Retry-After <= failureBackoffSeconds, no fetch during the backoff, recovers by itself after it', async () => {
+      const clock = createClock()
+      clock.freeze()
+      const logger = capturingLogger()
+      const issuer = await fx.startIssuer({ discovery: 'oauth' })
+      issuer.setOutage('down')
+      const app = await start(issuerOption(issuer), { now: clock.now, logger, jwks: { failureBackoffSeconds: 1 } })
+      const token = await tokenAt(issuer, clock)
+
+      const down = await fx.call(app, { token })
+      expectRefusal(down, unavailable)
+      expect(down.headers['retry-after']).toBe('1')
+      expect(issuer.requestCount()).toBe(1) // the metadata request got 503: nothing else tried
+      expect(warningsAbout(logger, issuer.issuer)).toHaveLength(1)
+
+      issuer.setOutage('none')
+      clock.advance(0.5) // still within the backoff: no attempt, even though the issuer is back
+      const waiting = await fx.call(app, { token })
+      expectRefusal(waiting, unavailable)
+      expect(waiting.headers['retry-after']).toBe('1')
+      expect(issuer.requestCount()).toBe(1)
+
+      clock.advance(0.5) // the backoff is over: the next request fetches, without any restart
+      expectAccepted(await fx.call(app, { token }), accepted)
+      expect(issuer.requestCount('/.well-known/oauth-authorization-server')).toBe(2)
+      expect(issuer.requestCount('/jwks.json')).toBe(1)
+      expect(warningsAbout(logger, issuer.issuer)).toHaveLength(1) // requests in the backoff do not log
+    })
+
+    it('real clock, failureBackoffSeconds 1: readiness fails while down, then requests and ready() recover after a short real wait', async () => {
+      const issuer = await fx.startIssuer({ discovery: 'none' })
+      issuer.setOutage('down')
+      const app = await start(issuerOption(issuer, { explicitJwks: true }), { prefetch: true, jwks: { failureBackoffSeconds: 1 } })
+      await expect(app.guard.ready()).rejects.toMatchObject({ code: 'keys_unavailable' })
+      const token = await sign(issuer, service)
+      expectRefusal(await fx.call(app, { token }), unavailable)
+      issuer.setOutage('none')
+      await new Promise((resolve) => setTimeout(resolve, 1_100))
+      expectAccepted(await fx.call(app, { token }), accepted)
+      await expect(app.guard.ready()).resolves.toBeUndefined()
+      expect(issuer.requestCount('/jwks.json')).toBe(2) // the prefetch that failed, then one success
+    })
+  })
+
+  describe('issuer down after keys are cached', () => {
+    const JWKS = { cacheMaxAgeSeconds: 60, maxStaleSeconds: 120, failureBackoffSeconds: 5 }
+
+    it('keeps serving past cacheMaxAgeSeconds while background refreshes fail, until exactly cacheMaxAge + maxStale, then 503; recovers when back', async () => {
+      const clock = createClock()
+      const t0 = clock.freeze()
+      const logger = capturingLogger()
+      const issuer = await fx.startIssuer({ discovery: 'none' })
+      const app = await start(issuerOption(issuer, { explicitJwks: true }), { now: clock.now, logger, jwks: JWKS })
+      expectAccepted(await fx.call(app, { token: await tokenAt(issuer, clock) }), accepted)
+      expect(issuer.requestCount()).toBe(1)
+
+      issuer.setOutage('down')
+      clock.advance(30) // fresh: no fetch at all
+      expectAccepted(await fx.call(app, { token: await tokenAt(issuer, clock) }), accepted)
+      expect(issuer.requestCount()).toBe(1)
+
+      clock.advance(31) // past cacheMaxAgeSeconds: served stale, a background refresh runs and fails
+      expectAccepted(await fx.call(app, { token: await tokenAt(issuer, clock) }), accepted)
+      await waitUntil(() => warningsAbout(logger, issuer.issuer).length === 1, 5000, 'the failed background refresh to be logged')
+      expect(issuer.requestCount()).toBe(2)
+      expectAccepted(await fx.call(app, { token: await tokenAt(issuer, clock) }), accepted)
+      expect(issuer.requestCount()).toBe(2) // within failureBackoffSeconds: no new attempt
+
+      clock.advance(10) // past the backoff: another background attempt, still failing, still serving
+      expectAccepted(await fx.call(app, { token: await tokenAt(issuer, clock) }), accepted)
+      await waitUntil(() => warningsAbout(logger, issuer.issuer).length === 2, 5000, 'the second failed refresh')
+      expect(issuer.requestCount()).toBe(3)
+
+      clock.freeze((t0 + JWKS.cacheMaxAgeSeconds + JWKS.maxStaleSeconds) * 1000) // the last instant keys may serve
+      expectAccepted(await fx.call(app, { token: await tokenAt(issuer, clock) }), accepted)
+      clock.advance(0.001) // one millisecond later: nothing usable is cached
+      const expired = await fx.call(app, { token: await tokenAt(issuer, clock) })
+      expectRefusal(expired, unavailable)
+
+      issuer.setOutage('none')
+      clock.advance(JWKS.failureBackoffSeconds)
+      expectAccepted(await fx.call(app, { token: await tokenAt(issuer, clock) }), accepted)
+      await expect(app.guard.ready()).resolves.toBeUndefined()
+    })
+
+    it('a token accepted before (in the verified-token cache) is also refused once the keys are older than cacheMaxAge + maxStale', async () => {
+      const clock = createClock()
+      const t0 = clock.freeze()
+      const issuer = await fx.startIssuer({ discovery: 'none' })
+      const app = await start(issuerOption(issuer, { explicitJwks: true }), { now: clock.now, jwks: JWKS })
+      // One token reused for its whole life (600 s > cacheMaxAge + maxStale = 180 s), as a client would.
+      const token = await sign(issuer, service, { issuedAt: t0, expiresInSeconds: 600 })
+      expectAccepted(await fx.call(app, { token }), accepted)
+      issuer.setOutage('down')
+      clock.advance(JWKS.cacheMaxAgeSeconds + 1)
+      expectAccepted(await fx.call(app, { token }), accepted) // stale but within maxStale
+      clock.freeze((t0 + JWKS.cacheMaxAgeSeconds + JWKS.maxStaleSeconds) * 1000)
+      expectAccepted(await fx.call(app, { token }), accepted)
+      clock.advance(1)
+      // The README: "Keys serve at most cacheMaxAgeSeconds + maxStaleSeconds after their last
+      // successful fetch. After that, requests get 503" — a cached verification must not outlive its key set.
+      expectRefusal(await fx.call(app, { token }), unavailable)
+    })
+
+    it.each(['reset', 'garbage', 'huge', 'hang'] as const)('issuer in outage mode "%s" after caching: requests keep being served, a hanging refresh does not hold them', async (mode) => {
+      const clock = createClock()
+      clock.freeze()
+      const logger = capturingLogger()
+      const issuer = await fx.startIssuer({ discovery: 'none', hugeBodyBytes: 64 * 1024 })
+      const app = await start(issuerOption(issuer, { explicitJwks: true }), {
+        now: clock.now,
+        logger,
+        jwks: { ...JWKS, maxBytes: 16 * 1024, timeoutSeconds: 3 },
+      })
+      expectAccepted(await fx.call(app, { token: await tokenAt(issuer, clock) }), accepted)
+      issuer.setOutage(mode)
+      clock.advance(JWKS.cacheMaxAgeSeconds + 1)
+      const { value: stale, ms } = await timed(async () => fx.call(app, { token: await tokenAt(issuer, clock) }))
+      expectAccepted(stale, accepted)
+      // Stale-while-revalidate: the answer never waits for the refresh (which may hang for timeoutSeconds = 3).
+      expect(ms).toBeLessThan(2000)
+      await waitUntil(() => issuer.requestCount() === 2, 5000, 'the background refresh to reach the issuer')
+      for (let i = 0; i < 3; i++) expectAccepted(await fx.call(app, { token: await tokenAt(issuer, clock) }), accepted)
+      expect(issuer.requestCount()).toBe(2) // one refresh in flight (or failed and backing off), never one per request
+      if (mode !== 'hang') await waitUntil(() => warningsAbout(logger, issuer.issuer).length === 1, 5000, 'the failed refresh to be logged')
+    })
+  })
+
+  describe('slow issuer', () => {
+    it('latency 3 s > timeoutSeconds 1: the first request and 50 concurrent ones get 503 within timeoutSeconds + 2 s, from ONE fetch', async () => {
+      const clock = createClock()
+      const issuer = await fx.startIssuer({ discovery: 'oauth' })
+      issuer.setLatency(3000)
+      const app = await start(issuerOption(issuer), { now: clock.now, jwks: { timeoutSeconds: 1, failureBackoffSeconds: 1 } })
+      const token = await sign(issuer, service)
+
+      const first = timed(() => fx.call(app, { token }))
+      await waitUntil(() => issuer.requestCount() === 1, 5000, 'the slow metadata fetch to start')
+      clock.freeze() // the backoff after the timeout lasts until the clock is advanced
+      const crowd = Promise.all(Array.from({ length: 50 }, () => timed(() => fx.call(app, { token }))))
+      const answers = [await first, ...(await crowd)]
+      expect(answers).toHaveLength(51) // every request answered
+      for (const { value, ms } of answers) {
+        expectRefusal(value, unavailable)
+        expect(ms).toBeLessThan(within(1))
+      }
+      expect(issuer.requestCount()).toBe(1) // no pile-up: the crowd joined the one fetch (or met the backoff)
+
+      issuer.setLatency(0)
+      clock.advance(1)
+      expectAccepted(await fx.call(app, { token }), accepted)
+      expect(issuer.requestCount('/jwks.json')).toBe(1)
+    })
+
+    it('latency below timeoutSeconds: 50 concurrent first requests all succeed from one metadata and one JWKS fetch', async () => {
+      const issuer = await fx.startIssuer({ discovery: 'oauth' })
+      issuer.setLatency(300)
+      const app = await start(issuerOption(issuer), { jwks: { timeoutSeconds: 1 } })
+      const token = await sign(issuer, service)
+      const answers = await Promise.all(Array.from({ length: 50 }, () => fx.call(app, { token })))
+      for (const res of answers) expectAccepted(res, accepted)
+      expect(issuer.requestCount('/.well-known/oauth-authorization-server')).toBe(1)
+      expect(issuer.requestCount('/jwks.json')).toBe(1)
+    })
+  })
+
+  describe('malformed, oversized and unusable key sets', () => {
+    it.each(BAD_DOCUMENTS)('$title: 503 while nothing is cached; once keys are cached, a refresh returning it changes nothing', async ({ document }) => {
+      const clock = createClock()
+      clock.freeze()
+      const logger = capturingLogger()
+      const issuer = await fx.startIssuer({ discovery: 'none' })
+      const path = freshPath()
+      scripted.script(path, await document(issuer))
+      const app = await start(
+        { issuer: issuer.issuer, audience: AUDIENCE, jwksUri: scripted.url(path) },
+        { now: clock.now, logger, jwks: { maxBytes: 16 * 1024, maxKeys: 5, cacheMaxAgeSeconds: 60, failureBackoffSeconds: 1, cooldownSeconds: 0 } },
+      )
+
+      // Nothing cached: the bad document is fetched, refused, logged: 503.
+      expectRefusal(await fx.call(app, { token: await tokenAt(issuer, clock) }), unavailable)
+      expect(scripted.requestCount(path)).toBe(1)
+      expect(warningsAbout(logger, issuer.issuer)).toHaveLength(1)
+
+      // The issuer publishes good keys again: after the backoff they are fetched and used.
+      scripted.script(path, { json: issuer.publicJwks() })
+      clock.advance(1)
+      expectAccepted(await fx.call(app, { token: await tokenAt(issuer, clock) }), accepted)
+      expect(scripted.requestCount(path)).toBe(2)
+
+      // Keys cached; the issuer serves the bad document again.
+      scripted.script(path, await document(issuer))
+      clock.advance(61) // past cacheMaxAgeSeconds: the background refresh gets the bad document
+      expectAccepted(await fx.call(app, { token: await tokenAt(issuer, clock) }), accepted)
+      await waitUntil(() => warningsAbout(logger, issuer.issuer).length === 2, 5000, 'the failed refresh to be logged')
+      expect(scripted.requestCount(path)).toBe(3)
+      // The cached set was not replaced by the bad one: the current kid still verifies ...
+      expectAccepted(await fx.call(app, { token: await tokenAt(issuer, clock) }), accepted)
+      // ... and a token with a new kid (cooldown 0, backoff over) refetches, gets the bad document: 503, not 401.
+      clock.advance(1)
+      const original = issuer.currentKid
+      const rotated = await issuer.rotateKeys()
+      expectRefusal(await fx.call(app, { token: await tokenAt(issuer, clock, { kid: rotated }) }), unavailable)
+      expect(scripted.requestCount(path)).toBe(4)
+      expectAccepted(await fx.call(app, { token: await tokenAt(issuer, clock, { kid: original }) }), accepted)
+    })
+  })
+
+  describe('connection faults', () => {
+    it('connection reset in the middle of the JWKS body: 503 at once; with keys cached, still served', async () => {
+      const clock = createClock()
+      clock.freeze()
+      const issuer = await fx.startIssuer({ discovery: 'none' })
+      const path = freshPath()
+      scripted.script(path, { resetMidBody: issuer.publicJwks() })
+      const app = await start({ issuer: issuer.issuer, audience: AUDIENCE, jwksUri: scripted.url(path) }, {
+        now: clock.now,
+        jwks: { timeoutSeconds: 1, failureBackoffSeconds: 1, cacheMaxAgeSeconds: 60 },
+      })
+      const { value, ms } = await timed(async () => fx.call(app, { token: await tokenAt(issuer, clock) }))
+      expectRefusal(value, unavailable)
+      expect(ms).toBeLessThan(within(1))
+
+      scripted.script(path, { json: issuer.publicJwks() })
+      clock.advance(1)
+      expectAccepted(await fx.call(app, { token: await tokenAt(issuer, clock) }), accepted)
+      scripted.script(path, { resetMidBody: issuer.publicJwks() })
+      clock.advance(61)
+      expectAccepted(await fx.call(app, { token: await tokenAt(issuer, clock) }), accepted)
+      await waitUntil(() => scripted.requestCount(path) === 3, 5000, 'the background refresh')
+      expectAccepted(await fx.call(app, { token: await tokenAt(issuer, clock) }), accepted)
+    })
+
+    it.each([
+      ['before the response headers', (): ScriptedResponse => ({ hang: true })],
+      ['in the middle of the body (the timeout covers the body)', (jwks: unknown): ScriptedResponse => ({ hangMidBody: jwks })],
+    ])('issuer hangs %s, timeoutSeconds 1: 503 within timeoutSeconds + 2 s, and the next request does not wait again', async (_title, fault) => {
+      const clock = createClock()
+      const issuer = await fx.startIssuer({ discovery: 'none' })
+      const path = freshPath()
+      scripted.script(path, fault(issuer.publicJwks()))
+      const app = await start({ issuer: issuer.issuer, audience: AUDIENCE, jwksUri: scripted.url(path) }, {
+        now: clock.now,
+        jwks: { timeoutSeconds: 1, failureBackoffSeconds: 30 },
+      })
+      const token = await sign(issuer, service)
+      const hung = await timed(() => fx.call(app, { token }))
+      expectRefusal(hung.value, unavailable)
+      expect(hung.ms).toBeLessThan(within(1))
+      const next = await timed(() => fx.call(app, { token })) // within the backoff: answered without a fetch
+      expectRefusal(next.value, unavailable)
+      expect(next.ms).toBeLessThan(1000)
+      expect(scripted.requestCount(path)).toBe(1)
+    })
+  })
+})
