@@ -16,7 +16,8 @@ describe.each(adapters)('$name: RFC 9728 protected resource metadata', (adapter)
   let app: RunningApp
   let dispatcher: Agent
   /** A fetch for oauth4webapi that reaches the test app under its public name, over mTLS. */
-  let viaApp: typeof fetch
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  let viaApp: (url: string, init?: any) => Promise<Response>
 
   const options = (): CallsignOptions => ({
     issuers: issuerOption(fx.main),
@@ -30,11 +31,11 @@ describe.each(adapters)('$name: RFC 9728 protected resource metadata', (adapter)
     fx = await createFixture()
     app = await fx.start(adapter, options())
     dispatcher = new Agent({ connect: { ca: fx.ca.certPem, cert: fx.certs.frontend.certPem, key: fx.certs.frontend.keyPem } })
-    viaApp = ((input: string | URL | Request, init?: RequestInit) => {
-      const url = new URL(input instanceof Request ? input.url : input.toString())
+    viaApp = ((input: string, init?: object) => {
+      const url = new URL(input)
       const target = url.origin === RESOURCE ? new URL(url.pathname + url.search, app.url) : url
-      return undiciFetch(target, { ...(init as object), dispatcher })
-    }) as unknown as typeof fetch
+      return undiciFetch(target, { ...(init as object), dispatcher }) as unknown as Promise<Response>
+    })
   })
   afterAll(async () => {
     await dispatcher?.close()

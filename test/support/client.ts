@@ -3,7 +3,7 @@
  * (`agent: false`), so a client certificate presented on one call never leaks into the next.
  */
 import type { IncomingHttpHeaders } from 'node:http'
-import { request } from 'node:https'
+import { request, type Agent } from 'node:https'
 
 /** A client certificate and its key, as `@callsign/testing` issues them. */
 export interface ClientIdentity {
@@ -25,6 +25,8 @@ export interface CallOptions {
   cert?: ClientIdentity | undefined
   /** Request body (sent as is). */
   body?: string
+  /** Reuse connections through this agent (e.g. keep-alive for floods). Default: a fresh connection per call. */
+  agent?: Agent
 }
 
 export interface CallResult {
@@ -53,7 +55,7 @@ export function call(baseUrl: string, trust: string, options: CallOptions = {}):
         path: `${url.pathname}${url.search}`,
         method: options.method ?? 'GET',
         ca: [trust],
-        agent: false,
+        agent: options.agent ?? false,
         ...(options.cert ? { cert: options.cert.certPem, key: options.cert.keyPem } : {}),
       },
       (res) => {

@@ -299,6 +299,7 @@ describe('ForwardedPeers', () => {
   const config = (extra: Partial<ResolvedForwarded> = {}): ResolvedForwarded => ({
     header: 'x-forwarded-client-cert',
     format: 'xfcc',
+    elements: 'last',
     proxySpiffeIds: undefined,
     proxyAddresses: undefined,
     anchors: [cert(ca.certPem)],
