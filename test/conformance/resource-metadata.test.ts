@@ -95,7 +95,7 @@ describe.each(adapters)('$name: RFC 9728 protected resource metadata', (adapter)
     const token = await sign(fx.main, { sub: 'alice', act: { sub: ID.frontend }, scope: 'orders:read' }, { dpopJkt: jkt })
     const response = await oauth.protectedResourceRequest(token, 'GET', new URL(`${RESOURCE}/orders`), undefined, undefined, {
       [oauth.customFetch]: viaApp,
-      DPoP: oauth.DPoP({ client_id: 'frontend' }, keyPair),
+      DPoP: oauth.DPoP({}, keyPair),
     })
     expect(response.status).toBe(200)
     const auth = (await response.json()) as { binding: string; caller: { id: string }; user: { sub: string } }
@@ -108,7 +108,7 @@ describe.each(adapters)('$name: RFC 9728 protected resource metadata', (adapter)
   })
 })
 
-async function thumbprint(key: CryptoKey): Promise<string> {
+async function thumbprint(key: Parameters<typeof import('jose').exportJWK>[0]): Promise<string> {
   const { calculateJwkThumbprint, exportJWK } = await import('jose')
   return calculateJwkThumbprint(await exportJWK(key))
 }

@@ -137,9 +137,14 @@ export class IssuerKeys {
     return inflight
   }
 
-  /** True while `key` belongs to the issuer's current key set (a verified-token cache entry stays usable). */
+  /**
+   * True while `key` belongs to the issuer's current key set and that set is still usable (not
+   * older than `cacheMaxAgeSeconds + maxStaleSeconds`): a verified-token cache entry stays usable.
+   */
   isCurrent(issuer: string, key: KeyObject): boolean {
-    return this.#sets.peek(issuer)?.live.has(key) === true
+    const set = this.#sets.peek(issuer)
+    const { cacheMaxAgeSeconds, maxStaleSeconds } = this.#config.jwks
+    return set !== undefined && set.live.has(key) && this.#config.now() - set.fetchedAt <= (cacheMaxAgeSeconds + maxStaleSeconds) * 1000
   }
 
   /** True when usable (not too stale) keys of the issuer are cached. */
