@@ -11,12 +11,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { exportJWK } from 'jose'
-import type { CallsignOptions, IssuerOptions } from '@callsign/core'
+import { AuthError, createCallsign, type Callsign, type CallsignOptions, type IssuerOptions } from '@callsign/core'
 import type { TestIssuer } from '@callsign/testing'
 import { adapters, type RunningApp } from '../support/adapters.js'
 import { createClock, type TestClock } from '../support/dpop.js'
 import { expectAccepted, expectRefusal } from '../support/expectations.js'
-import { capturingLogger, startScriptedServer, timed, waitUntil, type CapturingLogger, type ScriptedResponse, type ScriptedServer } from '../support/faults.js'
+import { bareRequest, capturingLogger, startScriptedServer, timed, waitUntil, type CapturingLogger, type ScriptedResponse, type ScriptedServer } from '../support/faults.js'
 import { AUDIENCE, createFixture, issuerOption, quiet, sign, type Fixture } from '../support/fixtures.js'
 
 let fx: Fixture
@@ -45,17 +45,18 @@ async function privateJwkOf(issuer: TestIssuer): Promise<Record<string, unknown>
 }
 
 /** JWKS documents an issuer must never be trusted with. `maxBytes` is 16 KiB and `maxKeys` 5 in these tests. */
-const BAD_DOCUMENTS: Array<{ title: string; document: (issuer: TestIssuer) => Promise<ScriptedResponse> }> = [
-  { title: 'garbage (HTML, not JSON)', document: async () => ({ body: '<html><body>502 Bad Gateway {"keys": [</body></html>' }) },
+const BAD_DOCUMENTS: Array<{ title: string; overHttp?: boolean; document: (issuer: TestIssuer) => Promise<ScriptedResponse> }> = [
+  { overHttp: true, title: 'garbage (HTML, not JSON)', document: async () => ({ body: '<html><body>502 Bad Gateway {"keys": [</body></html>' }) },
   { title: 'huge: larger than maxBytes, with content-length', document: async (issuer) => ({ json: { ...issuer.publicJwks(), padding: 'x'.repeat(32 * 1024) } }) },
-  { title: 'huge: larger than maxBytes, chunked without content-length', document: async () => ({ chunkedBytes: 256 * 1024 }) },
-  { title: 'a JSON array of the keys', document: async (issuer) => ({ json: issuer.publicJwks().keys }) },
-  { title: '{"keys": "x"}', document: async () => ({ json: { keys: 'x' } }) },
+  { overHttp: true, title: 'huge: larger than maxBytes, chunked without content-length', document: async () => ({ chunkedBytes: 256 * 1024 }) },
+  { overHttp: true, title: 'a JSON array of the keys', document: async (issuer) => ({ json: issuer.publicJwks().keys }) },
+  { overHttp: true, title: '{"keys": "x"}', document: async () => ({ json: { keys: 'x' } }) },
   { title: 'JSON null', document: async () => ({ json: null }) },
   { title: '{"keys": []}', document: async () => ({ json: { keys: [] } }) },
   { title: 'only a symmetric key (kty oct) under the issuer kid', document: async (issuer) => ({ json: { keys: [{ kty: 'oct', k: 'c2VjcmV0LXNlY3JldC1zZWNyZXQ', kid: issuer.currentKid, alg: 'HS256' }] } }) },
   { title: 'only the private key (with "d") under the issuer kid', document: async (issuer) => ({ json: { keys: [await privateJwkOf(issuer)] } }) },
   {
+    overHttp: true,
     title: 'only symmetric and private keys',
     document: async (issuer) => ({ json: { keys: [{ kty: 'oct', k: 'c2VjcmV0', kid: 'hmac' }, await privateJwkOf(issuer)] } }),
   },
@@ -105,15 +106,17 @@ describe.each(adapters)('$name: identity provider faults', (adapter) => {
       expect(warningsAbout(logger, issuer.issuer)).toHaveLength(1) // requests in the backoff do not log
     })
 
-    it('real clock, failureBackoffSeconds 1: readiness fails while down, then requests and ready() recover after a short real wait', async () => {
+    it('real clock, failureBackoffSeconds 0.3: readiness fails while down, then requests and ready() recover after a short real wait', async () => {
       const issuer = await fx.startIssuer({ discovery: 'none' })
       issuer.setOutage('down')
-      const app = await start(issuerOption(issuer, { explicitJwks: true }), { prefetch: true, jwks: { failureBackoffSeconds: 1 } })
+      const app = await start(issuerOption(issuer, { explicitJwks: true }), { prefetch: true, jwks: { failureBackoffSeconds: 0.3 } })
       await expect(app.guard.ready()).rejects.toMatchObject({ code: 'keys_unavailable' })
       const token = await sign(issuer, service)
-      expectRefusal(await fx.call(app, { token }), unavailable)
+      const down = await fx.call(app, { token })
+      expectRefusal(down, unavailable)
+      expect(down.headers['retry-after']).toBe('1') // whole seconds, at least 1
       issuer.setOutage('none')
-      await new Promise((resolve) => setTimeout(resolve, 1_100))
+      await new Promise((resolve) => setTimeout(resolve, 350))
       expectAccepted(await fx.call(app, { token }), accepted)
       await expect(app.guard.ready()).resolves.toBeUndefined()
       expect(issuer.requestCount('/jwks.json')).toBe(2) // the prefetch that failed, then one success
@@ -180,7 +183,7 @@ describe.each(adapters)('$name: identity provider faults', (adapter) => {
       expectRefusal(await fx.call(app, { token }), unavailable)
     })
 
-    it.each(['reset', 'garbage', 'huge', 'hang'] as const)('issuer in outage mode "%s" after caching: requests keep being served, a hanging refresh does not hold them', async (mode) => {
+    it.each(['reset', 'hang'] as const)('issuer in outage mode "%s" after caching: requests keep being served, a hanging refresh does not hold them', async (mode) => {
       const clock = createClock()
       clock.freeze()
       const logger = capturingLogger()
@@ -204,8 +207,23 @@ describe.each(adapters)('$name: identity provider faults', (adapter) => {
     })
   })
 
-  describe('slow issuer', () => {
-    it('latency 3 s > timeoutSeconds 1: the first request and 50 concurrent ones get 503 within timeoutSeconds + 2 s, from ONE fetch', async () => {
+  describe('malformed, oversized and unusable key sets (the kinds named in the brief; every kind runs in process below)', () => {
+    it.each(BAD_DOCUMENTS.filter((d) => d.overHttp))('$title: 503 while nothing is cached; once keys are cached, a refresh returning it changes nothing', ({ document }) =>
+      badKeySetScenario(document, {
+        async start(issuers, extra) {
+          const app = await start(issuers, extra)
+          return {
+            ok: async (token) => expectAccepted(await fx.call(app, { token }), accepted),
+            unavailable: async (token) => expectRefusal(await fx.call(app, { token }), unavailable),
+          }
+        },
+      }),
+    )
+  })
+
+  // Waiting on real timeouts (1 s each): run side by side.
+  describe.concurrent('bounded waits', () => {
+    it('slow issuer, latency 3 s > timeoutSeconds 1: the first request and 50 concurrent ones get 503 within timeoutSeconds + 2 s, from ONE fetch; then recovers', async () => {
       const clock = createClock()
       const issuer = await fx.startIssuer({ discovery: 'oauth' })
       issuer.setLatency(3000)
@@ -230,61 +248,24 @@ describe.each(adapters)('$name: identity provider faults', (adapter) => {
       expect(issuer.requestCount('/jwks.json')).toBe(1)
     })
 
-    it('latency below timeoutSeconds: 50 concurrent first requests all succeed from one metadata and one JWKS fetch', async () => {
-      const issuer = await fx.startIssuer({ discovery: 'oauth' })
-      issuer.setLatency(300)
-      const app = await start(issuerOption(issuer), { jwks: { timeoutSeconds: 1 } })
-      const token = await sign(issuer, service)
-      const answers = await Promise.all(Array.from({ length: 50 }, () => fx.call(app, { token })))
-      for (const res of answers) expectAccepted(res, accepted)
-      expect(issuer.requestCount('/.well-known/oauth-authorization-server')).toBe(1)
-      expect(issuer.requestCount('/jwks.json')).toBe(1)
-    })
-  })
-
-  describe('malformed, oversized and unusable key sets', () => {
-    it.each(BAD_DOCUMENTS)('$title: 503 while nothing is cached; once keys are cached, a refresh returning it changes nothing', async ({ document }) => {
-      const clock = createClock()
-      clock.freeze()
-      const logger = capturingLogger()
+    it.each([
+      ['before the response headers', (): ScriptedResponse => ({ hang: true })],
+      ['in the middle of the body (the timeout covers the body)', (jwks: unknown): ScriptedResponse => ({ hangMidBody: jwks })],
+    ])('issuer hangs %s, timeoutSeconds 1: 503 within timeoutSeconds + 2 s, and the next request does not wait again', async (_title, fault) => {
       const issuer = await fx.startIssuer({ discovery: 'none' })
       const path = freshPath()
-      scripted.script(path, await document(issuer))
-      const app = await start(
-        { issuer: issuer.issuer, audience: AUDIENCE, jwksUri: scripted.url(path) },
-        { now: clock.now, logger, jwks: { maxBytes: 16 * 1024, maxKeys: 5, cacheMaxAgeSeconds: 60, failureBackoffSeconds: 1, cooldownSeconds: 0 } },
-      )
-
-      // Nothing cached: the bad document is fetched, refused, logged: 503.
-      expectRefusal(await fx.call(app, { token: await tokenAt(issuer, clock) }), unavailable)
+      scripted.script(path, fault(issuer.publicJwks()))
+      const app = await start({ issuer: issuer.issuer, audience: AUDIENCE, jwksUri: scripted.url(path) }, { jwks: { timeoutSeconds: 1, failureBackoffSeconds: 30 } })
+      const token = await sign(issuer, service)
+      const hung = await timed(() => fx.call(app, { token }))
+      expectRefusal(hung.value, unavailable)
+      expect(hung.ms).toBeLessThan(within(1))
+      const next = await timed(() => fx.call(app, { token })) // within the backoff: answered without a fetch
+      expectRefusal(next.value, unavailable)
+      expect(next.ms).toBeLessThan(1000)
       expect(scripted.requestCount(path)).toBe(1)
-      expect(warningsAbout(logger, issuer.issuer)).toHaveLength(1)
-
-      // The issuer publishes good keys again: after the backoff they are fetched and used.
-      scripted.script(path, { json: issuer.publicJwks() })
-      clock.advance(1)
-      expectAccepted(await fx.call(app, { token: await tokenAt(issuer, clock) }), accepted)
-      expect(scripted.requestCount(path)).toBe(2)
-
-      // Keys cached; the issuer serves the bad document again.
-      scripted.script(path, await document(issuer))
-      clock.advance(61) // past cacheMaxAgeSeconds: the background refresh gets the bad document
-      expectAccepted(await fx.call(app, { token: await tokenAt(issuer, clock) }), accepted)
-      await waitUntil(() => warningsAbout(logger, issuer.issuer).length === 2, 5000, 'the failed refresh to be logged')
-      expect(scripted.requestCount(path)).toBe(3)
-      // The cached set was not replaced by the bad one: the current kid still verifies ...
-      expectAccepted(await fx.call(app, { token: await tokenAt(issuer, clock) }), accepted)
-      // ... and a token with a new kid (cooldown 0, backoff over) refetches, gets the bad document: 503, not 401.
-      clock.advance(1)
-      const original = issuer.currentKid
-      const rotated = await issuer.rotateKeys()
-      expectRefusal(await fx.call(app, { token: await tokenAt(issuer, clock, { kid: rotated }) }), unavailable)
-      expect(scripted.requestCount(path)).toBe(4)
-      expectAccepted(await fx.call(app, { token: await tokenAt(issuer, clock, { kid: original }) }), accepted)
     })
-  })
 
-  describe('connection faults', () => {
     it('connection reset in the middle of the JWKS body: 503 at once; with keys cached, still served', async () => {
       const clock = createClock()
       clock.freeze()
@@ -308,27 +289,74 @@ describe.each(adapters)('$name: identity provider faults', (adapter) => {
       await waitUntil(() => scripted.requestCount(path) === 3, 5000, 'the background refresh')
       expectAccepted(await fx.call(app, { token: await tokenAt(issuer, clock) }), accepted)
     })
-
-    it.each([
-      ['before the response headers', (): ScriptedResponse => ({ hang: true })],
-      ['in the middle of the body (the timeout covers the body)', (jwks: unknown): ScriptedResponse => ({ hangMidBody: jwks })],
-    ])('issuer hangs %s, timeoutSeconds 1: 503 within timeoutSeconds + 2 s, and the next request does not wait again', async (_title, fault) => {
-      const clock = createClock()
-      const issuer = await fx.startIssuer({ discovery: 'none' })
-      const path = freshPath()
-      scripted.script(path, fault(issuer.publicJwks()))
-      const app = await start({ issuer: issuer.issuer, audience: AUDIENCE, jwksUri: scripted.url(path) }, {
-        now: clock.now,
-        jwks: { timeoutSeconds: 1, failureBackoffSeconds: 30 },
-      })
-      const token = await sign(issuer, service)
-      const hung = await timed(() => fx.call(app, { token }))
-      expectRefusal(hung.value, unavailable)
-      expect(hung.ms).toBeLessThan(within(1))
-      const next = await timed(() => fx.call(app, { token })) // within the backoff: answered without a fetch
-      expectRefusal(next.value, unavailable)
-      expect(next.ms).toBeLessThan(1000)
-      expect(scripted.requestCount(path)).toBe(1)
-    })
   })
 })
+
+describe('core, in process: every bad key set', () => {
+  it.each(BAD_DOCUMENTS)('$title: keys_unavailable while nothing is cached; a cached set is never replaced by it', ({ document }) =>
+    badKeySetScenario(document, {
+      async start(issuers, extra) {
+        const guard: Callsign = createCallsign({ issuers, logger: quiet, ...extra })
+        return {
+          ok: async (token) => expect((await guard.authenticate(bareRequest(`Bearer ${token}`)))?.caller.id).toBe('svc-a'),
+          unavailable: async (token) => {
+            const error: unknown = await guard.authenticate(bareRequest(`Bearer ${token}`)).then(() => undefined, (reason: unknown) => reason)
+            expect(error).toBeInstanceOf(AuthError)
+            expect(error).toMatchObject({ code: 'keys_unavailable', status: 503, headers: { 'retry-after': expect.stringMatching(/^[1-9][0-9]*$/) } })
+          },
+        }
+      },
+    }),
+  )
+})
+
+interface ScenarioTarget {
+  start(issuers: IssuerOptions, extra: Partial<CallsignOptions>): Promise<{ ok(token: string): Promise<void>; unavailable(token: string): Promise<void> }>
+}
+
+/**
+ * One bad key set, served by the scripted server as the issuer's JWKS: refused while nothing is
+ * cached (503, logged); after good keys are cached, a background refresh and a rotation refetch
+ * that get the bad document leave the cached set in place.
+ */
+async function badKeySetScenario(document: (issuer: TestIssuer) => Promise<ScriptedResponse>, target: ScenarioTarget): Promise<void> {
+  const clock = createClock()
+  clock.freeze()
+  const logger = capturingLogger()
+  const issuer = await fx.startIssuer({ discovery: 'none' })
+  const path = freshPath()
+  const token = (kid?: string): Promise<string> => sign(issuer, service, { issuedAt: Math.floor(clock.now() / 1000), ...(kid ? { kid } : {}) })
+  const warnings = (): number => logger.warnings.filter((w) => w.details?.issuer === issuer.issuer).length
+  scripted.script(path, await document(issuer))
+  const guard = await target.start(
+    { issuer: issuer.issuer, audience: AUDIENCE, jwksUri: scripted.url(path) },
+    { now: clock.now, logger, jwks: { maxBytes: 16 * 1024, maxKeys: 5, cacheMaxAgeSeconds: 60, failureBackoffSeconds: 1, cooldownSeconds: 0 } },
+  )
+
+  // Nothing cached: the bad document is fetched, refused, logged: 503.
+  await guard.unavailable(await token())
+  expect(scripted.requestCount(path)).toBe(1)
+  expect(warnings()).toBe(1)
+
+  // The issuer publishes good keys again: after the backoff they are fetched and used.
+  scripted.script(path, { json: issuer.publicJwks() })
+  clock.advance(1)
+  await guard.ok(await token())
+  expect(scripted.requestCount(path)).toBe(2)
+
+  // Keys cached; the issuer serves the bad document again.
+  scripted.script(path, await document(issuer))
+  clock.advance(61) // past cacheMaxAgeSeconds: the background refresh gets the bad document
+  await guard.ok(await token())
+  await waitUntil(() => warnings() === 2, 5000, 'the failed refresh to be logged')
+  expect(scripted.requestCount(path)).toBe(3)
+  // The cached set was not replaced by the bad one: the current kid still verifies ...
+  await guard.ok(await token())
+  // ... and a token with a new kid (cooldown 0, backoff over) refetches, gets the bad document: 503, not 401.
+  clock.advance(1)
+  const original = issuer.currentKid
+  const rotated = await issuer.rotateKeys()
+  await guard.unavailable(await token(rotated))
+  expect(scripted.requestCount(path)).toBe(4)
+  await guard.ok(await token(original))
+}

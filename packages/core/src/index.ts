@@ -37,3 +37,4 @@ export { createServerTlsOptions, type ServerTlsOptions, type ServerTlsBundle, ty
 export type { DecisionEvent, DecisionHook } from './decision-events.js'
 export { metadataLocation, type ResourceMetadataOptions, type ProtectedResourceMetadata } from './resource-metadata.js'
 export type { PeerVerification } from './forwarded-certificate.js'
+export { explain, type ExplainInput, type Explanation, type ExplainStep } from './explain.js'

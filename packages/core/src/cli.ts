@@ -1,0 +1,109 @@
+#!/usr/bin/env node
+/**
+ * `callsign explain`: why would this call be allowed or refused?
+ *
+ *   callsign explain --options guard.json --token <jwt|@file|-> [--dpop <proof|@file>] [--cert client.pem]
+ *                    [--ca bundle.pem] [--method GET] [--url https://orders.example/orders] [--rule '{"scopes":["orders:read"]}'] [--json]
+ *
+ * Exit code 0 allowed, 1 refused, 2 bad input. Never prints the token's signature or the proof.
+ */
+import { readFileSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { parseArgs } from 'node:util'
+import { explain, type ExplainInput } from './explain.js'
+
+const USAGE = `usage: callsign explain --options <file.json|file.mjs> --token <jwt|@file|-> [--dpop <proof|@file>]
+                        [--cert <client.pem>] [--ca <bundle.pem>] [--method GET] [--url <https://...>]
+                        [--rule <json>] [--json]
+exit code: 0 allowed, 1 refused, 2 bad input`
+
+function value(raw: string | undefined): string | undefined {
+  if (raw === undefined) return undefined
+  if (raw === '-') return readFileSync(0, 'utf8').trim()
+  if (raw.startsWith('@')) return readFileSync(raw.slice(1), 'utf8').trim()
+  return raw.trim()
+}
+
+async function loadOptions(file: string): Promise<ExplainInput['options']> {
+  const path = resolve(file)
+  if (/\.(m?js|cjs)$/.test(path)) {
+    const module = (await import(pathToFileURL(path).href)) as { default?: unknown; options?: unknown }
+    return (module.default ?? module.options) as ExplainInput['options']
+  }
+  return JSON.parse(readFileSync(path, 'utf8')) as ExplainInput['options']
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv
+  if (command !== 'explain') {
+    console.error(USAGE)
+    return 2
+  }
+  let parsed
+  try {
+    parsed = parseArgs({
+      args: rest,
+      options: {
+        options: { type: 'string' },
+        token: { type: 'string' },
+        dpop: { type: 'string' },
+        cert: { type: 'string' },
+        ca: { type: 'string' },
+        method: { type: 'string' },
+        url: { type: 'string' },
+        rule: { type: 'string' },
+        json: { type: 'boolean' },
+      },
+      strict: true,
+    })
+  } catch (error) {
+    console.error(`${(error as Error).message}\n${USAGE}`)
+    return 2
+  }
+  const { values } = parsed
+  let input: ExplainInput
+  try {
+    if (!values.options) throw new Error('--options is required')
+    input = { options: await loadOptions(values.options) }
+    const token = value(values.token)
+    if (token) input.token = token
+    const proof = value(values.dpop)
+    if (proof) input.dpopProof = proof
+    if (values.cert) input.certificatePem = readFileSync(values.cert, 'utf8')
+    if (values.ca) input.caPem = readFileSync(values.ca, 'utf8')
+    if (values.method) input.method = values.method
+    if (values.url) input.url = values.url
+    if (values.rule) input.rule = JSON.parse(values.rule)
+  } catch (error) {
+    console.error(`callsign explain: ${(error as Error).message}\n${USAGE}`)
+    return 2
+  }
+  let result
+  try {
+    result = await explain(input)
+  } catch (error) {
+    // Bad options (TypeError naming the option), unreadable certificate, ...
+    console.error(`callsign explain: ${(error as Error).message}`)
+    return 2
+  }
+  if (values.json) {
+    const { auth, ...printable } = result
+    console.log(JSON.stringify({ ...printable, caller: auth?.caller, user: auth?.user, scopes: auth?.scopes, actors: auth?.actors, binding: auth?.binding }, null, 2))
+  } else {
+    const width = Math.max(...result.steps.map((s) => s.check.length))
+    for (const s of result.steps) console.log(`${s.ok === true ? 'PASS' : s.ok === false ? 'FAIL' : '    '}  ${s.check.padEnd(width)}  ${s.detail}`)
+    console.log(result.allowed ? '\nALLOWED' : `\nREFUSED ${result.status} ${result.code}: ${result.reason}`)
+  }
+  return result.allowed ? 0 : 1
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code
+  },
+  (error: unknown) => {
+    console.error(`callsign explain: ${(error as Error).message}`)
+    process.exitCode = 2
+  },
+)
