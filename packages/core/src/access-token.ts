@@ -190,7 +190,7 @@ export class VerifiedTokenCache {
   get(token: string, now: number, keys: IssuerKeys): VerifiedToken | undefined {
     const entry = this.#entries.get(token)
     if (!entry) return undefined
-    if (now > entry.notAfter || !keys.isCurrent(entry.verified.issuer.issuer, entry.key)) {
+    if (now >= entry.notAfter || !keys.isCurrent(entry.verified.issuer.issuer, entry.key)) {
       this.#entries.delete(token)
       return undefined
     }

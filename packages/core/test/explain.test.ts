@@ -6,6 +6,7 @@ import { promisify } from 'node:util'
 import { createTestCa, startTestIssuer, type IssuedCertificate, type TestCa, type TestIssuer } from '@callsign/testing'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { explain } from '../src/explain.js'
+import type { AuthRule } from '../src/policy.js'
 
 const CLI = join(import.meta.dirname, '..', 'dist', 'cli.js')
 const WEB = 'spiffe://example.org/ns/web/sa/frontend'
@@ -59,11 +60,11 @@ describe('explain()', () => {
     expect(result.steps.find((s) => s.check === 'caller')?.detail).toBe(`${WEB} (source: mtls)`)
   })
 
-  it.each([
+  it.each<[string, { expiresInSeconds?: number; audience?: string }, AuthRule, string, string]>([
     ['an expired token', { expiresInSeconds: -600 }, {}, 'time', 'invalid_token'],
     ['another audience', { audience: 'billing' }, {}, 'audience', 'invalid_token'],
     ['a scope beyond the caller allowance', {}, { scopes: ['orders:write'] }, 'rule', 'caller_scope_exceeded'],
-  ] as const)('marks the failing check for %s', async (_case, signOptions, rule, check, code) => {
+  ])('marks the failing check for %s', async (_case, signOptions, rule, check, code) => {
     const token = await issuer.signAccessToken({ sub: 'alice', act: { sub: WEB }, scope: 'orders:read orders:write' }, { audience: 'orders', ...signOptions })
     const result = await explain({ options: options(), token, certificatePem: cert.certPem, rule })
     expect(result.allowed).toBe(false)
