@@ -6,7 +6,10 @@
  * Additive: nothing else in test/support depends on it.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { Agent, request } from 'node:https'
 import type { AddressInfo, Socket } from 'node:net'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import { expect } from 'vitest'
 import type { AuthRequest, Logger } from '@callsign/core'
 
@@ -179,5 +182,49 @@ export async function waitUntil(condition: () => boolean, timeoutMs = 5000, what
   while (!condition()) {
     if (Date.now() > deadline) expect.fail(`timed out after ${timeoutMs} ms waiting for ${what}`)
     await sleep(10)
+  }
+}
+
+let gc: (() => void) | undefined
+/**
+ * Force full garbage collections every `everyMs` until the returned function is called. Faults
+ * that depend on what the collector frees (an abort signal that no longer reaches a response
+ * body) show up under load only; this makes them deterministic.
+ */
+export function collectGarbageEvery(everyMs = 50): () => void {
+  if (!gc) {
+    setFlagsFromString('--expose-gc')
+    gc = runInNewContext('gc') as () => void
+  }
+  const collect = gc
+  const interval = setInterval(() => collect(), everyMs)
+  return () => clearInterval(interval)
+}
+
+/**
+ * A keep-alive HTTPS client for floods: up to `maxSockets` TLS connections to one app, reused,
+ * so hundreds of requests cost a few handshakes. (`client.ts`'s `call` opens one connection per
+ * request on purpose, for certificate scenarios.) Resolves with status and parsed JSON body.
+ */
+export interface FloodClient {
+  get(url: string, authorization: string): Promise<{ status: number; body: Record<string, unknown> }>
+  close(): void
+}
+
+export function floodClient(trust: string, maxSockets = 50): FloodClient {
+  const agent = new Agent({ keepAlive: true, maxSockets, ca: [trust] })
+  return {
+    get: (url, authorization) =>
+      new Promise((resolve, reject) => {
+        const req = request(url, { agent, ca: [trust], headers: { authorization } }, (res) => {
+          const chunks: Buffer[] = []
+          res.on('data', (chunk: Buffer) => chunks.push(chunk))
+          res.on('error', reject)
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as Record<string, unknown> }))
+        })
+        req.on('error', reject)
+        req.end()
+      }),
+    close: () => agent.destroy(),
   }
 }

@@ -96,6 +96,10 @@ export async function verifyAccessToken(token: string, config: ResolvedConfig, k
   if (!verifySignature(header.alg, key, `${parts[0]}.${parts[1]}`, parts[2]!)) throw invalidToken('signature verification failed')
   const claims = unverified as AccessTokenClaims
   const notAfter = checkTimeClaims(claims, config, now)
+  if (issuer.maxTokenLifetimeSeconds !== undefined) {
+    if (typeof claims.iat !== 'number') throw invalidToken('malformed iat claim')
+    if (claims.exp - claims.iat > issuer.maxTokenLifetimeSeconds) throw invalidToken('token lifetime too long')
+  }
   if (claims.iss !== issuer.issuer) throw invalidToken('untrusted issuer')
   const aud = claims.aud
   const audiences = typeof aud === 'string' ? [aud] : Array.isArray(aud) ? aud : undefined

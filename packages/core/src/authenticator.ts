@@ -9,6 +9,7 @@ import { IssuerKeys } from './jwks.js'
 import { resolveConfig, type CallsignOptions, type ResolvedConfig } from './options.js'
 import { addressTrusted, ForwardedPeers } from './forwarded-certificate.js'
 import { readPeerCertificate, type PeerCertificate } from './peer-certificate.js'
+import { checkRevocation, revokeToken, type RevocableToken } from './revocation.js'
 import { authorize, compileRule, type AuthRule, type CompiledRule } from './policy.js'
 import { toAuthContext, type AuthContext } from './principal.js'
 import { headerValues, type AuthRequest } from './request.js'
@@ -32,6 +33,11 @@ export interface Callsign {
    * or HEAD of its well-known path; `undefined` otherwise (then authenticate as usual).
    */
   metadataResponse(request: AuthRequest): { status: number; headers: Record<string, string>; body: string } | undefined
+  /**
+   * Revoke a token before it expires (needs the `revocation` option): its `iss` + `jti` go to the
+   * denylist until its `exp`. Pass the token's claims, e.g. `auth.claims`.
+   */
+  revoke(token: RevocableToken): Promise<void>
 }
 
 interface RequestState {
@@ -115,6 +121,7 @@ export function createCallsign(options: CallsignOptions): Callsign {
     seen.scheme = credentials.scheme
     if (credentials.scheme === 'bearer' && !bearer) throw new AuthError('invalid_token', 'a DPoP-bound token is required')
     const token = await verifyAccessToken(credentials.token, config, keys, tokenCache)
+    await checkRevocation(token, config)
     // Possession first (certificate or DPoP key), then who presents it and through whom.
     const binding = await checkBinding(token, credentials, peer, request, config)
     checkCallerConsistency(token, peer, config)
@@ -180,6 +187,9 @@ export function createCallsign(options: CallsignOptions): Callsign {
         if (error instanceof AuthError) applyChallenge(error, challengeFor(auth.binding === 'dpop' ? 'dpop' : 'bearer'))
         throw error
       }
+    },
+    revoke(token) {
+      return revokeToken(token, config)
     },
     metadataResponse(request) {
       const metadata = config.resourceMetadata

@@ -34,6 +34,8 @@ export type AuthErrorCode =
   | 'use_dpop_nonce'
   /** The DPoP replay store cannot answer; the proof is not accepted unchecked: 503 with `Retry-After`. */
   | 'replay_store_unavailable'
+  /** The revocation check (`revocation.isRevoked` hook or store) failed or timed out: 503 with `Retry-After`. */
+  | 'revocation_unavailable'
 
 /** Which identity a 403 is about: the calling service, or the user it acts for. */
 export type AuthSide = 'caller' | 'user'
@@ -64,6 +66,7 @@ const STATUS: Record<AuthErrorCode, number> = {
   invalid_dpop_proof: 401,
   use_dpop_nonce: 401,
   replay_store_unavailable: 503,
+  revocation_unavailable: 503,
 }
 
 /**

@@ -34,6 +34,7 @@ const TITLES: Record<AuthErrorCode, string> = {
   invalid_dpop_proof: 'Invalid DPoP proof',
   use_dpop_nonce: 'DPoP nonce required',
   replay_store_unavailable: 'Replay protection unavailable',
+  revocation_unavailable: 'Revocation check unavailable',
 }
 
 /** The RFC 6750 §3.1 error code carried in the challenge, if any. */
@@ -52,6 +53,7 @@ const CHALLENGE_ERROR: Record<AuthErrorCode, string | undefined> = {
   invalid_dpop_proof: 'invalid_dpop_proof',
   use_dpop_nonce: 'use_dpop_nonce',
   replay_store_unavailable: undefined,
+  revocation_unavailable: undefined,
 }
 
 /** Problem `type` URI for a code: `urn:callsign:problem:<code>`. */

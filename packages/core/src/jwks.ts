@@ -1,9 +1,10 @@
 import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto'
+import { readFile } from 'node:fs/promises'
 import { LRUCache } from 'lru-cache'
 import { discoverJwksUri } from './discovery.js'
 import { AuthError, invalidToken } from './errors.js'
 import { fetchJson, FetchFailure } from './internal/fetch-json.js'
-import type { ResolvedConfig, ResolvedIssuer } from './options.js'
+import { parseLocalKeys, type ResolvedConfig, type ResolvedIssuer } from './options.js'
 
 /** The JOSE header members used to pick a key. Never `jku`, `x5u`, `jwk` or `x5c`. */
 export interface KeySelector {
@@ -81,6 +82,29 @@ export class IssuerKeys {
   constructor(config: ResolvedConfig) {
     this.#config = config
     this.#sets = new LRUCache({ max: Math.max(1, config.issuers.size) })
+    for (const issuer of config.issuers.values()) if (issuer.localKeys) this.#loadLocal(issuer)
+  }
+
+  /** Local keys (inline or a watched file): parsed now; a file is re-read when its content changes. */
+  #loadLocal(issuer: ResolvedIssuer): void {
+    const local = issuer.localKeys!
+    this.#sets.set(issuer.issuer, this.#parse(local.document, new URL(`file://${local.path ?? 'inline'}`), Infinity))
+    if (!local.path) return
+    const path = local.path
+    let last = ''
+    const poll = async (): Promise<void> => {
+      try {
+        const text = await readFile(path, 'utf8')
+        if (text === last) return
+        const set = this.#parse(parseLocalKeys(text, path), new URL(`file://${path}`), Infinity)
+        last = text
+        this.#sets.set(issuer.issuer, set)
+      } catch (error) {
+        this.#config.logger.warn('callsign: could not reload local issuer keys; keeping the previous ones', { issuer: issuer.issuer, reason: (error as Error).message })
+      }
+    }
+    readFile(path, 'utf8').then((text) => (last = text), () => {})
+    setInterval(() => void poll(), local.pollSeconds * 1000).unref()
   }
 
   /** Resolve the verification key for a token header of `issuer`. Throws `AuthError`. */
@@ -88,6 +112,11 @@ export class IssuerKeys {
     const { cacheMaxAgeSeconds, maxStaleSeconds, cooldownSeconds } = this.#config.jwks
     const now = this.#config.now()
     let set = this.#sets.get(issuer.issuer)
+    if (issuer.localKeys) {
+      const key = set && this.#select(set, selector)
+      if (key) return key
+      throw invalidToken('no key of the issuer matches the token')
+    }
     if (set && now - set.fetchedAt > (cacheMaxAgeSeconds + maxStaleSeconds) * 1000) set = undefined
     if (!set) {
       set = await this.refresh(issuer)
@@ -149,6 +178,7 @@ export class IssuerKeys {
 
   /** True when usable (not too stale) keys of the issuer are cached. */
   hasKeys(issuer: string): boolean {
+    if (this.#config.issuers.get(issuer)?.localKeys) return true
     const set = this.#sets.get(issuer)
     const { cacheMaxAgeSeconds, maxStaleSeconds } = this.#config.jwks
     return set !== undefined && this.#config.now() - set.fetchedAt <= (cacheMaxAgeSeconds + maxStaleSeconds) * 1000
@@ -178,7 +208,7 @@ export class IssuerKeys {
     return this.#parse(document, jwksUri)
   }
 
-  #parse(document: unknown, url: URL): KeySet {
+  #parse(document: unknown, url: URL, fetchedAt = this.#config.now()): KeySet {
     const keys = (document as { keys?: unknown } | null)?.keys
     if (typeof document !== 'object' || document === null || !Array.isArray(keys)) {
       throw new FetchFailure(`${url.href}: not a JWK Set`)
@@ -186,7 +216,7 @@ export class IssuerKeys {
     if (keys.length > this.#config.jwks.maxKeys) {
       throw new FetchFailure(`${url.href}: more than ${this.#config.jwks.maxKeys} keys`)
     }
-    const set: KeySet = { fetchedAt: this.#config.now(), all: [], byKid: new Map(), imported: new Map(), live: new WeakSet() }
+    const set: KeySet = { fetchedAt, all: [], byKid: new Map(), imported: new Map(), live: new WeakSet() }
     for (const entry of keys) {
       const jwk = toPublicJwk(entry)
       if (!jwk) continue
@@ -202,12 +232,14 @@ export class IssuerKeys {
   }
 
   #select(set: KeySet, { alg, kid }: KeySelector): KeyObject | undefined {
-    const pool = kid === undefined ? set.all : set.byKid.get(kid)
-    if (!pool) return undefined
+    // A kid the set does not know may still match a key published without one (PEM keys).
+    const pool = kid === undefined ? set.all : (set.byKid.get(kid) ?? set.all.filter((jwk) => jwk.kid === undefined))
+    if (pool.length === 0) return undefined
+    const unnamed = kid !== undefined && !set.byKid.has(kid)
     const [kty, crv] = CURVE[alg] ?? []
     const candidates = pool.filter((jwk) => jwk.kty === kty && (crv === undefined || jwk.crv === crv) && (jwk.alg === undefined || sameAlg(jwk.alg, alg)))
     // Without a kid, the key must be unambiguous.
-    if (candidates.length === 0 || (kid === undefined && candidates.length > 1)) return undefined
+    if (candidates.length === 0 || ((kid === undefined || unnamed) && candidates.length > 1)) return undefined
     const jwk = candidates[0]!
     let key = set.imported.get(jwk)
     if (key === undefined) {

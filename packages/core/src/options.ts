@@ -1,8 +1,11 @@
+import { createPublicKey } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import type { DecisionHook } from './decision-events.js'
 import { DpopNonces } from './dpop-nonce.js'
 import { buildResourceMetadata, type ResolvedResourceMetadata, type ResourceMetadataOptions } from './resource-metadata.js'
 import { compileCidrs, parseAnchors, type ResolvedForwarded } from './forwarded-certificate.js'
-import { MemoryReplayStore, type ReplayStore } from './replay-store.js'
+import type { AccessTokenClaims } from './access-token.js'
+import { MemoryReplayStore, type ReplayStore, type RevocationStore } from './replay-store.js'
 import { compileCallerPattern, parseSpiffeId, type CallerPattern } from './spiffe.js'
 
 /** Asymmetric JWS algorithms Callsign can verify (RFC 7518, RFC 8037). */
@@ -30,7 +33,7 @@ export type ScopeClaim = 'scope' | 'scp' | 'permissions'
 
 /** A trusted token issuer. */
 export interface IssuerOptions {
-  /** The exact `iss` value, e.g. `https://auth.example.com/` (compared byte for byte). */
+  /** The exact `iss` value, e.g. `https://auth.example.com/` (compared byte for byte). With local `jwks`, any identifier (e.g. the signing service's SPIFFE ID). */
   issuer: string
   /** This service's identifier; the token's `aud` must contain one of these. */
   audience: string | string[]
@@ -46,6 +49,15 @@ export interface IssuerOptions {
   scopeClaim?: ScopeClaim
   /** Narrows the guard-wide `algorithms` for this issuer. */
   algorithms?: Algorithm[]
+  /**
+   * Local keys instead of `jwksUri`/discovery, for services that sign their own tokens or a SPIFFE
+   * JWT bundle: a JWK Set object, a string holding a JWK Set (JSON) or PEM public keys /
+   * certificates, or `{ path }` of such a file, re-read when it changes (polled every
+   * `pollSeconds`, default 5; a bad new file keeps the old keys and is logged).
+   */
+  jwks?: { keys: unknown[] } | string | { path: string; pollSeconds?: number }
+  /** Refuse tokens whose lifetime (`exp - iat`) exceeds this many seconds (and require `iat`), e.g. 300 for self-issued service tokens. */
+  maxTokenLifetime?: number
 }
 
 /** `'required'`: every request must come over TLS with a client certificate the socket authorized. `'optional'` (default): used when present. */
@@ -193,6 +205,14 @@ export interface CallsignOptions {
   clientIds?: Record<string, string>
   delegation?: DelegationOptions
   /**
+   * Revocation before expiry, consulted on every request after the token is verified (also for
+   * cached verifications): a `jti` denylist (`store`, default a process-local one; `@callsign/redis`
+   * shares it between replicas; entries expire with the token) filled with `guard.revoke(...)`,
+   * and/or an `isRevoked(claims)` hook. A check that fails or exceeds `timeoutMs` (default 500)
+   * answers 503 `revocation_unavailable`: never acceptance. Omit to skip revocation (no cost).
+   */
+  revocation?: { store?: RevocationStore; isRevoked?: (claims: AccessTokenClaims, context: { issuer: string }) => boolean | Promise<boolean>; timeoutMs?: number }
+  /**
    * Publish OAuth 2.0 Protected Resource Metadata (RFC 9728) at
    * `/.well-known/oauth-protected-resource[/<resource path>]` and add `resource_metadata="..."` to
    * every challenge (§5.1), so a client that knows only this service's URL can learn from its first
@@ -242,6 +262,9 @@ export interface ResolvedIssuer {
   issuer: string
   audience: readonly string[]
   jwksUri: URL | undefined
+  /** Local keys: the parsed document (inline) or the file to read and watch. */
+  localKeys: { document: unknown; path: string | undefined; pollSeconds: number } | undefined
+  maxTokenLifetimeSeconds: number | undefined
   typ: TokenTypeMode
   scopeClaim: ScopeClaim
   algorithms: ReadonlySet<string>
@@ -279,6 +302,7 @@ export interface ResolvedConfig {
   clientIds: ReadonlyMap<string, string>
   delegation: { maxDepth: number; actors: readonly CallerPattern[] | undefined; hops: readonly (readonly CallerPattern[])[] | undefined }
   realm: string
+  revocation: { store: RevocationStore; isRevoked: ((claims: AccessTokenClaims, context: { issuer: string }) => boolean | Promise<boolean>) | undefined; timeoutMs: number } | undefined
   resourceMetadata: ResolvedResourceMetadata | undefined
   onDecision: DecisionHook | undefined
   enforce: boolean
@@ -376,11 +400,11 @@ const OPTION_KEYS = [
   'issuers', 'algorithms', 'clockTolerance', 'maxTokenAge', 'typ', 'scopeClaim', 'mtls', 'callers', 'credentials',
   'realm', 'jwks', 'prefetch', 'fetch', 'now', 'logger', 'senderConstraint', 'dpop', 'callerConsistency', 'clientIds',
   'delegation', 'tokenCacheMaxEntries', 'onDecision', 'enforce', 'peerExpiryWarningDays',
-  'resourceMetadata',
+  'resourceMetadata', 'revocation',
 ] as const
 const DPOP_KEYS = ['mode', 'algorithms', 'maxProofAgeSeconds', 'origin', 'nonce', 'replayStore', 'replayStoreTimeoutMs'] as const
 const DELEGATION_KEYS = ['maxDepth', 'actors', 'hops'] as const
-const ISSUER_KEYS = ['issuer', 'audience', 'jwksUri', 'typ', 'scopeClaim', 'algorithms'] as const
+const ISSUER_KEYS = ['issuer', 'audience', 'jwksUri', 'typ', 'scopeClaim', 'algorithms', 'jwks', 'maxTokenLifetime'] as const
 const JWKS_KEYS = ['cacheMaxAgeSeconds', 'cooldownSeconds', 'failureBackoffSeconds', 'maxStaleSeconds', 'timeoutSeconds', 'maxBytes', 'maxKeys'] as const
 const TYP_MODES = ['at+jwt', 'jwt'] as const
 const SCOPE_CLAIMS = ['scope', 'scp', 'permissions'] as const
@@ -404,8 +428,13 @@ export function resolveConfig(options: CallsignOptions): ResolvedConfig {
     const name = Array.isArray(options.issuers) ? `issuers[${index}]` : 'issuers'
     if (!isPlainObject(entry)) return fail(name, 'must be an object { issuer, audience, jwksUri? }')
     checkKeys(entry, ISSUER_KEYS, name)
-    const issuerUrl = parseSecureUrl(entry.issuer, `${name}.issuer`)
-    if (issuerUrl.search) fail(`${name}.issuer`, 'must not contain a query')
+    if (entry.jwks === undefined) {
+      const issuerUrl = parseSecureUrl(entry.issuer, `${name}.issuer`)
+      if (issuerUrl.search) fail(`${name}.issuer`, 'must not contain a query')
+    } else if (typeof entry.issuer !== 'string' || entry.issuer.length === 0) {
+      // With local keys nothing is fetched: the issuer may be any identifier (a SPIFFE ID for self-issued tokens).
+      fail(`${name}.issuer`, 'must be a non-empty string')
+    }
     const issuer = entry.issuer as string
     if (issuers.has(issuer)) fail(`${name}.issuer`, `duplicates another issuer: ${JSON.stringify(issuer)}`)
     let issuerAlgorithms = algorithms
@@ -419,6 +448,8 @@ export function resolveConfig(options: CallsignOptions): ResolvedConfig {
       issuer,
       audience: Object.freeze(stringList(entry.audience, `${name}.audience`)),
       jwksUri: entry.jwksUri === undefined ? undefined : parseSecureUrl(entry.jwksUri, `${name}.jwksUri`),
+      localKeys: entry.jwks === undefined ? undefined : resolveLocalKeys(entry.jwks, `${name}.jwks`, entry.jwksUri !== undefined),
+      maxTokenLifetimeSeconds: entry.maxTokenLifetime === undefined ? undefined : positive(entry.maxTokenLifetime, `${name}.maxTokenLifetime`, 0),
       typ: oneOf(entry.typ, `${name}.typ`, TYP_MODES, typ),
       scopeClaim: oneOf(entry.scopeClaim, `${name}.scopeClaim`, SCOPE_CLAIMS, scopeClaim),
       algorithms: issuerAlgorithms,
@@ -502,6 +533,7 @@ export function resolveConfig(options: CallsignOptions): ResolvedConfig {
     senderConstraint: oneOf(options.senderConstraint, 'senderConstraint', ['required', 'optional'] as const, 'optional'),
     dpop,
     resourceMetadata,
+    revocation: resolveRevocation(options.revocation),
     callerConsistency: oneOf(options.callerConsistency, 'callerConsistency', ['enforce', 'off'] as const, 'enforce') === 'enforce',
     clientIds: resolveClientIds(options.clientIds),
     delegation: resolveDelegation(options.delegation),
@@ -648,4 +680,62 @@ function resolveResourceMetadata(value: unknown, enforced: Parameters<typeof bui
     options.resourceDocumentation = value.resourceDocumentation as string
   }
   return Object.freeze(buildResourceMetadata(resource, options, enforced))
+}
+
+/** Parse a local key document: a JWK Set object, JSON text, or PEM public keys / certificates. Throws TypeError naming the option. */
+export function parseLocalKeys(value: unknown, option: string): { keys: unknown[] } {
+  if (typeof value === 'object' && value !== null && Array.isArray((value as { keys?: unknown }).keys)) return value as { keys: unknown[] }
+  if (typeof value !== 'string') return fail(option, 'must be a JWK Set, JWK Set JSON, PEM public keys or { path }')
+  const text = value.trim()
+  if (text.startsWith('{')) {
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(text)
+    } catch {
+      return fail(option, 'is not valid JSON')
+    }
+    return parseLocalKeys(parsed, option)
+  }
+  const blocks = text.match(/-----BEGIN (?:PUBLIC KEY|CERTIFICATE)-----[\s\S]*?-----END (?:PUBLIC KEY|CERTIFICATE)-----/g)
+  if (!blocks) return fail(option, 'contains no JWK Set and no PEM public key or certificate')
+  return {
+    keys: blocks.map((block, i) => {
+      try {
+        return createPublicKey(block).export({ format: 'jwk' })
+      } catch {
+        return fail(option, `PEM block #${i + 1} is not a public key or certificate`)
+      }
+    }),
+  }
+}
+
+function resolveLocalKeys(value: unknown, option: string, hasUri: boolean): ResolvedIssuer['localKeys'] {
+  if (hasUri) fail(option, 'cannot be combined with jwksUri: choose local keys or a JWKS URL')
+  if (isPlainObject(value) && typeof value.path === 'string') {
+    checkKeys(value, ['path', 'pollSeconds'], option)
+    let text: string
+    try {
+      text = readFileSync(value.path, 'utf8')
+    } catch (error) {
+      return fail(`${option}.path`, `cannot be read: ${(error as Error).message}`)
+    }
+    return { document: parseLocalKeys(text, `${option}.path`), path: value.path, pollSeconds: positive(value.pollSeconds, `${option}.pollSeconds`, 5, { max: 3600 }) }
+  }
+  return { document: parseLocalKeys(value, option), path: undefined, pollSeconds: 0 }
+}
+
+function resolveRevocation(value: unknown): ResolvedConfig['revocation'] {
+  if (value === undefined) return undefined
+  if (!isPlainObject(value)) return fail('revocation', 'must be an object { store?, isRevoked?, timeoutMs? }')
+  checkKeys(value, ['store', 'isRevoked', 'timeoutMs'], 'revocation')
+  const store = value.store as RevocationStore | undefined
+  if (store !== undefined && (typeof store !== 'object' || store === null || typeof store.revoke !== 'function' || typeof store.isRevoked !== 'function')) {
+    fail('revocation.store', 'must implement revoke(key, ttlSeconds) and isRevoked(key)')
+  }
+  if (value.isRevoked !== undefined && typeof value.isRevoked !== 'function') fail('revocation.isRevoked', 'must be a function (claims, context) => boolean | Promise<boolean>')
+  return Object.freeze({
+    store: store ?? new MemoryReplayStore(),
+    isRevoked: value.isRevoked as NonNullable<ResolvedConfig['revocation']>['isRevoked'],
+    timeoutMs: positive(value.timeoutMs, 'revocation.timeoutMs', 500, { max: 30_000 }),
+  })
 }

@@ -17,6 +17,17 @@ export interface ReplayStore {
   markUsed(key: string, ttlSeconds: number): Promise<boolean> | boolean
 }
 
+/**
+ * A `jti` denylist: revoked token identifiers, each kept until the token would have expired anyway.
+ * `MemoryReplayStore` (process-local) and `@callsign/redis`'s `RedisReplayStore` (shared) implement it.
+ */
+export interface RevocationStore {
+  /** Add `key` for `ttlSeconds`. */
+  revoke(key: string, ttlSeconds: number): Promise<void> | void
+  /** True when `key` is revoked. Rejects when the store cannot answer (the request then fails closed, 503). */
+  isRevoked(key: string): Promise<boolean> | boolean
+}
+
 export interface MemoryReplayStoreOptions {
   /** Most identifiers kept at once. Default 100 000 (a few MB). */
   maxEntries?: number
@@ -33,7 +44,8 @@ export interface MemoryReplayStoreOptions {
  * identifier is dropped. Only requests that already passed every other check (valid token, valid
  * proof signature, matching `ath` and `cnf.jkt`) reach the store, so only a key holder can fill it.
  */
-export class MemoryReplayStore implements ReplayStore {
+export class MemoryReplayStore implements ReplayStore, RevocationStore {
+  readonly #revoked = new LRUCache<string, true>({ max: 100_000 })
   /** Key -> expiry (epoch ms), so an eviction can tell a live identifier from an expired one. */
   readonly #seen: LRUCache<string, number>
   #warned = false
@@ -59,6 +71,14 @@ export class MemoryReplayStore implements ReplayStore {
     const ttl = Math.max(1, Math.ceil(ttlSeconds * 1000))
     this.#seen.set(key, Date.now() + ttl, { ttl })
     return true
+  }
+
+  revoke(key: string, ttlSeconds: number): void {
+    this.#revoked.set(key, true, { ttl: Math.max(1, Math.ceil(ttlSeconds * 1000)) })
+  }
+
+  isRevoked(key: string): boolean {
+    return this.#revoked.get(key) === true
   }
 
   /** Identifiers currently remembered. */

@@ -1,4 +1,4 @@
-import type { ReplayStore } from '@callsign/core'
+import type { ReplayStore, RevocationStore } from '@callsign/core'
 
 /** Prefix put before every key when `keyPrefix` is not given: `'callsign:dpop:jti:'`. */
 export const DEFAULT_KEY_PREFIX = 'callsign:dpop:jti:'
@@ -55,6 +55,8 @@ export interface RedisReplayStoreOptions {
    * `dpop.replayStoreTimeoutMs` (default 500) so the 503's cause names the store's own error.
    */
   timeoutMs?: number
+  /** Prefix of the `jti` denylist keys (`revoke`/`isRevoked`). Default `'callsign:revoked:'`. */
+  revokedPrefix?: string
 }
 
 /**
@@ -102,12 +104,15 @@ type Send = (key: string, ttlMs: number) => Promise<unknown>
  * app.use(callsign({ ...options, dpop: { replayStore: new RedisReplayStore({ client }) } }))
  * ```
  */
-export class RedisReplayStore implements ReplayStore {
+export class RedisReplayStore implements ReplayStore, RevocationStore {
   /** The prefix in use. */
   readonly keyPrefix: string
   /** The timeout in use, in milliseconds. */
   readonly timeoutMs: number
   readonly #send: Send
+  readonly #raw: (args: string[]) => Promise<unknown>
+  /** Prefix of revoked-token keys (`jti` denylist). Default `'callsign:revoked:'`. */
+  readonly revokedPrefix: string
 
   /**
    * @param options - `client` (required), `keyPrefix` (default `'callsign:dpop:jti:'`),
@@ -119,12 +124,15 @@ export class RedisReplayStore implements ReplayStore {
       throw new TypeError('Callsign: RedisReplayStore options must be an object { client, keyPrefix?, timeoutMs? }')
     }
     for (const name of Object.keys(options)) {
-      if (name !== 'client' && name !== 'keyPrefix' && name !== 'timeoutMs') {
-        throw new TypeError(`Callsign: RedisReplayStore: unknown option "${name}" (expected client, keyPrefix, timeoutMs)`)
+      if (name !== 'client' && name !== 'keyPrefix' && name !== 'timeoutMs' && name !== 'revokedPrefix') {
+        throw new TypeError(`Callsign: RedisReplayStore: unknown option "${name}" (expected client, keyPrefix, timeoutMs, revokedPrefix)`)
       }
     }
-    const { client, keyPrefix = DEFAULT_KEY_PREFIX, timeoutMs = DEFAULT_TIMEOUT_MS } = options
+    const { client, keyPrefix = DEFAULT_KEY_PREFIX, timeoutMs = DEFAULT_TIMEOUT_MS, revokedPrefix = 'callsign:revoked:' } = options
     this.#send = commandFor(client)
+    this.#raw = rawFor(client)
+    if (typeof revokedPrefix !== 'string') throw new TypeError('Callsign: RedisReplayStore: "revokedPrefix" must be a string')
+    this.revokedPrefix = revokedPrefix
     if (typeof keyPrefix !== 'string') throw new TypeError('Callsign: RedisReplayStore: "keyPrefix" must be a string')
     if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > MAX_TIMEOUT_MS) {
       throw new TypeError(`Callsign: RedisReplayStore: "timeoutMs" must be a whole number of milliseconds from 1 to ${MAX_TIMEOUT_MS}`)
@@ -174,6 +182,36 @@ export class RedisReplayStore implements ReplayStore {
       )
     })
   }
+
+  /** `jti` denylist: `SET <revokedPrefix><key> 1 PX <ttl ms>`, shared by every replica. Rejects on error or timeout. */
+  async revoke(key: string, ttlSeconds: number): Promise<void> {
+    const ttlMs = String(Math.max(1, Math.ceil(ttlSeconds * 1000)))
+    await this.#timed(this.#raw(['SET', this.revokedPrefix + key, '1', 'PX', ttlMs]))
+  }
+
+  /** `EXISTS <revokedPrefix><key>`. Rejects on error or timeout, so the request fails closed. */
+  async isRevoked(key: string): Promise<boolean> {
+    const reply = await this.#timed(this.#raw(['EXISTS', this.revokedPrefix + key]))
+    return Number(reply) > 0
+  }
+
+  #timed<T>(promise: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new RedisReplayStoreTimeoutError(this.timeoutMs)), this.timeoutMs)
+    })
+    return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+  }
+}
+
+function rawFor(client: unknown): (args: string[]) => Promise<unknown> {
+  const candidate = client as Partial<IoRedisLikeClient & NodeRedisLikeClient>
+  if (typeof candidate.call === 'function') {
+    const ioredis = client as IoRedisLikeClient
+    return (args) => Promise.resolve(ioredis.call(args[0]!, ...args.slice(1)))
+  }
+  const nodeRedis = client as NodeRedisLikeClient
+  return (args) => Promise.resolve(nodeRedis.sendCommand(args))
 }
 
 function commandFor(client: unknown): Send {

@@ -16,12 +16,22 @@ export interface FetchJsonOptions {
  */
 export async function fetchJson(fetchFn: typeof globalThis.fetch, url: URL, options: FetchJsonOptions): Promise<unknown> {
   const signal = AbortSignal.timeout(options.timeoutSeconds * 1000)
+  // The signal alone does not bound the body: once undici's Request is garbage-collected (with
+  // `redirect: 'error'`), its abort no longer reaches the body stream and a read of a body the
+  // server stopped sending never settles. So every await also races this strong timer.
+  let timer: NodeJS.Timeout | undefined
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new FetchFailure(`${url.href}: timed out`)), options.timeoutSeconds * 1000)
+  })
+  expired.catch(() => {})
   let response: Response
   try {
-    response = await fetchFn(url.href, { signal, redirect: 'error', headers: { accept: 'application/json' } })
+    response = await Promise.race([fetchFn(url.href, { signal, redirect: 'error', headers: { accept: 'application/json' } }), expired])
   } catch (error) {
-    throw new FetchFailure(`${url.href}: ${signal.aborted ? 'timed out' : (error as Error).message}`)
+    clearTimeout(timer)
+    throw new FetchFailure(`${url.href}: ${signal.aborted || error instanceof FetchFailure ? 'timed out' : (error as Error).message}`)
   }
+  let reader: ReadableStreamDefaultReader<Uint8Array> | undefined
   try {
     if (!response.ok) throw new FetchFailure(`${url.href}: HTTP ${response.status}`, response.status)
     const length = Number(response.headers.get('content-length'))
@@ -29,9 +39,9 @@ export async function fetchJson(fetchFn: typeof globalThis.fetch, url: URL, opti
     const chunks: Uint8Array[] = []
     let size = 0
     if (response.body) {
-      const reader = response.body.getReader()
+      reader = response.body.getReader()
       for (;;) {
-        const { done, value } = await reader.read()
+        const { done, value } = await Promise.race([reader.read(), expired])
         if (done) break
         size += value.byteLength
         if (size > options.maxBytes) {
@@ -50,6 +60,8 @@ export async function fetchJson(fetchFn: typeof globalThis.fetch, url: URL, opti
     if (error instanceof FetchFailure) throw error
     throw new FetchFailure(`${url.href}: ${signal.aborted ? 'timed out' : (error as Error).message}`)
   } finally {
-    if (!response.bodyUsed) response.body?.cancel().catch(() => {})
+    clearTimeout(timer)
+    if (reader) reader.cancel().catch(() => {})
+    else if (!response.bodyUsed) response.body?.cancel().catch(() => {})
   }
 }
