@@ -35,15 +35,18 @@ export interface AuthRequest {
 
 /** Every value a header was sent with, duplicates included, in order. */
 export function headerValues(request: AuthRequest, name: string): string[] {
-  const distinct = request.headersDistinct?.[name]
-  if (distinct) return distinct
-  if (request.rawHeaders) {
+  // rawHeaders first: Node builds headersDistinct (every header) on first access, per request.
+  const raw = request.rawHeaders
+  if (raw) {
     const values: string[] = []
-    for (let i = 0; i + 1 < request.rawHeaders.length; i += 2) {
-      if (request.rawHeaders[i]!.toLowerCase() === name) values.push(request.rawHeaders[i + 1]!)
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      const key = raw[i]!
+      if (key.length === name.length && key.toLowerCase() === name) values.push(raw[i + 1]!)
     }
     return values
   }
+  const distinct = request.headersDistinct?.[name]
+  if (distinct) return distinct
   const value = request.headers[name]
   if (value === undefined) return []
   return Array.isArray(value) ? value : [value]
