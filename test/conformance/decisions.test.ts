@@ -124,3 +124,46 @@ describe.each(adapters)('$name: decision events and dry run', (adapter) => {
     ])
   })
 })
+
+describe('Fastify: decision events in the framework logger (pino)', () => {
+  it('writes one structured line per request, refusals at warn, never the token', async () => {
+    const { Writable } = await import('node:stream')
+    const { fastify } = await import('fastify')
+    const { default: callsign, requireAuth } = await import('@callsign/fastify')
+    const fx = await createFixture()
+    const lines: Array<Record<string, unknown>> = []
+    const stream = new Writable({
+      write(chunk, _encoding, done) {
+        for (const line of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(line) as Record<string, unknown>)
+        done()
+      },
+    })
+    const app = fastify({ logger: { level: 'info', stream } })
+    try {
+      await app.register(callsign, { issuers: issuerOption(fx.main), logger: quiet, logDecisions: 'info' })
+      app.get('/orders', { preHandler: requireAuth({ scopes: ['orders:read'] }) }, async () => ({ ok: true }))
+      await app.ready()
+      const token = await sign(fx.main, { sub: ID.worker, client_id: ID.worker, scope: 'orders:read' })
+      expect((await app.inject({ url: '/orders', headers: { authorization: `Bearer ${token}` } })).statusCode).toBe(200)
+      expect((await app.inject({ url: '/orders', headers: { authorization: 'Bearer nope' } })).statusCode).toBe(401)
+      const decisions = lines.filter((line) => line.msg === 'callsign decision')
+      expect(decisions.map((line) => [line.level, (line.callsign as DecisionEvent).outcome])).toEqual([
+        [30, 'allowed'],
+        [40, 'refused'],
+      ])
+      expect(JSON.stringify(decisions)).not.toContain(token.split('.')[2]!)
+    } finally {
+      await app.close()
+      await fx.close()
+    }
+  })
+
+  it('refuses an unknown logDecisions level at registration', async () => {
+    const { fastify } = await import('fastify')
+    const { default: callsign } = await import('@callsign/fastify')
+    const app = fastify()
+    await expect(
+      app.register(callsign, { issuers: { issuer: 'https://auth.example.com', audience: 'x' }, logDecisions: 'loud' as never }).ready(),
+    ).rejects.toThrow(/logDecisions/)
+  })
+})

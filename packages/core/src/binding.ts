@@ -78,8 +78,8 @@ export function expectedHtu(request: AuthRequest, config: ResolvedConfig): strin
     }
     origin = origins.find((candidate) => new URL(candidate).host === requestHost) ?? origins[0]
   } else {
-    // Host is uri-host [":" port] (RFC 9110 §7.2): a "/", "\\", "?", "#" or "@" would move the path into the authority.
-    if (/[/\\?#@]/.test(host)) throw new AuthError('invalid_request', 'request target cannot be checked against a DPoP proof')
+    // Host is uri-host [":" port] (RFC 9110 §7.2): empty, or with "/", "\\", "?", "#" or "@", the path would move into the authority.
+    if (host === '' || /[/\\?#@]/.test(host)) throw new AuthError('invalid_request', 'request target cannot be checked against a DPoP proof')
     const tls = (request.socket as { encrypted?: boolean } | null | undefined)?.encrypted === true
     origin = `${tls ? 'https' : 'http'}://${host}`
   }

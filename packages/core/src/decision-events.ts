@@ -91,3 +91,21 @@ export function emit(hook: DecisionHook | undefined, event: DecisionEvent, warn:
     warn('callsign: onDecision hook threw', { reason: (error as Error).message })
   }
 }
+
+/** A pino/bunyan-style logger: `logger.info(object, message)`. `console` also works. */
+export type LevelLogger = Partial<Record<'trace' | 'debug' | 'info' | 'warn' | 'error', (object: unknown, message?: string) => void>>
+
+/**
+ * A ready `onDecision` hook that writes each event to a structured logger at `level` (refusals
+ * at `warn` when `level` is lower), as `{ callsign: event }` with the message `callsign decision`.
+ *
+ * @example
+ * import pino from 'pino'
+ * app.use(callsign({ ...options, onDecision: logDecisions(pino()) }))
+ */
+export function logDecisions(logger: LevelLogger, level: 'trace' | 'debug' | 'info' = 'info'): DecisionHook {
+  return (event) => {
+    const write = event.outcome === 'refused' ? (logger.warn ?? logger[level]) : logger[level]
+    write?.call(logger, { callsign: event }, 'callsign decision')
+  }
+}

@@ -35,7 +35,7 @@ export { MemoryReplayStore, type ReplayStore, type RevocationStore, type MemoryR
 export { revocationKey, type RevocableToken } from './revocation.js'
 export { verifyDpopProof, normalizeHtu, type DpopExpectation, type DpopCheckConfig } from './dpop.js'
 export { createServerTlsOptions, type ServerTlsOptions, type ServerTlsBundle, type ServerTlsReloadEvent, type CertificateExpiryEvent, type FileRef, type TlsMaterial } from './server-tls.js'
-export type { DecisionEvent, DecisionHook } from './decision-events.js'
+export { logDecisions, type DecisionEvent, type DecisionHook, type LevelLogger } from './decision-events.js'
 export { metadataLocation, type ResourceMetadataOptions, type ProtectedResourceMetadata } from './resource-metadata.js'
 export type { PeerVerification } from './forwarded-certificate.js'
 export { explain, type ExplainInput, type Explanation, type ExplainStep } from './explain.js'

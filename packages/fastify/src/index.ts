@@ -13,6 +13,7 @@ import {
   authorizeRequest,
   compileRule,
   createCallsign,
+  logDecisions,
   responseHeaders,
   toHttpResponse,
   type AuthContext,
@@ -40,9 +41,24 @@ function send(reply: FastifyReply, error: AuthError): FastifyReply {
   return reply.code(status).headers(headers).send(body)
 }
 
-const plugin: FastifyPluginAsync<CallsignOptions> = async (fastify, options) => {
+/** The plugin's options: Callsign's, plus `logDecisions` to write decision events to Fastify's logger (pino). */
+export interface FastifyCallsignOptions extends CallsignOptions {
+  /** Log every decision event with `request`-independent `app.log` at this level (refusals at `warn`). Default off. */
+  logDecisions?: false | 'trace' | 'debug' | 'info'
+}
+
+const plugin: FastifyPluginAsync<FastifyCallsignOptions> = async (fastify, options) => {
   // Fastify passes its own registration options along; keep only ours.
-  const { prefix: _prefix, logLevel: _logLevel, ...callsignOptions } = options as CallsignOptions & { prefix?: unknown; logLevel?: unknown }
+  const { prefix: _prefix, logLevel: _logLevel, logDecisions: level, ...callsignOptions } = options as FastifyCallsignOptions & { prefix?: unknown; logLevel?: unknown }
+  if (level !== undefined && level !== false && !['trace', 'debug', 'info'].includes(level)) {
+    throw new TypeError(`Callsign: "logDecisions" must be false, 'trace', 'debug' or 'info' (got ${JSON.stringify(level)})`)
+  }
+  if (level) {
+    // Decision events go to Fastify's own logger (pino), next to the user's hook if any.
+    const toLog = logDecisions(fastify.log, level)
+    const userHook = callsignOptions.onDecision
+    callsignOptions.onDecision = userHook ? (event) => (toLog(event), userHook(event)) : toLog
+  }
   const guard = createCallsign(callsignOptions)
   fastify.decorate('callsign', guard)
   fastify.decorateRequest('auth', null)
