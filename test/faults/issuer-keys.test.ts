@@ -128,7 +128,7 @@ describe.each(adapters)('$name: keys and discovery faults', (adapter) => {
         const answers = await Promise.all(
           Array.from({ length: count }, () => client.get(`${app.url}/whoami`, `Bearer ${tokenWithKid(issuer.issuer, AUDIENCE, randomUUID())}`)),
         )
-        for (const { status, body } of answers) expect({ status, code: body.code }).toEqual({ status: 401, code: 'invalid_token' })
+        for (const { status, body } of answers) expect({ status, code: (body as { code?: string }).code }).toEqual({ status: 401, code: 'invalid_token' })
       }
       const good = await tokenAt(issuer, clock)
       expect((await client.get(`${app.url}/whoami`, `Bearer ${good}`)).status).toBe(200)

@@ -16,7 +16,7 @@ import type { TestIssuer } from '@callsign/testing'
 import { adapters, type RunningApp } from '../support/adapters.js'
 import { createClock, type TestClock } from '../support/dpop.js'
 import { expectAccepted, expectRefusal } from '../support/expectations.js'
-import { bareRequest, capturingLogger, collectGarbageEvery, startScriptedServer, timed, waitUntil, type CapturingLogger, type ScriptedResponse, type ScriptedServer } from '../support/faults.js'
+import { bareRequest, capturingLogger, collectGarbageEvery, floodClient, warmUp, startScriptedServer, timed, waitUntil, type CapturingLogger, type ScriptedResponse, type ScriptedServer } from '../support/faults.js'
 import { AUDIENCE, createFixture, issuerOption, quiet, sign, type Fixture } from '../support/fixtures.js'
 
 let fx: Fixture
@@ -222,83 +222,87 @@ describe.each(adapters)('$name: identity provider faults', (adapter) => {
   })
 })
 
-// Waiting on real timeouts (1 s each): every adapter's cases run side by side (one flat concurrent suite).
-describe.concurrent('identity provider faults with bounded waits', () => {
-for (const adapter of adapters) {
-  const start = (issuers: IssuerOptions | IssuerOptions[], extra: Partial<CallsignOptions> = {}): Promise<RunningApp> =>
-    fx.start(adapter, { issuers, logger: quiet, ...extra })
-  const tokenAt = (issuer: TestIssuer, clock: TestClock): Promise<string> => sign(issuer, service, { issuedAt: Math.floor(clock.now() / 1000) })
+// Waiting on real timeouts (1 s each): one adapter at a time, its cases side by side.
+describe.each(adapters)('$name: identity provider faults with bounded waits', (adapter) => {
+  describe.concurrent('run side by side', () => {
+    const start = (issuers: IssuerOptions | IssuerOptions[], extra: Partial<CallsignOptions> = {}): Promise<RunningApp> =>
+      fx.start(adapter, { issuers, logger: quiet, ...extra })
+    const tokenAt = (issuer: TestIssuer, clock: TestClock): Promise<string> => sign(issuer, service, { issuedAt: Math.floor(clock.now() / 1000) })
 
-  it(`${adapter.name}: slow issuer, latency 3 s > timeoutSeconds 1: the first request and 50 concurrent ones get 503 within timeoutSeconds + 2 s, from ONE fetch; then recovers`, async () => {
-    const clock = createClock()
-    const issuer = await fx.startIssuer({ discovery: 'oauth' })
-    issuer.setLatency(3000)
-    const app = await start(issuerOption(issuer), { now: clock.now, jwks: { timeoutSeconds: 1, failureBackoffSeconds: 1 } })
-    const token = await sign(issuer, service)
+    it('slow issuer, latency 3 s > timeoutSeconds 1: the first request and 50 concurrent ones get 503 within timeoutSeconds + 2 s, from ONE fetch; then recovers', async () => {
+      const clock = createClock()
+      const issuer = await fx.startIssuer({ discovery: 'oauth' })
+      issuer.setLatency(3000)
+      const app = await start(issuerOption(issuer), { now: clock.now, jwks: { timeoutSeconds: 1, failureBackoffSeconds: 1 } })
+      const token = await sign(issuer, service)
+      // The crowd rides on connections opened beforehand: the burst reaches the guard at once, no handshakes.
+      const client = floodClient(fx.ca.certPem)
+      await warmUp(client, `${app.url}/whoami`, 50)
+      expect(issuer.requestCount()).toBe(0)
 
-    const first = timed(() => fx.call(app, { token }))
-    await waitUntil(() => issuer.requestCount() === 1, 5000, 'the slow metadata fetch to start')
-    clock.freeze() // the backoff after the timeout lasts until the clock is advanced
-    const crowd = Promise.all(Array.from({ length: 50 }, () => timed(() => fx.call(app, { token }))))
-    const answers = [await first, ...(await crowd)]
-    expect(answers).toHaveLength(51) // every request answered
-    for (const { value, ms } of answers) {
+      const first = timed(() => fx.call(app, { token }))
+      await waitUntil(() => issuer.requestCount() === 1, 5000, 'the slow metadata fetch to start')
+      clock.freeze() // the backoff after the timeout lasts until the clock is advanced
+      const crowd = Promise.all(Array.from({ length: 50 }, () => timed(() => client.get(`${app.url}/whoami`, `Bearer ${token}`)))).finally(() => client.close())
+      const answers = [await first, ...(await crowd)]
+      expect(answers).toHaveLength(51) // every request answered
+      for (const { value, ms } of answers) {
+        expectRefusal(value, unavailable)
+        expect(ms).toBeLessThan(within(1))
+      }
+      expect(issuer.requestCount()).toBe(1) // no pile-up: the crowd joined the one fetch (or met the backoff)
+
+      issuer.setLatency(0)
+      clock.advance(1)
+      expectAccepted(await fx.call(app, { token }), accepted)
+      expect(issuer.requestCount('/jwks.json')).toBe(1)
+    })
+
+    it.each([
+      ['before the response headers', (): ScriptedResponse => ({ hang: true })],
+      ['in the middle of the body (the timeout covers the body)', (jwks: unknown): ScriptedResponse => ({ hangMidBody: jwks })],
+    ])('issuer hangs %s, timeoutSeconds 1: 503 within timeoutSeconds + 2 s (also with the garbage collector busy), and the next request does not wait again', async (_title, fault) => {
+      const issuer = await fx.startIssuer({ discovery: 'none' })
+      const path = freshPath()
+      scripted.script(path, fault(issuer.publicJwks()))
+      const app = await start({ issuer: issuer.issuer, audience: AUDIENCE, jwksUri: scripted.url(path) }, { jwks: { timeoutSeconds: 1, failureBackoffSeconds: 30 } })
+      const token = await sign(issuer, service)
+      // Collections while the fetch waits: before the fix in internal/fetch-json.ts the abort signal
+      // stopped reaching the body once undici's Request was collected, and a body hang never ended.
+      const stopCollecting = collectGarbageEvery(200)
+      const hung = await timed(() => fx.call(app, { token })).finally(stopCollecting)
+      expectRefusal(hung.value, unavailable)
+      expect(hung.ms).toBeLessThan(within(1))
+      const next = await timed(() => fx.call(app, { token })) // within the backoff: answered without a fetch
+      expectRefusal(next.value, unavailable)
+      expect(next.ms).toBeLessThan(1000)
+      expect(scripted.requestCount(path)).toBe(1)
+    })
+
+    it('connection reset in the middle of the JWKS body: 503 at once; with keys cached, still served', async () => {
+      const clock = createClock()
+      clock.freeze()
+      const issuer = await fx.startIssuer({ discovery: 'none' })
+      const path = freshPath()
+      scripted.script(path, { resetMidBody: issuer.publicJwks() })
+      const app = await start({ issuer: issuer.issuer, audience: AUDIENCE, jwksUri: scripted.url(path) }, {
+        now: clock.now,
+        jwks: { timeoutSeconds: 1, failureBackoffSeconds: 1, cacheMaxAgeSeconds: 60 },
+      })
+      const { value, ms } = await timed(async () => fx.call(app, { token: await tokenAt(issuer, clock) }))
       expectRefusal(value, unavailable)
       expect(ms).toBeLessThan(within(1))
-    }
-    expect(issuer.requestCount()).toBe(1) // no pile-up: the crowd joined the one fetch (or met the backoff)
 
-    issuer.setLatency(0)
-    clock.advance(1)
-    expectAccepted(await fx.call(app, { token }), accepted)
-    expect(issuer.requestCount('/jwks.json')).toBe(1)
-  })
-
-  it.each([
-    ['before the response headers', (): ScriptedResponse => ({ hang: true })],
-    ['in the middle of the body (the timeout covers the body)', (jwks: unknown): ScriptedResponse => ({ hangMidBody: jwks })],
-  ])(`${adapter.name}: issuer hangs %s, timeoutSeconds 1: 503 within timeoutSeconds + 2 s (also with the garbage collector busy), and the next request does not wait again`, async (_title, fault) => {
-    const issuer = await fx.startIssuer({ discovery: 'none' })
-    const path = freshPath()
-    scripted.script(path, fault(issuer.publicJwks()))
-    const app = await start({ issuer: issuer.issuer, audience: AUDIENCE, jwksUri: scripted.url(path) }, { jwks: { timeoutSeconds: 1, failureBackoffSeconds: 30 } })
-    const token = await sign(issuer, service)
-    // Collections while the fetch waits: before the fix in internal/fetch-json.ts the abort signal
-    // stopped reaching the body once undici's Request was collected, and a body hang never ended.
-    const stopCollecting = collectGarbageEvery(200)
-    const hung = await timed(() => fx.call(app, { token })).finally(stopCollecting)
-    expectRefusal(hung.value, unavailable)
-    expect(hung.ms).toBeLessThan(within(1))
-    const next = await timed(() => fx.call(app, { token })) // within the backoff: answered without a fetch
-    expectRefusal(next.value, unavailable)
-    expect(next.ms).toBeLessThan(1000)
-    expect(scripted.requestCount(path)).toBe(1)
-  })
-
-  it(`${adapter.name}: connection reset in the middle of the JWKS body: 503 at once; with keys cached, still served`, async () => {
-    const clock = createClock()
-    clock.freeze()
-    const issuer = await fx.startIssuer({ discovery: 'none' })
-    const path = freshPath()
-    scripted.script(path, { resetMidBody: issuer.publicJwks() })
-    const app = await start({ issuer: issuer.issuer, audience: AUDIENCE, jwksUri: scripted.url(path) }, {
-      now: clock.now,
-      jwks: { timeoutSeconds: 1, failureBackoffSeconds: 1, cacheMaxAgeSeconds: 60 },
+      scripted.script(path, { json: issuer.publicJwks() })
+      clock.advance(1)
+      expectAccepted(await fx.call(app, { token: await tokenAt(issuer, clock) }), accepted)
+      scripted.script(path, { resetMidBody: issuer.publicJwks() })
+      clock.advance(61)
+      expectAccepted(await fx.call(app, { token: await tokenAt(issuer, clock) }), accepted)
+      await waitUntil(() => scripted.requestCount(path) === 3, 5000, 'the background refresh')
+      expectAccepted(await fx.call(app, { token: await tokenAt(issuer, clock) }), accepted)
     })
-    const { value, ms } = await timed(async () => fx.call(app, { token: await tokenAt(issuer, clock) }))
-    expectRefusal(value, unavailable)
-    expect(ms).toBeLessThan(within(1))
-
-    scripted.script(path, { json: issuer.publicJwks() })
-    clock.advance(1)
-    expectAccepted(await fx.call(app, { token: await tokenAt(issuer, clock) }), accepted)
-    scripted.script(path, { resetMidBody: issuer.publicJwks() })
-    clock.advance(61)
-    expectAccepted(await fx.call(app, { token: await tokenAt(issuer, clock) }), accepted)
-    await waitUntil(() => scripted.requestCount(path) === 3, 5000, 'the background refresh')
-    expectAccepted(await fx.call(app, { token: await tokenAt(issuer, clock) }), accepted)
   })
-}
 })
 
 describe.concurrent('core, in process: every bad key set', () => {

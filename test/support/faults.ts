@@ -12,6 +12,7 @@ import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { expect } from 'vitest'
 import type { AuthRequest, Logger } from '@callsign/core'
+import type { CallResult } from './client.js'
 
 /** How the scripted server answers one path. */
 export type ScriptedResponse =
@@ -207,24 +208,37 @@ export function collectGarbageEvery(everyMs = 50): () => void {
  * request on purpose, for certificate scenarios.) Resolves with status and parsed JSON body.
  */
 export interface FloodClient {
-  get(url: string, authorization: string): Promise<{ status: number; body: Record<string, unknown> }>
+  /** GET `url`, with `authorization` when given. */
+  get(url: string, authorization?: string): Promise<CallResult>
   close(): void
 }
+
+const JSON_TYPE = /^application\/(?:[\w.-]+\+)?json\s*(?:;|$)/i
 
 export function floodClient(trust: string, maxSockets = 50): FloodClient {
   const agent = new Agent({ keepAlive: true, maxSockets, ca: [trust] })
   return {
     get: (url, authorization) =>
       new Promise((resolve, reject) => {
-        const req = request(url, { agent, ca: [trust], headers: { authorization } }, (res) => {
+        const req = request(url, { agent, ca: [trust], headers: authorization === undefined ? {} : { authorization } }, (res) => {
           const chunks: Buffer[] = []
           res.on('data', (chunk: Buffer) => chunks.push(chunk))
           res.on('error', reject)
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as Record<string, unknown> }))
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8')
+            const body: unknown = JSON_TYPE.test(res.headers['content-type'] ?? '') && text.length > 0 ? JSON.parse(text) : text
+            resolve({ status: res.statusCode ?? 0, headers: res.headers, body, text })
+          })
         })
         req.on('error', reject)
         req.end()
       }),
     close: () => agent.destroy(),
   }
+}
+
+/** Open `count` keep-alive connections now (requests without credentials: 401, no key fetch), so a later burst costs no handshakes. */
+export async function warmUp(client: FloodClient, url: string, count: number): Promise<void> {
+  const answers = await Promise.all(Array.from({ length: count }, () => client.get(url)))
+  for (const res of answers) expect(res.status).toBe(401)
 }

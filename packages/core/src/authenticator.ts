@@ -243,8 +243,8 @@ export function authorizeRequest(request: object, rule: CompiledRule): AuthConte
       refusal = applyChallenge(error, state.challenge)
     }
   }
-  // A guard refusal in dry run was reported already; otherwise one event for this rule's decision,
-  if (config.onDecision && !state.refused) {
+  // A guard refusal in dry run was reported already (unless this rule enforces it); otherwise one event for this rule's decision,
+  if (config.onDecision && (!state.refused || enforce !== config.enforce)) {
     // merged with the authenticate step's event when it is still pending (one event per request).
     const pending = state.pending ?? { ...baseEvent(request as AuthRequest, 'authorize', started, state.challenge.scheme, enforce), ...describeAuth(state.auth, config.peerExpiryWarningDays, config.now()) }
     state.pending = undefined

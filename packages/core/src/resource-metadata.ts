@@ -34,7 +34,6 @@ export interface ProtectedResourceMetadata {
   authorization_servers: string[]
   scopes_supported?: string[]
   bearer_methods_supported: string[]
-  resource_signing_alg_values_supported?: string[]
   dpop_signing_alg_values_supported?: string[]
   dpop_bound_access_tokens_required: boolean
   tls_client_certificate_bound_access_tokens: boolean

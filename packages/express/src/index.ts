@@ -21,7 +21,7 @@ import {
 } from '@callsign/core'
 
 export type { AuthContext, AuthRule, CallsignOptions } from '@callsign/core'
-export { AuthError } from '@callsign/core'
+export { AuthError, createServerTlsOptions, logDecisions } from '@callsign/core'
 
 declare global {
   // eslint-disable-next-line @typescript-eslint/no-namespace

@@ -23,7 +23,7 @@ import {
 } from '@callsign/core'
 
 export type { AuthContext, AuthRule, CallsignOptions } from '@callsign/core'
-export { AuthError } from '@callsign/core'
+export { AuthError, createServerTlsOptions, logDecisions } from '@callsign/core'
 
 declare module 'fastify' {
   interface FastifyRequest {

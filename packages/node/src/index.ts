@@ -26,7 +26,7 @@ import {
 } from '@callsign/core'
 
 export type { AuthContext, AuthRule, CallsignOptions } from '@callsign/core'
-export { AuthError } from '@callsign/core'
+export { AuthError, createServerTlsOptions, logDecisions } from '@callsign/core'
 
 declare module 'node:http' {
   interface IncomingMessage {

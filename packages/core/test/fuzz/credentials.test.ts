@@ -35,7 +35,7 @@ const authorization = fc.oneof(
 )
 /** Zero, one (mostly) or two values of a header. */
 const values = <T>(arb: fc.Arbitrary<T>): fc.Arbitrary<T[]> =>
-  fc.oneof({ weight: 6, arbitrary: arb.map((v) => [v]) }, { weight: 1, arbitrary: fc.constant([]) }, { weight: 1, arbitrary: fc.tuple(arb, arb) })
+  fc.oneof({ weight: 6, arbitrary: arb.map((v): T[] => [v]) }, { weight: 1, arbitrary: fc.constant<T[]>([]) }, { weight: 1, arbitrary: fc.tuple(arb, arb).map((pair): T[] => [...pair]) })
 
 const request = (headers: { authorization?: string[]; dpop?: string[] }, url = '/orders'): AuthRequest => ({
   method: 'GET',
