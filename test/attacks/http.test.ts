@@ -63,10 +63,10 @@ describe.each(adapters)('$name: HTTP-level attacks', (adapter) => {
 
   it('a token in the query string (access_token, percent-encoded names), with or without a header: 400', async () => {
     const names = ['access_token', 'access%5Ftoken', 'access%5ftoken', '%61ccess_token', '%61%63%63%65%73%73%5F%74%6F%6B%65%6E']
-    for (const name of names) {
+    for (const [i, name] of names.entries()) {
       for (const path of [`/whoami?${name}=${token}`, `/whoami?a=1&${name}=x`, `/whoami?${name}`]) {
-        await attack({ path }, INVALID_REQUEST, 'access tokens are not accepted in the query string')
-        await attack({ path, token }, INVALID_REQUEST, 'access tokens are not accepted in the query string')
+        // Alternately alone and next to a valid Authorization header.
+        await attack({ path, ...(i % 2 === 0 ? {} : { token }) }, INVALID_REQUEST, 'access tokens are not accepted in the query string')
       }
     }
     // On a route without requireAuth too, and with a fragment-looking suffix.

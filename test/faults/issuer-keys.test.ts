@@ -117,11 +117,11 @@ describe.each(adapters)('$name: keys and discovery faults', (adapter) => {
     expect(jwksFetches()).toBe(4)
   })
 
-  it('unknown-kid flood over HTTP (200 requests on keep-alive connections): all 401; no refetch within the cooldown, exactly one past it', async () => {
+  it('unknown-kid flood over HTTP (200 requests, plain HTTP as behind a sidecar, keep-alive): all 401; no refetch within the cooldown, exactly one past it', async () => {
     const clock = createClock()
     clock.freeze()
     const issuer = await fx.startIssuer({ discovery: 'none' })
-    const app = await start(issuerOption(issuer, { explicitJwks: true }), { now: clock.now })
+    const app = await fx.start(adapter, { issuers: issuerOption(issuer, { explicitJwks: true }), logger: quiet, now: clock.now }, { protocol: 'http' })
     const client = floodClient(fx.ca.certPem)
     try {
       const flood = async (count: number): Promise<void> => {
@@ -144,12 +144,13 @@ describe.each(adapters)('$name: keys and discovery faults', (adapter) => {
     }
   })
 
-  it('100 concurrent first requests: exactly one metadata fetch and one JWKS fetch, all accepted', async () => {
+  it('100 concurrent first requests (100 connections, plain HTTP): exactly one metadata fetch and one JWKS fetch, all accepted', async () => {
     const issuer = await fx.startIssuer({ discovery: 'oauth' })
     issuer.setLatency(150)
-    const app = await start(issuerOption(issuer))
+    const app = await fx.start(adapter, { issuers: issuerOption(issuer), logger: quiet }, { protocol: 'http' })
     const token = await sign(issuer, service)
-    const answers = await Promise.all(Array.from({ length: 100 }, () => fx.call(app, { token })))
+    const client = floodClient(fx.ca.certPem, 100)
+    const answers = await Promise.all(Array.from({ length: 100 }, () => client.get(`${app.url}/whoami`, `Bearer ${token}`))).finally(() => client.close())
     for (const res of answers) expectAccepted(res, accepted)
     expect(issuer.requestCount('/.well-known/oauth-authorization-server')).toBe(1)
     expect(issuer.requestCount('/jwks.json')).toBe(1)

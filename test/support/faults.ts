@@ -5,8 +5,8 @@
  * bare in-process request for `guard.authenticate`, and small timing helpers.
  * Additive: nothing else in test/support depends on it.
  */
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
-import { Agent, request } from 'node:https'
+import { Agent as HttpAgent, createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http'
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
 import type { AddressInfo, Socket } from 'node:net'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
@@ -188,24 +188,26 @@ export async function waitUntil(condition: () => boolean, timeoutMs = 5000, what
 
 let gc: (() => void) | undefined
 /**
- * Force full garbage collections every `everyMs` until the returned function is called. Faults
- * that depend on what the collector frees (an abort signal that no longer reaches a response
- * body) show up under load only; this makes them deterministic.
+ * Force a full garbage collection after each of `delaysMs` (from now); the returned function
+ * cancels those not run yet. Faults that depend on what the collector frees (an abort signal that
+ * no longer reaches a response body) otherwise show up under load only; this makes them
+ * deterministic.
  */
-export function collectGarbageEvery(everyMs = 50): () => void {
+export function collectGarbageAfter(...delaysMs: number[]): () => void {
   if (!gc) {
     setFlagsFromString('--expose-gc')
     gc = runInNewContext('gc') as () => void
   }
   const collect = gc
-  const interval = setInterval(() => collect(), everyMs)
-  return () => clearInterval(interval)
+  const timers = delaysMs.map((ms) => setTimeout(() => collect(), ms))
+  return () => timers.forEach((timer) => clearTimeout(timer))
 }
 
 /**
- * A keep-alive HTTPS client for floods: up to `maxSockets` TLS connections to one app, reused,
- * so hundreds of requests cost a few handshakes. (`client.ts`'s `call` opens one connection per
- * request on purpose, for certificate scenarios.) Resolves with status and parsed JSON body.
+ * A keep-alive client for floods: up to `maxSockets` connections per app (HTTPS, trusting
+ * `trust`, or plain HTTP for apps served with `protocol: 'http'`), reused, so hundreds of requests
+ * cost a few handshakes. (`client.ts`'s `call` opens one TLS connection per request on purpose,
+ * for certificate scenarios.) Answers in the `CallResult` shape the expectations take.
  */
 export interface FloodClient {
   /** GET `url`, with `authorization` when given. */
@@ -216,11 +218,13 @@ export interface FloodClient {
 const JSON_TYPE = /^application\/(?:[\w.-]+\+)?json\s*(?:;|$)/i
 
 export function floodClient(trust: string, maxSockets = 50): FloodClient {
-  const agent = new Agent({ keepAlive: true, maxSockets, ca: [trust] })
+  const https = new HttpsAgent({ keepAlive: true, maxSockets, ca: [trust] })
+  const http = new HttpAgent({ keepAlive: true, maxSockets })
   return {
     get: (url, authorization) =>
       new Promise((resolve, reject) => {
-        const req = request(url, { agent, ca: [trust], headers: authorization === undefined ? {} : { authorization } }, (res) => {
+        const headers = authorization === undefined ? {} : { authorization }
+        const onResponse = (res: IncomingMessage): void => {
           const chunks: Buffer[] = []
           res.on('data', (chunk: Buffer) => chunks.push(chunk))
           res.on('error', reject)
@@ -229,11 +233,15 @@ export function floodClient(trust: string, maxSockets = 50): FloodClient {
             const body: unknown = JSON_TYPE.test(res.headers['content-type'] ?? '') && text.length > 0 ? JSON.parse(text) : text
             resolve({ status: res.statusCode ?? 0, headers: res.headers, body, text })
           })
-        })
+        }
+        const req = url.startsWith('https:') ? httpsRequest(url, { agent: https, ca: [trust], headers }, onResponse) : httpRequest(url, { agent: http, headers }, onResponse)
         req.on('error', reject)
         req.end()
       }),
-    close: () => agent.destroy(),
+    close: () => {
+      https.destroy()
+      http.destroy()
+    },
   }
 }
 

@@ -6,11 +6,13 @@ import { isWorkloadSpiffeId } from './spiffe.js'
 
 /**
  * The workload a token says is calling: its nearest actor (`act.sub`), else its `client_id`,
- * as a SPIFFE ID: used as is when it is one, mapped through `clientIds` otherwise.
+ * `azp` or `sub` (the caller order of `toAuthContext`), as a SPIFFE ID: used as is when it is one, mapped through `clientIds` otherwise.
  * `undefined` when the token names no workload that can be compared with a certificate.
  */
 export function tokenWorkload(token: VerifiedToken, config: ResolvedConfig): string | undefined {
-  const named = token.actors[0] ?? token.claims.client_id
+  // The same order that picks the caller from a token: act.sub, client_id, azp, then sub.
+  const { claims } = token
+  const named = token.actors[0] ?? claims.client_id ?? claims.azp ?? claims.sub
   if (named === undefined) return undefined
   const mapped = config.clientIds.get(named)
   if (mapped !== undefined) return mapped

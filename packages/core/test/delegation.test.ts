@@ -52,7 +52,8 @@ describe('tokenWorkload', () => {
     ['nothing for an unmapped actor that is no SPIFFE ID, even with a SPIFFE client_id', { client_id: WEB }, ['other-client'], undefined],
     ['nothing for a trust-domain-only SPIFFE ID', { client_id: 'spiffe://example.org' }, [], undefined],
     ['nothing without client_id and actors', {}, [], undefined],
-    ['nothing for the subject alone, even a SPIFFE one', { sub: WEB }, [], undefined],
+    ['the subject of a service token (no act, no client_id), when it is a SPIFFE ID', { sub: WEB }, [], WEB],
+    ['azp before sub', { sub: 'alice', azp: WEB }, [], WEB],
   ])('names %s', (_case, claims, actors, expected) => {
     expect(tokenWorkload(token(claims, actors), config)).toBe(expected)
   })
