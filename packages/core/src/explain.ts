@@ -2,7 +2,7 @@ import { X509Certificate } from 'node:crypto'
 import { decodeJwt, decodeProtectedHeader } from 'jose'
 import { authorizeRequest, createCallsign } from './authenticator.js'
 import { AuthError, type AuthErrorCode } from './errors.js'
-import { verifyForwardedChain } from './forwarded-certificate.js'
+import { pemCertificateBlocks, verifyForwardedChain } from './forwarded-certificate.js'
 import type { CallsignOptions } from './options.js'
 import { describeCertificate, type PeerCertificate } from './peer-certificate.js'
 import { compileRule, type AuthRule } from './policy.js'
@@ -114,7 +114,7 @@ export async function explain(input: ExplainInput): Promise<Explanation> {
     peer = describeCertificate(cert)
     if (input.caPem) {
       try {
-        const anchors = (input.caPem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? []).map((pem) => new X509Certificate(pem))
+        const anchors = pemCertificateBlocks(input.caPem).map((pem) => new X509Certificate(pem))
         verifyForwardedChain(cert, [], anchors, config.now())
       } catch (error) {
         authorized = false

@@ -617,3 +617,12 @@ async function twoLevelPki(root: TestCa): Promise<TwoLevelPki> {
     selfSigned: pem(selfSigned),
   }
 }
+
+describe('PEM scanning on proxy input', () => {
+  it('handles a megabyte of unterminated BEGIN markers (linear scan, no backtracking) and refuses it', async () => {
+    const { pemCertificateBlocks, decodeForwardedPem } = await import('../src/forwarded-certificate.js')
+    const junk = '-----BEGIN CERTIFICATE-----'.repeat(40_000)
+    expect(pemCertificateBlocks(junk)).toEqual([])
+    expect(() => decodeForwardedPem(encodeURIComponent(junk))).toThrow(/malformed forwarded client certificate/)
+  })
+})
