@@ -9,6 +9,7 @@ import { IssuerKeys } from './jwks.js'
 import { resolveConfig, type CallsignOptions, type ResolvedConfig } from './options.js'
 import { addressTrusted, ForwardedPeers } from './forwarded-certificate.js'
 import { readPeerCertificate, type PeerCertificate } from './peer-certificate.js'
+import { loadTelemetry, type Telemetry } from './telemetry.js'
 import { checkRevocation, revokeToken, type RevocableToken } from './revocation.js'
 import { authorize, compileRule, type AuthRule, type CompiledRule } from './policy.js'
 import { toAuthContext, type AuthContext } from './principal.js'
@@ -51,6 +52,8 @@ interface RequestState {
   /** The authenticate-stage event, emitted by `requireAuth` (merged) or when the request closes. */
   pending: DecisionEvent | undefined
   report: (event: DecisionEvent) => void
+  /** Decision events are wanted (an onDecision hook or OpenTelemetry). */
+  observed: boolean
 }
 // What the guard decided about each request, so `requireAuth` (possibly in another adapter
 // layer) finds both the result and the guard's policy without trusting a mutable property.
@@ -129,8 +132,18 @@ export function createCallsign(options: CallsignOptions): Callsign {
     return toAuthContext(token, peer, binding)
   }
 
-  const report = (event: DecisionEvent): void => emit(config.onDecision, event, config.logger.warn.bind(config.logger))
-  const observing = config.onDecision !== undefined
+  // OpenTelemetry, when the application has it (loaded in the background; until then, no spans or counters).
+  let telemetry: Telemetry | undefined
+  if (config.telemetry) void loadTelemetry().then((loaded) => {
+    telemetry = loaded
+    if (loaded) keys.onKeyEvent = (outcome, issuer) => loaded.keys(outcome, issuer)
+  })
+  const report = (event: DecisionEvent): void => {
+    telemetry?.annotate(event)
+    telemetry?.decision(event)
+    emit(config.onDecision, event, config.logger.warn.bind(config.logger))
+  }
+  const isObserved = (): boolean => config.onDecision !== undefined || telemetry !== undefined
   // Logged once per certificate (bounded), whether or not anyone listens to decision events.
   const peerWarned = new Set<string>()
   const checkPeerExpiry = (auth: AuthContext | undefined): void => {
@@ -146,6 +159,7 @@ export function createCallsign(options: CallsignOptions): Callsign {
     config,
     async authenticate(request) {
       const seen: { scheme?: Credentials['scheme'] } = {}
+      const observing = isObserved()
       const started = observing ? performance.now() : 0
       let auth: AuthContext | undefined
       let refused: AuthError | undefined
@@ -155,7 +169,7 @@ export function createCallsign(options: CallsignOptions): Callsign {
         if (!(error instanceof AuthError)) throw error
         if (!(error.code === 'credentials_missing' && config.credentials === 'optional')) refused = applyChallenge(error, challengeFor(seen.scheme))
       }
-      const state: RequestState = { guard, auth, challenge: challengeFor(seen.scheme), headers: undefined, refused: undefined, pending: undefined, report }
+      const state: RequestState = { guard, auth, challenge: challengeFor(seen.scheme), headers: undefined, refused: undefined, pending: undefined, report, observed: observing }
       if (observing) {
         const event = baseEvent(request, 'authenticate', started, seen.scheme, config.enforce)
         if (refused) {
@@ -164,6 +178,7 @@ export function createCallsign(options: CallsignOptions): Callsign {
         } else {
           Object.assign(event, describeAuth(auth, config.peerExpiryWarningDays, config.now()), { outcome: auth ? 'allowed' : 'anonymous' })
           state.pending = event
+          telemetry?.annotate(event) // now, while the request's span is still open
           // Emitted when the request ends unless a rule checks it (one event per request).
           onClose(request, () => flush(state))
         }
@@ -244,7 +259,7 @@ export function authorizeRequest(request: object, rule: CompiledRule): AuthConte
     }
   }
   // A guard refusal in dry run was reported already (unless this rule enforces it); otherwise one event for this rule's decision,
-  if (config.onDecision && (!state.refused || enforce !== config.enforce)) {
+  if (state.observed && (!state.refused || enforce !== config.enforce)) {
     // merged with the authenticate step's event when it is still pending (one event per request).
     const pending = state.pending ?? { ...baseEvent(request as AuthRequest, 'authorize', started, state.challenge.scheme, enforce), ...describeAuth(state.auth, config.peerExpiryWarningDays, config.now()) }
     state.pending = undefined

@@ -78,6 +78,8 @@ export class IssuerKeys {
   readonly #config: ResolvedConfig
   readonly #sets: LRUCache<string, KeySet>
   readonly #states = new Map<string, IssuerState>()
+  /** Set by the guard when OpenTelemetry is present: key fetch outcomes and cache events. */
+  onKeyEvent: ((outcome: 'ok' | 'failed' | 'stale_served' | 'cooldown', issuer: string) => void) | undefined
 
   constructor(config: ResolvedConfig) {
     this.#config = config
@@ -121,6 +123,7 @@ export class IssuerKeys {
     if (!set) {
       set = await this.refresh(issuer)
     } else if (now - set.fetchedAt > cacheMaxAgeSeconds * 1000) {
+      this.onKeyEvent?.('stale_served', issuer.issuer)
       this.refresh(issuer).catch(() => {}) // stale-while-revalidate; failures are logged by refresh
     }
     const key = this.#select(set, selector)
@@ -130,6 +133,8 @@ export class IssuerKeys {
       const fresh = await this.refresh(issuer)
       const rotated = this.#select(fresh, selector)
       if (rotated) return rotated
+    } else if (selector.kid !== undefined) {
+      this.onKeyEvent?.('cooldown', issuer.issuer)
     }
     throw invalidToken('no key of the issuer matches the token')
   }
@@ -150,11 +155,13 @@ export class IssuerKeys {
         state.lastFailureAt = undefined
         state.inflight = undefined
         this.#sets.set(issuer.issuer, set)
+        this.onKeyEvent?.('ok', issuer.issuer)
         return set
       },
       (error: unknown) => {
         state.lastFailureAt = this.#config.now()
         state.inflight = undefined
+        this.onKeyEvent?.('failed', issuer.issuer)
         this.#config.logger.warn('callsign: could not fetch issuer keys', { issuer: issuer.issuer, reason: (error as Error).message })
         throw new AuthError('keys_unavailable', 'the issuer keys are temporarily unavailable', {
           retryAfterSeconds: Math.max(1, failureBackoffSeconds),

@@ -238,6 +238,12 @@ export interface CallsignOptions {
    */
   peerExpiryWarningDays?: number
   /**
+   * OpenTelemetry: when `@opentelemetry/api` is installed, span attributes on the active span and
+   * counters (`callsign.decisions`, `callsign.jwks.fetches`, `callsign.dpop.replays`,
+   * `callsign.dpop.nonce_challenges`). Default true; `false` to leave OpenTelemetry alone.
+   */
+  telemetry?: boolean
+  /**
    * Most verified tokens remembered (by the whole token string), so a token reused for minutes is
    * verified once. Entries never outlive the token's `exp` or its issuer key; binding, caller and
    * authorization checks still run on every request. `0` disables. Default 10000.
@@ -302,6 +308,7 @@ export interface ResolvedConfig {
   clientIds: ReadonlyMap<string, string>
   delegation: { maxDepth: number; actors: readonly CallerPattern[] | undefined; hops: readonly (readonly CallerPattern[])[] | undefined }
   realm: string
+  telemetry: boolean
   revocation: { store: RevocationStore; isRevoked: ((claims: AccessTokenClaims, context: { issuer: string }) => boolean | Promise<boolean>) | undefined; timeoutMs: number } | undefined
   resourceMetadata: ResolvedResourceMetadata | undefined
   onDecision: DecisionHook | undefined
@@ -400,7 +407,7 @@ const OPTION_KEYS = [
   'issuers', 'algorithms', 'clockTolerance', 'maxTokenAge', 'typ', 'scopeClaim', 'mtls', 'callers', 'credentials',
   'realm', 'jwks', 'prefetch', 'fetch', 'now', 'logger', 'senderConstraint', 'dpop', 'callerConsistency', 'clientIds',
   'delegation', 'tokenCacheMaxEntries', 'onDecision', 'enforce', 'peerExpiryWarningDays',
-  'resourceMetadata', 'revocation',
+  'resourceMetadata', 'revocation', 'telemetry',
 ] as const
 const DPOP_KEYS = ['mode', 'algorithms', 'maxProofAgeSeconds', 'origin', 'nonce', 'replayStore', 'replayStoreTimeoutMs'] as const
 const DELEGATION_KEYS = ['maxDepth', 'actors', 'hops'] as const
@@ -506,6 +513,7 @@ export function resolveConfig(options: CallsignOptions): ResolvedConfig {
     fail('logger', 'must have a warn(message, details) method')
   }
   if (options.prefetch !== undefined && typeof options.prefetch !== 'boolean') fail('prefetch', 'must be a boolean')
+  if (options.telemetry !== undefined && typeof options.telemetry !== 'boolean') fail('telemetry', 'must be a boolean')
   if (options.enforce !== undefined && typeof options.enforce !== 'boolean') fail('enforce', 'must be a boolean (false: dry run)')
   if (options.onDecision !== undefined && typeof options.onDecision !== 'function') fail('onDecision', 'must be a function (event) => void')
   const realm = options.realm ?? 'api'
@@ -534,6 +542,7 @@ export function resolveConfig(options: CallsignOptions): ResolvedConfig {
     dpop,
     resourceMetadata,
     revocation: resolveRevocation(options.revocation),
+    telemetry: options.telemetry ?? true,
     callerConsistency: oneOf(options.callerConsistency, 'callerConsistency', ['enforce', 'off'] as const, 'enforce') === 'enforce',
     clientIds: resolveClientIds(options.clientIds),
     delegation: resolveDelegation(options.delegation),

@@ -154,7 +154,7 @@ describe('resolveConfig validation', () => {
   it.each<[string, unknown, string]>([
     ['no options object', undefined, 'Callsign: "options" must be an object'],
     ['an array as options', [], 'Callsign: "options" must be an object'],
-    ['an unknown option key', base({ issuer: 'x' }), 'Callsign: "options.issuer" is not a known option (known: issuers, algorithms, clockTolerance, maxTokenAge, typ, scopeClaim, mtls, callers, credentials, realm, jwks, prefetch, fetch, now, logger, senderConstraint, dpop, callerConsistency, clientIds, delegation, tokenCacheMaxEntries, onDecision, enforce, peerExpiryWarningDays, resourceMetadata, revocation)'],
+    ['an unknown option key', base({ issuer: 'x' }), 'Callsign: "options.issuer" is not a known option (known: issuers, algorithms, clockTolerance, maxTokenAge, typ, scopeClaim, mtls, callers, credentials, realm, jwks, prefetch, fetch, now, logger, senderConstraint, dpop, callerConsistency, clientIds, delegation, tokenCacheMaxEntries, onDecision, enforce, peerExpiryWarningDays, resourceMetadata, revocation, telemetry)'],
     // algorithms
     ['algorithms with none', base({ algorithms: ['ES256', 'none'] }), `Callsign: "algorithms" contains "none": ${REFUSED}`],
     ['algorithms with NONE', base({ algorithms: ['NONE'] }), `Callsign: "algorithms" contains "NONE": ${REFUSED}`],

@@ -1,0 +1,71 @@
+import type { DecisionEvent } from './decision-events.js'
+
+/** Operational counters Callsign reports when `@opentelemetry/api` is installed. */
+export interface Telemetry {
+  /** A final decision: counter `callsign.decisions` (and replay / nonce counters). */
+  decision(event: DecisionEvent): void
+  /** Attributes of a decision on the active span, set as soon as they are known (before the span ends). */
+  annotate(event: DecisionEvent): void
+  /** A JWKS / metadata fetch outcome, or a key served stale, or an unknown kid within the cooldown. */
+  keys(outcome: 'ok' | 'failed' | 'stale_served' | 'cooldown', issuer: string): void
+}
+
+interface OtelApi {
+  trace: { getActiveSpan(): { setAttributes(attributes: Record<string, string | number | boolean>): unknown } | undefined }
+  metrics: { getMeter(name: string, version?: string): { createCounter(name: string, options?: { description?: string; unit?: string }): { add(value: number, attributes?: Record<string, string>): void } } }
+}
+
+/**
+ * Load OpenTelemetry if the application has `@opentelemetry/api` (an optional peer dependency):
+ * then every decision sets span attributes (`callsign.outcome`, `callsign.code`,
+ * `callsign.caller.id`, `callsign.caller.source`, `callsign.binding`, `callsign.issuer`) on the
+ * active span and counts `callsign.decisions`, `callsign.jwks.fetches`, `callsign.dpop.replays`
+ * and `callsign.dpop.nonce_challenges`. Resolves `undefined` when it is not installed. Never throws.
+ */
+export async function loadTelemetry(): Promise<Telemetry | undefined> {
+  let api: OtelApi
+  try {
+    const moduleName = '@opentelemetry/api'
+    api = (await import(moduleName)) as OtelApi
+  } catch {
+    return undefined
+  }
+  try {
+    const meter = api.metrics.getMeter('callsign')
+    const decisions = meter.createCounter('callsign.decisions', { description: 'Authentication and authorization decisions' })
+    const fetches = meter.createCounter('callsign.jwks.fetches', { description: 'Issuer key events: ok, failed, stale_served, cooldown' })
+    const replays = meter.createCounter('callsign.dpop.replays', { description: 'DPoP proofs refused as replays' })
+    const nonces = meter.createCounter('callsign.dpop.nonce_challenges', { description: 'use_dpop_nonce challenges sent' })
+    return {
+      decision(event) {
+        const attributes: Record<string, string> = { outcome: event.outcome, stage: event.stage, enforced: String(event.enforced) }
+        if (event.code) attributes.code = event.code
+        if (event.binding) attributes.binding = event.binding
+        if (event.caller) attributes.caller_source = event.caller.source
+        decisions.add(1, attributes)
+        if (event.code === 'invalid_dpop_proof' && event.reason === 'DPoP proof has already been used') replays.add(1)
+        if (event.code === 'use_dpop_nonce') nonces.add(1)
+      },
+      annotate(event) {
+        const span = api.trace.getActiveSpan()
+        if (span) {
+          const spanAttributes: Record<string, string | number | boolean> = { 'callsign.outcome': event.outcome, 'callsign.enforced': event.enforced }
+          if (event.code) spanAttributes['callsign.code'] = event.code
+          if (event.caller) {
+            spanAttributes['callsign.caller.id'] = event.caller.id
+            spanAttributes['callsign.caller.source'] = event.caller.source
+          }
+          if (event.user) spanAttributes['callsign.user'] = event.user
+          if (event.binding) spanAttributes['callsign.binding'] = event.binding
+          if (event.issuer) spanAttributes['callsign.issuer'] = event.issuer
+          span.setAttributes(spanAttributes)
+        }
+      },
+      keys(outcome, issuer) {
+        fetches.add(1, { outcome, issuer })
+      },
+    }
+  } catch {
+    return undefined
+  }
+}
