@@ -106,6 +106,11 @@ describe.each(adapters)('$name: decision events and dry run', (adapter) => {
       ['authenticate', 'refused', false, 'invalid_token'],
       ['authorize', 'refused', false, 'insufficient_scope'],
     ])
+    // Each dry-run refusal names the failing check and carries its explanation, as `callsign explain` words it.
+    expect(events.map((e) => [e.check, e.explanation])).toEqual([
+      ['header', [{ check: 'header', ok: false, detail: 'invalid_token: malformed token' }]],
+      ['rule', [{ check: 'rule', ok: false, detail: 'insufficient_scope: the token lacks a required scope (caller side)' }]],
+    ])
   })
 
   it('a rule can be a dry run on its own while the guard enforces', async () => {

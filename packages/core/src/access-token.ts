@@ -118,7 +118,7 @@ export async function verifyAccessToken(token: string, config: ResolvedConfig, k
   return verified
 }
 
-const BASE64URL = /^[A-Za-z0-9_-]+$/
+export const BASE64URL = /^[A-Za-z0-9_-]+$/
 
 /**
  * RFC 7519 §4.1.4-4.1.6 with `clockTolerance`: `exp` required and in the future, `nbf` reached,
@@ -210,7 +210,8 @@ export class VerifiedTokenCache {
   }
 }
 
-function readScopes(claims: AccessTokenClaims, issuer: ResolvedIssuer): string[] {
+/** Scopes of `claims` from the issuer's scope claim, validated and deduplicated. */
+export function readScopes(claims: AccessTokenClaims, issuer: ResolvedIssuer): string[] {
   const raw = claims[issuer.scopeClaim]
   if (raw === undefined) return []
   let scopes: unknown[]
@@ -230,7 +231,7 @@ function readScopes(claims: AccessTokenClaims, issuer: ResolvedIssuer): string[]
 }
 
 /** RFC 8693 §4.1: `act.sub` is the current actor; a nested `act` is an earlier one. */
-function readActors(act: unknown): string[] {
+export function readActors(act: unknown): string[] {
   const actors: string[] = []
   let current = act
   while (current !== undefined) {

@@ -4,8 +4,10 @@ import { readCredentials, type Credentials } from './credentials.js'
 import { checkCallerConsistency, checkDelegation } from './delegation.js'
 import { AuthError } from './errors.js'
 import { describeAuth, emit, expiresSoon, type DecisionEvent } from './decision-events.js'
+import { stepOf } from './explain-step.js'
 import { applyChallenge, type ChallengeContext } from './http-mapping.js'
 import { IssuerKeys } from './jwks.js'
+import { Introspector } from './introspection.js'
 import { resolveConfig, type CallsignOptions, type ResolvedConfig } from './options.js'
 import { addressTrusted, ForwardedPeers } from './forwarded-certificate.js'
 import { readPeerCertificate, type PeerCertificate } from './peer-certificate.js'
@@ -71,6 +73,7 @@ export function createCallsign(options: CallsignOptions): Callsign {
   const config = resolveConfig(options)
   const keys = new IssuerKeys(config)
   const tokenCache = config.tokenCacheMaxEntries > 0 ? new VerifiedTokenCache(config.tokenCacheMaxEntries) : undefined
+  const introspector = Introspector.wanted(config) ? new Introspector(config) : undefined
   const { mtls, realm, dpop } = config
   const dpopAlgs = dpop.mode === 'off' ? undefined : dpop.algs
   const bearer = dpop.mode !== 'required'
@@ -123,7 +126,11 @@ export function createCallsign(options: CallsignOptions): Callsign {
     }
     seen.scheme = credentials.scheme
     if (credentials.scheme === 'bearer' && !bearer) throw new AuthError('invalid_token', 'a DPoP-bound token is required')
-    const token = await verifyAccessToken(credentials.token, config, keys, tokenCache)
+    // RFC 7662: opaque tokens (and, with `tokens: 'all'`, that issuer's JWTs) are introspected.
+    const introspecting = introspector?.issuerFor(credentials.token)
+    const token = introspecting
+      ? await introspector!.introspect(credentials.token, introspecting)
+      : await verifyAccessToken(credentials.token, config, keys, tokenCache)
     await checkRevocation(token, config)
     // Possession first (certificate or DPoP key), then who presents it and through whom.
     const binding = await checkBinding(token, credentials, peer, request, config)
@@ -173,7 +180,7 @@ export function createCallsign(options: CallsignOptions): Callsign {
       if (observing) {
         const event = baseEvent(request, 'authenticate', started, seen.scheme, config.enforce)
         if (refused) {
-          Object.assign(event, { outcome: 'refused', status: refused.status, code: refused.code, reason: refused.message })
+          describeRefusal(event, refused)
           report(event)
         } else {
           Object.assign(event, describeAuth(auth, config.peerExpiryWarningDays, config.now()), { outcome: auth ? 'allowed' : 'anonymous' })
@@ -219,7 +226,9 @@ export function createCallsign(options: CallsignOptions): Callsign {
       }
     },
     async ready() {
-      await Promise.all([...config.issuers.values()].filter((issuer) => !keys.hasKeys(issuer.issuer)).map((issuer) => keys.refresh(issuer)))
+      // Issuers whose tokens are all introspected (`tokens: 'all'`) need no keys.
+      const needKeys = [...config.issuers.values()].filter((issuer) => issuer.introspection?.tokens !== 'all' && !keys.hasKeys(issuer.issuer))
+      await Promise.all(needKeys.map((issuer) => keys.refresh(issuer)))
     },
   }
   if (config.prefetch) guard.ready().catch(() => {}) // failures are logged; requests retry
@@ -264,12 +273,19 @@ export function authorizeRequest(request: object, rule: CompiledRule): AuthConte
     const pending = state.pending ?? { ...baseEvent(request as AuthRequest, 'authorize', started, state.challenge.scheme, enforce), ...describeAuth(state.auth, config.peerExpiryWarningDays, config.now()) }
     state.pending = undefined
     const event: DecisionEvent = { ...pending, stage: 'authorize', enforced: enforce, durationMs: pending.durationMs + (performance.now() - started) }
-    if (refusal) Object.assign(event, { outcome: 'refused', status: refusal.status, code: refusal.code, reason: refusal.message })
+    if (refusal) describeRefusal(event, refusal)
     else event.outcome = 'allowed'
     state.report(event)
   }
   if (refusal && enforce) throw refusal
   return state.auth
+}
+
+/** Fill in a refusal: code, reason, the failing check, and in dry run the explanation. */
+function describeRefusal(event: DecisionEvent, error: AuthError): void {
+  const check = stepOf(error)
+  Object.assign(event, { outcome: 'refused', status: error.status, code: error.code, reason: error.message, check })
+  if (!event.enforced) event.explanation = [{ check, ok: false, detail: `${error.code}: ${error.message}${error.side ? ` (${error.side} side)` : ''}` }]
 }
 
 function baseEvent(request: AuthRequest, stage: DecisionEvent['stage'], started: number, scheme: Credentials['scheme'] | undefined, enforced: boolean): DecisionEvent {

@@ -22,6 +22,10 @@ export interface DecisionEvent {
   code?: AuthErrorCode
   /** Fixed, client-safe reason text. */
   reason?: string
+  /** For a refusal: the check that failed, named as in `callsign explain` (`time`, `audience`, `binding`, `rule` ...). */
+  check?: string
+  /** Dry run only: the explanation of the refusal, as `explain()` structures it (the failing check). */
+  explanation?: Array<{ check: string; ok: boolean | undefined; detail: string }>
   method?: string
   /** Request path without the query string. */
   path?: string

@@ -36,6 +36,8 @@ export type AuthErrorCode =
   | 'replay_store_unavailable'
   /** The revocation check (`revocation.isRevoked` hook or store) failed or timed out: 503 with `Retry-After`. */
   | 'revocation_unavailable'
+  /** The RFC 7662 introspection endpoint failed, timed out or gave no valid answer: 503 with `Retry-After`. */
+  | 'introspection_unavailable'
 
 /** Which identity a 403 is about: the calling service, or the user it acts for. */
 export type AuthSide = 'caller' | 'user'
@@ -67,6 +69,7 @@ const STATUS: Record<AuthErrorCode, number> = {
   use_dpop_nonce: 401,
   replay_store_unavailable: 503,
   revocation_unavailable: 503,
+  introspection_unavailable: 503,
 }
 
 /**

@@ -35,6 +35,7 @@ const TITLES: Record<AuthErrorCode, string> = {
   use_dpop_nonce: 'DPoP nonce required',
   replay_store_unavailable: 'Replay protection unavailable',
   revocation_unavailable: 'Revocation check unavailable',
+  introspection_unavailable: 'Token introspection unavailable',
 }
 
 /** The RFC 6750 §3.1 error code carried in the challenge, if any. */
@@ -54,6 +55,7 @@ const CHALLENGE_ERROR: Record<AuthErrorCode, string | undefined> = {
   use_dpop_nonce: 'use_dpop_nonce',
   replay_store_unavailable: undefined,
   revocation_unavailable: undefined,
+  introspection_unavailable: undefined,
 }
 
 /** Problem `type` URI for a code: `urn:callsign:problem:<code>`. */

@@ -21,6 +21,7 @@ export {
   type DpopOptions,
   type DelegationOptions,
   type ForwardedOptions,
+  type IntrospectionOptions,
 } from './options.js'
 export { compileRule, authorize, type AuthRule, type CompiledRule } from './policy.js'
 export type { AuthContext, CallerIdentity, TokenBinding } from './principal.js'

@@ -58,6 +58,42 @@ export interface IssuerOptions {
   jwks?: { keys: unknown[] } | string | { path: string; pollSeconds?: number }
   /** Refuse tokens whose lifetime (`exp - iat`) exceeds this many seconds (and require `iat`), e.g. 300 for self-issued service tokens. */
   maxTokenLifetime?: number
+  /**
+   * RFC 7662 token introspection for this issuer's opaque tokens. Tokens that are not JWS-shaped
+   * go to the first issuer that has `introspection`; with `tokens: 'all'`, this issuer's JWTs too.
+   */
+  introspection?: IntrospectionOptions
+}
+
+/** RFC 7662 introspection of opaque access tokens. Durations in seconds. */
+export interface IntrospectionOptions {
+  /** The introspection endpoint: https (http only on loopback). */
+  endpoint: string
+  /** This resource server's client id at the authorization server (RFC 7662 §2.1 requires it to authenticate). */
+  clientId: string
+  /** Its client secret, sent with HTTP Basic (`client_secret_basic`, RFC 6749 §2.3.1). */
+  clientSecret: string
+  /** Timeout of one introspection request, body included. Default 5, at most 60. */
+  timeoutSeconds?: number
+  /** How long an active answer is reused (never beyond the token's `exp`). Default 60; 0 disables. */
+  cacheSeconds?: number
+  /** How long an inactive (or unacceptable) answer is reused. Default 10; 0 disables. */
+  negativeCacheSeconds?: number
+  /** Most answers cached (keyed by SHA-256 of the token). Default 10000; 0 disables the cache. */
+  maxEntries?: number
+  /** `'opaque'` (default): only tokens that are not JWS-shaped. `'all'`: also this issuer's JWTs (by their unverified `iss`). */
+  tokens?: 'opaque' | 'all'
+}
+
+export interface ResolvedIntrospection {
+  endpoint: URL
+  clientId: string
+  clientSecret: string
+  timeoutSeconds: number
+  cacheSeconds: number
+  negativeCacheSeconds: number
+  maxEntries: number
+  tokens: 'opaque' | 'all'
 }
 
 /** `'required'`: every request must come over TLS with a client certificate the socket authorized. `'optional'` (default): used when present. */
@@ -274,6 +310,7 @@ export interface ResolvedIssuer {
   typ: TokenTypeMode
   scopeClaim: ScopeClaim
   algorithms: ReadonlySet<string>
+  introspection?: ResolvedIntrospection | undefined
 }
 
 export interface ResolvedAllowance {
@@ -411,7 +448,27 @@ const OPTION_KEYS = [
 ] as const
 const DPOP_KEYS = ['mode', 'algorithms', 'maxProofAgeSeconds', 'origin', 'nonce', 'replayStore', 'replayStoreTimeoutMs'] as const
 const DELEGATION_KEYS = ['maxDepth', 'actors', 'hops'] as const
-const ISSUER_KEYS = ['issuer', 'audience', 'jwksUri', 'typ', 'scopeClaim', 'algorithms', 'jwks', 'maxTokenLifetime'] as const
+const ISSUER_KEYS = ['issuer', 'audience', 'jwksUri', 'typ', 'scopeClaim', 'algorithms', 'jwks', 'maxTokenLifetime', 'introspection'] as const
+const INTROSPECTION_KEYS = ['endpoint', 'clientId', 'clientSecret', 'timeoutSeconds', 'cacheSeconds', 'negativeCacheSeconds', 'maxEntries', 'tokens'] as const
+
+function resolveIntrospection(value: unknown, option: string): ResolvedIntrospection {
+  if (!isPlainObject(value)) return fail(option, 'must be an object { endpoint, clientId, clientSecret }')
+  checkKeys(value, INTROSPECTION_KEYS, option)
+  const endpoint = parseSecureUrl(value.endpoint, `${option}.endpoint`)
+  for (const key of ['clientId', 'clientSecret'] as const) {
+    if (typeof value[key] !== 'string' || (value[key] as string).length === 0) fail(`${option}.${key}`, 'must be a non-empty string (RFC 7662 §2.1: the resource server authenticates)')
+  }
+  return Object.freeze({
+    endpoint,
+    clientId: value.clientId as string,
+    clientSecret: value.clientSecret as string,
+    timeoutSeconds: positive(value.timeoutSeconds, `${option}.timeoutSeconds`, 5, { max: 60 }),
+    cacheSeconds: positive(value.cacheSeconds, `${option}.cacheSeconds`, 60, { allowZero: true, max: 86_400 }),
+    negativeCacheSeconds: positive(value.negativeCacheSeconds, `${option}.negativeCacheSeconds`, 10, { allowZero: true, max: 3600 }),
+    maxEntries: positive(value.maxEntries, `${option}.maxEntries`, 10_000, { integer: true, allowZero: true, max: 1_000_000 }),
+    tokens: oneOf(value.tokens, `${option}.tokens`, ['opaque', 'all'] as const, 'opaque'),
+  })
+}
 const JWKS_KEYS = ['cacheMaxAgeSeconds', 'cooldownSeconds', 'failureBackoffSeconds', 'maxStaleSeconds', 'timeoutSeconds', 'maxBytes', 'maxKeys'] as const
 const TYP_MODES = ['at+jwt', 'jwt'] as const
 const SCOPE_CLAIMS = ['scope', 'scp', 'permissions'] as const
@@ -460,6 +517,7 @@ export function resolveConfig(options: CallsignOptions): ResolvedConfig {
       typ: oneOf(entry.typ, `${name}.typ`, TYP_MODES, typ),
       scopeClaim: oneOf(entry.scopeClaim, `${name}.scopeClaim`, SCOPE_CLAIMS, scopeClaim),
       algorithms: issuerAlgorithms,
+      ...(entry.introspection === undefined ? {} : { introspection: resolveIntrospection(entry.introspection, `${name}.introspection`) }),
     }))
   })
 

@@ -49,7 +49,8 @@ export function toAuthContext(token: VerifiedToken, peer: PeerCertificate | unde
   if (peer?.spiffeId !== undefined) caller = { id: peer.spiffeId, source: peer.verification === undefined || peer.verification === 'tls' ? 'mtls' : 'forwarded' }
   else if (tokenCaller !== undefined) caller = { id: tokenCaller, source: 'token' }
   else throw invalidToken('token names no calling client')
-  const onBehalf = claims.act !== undefined || (claims.client_id !== undefined && claims.client_id !== claims.sub)
+  // A token without `sub` (some client-credentials tokens) is the client acting for itself.
+  const onBehalf = claims.act !== undefined || (claims.client_id !== undefined && claims.sub !== undefined && claims.client_id !== claims.sub)
   if (onBehalf && claims.sub === undefined) throw invalidToken('on-behalf-of token names no subject')
   return {
     caller,

@@ -74,7 +74,6 @@ describe('toAuthContext', () => {
 
   it.each<[string, Partial<AccessTokenClaims>, string[], string]>([
     ['a token naming no client at all', {}, [], 'token names no calling client'],
-    ['an on-behalf-of token (client_id) without sub', { client_id: WEB }, [], 'on-behalf-of token names no subject'],
     ['an on-behalf-of token (act) without sub', { act: { sub: WEB } }, [WEB], 'on-behalf-of token names no subject'],
   ])('refuses %s', (_case, claims, actors, message) => {
     expect(() => toAuthContext(token(claims, actors), undefined, 'bearer')).toThrow(new AuthError('invalid_token', message))
@@ -85,7 +84,10 @@ describe('toAuthContext', () => {
     }
   })
 
-  it('refuses an on-behalf-of token without sub even when the peer names the caller', () => {
-    expect(() => toAuthContext(token({ client_id: 'c' }), peer(WEB), 'bearer')).toThrow('on-behalf-of token names no subject')
+  it('treats a client_id without sub (a client-credentials token) as the client acting for itself', () => {
+    const auth = toAuthContext(token({ client_id: WEB }), undefined, 'bearer')
+    expect(auth.caller).toEqual({ id: WEB, source: 'token' })
+    expect(auth).not.toHaveProperty('user')
+    expect(toAuthContext(token({ client_id: 'c' }), peer(WEB), 'bearer').caller).toEqual({ id: WEB, source: 'mtls' })
   })
 })

@@ -8,10 +8,12 @@ export class FetchFailure extends Error {
 export interface FetchJsonOptions {
   timeoutSeconds: number
   maxBytes: number
+  /** A POST instead of a GET (token introspection): extra headers and a form body. */
+  post?: { headers: Record<string, string>; body: string }
 }
 
 /**
- * GET a JSON document with a timeout that covers the body too, a hard size limit (checked on
+ * GET (or, with `post`, POST) a JSON document with a timeout that covers the body too, a hard size limit (checked on
  * `content-length` and while streaming) and no redirects. Throws `FetchFailure`.
  */
 export async function fetchJson(fetchFn: typeof globalThis.fetch, url: URL, options: FetchJsonOptions): Promise<unknown> {
@@ -26,7 +28,9 @@ export async function fetchJson(fetchFn: typeof globalThis.fetch, url: URL, opti
   expired.catch(() => {})
   let response: Response
   try {
-    response = await Promise.race([fetchFn(url.href, { signal, redirect: 'error', headers: { accept: 'application/json' } }), expired])
+    response = await Promise.race([fetchFn(url.href, options.post
+      ? { method: 'POST', signal, redirect: 'error', headers: { accept: 'application/json', ...options.post.headers }, body: options.post.body }
+      : { signal, redirect: 'error', headers: { accept: 'application/json' } }), expired])
   } catch (error) {
     clearTimeout(timer)
     throw new FetchFailure(`${url.href}: ${signal.aborted || error instanceof FetchFailure ? 'timed out' : (error as Error).message}`)

@@ -1,0 +1,105 @@
+// Opaque access tokens by RFC 7662 introspection, in every framework, against a real loopback
+// authorization server (test/support/introspection-server.ts): identities and scopes from the
+// answer, inactive/unknown tokens, DPoP- and certificate-bound opaque tokens, caching, outages.
+import { createDpopKey, type DpopKey } from '@callsign/testing'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { RunningApp } from '../support/adapters.js'
+import { adapters } from '../support/adapters.js'
+import { dpopRequest } from '../support/dpop.js'
+import { expectAccepted, expectRefusal } from '../support/expectations.js'
+import { AUDIENCE, createFixture, ID, issuerOption, quiet, sign, type Fixture } from '../support/fixtures.js'
+import { startIntrospectionServer, type IntrospectionServer } from '../support/introspection-server.js'
+
+describe.each(adapters)('$name: opaque tokens by introspection (RFC 7662)', (adapter) => {
+  let fx: Fixture
+  let as: IntrospectionServer
+  let app: RunningApp
+  let key: DpopKey
+
+  beforeAll(async () => {
+    fx = await createFixture()
+    ;[as, key] = await Promise.all([startIntrospectionServer({ issuer: fx.main.issuer, audience: AUDIENCE }), createDpopKey()])
+    app = await fx.start(adapter, {
+      logger: quiet,
+      issuers: issuerOption(fx.main, { introspection: { endpoint: as.endpoint, clientId: as.clientId, clientSecret: as.clientSecret, timeoutSeconds: 0.5 } }),
+    })
+  })
+  afterAll(async () => {
+    await fx?.close()
+    await as?.close()
+  })
+
+  it('accepts an opaque token: caller from client_id, user from sub, scopes from scope', async () => {
+    const token = as.issue({ client_id: ID.frontend, sub: 'alice', scope: 'orders:read profile' })
+    expectAccepted(await fx.call(app, { path: '/orders', token }), {
+      caller: { id: ID.frontend, source: 'token' },
+      user: 'alice',
+      scopes: ['orders:read', 'profile'],
+      issuer: fx.main.issuer,
+    })
+    // Route rules apply as to a JWT.
+    expectRefusal(await fx.call(app, { path: '/any', token }), { status: 403, code: 'insufficient_scope', side: 'user', scope: 'a b' })
+    // JWTs of the same issuer are still verified locally.
+    expect((await fx.call(app, { path: '/orders', token: await sign(fx.main, { sub: ID.worker, client_id: ID.worker, scope: 'orders:read' }) })).status).toBe(200)
+  })
+
+  it('refuses an inactive (revoked) token and an unknown token with 401 invalid_token', async () => {
+    const revoked = as.issue({ client_id: ID.frontend, scope: 'orders:read' })
+    as.revoke(revoked)
+    const res = await fx.call(app, { path: '/orders', token: revoked })
+    expectRefusal(res, { status: 401, code: 'invalid_token' })
+    expect(res.body.detail).toBe('token is not active')
+    const unknown = await fx.call(app, { path: '/orders', token: 'c29tZS1yYW5kb20tb3BhcXVlLXRva2VuLXRoYXQtbm9ib2R5LWlzc3VlZA' })
+    expectRefusal(unknown, { status: 401, code: 'invalid_token' })
+    expect(unknown.body.detail).toBe('token is not active')
+    expectRefusal(await fx.call(app, { path: '/orders', token: as.issue({ client_id: ID.frontend, scope: 'orders:read' }, -5) }), { status: 401, code: 'invalid_token' })
+  })
+
+  it('accepts a DPoP-bound opaque token (cnf.jkt) with a proof, and refuses it as a bearer token', async () => {
+    const token = as.issue({ client_id: ID.frontend, sub: ID.frontend, scope: 'orders:read', cnf: { jkt: key.jkt }, token_type: 'DPoP' })
+    expectAccepted(await fx.call(app, await dpopRequest(app, key, token, { path: '/orders' })), {
+      caller: { id: ID.frontend, source: 'token' },
+      scopes: ['orders:read'],
+      binding: 'dpop',
+    })
+    const bearer = await fx.call(app, { path: '/orders', token })
+    expectRefusal(bearer, { status: 401, code: 'invalid_token' })
+    expect(bearer.body.detail).toBe('DPoP-bound token presented as a bearer token')
+    // A proof by another key is refused.
+    const other = await createDpopKey()
+    expectRefusal(await fx.call(app, await dpopRequest(app, key, token, { path: '/orders', proofKey: other })), { status: 401, code: 'invalid_token', errorScheme: 'DPoP' })
+  })
+
+  it('accepts a certificate-bound opaque token only over its certificate', async () => {
+    const token = as.issue({ client_id: ID.frontend, sub: ID.frontend, scope: 'orders:read', cnf: { 'x5t#S256': fx.certs.frontend.x5tS256 } })
+    expectAccepted(await fx.call(app, { path: '/orders', token, cert: fx.certs.frontend }), {
+      caller: { id: ID.frontend, source: 'mtls' },
+      scopes: ['orders:read'],
+      binding: 'mtls',
+      peer: { ...fx.certs.frontend, spiffeId: ID.frontend },
+    })
+    const wrong = await fx.call(app, { path: '/orders', token, cert: fx.certs.frontendOtherKey })
+    expectRefusal(wrong, { status: 401, code: 'invalid_token' })
+    expect(wrong.body.detail).toBe('token is bound to another client certificate')
+    expectRefusal(await fx.call(app, { path: '/orders', token }), { status: 401, code: 'invalid_token' })
+  })
+
+  it('introspects a token once while its answer is cached', async () => {
+    const token = as.issue({ client_id: ID.worker, sub: ID.worker, scope: 'orders:read' })
+    const before = as.requests
+    expect((await fx.call(app, { path: '/orders', token })).status).toBe(200)
+    expect((await fx.call(app, { path: '/orders', token })).status).toBe(200)
+    expect(as.requests - before).toBe(1)
+  })
+
+  it('fails closed with 503 introspection_unavailable and Retry-After when the endpoint is down or slow', async () => {
+    for (const fault of ['error', 'hang', 'garbage'] as const) {
+      as.fault = fault
+      const res = await fx.call(app, { path: '/orders', token: as.issue({ client_id: ID.worker, sub: ID.worker, scope: 'orders:read' }) })
+      expectRefusal(res, { status: 503, code: 'introspection_unavailable' })
+      expect(res.headers['retry-after']).toMatch(/^[1-9][0-9]*$/)
+    }
+    as.fault = 'none'
+    expect((await fx.call(app, { path: '/orders', token: as.issue({ client_id: ID.worker, sub: ID.worker, scope: 'orders:read' }) })).status).toBe(200)
+  })
+})
