@@ -2,6 +2,7 @@
 // authorization server (test/support/introspection-server.ts): identities and scopes from the
 // answer, inactive/unknown tokens, DPoP- and certificate-bound opaque tokens, caching, outages.
 import { createDpopKey, type DpopKey } from '@callsign/testing'
+import { generateKeyPair } from 'jose'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { RunningApp } from '../support/adapters.js'
 import { adapters } from '../support/adapters.js'
@@ -101,5 +102,47 @@ describe.each(adapters)('$name: opaque tokens by introspection (RFC 7662)', (ada
     }
     as.fault = 'none'
     expect((await fx.call(app, { path: '/orders', token: as.issue({ client_id: ID.worker, sub: ID.worker, scope: 'orders:read' }) })).status).toBe(200)
+  })
+})
+
+describe.each(adapters)('$name: discovered endpoint, private_key_jwt and signed answers (RFC 8414, 7523, 9701)', (adapter) => {
+  let fx: Fixture
+  let as: IntrospectionServer
+  let app: RunningApp
+
+  beforeAll(async () => {
+    fx = await createFixture()
+    const client = await generateKeyPair('ES256')
+    as = await startIntrospectionServer({ audience: AUDIENCE, clientPublicKey: client.publicKey, signAnswers: true })
+    app = await fx.start(adapter, {
+      logger: quiet,
+      issuers: [
+        issuerOption(fx.main),
+        { issuer: as.issuer, audience: AUDIENCE, jwksUri: as.jwksUri, algorithms: ['ES256'], introspection: { clientId: as.clientId, auth: 'private_key_jwt', privateKey: client.privateKey, response: 'jwt', cacheSeconds: 0, timeoutSeconds: 0.5 } },
+      ],
+    })
+  })
+  afterAll(async () => {
+    await fx?.close()
+    await as?.close()
+  })
+
+  it('discovers the endpoint, authenticates with a client assertion and accepts the verified signed answer', async () => {
+    const [metadata, signed] = [as.metadataRequests, as.jwtAnswers]
+    const token = as.issue({ client_id: ID.frontend, sub: 'alice', scope: 'orders:read' })
+    expectAccepted(await fx.call(app, { path: '/orders', token }), { caller: { id: ID.frontend, source: 'token' }, user: 'alice', scopes: ['orders:read'], issuer: as.issuer })
+    expect((await fx.call(app, { path: '/orders', token })).status).toBe(200)
+    expect(as.metadataRequests - metadata).toBe(1)
+    expect(as.jwtAnswers - signed).toBe(2)
+    expect(as.unauthenticated).toBe(0)
+  })
+
+  it('fails closed with 503 introspection_unavailable on a signed answer by an unpublished key', async () => {
+    as.jwtForeignKey = true
+    try {
+      expectRefusal(await fx.call(app, { path: '/orders', token: as.issue({ client_id: ID.frontend, scope: 'orders:read' }) }), { status: 503, code: 'introspection_unavailable' })
+    } finally {
+      as.jwtForeignKey = false
+    }
   })
 })

@@ -70,6 +70,26 @@ describe.each(adapters)('$name: token sources and revocation', (adapter) => {
     expectRefusal(await fx.call(app, { path: '/orders', token: await selfIssued(other.privateKey, 'ES256', {}, 120, 'worker-1') }), { status: 401, code: 'invalid_token' })
   })
 
+  it('verifies SPIFFE JWT-SVIDs against a trust bundle, with or without iss; sub is the caller', async () => {
+    const bundle = { keys: [{ ...(await exportJWK(es256.publicKey)), kid: 'svid-1', use: 'jwt-svid' }], spiffe_sequence: 7 }
+    const app = await fx.start(adapter, {
+      logger: quiet,
+      issuers: { issuer: 'spiffe://example.org', trustDomain: 'example.org', audience: AUD, typ: 'jwt', jwks: bundle, maxTokenLifetime: 3600 },
+    })
+    const svid = (sub: string, extra: Record<string, unknown> = {}, aud: string | null = AUD) => {
+      const now = Math.floor(Date.now() / 1000)
+      return new SignJWT({ sub, ...(aud ? { aud } : {}), ...extra }).setProtectedHeader({ alg: 'ES256', typ: 'JWT', kid: 'svid-1' }).setIssuedAt(now).setExpirationTime(now + 300).sign(es256.privateKey)
+    }
+    expectAccepted(await fx.call(app, { path: '/whoami', token: await svid(ID.worker) }), { caller: { id: ID.worker, source: 'token' }, issuer: 'spiffe://example.org' })
+    expect((await fx.call(app, { path: '/whoami', token: await svid(ID.worker, { iss: 'spiffe://example.org' }) })).status).toBe(200)
+    // Presented by another workload's mTLS connection: caller consistency.
+    expectRefusal(await fx.call(app, { path: '/whoami', token: await svid(ID.worker), cert: fx.certs.frontend }), { status: 401, code: 'invalid_token' })
+    // Another trust domain, no audience, a subject that is not a workload SPIFFE ID.
+    expectRefusal(await fx.call(app, { path: '/whoami', token: await svid('spiffe://other.org/ns/x/sa/y') }), { status: 401, code: 'invalid_token' })
+    expectRefusal(await fx.call(app, { path: '/whoami', token: await svid(ID.worker, {}, null) }), { status: 401, code: 'invalid_token' })
+    expectRefusal(await fx.call(app, { path: '/whoami', token: await svid(ID.worker, { iss: 'spiffe://example.org', sub: 'alice' }) }), { status: 401, code: 'invalid_token' })
+  })
+
   it('follows a key file as it is rotated, without a restart', async () => {
     const file = join(dir, `${adapter.name}-keys.json`)
     const next = await generateKeyPair('ES256', { extractable: true })

@@ -4,8 +4,13 @@
  * server authenticated with `client_secret_basic`) with `{ active, scope, client_id, sub, aud,
  * iss, exp, iat, act, cnf, token_type, jti }` (§2.2), or `{ active: false }` for tokens it did
  * not issue, revoked or expired ones. Faults on demand: 500, a hang, a non-JSON body, a delay.
+ * Optionally: RFC 8414 metadata (`GET /.well-known/oauth-authorization-server`, with
+ * `introspection_endpoint`), `private_key_jwt` client authentication (RFC 7523 §2.2, verified with
+ * the client's public key, `jti` replay refused) and RFC 9701 signed answers (`application/token-introspection+jwt`
+ * when asked by `Accept`, keys at `GET /jwks`).
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto'
+import { exportJWK, generateKeyPair, jwtVerify, SignJWT, type JWTHeaderParameters } from 'jose'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 
@@ -39,6 +44,20 @@ export interface IntrospectionServer {
   fault: IntrospectionFault
   /** Delay every answer by this many ms (single-flight tests). */
   delayMs: number
+  /** `http://127.0.0.1:<port>` */
+  origin: string
+  /** `http://127.0.0.1:<port>/jwks` (the keys of signed answers, with `signAnswers`). */
+  jwksUri: string
+  /** Metadata documents served; `metadata` overrides the document (`null`: 404). */
+  metadataRequests: number
+  metadata: Record<string, unknown> | null | undefined
+  /** With `signAnswers`: overrides of the header and claims of signed answers (tampering tests). */
+  jwtHeader: Partial<JWTHeaderParameters>
+  jwtClaims: Record<string, unknown>
+  /** With `signAnswers`: sign with a key that is not published. */
+  jwtForeignKey: boolean
+  /** Signed answers sent. */
+  jwtAnswers: number
   /** Issue an opaque token valid for `lifetimeSeconds` (default 300; negative: already expired). */
   issue(claims?: IssuedClaims, lifetimeSeconds?: number): string
   /** Make a token inactive. */
@@ -47,11 +66,16 @@ export interface IntrospectionServer {
 }
 
 export interface IntrospectionServerOptions {
-  issuer: string
+  /** Default: the server's own origin (`http://127.0.0.1:<port>`), so metadata discovery works. */
+  issuer?: string
   clientId?: string
   clientSecret?: string
   /** Default audience of issued tokens. */
   audience?: string
+  /** Require `private_key_jwt` (RFC 7523 §2.2) verified with this public key instead of `client_secret_basic`. */
+  clientPublicKey?: Parameters<typeof jwtVerify>[1]
+  /** Answer with an RFC 9701 signed JWT (ES256, key at `/jwks`) when the request accepts `application/token-introspection+jwt`. */
+  signAnswers?: boolean
 }
 
 export async function startIntrospectionServer(options: IntrospectionServerOptions): Promise<IntrospectionServer> {
@@ -60,17 +84,61 @@ export async function startIntrospectionServer(options: IntrospectionServerOptio
   const clientSecret = options.clientSecret ?? randomBytes(16).toString('hex')
   const expected = Buffer.from(`Basic ${Buffer.from(`${encodeURIComponent(clientId)}:${encodeURIComponent(clientSecret)}`).toString('base64')}`)
   const hanging = new Set<ServerResponse>()
+  const signing = options.signAnswers ? await generateKeyPair('ES256') : undefined
+  const foreign = options.signAnswers ? await generateKeyPair('ES256') : undefined
+  const publicJwk = signing ? { ...(await exportJWK(signing.publicKey)), kid: 'answers-1', alg: 'ES256', use: 'sig' } : undefined
+  const seenJti = new Set<string>()
+
+  /** RFC 7523 §2.2 / §3: the assertion's signature, iss = sub = client id, aud = endpoint or issuer, exp, unique jti. */
+  const assertionOk = async (form: URLSearchParams): Promise<boolean> => {
+    if (form.get('client_assertion_type') !== 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer') return false
+    const assertion = form.get('client_assertion')
+    if (!assertion || form.has('client_secret')) return false
+    try {
+      const { payload } = await jwtVerify(assertion, options.clientPublicKey!, {
+        issuer: clientId,
+        subject: clientId,
+        audience: [server.endpoint, server.issuer],
+        requiredClaims: ['exp', 'jti'],
+        maxTokenAge: '5m',
+      })
+      if (seenJti.has(payload.jti!)) return false
+      seenJti.add(payload.jti!)
+      return true
+    } catch {
+      return false
+    }
+  }
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const chunks: Buffer[] = []
     for await (const chunk of req) chunks.push(chunk as Buffer)
+    if (req.method === 'GET' && (req.url === '/.well-known/oauth-authorization-server' || req.url === '/jwks')) {
+      if (req.url === '/jwks') {
+        if (!publicJwk) res.writeHead(404).end()
+        else res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [publicJwk] }))
+        return
+      }
+      server.metadataRequests++
+      const metadata = server.metadata === undefined ? { issuer: server.issuer, introspection_endpoint: server.endpoint } : server.metadata
+      if (metadata === null) res.writeHead(404).end()
+      else res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(metadata))
+      return
+    }
     if (req.method !== 'POST' || req.url !== '/introspect') {
       res.writeHead(404).end()
       return
     }
     server.requests++
-    const given = Buffer.from(req.headers.authorization ?? '')
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+    const form = new URLSearchParams(Buffer.concat(chunks).toString('utf8'))
+    let authenticated: boolean
+    if (options.clientPublicKey) {
+      authenticated = req.headers.authorization === undefined && (await assertionOk(form))
+    } else {
+      const given = Buffer.from(req.headers.authorization ?? '')
+      authenticated = given.length === expected.length && timingSafeEqual(given, expected)
+    }
+    if (!authenticated) {
       server.unauthenticated++
       res.writeHead(401, { 'www-authenticate': 'Basic realm="introspection"', 'content-type': 'application/json' }).end('{"error":"invalid_client"}')
       return
@@ -79,7 +147,6 @@ export async function startIntrospectionServer(options: IntrospectionServerOptio
       res.writeHead(400, { 'content-type': 'application/json' }).end('{"error":"invalid_request"}')
       return
     }
-    const form = new URLSearchParams(Buffer.concat(chunks).toString('utf8'))
     server.lastForm = form
     if (server.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, server.delayMs))
     switch (server.fault) {
@@ -111,12 +178,24 @@ export async function startIntrospectionServer(options: IntrospectionServerOptio
         token_type: 'Bearer',
         aud: options.audience,
         ...claims,
-        iss: iss ?? options.issuer,
+        iss: iss ?? server.issuer,
         iat: entry.iat,
         exp: entry.exp,
         jti: entry.jti,
       }
       for (const key of Object.keys(body)) if (body[key] === undefined) delete body[key]
+    }
+    if (signing && (req.headers.accept ?? '').includes('application/token-introspection+jwt')) {
+      // RFC 9701 §5: iss = the AS, aud = the resource server's client id, iat, the answer in token_introspection.
+      const jwt = await new SignJWT({ token_introspection: body, ...server.jwtClaims })
+        .setProtectedHeader({ alg: 'ES256', kid: 'answers-1', typ: 'token-introspection+jwt', ...server.jwtHeader } as JWTHeaderParameters)
+        .setIssuer((server.jwtClaims.iss as string | undefined) ?? server.issuer)
+        .setAudience((server.jwtClaims.aud as string | undefined) ?? clientId)
+        .setIssuedAt()
+        .sign(server.jwtForeignKey ? foreign!.privateKey : signing.privateKey)
+      server.jwtAnswers++
+      res.writeHead(200, { 'content-type': 'application/token-introspection+jwt', 'cache-control': 'no-store' }).end(jwt)
+      return
     }
     res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(body))
   }
@@ -127,9 +206,18 @@ export async function startIntrospectionServer(options: IntrospectionServerOptio
   await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve))
   const port = (http.address() as AddressInfo).port
 
+  const origin = `http://127.0.0.1:${port}`
   const server: IntrospectionServer = {
-    endpoint: `http://127.0.0.1:${port}/introspect`,
-    issuer: options.issuer,
+    endpoint: `${origin}/introspect`,
+    issuer: options.issuer ?? origin,
+    origin,
+    jwksUri: `${origin}/jwks`,
+    metadataRequests: 0,
+    metadata: undefined,
+    jwtHeader: {},
+    jwtClaims: {},
+    jwtForeignKey: false,
+    jwtAnswers: 0,
     clientId,
     clientSecret,
     requests: 0,

@@ -3,6 +3,7 @@ import { decodeJwt, decodeProtectedHeader, type JWTPayload } from 'jose'
 import { LRUCache } from 'lru-cache'
 import { invalidToken } from './errors.js'
 import type { IssuerKeys } from './jwks.js'
+import { parseSpiffeId } from './spiffe.js'
 import type { ResolvedConfig, ResolvedIssuer } from './options.js'
 
 /** Nested actor claim of RFC 8693 §4.1. */
@@ -80,7 +81,12 @@ export async function verifyAccessToken(token: string, config: ResolvedConfig, k
   } catch (error) {
     throw invalidToken('malformed token', error)
   }
-  const issuer = typeof unverified.iss === 'string' ? config.issuers.get(unverified.iss) : undefined
+  let issuer = typeof unverified.iss === 'string' ? config.issuers.get(unverified.iss) : undefined
+  // A SPIFFE JWT-SVID may carry no `iss`: its trust domain (from `sub`) names the issuer.
+  if (!issuer && unverified.iss === undefined && typeof unverified.sub === 'string') {
+    const svid = parseSpiffeId(unverified.sub)
+    if (svid) issuer = config.svidIssuers.get(svid.trustDomain)
+  }
   if (!issuer) throw invalidToken('untrusted issuer')
   if (typeof header.alg !== 'string' || !issuer.algorithms.has(header.alg)) throw invalidToken('algorithm not allowed')
   if (header.kid !== undefined && (typeof header.kid !== 'string' || header.kid.length === 0 || header.kid.length > 256)) {
@@ -100,7 +106,12 @@ export async function verifyAccessToken(token: string, config: ResolvedConfig, k
     if (typeof claims.iat !== 'number') throw invalidToken('malformed iat claim')
     if (claims.exp - claims.iat > issuer.maxTokenLifetimeSeconds) throw invalidToken('token lifetime too long')
   }
-  if (claims.iss !== issuer.issuer) throw invalidToken('untrusted issuer')
+  if (claims.iss !== issuer.issuer && !(issuer.trustDomain !== undefined && claims.iss === undefined)) throw invalidToken('untrusted issuer')
+  if (issuer.trustDomain !== undefined) {
+    // JWT-SVID: the subject is the workload, a SPIFFE ID of the issuer's trust domain.
+    const svid = typeof claims.sub === 'string' ? parseSpiffeId(claims.sub) : undefined
+    if (!svid || svid.segments.length === 0 || svid.trustDomain !== issuer.trustDomain) throw invalidToken('malformed sub claim')
+  }
   const aud = claims.aud
   const audiences = typeof aud === 'string' ? [aud] : Array.isArray(aud) ? aud : undefined
   if (!audiences || !audiences.some((value) => typeof value === 'string' && issuer.audience.includes(value))) {

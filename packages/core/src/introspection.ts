@@ -1,14 +1,23 @@
-import { createHash } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
+import { decodeJwt, decodeProtectedHeader, SignJWT } from 'jose'
 import { LRUCache } from 'lru-cache'
-import { BASE64URL, readActors, readScopes, type AccessTokenClaims, type VerifiedToken } from './access-token.js'
+import { BASE64URL, readActors, readScopes, verifySignature, type AccessTokenClaims, type VerifiedToken } from './access-token.js'
+import { metadataUrls } from './discovery.js'
 import { AuthError, invalidToken } from './errors.js'
-import { fetchJson } from './internal/fetch-json.js'
-import type { ResolvedConfig, ResolvedIssuer } from './options.js'
+import { fetchJson, FetchFailure } from './internal/fetch-json.js'
+import { IssuerKeys } from './jwks.js'
+import { parseSecureUrl, type ResolvedConfig, type ResolvedIntrospection, type ResolvedIssuer } from './options.js'
 
 /** Largest introspection answer read. */
 const MAX_ANSWER_BYTES = 64 * 1024
 /** `Retry-After` of an introspection outage. */
 const RETRY_AFTER_SECONDS = 2
+/** Lifetime of a `private_key_jwt` client assertion. */
+const ASSERTION_SECONDS = 60
+/** RFC 9701 §4: the media type of a signed introspection answer. */
+const JWT_MEDIA_TYPE = 'application/token-introspection+jwt'
+/** RFC 7521 §4.2 / RFC 7523 §2.2. */
+const JWT_BEARER_ASSERTION = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'
 
 type Answer = { ok: true; verified: VerifiedToken } | { ok: false; reason: string }
 
@@ -54,11 +63,16 @@ export class Introspector {
   readonly #opaqueIssuer: ResolvedIssuer | undefined
   readonly #caches = new Map<string, LRUCache<string, CachedAnswer>>()
   readonly #inflight = new Map<string, Promise<Answer>>()
+  /** Discovered endpoints by issuer (a failed discovery is dropped, so the next request retries). */
+  readonly #endpoints = new Map<string, Promise<URL>>()
+  #keys: IssuerKeys | undefined
   /** Introspection requests sent (for tests and metrics). */
   requests = 0
 
-  constructor(config: ResolvedConfig) {
+  /** `keys`: the guard's issuer keys, to verify RFC 9701 JWT answers (a private set otherwise). */
+  constructor(config: ResolvedConfig, keys?: IssuerKeys) {
     this.#config = config
+    this.#keys = keys
     for (const issuer of config.issuers.values()) {
       if (!issuer.introspection) continue
       this.#opaqueIssuer ??= issuer
@@ -96,23 +110,55 @@ export class Introspector {
     return unwrap(await flight)
   }
 
+  /** The configured endpoint, or `introspection_endpoint` from the issuer's metadata (discovered once). */
+  #endpoint(issuer: ResolvedIssuer): Promise<URL> {
+    const configured = issuer.introspection!.endpoint
+    if (configured) return Promise.resolve(configured)
+    let endpoint = this.#endpoints.get(issuer.issuer)
+    if (!endpoint) {
+      endpoint = discoverIntrospectionEndpoint(issuer.issuer, this.#config.fetch, issuer.introspection!.timeoutSeconds)
+      this.#endpoints.set(issuer.issuer, endpoint)
+      endpoint.catch(() => this.#endpoints.delete(issuer.issuer))
+    }
+    return endpoint
+  }
+
   async #fetch(token: string, issuer: ResolvedIssuer, key: string): Promise<Answer> {
     const options = issuer.introspection!
-    // RFC 6749 §2.3.1: id and secret are form-encoded before Basic.
-    const basic = Buffer.from(`${encodeURIComponent(options.clientId)}:${encodeURIComponent(options.clientSecret)}`).toString('base64')
-    this.requests++
     let document: unknown
     try {
-      document = await fetchJson(this.#config.fetch, options.endpoint, {
+      const endpoint = await this.#endpoint(issuer)
+      const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded' }
+      const form = new URLSearchParams({ token, token_type_hint: 'access_token' })
+      if (options.auth.method === 'client_secret_basic') {
+        // RFC 6749 §2.3.1: id and secret are form-encoded before Basic.
+        headers.authorization = `Basic ${Buffer.from(`${encodeURIComponent(options.clientId)}:${encodeURIComponent(options.auth.clientSecret)}`).toString('base64')}`
+      } else {
+        form.set('client_assertion_type', JWT_BEARER_ASSERTION)
+        form.set('client_assertion', await this.#assertion(options, endpoint))
+      }
+      let jwt: string | undefined
+      let fetchFn = this.#config.fetch
+      if (options.response === 'jwt') {
+        headers.accept = JWT_MEDIA_TYPE
+        fetchFn = async (input, init) => {
+          const response = await this.#config.fetch(input, init)
+          if (!response.ok || !isJwtMediaType(response.headers.get('content-type'))) return response
+          jwt = await readBounded(response, endpoint)
+          return new Response('null', { status: 200, headers: { 'content-type': 'application/json' } })
+        }
+      }
+      this.requests++
+      document = await fetchJson(fetchFn, endpoint, {
         timeoutSeconds: options.timeoutSeconds,
         maxBytes: MAX_ANSWER_BYTES,
-        post: {
-          headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded' },
-          body: new URLSearchParams({ token, token_type_hint: 'access_token' }).toString(),
-        },
+        post: { headers, body: form.toString() },
       })
+      // Asked for a signed answer (RFC 9701): an unsigned one is not accepted in its place.
+      if (options.response === 'jwt' && jwt === undefined) throw new Error(`${endpoint.href}: answered without a signed (RFC 9701) response`)
+      if (jwt !== undefined) document = await this.#verifyJwtAnswer(jwt, issuer, endpoint)
       if (typeof document !== 'object' || document === null || Array.isArray(document) || typeof (document as { active?: unknown }).active !== 'boolean') {
-        throw new Error(`${options.endpoint.href}: not an RFC 7662 introspection response`)
+        throw new Error(`${endpoint.href}: not an RFC 7662 introspection response`)
       }
     } catch (error) {
       this.#config.logger.warn('callsign: token introspection failed', { issuer: issuer.issuer, reason: (error as Error).message })
@@ -133,6 +179,101 @@ export class Introspector {
     if (notAfter > now) this.#caches.get(issuer.issuer)?.set(key, { answer, notAfter })
     return answer
   }
+
+  /** RFC 7523 §2.2 client assertion: iss = sub = client id, aud = the endpoint, short-lived, unique `jti`. */
+  async #assertion(options: ResolvedIntrospection, endpoint: URL): Promise<string> {
+    const auth = options.auth as Extract<ResolvedIntrospection['auth'], { method: 'private_key_jwt' }>
+    const now = Math.floor(this.#config.now() / 1000)
+    return new SignJWT({})
+      .setProtectedHeader({ alg: auth.algorithm, typ: 'JWT' })
+      .setIssuer(options.clientId)
+      .setSubject(options.clientId)
+      .setAudience(endpoint.href)
+      .setJti(randomBytes(16).toString('base64url'))
+      .setIssuedAt(now)
+      .setExpirationTime(now + ASSERTION_SECONDS)
+      .sign(auth.privateKey)
+  }
+
+  /**
+   * RFC 9701 §5: a signed answer. Checked: JWS (no `crit`), `alg` allowed for the issuer, `typ`
+   * `token-introspection+jwt`, signature with the issuer's key, `iss` = issuer, `aud` = client id,
+   * `iat` a number, and `token_introspection` an object (the RFC 7662 answer). Throws on any failure.
+   */
+  async #verifyJwtAnswer(jwt: string, issuer: ResolvedIssuer, endpoint: URL): Promise<unknown> {
+    const parts = jwt.trim().split('.')
+    if (parts.length !== 3 || !parts.every((part) => BASE64URL.test(part))) throw new Error(`${endpoint.href}: malformed introspection JWT`)
+    const compact = parts.join('.')
+    const header = decodeProtectedHeader(compact)
+    const payload = decodeJwt(compact)
+    if (typeof header.alg !== 'string' || !issuer.algorithms.has(header.alg)) throw new Error(`${endpoint.href}: introspection JWT algorithm not allowed`)
+    if (header.crit !== undefined || header.b64 !== undefined) throw new Error(`${endpoint.href}: introspection JWT has unsupported header parameters`)
+    const typ = typeof header.typ === 'string' ? header.typ.toLowerCase().replace(/^application\//, '') : undefined
+    if (typ !== 'token-introspection+jwt') throw new Error(`${endpoint.href}: introspection JWT typ is not token-introspection+jwt`)
+    if (header.kid !== undefined && (typeof header.kid !== 'string' || header.kid.length === 0 || header.kid.length > 256)) throw new Error(`${endpoint.href}: malformed introspection JWT kid`)
+    this.#keys ??= new IssuerKeys(this.#config)
+    const key = await this.#keys.getKey(issuer, { alg: header.alg, kid: header.kid })
+    if (!verifySignature(header.alg, key, `${parts[0]}.${parts[1]}`, parts[2]!)) throw new Error(`${endpoint.href}: introspection JWT signature verification failed`)
+    if (payload.iss !== issuer.issuer) throw new Error(`${endpoint.href}: introspection JWT iss is not the issuer`)
+    const aud = typeof payload.aud === 'string' ? [payload.aud] : payload.aud
+    if (!Array.isArray(aud) || !aud.includes(issuer.introspection!.clientId)) throw new Error(`${endpoint.href}: introspection JWT aud is not the client id`)
+    if (typeof payload.iat !== 'number' || !Number.isFinite(payload.iat)) throw new Error(`${endpoint.href}: introspection JWT without iat`)
+    const inner = (payload as { token_introspection?: unknown }).token_introspection
+    if (typeof inner !== 'object' || inner === null || Array.isArray(inner)) throw new Error(`${endpoint.href}: introspection JWT without a token_introspection object`)
+    return inner
+  }
+}
+
+const isJwtMediaType = (contentType: string | null): boolean =>
+  contentType !== null && contentType.split(';')[0]!.trim().toLowerCase() === JWT_MEDIA_TYPE
+
+/** The body of `response` as text, at most `MAX_ANSWER_BYTES`. */
+async function readBounded(response: Response, url: URL): Promise<string> {
+  if (Number(response.headers.get('content-length')) > MAX_ANSWER_BYTES) throw new FetchFailure(`${url.href}: document larger than ${MAX_ANSWER_BYTES} bytes`)
+  const chunks: Uint8Array[] = []
+  let size = 0
+  const reader = response.body?.getReader()
+  if (!reader) return ''
+  try {
+    for (;;) {
+      const { done, value } = await reader.read()
+      if (done) break
+      size += value.byteLength
+      if (size > MAX_ANSWER_BYTES) throw new FetchFailure(`${url.href}: document larger than ${MAX_ANSWER_BYTES} bytes`)
+      chunks.push(value)
+    }
+  } finally {
+    reader.cancel().catch(() => {})
+  }
+  return Buffer.concat(chunks).toString('utf8')
+}
+
+/**
+ * Discover an issuer's `introspection_endpoint` (RFC 8414 §2), with the rules of `jwks_uri`
+ * discovery: RFC 8414 location then OpenID, the document's `issuer` must equal the issuer exactly,
+ * and the endpoint must be https (or loopback http). A 404 on the first location falls through.
+ */
+export async function discoverIntrospectionEndpoint(issuer: string, fetchFn: typeof globalThis.fetch, timeoutSeconds: number): Promise<URL> {
+  const failures: string[] = []
+  for (const url of metadataUrls(issuer)) {
+    let document: unknown
+    try {
+      document = await fetchJson(fetchFn, url, { timeoutSeconds, maxBytes: MAX_ANSWER_BYTES })
+    } catch (error) {
+      failures.push((error as Error).message)
+      if (error instanceof FetchFailure && error.status !== undefined && error.status >= 400 && error.status < 500) continue
+      throw new FetchFailure(`metadata discovery failed: ${failures.join('; ')}`)
+    }
+    if (typeof document !== 'object' || document === null || Array.isArray(document)) throw new FetchFailure(`${url.href}: metadata is not a JSON object`)
+    const metadata = document as Record<string, unknown>
+    if (metadata.issuer !== issuer) throw new FetchFailure(`${url.href}: metadata "issuer" ${JSON.stringify(metadata.issuer)} does not equal the configured issuer`)
+    try {
+      return parseSecureUrl(metadata.introspection_endpoint, `${url.href} introspection_endpoint`)
+    } catch (error) {
+      throw new FetchFailure((error as Error).message)
+    }
+  }
+  throw new FetchFailure(`metadata discovery failed: ${failures.join('; ')}`)
 }
 
 const unwrap = (answer: Answer): VerifiedToken => {

@@ -284,7 +284,8 @@ function toPublicJwk(entry: unknown): PublicJwk | undefined {
   const jwk = entry as Record<string, unknown>
   if (jwk.kty !== 'EC' && jwk.kty !== 'RSA' && jwk.kty !== 'OKP') return undefined
   if (PRIVATE_MEMBERS.some((member) => member in jwk)) return undefined
-  if (jwk.use !== undefined && jwk.use !== 'sig') return undefined
+  // `jwt-svid`: the key use of SPIFFE trust bundles for JWT-SVID signing keys.
+  if (jwk.use !== undefined && jwk.use !== 'sig' && jwk.use !== 'jwt-svid') return undefined
   if (jwk.key_ops !== undefined && !(Array.isArray(jwk.key_ops) && jwk.key_ops.includes('verify'))) return undefined
   const out: PublicJwk = { kty: jwk.kty }
   if (jwk.kid !== undefined) {

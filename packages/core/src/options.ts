@@ -1,4 +1,4 @@
-import { createPublicKey } from 'node:crypto'
+import { createPrivateKey, createPublicKey, KeyObject, type webcrypto } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { DecisionHook } from './decision-events.js'
 import { DpopNonces } from './dpop-nonce.js'
@@ -59,6 +59,14 @@ export interface IssuerOptions {
   /** Refuse tokens whose lifetime (`exp - iat`) exceeds this many seconds (and require `iat`), e.g. 300 for self-issued service tokens. */
   maxTokenLifetime?: number
   /**
+   * SPIFFE JWT-SVIDs of this trust domain (`'example.org'`): tokens whose `sub` is a workload
+   * SPIFFE ID of the trust domain are verified with this issuer's keys (usually `jwks`, the trust
+   * bundle; keys marked `use: "jwt-svid"` are accepted), also when they carry no `iss` (which the
+   * JWT-SVID spec makes optional). `sub` must then be a valid SPIFFE ID of the trust domain, and
+   * it is the caller.
+   */
+  trustDomain?: string
+  /**
    * RFC 7662 token introspection for this issuer's opaque tokens. Tokens that are not JWS-shaped
    * go to the first issuer that has `introspection`; with `tokens: 'all'`, this issuer's JWTs too.
    */
@@ -67,12 +75,27 @@ export interface IssuerOptions {
 
 /** RFC 7662 introspection of opaque access tokens. Durations in seconds. */
 export interface IntrospectionOptions {
-  /** The introspection endpoint: https (http only on loopback). */
-  endpoint: string
+  /**
+   * The introspection endpoint: https (http only on loopback). When absent, `introspection_endpoint`
+   * is discovered from the issuer's metadata (RFC 8414 §2) at first use, then cached.
+   */
+  endpoint?: string
   /** This resource server's client id at the authorization server (RFC 7662 §2.1 requires it to authenticate). */
   clientId: string
-  /** Its client secret, sent with HTTP Basic (`client_secret_basic`, RFC 6749 §2.3.1). */
-  clientSecret: string
+  /**
+   * How the resource server authenticates: `'client_secret_basic'` (default; RFC 6749 §2.3.1, with
+   * `clientSecret`) or `'private_key_jwt'` (RFC 7523 §2.2, a JWT assertion signed with `privateKey`).
+   */
+  auth?: 'client_secret_basic' | 'private_key_jwt'
+  /** Its client secret, sent with HTTP Basic (`client_secret_basic`). */
+  clientSecret?: string
+  /** Its private key for `private_key_jwt`: a `KeyObject`, a `CryptoKey` or a PEM string (EC P-256/384/521, Ed25519 or RSA). */
+  privateKey?: KeyObject | webcrypto.CryptoKey | string
+  /**
+   * `'json'` (default): RFC 7662 JSON answers. `'jwt'`: ask for RFC 9701 signed answers
+   * (`Accept: application/token-introspection+jwt`); a JWT answer is verified with the issuer's keys.
+   */
+  response?: 'json' | 'jwt'
   /** Timeout of one introspection request, body included. Default 5, at most 60. */
   timeoutSeconds?: number
   /** How long an active answer is reused (never beyond the token's `exp`). Default 60; 0 disables. */
@@ -85,10 +108,16 @@ export interface IntrospectionOptions {
   tokens?: 'opaque' | 'all'
 }
 
+export type ResolvedIntrospectionAuth =
+  | { method: 'client_secret_basic'; clientSecret: string }
+  | { method: 'private_key_jwt'; privateKey: KeyObject; algorithm: string }
+
 export interface ResolvedIntrospection {
-  endpoint: URL
+  /** `undefined`: discovered from the issuer's metadata. */
+  endpoint: URL | undefined
   clientId: string
-  clientSecret: string
+  auth: ResolvedIntrospectionAuth
+  response: 'json' | 'jwt'
   timeoutSeconds: number
   cacheSeconds: number
   negativeCacheSeconds: number
@@ -307,6 +336,8 @@ export interface ResolvedIssuer {
   /** Local keys: the parsed document (inline) or the file to read and watch. */
   localKeys: { document: unknown; path: string | undefined; pollSeconds: number } | undefined
   maxTokenLifetimeSeconds: number | undefined
+  /** JWT-SVID trust domain, when this issuer verifies SPIFFE JWT-SVIDs. */
+  trustDomain: string | undefined
   typ: TokenTypeMode
   scopeClaim: ScopeClaim
   algorithms: ReadonlySet<string>
@@ -334,6 +365,8 @@ export interface ResolvedDpop {
 
 export interface ResolvedConfig {
   issuers: ReadonlyMap<string, ResolvedIssuer>
+  /** Issuers of SPIFFE JWT-SVIDs by trust domain, for tokens without `iss`. */
+  svidIssuers: ReadonlyMap<string, ResolvedIssuer>
   clockToleranceSeconds: number
   maxTokenAgeSeconds: number | undefined
   mtls: { mode: MtlsMode; trustDomains: ReadonlySet<string> | undefined; forwarded: ResolvedForwarded | undefined }
@@ -448,20 +481,61 @@ const OPTION_KEYS = [
 ] as const
 const DPOP_KEYS = ['mode', 'algorithms', 'maxProofAgeSeconds', 'origin', 'nonce', 'replayStore', 'replayStoreTimeoutMs'] as const
 const DELEGATION_KEYS = ['maxDepth', 'actors', 'hops'] as const
-const ISSUER_KEYS = ['issuer', 'audience', 'jwksUri', 'typ', 'scopeClaim', 'algorithms', 'jwks', 'maxTokenLifetime', 'introspection'] as const
-const INTROSPECTION_KEYS = ['endpoint', 'clientId', 'clientSecret', 'timeoutSeconds', 'cacheSeconds', 'negativeCacheSeconds', 'maxEntries', 'tokens'] as const
+const ISSUER_KEYS = ['issuer', 'audience', 'jwksUri', 'typ', 'scopeClaim', 'algorithms', 'jwks', 'maxTokenLifetime', 'trustDomain', 'introspection'] as const
+const INTROSPECTION_KEYS = ['endpoint', 'clientId', 'auth', 'clientSecret', 'privateKey', 'response', 'timeoutSeconds', 'cacheSeconds', 'negativeCacheSeconds', 'maxEntries', 'tokens'] as const
+
+/** The JWS algorithm of a client assertion signed with `key`. */
+function assertionAlgorithm(key: KeyObject, option: string): string {
+  const type = key.asymmetricKeyType
+  if (type === 'rsa') return 'RS256'
+  if (type === 'ed25519') return 'EdDSA'
+  if (type === 'ec') {
+    const alg = ({ 'prime256v1': 'ES256', 'secp384r1': 'ES384', 'secp521r1': 'ES512' } as Record<string, string>)[key.asymmetricKeyDetails?.namedCurve ?? '']
+    if (alg) return alg
+  }
+  return fail(option, `must be an EC (P-256, P-384, P-521), Ed25519 or RSA private key (got ${type ?? 'unknown'})`)
+}
+
+function resolveAssertionKey(value: unknown, option: string): KeyObject {
+  let key: KeyObject
+  if (typeof value === 'string') {
+    try {
+      key = createPrivateKey(value)
+    } catch (error) {
+      return fail(option, `is not a PEM private key: ${(error as Error).message}`)
+    }
+  } else if (value instanceof KeyObject) {
+    key = value
+  } else if (Object.prototype.toString.call(value) === '[object CryptoKey]') {
+    key = KeyObject.from(value as webcrypto.CryptoKey)
+  } else {
+    return fail(option, 'must be a private KeyObject, CryptoKey or PEM string (required by auth: \'private_key_jwt\')')
+  }
+  if (key.type !== 'private') fail(option, 'must be a private key')
+  return key
+}
 
 function resolveIntrospection(value: unknown, option: string): ResolvedIntrospection {
-  if (!isPlainObject(value)) return fail(option, 'must be an object { endpoint, clientId, clientSecret }')
+  if (!isPlainObject(value)) return fail(option, 'must be an object { endpoint?, clientId, clientSecret | privateKey }')
   checkKeys(value, INTROSPECTION_KEYS, option)
-  const endpoint = parseSecureUrl(value.endpoint, `${option}.endpoint`)
-  for (const key of ['clientId', 'clientSecret'] as const) {
-    if (typeof value[key] !== 'string' || (value[key] as string).length === 0) fail(`${option}.${key}`, 'must be a non-empty string (RFC 7662 §2.1: the resource server authenticates)')
+  const endpoint = value.endpoint === undefined ? undefined : parseSecureUrl(value.endpoint, `${option}.endpoint`)
+  if (typeof value.clientId !== 'string' || value.clientId.length === 0) fail(`${option}.clientId`, 'must be a non-empty string (RFC 7662 §2.1: the resource server authenticates)')
+  const method = oneOf(value.auth, `${option}.auth`, ['client_secret_basic', 'private_key_jwt'] as const, 'client_secret_basic')
+  let auth: ResolvedIntrospectionAuth
+  if (method === 'client_secret_basic') {
+    if (typeof value.clientSecret !== 'string' || value.clientSecret.length === 0) fail(`${option}.clientSecret`, 'must be a non-empty string (RFC 7662 §2.1: the resource server authenticates)')
+    if (value.privateKey !== undefined) fail(`${option}.privateKey`, "is used only with auth: 'private_key_jwt'")
+    auth = Object.freeze({ method, clientSecret: value.clientSecret as string })
+  } else {
+    if (value.clientSecret !== undefined) fail(`${option}.clientSecret`, "is not used with auth: 'private_key_jwt' (remove it)")
+    const privateKey = resolveAssertionKey(value.privateKey, `${option}.privateKey`)
+    auth = Object.freeze({ method, privateKey, algorithm: assertionAlgorithm(privateKey, `${option}.privateKey`) })
   }
   return Object.freeze({
     endpoint,
     clientId: value.clientId as string,
-    clientSecret: value.clientSecret as string,
+    auth,
+    response: oneOf(value.response, `${option}.response`, ['json', 'jwt'] as const, 'json'),
     timeoutSeconds: positive(value.timeoutSeconds, `${option}.timeoutSeconds`, 5, { max: 60 }),
     cacheSeconds: positive(value.cacheSeconds, `${option}.cacheSeconds`, 60, { allowZero: true, max: 86_400 }),
     negativeCacheSeconds: positive(value.negativeCacheSeconds, `${option}.negativeCacheSeconds`, 10, { allowZero: true, max: 3600 }),
@@ -514,6 +588,7 @@ export function resolveConfig(options: CallsignOptions): ResolvedConfig {
       jwksUri: entry.jwksUri === undefined ? undefined : parseSecureUrl(entry.jwksUri, `${name}.jwksUri`),
       localKeys: entry.jwks === undefined ? undefined : resolveLocalKeys(entry.jwks, `${name}.jwks`, entry.jwksUri !== undefined),
       maxTokenLifetimeSeconds: entry.maxTokenLifetime === undefined ? undefined : positive(entry.maxTokenLifetime, `${name}.maxTokenLifetime`, 0),
+      trustDomain: entry.trustDomain === undefined ? undefined : resolveTrustDomain(entry.trustDomain, `${name}.trustDomain`),
       typ: oneOf(entry.typ, `${name}.typ`, TYP_MODES, typ),
       scopeClaim: oneOf(entry.scopeClaim, `${name}.scopeClaim`, SCOPE_CLAIMS, scopeClaim),
       algorithms: issuerAlgorithms,
@@ -589,8 +664,15 @@ export function resolveConfig(options: CallsignOptions): ResolvedConfig {
         dpopAlgs: dpop.mode === 'off' ? undefined : [...dpop.algorithms],
         dpopRequired: dpop.mode === 'required',
       })
+  const svidIssuers = new Map<string, ResolvedIssuer>()
+  for (const issuer of issuers.values()) {
+    if (issuer.trustDomain === undefined) continue
+    if (svidIssuers.has(issuer.trustDomain)) fail('issuers', `name the JWT-SVID trust domain ${JSON.stringify(issuer.trustDomain)} more than once`)
+    svidIssuers.set(issuer.trustDomain, issuer)
+  }
   return Object.freeze({
     issuers,
+    svidIssuers,
     clockToleranceSeconds: positive(options.clockTolerance, 'clockTolerance', 30, { allowZero: true, max: 300 }),
     maxTokenAgeSeconds: options.maxTokenAge === undefined ? undefined : positive(options.maxTokenAge, 'maxTokenAge', 0),
     mtls: Object.freeze({ mode: mtlsMode, trustDomains, forwarded }),
@@ -805,4 +887,10 @@ function resolveRevocation(value: unknown): ResolvedConfig['revocation'] {
     isRevoked: value.isRevoked as NonNullable<ResolvedConfig['revocation']>['isRevoked'],
     timeoutMs: positive(value.timeoutMs, 'revocation.timeoutMs', 500, { max: 30_000 }),
   })
+}
+
+function resolveTrustDomain(value: unknown, option: string): string {
+  const parsed = typeof value === 'string' ? parseSpiffeId(`spiffe://${value}`) : undefined
+  if (!parsed || parsed.trustDomain !== value) return fail(option, `must be a SPIFFE trust domain name such as "example.org" (got ${JSON.stringify(value)})`)
+  return value as string
 }

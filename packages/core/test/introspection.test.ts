@@ -3,6 +3,8 @@
 import { startTestIssuer, type TestIssuer } from '@callsign/testing'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { startIntrospectionServer, type IntrospectionServer } from '../../../test/support/introspection-server.js'
+import { generateKeyPairSync, type webcrypto } from 'node:crypto'
+import { exportPKCS8, generateKeyPair } from 'jose'
 import { AuthError } from '../src/errors.js'
 import { Introspector, isJwsShaped } from '../src/introspection.js'
 import { resolveConfig, type IntrospectionOptions } from '../src/options.js'
@@ -231,6 +233,13 @@ describe('introspection options', () => {
     ['a fractional maxEntries', { ...base, maxEntries: 1.5 }, '"issuers.introspection.maxEntries"'],
     ['unknown tokens mode', { ...base, tokens: 'jwt' }, '"issuers.introspection.tokens" must be one of'],
     ['an unknown key', { ...base, secret: 'x' }, '"issuers.introspection.secret" is not a known option'],
+    ['an unknown auth', { ...base, auth: 'client_secret_post' }, '"issuers.introspection.auth" must be one of'],
+    ['private_key_jwt without a key', { endpoint: base.endpoint, clientId: 'orders', auth: 'private_key_jwt' }, '"issuers.introspection.privateKey" must be a private KeyObject'],
+    ['private_key_jwt with a non-PEM key', { endpoint: base.endpoint, clientId: 'orders', auth: 'private_key_jwt', privateKey: 'nope' }, '"issuers.introspection.privateKey" is not a PEM private key'],
+    ['private_key_jwt with a public key', { endpoint: base.endpoint, clientId: 'orders', auth: 'private_key_jwt', privateKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey }, '"issuers.introspection.privateKey" must be a private key'],
+    ['private_key_jwt with a secret too', { ...base, auth: 'private_key_jwt', privateKey: generateKeyPairSync('ed25519').privateKey }, '"issuers.introspection.clientSecret" is not used'],
+    ['a privateKey with client_secret_basic', { ...base, privateKey: generateKeyPairSync('ed25519').privateKey }, '"issuers.introspection.privateKey" is used only with'],
+    ['an unknown response', { ...base, response: 'xml' }, '"issuers.introspection.response" must be one of'],
   ])('refuses %s at startup', (_case, introspection, message) => {
     expect(() => resolveConfig({ issuers: { issuer: ISS, audience: AUD, introspection: introspection as IntrospectionOptions } })).toThrow(TypeError)
     expect(() => resolveConfig({ issuers: { issuer: ISS, audience: AUD, introspection: introspection as IntrospectionOptions } })).toThrow(message)
@@ -238,7 +247,158 @@ describe('introspection options', () => {
 
   it('resolves defaults', () => {
     const config = resolveConfig({ issuers: { issuer: ISS, audience: AUD, introspection: base } })
-    expect(config.issuers.get(ISS)?.introspection).toMatchObject({ timeoutSeconds: 5, cacheSeconds: 60, negativeCacheSeconds: 10, maxEntries: 10_000, tokens: 'opaque' })
-    expect(config.issuers.get(ISS)?.introspection?.endpoint.href).toBe(base.endpoint)
+    expect(config.issuers.get(ISS)?.introspection).toMatchObject({ timeoutSeconds: 5, cacheSeconds: 60, negativeCacheSeconds: 10, maxEntries: 10_000, tokens: 'opaque', response: 'json', auth: { method: 'client_secret_basic', clientSecret: 's3cret' } })
+    expect(config.issuers.get(ISS)?.introspection?.endpoint?.href).toBe(base.endpoint)
+  })
+})
+
+describe('introspection: endpoint discovery (RFC 8414 §2)', () => {
+  let self: IntrospectionServer
+  beforeAll(async () => {
+    self = await startIntrospectionServer({ audience: AUD }) // issuer = its own loopback origin
+  })
+  afterAll(async () => {
+    await self?.close()
+  })
+  beforeEach(() => {
+    self.metadata = undefined
+  })
+  const discovering = () =>
+    new Introspector(resolveConfig({ logger: { warn() {} }, issuers: { issuer: self.issuer, audience: AUD, introspection: { clientId: self.clientId, clientSecret: self.clientSecret, cacheSeconds: 0 } } }))
+
+  it('discovers introspection_endpoint lazily, once, and uses it', async () => {
+    const before = self.metadataRequests
+    const i = discovering()
+    expect(self.metadataRequests - before).toBe(0)
+    const [a, b] = [self.issue({ client_id: CLIENT }), self.issue({ client_id: CLIENT, sub: 'bob' })]
+    expect((await i.introspect(a, issuerOf(i, a))).claims.client_id).toBe(CLIENT)
+    expect((await i.introspect(b, issuerOf(i, b))).claims.sub).toBe('bob')
+    expect(self.metadataRequests - before).toBe(1)
+  })
+
+  it.each<[string, Record<string, unknown> | null]>([
+    ['no metadata', null],
+    ['metadata of another issuer', { issuer: 'http://127.0.0.1:1', introspection_endpoint: 'http://127.0.0.1:1/introspect' }],
+    ['an http endpoint off loopback', { issuer: 'SELF', introspection_endpoint: 'http://as.example/introspect' }],
+    ['no introspection_endpoint', { issuer: 'SELF' }],
+  ])('answers 503 introspection_unavailable with %s, then retries discovery', async (_case, metadata) => {
+    self.metadata = metadata && (metadata.issuer === 'SELF' ? { ...metadata, issuer: self.issuer } : metadata)
+    const i = discovering()
+    const token = self.issue({ client_id: CLIENT })
+    const before = self.requests
+    const error = await refusal(i.introspect(token, issuerOf(i, token)))
+    expect([error.code, error.status]).toEqual(['introspection_unavailable', 503])
+    expect(self.requests - before).toBe(0)
+    self.metadata = undefined
+    expect((await i.introspect(token, issuerOf(i, token))).claims.client_id).toBe(CLIENT)
+  })
+})
+
+describe('introspection: private_key_jwt (RFC 7523 §2.2)', () => {
+  let pk: IntrospectionServer
+  let keys: Awaited<ReturnType<typeof generateKeyPair>>
+  beforeAll(async () => {
+    keys = await generateKeyPair('ES256', { extractable: true })
+    pk = await startIntrospectionServer({ issuer: ISS, audience: AUD, clientPublicKey: keys.publicKey })
+  })
+  afterAll(async () => {
+    await pk?.close()
+  })
+  const withKey = (privateKey: NonNullable<IntrospectionOptions['privateKey']>) =>
+    new Introspector(resolveConfig({ logger: { warn() {} }, issuers: { issuer: ISS, audience: AUD, introspection: { endpoint: pk.endpoint, clientId: pk.clientId, auth: 'private_key_jwt', privateKey, maxEntries: 0 } } }))
+
+  it('authenticates with a signed client assertion (CryptoKey), a fresh jti each time, no Basic', async () => {
+    const i = withKey(keys.privateKey as webcrypto.CryptoKey)
+    const token = pk.issue({ client_id: CLIENT })
+    const before = pk.unauthenticated
+    expect((await i.introspect(token, issuerOf(i, token))).claims.client_id).toBe(CLIENT)
+    const first = pk.lastForm?.get('client_assertion')
+    expect(pk.lastForm?.get('client_assertion_type')).toBe('urn:ietf:params:oauth:client-assertion-type:jwt-bearer')
+    expect(JSON.parse(Buffer.from(first!.split('.')[1]!, 'base64url').toString())).toMatchObject({ iss: pk.clientId, sub: pk.clientId, aud: pk.endpoint })
+    await i.introspect(token, issuerOf(i, token)) // the server refuses a replayed jti
+    expect(pk.lastForm?.get('client_assertion')).not.toBe(first)
+    expect(pk.unauthenticated - before).toBe(0)
+  })
+
+  it('accepts a PEM private key', async () => {
+    const i = withKey(await exportPKCS8(keys.privateKey))
+    const token = pk.issue({ client_id: CLIENT })
+    expect((await i.introspect(token, issuerOf(i, token))).claims.client_id).toBe(CLIENT)
+  })
+
+  it('answers 503 when the assertion is signed with a key the server does not know', async () => {
+    const i = withKey(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey)
+    const token = pk.issue({ client_id: CLIENT })
+    const before = pk.unauthenticated
+    expect((await refusal(i.introspect(token, issuerOf(i, token)))).code).toBe('introspection_unavailable')
+    expect(pk.unauthenticated - before).toBe(1)
+  })
+})
+
+describe('introspection: RFC 9701 JWT answers', () => {
+  let signer: IntrospectionServer
+  beforeAll(async () => {
+    signer = await startIntrospectionServer({ audience: AUD, signAnswers: true })
+  })
+  afterAll(async () => {
+    await signer?.close()
+  })
+  beforeEach(() => {
+    signer.jwtHeader = {}
+    signer.jwtClaims = {}
+    signer.jwtForeignKey = false
+  })
+  const jwtIntrospector = (response: 'json' | 'jwt' = 'jwt') =>
+    new Introspector(resolveConfig({
+      logger: { warn() {} },
+      issuers: { issuer: signer.issuer, audience: AUD, jwksUri: signer.jwksUri, algorithms: ['ES256'], introspection: { endpoint: signer.endpoint, clientId: signer.clientId, clientSecret: signer.clientSecret, response, maxEntries: 0 } },
+    }))
+
+  it('asks for a signed answer, verifies it with the issuer keys and reads token_introspection', async () => {
+    const i = jwtIntrospector()
+    const token = signer.issue({ client_id: CLIENT, sub: 'alice', scope: 'orders:read' })
+    const before = signer.jwtAnswers
+    const verified = await i.introspect(token, issuerOf(i, token))
+    expect(signer.jwtAnswers - before).toBe(1)
+    expect(verified.claims).toMatchObject({ client_id: CLIENT, sub: 'alice', iss: signer.issuer })
+    expect(verified.scopes).toEqual(['orders:read'])
+    const inactive = 'z'.repeat(43)
+    expect((await refusal(i.introspect(inactive, issuerOf(i, inactive)))).message).toBe('token is not active')
+  })
+
+  it('refuses an unsigned answer when a signed one was asked for (response: jwt)', async () => {
+    const plain = await startIntrospectionServer({ audience: AUD })
+    try {
+      const i = new Introspector(resolveConfig({
+        logger: { warn() {} },
+        issuers: { issuer: plain.issuer, audience: AUD, jwksUri: signer.jwksUri, introspection: { endpoint: plain.endpoint, clientId: plain.clientId, clientSecret: plain.clientSecret, response: 'jwt', maxEntries: 0 } },
+      }))
+      const token = plain.issue({ client_id: CLIENT })
+      expect((await refusal(i.introspect(token, issuerOf(i, token)))).code).toBe('introspection_unavailable')
+    } finally {
+      await plain.close()
+    }
+  })
+
+  it('gets plain JSON by default', async () => {
+    const i = jwtIntrospector('json')
+    const token = signer.issue({ client_id: CLIENT })
+    const before = signer.jwtAnswers
+    expect((await i.introspect(token, issuerOf(i, token))).claims.client_id).toBe(CLIENT)
+    expect(signer.jwtAnswers - before).toBe(0)
+  })
+
+  it.each<[string, () => void]>([
+    ['a wrong typ', () => { signer.jwtHeader = { typ: 'JWT' } }],
+    ['another iss', () => { signer.jwtClaims = { iss: 'https://evil.example' } }],
+    ['another aud', () => { signer.jwtClaims = { aud: 'someone-else' } }],
+    ['an unpublished key', () => { signer.jwtForeignKey = true }],
+    ['no token_introspection', () => { signer.jwtClaims = { token_introspection: 'x' } }],
+  ])('answers 503 introspection_unavailable for a signed answer with %s', async (_case, tamper) => {
+    tamper()
+    const i = jwtIntrospector()
+    const token = signer.issue({ client_id: CLIENT })
+    const error = await refusal(i.introspect(token, issuerOf(i, token)))
+    expect([error.code, error.status]).toEqual(['introspection_unavailable', 503])
   })
 })
