@@ -121,44 +121,21 @@ export function countingReplayStore(inner: ReplayStore = new MemoryReplayStore()
 
 /** A store whose backend is down: every `markUsed` rejects. */
 export function rejectingReplayStore(): CountingReplayStore {
-  let calls = 0
-  return {
-    get calls() {
-      return calls
-    },
-    markUsed() {
-      calls++
-      return Promise.reject(new Error('replay store connection refused'))
-    },
-  }
+  return countingReplayStore({ markUsed: () => Promise.reject(new Error('replay store connection refused')) })
 }
 
 /** A store whose client throws synchronously (no promise at all). */
 export function throwingReplayStore(): CountingReplayStore {
-  let calls = 0
-  return {
-    get calls() {
-      return calls
-    },
+  return countingReplayStore({
     markUsed() {
-      calls++
       throw new Error('replay store client not connected')
     },
-  }
+  })
 }
 
 /** A store that never answers. */
 export function hangingReplayStore(): CountingReplayStore {
-  let calls = 0
-  return {
-    get calls() {
-      return calls
-    },
-    markUsed() {
-      calls++
-      return new Promise<boolean>(() => {})
-    },
-  }
+  return countingReplayStore({ markUsed: () => new Promise<boolean>(() => {}) })
 }
 
 /** A store that forgets at once: every identifier looks fresh (as after its TTL expired). */

@@ -4,12 +4,8 @@
  * restarted in-memory Redis leaves. The plain throwaway server is `startRedisServer()` in
  * packages/redis/test/redis-server.ts.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { Redis } from 'ioredis'
-import { assertRedisServerInstalled, freePort, rawCommand, type RedisServer } from '../../packages/redis/test/redis-server.js'
+import { startRedisServer, type RedisServer } from '../../packages/redis/test/redis-server.js'
 
 /**
  * A connected ioredis client that fails fast while Redis is down (no offline queue, no retries
@@ -26,55 +22,4 @@ export async function failFastRedis(port: number): Promise<Redis> {
  * A `redis-server` with `appendonly yes` and `appendfsync always`: every write is on disk before
  * Redis answers it, so a SIGKILL and a restart (same directory, same port) keep every key.
  */
-export async function startPersistentRedisServer(): Promise<RedisServer> {
-  assertRedisServerInstalled()
-  const port = await freePort()
-  const dir = mkdtempSync(join(tmpdir(), 'callsign-redis-aof-'))
-  let child: ChildProcess | undefined
-
-  const start = async (): Promise<void> => {
-    if (child) throw new Error('redis-server is already running')
-    const args = ['--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--loglevel', 'warning']
-    const proc = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] })
-    child = proc
-    let output = ''
-    proc.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()))
-    proc.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()))
-    proc.once('exit', () => {
-      if (child === proc) child = undefined
-    })
-    const deadline = Date.now() + 10_000
-    for (;;) {
-      try {
-        if ((await rawCommand(port, 'PING')) === '+PONG') return
-      } catch {
-        // not listening yet
-      }
-      if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`persistent redis-server on port ${port} did not start:\n${output}`)
-      await new Promise((resolve) => setTimeout(resolve, 25))
-    }
-  }
-
-  const kill = async (signal: NodeJS.Signals): Promise<void> => {
-    const proc = child
-    if (!proc || proc.exitCode !== null || proc.signalCode !== null) {
-      child = undefined
-      return
-    }
-    const gone = new Promise<void>((resolve) => proc.once('exit', () => resolve()))
-    proc.kill(signal)
-    await gone
-    child = undefined
-  }
-
-  await start()
-  return {
-    port,
-    start,
-    kill: () => kill('SIGKILL'),
-    stop: async () => {
-      await kill('SIGTERM')
-      rmSync(dir, { recursive: true, force: true })
-    },
-  }
-}
+export const startPersistentRedisServer = (): Promise<RedisServer> => startRedisServer({ persistent: true })

@@ -63,16 +63,21 @@ export async function freePort(): Promise<number> {
   return address.port
 }
 
-/** Start a `redis-server` on a free loopback port and wait until it answers PING. */
-export async function startRedisServer(): Promise<RedisServer> {
+/**
+ * Start a `redis-server` on a free loopback port and wait until it answers PING.
+ * `persistent`: `appendonly yes` with `appendfsync always`, so every write is on disk before Redis
+ * answers it and a SIGKILL + restart (same directory, same port) keeps every key.
+ */
+export async function startRedisServer(options: { persistent?: boolean } = {}): Promise<RedisServer> {
   assertRedisServerInstalled()
   const port = await freePort()
   const dir = mkdtempSync(join(tmpdir(), 'callsign-redis-'))
+  const persistence = options.persistent ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']
   let child: ChildProcess | undefined
 
   const start = async (): Promise<void> => {
     if (child) throw new Error('redis-server is already running')
-    const args = ['--save', '', '--appendonly', 'no', '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--enable-debug-command', 'local', '--loglevel', 'warning']
+    const args = ['--save', '', ...persistence, '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--enable-debug-command', 'local', '--loglevel', 'warning']
     const proc = spawn(BINARY, args, { stdio: ['ignore', 'pipe', 'pipe'] })
     child = proc
     let output = ''
