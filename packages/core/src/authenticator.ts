@@ -15,7 +15,7 @@ import { loadTelemetry, type Telemetry } from './telemetry.js'
 import { checkRevocation, revokeToken, type RevocableToken } from './revocation.js'
 import { authorize, compileRule, type AuthRule, type CompiledRule } from './policy.js'
 import { toAuthContext, type AuthContext } from './principal.js'
-import { headerValues, type AuthRequest } from './request.js'
+import { headerValues, requestPath, type AuthRequest } from './request.js'
 
 /** A configured guard: what every adapter wraps. */
 export interface Callsign {
@@ -77,12 +77,13 @@ export function createCallsign(options: CallsignOptions): Callsign {
   const { mtls, realm, dpop } = config
   const dpopAlgs = dpop.mode === 'off' ? undefined : dpop.algs
   const bearer = dpop.mode !== 'required'
-  const challengeFor = (scheme: Credentials['scheme'] | undefined): ChallengeContext => ({
+  // The server nonce (an HMAC) is computed only for the refusal that hands it out.
+  const challengeFor = (scheme: Credentials['scheme'] | undefined, error?: AuthError): ChallengeContext => ({
     realm,
     dpopAlgs,
     bearer,
     scheme,
-    dpopNonce: dpop.nonces?.current(),
+    dpopNonce: error?.code === 'use_dpop_nonce' ? dpop.nonces?.current() : undefined,
     resourceMetadata: config.resourceMetadata?.url,
   })
 
@@ -174,7 +175,7 @@ export function createCallsign(options: CallsignOptions): Callsign {
         auth = await authenticate(request, seen)
       } catch (error) {
         if (!(error instanceof AuthError)) throw error
-        if (!(error.code === 'credentials_missing' && config.credentials === 'optional')) refused = applyChallenge(error, challengeFor(seen.scheme))
+        if (!(error.code === 'credentials_missing' && config.credentials === 'optional')) refused = applyChallenge(error, challengeFor(seen.scheme, error))
       }
       const state: RequestState = { guard, auth, challenge: challengeFor(seen.scheme), headers: undefined, refused: undefined, pending: undefined, report, observed: observing }
       if (observing) {
@@ -216,9 +217,7 @@ export function createCallsign(options: CallsignOptions): Callsign {
     metadataResponse(request) {
       const metadata = config.resourceMetadata
       if (!metadata || (request.method !== 'GET' && request.method !== 'HEAD')) return undefined
-      const target = request.originalUrl ?? request.url ?? ''
-      const q = target.indexOf('?')
-      if ((q === -1 ? target : target.slice(0, q)) !== metadata.path) return undefined
+      if (requestPath(request) !== metadata.path) return undefined
       return {
         status: 200,
         headers: { 'content-type': 'application/json', 'cache-control': 'public, max-age=3600' },
@@ -289,14 +288,12 @@ function describeRefusal(event: DecisionEvent, error: AuthError): void {
 }
 
 function baseEvent(request: AuthRequest, stage: DecisionEvent['stage'], started: number, scheme: Credentials['scheme'] | undefined, enforced: boolean): DecisionEvent {
-  const target = request.originalUrl ?? request.url ?? ''
-  const q = target.indexOf('?')
   const event: DecisionEvent = {
     outcome: 'allowed',
     stage,
     enforced,
     status: 200,
-    path: q === -1 ? target : target.slice(0, q),
+    path: requestPath(request),
     durationMs: performance.now() - started,
     time: new Date().toISOString(),
   }

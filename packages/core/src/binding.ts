@@ -5,7 +5,7 @@ import { AuthError, invalidToken } from './errors.js'
 import type { ResolvedConfig } from './options.js'
 import type { PeerCertificate } from './peer-certificate.js'
 import type { TokenBinding } from './principal.js'
-import type { AuthRequest } from './request.js'
+import { requestPath, type AuthRequest } from './request.js'
 
 /**
  * Sender constraint of a token presented with `credentials` over a connection with `peer`.
@@ -64,8 +64,7 @@ export async function checkBinding(
  * plus the path of the original request target; never `X-Forwarded-*`.
  */
 export function expectedHtu(request: AuthRequest, config: ResolvedConfig): string {
-  const target = request.originalUrl ?? request.url ?? '/'
-  const path = target.split('?', 1)[0]!.split('#', 1)[0]!
+  const path = requestPath(request).split('#', 1)[0]!
   const host = typeof request.headers.host === 'string' ? request.headers.host : ''
   let origin: string | undefined
   const origins = config.dpop.origins

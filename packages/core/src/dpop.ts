@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto'
-import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto'
+import type { KeyObject } from 'node:crypto'
 import { calculateJwkThumbprint, decodeJwt, decodeProtectedHeader, type JWK } from 'jose'
 import { LRUCache } from 'lru-cache'
-import { verifySignature } from './access-token.js'
-import { keyFitsAlgorithm } from './jwks.js'
+import { BASE64URL, verifySignature } from './access-token.js'
+import { importPublicKey, keyFitsAlgorithm, sameAlg } from './jwks.js'
+import { withTimeout } from './internal/with-timeout.js'
 import { AuthError } from './errors.js'
 import type { DpopNonces } from './dpop-nonce.js'
 import type { ReplayStore } from './replay-store.js'
@@ -132,22 +133,14 @@ export async function verifyDpopProof(proof: string, expected: DpopExpectation, 
   const ttlSeconds = config.maxProofAgeSeconds + 2 * config.clockToleranceSeconds
   let fresh: boolean
   try {
-    fresh = await withTimeout(Promise.resolve(config.replayStore.markUsed(replayKey, ttlSeconds)), config.replayStoreTimeoutMs)
+    const ms = config.replayStoreTimeoutMs
+    fresh = await withTimeout(() => config.replayStore.markUsed(replayKey, ttlSeconds), ms, `replay store did not answer within ${ms} ms`)
   } catch (error) {
     throw new AuthError('replay_store_unavailable', 'DPoP replay protection is temporarily unavailable', { retryAfterSeconds: 1, cause: error })
   }
   if (!fresh) throw invalidProof('DPoP proof has already been used')
 }
 
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`replay store did not answer within ${ms} ms`)), ms)
-  })
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
-}
-
-const BASE64URL = /^[A-Za-z0-9_-]+$/
 
 // Proof keys by RFC 7638 thumbprint: a client signs many proofs with one key, so it is imported once.
 // The thumbprint names the exact public key, so a hit can only return that same key.
@@ -156,21 +149,13 @@ const proofKeys = new LRUCache<string, KeyObject>({ max: 1000 })
 /** The proof's public `jwk` as a node:crypto key fit for `alg` (type, curve, RSA size, `use`, `alg`), or undefined. */
 function proofKey(jwk: Record<string, unknown>, alg: string, thumbprint: string): KeyObject | undefined {
   if (jwk.use !== undefined && jwk.use !== 'sig') return undefined
-  if (jwk.alg !== undefined && jwk.alg !== alg && !(['EdDSA', 'Ed25519'].includes(String(jwk.alg)) && ['EdDSA', 'Ed25519'].includes(alg))) return undefined
+  if (jwk.alg !== undefined && (typeof jwk.alg !== 'string' || !sameAlg(jwk.alg, alg))) return undefined
   if (!keyFitsAlgorithm(jwk, alg)) return undefined
   const cacheKey = `${alg}:${thumbprint}`
   const cached = proofKeys.get(cacheKey)
   if (cached) return cached
-  const material: Record<string, unknown> = { kty: jwk.kty }
-  for (const member of ['crv', 'x', 'y', 'n', 'e']) if (jwk[member] !== undefined) material[member] = jwk[member]
-  let key: KeyObject
-  try {
-    key = createPublicKey({ key: material as JsonWebKey, format: 'jwk' })
-  } catch {
-    return undefined
-  }
-  if (key.asymmetricKeyType === 'rsa' && (key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) return undefined
-  if (jwk.kty === 'OKP' && key.asymmetricKeyType !== 'ed25519') return undefined
+  const key = importPublicKey(jwk)
+  if (!key) return undefined
   proofKeys.set(cacheKey, key)
   return key
 }

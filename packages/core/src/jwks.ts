@@ -61,7 +61,8 @@ export function keyFitsAlgorithm(jwk: { kty?: unknown; crv?: unknown }, alg: str
   return fit !== undefined && jwk.kty === fit[0] && (fit[1] === undefined || jwk.crv === fit[1])
 }
 
-const sameAlg = (a: string, b: string): boolean =>
+/** Same JWS algorithm, counting `EdDSA` and `Ed25519` as one. */
+export const sameAlg = (a: string, b: string): boolean =>
   a === b || ((a === 'EdDSA' || a === 'Ed25519') && (b === 'EdDSA' || b === 'Ed25519'))
 
 /**
@@ -259,12 +260,13 @@ export class IssuerKeys {
 }
 
 /**
- * Import a public JWK as a node:crypto `KeyObject` (prepared once, reused for every verification).
- * RSA keys under 2048 bits (RFC 7518 §3.3) and anything that does not import are unusable: `null`.
+ * Import a public JWK (only its public members) as a node:crypto `KeyObject`, prepared once and
+ * reused for every verification: issuer keys and DPoP proof keys alike. RSA keys under 2048 bits
+ * (RFC 7518 §3.3), OKP keys other than Ed25519 and anything that does not import are unusable: `null`.
  */
-function importPublicKey(jwk: PublicJwk): KeyObject | null {
-  const material: Record<string, string> = { kty: jwk.kty }
-  for (const member of ['crv', 'x', 'y', 'n', 'e'] as const) if (jwk[member] !== undefined) material[member] = jwk[member]
+export function importPublicKey(jwk: { kty?: unknown; crv?: unknown; x?: unknown; y?: unknown; n?: unknown; e?: unknown }): KeyObject | null {
+  const material: Record<string, unknown> = { kty: jwk.kty }
+  for (const member of PUBLIC_MEMBERS) if (jwk[member] !== undefined) material[member] = jwk[member]
   try {
     const key = createPublicKey({ key: material as JsonWebKey, format: 'jwk' })
     if (key.asymmetricKeyType === 'rsa' && (key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) return null

@@ -51,3 +51,10 @@ export function headerValues(request: AuthRequest, name: string): string[] {
   if (value === undefined) return []
   return Array.isArray(value) ? value : [value]
 }
+
+/** The path of the original request target, without the query string (Express keeps the original in `originalUrl`). */
+export function requestPath(request: AuthRequest): string {
+  const target = request.originalUrl ?? request.url ?? ''
+  const q = target.indexOf('?')
+  return q === -1 ? target : target.slice(0, q)
+}

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import type { AccessTokenClaims, VerifiedToken } from './access-token.js'
 import { AuthError, invalidToken } from './errors.js'
+import { withTimeout } from './internal/with-timeout.js'
 import type { ResolvedConfig } from './options.js'
 
 /** Denylist key of a token: its issuer and `jti`, hashed (bounded size, nothing readable stored). */
@@ -9,14 +10,6 @@ export const revocationKey = (issuer: string, jti: string): string =>
 
 /** What `guard.revoke()` needs: the token's issuer, `jti` and `exp` (an auth context's `claims` fit). */
 export type RevocableToken = Pick<AccessTokenClaims, 'iss' | 'exp'> & { jti?: string }
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`revocation check did not answer within ${ms} ms`)), ms)
-  })
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
-}
 
 /**
  * Refuse a revoked token: its `jti` in the denylist, or the `isRevoked` hook says so (401
@@ -33,7 +26,8 @@ export async function checkRevocation(token: VerifiedToken, config: ResolvedConf
     if (typeof jti === 'string') checks.push(Promise.resolve(revocation.store.isRevoked(revocationKey(token.issuer.issuer, jti))))
     if (revocation.isRevoked) checks.push(Promise.resolve(revocation.isRevoked(token.claims, { issuer: token.issuer.issuer })))
     if (checks.length === 0) return
-    revoked = (await withTimeout(Promise.all(checks), revocation.timeoutMs)).some(Boolean)
+    const ms = revocation.timeoutMs
+    revoked = (await withTimeout(() => Promise.all(checks), ms, `revocation check did not answer within ${ms} ms`)).some(Boolean)
   } catch (error) {
     throw new AuthError('revocation_unavailable', 'the revocation check is temporarily unavailable', { retryAfterSeconds: 1, cause: error })
   }
