@@ -2,9 +2,9 @@ import { startTestIssuer, type SignOptions, type TestIssuer } from '@callsign/te
 import { SignJWT } from 'jose'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { MAX_ACTOR_DEPTH, verifyAccessToken } from '../src/access-token.js'
-import { AuthError } from '../src/errors.js'
 import { IssuerKeys } from '../src/jwks.js'
 import { resolveConfig, type CallsignOptions, type IssuerOptions } from '../src/options.js'
+import { refusal } from './refusal.js'
 
 const NOW_S = 1_900_000_000
 const NOW = NOW_S * 1000
@@ -39,16 +39,6 @@ const sign = (claims: Record<string, unknown> = {}, options: SignOptions = {}): 
 
 const b64 = (value: unknown): string => Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url')
 const craft = (header: unknown, payload: unknown, signature = 'c2lnbmF0dXJl'): string => `${b64(header)}.${b64(payload)}.${signature}`
-
-async function refusal(promise: Promise<unknown>): Promise<AuthError> {
-  try {
-    await promise
-  } catch (error) {
-    expect(error).toBeInstanceOf(AuthError)
-    return error as AuthError
-  }
-  throw new Error('expected the token to be refused')
-}
 
 async function expectInvalid(promise: Promise<unknown>, message: string): Promise<void> {
   const error = await refusal(promise)

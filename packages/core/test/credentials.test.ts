@@ -2,8 +2,11 @@ import { describe, expect, it } from 'vitest'
 import { readCredentials, MAX_TOKEN_LENGTH } from '../src/credentials.js'
 import { AuthError } from '../src/errors.js'
 import type { AuthRequest } from '../src/request.js'
+import { refusalOf } from './refusal.js'
 
 const TOKEN = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln'
+
+const refusal = (request: AuthRequest): AuthError => refusalOf(() => readCredentials(request))
 
 const withHeader = (authorization: string | undefined, extra: Partial<AuthRequest> = {}): AuthRequest => ({
   method: 'GET',
@@ -11,16 +14,6 @@ const withHeader = (authorization: string | undefined, extra: Partial<AuthReques
   headers: authorization === undefined ? {} : { authorization },
   ...extra,
 })
-
-function refusal(request: AuthRequest): AuthError {
-  try {
-    readCredentials(request)
-  } catch (error) {
-    expect(error).toBeInstanceOf(AuthError)
-    return error as AuthError
-  }
-  throw new Error('expected readCredentials to throw')
-}
 
 describe('readCredentials', () => {
   it('reads a Bearer token from the Authorization header', () => {

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest'
 import type { AccessTokenClaims, VerifiedToken } from '../src/access-token.js'
 import { checkCallerConsistency, checkDelegation, tokenWorkload } from '../src/delegation.js'
-import { AuthError } from '../src/errors.js'
 import { resolveConfig, type CallsignOptions } from '../src/options.js'
 import type { PeerCertificate } from '../src/peer-certificate.js'
+import { refusalOf as refusal } from './refusal.js'
 
 const ISSUER = 'https://auth.example.com/'
 const WEB = 'spiffe://example.org/ns/web/sa/frontend'
@@ -31,16 +31,6 @@ const peerOf = (spiffeId: string | undefined): PeerCertificate => ({
   x5tS256: 'thumbprint',
   validTo: new Date(2_000_000_000_000),
 })
-
-function refusal(run: () => void): AuthError {
-  try {
-    run()
-  } catch (error) {
-    expect(error).toBeInstanceOf(AuthError)
-    return error as AuthError
-  }
-  throw new Error('expected a refusal')
-}
 
 describe('tokenWorkload', () => {
   it.each<[string, Partial<AccessTokenClaims>, string[], string | undefined]>([

@@ -4,9 +4,9 @@ import { CompactSign } from 'jose'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { MAX_PROOF_LENGTH, normalizeHtu, verifyDpopProof, type DpopCheckConfig, type DpopExpectation } from '../src/dpop.js'
 import { DpopNonces } from '../src/dpop-nonce.js'
-import { AuthError } from '../src/errors.js'
 import { SUPPORTED_ALGORITHMS } from '../src/options.js'
 import { MemoryReplayStore, type ReplayStore } from '../src/replay-store.js'
+import { refusal } from './refusal.js'
 
 const NOW_S = 1_900_000_000
 const NOW = NOW_S * 1000
@@ -67,16 +67,6 @@ const proofFor = (key: DpopKey, options: Partial<DpopProofOptions> = {}): Promis
 
 /** A proof whose claims carry `padding` characters of filler. */
 const paddedProof = (key: DpopKey, padding: number): Promise<string> => proofFor(key, { extraClaims: { pad: 'x'.repeat(padding) } })
-
-async function refusal(promise: Promise<unknown>): Promise<AuthError> {
-  try {
-    await promise
-  } catch (error) {
-    expect(error).toBeInstanceOf(AuthError)
-    return error as AuthError
-  }
-  throw new Error('expected the proof to be refused')
-}
 
 describe('verifyDpopProof: valid proofs', () => {
   it.each(['ES256', 'ES384', 'EdDSA', 'PS256', 'RS256'] as const)('accepts a valid %s proof and records it once', async (alg) => {

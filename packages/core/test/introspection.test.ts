@@ -5,9 +5,9 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { startIntrospectionServer, type IntrospectionServer } from '../../../test/support/introspection-server.js'
 import { generateKeyPairSync, type webcrypto } from 'node:crypto'
 import { exportPKCS8, generateKeyPair } from 'jose'
-import { AuthError } from '../src/errors.js'
 import { Introspector, isJwsShaped } from '../src/introspection.js'
 import { resolveConfig, type IntrospectionOptions } from '../src/options.js'
+import { refusal } from './refusal.js'
 
 const AUD = 'https://orders.example'
 const CLIENT = 'spiffe://example.org/ns/web/sa/frontend'
@@ -43,12 +43,6 @@ function introspector(extra: Partial<IntrospectionOptions> = {}, more: { tokenIs
 }
 
 const issuerOf = (i: Introspector, token: string) => i.issuerFor(token)!
-
-async function refusal(promise: Promise<unknown>): Promise<AuthError> {
-  const error = await promise.then(() => undefined, (e: unknown) => e)
-  expect(error).toBeInstanceOf(AuthError)
-  return error as AuthError
-}
 
 describe('introspection: answer mapping', () => {
   it('maps an active answer into a verified token (client_id, sub, scopes, act, cnf) and authenticates with client_secret_basic', async () => {

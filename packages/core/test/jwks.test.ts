@@ -4,6 +4,7 @@ import { AuthError } from '../src/errors.js'
 import { FetchFailure } from '../src/internal/fetch-json.js'
 import { IssuerKeys } from '../src/jwks.js'
 import { resolveConfig, type CallsignOptions, type JwksOptions } from '../src/options.js'
+import { refusal } from './refusal.js'
 
 const NOW = 1_900_000_000_000
 const JWKS_PATH = '/jwks.json'
@@ -32,16 +33,6 @@ function setup(jwks: JwksOptions = {}, extra: Partial<CallsignOptions> = {}) {
   const keys = new IssuerKeys(config)
   const resolved = config.issuers.get(issuer.issuer)!
   return { config, keys, resolved, getKey: (kid: string | undefined, alg = 'ES256') => keys.getKey(resolved, { alg, kid }) }
-}
-
-async function refusal(promise: Promise<unknown>): Promise<AuthError> {
-  try {
-    await promise
-  } catch (error) {
-    expect(error).toBeInstanceOf(AuthError)
-    return error as AuthError
-  }
-  throw new Error('expected a refusal')
 }
 
 async function expectNoKey(promise: Promise<unknown>): Promise<void> {

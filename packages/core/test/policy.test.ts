@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest'
-import { AuthError, type AuthErrorCode, type AuthSide } from '../src/errors.js'
+import type { AuthErrorCode, AuthSide } from '../src/errors.js'
 import { resolveConfig, type ResolvedAllowance } from '../src/options.js'
 import { authorize, compileRule, findAllowance, type AuthRule } from '../src/policy.js'
 import type { AuthContext } from '../src/principal.js'
+import { refusalOf as refusal } from './refusal.js'
 
 const WEB = 'spiffe://example.org/ns/web/sa/frontend'
 const BATCH = 'spiffe://example.org/ns/batch/sa/worker'
@@ -22,16 +23,6 @@ function context(callerId: string, scopes: string[], user?: string): AuthContext
   }
   if (user !== undefined) auth.user = { sub: user }
   return auth
-}
-
-function refusal(fn: () => void): AuthError {
-  try {
-    fn()
-  } catch (error) {
-    expect(error).toBeInstanceOf(AuthError)
-    return error as AuthError
-  }
-  throw new Error('expected an AuthError')
 }
 
 describe('compileRule', () => {
