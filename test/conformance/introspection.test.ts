@@ -22,7 +22,7 @@ describe.each(adapters)('$name: opaque tokens by introspection (RFC 7662)', (ada
     ;[as, key] = await Promise.all([startIntrospectionServer({ issuer: fx.main.issuer, audience: AUDIENCE }), createDpopKey()])
     app = await fx.start(adapter, {
       logger: quiet,
-      issuers: issuerOption(fx.main, { introspection: { endpoint: as.endpoint, clientId: as.clientId, clientSecret: as.clientSecret, timeoutSeconds: 0.5 } }),
+      issuers: issuerOption(fx.main, { introspection: { endpoint: as.endpoint, clientId: as.clientId, clientSecret: as.clientSecret, timeoutSeconds: 0.5, failureBackoffSeconds: 0.3 } }),
     })
   })
   afterAll(async () => {
@@ -93,15 +93,22 @@ describe.each(adapters)('$name: opaque tokens by introspection (RFC 7662)', (ada
     expect(as.requests - before).toBe(1)
   })
 
-  it('fails closed with 503 introspection_unavailable and Retry-After when the endpoint is down or slow', async () => {
+  it('fails closed with 503 introspection_unavailable and Retry-After when the endpoint is down or slow, then leaves it alone for the backoff', async () => {
+    const newToken = () => as.issue({ client_id: ID.worker, sub: ID.worker, scope: 'orders:read' })
     for (const fault of ['error', 'hang', 'garbage'] as const) {
       as.fault = fault
-      const res = await fx.call(app, { path: '/orders', token: as.issue({ client_id: ID.worker, sub: ID.worker, scope: 'orders:read' }) })
+      const before = as.requests
+      const res = await fx.call(app, { path: '/orders', token: newToken() })
       expectRefusal(res, { status: 503, code: 'introspection_unavailable' })
-      expect(res.headers['retry-after']).toMatch(/^[1-9][0-9]*$/)
+      expect(res.headers['retry-after']).toBe('1')
+      expect(as.requests - before).toBe(1)
+      // During the backoff a new token is refused at once: the failing endpoint is not asked again.
+      expectRefusal(await fx.call(app, { path: '/orders', token: newToken() }), { status: 503, code: 'introspection_unavailable' })
+      expect(as.requests - before).toBe(1)
+      await new Promise((resolve) => setTimeout(resolve, 350))
     }
     as.fault = 'none'
-    expect((await fx.call(app, { path: '/orders', token: as.issue({ client_id: ID.worker, sub: ID.worker, scope: 'orders:read' }) })).status).toBe(200)
+    expect((await fx.call(app, { path: '/orders', token: newToken() })).status).toBe(200)
   })
 })
 

@@ -7,11 +7,15 @@
  * Optionally: RFC 8414 metadata (`GET /.well-known/oauth-authorization-server`, with
  * `introspection_endpoint`), `private_key_jwt` client authentication (RFC 7523 §2.2, verified with
  * the client's public key, `jti` replay refused) and RFC 9701 signed answers (`application/token-introspection+jwt`
- * when asked by `Accept`, keys at `GET /jwks`).
+ * when asked by `Accept`, keys at `GET /jwks`), and RFC 8705 `tls_client_auth` over HTTPS: the
+ * resource server's certificate must chain to the given CA and carry the expected SPIFFE ID, with
+ * `client_id` in the form; metadata then lists the endpoint under `mtls_endpoint_aliases` (§5).
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto'
 import { exportJWK, generateKeyPair, jwtVerify, SignJWT, type JWTHeaderParameters } from 'jose'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
+import type { TLSSocket } from 'node:tls'
 import type { AddressInfo } from 'node:net'
 
 export interface IssuedClaims {
@@ -76,6 +80,13 @@ export interface IntrospectionServerOptions {
   clientPublicKey?: Parameters<typeof jwtVerify>[1]
   /** Answer with an RFC 9701 signed JWT (ES256, key at `/jwks`) when the request accepts `application/token-introspection+jwt`. */
   signAnswers?: boolean
+  /**
+   * Serve HTTPS with this certificate and require RFC 8705 `tls_client_auth` at `POST /mtls/introspect`
+   * (the `mtls_endpoint_aliases.introspection_endpoint` of the metadata; `POST /introspect` then
+   * refuses every client): a client certificate that chains to `clientCa`, whose URI SAN is
+   * `clientSpiffeId`, and `client_id` in the form.
+   */
+  tlsClientAuth?: { key: string; cert: string; clientCa: string; clientSpiffeId: string }
 }
 
 export async function startIntrospectionServer(options: IntrospectionServerOptions): Promise<IntrospectionServer> {
@@ -120,19 +131,29 @@ export async function startIntrospectionServer(options: IntrospectionServerOptio
         return
       }
       server.metadataRequests++
-      const metadata = server.metadata === undefined ? { issuer: server.issuer, introspection_endpoint: server.endpoint } : server.metadata
+      const metadata = server.metadata !== undefined
+        ? server.metadata
+        : { issuer: server.issuer, introspection_endpoint: server.endpoint, ...(options.tlsClientAuth ? { mtls_endpoint_aliases: { introspection_endpoint: `${server.origin}/mtls/introspect` } } : {}) }
       if (metadata === null) res.writeHead(404).end()
       else res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(metadata))
       return
     }
-    if (req.method !== 'POST' || req.url !== '/introspect') {
+    const mtlsPath = options.tlsClientAuth !== undefined && req.url === '/mtls/introspect'
+    if (req.method !== 'POST' || (req.url !== '/introspect' && !mtlsPath)) {
       res.writeHead(404).end()
       return
     }
     server.requests++
     const form = new URLSearchParams(Buffer.concat(chunks).toString('utf8'))
     let authenticated: boolean
-    if (options.clientPublicKey) {
+    if (options.tlsClientAuth) {
+      // RFC 8705 §2.1.2: the certificate's SAN identifies the client; no other credentials.
+      const socket = req.socket as TLSSocket
+      const peer = socket.authorized ? socket.getPeerCertificate() : undefined
+      const sans = peer?.subjectaltname?.split(', ') ?? []
+      authenticated = mtlsPath && peer !== undefined && sans.includes(`URI:${options.tlsClientAuth.clientSpiffeId}`) &&
+        form.get('client_id') === clientId && req.headers.authorization === undefined && !form.has('client_secret') && !form.has('client_assertion')
+    } else if (options.clientPublicKey) {
       authenticated = req.headers.authorization === undefined && (await assertionOk(form))
     } else {
       const given = Buffer.from(req.headers.authorization ?? '')
@@ -200,13 +221,17 @@ export async function startIntrospectionServer(options: IntrospectionServerOptio
     res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(body))
   }
 
-  const http = createServer((req, res) => {
+  const listener = (req: IncomingMessage, res: ServerResponse): void => {
     handle(req, res).catch(() => res.destroy())
-  })
+  }
+  const tls = options.tlsClientAuth
+  const http = tls
+    ? createHttpsServer({ key: tls.key, cert: tls.cert, ca: tls.clientCa, requestCert: true, rejectUnauthorized: false }, listener)
+    : createServer(listener)
   await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve))
   const port = (http.address() as AddressInfo).port
 
-  const origin = `http://127.0.0.1:${port}`
+  const origin = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`
   const server: IntrospectionServer = {
     endpoint: `${origin}/introspect`,
     issuer: options.issuer ?? origin,

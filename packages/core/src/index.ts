@@ -39,4 +39,5 @@ export { createServerTlsOptions, type ServerTlsOptions, type ServerTlsBundle, ty
 export { logDecisions, type DecisionEvent, type DecisionHook, type LevelLogger } from './decision-events.js'
 export { metadataLocation, type ResourceMetadataOptions, type ProtectedResourceMetadata } from './resource-metadata.js'
 export type { PeerVerification } from './forwarded-certificate.js'
+export type { ClientTlsOptions } from './internal/client-tls.js'
 export { explain, type ExplainInput, type Explanation, type ExplainStep } from './explain.js'

@@ -10,8 +10,6 @@ import { parseSecureUrl, type ResolvedConfig, type ResolvedIntrospection, type R
 
 /** Largest introspection answer read. */
 const MAX_ANSWER_BYTES = 64 * 1024
-/** `Retry-After` of an introspection outage. */
-const RETRY_AFTER_SECONDS = 2
 /** Lifetime of a `private_key_jwt` client assertion. */
 const ASSERTION_SECONDS = 60
 /** RFC 9701 §4: the media type of a signed introspection answer. */
@@ -65,6 +63,8 @@ export class Introspector {
   readonly #inflight = new Map<string, Promise<Answer>>()
   /** Discovered endpoints by issuer (a failed discovery is dropped, so the next request retries). */
   readonly #endpoints = new Map<string, Promise<URL>>()
+  /** Per issuer: until when (ms) new introspections are not attempted after a failure. */
+  readonly #backoffUntil = new Map<string, number>()
   #keys: IssuerKeys | undefined
   /** Introspection requests sent (for tests and metrics). */
   requests = 0
@@ -76,6 +76,10 @@ export class Introspector {
     for (const issuer of config.issuers.values()) {
       if (!issuer.introspection) continue
       this.#opaqueIssuer ??= issuer
+      const { auth } = issuer.introspection
+      if (auth.method === 'tls_client_auth' || auth.method === 'self_signed_tls_client_auth') {
+        auth.tls.onReloadFailure = (reason) => config.logger.warn('callsign: the introspection client certificate was not reloaded; the previous one stays in use', { issuer: issuer.issuer, reason })
+      }
       if (issuer.introspection.maxEntries > 0) this.#caches.set(issuer.issuer, new LRUCache({ max: issuer.introspection.maxEntries }))
     }
   }
@@ -104,6 +108,12 @@ export class Introspector {
     }
     let flight = this.#inflight.get(key)
     if (!flight) {
+      // After a failure, the endpoint is left alone for `failureBackoffSeconds` (no retry storm).
+      const until = this.#backoffUntil.get(issuer.issuer)
+      if (until !== undefined) {
+        if (this.#config.now() < until) throw unavailable(issuer.introspection!)
+        this.#backoffUntil.delete(issuer.issuer)
+      }
       flight = this.#fetch(token, issuer, key).finally(() => this.#inflight.delete(key))
       this.#inflight.set(key, flight)
     }
@@ -116,7 +126,8 @@ export class Introspector {
     if (configured) return Promise.resolve(configured)
     let endpoint = this.#endpoints.get(issuer.issuer)
     if (!endpoint) {
-      endpoint = discoverIntrospectionEndpoint(issuer.issuer, this.#config.fetch, issuer.introspection!.timeoutSeconds)
+      const mtls = issuer.introspection!.auth.method.endsWith('tls_client_auth')
+      endpoint = discoverIntrospectionEndpoint(issuer.issuer, this.#config.fetch, issuer.introspection!.timeoutSeconds, { mtls })
       this.#endpoints.set(issuer.issuer, endpoint)
       endpoint.catch(() => this.#endpoints.delete(issuer.issuer))
     }
@@ -130,19 +141,26 @@ export class Introspector {
       const endpoint = await this.#endpoint(issuer)
       const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded' }
       const form = new URLSearchParams({ token, token_type_hint: 'access_token' })
-      if (options.auth.method === 'client_secret_basic') {
+      const { auth } = options
+      // The transport: the guard's fetch, or HTTPS presenting the client certificate (RFC 8705).
+      let send = this.#config.fetch
+      if (auth.method === 'client_secret_basic') {
         // RFC 6749 §2.3.1: id and secret are form-encoded before Basic.
-        headers.authorization = `Basic ${Buffer.from(`${encodeURIComponent(options.clientId)}:${encodeURIComponent(options.auth.clientSecret)}`).toString('base64')}`
-      } else {
+        headers.authorization = `Basic ${Buffer.from(`${encodeURIComponent(options.clientId)}:${encodeURIComponent(auth.clientSecret)}`).toString('base64')}`
+      } else if (auth.method === 'private_key_jwt') {
         form.set('client_assertion_type', JWT_BEARER_ASSERTION)
         form.set('client_assertion', await this.#assertion(options, endpoint))
+      } else {
+        // RFC 8705 §2: the certificate authenticates; `client_id` names the client.
+        form.set('client_id', options.clientId)
+        send = auth.tls.fetch
       }
       let jwt: string | undefined
-      let fetchFn = this.#config.fetch
+      let fetchFn = send
       if (options.response === 'jwt') {
         headers.accept = JWT_MEDIA_TYPE
         fetchFn = async (input, init) => {
-          const response = await this.#config.fetch(input, init)
+          const response = await send(input, init)
           if (!response.ok || !isJwtMediaType(response.headers.get('content-type'))) return response
           jwt = await readBounded(response, endpoint)
           return new Response('null', { status: 200, headers: { 'content-type': 'application/json' } })
@@ -162,7 +180,8 @@ export class Introspector {
       }
     } catch (error) {
       this.#config.logger.warn('callsign: token introspection failed', { issuer: issuer.issuer, reason: (error as Error).message })
-      throw new AuthError('introspection_unavailable', 'token introspection is temporarily unavailable', { retryAfterSeconds: RETRY_AFTER_SECONDS, cause: error })
+      if (options.failureBackoffSeconds > 0) this.#backoffUntil.set(issuer.issuer, this.#config.now() + options.failureBackoffSeconds * 1000)
+      throw unavailable(options, error)
     }
     const now = this.#config.now()
     let answer: Answer
@@ -252,8 +271,10 @@ async function readBounded(response: Response, url: URL): Promise<string> {
  * Discover an issuer's `introspection_endpoint` (RFC 8414 §2), with the rules of `jwks_uri`
  * discovery: RFC 8414 location then OpenID, the document's `issuer` must equal the issuer exactly,
  * and the endpoint must be https (or loopback http). A 404 on the first location falls through.
+ * With `mtls` (the client authenticates with its certificate), the RFC 8705 §5 alias
+ * `mtls_endpoint_aliases.introspection_endpoint` is preferred, and the endpoint must be https.
  */
-export async function discoverIntrospectionEndpoint(issuer: string, fetchFn: typeof globalThis.fetch, timeoutSeconds: number): Promise<URL> {
+export async function discoverIntrospectionEndpoint(issuer: string, fetchFn: typeof globalThis.fetch, timeoutSeconds: number, { mtls = false } = {}): Promise<URL> {
   const failures: string[] = []
   for (const url of metadataUrls(issuer)) {
     let document: unknown
@@ -268,13 +289,26 @@ export async function discoverIntrospectionEndpoint(issuer: string, fetchFn: typ
     const metadata = document as Record<string, unknown>
     if (metadata.issuer !== issuer) throw new FetchFailure(`${url.href}: metadata "issuer" ${JSON.stringify(metadata.issuer)} does not equal the configured issuer`)
     try {
-      return parseSecureUrl(metadata.introspection_endpoint, `${url.href} introspection_endpoint`)
+      const aliases = metadata.mtls_endpoint_aliases
+      const alias = mtls && typeof aliases === 'object' && aliases !== null ? (aliases as Record<string, unknown>).introspection_endpoint : undefined
+      const endpoint = alias === undefined
+        ? parseSecureUrl(metadata.introspection_endpoint, `${url.href} introspection_endpoint`)
+        : parseSecureUrl(alias, `${url.href} mtls_endpoint_aliases.introspection_endpoint`)
+      if (mtls && endpoint.protocol !== 'https:') throw new Error(`${endpoint.href}: a client certificate is only presented over https`)
+      return endpoint
     } catch (error) {
       throw new FetchFailure((error as Error).message)
     }
   }
   throw new FetchFailure(`metadata discovery failed: ${failures.join('; ')}`)
 }
+
+/** 503 with `Retry-After`: the backoff, at least one second. */
+const unavailable = (options: ResolvedIntrospection, cause?: unknown): AuthError =>
+  new AuthError('introspection_unavailable', 'token introspection is temporarily unavailable', {
+    retryAfterSeconds: Math.max(1, Math.ceil(options.failureBackoffSeconds)),
+    ...(cause === undefined ? {} : { cause }),
+  })
 
 const unwrap = (answer: Answer): VerifiedToken => {
   if (answer.ok) return answer.verified

@@ -7,6 +7,7 @@ import { compileCidrs, parseAnchors, type ResolvedForwarded } from './forwarded-
 import type { AccessTokenClaims } from './access-token.js'
 import { MemoryReplayStore, type ReplayStore, type RevocationStore } from './replay-store.js'
 import { compileCallerPattern, parseSpiffeId, type CallerPattern } from './spiffe.js'
+import { ClientTls, type ClientTlsOptions } from './internal/client-tls.js'
 
 /** Asymmetric JWS algorithms Callsign can verify (RFC 7518, RFC 8037). */
 export const SUPPORTED_ALGORITHMS = [
@@ -84,13 +85,23 @@ export interface IntrospectionOptions {
   clientId: string
   /**
    * How the resource server authenticates: `'client_secret_basic'` (default; RFC 6749 §2.3.1, with
-   * `clientSecret`) or `'private_key_jwt'` (RFC 7523 §2.2, a JWT assertion signed with `privateKey`).
+   * `clientSecret`), `'private_key_jwt'` (RFC 7523 §2.2, a JWT assertion signed with `privateKey`),
+   * or `'tls_client_auth'` / `'self_signed_tls_client_auth'` (RFC 8705 §2, the client certificate
+   * in `tls`; `client_id` in the form, no secret).
    */
-  auth?: 'client_secret_basic' | 'private_key_jwt'
+  auth?: 'client_secret_basic' | 'private_key_jwt' | 'tls_client_auth' | 'self_signed_tls_client_auth'
   /** Its client secret, sent with HTTP Basic (`client_secret_basic`). */
   clientSecret?: string
   /** Its private key for `private_key_jwt`: a `KeyObject`, a `CryptoKey` or a PEM string (EC P-256/384/521, Ed25519 or RSA). */
   privateKey?: KeyObject | webcrypto.CryptoKey | string
+  /**
+   * Its client certificate for `tls_client_auth` / `self_signed_tls_client_auth`: `cert` and `key`
+   * (PEM, or `{ path }` re-read when the file changes, e.g. a rotated SVID), and `ca`, the CA(s)
+   * the endpoint's server certificate must chain to (default: Node's root CAs). The endpoint is
+   * then reached over `node:https` with this certificate (not through the `fetch` option); when
+   * discovered, `mtls_endpoint_aliases.introspection_endpoint` (RFC 8705 §5) is preferred.
+   */
+  tls?: ClientTlsOptions
   /**
    * `'json'` (default): RFC 7662 JSON answers. `'jwt'`: ask for RFC 9701 signed answers
    * (`Accept: application/token-introspection+jwt`); a JWT answer is verified with the issuer's keys.
@@ -102,6 +113,12 @@ export interface IntrospectionOptions {
   cacheSeconds?: number
   /** How long an inactive (or unacceptable) answer is reused. Default 10; 0 disables. */
   negativeCacheSeconds?: number
+  /**
+   * After a failed introspection (outage, timeout, bad answer), new tokens get 503 at once for
+   * this long, without calling the endpoint; cached answers are still used. Also the `Retry-After`
+   * of those 503s. Default 2; 0: every new token tries the endpoint.
+   */
+  failureBackoffSeconds?: number
   /** Most answers cached (keyed by SHA-256 of the token). Default 10000; 0 disables the cache. */
   maxEntries?: number
   /** `'opaque'` (default): only tokens that are not JWS-shaped. `'all'`: also this issuer's JWTs (by their unverified `iss`). */
@@ -111,6 +128,7 @@ export interface IntrospectionOptions {
 export type ResolvedIntrospectionAuth =
   | { method: 'client_secret_basic'; clientSecret: string }
   | { method: 'private_key_jwt'; privateKey: KeyObject; algorithm: string }
+  | { method: 'tls_client_auth' | 'self_signed_tls_client_auth'; tls: ClientTls }
 
 export interface ResolvedIntrospection {
   /** `undefined`: discovered from the issuer's metadata. */
@@ -121,6 +139,7 @@ export interface ResolvedIntrospection {
   timeoutSeconds: number
   cacheSeconds: number
   negativeCacheSeconds: number
+  failureBackoffSeconds: number
   maxEntries: number
   tokens: 'opaque' | 'all'
 }
@@ -482,7 +501,7 @@ const OPTION_KEYS = [
 const DPOP_KEYS = ['mode', 'algorithms', 'maxProofAgeSeconds', 'origin', 'nonce', 'replayStore', 'replayStoreTimeoutMs'] as const
 const DELEGATION_KEYS = ['maxDepth', 'actors', 'hops'] as const
 const ISSUER_KEYS = ['issuer', 'audience', 'jwksUri', 'typ', 'scopeClaim', 'algorithms', 'jwks', 'maxTokenLifetime', 'trustDomain', 'introspection'] as const
-const INTROSPECTION_KEYS = ['endpoint', 'clientId', 'auth', 'clientSecret', 'privateKey', 'response', 'timeoutSeconds', 'cacheSeconds', 'negativeCacheSeconds', 'maxEntries', 'tokens'] as const
+const INTROSPECTION_KEYS = ['endpoint', 'clientId', 'auth', 'clientSecret', 'privateKey', 'tls', 'response', 'timeoutSeconds', 'cacheSeconds', 'negativeCacheSeconds', 'failureBackoffSeconds', 'maxEntries', 'tokens'] as const
 
 /** The JWS algorithm of a client assertion signed with `key`. */
 function assertionAlgorithm(key: KeyObject, option: string): string {
@@ -516,20 +535,32 @@ function resolveAssertionKey(value: unknown, option: string): KeyObject {
 }
 
 function resolveIntrospection(value: unknown, option: string): ResolvedIntrospection {
-  if (!isPlainObject(value)) return fail(option, 'must be an object { endpoint?, clientId, clientSecret | privateKey }')
+  if (!isPlainObject(value)) return fail(option, 'must be an object { endpoint?, clientId, clientSecret | privateKey | tls }')
   checkKeys(value, INTROSPECTION_KEYS, option)
   const endpoint = value.endpoint === undefined ? undefined : parseSecureUrl(value.endpoint, `${option}.endpoint`)
   if (typeof value.clientId !== 'string' || value.clientId.length === 0) fail(`${option}.clientId`, 'must be a non-empty string (RFC 7662 §2.1: the resource server authenticates)')
-  const method = oneOf(value.auth, `${option}.auth`, ['client_secret_basic', 'private_key_jwt'] as const, 'client_secret_basic')
+  const method = oneOf(value.auth, `${option}.auth`, ['client_secret_basic', 'private_key_jwt', 'tls_client_auth', 'self_signed_tls_client_auth'] as const, 'client_secret_basic')
+  const unused = (field: 'clientSecret' | 'privateKey' | 'tls'): void => {
+    if (value[field] !== undefined) fail(`${option}.${field}`, `is not used with auth: '${method}' (remove it)`)
+  }
   let auth: ResolvedIntrospectionAuth
   if (method === 'client_secret_basic') {
     if (typeof value.clientSecret !== 'string' || value.clientSecret.length === 0) fail(`${option}.clientSecret`, 'must be a non-empty string (RFC 7662 §2.1: the resource server authenticates)')
-    if (value.privateKey !== undefined) fail(`${option}.privateKey`, "is used only with auth: 'private_key_jwt'")
+    unused('privateKey')
+    unused('tls')
     auth = Object.freeze({ method, clientSecret: value.clientSecret as string })
-  } else {
-    if (value.clientSecret !== undefined) fail(`${option}.clientSecret`, "is not used with auth: 'private_key_jwt' (remove it)")
+  } else if (method === 'private_key_jwt') {
+    unused('clientSecret')
+    unused('tls')
     const privateKey = resolveAssertionKey(value.privateKey, `${option}.privateKey`)
     auth = Object.freeze({ method, privateKey, algorithm: assertionAlgorithm(privateKey, `${option}.privateKey`) })
+  } else {
+    unused('clientSecret')
+    unused('privateKey')
+    if (value.tls === undefined) fail(`${option}.tls`, `is required with auth: '${method}': { cert, key, ca? } (RFC 8705 §2: the client certificate)`)
+    // RFC 8705: the certificate is presented in the TLS handshake, so never over plain http.
+    if (endpoint && endpoint.protocol !== 'https:') fail(`${option}.endpoint`, `must use https with auth: '${method}' (got ${JSON.stringify(endpoint.href)})`)
+    auth = Object.freeze({ method, tls: new ClientTls(value.tls, `${option}.tls`) })
   }
   return Object.freeze({
     endpoint,
@@ -539,6 +570,7 @@ function resolveIntrospection(value: unknown, option: string): ResolvedIntrospec
     timeoutSeconds: positive(value.timeoutSeconds, `${option}.timeoutSeconds`, 5, { max: 60 }),
     cacheSeconds: positive(value.cacheSeconds, `${option}.cacheSeconds`, 60, { allowZero: true, max: 86_400 }),
     negativeCacheSeconds: positive(value.negativeCacheSeconds, `${option}.negativeCacheSeconds`, 10, { allowZero: true, max: 3600 }),
+    failureBackoffSeconds: positive(value.failureBackoffSeconds, `${option}.failureBackoffSeconds`, 2, { allowZero: true, max: 300 }),
     maxEntries: positive(value.maxEntries, `${option}.maxEntries`, 10_000, { integer: true, allowZero: true, max: 1_000_000 }),
     tokens: oneOf(value.tokens, `${option}.tokens`, ['opaque', 'all'] as const, 'opaque'),
   })

@@ -174,9 +174,31 @@ describe('introspection: outages fail closed', () => {
     const error = await refusal(i.introspect(token, issuerOf(i, token)))
     expect(error.code).toBe('introspection_unavailable')
     expect(error.status).toBe(503)
-    expect(error.retryAfterSeconds).toBeGreaterThan(0)
+    expect(error.retryAfterSeconds).toBe(2)
     as.fault = 'none'
+    // For failureBackoffSeconds (default 2), new introspections are refused without a request.
+    const before = as.requests
+    expect((await refusal(i.introspect(token, issuerOf(i, token)))).code).toBe('introspection_unavailable')
+    expect(as.requests - before).toBe(0)
+    offset = 2_001
     expect((await i.introspect(token, issuerOf(i, token))).claims.client_id).toBe(CLIENT)
+    expect(as.requests - before).toBe(1)
+  })
+
+  it('keeps serving cached answers during the backoff, and never backs off with failureBackoffSeconds: 0', async () => {
+    const i = introspector()
+    const cached = as.issue({ client_id: CLIENT })
+    await i.introspect(cached, issuerOf(i, cached))
+    as.fault = 'error'
+    expect((await refusal(i.introspect(as.issue({ client_id: CLIENT }), issuerOf(i, cached)))).code).toBe('introspection_unavailable')
+    expect((await i.introspect(cached, issuerOf(i, cached))).claims.client_id).toBe(CLIENT)
+
+    const eager = introspector({ failureBackoffSeconds: 0 })
+    const token = as.issue({ client_id: CLIENT })
+    const error = await refusal(eager.introspect(token, issuerOf(eager, token)))
+    expect(error.retryAfterSeconds).toBe(1)
+    as.fault = 'none'
+    expect((await eager.introspect(token, issuerOf(eager, token))).claims.client_id).toBe(CLIENT)
   })
 
   it('answers 503 when the authorization server refuses the resource server credentials', async () => {
@@ -232,7 +254,7 @@ describe('introspection options', () => {
     ['private_key_jwt with a non-PEM key', { endpoint: base.endpoint, clientId: 'orders', auth: 'private_key_jwt', privateKey: 'nope' }, '"issuers.introspection.privateKey" is not a PEM private key'],
     ['private_key_jwt with a public key', { endpoint: base.endpoint, clientId: 'orders', auth: 'private_key_jwt', privateKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey }, '"issuers.introspection.privateKey" must be a private key'],
     ['private_key_jwt with a secret too', { ...base, auth: 'private_key_jwt', privateKey: generateKeyPairSync('ed25519').privateKey }, '"issuers.introspection.clientSecret" is not used'],
-    ['a privateKey with client_secret_basic', { ...base, privateKey: generateKeyPairSync('ed25519').privateKey }, '"issuers.introspection.privateKey" is used only with'],
+    ['a privateKey with client_secret_basic', { ...base, privateKey: generateKeyPairSync('ed25519').privateKey }, '"issuers.introspection.privateKey" is not used with auth: \'client_secret_basic\''],
     ['an unknown response', { ...base, response: 'xml' }, '"issuers.introspection.response" must be one of'],
   ])('refuses %s at startup', (_case, introspection, message) => {
     expect(() => resolveConfig({ issuers: { issuer: ISS, audience: AUD, introspection: introspection as IntrospectionOptions } })).toThrow(TypeError)
@@ -258,7 +280,7 @@ describe('introspection: endpoint discovery (RFC 8414 §2)', () => {
     self.metadata = undefined
   })
   const discovering = () =>
-    new Introspector(resolveConfig({ logger: { warn() {} }, issuers: { issuer: self.issuer, audience: AUD, introspection: { clientId: self.clientId, clientSecret: self.clientSecret, cacheSeconds: 0 } } }))
+    new Introspector(resolveConfig({ logger: { warn() {} }, issuers: { issuer: self.issuer, audience: AUD, introspection: { clientId: self.clientId, clientSecret: self.clientSecret, cacheSeconds: 0, failureBackoffSeconds: 0 } } }))
 
   it('discovers introspection_endpoint lazily, once, and uses it', async () => {
     const before = self.metadataRequests

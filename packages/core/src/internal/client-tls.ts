@@ -1,0 +1,153 @@
+import { createPrivateKey, X509Certificate } from 'node:crypto'
+import { readFileSync, statSync } from 'node:fs'
+import { Agent, request } from 'node:https'
+import { Readable } from 'node:stream'
+import type { TlsMaterial } from '../server-tls.js'
+
+/** The client certificate a resource server presents (RFC 8705 §2 `tls_client_auth`). */
+export interface ClientTlsOptions {
+  /** Its certificate (PEM; a chain: leaf first), or `{ path }` re-read when the file changes. */
+  cert: TlsMaterial
+  /** Its private key (PEM, unencrypted), or `{ path }`. */
+  key: TlsMaterial
+  /** CA certificate(s) that the server's certificate must chain to. Default: Node's root CAs. */
+  ca?: TlsMaterial
+}
+
+const FIELDS = ['cert', 'key', 'ca'] as const
+type Field = (typeof FIELDS)[number]
+
+const fail = (option: string, message: string): never => {
+  throw new TypeError(`Callsign: "${option}" ${message}`)
+}
+
+/** The PEM text of `value`, or the file it names. */
+function readMaterial(value: TlsMaterial, option: string): string {
+  if (typeof value === 'string') return value
+  if (Buffer.isBuffer(value)) return value.toString('utf8')
+  try {
+    return readFileSync(value.path, 'utf8')
+  } catch (error) {
+    return fail(option, `could not be read: ${(error as Error).message}`)
+  }
+}
+
+/** Paths and their modification stamps: the material is re-read when one changes. */
+const stampOf = (paths: readonly string[]): string =>
+  paths.map((path) => {
+    try {
+      const stat = statSync(path)
+      return `${stat.mtimeMs}:${stat.size}`
+    } catch {
+      return 'missing'
+    }
+  }).join('|')
+
+/**
+ * An HTTPS client that presents a certificate: a `fetch`-compatible function over `node:https`
+ * with a keep-alive agent holding the certificate and key. Material given as `{ path }` is
+ * re-read when a file changes (checked at each request); new material that does not load (a key
+ * that is not the certificate's, a file half written) is logged and the previous one stays in use.
+ */
+export class ClientTls {
+  readonly #sources: Record<Field, TlsMaterial | undefined>
+  readonly #paths: string[]
+  readonly #option: string
+  #stamp: string
+  #agent: Agent
+  /** Called with the reason when reloaded material is refused. */
+  onReloadFailure: ((reason: string) => void) | undefined
+
+  /** Loads and checks the material now; throws `TypeError` naming `option` when it is unusable. */
+  constructor(value: unknown, option: string) {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(option, 'must be an object { cert, key, ca? } (PEM strings, Buffers or { path })')
+    const input = value as Record<string, unknown>
+    for (const key of Object.keys(input)) if (!(FIELDS as readonly string[]).includes(key)) fail(`${option}.${key}`, `is not a known option (known: ${FIELDS.join(', ')})`)
+    this.#option = option
+    const sources = {} as Record<Field, TlsMaterial | undefined>
+    for (const field of FIELDS) {
+      const material = input[field]
+      if (material === undefined && field === 'ca') continue
+      const isFile = typeof material === 'object' && material !== null && !Buffer.isBuffer(material) && typeof (material as { path?: unknown }).path === 'string'
+      if (!(typeof material === 'string' || Buffer.isBuffer(material) || isFile)) fail(`${option}.${field}`, 'must be PEM text (string or Buffer) or { path }')
+      sources[field] = material as TlsMaterial
+    }
+    this.#sources = sources
+    this.#paths = FIELDS.flatMap((field) => {
+      const source = sources[field]
+      return source !== undefined && typeof source === 'object' && !Buffer.isBuffer(source) ? [source.path] : []
+    })
+    this.#stamp = stampOf(this.#paths)
+    this.#agent = this.#load()
+  }
+
+  /** Read and check the material; a keep-alive agent that presents it. Throws `TypeError`. */
+  #load(): Agent {
+    const option = this.#option
+    const cert = readMaterial(this.#sources.cert!, `${option}.cert`)
+    const key = readMaterial(this.#sources.key!, `${option}.key`)
+    const ca = this.#sources.ca === undefined ? undefined : readMaterial(this.#sources.ca, `${option}.ca`)
+    let leaf: X509Certificate
+    try {
+      leaf = new X509Certificate(cert)
+    } catch (error) {
+      return fail(`${option}.cert`, `is not a PEM certificate: ${(error as Error).message}`)
+    }
+    let privateKey
+    try {
+      privateKey = createPrivateKey(key)
+    } catch (error) {
+      return fail(`${option}.key`, `is not an unencrypted PEM private key: ${(error as Error).message}`)
+    }
+    if (!leaf.checkPrivateKey(privateKey)) fail(`${option}.key`, `is not the private key of ${option}.cert`)
+    if (ca !== undefined && !ca.includes('-----BEGIN CERTIFICATE-----')) fail(`${option}.ca`, 'holds no PEM certificate')
+    return new Agent({ cert, key, ...(ca === undefined ? {} : { ca }), keepAlive: true, maxCachedSessions: 10 })
+  }
+
+  /** The current agent, after picking up changed files. */
+  #current(): Agent {
+    if (this.#paths.length === 0) return this.#agent
+    const stamp = stampOf(this.#paths)
+    if (stamp === this.#stamp) return this.#agent
+    this.#stamp = stamp
+    try {
+      const next = this.#load()
+      this.#agent.destroy()
+      this.#agent = next
+    } catch (error) {
+      this.onReloadFailure?.((error as Error).message)
+    }
+    return this.#agent
+  }
+
+  /** A `fetch` (string URL, method, headers, string body, signal) over HTTPS with the client certificate. No redirects. */
+  readonly fetch = (input: string | URL | Request, init: RequestInit = {}): Promise<Response> => {
+    const url = new URL(typeof input === 'string' || input instanceof URL ? input : input.url)
+    if (url.protocol !== 'https:') return Promise.reject(new TypeError(`${url.href}: a client certificate is only presented over https`))
+    const agent = this.#current()
+    const signal = init.signal ?? undefined
+    return new Promise<Response>((resolve, reject) => {
+      if (signal?.aborted) return reject(signal.reason)
+      const headers: Record<string, string> = {}
+      new Headers(init.headers).forEach((value, name) => { headers[name] = value })
+      const req = request(url, { method: init.method ?? 'GET', headers, agent }, (res) => {
+        const responseHeaders = new Headers()
+        for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) responseHeaders.append(res.rawHeaders[i]!, res.rawHeaders[i + 1]!)
+        const status = res.statusCode ?? 502
+        const empty = status === 204 || status === 304 || init.method === 'HEAD'
+        if (empty) res.resume()
+        resolve(new Response(empty ? null : (Readable.toWeb(res) as ReadableStream<Uint8Array>), { status, statusText: res.statusMessage ?? '', headers: responseHeaders }))
+      })
+      const abort = (): void => { req.destroy(signal?.reason instanceof Error ? signal.reason : new Error('aborted')) }
+      signal?.addEventListener('abort', abort, { once: true })
+      req.once('close', () => signal?.removeEventListener('abort', abort))
+      req.once('error', reject)
+      req.end(typeof init.body === 'string' ? init.body : undefined)
+    })
+  }
+
+  /** Close idle connections. */
+  close(): void {
+    this.#agent.destroy()
+  }
+}

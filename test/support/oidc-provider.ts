@@ -1,0 +1,351 @@
+/**
+ * A REAL third-party OAuth 2.0 authorization server for the interop suite: `oidc-provider` (panva)
+ * on 127.0.0.1, configured in memory (its own Koa app, its own token formats, client
+ * authentication, introspection, revocation, DPoP and RFC 8705 code; nothing here imitates it).
+ *
+ * - plain loopback `http` by default; with `tls`, `https` with a server certificate of the test CA,
+ *   and optionally an RFC 8705 §5 mTLS endpoint alias: a second https listener that requests a
+ *   client certificate, advertised as `mtls_endpoint_aliases` in the metadata;
+ * - features: client credentials, introspection (+ RFC 9701 signed answers), revocation, DPoP,
+ *   resource indicators (RFC 8707) giving RFC 9068 JWT access tokens for {@link AUDIENCE}, and
+ *   with `tls` certificate-bound tokens + `tls_client_auth` (SAN URI = the client's SPIFFE ID);
+ * - clients obtain tokens with a real client over HTTP: `oauth4webapi` (discovery, the
+ *   client_credentials grant, DPoP proofs for the token endpoint, RFC 7009 revocation).
+ */
+import { X509Certificate, type KeyObject } from 'node:crypto'
+import { createServer as createHttpServer, type IncomingMessage, type RequestListener, type Server as HttpServer } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
+import type { AddressInfo } from 'node:net'
+import type { TLSSocket } from 'node:tls'
+import { exportJWK, generateKeyPair, type JWK } from 'jose'
+import * as oauth from 'oauth4webapi'
+import { Agent, fetch as undiciFetch } from 'undici'
+import type { ServerTls } from './adapters.js'
+import type { ClientIdentity } from './client.js'
+import { AUDIENCE } from './fixtures.js'
+
+/** A resource indicator (RFC 8707) oidc-provider knows but that is NOT this service: tokens for it must be refused. */
+export const OTHER_RESOURCE = 'https://billing.example.org'
+
+/** Scopes of the resource servers; a client may ask for any subset. */
+export const SCOPES = 'orders:read orders:write'
+
+/** Client metadata as registered at oidc-provider (snake_case, RFC 7591). */
+export type ClientMetadata = Record<string, unknown> & { client_id: string }
+
+export interface OidcProviderOptions {
+  clients: ClientMetadata[]
+  /**
+   * Serve over https with this server certificate (its `ca` is also the only CA client
+   * certificates may chain to) and enable RFC 8705 (certificate-bound tokens, `tls_client_auth`).
+   * Default: plain loopback http.
+   */
+  tls?: ServerTls
+  /**
+   * With `tls`: certificate-bound tokens and `tls_client_auth` are served on a second listener that
+   * requests client certificates (advertised as `mtls_endpoint_aliases`), the issuer's own listener
+   * does not ask for one. Default false: the issuer's listener requests (not requires) one.
+   */
+  mtlsAlias?: boolean
+}
+
+export interface RunningOidcProvider {
+  /** `http(s)://127.0.0.1:<port>` (no trailing slash), also the metadata `issuer`. */
+  issuer: string
+  /** The mTLS alias origin when `mtlsAlias` is on. */
+  mtlsOrigin: string | undefined
+  /** A `fetch` for Callsign's `fetch` option: trusts the test CA when served over https. */
+  fetch: typeof globalThis.fetch
+  /** Internal errors oidc-provider reported (`server_error` events): expected to stay empty. */
+  serverErrors: Error[]
+  /** The discovered metadata, as `oauth4webapi` processed it. */
+  metadata(): Promise<oauth.AuthorizationServer>
+  /** client_credentials grant by `client` (see {@link TokenRequest}); the token endpoint's answer. */
+  clientCredentials(client: ClientAuthentication, request?: TokenRequest): Promise<oauth.TokenEndpointResponse>
+  /** RFC 7009 revocation of `token` by the client it was issued to. */
+  revoke(client: ClientAuthentication, token: string): Promise<void>
+  close(): Promise<void>
+}
+
+/** How a client authenticates to oidc-provider. */
+export type ClientAuthentication =
+  | { clientId: string; secret: string }
+  | { clientId: string; privateKey: KeyObject | CryptoKey }
+  /** RFC 8705 `tls_client_auth`: the certificate is presented in the TLS handshake. */
+  | { clientId: string; cert: ClientIdentity }
+
+export interface TokenRequest {
+  /** Space-separated; default {@link SCOPES}. */
+  scope?: string
+  /** RFC 8707 resource indicator: {@link AUDIENCE} gives an RFC 9068 JWT access token. */
+  resource?: string
+  /** DPoP key pair: the token endpoint gets a DPoP proof (RFC 9449 §5) and binds the token to it. */
+  dpop?: CryptoKeyPair
+}
+
+/** A secret long enough for oidc-provider (it refuses short client secrets for nothing, but keep it real). */
+export const secretFor = (clientId: string): string => `secret-of-${clientId}-`.padEnd(48, 'x')
+
+/** An extractable ES256 key pair and its public JWK (with `kid`, `alg`, `use`). */
+export async function es256(kid: string): Promise<{ privateKey: CryptoKey; publicKey: CryptoKey; privateJwk: JWK; publicJwk: JWK }> {
+  const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true })
+  const extra = { kid, alg: 'ES256', use: 'sig' }
+  return { privateKey, publicKey, privateJwk: { ...(await exportJWK(privateKey)), ...extra }, publicJwk: { ...(await exportJWK(publicKey)), ...extra } }
+}
+
+// oidc-provider ships no type declarations; the few members used here are typed locally.
+interface ProviderInstance {
+  callback(): RequestListener
+  on(event: string, listener: (ctx: unknown, error: Error) => void): void
+}
+type ProviderClass = new (issuer: string, configuration: Record<string, unknown>) => ProviderInstance
+const MODULE: string = 'oidc-provider'
+
+interface StoredPayload {
+  payload: Record<string, unknown>
+  expiresAt: number | undefined
+}
+
+/** oidc-provider's storage interface over a Map, per provider instance (its quick-start adapter is process-wide and warns). */
+function memoryAdapter(): new (model: string) => Record<string, (...args: never[]) => Promise<unknown>> {
+  const store = new Map<string, StoredPayload>()
+  const read = (key: string): Record<string, unknown> | undefined => {
+    const entry = store.get(key)
+    if (entry?.expiresAt !== undefined && entry.expiresAt <= Date.now()) {
+      store.delete(key)
+      return undefined
+    }
+    return entry?.payload
+  }
+  return class {
+    readonly #model: string
+    constructor(model: string) {
+      this.#model = model
+    }
+    async upsert(id: string, payload: Record<string, unknown>, expiresIn?: number): Promise<void> {
+      store.set(`${this.#model}:${id}`, { payload, expiresAt: expiresIn === undefined ? undefined : Date.now() + expiresIn * 1000 })
+    }
+    async find(id: string): Promise<Record<string, unknown> | undefined> {
+      return read(`${this.#model}:${id}`)
+    }
+    async findByUid(uid: string): Promise<Record<string, unknown> | undefined> {
+      for (const key of store.keys()) if (key.startsWith(`${this.#model}:`) && read(key)?.uid === uid) return read(key)
+      return undefined
+    }
+    async findByUserCode(userCode: string): Promise<Record<string, unknown> | undefined> {
+      for (const key of store.keys()) if (key.startsWith(`${this.#model}:`) && read(key)?.userCode === userCode) return read(key)
+      return undefined
+    }
+    async consume(id: string): Promise<void> {
+      const payload = read(`${this.#model}:${id}`)
+      if (payload) payload.consumed = Math.floor(Date.now() / 1000)
+    }
+    async destroy(id: string): Promise<void> {
+      store.delete(`${this.#model}:${id}`)
+    }
+    async revokeByGrantId(grantId: string): Promise<void> {
+      for (const [key, { payload }] of store) if (payload.grantId === grantId) store.delete(key)
+    }
+  } as never
+}
+
+/** The client certificate of the TLS connection of `ctx`, or undefined (plain http, none sent). */
+function peerCertificate(ctx: { req: IncomingMessage }): X509Certificate | undefined {
+  const socket = ctx.req.socket as Partial<TLSSocket>
+  if (typeof socket.getPeerCertificate !== 'function') return undefined
+  const peer = socket.getPeerCertificate(true)
+  return peer?.raw ? new X509Certificate(peer.raw) : undefined
+}
+
+/** `fetch` through an undici dispatcher, answering a global `Response` (what Callsign and oauth4webapi expect). */
+function fetchVia(dispatcher: Agent | undefined): typeof globalThis.fetch {
+  if (!dispatcher) return (input, init) => globalThis.fetch(input, init)
+  return async (input, init) => {
+    const res = await undiciFetch(input instanceof Request ? input.url : input, { ...(init as object), dispatcher } as Parameters<typeof undiciFetch>[1])
+    const body = await res.arrayBuffer()
+    return new Response(res.status === 204 || res.status === 304 ? null : body, { status: res.status, statusText: res.statusText, headers: new Headers([...res.headers]) })
+  }
+}
+
+/** oauth4webapi's error with oidc-provider's `error` and `error_description` in the message. */
+function explained(error: unknown): unknown {
+  if (error instanceof oauth.ResponseBodyError) return new Error(`oidc-provider refused: ${error.error}: ${error.error_description ?? ''}`, { cause: error })
+  return error
+}
+
+async function listen(server: HttpServer): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+  return (server.address() as AddressInfo).port
+}
+
+export async function startOidcProvider(options: OidcProviderOptions): Promise<RunningOidcProvider> {
+  const { default: Provider } = (await import(MODULE)) as { default: ProviderClass }
+  const { tls } = options
+  const alias = tls !== undefined && options.mtlsAlias === true
+  const signing = await es256('oidc-provider-es256')
+
+  let handler: RequestListener = (_req, res) => res.writeHead(503).end()
+  const listener: RequestListener = (req, res) => handler(req, res)
+  const servers: HttpServer[] = []
+  const tlsServer = (requestCert: boolean): HttpServer =>
+    createHttpsServer({ key: tls!.key, cert: tls!.cert, ca: [tls!.ca], requestCert, rejectUnauthorized: false }, listener) as unknown as HttpServer
+  servers.push(tls ? tlsServer(!alias) : createHttpServer(listener))
+  if (alias) servers.push(tlsServer(true))
+  const ports = await Promise.all(servers.map(listen))
+  const scheme = tls ? 'https' : 'http'
+  const issuer = `${scheme}://127.0.0.1:${ports[0]}`
+  const mtlsOrigin = alias ? `https://127.0.0.1:${ports[1]}` : undefined
+
+  const resourceServers: Record<string, Record<string, unknown>> = {
+    [AUDIENCE]: { audience: AUDIENCE, scope: SCOPES, accessTokenFormat: 'jwt', accessTokenTTL: 300, jwt: { sign: { alg: 'ES256' } } },
+    // Opaque, introspected tokens whose `aud` names another service.
+    [OTHER_RESOURCE]: { audience: OTHER_RESOURCE, scope: SCOPES, accessTokenFormat: 'opaque', accessTokenTTL: 300 },
+  }
+
+  const provider = new Provider(issuer, {
+    adapter: memoryAdapter(),
+    clients: options.clients,
+    jwks: { keys: [signing.privateJwk] },
+    cookies: { keys: ['interop-cookie-key-not-secret'] },
+    scopes: ['openid', ...SCOPES.split(' ')],
+    clientDefaults: {
+      grant_types: ['client_credentials'],
+      response_types: [],
+      redirect_uris: [],
+      id_token_signed_response_alg: 'ES256',
+      introspection_signed_response_alg: 'ES256',
+    },
+    // HS256 (keyed with the client secret) only so that a test can show Callsign refusing such answers.
+    enabledJWA: { introspectionSigningAlgValues: ['ES256', 'HS256'] },
+    clientAuthMethods: ['client_secret_basic', 'private_key_jwt', ...(tls ? ['tls_client_auth'] : [])],
+    ttl: { AccessToken: 300, ClientCredentials: 300 },
+    // No CORS: only server-side clients here.
+    clientBasedCORS: () => false,
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      // The resource server introspects tokens issued to other clients (its callers).
+      introspection: { enabled: true, allowedPolicy: async () => true },
+      jwtIntrospection: { enabled: true },
+      revocation: { enabled: true, allowedPolicy: async (_ctx: unknown, client: { clientId: string }, token: { clientId: string }) => client.clientId === token.clientId },
+      dPoP: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: async () => undefined,
+        useGrantedResource: async () => false,
+        getResourceServerInfo: async (_ctx: unknown, resource: string) => {
+          const info = resourceServers[resource]
+          if (!info) throw new Error(`unknown resource ${resource}`)
+          return info
+        },
+      },
+      ...(tls
+        ? {
+            mTLS: {
+              enabled: true,
+              certificateBoundAccessTokens: true,
+              tlsClientAuth: true,
+              getCertificate: peerCertificate,
+              certificateAuthorized: (ctx: { req: IncomingMessage }) => (ctx.req.socket as TLSSocket).authorized === true,
+              /** `tls_client_auth_san_uri` (RFC 8705 §2.1.2): one URI SAN equals the registered value. */
+              certificateSubjectMatches: (ctx: { req: IncomingMessage }, property: string, expected: string) => {
+                if (property !== 'tls_client_auth_san_uri') return false
+                const cert = peerCertificate(ctx)
+                return cert?.subjectAltName?.split(', ').includes(`URI:${expected}`) === true
+              },
+            },
+          }
+        : {}),
+    },
+    ...(mtlsOrigin
+      ? {
+          discovery: {
+            mtls_endpoint_aliases: {
+              token_endpoint: `${mtlsOrigin}/token`,
+              introspection_endpoint: `${mtlsOrigin}/token/introspection`,
+              revocation_endpoint: `${mtlsOrigin}/token/revocation`,
+            },
+          },
+        }
+      : {}),
+  })
+  const serverErrors: Error[] = []
+  provider.on('server_error', (_ctx, error) => serverErrors.push(error))
+  handler = provider.callback()
+
+  const trust = tls ? new Agent({ connect: { ca: tls.ca } }) : undefined
+  const fetch = fetchVia(trust)
+  const issuerUrl = new URL(issuer)
+  const insecure = { [oauth.allowInsecureRequests]: !tls }
+
+  let metadata: Promise<oauth.AuthorizationServer> | undefined
+  const discover = (): Promise<oauth.AuthorizationServer> =>
+    (metadata ??= oauth.discoveryRequest(issuerUrl, { ...insecure, [oauth.customFetch]: fetch }).then((res) => oauth.processDiscoveryResponse(issuerUrl, res)))
+
+  /** Client authentication and the transport it needs: a fresh TLS connection with the client certificate for `tls_client_auth`. */
+  const clientAuth = (client: ClientAuthentication): { auth: oauth.ClientAuth; fetch: typeof globalThis.fetch; close: () => Promise<void>; mtls: boolean } => {
+    if ('cert' in client) {
+      if (!tls) throw new Error('tls_client_auth needs the provider served over https')
+      const agent = new Agent({ connect: { ca: tls.ca, cert: client.cert.certPem, key: client.cert.keyPem } })
+      return { auth: oauth.TlsClientAuth(), fetch: fetchVia(agent), close: () => agent.close(), mtls: true }
+    }
+    const auth = 'secret' in client ? oauth.ClientSecretBasic(client.secret) : oauth.PrivateKeyJwt(client.privateKey)
+    return { auth, fetch, close: async () => {}, mtls: false }
+  }
+
+  return {
+    issuer,
+    mtlsOrigin,
+    fetch,
+    serverErrors,
+    metadata: discover,
+    async clientCredentials(client, request = {}) {
+      const as = await discover()
+      const oauthClient: oauth.Client = { client_id: client.clientId }
+      const { auth, fetch: send, close, mtls } = clientAuth(client)
+      try {
+        const parameters = new URLSearchParams({ scope: request.scope ?? SCOPES })
+        if (request.resource !== undefined) parameters.set('resource', request.resource)
+        const dpop = request.dpop ? oauth.DPoP(oauthClient, request.dpop) : undefined
+        const requestOptions = { ...insecure, [oauth.customFetch]: send, [oauth.useMtlsAlias]: mtls, ...(dpop ? { DPoP: dpop } : {}) }
+        const response = await oauth.clientCredentialsGrantRequest(as, oauthClient, auth, parameters, requestOptions)
+        return await oauth.processClientCredentialsResponse(as, oauthClient, response)
+      } catch (error) {
+        throw explained(error)
+      } finally {
+        await close()
+      }
+    },
+    async revoke(client, token) {
+      const as = await discover()
+      const oauthClient: oauth.Client = { client_id: client.clientId }
+      const { auth, fetch: send, close, mtls } = clientAuth(client)
+      try {
+        const response = await oauth.revocationRequest(as, oauthClient, auth, token, { ...insecure, [oauth.customFetch]: send, [oauth.useMtlsAlias]: mtls })
+        await oauth.processRevocationResponse(response)
+      } catch (error) {
+        throw explained(error)
+      } finally {
+        await close()
+      }
+    },
+    async close() {
+      await Promise.all(
+        servers.map(
+          (server) =>
+            new Promise<void>((resolve) => {
+              server.close(() => resolve())
+              server.closeAllConnections()
+            }),
+        ),
+      )
+      await trust?.close()
+    },
+  }
+}
