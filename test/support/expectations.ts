@@ -155,6 +155,8 @@ export interface AcceptExpectation {
   peer?: ClientIdentity & { x5tS256: string; spiffeId?: string; verification?: 'tls' | 'forwarded-certificate' | 'proxy-assertion' }
   /** The `iss` of the token, when checked. */
   issuer?: string
+  /** Default `'token'`; `'certificate'`: no token, no issuer, no claims. */
+  credential?: 'token' | 'certificate'
 }
 
 /** Assert a 200 whose body is the auth context described. */
@@ -178,6 +180,11 @@ export function expectAccepted(res: CallResult, expected: AcceptExpectation): vo
     if (expected.peer.verification !== undefined) expect(peer.verification).toBe(expected.peer.verification)
   }
   if (expected.issuer !== undefined) expect(auth.issuer).toBe(expected.issuer)
+  expect(auth.credential).toBe(expected.credential ?? 'token')
+  if (auth.credential === 'certificate') {
+    expect(auth).not.toHaveProperty('issuer')
+    expect(auth).not.toHaveProperty('claims')
+  }
 }
 
 /** What a scenario expects: an accepted call, a refusal, or a 200 from a route without `requireAuth`. */

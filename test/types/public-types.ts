@@ -32,7 +32,12 @@ app.use(expressCallsign(options))
 app.get('/orders', expressRequire({ scopes: ['orders:read'], onBehalfOf: 'required' }), (req, res) => {
   const auth: AuthContext | undefined = req.auth
   const source: 'mtls' | 'forwarded' | 'token' | undefined = req.auth?.caller.source
-  const tenant: string | undefined = req.auth?.claims.tenant
+  // A certificate-only call (certificateGrants) has no claims: narrow on `credential` first.
+  const tenant: string | undefined = req.auth?.credential === 'token' ? req.auth.claims.tenant : undefined
+  const issuer: string | undefined = req.auth?.issuer
+  // @ts-expect-error claims are absent on certificate-only calls
+  void req.auth?.claims.tenant
+  void issuer
   res.json({ auth, source, tenant, user: req.auth?.user?.sub, spiffe: req.auth?.peer?.spiffeId })
 })
 // @ts-expect-error onBehalfOf has three modes

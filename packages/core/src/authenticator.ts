@@ -10,11 +10,11 @@ import { IssuerKeys } from './jwks.js'
 import { Introspector } from './introspection.js'
 import { resolveConfig, type CallsignOptions, type ResolvedConfig } from './options.js'
 import { addressTrusted, ForwardedPeers } from './forwarded-certificate.js'
-import { readPeerCertificate, type PeerCertificate } from './peer-certificate.js'
+import { readPeerCertificate, spiffeIdHost, type PeerCertificate } from './peer-certificate.js'
 import { loadTelemetry, type Telemetry } from './telemetry.js'
 import { checkRevocation, revokeToken, type RevocableToken } from './revocation.js'
-import { authorize, compileRule, type AuthRule, type CompiledRule } from './policy.js'
-import { toAuthContext, type AuthContext } from './principal.js'
+import { authorize, compileRule, findAllowance, type AuthRule, type CompiledRule } from './policy.js'
+import { certificateAuthContext, toAuthContext, type AuthContext } from './principal.js'
 import { headerValues, requestPath, type AuthRequest } from './request.js'
 
 /** A configured guard: what every adapter wraps. */
@@ -112,7 +112,7 @@ export function createCallsign(options: CallsignOptions): Callsign {
     const peer = resolvePeer(request)
     if (!peer && mtls.mode === 'required') throw new AuthError('mtls_required', 'a trusted client certificate is required')
     if (peer && mtls.trustDomains) {
-      const domain = peer.spiffeId === undefined ? undefined : new URL(peer.spiffeId).host
+      const domain = peer.spiffeId === undefined ? undefined : spiffeIdHost(peer.spiffeId)
       if (domain === undefined || !mtls.trustDomains.has(domain)) {
         throw new AuthError('peer_unauthorized', 'client certificate is not from an accepted trust domain')
       }
@@ -122,6 +122,12 @@ export function createCallsign(options: CallsignOptions): Callsign {
     if (dpopAlgs !== undefined && typeof authorization === 'string' && /^\s*dpop(?:\s|$)/i.test(authorization)) seen.scheme = 'dpop'
     const credentials = readCredentials(request, dpop.mode !== 'off')
     if (!credentials) {
+      // mTLS-only call: the certificate's SPIFFE ID, with what `certificateGrants` gives it.
+      const spiffeId = peer?.spiffeId
+      if (spiffeId !== undefined && config.certificateGrants) {
+        const grant = findAllowance(spiffeId, config.certificateGrants)
+        if (grant) return certificateAuthContext(peer as PeerCertificate & { spiffeId: string }, grant.scopes)
+      }
       if (config.credentials === 'optional') return undefined
       throw new AuthError('credentials_missing', 'an access token is required')
     }
@@ -167,7 +173,8 @@ export function createCallsign(options: CallsignOptions): Callsign {
     config,
     async authenticate(request) {
       const seen: { scheme?: Credentials['scheme'] } = {}
-      const observing = isObserved()
+      // No event is built when nothing would receive it (no hook; OpenTelemetry absent or without an SDK).
+      const observing = config.onDecision !== undefined || telemetry?.active() === true
       const started = observing ? performance.now() : 0
       let auth: AuthContext | undefined
       let refused: AuthError | undefined

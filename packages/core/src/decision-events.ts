@@ -53,10 +53,10 @@ export function describeAuth(auth: AuthContext | undefined, peerExpiryWarningDay
   if (!auth) return {}
   const event: Partial<DecisionEvent> = {
     caller: auth.caller,
-    issuer: auth.issuer,
     binding: auth.binding,
     actors: auth.actors,
   }
+  if (auth.issuer !== undefined) event.issuer = auth.issuer
   if (auth.user) event.user = auth.user.sub
   if (auth.peer) event.peer = describePeer(auth.peer, peerExpiryWarningDays, now, event)
   return event

@@ -145,6 +145,7 @@ export async function explain(input: ExplainInput): Promise<Explanation> {
       step('user', auth.user ? `on behalf of ${auth.user.sub}` : 'no user: a service acting for itself', true)
       step('delegation', auth.actors.length ? `actors, nearest first: ${auth.actors.join(' <- ')}` : 'no delegation', true)
       step('binding', `binding ${auth.binding}`, true)
+      if (auth.credential === 'certificate') step('credentials', `no access token: authenticated by the client certificate alone (certificateGrants: ${auth.scopes.join(' ') || 'no scopes'})`, true)
       for (const check of ['header', 'issuer', 'audience', 'time', 'signature', 'client certificate', 'credentials']) {
         const existing = steps.get(check)
         if (existing) existing.ok = true

@@ -24,7 +24,7 @@ export {
   type IntrospectionOptions,
 } from './options.js'
 export { compileRule, authorize, type AuthRule, type CompiledRule } from './policy.js'
-export type { AuthContext, CallerIdentity, TokenBinding } from './principal.js'
+export type { AuthContext, TokenAuthContext, CertificateAuthContext, CallerIdentity, TokenBinding } from './principal.js'
 export type { AccessTokenClaims, ActorClaim } from './access-token.js'
 export { AuthError, type AuthErrorCode, type AuthSide } from './errors.js'
 export { toHttpResponse, toProblem, problemType, applyChallenge, type ChallengeContext, type HttpErrorResponse, type ProblemDocument } from './http-mapping.js'

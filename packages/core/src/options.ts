@@ -273,6 +273,15 @@ export interface CallsignOptions {
    */
   callers?: Record<string, string[]>
   /**
+   * mTLS-only calls: SPIFFE ID pattern -> the scopes a calling service holds on its client
+   * certificate alone. A request with no token whose authorized client certificate (or the one a
+   * trusted proxy forwarded) has a SPIFFE ID matching a pattern is authenticated as that service,
+   * with those scopes, no user and `credential: 'certificate'`; every rule (and the `callers`
+   * ceiling) applies as usual. Any other request without a token is treated as today. Default: none.
+   * @example certificateGrants: { 'spiffe://example.org/ns/monitoring/*': ['metrics:read'] }
+   */
+  certificateGrants?: Record<string, string[]>
+  /**
    * `'required'`: every token must be sender-constrained (DPoP-bound or certificate-bound); plain
    * bearer tokens are refused. `'optional'` (default): bearer tokens are accepted. Overridable per rule.
    */
@@ -390,6 +399,8 @@ export interface ResolvedConfig {
   maxTokenAgeSeconds: number | undefined
   mtls: { mode: MtlsMode; trustDomains: ReadonlySet<string> | undefined; forwarded: ResolvedForwarded | undefined }
   callers: readonly ResolvedAllowance[] | undefined
+  /** Scopes held on the client certificate alone, most specific pattern first. */
+  certificateGrants: readonly ResolvedAllowance[] | undefined
   credentials: 'required' | 'optional'
   senderConstraint: 'required' | 'optional'
   dpop: ResolvedDpop
@@ -493,7 +504,7 @@ export function scopeList(value: unknown, option: string): string[] {
 }
 
 const OPTION_KEYS = [
-  'issuers', 'algorithms', 'clockTolerance', 'maxTokenAge', 'typ', 'scopeClaim', 'mtls', 'callers', 'credentials',
+  'issuers', 'algorithms', 'clockTolerance', 'maxTokenAge', 'typ', 'scopeClaim', 'mtls', 'callers', 'certificateGrants', 'credentials',
   'realm', 'jwks', 'prefetch', 'fetch', 'now', 'logger', 'senderConstraint', 'dpop', 'callerConsistency', 'clientIds',
   'delegation', 'tokenCacheMaxEntries', 'onDecision', 'enforce', 'peerExpiryWarningDays',
   'resourceMetadata', 'revocation', 'telemetry',
@@ -575,6 +586,22 @@ function resolveIntrospection(value: unknown, option: string): ResolvedIntrospec
     tokens: oneOf(value.tokens, `${option}.tokens`, ['opaque', 'all'] as const, 'opaque'),
   })
 }
+/** Caller pattern -> scopes, most specific pattern first (exact, then longest prefix). */
+function resolveAllowances(value: unknown, option: string, { spiffeOnly = false } = {}): ResolvedAllowance[] {
+  if (!isPlainObject(value)) fail(option, 'must be an object mapping caller patterns to scope arrays')
+  const allowances = Object.entries(value as Record<string, unknown>).map(([pattern, scopes]) => {
+    const name = `${option}[${JSON.stringify(pattern)}]`
+    // A certificate names a service by its SPIFFE ID only: a client id pattern would never match.
+    if (spiffeOnly && !pattern.startsWith('spiffe://')) fail(name, 'must be a SPIFFE ID or a SPIFFE prefix ending in "/*" (certificates are matched by their SPIFFE ID)')
+    return {
+      pattern: compileCallerPattern(pattern, name),
+      specificity: pattern.endsWith('/*') ? pattern.length : Number.MAX_SAFE_INTEGER,
+      scopes: new Set(scopeList(scopes, name)),
+    }
+  })
+  return allowances.sort((a, b) => b.specificity - a.specificity)
+}
+
 const JWKS_KEYS = ['cacheMaxAgeSeconds', 'cooldownSeconds', 'failureBackoffSeconds', 'maxStaleSeconds', 'timeoutSeconds', 'maxBytes', 'maxKeys'] as const
 const TYP_MODES = ['at+jwt', 'jwt'] as const
 const SCOPE_CLAIMS = ['scope', 'scp', 'permissions'] as const
@@ -648,16 +675,8 @@ export function resolveConfig(options: CallsignOptions): ResolvedConfig {
     fail('mtls', "must be 'required', 'optional' or { mode, trustDomains }")
   }
 
-  let callers: ResolvedAllowance[] | undefined
-  if (options.callers !== undefined) {
-    if (!isPlainObject(options.callers)) fail('callers', 'must be an object mapping caller patterns to scope arrays')
-    callers = Object.entries(options.callers).map(([pattern, scopes]) => ({
-      pattern: compileCallerPattern(pattern, `callers[${JSON.stringify(pattern)}]`),
-      specificity: pattern.endsWith('/*') ? pattern.length : Number.MAX_SAFE_INTEGER,
-      scopes: new Set(scopeList(scopes, `callers[${JSON.stringify(pattern)}]`)),
-    }))
-    callers.sort((a, b) => b.specificity - a.specificity)
-  }
+  const callers = options.callers === undefined ? undefined : resolveAllowances(options.callers, 'callers')
+  const certificateGrants = options.certificateGrants === undefined ? undefined : resolveAllowances(options.certificateGrants, 'certificateGrants', { spiffeOnly: true })
 
   const jwksOptions: Record<string, unknown> = (options.jwks ?? {}) as Record<string, unknown>
   if (!isPlainObject(jwksOptions)) fail('jwks', 'must be an object')
@@ -709,6 +728,7 @@ export function resolveConfig(options: CallsignOptions): ResolvedConfig {
     maxTokenAgeSeconds: options.maxTokenAge === undefined ? undefined : positive(options.maxTokenAge, 'maxTokenAge', 0),
     mtls: Object.freeze({ mode: mtlsMode, trustDomains, forwarded }),
     callers: callers && Object.freeze(callers),
+    certificateGrants: certificateGrants && Object.freeze(certificateGrants),
     credentials: oneOf(options.credentials, 'credentials', ['required', 'optional'] as const, 'required'),
     senderConstraint: oneOf(options.senderConstraint, 'senderConstraint', ['required', 'optional'] as const, 'optional'),
     dpop,

@@ -116,14 +116,17 @@ export function authorize(auth: AuthContext, rule: CompiledRule, allowances: rea
   const side = auth.user ? 'user' : 'caller'
   const granted = auth.scopes
   const missing = rule.scopes.filter((scope) => !granted.includes(scope))
+  const certificateOnly = auth.credential === 'certificate'
   if (missing.length > 0) {
-    throw new AuthError('insufficient_scope', auth.user ? 'the user has not granted a required scope' : 'the token lacks a required scope', {
+    const reason = auth.user ? 'the user has not granted a required scope' : certificateOnly ? 'the calling service is not granted a required scope (certificateGrants)' : 'the token lacks a required scope'
+    throw new AuthError('insufficient_scope', reason, {
       side,
       scope: [...new Set(rule.scopes.concat(rule.anyScopes ?? []))],
     })
   }
   if (rule.anyScopes && !rule.anyScopes.some((scope) => granted.includes(scope))) {
-    throw new AuthError('insufficient_scope', auth.user ? 'the user has not granted any of the accepted scopes' : 'the token has none of the accepted scopes', {
+    const reason = auth.user ? 'the user has not granted any of the accepted scopes' : certificateOnly ? 'the calling service is granted none of the accepted scopes (certificateGrants)' : 'the token has none of the accepted scopes'
+    throw new AuthError('insufficient_scope', reason, {
       side,
       scope: rule.anyScopes,
     })

@@ -13,27 +13,67 @@ export interface CallerIdentity {
   source: 'mtls' | 'forwarded' | 'token'
 }
 
-/** How the access token is sender-constrained. `bearer`: it is not. */
+/**
+ * How the call is sender-constrained. `bearer`: a token that is not. `dpop`: a DPoP-bound token
+ * with its proof. `mtls`: a certificate-bound token presented with its certificate, or a call
+ * authenticated by its client certificate alone (`credential: 'certificate'`).
+ */
 export type TokenBinding = 'bearer' | 'dpop' | 'mtls'
 
-/**
- * Who is calling, for whom, with what: `req.auth`, `request.auth`, `ctx.state.auth`.
- */
-export interface AuthContext {
+/** What every auth context says: who is calling, for whom, with what. */
+interface AuthContextBase {
   /** The calling service. */
   caller: CallerIdentity
   /** Present only when the call is made on behalf of a user; `sub` is the token's subject. */
   user?: { sub: string }
-  /** The token's scopes (for an on-behalf-of token, the user's delegated scopes). */
+  /**
+   * The token's scopes (for an on-behalf-of token, the user's delegated scopes); for a call with
+   * `credential: 'certificate'`, the scopes `certificateGrants` gives the caller.
+   */
   scopes: string[]
   /** Delegation chain from nested `act` (RFC 8693 §4.1), nearest caller first. */
   actors: string[]
   binding: TokenBinding
   /** The authorized TLS client certificate, when there is one. */
   peer?: PeerCertificate
+}
+
+/** A call that carried an access token (verified, or introspected). */
+export interface TokenAuthContext extends AuthContextBase {
+  credential: 'token'
   /** The configured issuer that issued the token. */
   issuer: string
   claims: AccessTokenClaims
+}
+
+/** A call without a token, authenticated by its client certificate alone (`certificateGrants`). */
+export interface CertificateAuthContext extends AuthContextBase {
+  credential: 'certificate'
+  binding: 'mtls'
+  peer: PeerCertificate
+  issuer?: undefined
+  claims?: undefined
+}
+
+/**
+ * Who is calling, for whom, with what: `req.auth`, `request.auth`, `ctx.state.auth`. Narrow on
+ * `credential` to read the token: `if (auth.credential === 'token') auth.claims.sub`.
+ */
+export type AuthContext = TokenAuthContext | CertificateAuthContext
+
+/**
+ * The auth context of a call without a token, authenticated by its client certificate alone
+ * (`certificateGrants`): the certificate's SPIFFE ID is the caller, with the granted scopes.
+ */
+export function certificateAuthContext(peer: PeerCertificate & { spiffeId: string }, scopes: Iterable<string>): CertificateAuthContext {
+  return {
+    caller: { id: peer.spiffeId, source: peer.verification === undefined || peer.verification === 'tls' ? 'mtls' : 'forwarded' },
+    scopes: [...scopes],
+    actors: [],
+    binding: 'mtls',
+    peer,
+    credential: 'certificate',
+  }
 }
 
 /**
@@ -42,7 +82,7 @@ export interface AuthContext {
  * `client_id` (RFC 9068 §2.2), then `azp`, then `sub`. A user is present when the token names an
  * actor or a `client_id` different from `sub`; the user is then the token's `sub`.
  */
-export function toAuthContext(token: VerifiedToken, peer: PeerCertificate | undefined, binding: TokenBinding): AuthContext {
+export function toAuthContext(token: VerifiedToken, peer: PeerCertificate | undefined, binding: TokenBinding): TokenAuthContext {
   const { claims } = token
   const tokenCaller = token.actors[0] ?? claims.client_id ?? claims.azp ?? claims.sub
   let caller: CallerIdentity
@@ -59,6 +99,7 @@ export function toAuthContext(token: VerifiedToken, peer: PeerCertificate | unde
     actors: token.actors,
     binding,
     ...(peer ? { peer } : {}),
+    credential: 'token',
     issuer: token.issuer.issuer,
     claims,
   }

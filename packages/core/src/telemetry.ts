@@ -8,11 +8,22 @@ export interface Telemetry {
   annotate(event: DecisionEvent): void
   /** A JWKS / metadata fetch outcome, or a key served stale, or an unknown kid within the cooldown. */
   keys(outcome: 'ok' | 'failed' | 'stale_served' | 'cooldown', issuer: string): void
+  /**
+   * Whether a decision event would reach anything now: counters backed by a real meter provider,
+   * or an active span. False when `@opentelemetry/api` is installed without an SDK (the no-op
+   * meter and no context manager), so a request need not build an event nobody receives.
+   */
+  active(): boolean
 }
 
 interface OtelApi {
   trace: { getActiveSpan(): { setAttributes(attributes: Record<string, string | number | boolean>): unknown } | undefined }
-  metrics: { getMeter(name: string, version?: string): { createCounter(name: string, options?: { description?: string; unit?: string }): { add(value: number, attributes?: Record<string, string>): void } } }
+  metrics: { getMeter(name: string, version?: string): OtelMeter }
+  /** Since API 1.3; its counters are the API's shared no-op counter. */
+  createNoopMeter?: () => OtelMeter
+}
+interface OtelMeter {
+  createCounter(name: string, options?: { description?: string; unit?: string }): { add(value: number, attributes?: Record<string, string>): void }
 }
 
 /**
@@ -36,7 +47,19 @@ export async function loadTelemetry(): Promise<Telemetry | undefined> {
     const fetches = meter.createCounter('callsign.jwks.fetches', { description: 'Issuer key events: ok, failed, stale_served, cooldown' })
     const replays = meter.createCounter('callsign.dpop.replays', { description: 'DPoP proofs refused as replays' })
     const nonces = meter.createCounter('callsign.dpop.nonce_challenges', { description: 'use_dpop_nonce challenges sent' })
+    // The metrics API does not proxy: a meter taken before any provider is registered stays the
+    // no-op one, whose counters are all one shared no-op instance.
+    let noopCounter: unknown
+    try {
+      noopCounter = api.createNoopMeter?.().createCounter('callsign.noop')
+    } catch {
+      noopCounter = undefined
+    }
+    const counting = noopCounter === undefined || decisions !== noopCounter
     return {
+      active() {
+        return counting || api.trace.getActiveSpan() !== undefined
+      },
       decision(event) {
         const attributes: Record<string, string> = { outcome: event.outcome, stage: event.stage, enforced: String(event.enforced) }
         if (event.code) attributes.code = event.code

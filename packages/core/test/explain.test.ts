@@ -72,6 +72,15 @@ describe('explain()', () => {
     expect(result.steps.find((s) => s.ok === false)?.check).toBe(check)
   })
 
+  it('explains an mTLS-only call (certificateGrants) and one without a granted certificate', async () => {
+    const granted = await explain({ options: { ...options(), certificateGrants: { [WEB]: ['orders:read'] } }, certificatePem: cert.certPem, caPem: ca.certPem, rule: { scopes: ['orders:read'] } })
+    expect(granted.allowed).toBe(true)
+    expect(granted.auth?.credential).toBe('certificate')
+    expect(granted.steps.find((s) => s.check === 'credentials')).toEqual({ check: 'credentials', ok: true, detail: 'no access token: authenticated by the client certificate alone (certificateGrants: orders:read)' })
+    const refused = await explain({ options: { ...options(), certificateGrants: { 'spiffe://example.org/ns/other/*': ['orders:read'] } }, certificatePem: cert.certPem, caPem: ca.certPem })
+    expect([refused.allowed, refused.code]).toEqual([false, 'credentials_missing'])
+  })
+
   it('never prints the token signature', async () => {
     const token = await issuer.signAccessToken({ sub: 'svc', client_id: 'svc' }, { audience: 'orders' })
     const result = await explain({ options: options(), token })

@@ -154,7 +154,7 @@ describe('resolveConfig validation', () => {
   it.each<[string, unknown, string]>([
     ['no options object', undefined, 'Callsign: "options" must be an object'],
     ['an array as options', [], 'Callsign: "options" must be an object'],
-    ['an unknown option key', base({ issuer: 'x' }), 'Callsign: "options.issuer" is not a known option (known: issuers, algorithms, clockTolerance, maxTokenAge, typ, scopeClaim, mtls, callers, credentials, realm, jwks, prefetch, fetch, now, logger, senderConstraint, dpop, callerConsistency, clientIds, delegation, tokenCacheMaxEntries, onDecision, enforce, peerExpiryWarningDays, resourceMetadata, revocation, telemetry)'],
+    ['an unknown option key', base({ issuer: 'x' }), 'Callsign: "options.issuer" is not a known option (known: issuers, algorithms, clockTolerance, maxTokenAge, typ, scopeClaim, mtls, callers, certificateGrants, credentials, realm, jwks, prefetch, fetch, now, logger, senderConstraint, dpop, callerConsistency, clientIds, delegation, tokenCacheMaxEntries, onDecision, enforce, peerExpiryWarningDays, resourceMetadata, revocation, telemetry)'],
     // algorithms
     ['algorithms with none', base({ algorithms: ['ES256', 'none'] }), `Callsign: "algorithms" contains "none": ${REFUSED}`],
     ['algorithms with NONE', base({ algorithms: ['NONE'] }), `Callsign: "algorithms" contains "NONE": ${REFUSED}`],
@@ -243,6 +243,19 @@ describe('resolveConfig validation', () => {
       'Callsign: "callers["spiffe://Example.org/*"]" ("spiffe://Example.org/*") is not a valid SPIFFE ID or prefix: expected spiffe://<trust-domain>/<path> or spiffe://<trust-domain>/<path>/*',
     ],
     ['caller scopes as a string', base({ callers: { 'orders-client': 'a b' } }), 'Callsign: "callers["orders-client"]" must be an array of scope strings'],
+    // certificateGrants
+    ['certificateGrants as an array', base({ certificateGrants: ['spiffe://example.org/*'] }), 'Callsign: "certificateGrants" must be an object mapping caller patterns to scope arrays'],
+    [
+      'a client id in certificateGrants',
+      base({ certificateGrants: { 'orders-client': ['a'] } }),
+      'Callsign: "certificateGrants["orders-client"]" must be a SPIFFE ID or a SPIFFE prefix ending in "/*" (certificates are matched by their SPIFFE ID)',
+    ],
+    [
+      'a malformed SPIFFE pattern in certificateGrants',
+      base({ certificateGrants: { 'spiffe://example.org': ['a'] } }),
+      'Callsign: "certificateGrants["spiffe://example.org"]" ("spiffe://example.org") is not a valid SPIFFE ID or prefix: expected spiffe://<trust-domain>/<path> or spiffe://<trust-domain>/<path>/*',
+    ],
+    ['a bad scope in certificateGrants', base({ certificateGrants: { 'spiffe://example.org/a': ['a b'] } }), 'Callsign: "certificateGrants["spiffe://example.org/a"]" contains an invalid scope "a b" (RFC 6749 scope-token: printable ASCII, no space, quote or backslash)'],
     [
       'a caller scope with a space',
       base({ callers: { 'orders-client': ['a b'] } }),

@@ -18,6 +18,7 @@ function context(callerId: string, scopes: string[], user?: string): AuthContext
     scopes,
     actors: [],
     binding: 'bearer',
+    credential: 'token',
     issuer: 'https://auth.example.com',
     claims: { iss: 'https://auth.example.com', exp: 0 },
   }

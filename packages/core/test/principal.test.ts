@@ -3,7 +3,7 @@ import type { AccessTokenClaims, VerifiedToken } from '../src/access-token.js'
 import { AuthError } from '../src/errors.js'
 import { resolveConfig } from '../src/options.js'
 import type { PeerCertificate } from '../src/peer-certificate.js'
-import { toAuthContext } from '../src/principal.js'
+import { certificateAuthContext, toAuthContext } from '../src/principal.js'
 
 const ISSUER = 'https://auth.example.com/'
 const resolved = resolveConfig({ issuers: { issuer: ISSUER, audience: 'orders' } }).issuers.get(ISSUER)!
@@ -34,11 +34,20 @@ describe('toAuthContext', () => {
       actors: [],
       binding: 'mtls',
       peer: p,
+      credential: 'token',
       issuer: ISSUER,
       claims: verified.claims,
     })
     expect(auth.claims).toBe(verified.claims)
     expect('user' in auth).toBe(false)
+  })
+
+  it('builds the context of a call authenticated by its certificate alone: no user, no issuer, no claims', () => {
+    const p = peer(WEB)
+    const auth = certificateAuthContext(p as typeof p & { spiffeId: string }, new Set(['a']))
+    expect(auth).toEqual({ caller: { id: WEB, source: 'mtls' }, scopes: ['a'], actors: [], binding: 'mtls', peer: p, credential: 'certificate' })
+    const forwarded = { ...p, verification: 'forwarded-certificate' as const, spiffeId: WEB }
+    expect(certificateAuthContext(forwarded, []).caller).toEqual({ id: WEB, source: 'forwarded' })
   })
 
   it('takes the caller from the peer SPIFFE ID over anything the token says', () => {
