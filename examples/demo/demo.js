@@ -34,14 +34,16 @@ const guard = callsign({
   // What each service may ever do, whatever its token says.
   callers: {
     [FRONTEND]: ['orders:read', 'orders:write'],
-    'spiffe://example.org/ns/batch/*': ['orders:read'],
+    'spiffe://example.org/ns/batch/*': ['orders:read', 'stock:read'],
   },
+  // mTLS only: what a service may do on its certificate alone, without any token.
+  certificateGrants: { [REPORT]: ['stock:read'] },
   prefetch: true,
 })
 
 const app = express()
 app.use(guard)
-const who = (auth) => ({ caller: auth.caller.id, user: auth.user?.sub ?? null, binding: auth.binding })
+const who = (auth) => ({ caller: auth.caller.id, user: auth.user?.sub ?? null, binding: auth.binding, credential: auth.credential })
 app.get('/orders', requireAuth({ scopes: ['orders:read'] }), (req, res) => {
   res.json({ orders: [{ id: 1, item: 'coffee' }], ...who(req.auth) })
 })
@@ -53,6 +55,7 @@ app.get(
   requireAuth({ scopes: ['orders:read'], callers: ['spiffe://example.org/ns/batch/*'], onBehalfOf: 'forbidden' }),
   (req, res) => res.json({ total: 1, ...who(req.auth) }),
 )
+app.get('/stock', requireAuth({ scopes: ['stock:read'] }), (req, res) => res.json({ coffee: 12, ...who(req.auth) }))
 
 const server = https.createServer(
   {
@@ -118,6 +121,9 @@ const calls = [
   { what: 'DPoP proof made for another URL', cert: frontend, token: aliceDpop, dpop: proofOtherPath, path: '/orders', expect: [401, 'invalid_dpop_proof'] },
   { what: 'DPoP token with a proof by another key', cert: frontend, token: aliceDpop, dpop: proofWrongKey, path: '/orders', expect: [401, 'invalid_token'] },
   { what: 'DPoP token sent as a Bearer token', cert: frontend, token: aliceDpop, path: '/orders', expect: [401, 'invalid_token'] },
+  { what: 'report, no token (mTLS only): GET /stock', cert: report, path: '/stock', expect: [200] },
+  { what: 'frontend, no token (no certificate grant): GET /stock', cert: frontend, path: '/stock', expect: [401, 'credentials_missing'] },
+  { what: 'report, no token (mTLS only): GET /orders (not granted)', cert: report, path: '/orders', expect: [403, 'insufficient_scope'] },
 ]
 
 /** One HTTPS request on a fresh connection (a connection carries one client certificate). */
@@ -170,7 +176,8 @@ try {
     const code = allowed ? undefined : body.code ?? challengeError(headers['www-authenticate'])
     let reason
     if (allowed) {
-      reason = `caller ${short(body.caller)}${body.user ? `, user ${body.user}` : ', no user'}, ${{ mtls: 'cert-bound token', dpop: 'DPoP-bound token, proof checked' }[body.binding] ?? `${body.binding} token`}`
+      const how = body.credential === 'certificate' ? 'certificate only, no token' : { mtls: 'cert-bound token', dpop: 'DPoP-bound token, proof checked' }[body.binding] ?? `${body.binding} token`
+      reason = `caller ${short(body.caller)}${body.user ? `, user ${body.user}` : ', no user'}, ${how}`
     } else {
       const error = challengeError(headers['www-authenticate'])
       reason = `${body.detail ?? error ?? text}${body.side ? ` (${body.side} side)` : ''}`
@@ -205,7 +212,8 @@ Callsign demo: an orders service on https://127.0.0.1:${port}, issuer ${issuer.i
   the access token says ON WHOSE BEHALF (act claim) and with what scopes, and is bound to the certificate
   or to a DPoP key (RFC 8705 / RFC 9449), so a stolen or relayed token is refused;
   a call passes only if the service's allowance AND the token's (user's) scopes cover the route.
-  Allowances: frontend may orders:read orders:write; batch/* (report) may orders:read only.
+  Allowances: frontend may orders:read orders:write; batch/* (report) may orders:read stock:read.
+  Certificate grants (mTLS only, no token): report may stock:read on its certificate alone.
 `)
 console.log(line(headings))
 console.log(rule)

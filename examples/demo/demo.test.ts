@@ -34,7 +34,11 @@ describe('pnpm demo', () => {
       [17, 401, 'refused', 'invalid_dpop_proof'],
       [18, 401, 'refused', 'invalid_token'],
       [19, 401, 'refused', 'invalid_token'],
+      [20, 200, 'allowed', '-'],
+      [21, 401, 'refused', 'credentials_missing'],
+      [22, 403, 'refused', 'insufficient_scope'],
     ])
+    expect(result.stdout).toContain('caller report, no user, certificate only, no token')
     expect(result.stdout).toContain('DPoP proof has already been used')
     expect(result.stdout).toContain('(user side)')
     expect(result.stdout).toContain('(caller side)')
