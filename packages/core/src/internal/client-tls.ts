@@ -120,30 +120,39 @@ export class ClientTls {
     return this.#agent
   }
 
-  /** A `fetch` (string URL, method, headers, string body, signal) over HTTPS with the client certificate. No redirects. */
+  /**
+   * A `fetch` (string URL, method, headers, string body, signal) over HTTPS with the client
+   * certificate. No redirects. A request that fails with ECONNRESET on a reused keep-alive
+   * connection (the server closed it while idle) is sent once more on a new one.
+   */
   readonly fetch = (input: string | URL | Request, init: RequestInit = {}): Promise<Response> => {
     const url = new URL(typeof input === 'string' || input instanceof URL ? input : input.url)
     if (url.protocol !== 'https:') return Promise.reject(new TypeError(`${url.href}: a client certificate is only presented over https`))
-    const agent = this.#current()
-    const signal = init.signal ?? undefined
-    return new Promise<Response>((resolve, reject) => {
-      if (signal?.aborted) return reject(signal.reason)
-      const headers: Record<string, string> = {}
-      new Headers(init.headers).forEach((value, name) => { headers[name] = value })
-      const req = request(url, { method: init.method ?? 'GET', headers, agent }, (res) => {
-        const responseHeaders = new Headers()
-        for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) responseHeaders.append(res.rawHeaders[i]!, res.rawHeaders[i + 1]!)
-        const status = res.statusCode ?? 502
-        const empty = status === 204 || status === 304 || init.method === 'HEAD'
-        if (empty) res.resume()
-        resolve(new Response(empty ? null : (Readable.toWeb(res) as ReadableStream<Uint8Array>), { status, statusText: res.statusMessage ?? '', headers: responseHeaders }))
+    const headers: Record<string, string> = {}
+    new Headers(init.headers).forEach((value, name) => { headers[name] = value })
+    const body = typeof init.body === 'string' ? init.body : undefined
+    const send = (agent: Agent, retry: boolean): Promise<Response> =>
+      new Promise<Response>((resolve, reject) => {
+        const signal = init.signal ?? undefined
+        if (signal?.aborted) return reject(signal.reason)
+        const req = request(url, { method: init.method ?? 'GET', headers, agent }, (res) => {
+          const responseHeaders = new Headers()
+          for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) responseHeaders.append(res.rawHeaders[i]!, res.rawHeaders[i + 1]!)
+          const status = res.statusCode ?? 502
+          const empty = status === 204 || status === 304 || init.method === 'HEAD'
+          if (empty) res.resume()
+          resolve(new Response(empty ? null : (Readable.toWeb(res) as ReadableStream<Uint8Array>), { status, statusText: res.statusMessage ?? '', headers: responseHeaders }))
+        })
+        const abort = (): void => { req.destroy(signal?.reason instanceof Error ? signal.reason : new Error('aborted')) }
+        signal?.addEventListener('abort', abort, { once: true })
+        req.once('close', () => signal?.removeEventListener('abort', abort))
+        req.once('error', (error: NodeJS.ErrnoException) => {
+          if (retry && req.reusedSocket && error.code === 'ECONNRESET' && !signal?.aborted) resolve(send(agent, false))
+          else reject(error)
+        })
+        req.end(body)
       })
-      const abort = (): void => { req.destroy(signal?.reason instanceof Error ? signal.reason : new Error('aborted')) }
-      signal?.addEventListener('abort', abort, { once: true })
-      req.once('close', () => signal?.removeEventListener('abort', abort))
-      req.once('error', reject)
-      req.end(typeof init.body === 'string' ? init.body : undefined)
-    })
+    return send(this.#current(), true)
   }
 
   /** Close idle connections. */
