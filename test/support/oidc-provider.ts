@@ -12,7 +12,7 @@
  * - clients obtain tokens with a real client over HTTP: `oauth4webapi` (discovery, the
  *   client_credentials grant, DPoP proofs for the token endpoint, RFC 7009 revocation).
  */
-import { X509Certificate, type KeyObject } from 'node:crypto'
+import { X509Certificate, type webcrypto } from 'node:crypto'
 import { createServer as createHttpServer, type IncomingMessage, type RequestListener, type Server as HttpServer } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
@@ -24,8 +24,16 @@ import type { ServerTls } from './adapters.js'
 import type { ClientIdentity } from './client.js'
 import { AUDIENCE } from './fixtures.js'
 
-/** A resource indicator (RFC 8707) oidc-provider knows but that is NOT this service: tokens for it must be refused. */
-export const OTHER_RESOURCE = 'https://billing.example.org'
+/**
+ * Resource indicators (RFC 8707) oidc-provider knows: this service ({@link AUDIENCE}) with RFC 9068
+ * JWT access tokens or opaque ones, and another service whose tokens Callsign must refuse.
+ */
+export const RESOURCE = {
+  orders: AUDIENCE,
+  ordersOpaque: `${AUDIENCE}/opaque`,
+  billing: 'https://billing.example.org',
+  billingOpaque: 'https://billing.example.org/opaque',
+} as const
 
 /** Scopes of the resource servers; a client may ask for any subset. */
 export const SCOPES = 'orders:read orders:write'
@@ -58,6 +66,10 @@ export interface RunningOidcProvider {
   fetch: typeof globalThis.fetch
   /** Internal errors oidc-provider reported (`server_error` events): expected to stay empty. */
   serverErrors: Error[]
+  /** Every request received: `METHOD url` (+ ` (client certificate)` when one was presented). */
+  requests: string[]
+  /** Requests oidc-provider refused, with its hidden detail (`error_detail`), e.g. why client authentication failed. */
+  refusals: string[]
   /** The discovered metadata, as `oauth4webapi` processed it. */
   metadata(): Promise<oauth.AuthorizationServer>
   /** client_credentials grant by `client` (see {@link TokenRequest}); the token endpoint's answer. */
@@ -70,24 +82,24 @@ export interface RunningOidcProvider {
 /** How a client authenticates to oidc-provider. */
 export type ClientAuthentication =
   | { clientId: string; secret: string }
-  | { clientId: string; privateKey: KeyObject | CryptoKey }
+  | { clientId: string; privateKey: webcrypto.CryptoKey }
   /** RFC 8705 `tls_client_auth`: the certificate is presented in the TLS handshake. */
   | { clientId: string; cert: ClientIdentity }
 
 export interface TokenRequest {
   /** Space-separated; default {@link SCOPES}. */
   scope?: string
-  /** RFC 8707 resource indicator: {@link AUDIENCE} gives an RFC 9068 JWT access token. */
+  /** RFC 8707 resource indicator (one of {@link RESOURCE}); none: an opaque token without `aud`. */
   resource?: string
   /** DPoP key pair: the token endpoint gets a DPoP proof (RFC 9449 §5) and binds the token to it. */
-  dpop?: CryptoKeyPair
+  dpop?: webcrypto.CryptoKeyPair
 }
 
-/** A secret long enough for oidc-provider (it refuses short client secrets for nothing, but keep it real). */
+/** The client secret of `clientId` (deterministic: the tests and the client list share it). */
 export const secretFor = (clientId: string): string => `secret-of-${clientId}-`.padEnd(48, 'x')
 
 /** An extractable ES256 key pair and its public JWK (with `kid`, `alg`, `use`). */
-export async function es256(kid: string): Promise<{ privateKey: CryptoKey; publicKey: CryptoKey; privateJwk: JWK; publicJwk: JWK }> {
+export async function es256(kid: string): Promise<{ privateKey: webcrypto.CryptoKey; publicKey: webcrypto.CryptoKey; privateJwk: JWK; publicJwk: JWK }> {
   const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true })
   const extra = { kid, alg: 'ES256', use: 'sig' }
   return { privateKey, publicKey, privateJwk: { ...(await exportJWK(privateKey)), ...extra }, publicJwk: { ...(await exportJWK(publicKey)), ...extra } }
@@ -99,54 +111,32 @@ interface ProviderInstance {
   on(event: string, listener: (ctx: unknown, error: Error) => void): void
 }
 type ProviderClass = new (issuer: string, configuration: Record<string, unknown>) => ProviderInstance
+type AdapterFactory = (model: string) => unknown
 const MODULE: string = 'oidc-provider'
+/**
+ * oidc-provider's own in-memory adapter, through its factory: one store per provider instance, as
+ * the default adapter, but without the "development-only adapter" warning printed for the default.
+ */
+const MEMORY_ADAPTER: string = 'oidc-provider/lib/adapters/memory_adapter.js'
 
-interface StoredPayload {
-  payload: Record<string, unknown>
-  expiresAt: number | undefined
-}
-
-/** oidc-provider's storage interface over a Map, per provider instance (its quick-start adapter is process-wide and warns). */
-function memoryAdapter(): new (model: string) => Record<string, (...args: never[]) => Promise<unknown>> {
-  const store = new Map<string, StoredPayload>()
-  const read = (key: string): Record<string, unknown> | undefined => {
-    const entry = store.get(key)
-    if (entry?.expiresAt !== undefined && entry.expiresAt <= Date.now()) {
-      store.delete(key)
-      return undefined
-    }
-    return entry?.payload
+/**
+ * Load oidc-provider. v9 supports Node.js 22+ LTS and warns once, at import, on Node 20 (which this
+ * repository supports and CI runs): that warning only is kept off the test output.
+ */
+async function loadProvider(): Promise<{ Provider: ProviderClass; createMemoryAdapter: () => AdapterFactory }> {
+  const warn = console.warn
+  console.warn = (...args: unknown[]) => {
+    if (!String(args[0]).includes('Unsupported runtime')) warn(...args)
   }
-  return class {
-    readonly #model: string
-    constructor(model: string) {
-      this.#model = model
-    }
-    async upsert(id: string, payload: Record<string, unknown>, expiresIn?: number): Promise<void> {
-      store.set(`${this.#model}:${id}`, { payload, expiresAt: expiresIn === undefined ? undefined : Date.now() + expiresIn * 1000 })
-    }
-    async find(id: string): Promise<Record<string, unknown> | undefined> {
-      return read(`${this.#model}:${id}`)
-    }
-    async findByUid(uid: string): Promise<Record<string, unknown> | undefined> {
-      for (const key of store.keys()) if (key.startsWith(`${this.#model}:`) && read(key)?.uid === uid) return read(key)
-      return undefined
-    }
-    async findByUserCode(userCode: string): Promise<Record<string, unknown> | undefined> {
-      for (const key of store.keys()) if (key.startsWith(`${this.#model}:`) && read(key)?.userCode === userCode) return read(key)
-      return undefined
-    }
-    async consume(id: string): Promise<void> {
-      const payload = read(`${this.#model}:${id}`)
-      if (payload) payload.consumed = Math.floor(Date.now() / 1000)
-    }
-    async destroy(id: string): Promise<void> {
-      store.delete(`${this.#model}:${id}`)
-    }
-    async revokeByGrantId(grantId: string): Promise<void> {
-      for (const [key, { payload }] of store) if (payload.grantId === grantId) store.delete(key)
-    }
-  } as never
+  try {
+    const [{ default: Provider }, { createMemoryAdapter }] = (await Promise.all([import(MODULE), import(MEMORY_ADAPTER)])) as [
+      { default: ProviderClass },
+      { createMemoryAdapter: () => AdapterFactory },
+    ]
+    return { Provider, createMemoryAdapter }
+  } finally {
+    console.warn = warn
+  }
 }
 
 /** The client certificate of the TLS connection of `ctx`, or undefined (plain http, none sent). */
@@ -167,9 +157,15 @@ function fetchVia(dispatcher: Agent | undefined): typeof globalThis.fetch {
   }
 }
 
+/** A `fetch` as oauth4webapi's `customFetch` wants it (its options are a subset of `RequestInit`). */
+const asCustomFetch =
+  (send: typeof globalThis.fetch) =>
+  (url: string, options: oauth.CustomFetchOptions<string, unknown>): Promise<Response> =>
+    send(url, options as RequestInit)
+
 /** oauth4webapi's error with oidc-provider's `error` and `error_description` in the message. */
-function explained(error: unknown): unknown {
-  if (error instanceof oauth.ResponseBodyError) return new Error(`oidc-provider refused: ${error.error}: ${error.error_description ?? ''}`, { cause: error })
+function explained(error: unknown, refusals: string[]): unknown {
+  if (error instanceof oauth.ResponseBodyError) return new Error(`oidc-provider refused: ${error.error}: ${error.error_description ?? ''} [${refusals.at(-1) ?? ''}]`, { cause: error })
   return error
 }
 
@@ -185,13 +181,19 @@ async function listen(server: HttpServer): Promise<number> {
 }
 
 export async function startOidcProvider(options: OidcProviderOptions): Promise<RunningOidcProvider> {
-  const { default: Provider } = (await import(MODULE)) as { default: ProviderClass }
+  const { Provider, createMemoryAdapter } = await loadProvider()
   const { tls } = options
   const alias = tls !== undefined && options.mtlsAlias === true
   const signing = await es256('oidc-provider-es256')
 
   let handler: RequestListener = (_req, res) => res.writeHead(503).end()
-  const listener: RequestListener = (req, res) => handler(req, res)
+  const requests: string[] = []
+  const listener: RequestListener = (req, res) => {
+    const socket = req.socket as Partial<TLSSocket>
+    const certificate = typeof socket.getPeerCertificate === 'function' && socket.getPeerCertificate()?.raw !== undefined
+    requests.push(`${req.method} ${socket.encrypted ? 'https' : 'http'}://127.0.0.1:${req.socket.localPort}${req.url}${certificate ? ' (client certificate)' : ''}`)
+    handler(req, res)
+  }
   const servers: HttpServer[] = []
   const tlsServer = (requestCert: boolean): HttpServer =>
     createHttpsServer({ key: tls!.key, cert: tls!.cert, ca: [tls!.ca], requestCert, rejectUnauthorized: false }, listener) as unknown as HttpServer
@@ -202,14 +204,16 @@ export async function startOidcProvider(options: OidcProviderOptions): Promise<R
   const issuer = `${scheme}://127.0.0.1:${ports[0]}`
   const mtlsOrigin = alias ? `https://127.0.0.1:${ports[1]}` : undefined
 
+  const jwtFormat = { accessTokenFormat: 'jwt', jwt: { sign: { alg: 'ES256' } } }
   const resourceServers: Record<string, Record<string, unknown>> = {
-    [AUDIENCE]: { audience: AUDIENCE, scope: SCOPES, accessTokenFormat: 'jwt', accessTokenTTL: 300, jwt: { sign: { alg: 'ES256' } } },
-    // Opaque, introspected tokens whose `aud` names another service.
-    [OTHER_RESOURCE]: { audience: OTHER_RESOURCE, scope: SCOPES, accessTokenFormat: 'opaque', accessTokenTTL: 300 },
+    [RESOURCE.orders]: { audience: AUDIENCE, scope: SCOPES, accessTokenTTL: 300, ...jwtFormat },
+    [RESOURCE.ordersOpaque]: { audience: AUDIENCE, scope: SCOPES, accessTokenTTL: 300, accessTokenFormat: 'opaque' },
+    [RESOURCE.billing]: { audience: RESOURCE.billing, scope: SCOPES, accessTokenTTL: 300, ...jwtFormat },
+    [RESOURCE.billingOpaque]: { audience: RESOURCE.billing, scope: SCOPES, accessTokenTTL: 300, accessTokenFormat: 'opaque' },
   }
 
   const provider = new Provider(issuer, {
-    adapter: memoryAdapter(),
+    adapter: createMemoryAdapter(),
     clients: options.clients,
     jwks: { keys: [signing.privateJwk] },
     cookies: { keys: ['interop-cookie-key-not-secret'] },
@@ -277,6 +281,10 @@ export async function startOidcProvider(options: OidcProviderOptions): Promise<R
   })
   const serverErrors: Error[] = []
   provider.on('server_error', (_ctx, error) => serverErrors.push(error))
+  const refusals: string[] = []
+  for (const event of ['grant.error', 'introspection.error', 'revocation.error', 'discovery.error', 'jwks.error']) {
+    provider.on(event, (_ctx, error) => refusals.push(`${event}: ${error.message} (${(error as Error & { error_detail?: string }).error_detail ?? error.cause ?? ''})`))
+  }
   handler = provider.callback()
 
   const trust = tls ? new Agent({ connect: { ca: tls.ca } }) : undefined
@@ -286,7 +294,7 @@ export async function startOidcProvider(options: OidcProviderOptions): Promise<R
 
   let metadata: Promise<oauth.AuthorizationServer> | undefined
   const discover = (): Promise<oauth.AuthorizationServer> =>
-    (metadata ??= oauth.discoveryRequest(issuerUrl, { ...insecure, [oauth.customFetch]: fetch }).then((res) => oauth.processDiscoveryResponse(issuerUrl, res)))
+    (metadata ??= oauth.discoveryRequest(issuerUrl, { ...insecure, [oauth.customFetch]: asCustomFetch(fetch) }).then((res) => oauth.processDiscoveryResponse(issuerUrl, res)))
 
   /** Client authentication and the transport it needs: a fresh TLS connection with the client certificate for `tls_client_auth`. */
   const clientAuth = (client: ClientAuthentication): { auth: oauth.ClientAuth; fetch: typeof globalThis.fetch; close: () => Promise<void>; mtls: boolean } => {
@@ -304,33 +312,35 @@ export async function startOidcProvider(options: OidcProviderOptions): Promise<R
     mtlsOrigin,
     fetch,
     serverErrors,
+    requests,
+    refusals,
     metadata: discover,
     async clientCredentials(client, request = {}) {
       const as = await discover()
-      const oauthClient: oauth.Client = { client_id: client.clientId }
       const { auth, fetch: send, close, mtls } = clientAuth(client)
+      const oauthClient: oauth.Client = { client_id: client.clientId, use_mtls_endpoint_aliases: mtls }
       try {
         const parameters = new URLSearchParams({ scope: request.scope ?? SCOPES })
         if (request.resource !== undefined) parameters.set('resource', request.resource)
         const dpop = request.dpop ? oauth.DPoP(oauthClient, request.dpop) : undefined
-        const requestOptions = { ...insecure, [oauth.customFetch]: send, [oauth.useMtlsAlias]: mtls, ...(dpop ? { DPoP: dpop } : {}) }
+        const requestOptions = { ...insecure, [oauth.customFetch]: asCustomFetch(send), ...(dpop ? { DPoP: dpop } : {}) }
         const response = await oauth.clientCredentialsGrantRequest(as, oauthClient, auth, parameters, requestOptions)
         return await oauth.processClientCredentialsResponse(as, oauthClient, response)
       } catch (error) {
-        throw explained(error)
+        throw explained(error, refusals)
       } finally {
         await close()
       }
     },
     async revoke(client, token) {
       const as = await discover()
-      const oauthClient: oauth.Client = { client_id: client.clientId }
       const { auth, fetch: send, close, mtls } = clientAuth(client)
+      const oauthClient: oauth.Client = { client_id: client.clientId, use_mtls_endpoint_aliases: mtls }
       try {
-        const response = await oauth.revocationRequest(as, oauthClient, auth, token, { ...insecure, [oauth.customFetch]: send, [oauth.useMtlsAlias]: mtls })
+        const response = await oauth.revocationRequest(as, oauthClient, auth, token, { ...insecure, [oauth.customFetch]: asCustomFetch(send) })
         await oauth.processRevocationResponse(response)
       } catch (error) {
-        throw explained(error)
+        throw explained(error, refusals)
       } finally {
         await close()
       }
