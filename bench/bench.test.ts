@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url'
 import { expect, test } from 'vitest'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
-const HEADER = '| framework | protection | token | transport | alg | req/s | p50 ms | p99 ms | vs no auth | server CPU µs/req | notes |'
+const HEADER = '| framework | protection | token | transport | alg | req/s | p50 ms | p99 ms | vs no auth | server CPU µs/req | capacity vs no auth | server busy | notes |'
 
 function runBench(args: string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
@@ -33,7 +33,9 @@ test('pnpm bench --quick --only express prints the table with traffic on every r
   const lines = stdout.split('\n')
   const start = lines.indexOf(HEADER)
   expect(start, stdout).toBeGreaterThanOrEqual(0)
-  const rows = lines.slice(start + 2).filter((line) => line.startsWith('| Express 5 |'))
+  // The results table ends at the first line that is not a table row (the targets table follows).
+  const end = lines.findIndex((line, i) => i > start && !line.startsWith('|'))
+  const rows = lines.slice(start + 2, end === -1 ? undefined : end).filter((line) => line.startsWith('| Express 5 |'))
   expect(rows.length).toBeGreaterThanOrEqual(12)
   const labels = rows.map((row) => row.split('|')[2]!.trim())
   expect(labels).toEqual(expect.arrayContaining(['no auth', 'Callsign', 'express-oauth2-jwt-bearer', 'express-jwt + jwks-rsa']))

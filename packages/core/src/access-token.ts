@@ -1,5 +1,5 @@
 import { constants, verify, type KeyObject } from 'node:crypto'
-import { decodeJwt, decodeProtectedHeader, type JWTPayload } from 'jose'
+import type { JWTPayload, ProtectedHeaderParameters } from 'jose'
 import { LRUCache } from 'lru-cache'
 import { invalidToken } from './errors.js'
 import type { IssuerKeys } from './jwks.js'
@@ -73,11 +73,11 @@ export async function verifyAccessToken(token: string, config: ResolvedConfig, k
   // Strict base64url (no padding, no "+/"): one signature has exactly one spelling.
   if (parts.length !== 3 || !parts.every((part) => BASE64URL.test(part))) throw invalidToken('malformed token')
 
-  let header: ReturnType<typeof decodeProtectedHeader>
+  let header: ProtectedHeaderParameters
   let unverified: JWTPayload
   try {
-    header = decodeProtectedHeader(token)
-    unverified = decodeJwt(token)
+    header = decodeJsonObject(parts[0]!) as ProtectedHeaderParameters
+    unverified = decodeJsonObject(parts[1]!) as JWTPayload
   } catch (error) {
     throw invalidToken('malformed token', error)
   }
@@ -130,6 +130,21 @@ export async function verifyAccessToken(token: string, config: ResolvedConfig, k
 }
 
 export const BASE64URL = /^[A-Za-z0-9_-]+$/
+
+// Fatal on malformed UTF-8 and BOM-stripping, like the decoder jose's decodeJwt/decodeProtectedHeader use.
+const utf8 = new TextDecoder('utf-8', { fatal: true })
+
+/**
+ * A JWS part (already known to match {@link BASE64URL}) decoded as a JSON object: what jose's
+ * `decodeProtectedHeader` / `decodeJwt` accept, without their per-character base64 decode.
+ * Throws on a length no base64 encoding has, malformed UTF-8, bad JSON, or a non-object.
+ */
+function decodeJsonObject(part: string): Record<string, unknown> {
+  if (part.length % 4 === 1) throw new TypeError('invalid base64url')
+  const value: unknown = JSON.parse(utf8.decode(Buffer.from(part, 'base64url')))
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new TypeError('not a JSON object')
+  return value as Record<string, unknown>
+}
 
 /**
  * RFC 7519 §4.1.4-4.1.6 with `clockTolerance`: `exp` required and in the future, `nbf` reached,

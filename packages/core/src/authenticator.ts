@@ -157,7 +157,6 @@ export function createCallsign(options: CallsignOptions): Callsign {
     telemetry?.decision(event)
     emit(config.onDecision, event, config.logger.warn.bind(config.logger))
   }
-  const isObserved = (): boolean => config.onDecision !== undefined || telemetry !== undefined
   // Logged once per certificate (bounded), whether or not anyone listens to decision events.
   const peerWarned = new Set<string>()
   const checkPeerExpiry = (auth: AuthContext | undefined): void => {

@@ -16,7 +16,20 @@ export function tokenWorkload(token: VerifiedToken, config: ResolvedConfig): str
   if (named === undefined) return undefined
   const mapped = config.clientIds.get(named)
   if (mapped !== undefined) return mapped
-  return isWorkloadSpiffeId(named) ? named : undefined
+  return isWorkload(named) ? named : undefined
+}
+
+// isWorkloadSpiffeId of the names seen lately (a token's caller is the same few services).
+const workloads = new Map<string, boolean>()
+function isWorkload(name: string): boolean {
+  if (name.length > 2048) return isWorkloadSpiffeId(name) // never one; not worth keeping
+  let workload = workloads.get(name)
+  if (workload === undefined) {
+    workload = isWorkloadSpiffeId(name)
+    if (workloads.size >= 1000) workloads.clear()
+    workloads.set(name, workload)
+  }
+  return workload
 }
 
 /**
