@@ -139,7 +139,7 @@ const utf8 = new TextDecoder('utf-8', { fatal: true })
  * `decodeProtectedHeader` / `decodeJwt` accept, without their per-character base64 decode.
  * Throws on a length no base64 encoding has, malformed UTF-8, bad JSON, or a non-object.
  */
-function decodeJsonObject(part: string): Record<string, unknown> {
+export function decodeJsonObject(part: string): Record<string, unknown> {
   if (part.length % 4 === 1) throw new TypeError('invalid base64url')
   const value: unknown = JSON.parse(utf8.decode(Buffer.from(part, 'base64url')))
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new TypeError('not a JSON object')

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto'
 import type { KeyObject } from 'node:crypto'
-import { calculateJwkThumbprint, decodeJwt, decodeProtectedHeader, type JWK } from 'jose'
+import { calculateJwkThumbprint, type JWK } from 'jose'
 import { LRUCache } from 'lru-cache'
-import { BASE64URL, verifySignature } from './access-token.js'
+import { BASE64URL, decodeJsonObject, verifySignature } from './access-token.js'
 import { importPublicKey, keyFitsAlgorithm, sameAlg } from './jwks.js'
 import { withTimeout } from './internal/with-timeout.js'
 import { AuthError } from './errors.js'
@@ -72,31 +72,11 @@ export async function verifyDpopProof(proof: string, expected: DpopExpectation, 
   if (proof.length === 0 || proof.length > MAX_PROOF_LENGTH) throw invalidProof('malformed DPoP proof')
   const parts = proof.split('.')
   if (parts.length !== 3 || !parts.every((part) => BASE64URL.test(part))) throw invalidProof('malformed DPoP proof')
-  let header: ReturnType<typeof decodeProtectedHeader>
-  try {
-    header = decodeProtectedHeader(proof)
-  } catch (error) {
-    throw invalidProof('malformed DPoP proof', error)
-  }
-  if (typeof header.typ !== 'string' || header.typ.toLowerCase() !== 'dpop+jwt') throw invalidProof('DPoP proof typ must be dpop+jwt')
-  if (typeof header.alg !== 'string' || !config.algorithms.has(header.alg)) throw invalidProof('DPoP proof algorithm not allowed')
-  const jwk = header.jwk as Record<string, unknown> | undefined
-  if (typeof jwk !== 'object' || jwk === null || Array.isArray(jwk)) throw invalidProof('DPoP proof has no jwk')
-  if (PRIVATE_MEMBERS.some((member) => member in jwk)) throw invalidProof('DPoP proof jwk contains a private key')
-
-  if (header.crit !== undefined || header.b64 !== undefined) throw invalidProof('malformed DPoP proof')
-  let thumbprint: string
-  try {
-    thumbprint = await calculateJwkThumbprint(jwk as JWK, 'sha256')
-  } catch (error) {
-    throw invalidProof('malformed DPoP proof jwk', error)
-  }
-  const key = proofKey(jwk, header.alg, thumbprint)
-  if (!key) throw invalidProof('malformed DPoP proof jwk')
-  if (!verifySignature(header.alg, key, `${parts[0]}.${parts[1]}`, parts[2]!)) throw invalidProof('DPoP proof signature invalid')
+  const { alg, thumbprint, key } = await readProofHeader(parts[0]!, config.algorithms)
+  if (!verifySignature(alg, key, `${parts[0]}.${parts[1]}`, parts[2]!)) throw invalidProof('DPoP proof signature invalid')
   let payload: Record<string, unknown>
   try {
-    payload = decodeJwt(proof) as Record<string, unknown>
+    payload = decodeJsonObject(parts[1]!)
   } catch (error) {
     throw invalidProof('malformed DPoP proof', error)
   }
@@ -142,20 +122,60 @@ export async function verifyDpopProof(proof: string, expected: DpopExpectation, 
 }
 
 
-// Proof keys by RFC 7638 thumbprint: a client signs many proofs with one key, so it is imported once.
-// The thumbprint names the exact public key, so a hit can only return that same key.
-const proofKeys = new LRUCache<string, KeyObject>({ max: 1000 })
+interface ProofHeader {
+  alg: string
+  /** RFC 7638 thumbprint of `jwk`. */
+  thumbprint: string
+  key: KeyObject
+}
+
+// Checked proof headers by their exact base64url text. A client signs every proof with one key, so
+// its proofs share one header (`typ`, `alg`, `jwk`): decoded, thumbprinted and imported once. The
+// text is the whole input of these checks, so a hit is what checking it again would give; only
+// the guard's algorithm allowlist is applied again on every use.
+const proofHeaders = new LRUCache<string, ProofHeader>({ max: 1000 })
+
+/**
+ * The proof's protected header, checked: JSON object, `typ` `dpop+jwt`, `alg` allowed, `jwk` a
+ * public key (no private member) fit for `alg` (type, curve, RSA size, `use`, `alg`), no `crit` or
+ * `b64`; with its thumbprint (jose) and the imported key. Throws `AuthError`.
+ */
+async function readProofHeader(segment: string, algorithms: ReadonlySet<string>): Promise<ProofHeader> {
+  const cached = proofHeaders.get(segment)
+  if (cached) {
+    if (!algorithms.has(cached.alg)) throw invalidProof('DPoP proof algorithm not allowed')
+    return cached
+  }
+  let header: Record<string, unknown>
+  try {
+    header = decodeJsonObject(segment)
+  } catch (error) {
+    throw invalidProof('malformed DPoP proof', error)
+  }
+  if (typeof header.typ !== 'string' || header.typ.toLowerCase() !== 'dpop+jwt') throw invalidProof('DPoP proof typ must be dpop+jwt')
+  const alg = header.alg
+  if (typeof alg !== 'string' || !algorithms.has(alg)) throw invalidProof('DPoP proof algorithm not allowed')
+  const jwk = header.jwk as Record<string, unknown> | undefined
+  if (typeof jwk !== 'object' || jwk === null || Array.isArray(jwk)) throw invalidProof('DPoP proof has no jwk')
+  if (PRIVATE_MEMBERS.some((member) => member in jwk)) throw invalidProof('DPoP proof jwk contains a private key')
+  if (header.crit !== undefined || header.b64 !== undefined) throw invalidProof('malformed DPoP proof')
+  let thumbprint: string
+  try {
+    thumbprint = await calculateJwkThumbprint(jwk as JWK, 'sha256')
+  } catch (error) {
+    throw invalidProof('malformed DPoP proof jwk', error)
+  }
+  const key = proofKey(jwk, alg)
+  if (!key) throw invalidProof('malformed DPoP proof jwk')
+  const checked = { alg, thumbprint, key }
+  proofHeaders.set(segment, checked)
+  return checked
+}
 
 /** The proof's public `jwk` as a node:crypto key fit for `alg` (type, curve, RSA size, `use`, `alg`), or undefined. */
-function proofKey(jwk: Record<string, unknown>, alg: string, thumbprint: string): KeyObject | undefined {
+function proofKey(jwk: Record<string, unknown>, alg: string): KeyObject | undefined {
   if (jwk.use !== undefined && jwk.use !== 'sig') return undefined
   if (jwk.alg !== undefined && (typeof jwk.alg !== 'string' || !sameAlg(jwk.alg, alg))) return undefined
   if (!keyFitsAlgorithm(jwk, alg)) return undefined
-  const cacheKey = `${alg}:${thumbprint}`
-  const cached = proofKeys.get(cacheKey)
-  if (cached) return cached
-  const key = importPublicKey(jwk)
-  if (!key) return undefined
-  proofKeys.set(cacheKey, key)
-  return key
+  return importPublicKey(jwk) ?? undefined
 }

@@ -101,6 +101,18 @@ describe('verifyDpopProof: valid proofs', () => {
   it('accepts a proof carrying a nonce when no nonces are configured', async () => {
     await expect(verifyDpopProof(await proofFor(es256, { nonce: 'anything' }), expectation(es256), checkConfig())).resolves.toBeUndefined()
   })
+
+  it("reuses a client's checked proof header, but applies each guard's algorithm allowlist every time", async () => {
+    const [first, second, third] = [await proofFor(es256), await proofFor(es256), await proofFor(es256)]
+    expect(first.split('.')[0]).toBe(second.split('.')[0])
+    await expect(verifyDpopProof(first, expectation(es256), checkConfig())).resolves.toBeUndefined()
+    const strict = checkConfig({ algorithms: new Set(['EdDSA']) })
+    expect((await refusal(verifyDpopProof(second, expectation(es256), strict))).message).toBe('DPoP proof algorithm not allowed')
+    await expect(verifyDpopProof(third, expectation(es256), checkConfig())).resolves.toBeUndefined()
+    // The signature is still checked per proof: a cached header with another proof's signature fails.
+    const [h, p] = second.split('.')
+    expect((await refusal(verifyDpopProof(`${h}.${p}.${first.split('.')[2]}`, expectation(es256), checkConfig()))).message).toBe('DPoP proof signature invalid')
+  })
 })
 
 describe('verifyDpopProof: RFC 9449 §4.3 violations', () => {
