@@ -118,6 +118,7 @@ describe.each(adapters)('$name: token sources and revocation', (adapter) => {
     const token = await sign(fx.main, { sub: ID.worker, client_id: ID.worker, scope: 'orders:read' })
     const first = await fx.call(app, { path: '/orders', token })
     expect(first.status).toBe(200)
+    expect((await fx.call(app, { path: '/orders', token })).status).toBe(200) // now in the verified-token cache
     await app.guard.revoke(first.body.claims)
     const after = await fx.call(app, { path: '/orders', token })
     expectRefusal(after, { status: 401, code: 'invalid_token' })

@@ -82,26 +82,34 @@ describe('node:crypto signature verification', () => {
 })
 
 describe('VerifiedTokenCache', () => {
-  it('verifies a reused token once and returns the same result', async () => {
+  it('caches a token on its second verification and then returns the same result', async () => {
     const { verify, cache } = setup()
     const token = await sign()
     const first = await verify(token)
+    expect(cache.size).toBe(0) // seen once: a token used only once never enters the cache
+    const second = await verify(token)
+    expect(second).not.toBe(first)
+    expect(second).toEqual(first)
     expect(cache.size).toBe(1)
-    expect(await verify(token)).toBe(first)
+    expect(await verify(token)).toBe(second)
   })
 
   it('never serves an entry past the token exp (plus tolerance)', async () => {
-    const { verify, advance } = setup()
+    const { verify, advance, cache } = setup()
     const token = await sign({}, { expiresInSeconds: 60 })
     await verify(token)
+    await verify(token)
+    expect(cache.size).toBe(1)
     advance(60 + 30 + 1)
     await expect(verify(token)).rejects.toMatchObject({ code: 'invalid_token', message: 'token expired' })
   })
 
   it('never serves an entry past maxTokenAge', async () => {
-    const { verify, advance } = setup({ maxTokenAge: 60 })
+    const { verify, advance, cache } = setup({ maxTokenAge: 60 })
     const token = await sign()
     await verify(token)
+    await verify(token)
+    expect(cache.size).toBe(1)
     advance(60 + 30 + 1)
     await expect(verify(token)).rejects.toMatchObject({ message: 'token too old' })
   })
@@ -109,10 +117,11 @@ describe('VerifiedTokenCache', () => {
   it('drops an entry once its key is no longer published by the issuer', async () => {
     const { verify, keys, cache } = setup()
     const token = await sign({}, { alg: 'ES256' })
-    const first = await verify(token)
+    await verify(token)
+    const cached = await verify(token)
     // The issuer rotates ES256 and drops the old key; a refetch makes it current.
     await issuer.rotateKeys({ alg: 'ES256', keepPrevious: false })
-    await keys.refresh(first.issuer)
+    await keys.refresh(cached.issuer)
     expect(cache.size).toBe(1)
     await expect(verify(token)).rejects.toMatchObject({ code: 'invalid_token', message: 'no key of the issuer matches the token' })
   })
@@ -121,12 +130,30 @@ describe('VerifiedTokenCache', () => {
     const { verify, cache } = setup()
     const token = await sign({}, { audience: 'https://elsewhere.example' })
     await expect(verify(token)).rejects.toMatchObject({ message: 'token audience does not match' })
+    await expect(verify(token)).rejects.toMatchObject({ message: 'token audience does not match' })
     expect(cache.size).toBe(0)
   })
 
-  it('stays within its bound under many distinct tokens', async () => {
+  it('admits no token used only once, and stays within its bound under many reused tokens', async () => {
     const { verify, cache } = setup()
-    for (let i = 0; i < 150; i++) await verify(await sign({ jti: `t${i}` }))
+    for (let i = 0; i < 150; i++) await verify(await sign({ jti: `once${i}` }))
+    expect(cache.size).toBe(0)
+    for (let i = 0; i < 150; i++) {
+      const token = await sign({ jti: `twice${i}` })
+      await verify(token)
+      await verify(token)
+    }
     expect(cache.size).toBe(100)
+  })
+
+  it('bounds the admission memory too: a flood of distinct tokens only resets it', () => {
+    const cache = new VerifiedTokenCache(2)
+    const verified = {} as never
+    const key = {} as never
+    // Five distinct tokens seen once each (more than maxEntries): none cached, and the earlier ones forgotten.
+    for (let i = 0; i < 5; i++) cache.set(`${'x'.repeat(40)}-token-${i}`, verified, Infinity, key)
+    expect(cache.size).toBe(0)
+    cache.set(`${'x'.repeat(40)}-token-4`, verified, Infinity, key)
+    expect(cache.size).toBe(1)
   })
 })
