@@ -135,12 +135,14 @@ export function createCallsign(options: CallsignOptions): Callsign {
     if (credentials.scheme === 'bearer' && !bearer) throw new AuthError('invalid_token', 'a DPoP-bound token is required')
     // RFC 7662: opaque tokens (and, with `tokens: 'all'`, that issuer's JWTs) are introspected.
     const introspecting = introspector?.issuerFor(credentials.token)
+    // A cached verification is taken without a promise; only real work is awaited.
     const token = introspecting
       ? await introspector!.introspect(credentials.token, introspecting)
-      : await verifyAccessToken(credentials.token, config, keys, tokenCache)
-    await checkRevocation(token, config)
+      : tokenCache?.get(credentials.token, config.now(), keys) ?? await verifyAccessToken(credentials.token, config, keys, tokenCache)
+    if (config.revocation) await checkRevocation(token, config)
     // Possession first (certificate or DPoP key), then who presents it and through whom.
-    const binding = await checkBinding(token, credentials, peer, request, config)
+    const bound = checkBinding(token, credentials, peer, request, config)
+    const binding = typeof bound === 'string' ? bound : await bound
     checkCallerConsistency(token, peer, config)
     checkDelegation(token, peer, config)
     return toAuthContext(token, peer, binding)

@@ -17,13 +17,13 @@ import { requestPath, type AuthRequest } from './request.js'
  * Returns `dpop` when a proof was checked, else `mtls` for a certificate-bound token, else `bearer`
  * (refused when `senderConstraint` is `'required'` or DPoP is required).
  */
-export async function checkBinding(
+export function checkBinding(
   token: VerifiedToken,
   credentials: Credentials,
   peer: PeerCertificate | undefined,
   request: AuthRequest,
   config: ResolvedConfig,
-): Promise<TokenBinding> {
+): TokenBinding | Promise<TokenBinding> {
   const cnf = token.claims.cnf
   const jkt = cnf?.jkt
   const thumbprint = cnf?.['x5t#S256']
@@ -36,7 +36,7 @@ export async function checkBinding(
   }
   if (credentials.scheme === 'dpop') {
     if (jkt === undefined) throw invalidToken('DPoP scheme used with a token that is not DPoP-bound')
-    await verifyDpopProof(
+    return verifyDpopProof(
       credentials.proof,
       { method: request.method ?? 'GET', htu: expectedHtu(request, config), accessToken: credentials.token, jkt },
       {
@@ -48,8 +48,7 @@ export async function checkBinding(
         replayStore: config.dpop.replayStore,
         replayStoreTimeoutMs: config.dpop.replayStoreTimeoutMs,
       },
-    )
-    return 'dpop'
+    ).then(() => 'dpop' as const)
   }
   if (jkt !== undefined) throw invalidToken('DPoP-bound token presented as a bearer token')
   if (config.dpop.mode === 'required') throw invalidToken('a DPoP-bound token is required')

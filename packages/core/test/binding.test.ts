@@ -80,7 +80,7 @@ describe('checkBinding', () => {
       ...(senderConstraint ? { senderConstraint } : {}),
       ...(dpop ? { dpop } : {}),
     })
-    await expect(checkBinding(token(), BEARER, peer, REQUEST, strict)).rejects.toMatchObject({ code: 'invalid_token', message })
+    await expect(async () => checkBinding(token(), BEARER, peer, REQUEST, strict)).rejects.toMatchObject({ code: 'invalid_token', message })
   })
 
   it('accepts a certificate-bound token when sender constraint is required', async () => {
@@ -89,7 +89,7 @@ describe('checkBinding', () => {
   })
 
   it('refuses the DPoP scheme with a token that is not DPoP-bound', async () => {
-    await expect(checkBinding(token(), { scheme: 'dpop', token: 'x.y.z', proof: 'a.b.c' }, peer, REQUEST, config)).rejects.toMatchObject({
+    await expect(async () => checkBinding(token(), { scheme: 'dpop', token: 'x.y.z', proof: 'a.b.c' }, peer, REQUEST, config)).rejects.toMatchObject({
       code: 'invalid_token',
       message: 'DPoP scheme used with a token that is not DPoP-bound',
     })
