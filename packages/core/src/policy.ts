@@ -115,9 +115,9 @@ export function authorize(auth: AuthContext, rule: CompiledRule, allowances: rea
   }
   const side = auth.user ? 'user' : 'caller'
   const granted = auth.scopes
-  const missing = rule.scopes.filter((scope) => !granted.includes(scope))
+  const missing = !rule.scopes.every((scope) => granted.includes(scope))
   const certificateOnly = auth.credential === 'certificate'
-  if (missing.length > 0) {
+  if (missing) {
     const reason = auth.user ? 'the user has not granted a required scope' : certificateOnly ? 'the calling service is not granted a required scope (certificateGrants)' : 'the token lacks a required scope'
     throw new AuthError('insufficient_scope', reason, {
       side,
