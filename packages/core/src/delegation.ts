@@ -2,7 +2,9 @@ import type { VerifiedToken } from './access-token.js'
 import { AuthError, invalidToken } from './errors.js'
 import type { ResolvedConfig } from './options.js'
 import type { PeerCertificate } from './peer-certificate.js'
+import { tokenCaller } from './principal.js'
 import { isWorkloadSpiffeId } from './spiffe.js'
+import { memoizeByString } from './internal/memo.js'
 
 /**
  * The workload a token says is calling: its nearest actor (`act.sub`), else its `client_id`,
@@ -10,27 +12,15 @@ import { isWorkloadSpiffeId } from './spiffe.js'
  * `undefined` when the token names no workload that can be compared with a certificate.
  */
 export function tokenWorkload(token: VerifiedToken, config: ResolvedConfig): string | undefined {
-  // The same order that picks the caller from a token: act.sub, client_id, azp, then sub.
-  const { claims } = token
-  const named = token.actors[0] ?? claims.client_id ?? claims.azp ?? claims.sub
+  const named = tokenCaller(token)
   if (named === undefined) return undefined
   const mapped = config.clientIds.get(named)
   if (mapped !== undefined) return mapped
   return isWorkload(named) ? named : undefined
 }
 
-// isWorkloadSpiffeId of the names seen lately (a token's caller is the same few services).
-const workloads = new Map<string, boolean>()
-function isWorkload(name: string): boolean {
-  if (name.length > 2048) return isWorkloadSpiffeId(name) // never one; not worth keeping
-  let workload = workloads.get(name)
-  if (workload === undefined) {
-    workload = isWorkloadSpiffeId(name)
-    if (workloads.size >= 1000) workloads.clear()
-    workloads.set(name, workload)
-  }
-  return workload
-}
+// The token's caller is one of the same few services on every request.
+const isWorkload = memoizeByString(isWorkloadSpiffeId)
 
 /**
  * Caller consistency: a token that names its calling workload must be presented by that

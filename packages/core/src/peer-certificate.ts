@@ -2,6 +2,7 @@ import { createHash, type X509Certificate } from 'node:crypto'
 import { AuthError } from './errors.js'
 import type { PeerSocket } from './request.js'
 import { parseSpiffeId } from './spiffe.js'
+import { memoizeByString } from './internal/memo.js'
 
 /** The authorized TLS client certificate of a request, as exposed on `auth.peer`. */
 export interface PeerCertificate {
@@ -138,22 +139,11 @@ export function readPeerCertificate(connection: object | null | undefined): Peer
   return state
 }
 
-// `new URL(id).host` of the SPIFFE IDs seen lately: the same few callers send every request.
-const hosts = new Map<string, string>()
-
 /**
  * The host part of a peer's SPIFFE ID exactly as `new URL(spiffeId).host` reads it (the trust
- * domain), memoized per ID string (at most 1,000 entries).
+ * domain), memoized per ID string: the same few callers send every request.
  */
-export function spiffeIdHost(spiffeId: string): string {
-  let host = hosts.get(spiffeId)
-  if (host === undefined) {
-    host = new URL(spiffeId).host
-    if (hosts.size >= 1000) hosts.clear()
-    hosts.set(spiffeId, host)
-  }
-  return host
-}
+export const spiffeIdHost = memoizeByString((spiffeId) => new URL(spiffeId).host)
 
 function describeAuthorizationError(reason: unknown): string {
   const code = typeof reason === 'string' ? reason : (reason as { code?: string } | null)?.code ?? String(reason ?? '')

@@ -61,13 +61,24 @@ export interface CertificateAuthContext extends AuthContextBase {
  */
 export type AuthContext = TokenAuthContext | CertificateAuthContext
 
+/** The caller a peer certificate names: its SPIFFE ID, proven by TLS or forwarded by a trusted proxy. */
+function peerCaller(peer: PeerCertificate & { spiffeId: string }): CallerIdentity {
+  return { id: peer.spiffeId, source: peer.verification === undefined || peer.verification === 'tls' ? 'mtls' : 'forwarded' }
+}
+
+/** The calling client a token names: its nearest actor (`act.sub`), else `client_id`, `azp`, then `sub`. */
+export function tokenCaller(token: VerifiedToken): string | undefined {
+  const { claims } = token
+  return token.actors[0] ?? claims.client_id ?? claims.azp ?? claims.sub
+}
+
 /**
  * The auth context of a call without a token, authenticated by its client certificate alone
  * (`certificateGrants`): the certificate's SPIFFE ID is the caller, with the granted scopes.
  */
 export function certificateAuthContext(peer: PeerCertificate & { spiffeId: string }, scopes: Iterable<string>): CertificateAuthContext {
   return {
-    caller: { id: peer.spiffeId, source: peer.verification === undefined || peer.verification === 'tls' ? 'mtls' : 'forwarded' },
+    caller: peerCaller(peer),
     scopes: [...scopes],
     actors: [],
     binding: 'mtls',
@@ -84,10 +95,10 @@ export function certificateAuthContext(peer: PeerCertificate & { spiffeId: strin
  */
 export function toAuthContext(token: VerifiedToken, peer: PeerCertificate | undefined, binding: TokenBinding): TokenAuthContext {
   const { claims } = token
-  const tokenCaller = token.actors[0] ?? claims.client_id ?? claims.azp ?? claims.sub
+  const named = tokenCaller(token)
   let caller: CallerIdentity
-  if (peer?.spiffeId !== undefined) caller = { id: peer.spiffeId, source: peer.verification === undefined || peer.verification === 'tls' ? 'mtls' : 'forwarded' }
-  else if (tokenCaller !== undefined) caller = { id: tokenCaller, source: 'token' }
+  if (peer?.spiffeId !== undefined) caller = peerCaller(peer as PeerCertificate & { spiffeId: string })
+  else if (named !== undefined) caller = { id: named, source: 'token' }
   else throw invalidToken('token names no calling client')
   // A token without `sub` (some client-credentials tokens) is the client acting for itself.
   const onBehalf = claims.act !== undefined || (claims.client_id !== undefined && claims.sub !== undefined && claims.client_id !== claims.sub)
