@@ -64,10 +64,12 @@ const normalizeTyp = (typ: string): string => typ.toLowerCase().replace(/^applic
  * Not checked here: sender constraint (binding), caller identity, authorization.
  */
 export async function verifyAccessToken(token: string, config: ResolvedConfig, keys: IssuerKeys, cache?: VerifiedTokenCache): Promise<VerifiedToken> {
-  const now = config.now()
-  const cached = cache?.get(token, now, keys)
-  if (cached) return cached
+  return cache?.get(token, config.now(), keys) ?? verifyUncachedAccessToken(token, config, keys, cache)
+}
 
+/** {@link verifyAccessToken} once `cache` (when given) has no entry for `token`: verified, then offered to the cache. */
+export async function verifyUncachedAccessToken(token: string, config: ResolvedConfig, keys: IssuerKeys, cache?: VerifiedTokenCache): Promise<VerifiedToken> {
+  const now = config.now()
   const parts = token.split('.')
   if (parts.length === 5) throw invalidToken('encrypted tokens are not accepted')
   // Strict base64url (no padding, no "+/"): one signature has exactly one spelling.

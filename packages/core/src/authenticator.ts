@@ -1,4 +1,4 @@
-import { VerifiedTokenCache, verifyAccessToken } from './access-token.js'
+import { VerifiedTokenCache, verifyUncachedAccessToken } from './access-token.js'
 import { checkBinding } from './binding.js'
 import { readCredentials, type Credentials } from './credentials.js'
 import { checkCallerConsistency, checkDelegation } from './delegation.js'
@@ -138,7 +138,7 @@ export function createCallsign(options: CallsignOptions): Callsign {
     // A cached verification is taken without a promise; only real work is awaited.
     const token = introspecting
       ? await introspector!.introspect(credentials.token, introspecting)
-      : tokenCache?.get(credentials.token, config.now(), keys) ?? await verifyAccessToken(credentials.token, config, keys, tokenCache)
+      : tokenCache?.get(credentials.token, config.now(), keys) ?? await verifyUncachedAccessToken(credentials.token, config, keys, tokenCache)
     if (config.revocation) await checkRevocation(token, config)
     // Possession first (certificate or DPoP key), then who presents it and through whom.
     const bound = checkBinding(token, credentials, peer, request, config)
