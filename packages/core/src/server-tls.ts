@@ -177,7 +177,8 @@ interface Material {
   leaf: X509Certificate
 }
 
-type Source = { kind: 'inline'; text: string } | { kind: 'file'; path: string }
+/** Where PEM material comes from: given inline, or a file read (and re-read) by path. */
+export type Source = { kind: 'inline'; text: string } | { kind: 'file'; path: string }
 
 /** What one read of the watched files found: content, or why it could not be read. */
 type Snapshot = Map<string, { text: string; hash: string } | { error: Error; hash: string }>
@@ -449,7 +450,8 @@ export function createServerTlsOptions(options: ServerTlsOptions): ServerTlsBund
   return bundle
 }
 
-function sourceOf(value: unknown, field: Field): Source {
+/** A `TlsMaterial` option checked and normalized; throws `TypeError` naming `field`. */
+export function sourceOf(value: unknown, field: string): Source {
   if (typeof value === 'string') {
     if (value.trim() === '') fail(field, 'must not be empty')
     return { kind: 'inline', text: value }

@@ -2,7 +2,7 @@ import { createPrivateKey, X509Certificate } from 'node:crypto'
 import { readFileSync, statSync } from 'node:fs'
 import { Agent, request } from 'node:https'
 import { Readable } from 'node:stream'
-import type { TlsMaterial } from '../server-tls.js'
+import { sourceOf, type Source, type TlsMaterial } from '../server-tls.js'
 
 /** The client certificate a resource server presents (RFC 8705 §2 `tls_client_auth`). */
 export interface ClientTlsOptions {
@@ -21,12 +21,11 @@ const fail = (option: string, message: string): never => {
   throw new TypeError(`Callsign: "${option}" ${message}`)
 }
 
-/** The PEM text of `value`, or the file it names. */
-function readMaterial(value: TlsMaterial, option: string): string {
-  if (typeof value === 'string') return value
-  if (Buffer.isBuffer(value)) return value.toString('utf8')
+/** The PEM text of `source`: as given, or read from its file now. */
+function readMaterial(source: Source, option: string): string {
+  if (source.kind === 'inline') return source.text
   try {
-    return readFileSync(value.path, 'utf8')
+    return readFileSync(source.path, 'utf8')
   } catch (error) {
     return fail(option, `could not be read: ${(error as Error).message}`)
   }
@@ -50,7 +49,7 @@ const stampOf = (paths: readonly string[]): string =>
  * that is not the certificate's, a file half written) is logged and the previous one stays in use.
  */
 export class ClientTls {
-  readonly #sources: Record<Field, TlsMaterial | undefined>
+  readonly #sources: Record<Field, Source | undefined>
   readonly #paths: string[]
   readonly #option: string
   #stamp: string
@@ -64,18 +63,15 @@ export class ClientTls {
     const input = value as Record<string, unknown>
     for (const key of Object.keys(input)) if (!(FIELDS as readonly string[]).includes(key)) fail(`${option}.${key}`, `is not a known option (known: ${FIELDS.join(', ')})`)
     this.#option = option
-    const sources = {} as Record<Field, TlsMaterial | undefined>
+    const sources = {} as Record<Field, Source | undefined>
     for (const field of FIELDS) {
-      const material = input[field]
-      if (material === undefined && field === 'ca') continue
-      const isFile = typeof material === 'object' && material !== null && !Buffer.isBuffer(material) && typeof (material as { path?: unknown }).path === 'string'
-      if (!(typeof material === 'string' || Buffer.isBuffer(material) || isFile)) fail(`${option}.${field}`, 'must be PEM text (string or Buffer) or { path }')
-      sources[field] = material as TlsMaterial
+      if (input[field] === undefined && field === 'ca') continue
+      sources[field] = sourceOf(input[field], `${option}.${field}`)
     }
     this.#sources = sources
     this.#paths = FIELDS.flatMap((field) => {
       const source = sources[field]
-      return source !== undefined && typeof source === 'object' && !Buffer.isBuffer(source) ? [source.path] : []
+      return source?.kind === 'file' ? [source.path] : []
     })
     this.#stamp = stampOf(this.#paths)
     this.#agent = this.#load()
