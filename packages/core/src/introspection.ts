@@ -4,7 +4,7 @@ import { LRUCache } from 'lru-cache'
 import { BASE64URL, readActors, readScopes, verifySignature, type AccessTokenClaims, type VerifiedToken } from './access-token.js'
 import { metadataUrls } from './discovery.js'
 import { AuthError, invalidToken } from './errors.js'
-import { fetchJson, FetchFailure } from './internal/fetch-json.js'
+import { fetchBody, fetchJson, FetchFailure, parseJson } from './internal/fetch-json.js'
 import { IssuerKeys } from './jwks.js'
 import { parseSecureUrl, type ResolvedConfig, type ResolvedIntrospection, type ResolvedIssuer } from './options.js'
 
@@ -155,26 +155,17 @@ export class Introspector {
         form.set('client_id', options.clientId)
         send = auth.tls.fetch
       }
-      let jwt: string | undefined
-      let fetchFn = send
-      if (options.response === 'jwt') {
-        headers.accept = JWT_MEDIA_TYPE
-        fetchFn = async (input, init) => {
-          const response = await send(input, init)
-          if (!response.ok || !isJwtMediaType(response.headers.get('content-type'))) return response
-          jwt = await readBounded(response, endpoint)
-          return new Response('null', { status: 200, headers: { 'content-type': 'application/json' } })
-        }
-      }
+      if (options.response === 'jwt') headers.accept = JWT_MEDIA_TYPE
       this.requests++
-      document = await fetchJson(fetchFn, endpoint, {
+      const reply = await fetchBody(send, endpoint, {
         timeoutSeconds: options.timeoutSeconds,
         maxBytes: MAX_ANSWER_BYTES,
         post: { headers, body: form.toString() },
       })
+      if (options.response !== 'jwt') document = parseJson(reply.text, endpoint)
       // Asked for a signed answer (RFC 9701): an unsigned one is not accepted in its place.
-      if (options.response === 'jwt' && jwt === undefined) throw new Error(`${endpoint.href}: answered without a signed (RFC 9701) response`)
-      if (jwt !== undefined) document = await this.#verifyJwtAnswer(jwt, issuer, endpoint)
+      else if (!isJwtMediaType(reply.contentType)) throw new Error(`${endpoint.href}: answered without a signed (RFC 9701) response`)
+      else document = await this.#verifyJwtAnswer(reply.text, issuer, endpoint)
       if (typeof document !== 'object' || document === null || Array.isArray(document) || typeof (document as { active?: unknown }).active !== 'boolean') {
         throw new Error(`${endpoint.href}: not an RFC 7662 introspection response`)
       }
@@ -245,27 +236,6 @@ export class Introspector {
 
 const isJwtMediaType = (contentType: string | null): boolean =>
   contentType !== null && contentType.split(';')[0]!.trim().toLowerCase() === JWT_MEDIA_TYPE
-
-/** The body of `response` as text, at most `MAX_ANSWER_BYTES`. */
-async function readBounded(response: Response, url: URL): Promise<string> {
-  if (Number(response.headers.get('content-length')) > MAX_ANSWER_BYTES) throw new FetchFailure(`${url.href}: document larger than ${MAX_ANSWER_BYTES} bytes`)
-  const chunks: Uint8Array[] = []
-  let size = 0
-  const reader = response.body?.getReader()
-  if (!reader) return ''
-  try {
-    for (;;) {
-      const { done, value } = await reader.read()
-      if (done) break
-      size += value.byteLength
-      if (size > MAX_ANSWER_BYTES) throw new FetchFailure(`${url.href}: document larger than ${MAX_ANSWER_BYTES} bytes`)
-      chunks.push(value)
-    }
-  } finally {
-    reader.cancel().catch(() => {})
-  }
-  return Buffer.concat(chunks).toString('utf8')
-}
 
 /**
  * Discover an issuer's `introspection_endpoint` (RFC 8414 §2), with the rules of `jwks_uri`

@@ -17,6 +17,20 @@ export interface FetchJsonOptions {
  * `content-length` and while streaming) and no redirects. Throws `FetchFailure`.
  */
 export async function fetchJson(fetchFn: typeof globalThis.fetch, url: URL, options: FetchJsonOptions): Promise<unknown> {
+  return parseJson((await fetchBody(fetchFn, url, options)).text, url)
+}
+
+/** `text` as JSON; throws `FetchFailure` when it is not. */
+export function parseJson(text: string, url: URL): unknown {
+  try {
+    return JSON.parse(text)
+  } catch {
+    throw new FetchFailure(`${url.href}: not a JSON document`)
+  }
+}
+
+/** {@link fetchJson}'s request and bounded read, giving the body as text with its media type. */
+export async function fetchBody(fetchFn: typeof globalThis.fetch, url: URL, options: FetchJsonOptions): Promise<{ text: string; contentType: string | null }> {
   const signal = AbortSignal.timeout(options.timeoutSeconds * 1000)
   // The signal alone does not bound the body: once undici's Request is garbage-collected (with
   // `redirect: 'error'`), its abort no longer reaches the body stream and a read of a body the
@@ -55,11 +69,7 @@ export async function fetchJson(fetchFn: typeof globalThis.fetch, url: URL, opti
         chunks.push(value)
       }
     }
-    try {
-      return JSON.parse(Buffer.concat(chunks).toString('utf8'))
-    } catch {
-      throw new FetchFailure(`${url.href}: not a JSON document`)
-    }
+    return { text: Buffer.concat(chunks).toString('utf8'), contentType: response.headers.get('content-type') }
   } catch (error) {
     if (error instanceof FetchFailure) throw error
     throw new FetchFailure(`${url.href}: ${signal.aborted ? 'timed out' : (error as Error).message}`)
