@@ -16,11 +16,11 @@ export function metadataUrls(issuer: string): URL[] {
 }
 
 /**
- * Discover an issuer's `jwks_uri`. The document's `issuer` must equal the configured issuer
- * exactly (RFC 8414 §3.3), and `jwks_uri` must be https (or loopback http).
- * A 404 on the RFC 8414 location falls through to OpenID; any other failure is reported.
+ * An issuer's metadata document (RFC 8414 location, then OpenID), and where it was found. The
+ * document's `issuer` must equal the configured issuer exactly (RFC 8414 §3.3). A 4xx on the first
+ * location falls through to the next; any other failure is reported. Throws `FetchFailure`.
  */
-export async function discoverJwksUri(issuer: string, fetchFn: typeof globalThis.fetch, options: FetchJsonOptions): Promise<URL> {
+export async function fetchIssuerMetadata(issuer: string, fetchFn: typeof globalThis.fetch, options: FetchJsonOptions): Promise<{ url: URL; metadata: Record<string, unknown> }> {
   const failures: string[] = []
   for (const url of metadataUrls(issuer)) {
     let document: unknown
@@ -38,11 +38,20 @@ export async function discoverJwksUri(issuer: string, fetchFn: typeof globalThis
     if (metadata.issuer !== issuer) {
       throw new FetchFailure(`${url.href}: metadata "issuer" ${JSON.stringify(metadata.issuer)} does not equal the configured issuer`)
     }
-    try {
-      return parseSecureUrl(metadata.jwks_uri, `${url.href} jwks_uri`)
-    } catch (error) {
-      throw new FetchFailure((error as Error).message)
-    }
+    return { url, metadata }
   }
   throw new FetchFailure(`metadata discovery failed: ${failures.join('; ')}`)
+}
+
+/**
+ * Discover an issuer's `jwks_uri` from its metadata ({@link fetchIssuerMetadata}); it must be
+ * https (or loopback http). Throws `FetchFailure`.
+ */
+export async function discoverJwksUri(issuer: string, fetchFn: typeof globalThis.fetch, options: FetchJsonOptions): Promise<URL> {
+  const { url, metadata } = await fetchIssuerMetadata(issuer, fetchFn, options)
+  try {
+    return parseSecureUrl(metadata.jwks_uri, `${url.href} jwks_uri`)
+  } catch (error) {
+    throw new FetchFailure((error as Error).message)
+  }
 }

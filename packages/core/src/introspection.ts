@@ -2,9 +2,9 @@ import { createHash, randomBytes } from 'node:crypto'
 import { decodeJwt, decodeProtectedHeader, SignJWT } from 'jose'
 import { LRUCache } from 'lru-cache'
 import { BASE64URL, readActors, readScopes, verifySignature, type AccessTokenClaims, type VerifiedToken } from './access-token.js'
-import { metadataUrls } from './discovery.js'
+import { fetchIssuerMetadata } from './discovery.js'
 import { AuthError, invalidToken } from './errors.js'
-import { fetchBody, fetchJson, FetchFailure, parseJson } from './internal/fetch-json.js'
+import { fetchBody, FetchFailure, parseJson } from './internal/fetch-json.js'
 import { IssuerKeys } from './jwks.js'
 import { parseSecureUrl, type ResolvedConfig, type ResolvedIntrospection, type ResolvedIssuer } from './options.js'
 
@@ -238,39 +238,24 @@ const isJwtMediaType = (contentType: string | null): boolean =>
   contentType !== null && contentType.split(';')[0]!.trim().toLowerCase() === JWT_MEDIA_TYPE
 
 /**
- * Discover an issuer's `introspection_endpoint` (RFC 8414 §2), with the rules of `jwks_uri`
- * discovery: RFC 8414 location then OpenID, the document's `issuer` must equal the issuer exactly,
- * and the endpoint must be https (or loopback http). A 404 on the first location falls through.
+ * Discover an issuer's `introspection_endpoint` (RFC 8414 §2) from its metadata
+ * ({@link fetchIssuerMetadata}, as for `jwks_uri`); it must be https (or loopback http).
  * With `mtls` (the client authenticates with its certificate), the RFC 8705 §5 alias
  * `mtls_endpoint_aliases.introspection_endpoint` is preferred, and the endpoint must be https.
  */
 export async function discoverIntrospectionEndpoint(issuer: string, fetchFn: typeof globalThis.fetch, timeoutSeconds: number, { mtls = false } = {}): Promise<URL> {
-  const failures: string[] = []
-  for (const url of metadataUrls(issuer)) {
-    let document: unknown
-    try {
-      document = await fetchJson(fetchFn, url, { timeoutSeconds, maxBytes: MAX_ANSWER_BYTES })
-    } catch (error) {
-      failures.push((error as Error).message)
-      if (error instanceof FetchFailure && error.status !== undefined && error.status >= 400 && error.status < 500) continue
-      throw new FetchFailure(`metadata discovery failed: ${failures.join('; ')}`)
-    }
-    if (typeof document !== 'object' || document === null || Array.isArray(document)) throw new FetchFailure(`${url.href}: metadata is not a JSON object`)
-    const metadata = document as Record<string, unknown>
-    if (metadata.issuer !== issuer) throw new FetchFailure(`${url.href}: metadata "issuer" ${JSON.stringify(metadata.issuer)} does not equal the configured issuer`)
-    try {
-      const aliases = metadata.mtls_endpoint_aliases
-      const alias = mtls && typeof aliases === 'object' && aliases !== null ? (aliases as Record<string, unknown>).introspection_endpoint : undefined
-      const endpoint = alias === undefined
-        ? parseSecureUrl(metadata.introspection_endpoint, `${url.href} introspection_endpoint`)
-        : parseSecureUrl(alias, `${url.href} mtls_endpoint_aliases.introspection_endpoint`)
-      if (mtls && endpoint.protocol !== 'https:') throw new Error(`${endpoint.href}: a client certificate is only presented over https`)
-      return endpoint
-    } catch (error) {
-      throw new FetchFailure((error as Error).message)
-    }
+  const { url, metadata } = await fetchIssuerMetadata(issuer, fetchFn, { timeoutSeconds, maxBytes: MAX_ANSWER_BYTES })
+  try {
+    const aliases = metadata.mtls_endpoint_aliases
+    const alias = mtls && typeof aliases === 'object' && aliases !== null ? (aliases as Record<string, unknown>).introspection_endpoint : undefined
+    const endpoint = alias === undefined
+      ? parseSecureUrl(metadata.introspection_endpoint, `${url.href} introspection_endpoint`)
+      : parseSecureUrl(alias, `${url.href} mtls_endpoint_aliases.introspection_endpoint`)
+    if (mtls && endpoint.protocol !== 'https:') throw new Error(`${endpoint.href}: a client certificate is only presented over https`)
+    return endpoint
+  } catch (error) {
+    throw new FetchFailure((error as Error).message)
   }
-  throw new FetchFailure(`metadata discovery failed: ${failures.join('; ')}`)
 }
 
 /** 503 with `Retry-After`: the backoff, at least one second. */
