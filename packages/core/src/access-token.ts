@@ -64,16 +64,20 @@ const normalizeTyp = (typ: string): string => typ.toLowerCase().replace(/^applic
  * Not checked here: sender constraint (binding), caller identity, authorization.
  */
 export async function verifyAccessToken(token: string, config: ResolvedConfig, keys: IssuerKeys, cache?: VerifiedTokenCache): Promise<VerifiedToken> {
-  return cache?.get(token, config.now(), keys) ?? verifyUncachedAccessToken(token, config, keys, cache)
+  return cache?.get(token, config.now(), keys) ?? await verifyUncachedAccessToken(token, config, keys, cache)
 }
 
-/** {@link verifyAccessToken} once `cache` (when given) has no entry for `token`: verified, then offered to the cache. */
-export async function verifyUncachedAccessToken(token: string, config: ResolvedConfig, keys: IssuerKeys, cache?: VerifiedTokenCache): Promise<VerifiedToken> {
+/**
+ * {@link verifyAccessToken} once `cache` (when given) has no entry for `token`: verified, then
+ * offered to the cache. Synchronous when the issuer's keys are cached (the usual case): a malformed
+ * or forged token throws, a good one is returned; a promise only when keys must be fetched.
+ */
+export function verifyUncachedAccessToken(token: string, config: ResolvedConfig, keys: IssuerKeys, cache?: VerifiedTokenCache): VerifiedToken | Promise<VerifiedToken> {
   const now = config.now()
   const parts = token.split('.')
   if (parts.length === 5) throw invalidToken('encrypted tokens are not accepted')
   // Strict base64url (no padding, no "+/"): one signature has exactly one spelling.
-  if (parts.length !== 3 || !parts.every((part) => BASE64URL.test(part))) throw invalidToken('malformed token')
+  if (parts.length !== 3 || !BASE64URL.test(parts[0]!) || !BASE64URL.test(parts[1]!) || !BASE64URL.test(parts[2]!)) throw invalidToken('malformed token')
 
   let header: ProtectedHeaderParameters
   let unverified: JWTPayload
@@ -90,7 +94,8 @@ export async function verifyUncachedAccessToken(token: string, config: ResolvedC
     if (svid) issuer = config.svidIssuers.get(svid.trustDomain)
   }
   if (!issuer) throw invalidToken('untrusted issuer')
-  if (typeof header.alg !== 'string' || !issuer.algorithms.has(header.alg)) throw invalidToken('algorithm not allowed')
+  const alg = header.alg
+  if (typeof alg !== 'string' || !issuer.algorithms.has(alg)) throw invalidToken('algorithm not allowed')
   if (header.kid !== undefined && (typeof header.kid !== 'string' || header.kid.length === 0 || header.kid.length > 256)) {
     throw invalidToken('malformed key id')
   }
@@ -100,9 +105,27 @@ export async function verifyUncachedAccessToken(token: string, config: ResolvedC
   const typOk = typ === 'at+jwt' || (issuer.typ === 'jwt' && (typ === undefined || typ === 'jwt'))
   if (!typOk) throw invalidToken('token type is not an access token')
 
-  const key = await keys.getKey(issuer, { alg: header.alg, kid: header.kid })
-  if (!verifySignature(header.alg, key, `${parts[0]}.${parts[1]}`, parts[2]!)) throw invalidToken('signature verification failed')
-  const claims = unverified as AccessTokenClaims
+  const selector = { alg, kid: header.kid }
+  const checked = issuer
+  const finish = (key: KeyObject): VerifiedToken => checkVerified(token, parts, alg, key, unverified as AccessTokenClaims, checked, config, now, cache)
+  // Keys already cached: no promise. Otherwise fetched (or refused) by getKey, with its rules.
+  const key = keys.keyNow(issuer, selector)
+  return key ? finish(key) : keys.getKey(issuer, selector).then(finish)
+}
+
+/** The checks that need the key: signature, then every claim; the verified token is offered to `cache`. */
+function checkVerified(
+  token: string,
+  parts: string[],
+  alg: string,
+  key: KeyObject,
+  claims: AccessTokenClaims,
+  issuer: ResolvedIssuer,
+  config: ResolvedConfig,
+  now: number,
+  cache: VerifiedTokenCache | undefined,
+): VerifiedToken {
+  if (!verifySignature(alg, key, `${parts[0]}.${parts[1]}`, parts[2]!)) throw invalidToken('signature verification failed')
   const notAfter = checkTimeClaims(claims, config, now)
   if (issuer.maxTokenLifetimeSeconds !== undefined) {
     if (typeof claims.iat !== 'number') throw invalidToken('malformed iat claim')
@@ -237,6 +260,11 @@ export class VerifiedTokenCache {
       return undefined
     }
     return entry.verified
+  }
+
+  /** True when `token` (exactly) is cached, whatever its age: it passed every syntax check once. */
+  has(token: string): boolean {
+    return this.#entries.has(token)
   }
 
   /** Remember a verified token: on its second verification (see the doorkeeper above). */

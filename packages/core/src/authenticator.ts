@@ -1,4 +1,4 @@
-import { VerifiedTokenCache, verifyUncachedAccessToken } from './access-token.js'
+import { VerifiedTokenCache, verifyUncachedAccessToken, type VerifiedToken } from './access-token.js'
 import { checkBinding } from './binding.js'
 import { readCredentials, type Credentials } from './credentials.js'
 import { checkCallerConsistency, checkDelegation } from './delegation.js'
@@ -14,7 +14,7 @@ import { readPeerCertificate, spiffeIdHost, type PeerCertificate } from './peer-
 import { loadTelemetry, type Telemetry } from './telemetry.js'
 import { checkRevocation, revokeToken, type RevocableToken } from './revocation.js'
 import { authorize, compileRule, findAllowance, type AuthRule, type CompiledRule } from './policy.js'
-import { certificateAuthContext, toAuthContext, type AuthContext } from './principal.js'
+import { certificateAuthContext, toAuthContext, type AuthContext, type TokenBinding } from './principal.js'
 import { headerValues, requestPath, type AuthRequest } from './request.js'
 
 /** A configured guard: what every adapter wraps. */
@@ -27,6 +27,12 @@ export interface Callsign {
    * Rejects with an `AuthError` whose `headers` already carry the challenge.
    */
   authenticate(request: AuthRequest): Promise<AuthContext | undefined>
+  /**
+   * {@link authenticate} without a promise when none is needed: returns the auth context (or
+   * `undefined`) or throws the `AuthError` when the decision needs no I/O (a cached or locally
+   * verifiable token, a refusal); returns a promise otherwise. For adapters on hot paths.
+   */
+  check(request: AuthRequest): AuthContext | undefined | Promise<AuthContext | undefined>
   /** Authorize an auth context against a rule; throws a 403 `AuthError` naming the failing side. */
   authorize(auth: AuthContext, rule: AuthRule | CompiledRule): void
   /** Resolves once every issuer's keys are cached (fetching them if needed): for readiness probes. */
@@ -46,7 +52,9 @@ export interface Callsign {
 interface RequestState {
   guard: Callsign
   auth: AuthContext | undefined
-  challenge: ChallengeContext
+  /** The scheme the request used, for the challenge of a refusal by a rule. */
+  scheme: Credentials['scheme'] | undefined
+  challengeFor: (scheme: Credentials['scheme'] | undefined) => ChallengeContext
   /** Headers for the response of an accepted request (`DPoP-Nonce`). */
   headers: Record<string, string> | undefined
   /** The guard refused the request but does not enforce (dry run). */
@@ -58,8 +66,12 @@ interface RequestState {
   observed: boolean
 }
 // What the guard decided about each request, so `requireAuth` (possibly in another adapter
-// layer) finds both the result and the guard's policy without trusting a mutable property.
-const decisions = new WeakMap<object, RequestState>()
+// layer) finds both the result and the guard's policy. A module-private symbol: no other code can
+// name it, and unlike a WeakMap entry it costs no ephemeron work in every scavenge (measured on
+// the reused-token path, see bench/README.md).
+const DECISION = Symbol('callsign.decision')
+type Decided = { [DECISION]?: RequestState }
+const decisionOf = (request: object): RequestState | undefined => (request as Decided)[DECISION]
 
 /**
  * Create a guard. Options are validated now (a bad option throws `TypeError` naming it);
@@ -108,7 +120,8 @@ export function createCallsign(options: CallsignOptions): Callsign {
     return forwardedPeers.read(headerValues(request, forwarded.header), config.now())
   }
 
-  async function authenticate(request: AuthRequest, seen: { scheme?: Credentials['scheme'] }): Promise<AuthContext | undefined> {
+  /** Value when nothing needs I/O; a promise only for key fetches, introspection, revocation or DPoP. */
+  function authenticate(request: AuthRequest, seen: { scheme?: Credentials['scheme'] }): AuthContext | undefined | Promise<AuthContext | undefined> {
     const peer = resolvePeer(request)
     if (!peer && mtls.mode === 'required') throw new AuthError('mtls_required', 'a trusted client certificate is required')
     if (peer && mtls.trustDomains) {
@@ -120,7 +133,7 @@ export function createCallsign(options: CallsignOptions): Callsign {
     // Known before parsing, so a malformed DPoP request gets its error in the DPoP challenge.
     const authorization = request.headers.authorization
     if (dpopAlgs !== undefined && typeof authorization === 'string' && /^\s*dpop(?:\s|$)/i.test(authorization)) seen.scheme = 'dpop'
-    const credentials = readCredentials(request, dpop.mode !== 'off')
+    const credentials = readCredentials(request, dpop.mode !== 'off', knownToken)
     if (!credentials) {
       // mTLS-only call: the certificate's SPIFFE ID, with what `certificateGrants` gives it.
       const spiffeId = peer?.spiffeId
@@ -135,14 +148,23 @@ export function createCallsign(options: CallsignOptions): Callsign {
     if (credentials.scheme === 'bearer' && !bearer) throw new AuthError('invalid_token', 'a DPoP-bound token is required')
     // RFC 7662: opaque tokens (and, with `tokens: 'all'`, that issuer's JWTs) are introspected.
     const introspecting = introspector?.issuerFor(credentials.token)
-    // A cached verification is taken without a promise; only real work is awaited.
-    const token = introspecting
-      ? await introspector!.introspect(credentials.token, introspecting)
-      : tokenCache?.get(credentials.token, config.now(), keys) ?? await verifyUncachedAccessToken(credentials.token, config, keys, tokenCache)
-    if (config.revocation) await checkRevocation(token, config)
-    // Possession first (certificate or DPoP key), then who presents it and through whom.
+    if (introspecting) return introspector!.introspect(credentials.token, introspecting).then((token) => accept(token, credentials, peer, request))
+    const token = tokenCache?.get(credentials.token, config.now(), keys) ?? verifyUncachedAccessToken(credentials.token, config, keys, tokenCache)
+    return isPromise(token) ? token.then((verified) => accept(verified, credentials, peer, request)) : accept(token, credentials, peer, request)
+  }
+  // A token in the cache passed every syntax check when it was verified.
+  const knownToken = tokenCache ? (token: string): boolean => tokenCache.has(token) : undefined
+
+  /** The checks after a verified token: revocation, possession (certificate or DPoP key), then who presents it and through whom. */
+  function accept(token: VerifiedToken, credentials: Credentials, peer: PeerCertificate | undefined, request: AuthRequest): AuthContext | Promise<AuthContext> {
+    if (config.revocation) return checkRevocation(token, config).then(() => bind(token, credentials, peer, request))
+    return bind(token, credentials, peer, request)
+  }
+  function bind(token: VerifiedToken, credentials: Credentials, peer: PeerCertificate | undefined, request: AuthRequest): AuthContext | Promise<AuthContext> {
     const bound = checkBinding(token, credentials, peer, request, config)
-    const binding = typeof bound === 'string' ? bound : await bound
+    return typeof bound === 'string' ? identify(token, peer, bound) : bound.then((binding) => identify(token, peer, binding))
+  }
+  function identify(token: VerifiedToken, peer: PeerCertificate | undefined, binding: TokenBinding): AuthContext {
     checkCallerConsistency(token, peer, config)
     checkDelegation(token, peer, config)
     return toAuthContext(token, peer, binding)
@@ -170,46 +192,63 @@ export function createCallsign(options: CallsignOptions): Callsign {
     config.logger.warn('callsign: a peer certificate expires soon', { caller: auth!.caller.id, validTo: peer.validTo?.toISOString() })
   }
 
+  /** Record the outcome on the request (for `requireAuth`), report it, and return or throw it. */
+  function decide(request: AuthRequest, scheme: Credentials['scheme'] | undefined, observing: boolean, started: number, auth: AuthContext | undefined, error: unknown): AuthContext | undefined {
+    let refused: AuthError | undefined
+    if (error !== undefined) {
+      if (!(error instanceof AuthError)) throw error
+      if (!(error.code === 'credentials_missing' && config.credentials === 'optional')) refused = applyChallenge(error, challengeFor(scheme, error))
+    }
+    const state: RequestState = { guard, auth, scheme, challengeFor, headers: undefined, refused: undefined, pending: undefined, report, observed: observing }
+    if (observing) {
+      const event = baseEvent(request, 'authenticate', started, scheme, config.enforce)
+      if (refused) {
+        describeRefusal(event, refused)
+        report(event)
+      } else {
+        Object.assign(event, describeAuth(auth, config.peerExpiryWarningDays, config.now()), { outcome: auth ? 'allowed' : 'anonymous' })
+        state.pending = event
+        telemetry?.annotate(event) // now, while the request's span is still open
+        // Emitted when the request ends unless a rule checks it (one event per request).
+        onClose(request, () => flush(state))
+      }
+    }
+    if (auth?.peer) checkPeerExpiry(auth)
+    if (refused) {
+      if (config.enforce) throw refused
+      state.refused = refused
+      ;(request as Decided)[DECISION] = state
+      return undefined
+    }
+    if (scheme === 'dpop') {
+      const nonce = dpop.nonces?.current()
+      if (nonce) state.headers = { 'dpop-nonce': nonce }
+    }
+    ;(request as Decided)[DECISION] = state
+    return auth
+  }
+
   const guard: Callsign = {
     config,
     async authenticate(request) {
+      return guard.check(request)
+    },
+    check(request) {
       const seen: { scheme?: Credentials['scheme'] } = {}
       // No event is built when nothing would receive it (no hook; OpenTelemetry absent or without an SDK).
       const observing = config.onDecision !== undefined || telemetry?.active() === true
       const started = observing ? performance.now() : 0
-      let auth: AuthContext | undefined
-      let refused: AuthError | undefined
+      let result: AuthContext | undefined | Promise<AuthContext | undefined>
       try {
-        auth = await authenticate(request, seen)
+        result = authenticate(request, seen)
       } catch (error) {
-        if (!(error instanceof AuthError)) throw error
-        if (!(error.code === 'credentials_missing' && config.credentials === 'optional')) refused = applyChallenge(error, challengeFor(seen.scheme, error))
+        return decide(request, seen.scheme, observing, started, undefined, error)
       }
-      const state: RequestState = { guard, auth, challenge: challengeFor(seen.scheme), headers: undefined, refused: undefined, pending: undefined, report, observed: observing }
-      if (observing) {
-        const event = baseEvent(request, 'authenticate', started, seen.scheme, config.enforce)
-        if (refused) {
-          describeRefusal(event, refused)
-          report(event)
-        } else {
-          Object.assign(event, describeAuth(auth, config.peerExpiryWarningDays, config.now()), { outcome: auth ? 'allowed' : 'anonymous' })
-          state.pending = event
-          telemetry?.annotate(event) // now, while the request's span is still open
-          // Emitted when the request ends unless a rule checks it (one event per request).
-          onClose(request, () => flush(state))
-        }
-      }
-      checkPeerExpiry(auth)
-      if (refused) {
-        if (config.enforce) throw refused
-        state.refused = refused
-        decisions.set(request, state)
-        return undefined
-      }
-      const nonce = seen.scheme === 'dpop' ? dpop.nonces?.current() : undefined
-      if (nonce) state.headers = { 'dpop-nonce': nonce }
-      decisions.set(request, state)
-      return auth
+      if (!isPromise(result)) return decide(request, seen.scheme, observing, started, result, undefined)
+      return result.then(
+        (auth) => decide(request, seen.scheme, observing, started, auth, undefined),
+        (error: unknown) => decide(request, seen.scheme, observing, started, undefined, error),
+      )
     },
     authorize(auth, rule) {
       try {
@@ -247,7 +286,7 @@ export function createCallsign(options: CallsignOptions): Callsign {
  * server nonces are on and the request used DPoP (RFC 9449 §8.2). `undefined` when none.
  */
 export function responseHeaders(request: object): Record<string, string> | undefined {
-  return decisions.get(request)?.headers
+  return decisionOf(request)?.headers
 }
 
 /**
@@ -256,28 +295,28 @@ export function responseHeaders(request: object): Record<string, string> | undef
  * rule fails, and a plain `Error` (a server bug, not bad input) if no guard authenticated it.
  */
 export function authorizeRequest(request: object, rule: CompiledRule): AuthContext | undefined {
-  const state = decisions.get(request)
+  const state = decisionOf(request)
   if (!state) {
     throw new Error('Callsign: requireAuth() ran on a request the callsign middleware did not authenticate; register callsign(options) before the route')
   }
   const { config } = state.guard
   const enforce = rule.enforce ?? config.enforce
-  const started = performance.now()
+  const started = state.observed ? performance.now() : 0
   let refusal: AuthError | undefined
   if (state.refused) refusal = state.refused
-  else if (!state.auth) refusal = applyChallenge(new AuthError('credentials_missing', 'an access token is required'), state.challenge)
+  else if (!state.auth) refusal = applyChallenge(new AuthError('credentials_missing', 'an access token is required'), state.challengeFor(state.scheme))
   else {
     try {
       authorize(state.auth, rule, config.callers)
     } catch (error) {
       if (!(error instanceof AuthError)) throw error
-      refusal = applyChallenge(error, state.challenge)
+      refusal = applyChallenge(error, state.challengeFor(state.scheme))
     }
   }
   // A guard refusal in dry run was reported already (unless this rule enforces it); otherwise one event for this rule's decision,
   if (state.observed && (!state.refused || enforce !== config.enforce)) {
     // merged with the authenticate step's event when it is still pending (one event per request).
-    const pending = state.pending ?? { ...baseEvent(request as AuthRequest, 'authorize', started, state.challenge.scheme, enforce), ...describeAuth(state.auth, config.peerExpiryWarningDays, config.now()) }
+    const pending = state.pending ?? { ...baseEvent(request as AuthRequest, 'authorize', started, state.scheme, enforce), ...describeAuth(state.auth, config.peerExpiryWarningDays, config.now()) }
     state.pending = undefined
     const event: DecisionEvent = { ...pending, stage: 'authorize', enforced: enforce, durationMs: pending.durationMs + (performance.now() - started) }
     if (refusal) describeRefusal(event, refusal)
@@ -321,4 +360,8 @@ function onClose(request: AuthRequest, callback: () => void): void {
   const emitter = request as unknown as { once?: (event: string, listener: () => void) => void }
   if (typeof emitter.once === 'function') emitter.once('close', callback)
   else queueMicrotask(callback)
+}
+
+function isPromise<T>(value: T | Promise<T>): value is Promise<T> {
+  return typeof (value as { then?: unknown } | undefined)?.then === 'function'
 }

@@ -110,6 +110,18 @@ export class IssuerKeys {
     setInterval(() => void poll(), local.pollSeconds * 1000).unref()
   }
 
+  /**
+   * The key for a token header when it is cached and its set is fresh (within `cacheMaxAgeSeconds`):
+   * the synchronous path of {@link getKey}. `undefined` means "ask getKey", which fetches, refreshes
+   * a stale set in the background, applies the cooldown, or refuses.
+   */
+  keyNow(issuer: ResolvedIssuer, selector: KeySelector): KeyObject | undefined {
+    const set = this.#sets.get(issuer.issuer)
+    if (!set) return undefined
+    if (!issuer.localKeys && this.#config.now() - set.fetchedAt > this.#config.jwks.cacheMaxAgeSeconds * 1000) return undefined
+    return this.#select(set, selector)
+  }
+
   /** Resolve the verification key for a token header of `issuer`. Throws `AuthError`. */
   async getKey(issuer: ResolvedIssuer, selector: KeySelector): Promise<KeyObject> {
     const { cacheMaxAgeSeconds, maxStaleSeconds, cooldownSeconds } = this.#config.jwks

@@ -48,6 +48,13 @@ function fail(res: Response, next: NextFunction, error: unknown): void {
   else next(error)
 }
 
+function accept(req: Request, res: Response, next: NextFunction, auth: AuthContext | undefined): void {
+  if (auth) req.auth = auth
+  const headers = responseHeaders(req)
+  if (headers) res.set(headers)
+  next()
+}
+
 /**
  * Authenticate every request: sets `req.auth`, or answers 400/401/503 with a `WWW-Authenticate`
  * challenge and an `application/problem+json` body. Options are validated here, at startup.
@@ -60,15 +67,16 @@ export function callsign(options: CallsignOptions): CallsignMiddleware {
       res.status(metadata.status).set(metadata.headers).send(metadata.body)
       return
     }
-    guard.authenticate(req).then(
-      (auth) => {
-        if (auth) req.auth = auth
-        const headers = responseHeaders(req)
-        if (headers) res.set(headers)
-        next()
-      },
-      (error: unknown) => fail(res, next, error),
-    )
+    let result: ReturnType<Callsign['check']>
+    try {
+      result = guard.check(req)
+    } catch (error) {
+      fail(res, next, error)
+      return
+    }
+    // A cached token is decided without a promise; otherwise continue when it settles.
+    if (result instanceof Promise) result.then((auth) => accept(req, res, next, auth), (error: unknown) => fail(res, next, error))
+    else accept(req, res, next, result)
   }
   return Object.assign(middleware, { guard })
 }

@@ -6,7 +6,7 @@
  * await app.register(callsign, { issuers: { issuer: 'https://auth.example.com', audience: 'orders' } })
  * app.get('/orders', { preHandler: requireAuth({ scopes: ['orders:read'] }) }, async (request) => request.auth?.caller)
  */
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify'
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneFunction, preHandlerHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import {
   AuthError,
@@ -62,17 +62,33 @@ const plugin: FastifyPluginAsync<FastifyCallsignOptions> = async (fastify, optio
   const guard = createCallsign(callsignOptions)
   fastify.decorate('callsign', guard)
   fastify.decorateRequest('auth', null)
-  fastify.addHook('onRequest', async (request, reply) => {
+  const accept = (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction, auth: AuthContext | undefined): void => {
+    request.auth = auth ?? null
+    const headers = responseHeaders(request.raw)
+    if (headers) reply.headers(headers)
+    done()
+  }
+  // Callback style, not async: a cached token is decided without a promise. A refusal is sent
+  // without calling `done` (Fastify's way to answer from a hook); anything else goes to `done(error)`.
+  const refuse = (reply: FastifyReply, done: HookHandlerDoneFunction, error: unknown): void => {
+    if (error instanceof AuthError) send(reply, error)
+    else done(error as Error)
+  }
+  fastify.addHook('onRequest', (request, reply, done) => {
     const metadata = guard.metadataResponse(request.raw)
-    if (metadata) return reply.code(metadata.status).headers(metadata.headers).send(metadata.body)
-    try {
-      request.auth = (await guard.authenticate(request.raw)) ?? null
-      const headers = responseHeaders(request.raw)
-      if (headers) reply.headers(headers)
-    } catch (error) {
-      if (error instanceof AuthError) return send(reply, error)
-      throw error
+    if (metadata) {
+      reply.code(metadata.status).headers(metadata.headers).send(metadata.body)
+      return
     }
+    let result: ReturnType<Callsign['check']>
+    try {
+      result = guard.check(request.raw)
+    } catch (error) {
+      refuse(reply, done, error)
+      return
+    }
+    if (result instanceof Promise) result.then((auth) => accept(request, reply, done, auth), (error: unknown) => refuse(reply, done, error))
+    else accept(request, reply, done, result)
   })
 }
 
@@ -82,14 +98,16 @@ export default callsign
 export { callsign }
 
 /** A `preHandler` that authorizes a route on both identities; answers 401/403 when the rule does not hold. */
-export function requireAuth(rule: AuthRule = {}): preHandlerAsyncHookHandler {
+export function requireAuth(rule: AuthRule = {}): preHandlerHookHandler {
   const compiled = compileRule(rule)
-  return async function callsignRequireAuth(request: FastifyRequest, reply: FastifyReply) {
+  return function callsignRequireAuth(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
     try {
       authorizeRequest(request.raw, compiled)
     } catch (error) {
-      if (error instanceof AuthError) return send(reply, error)
-      throw error
+      if (error instanceof AuthError) send(reply, error)
+      else done(error as Error)
+      return
     }
+    done()
   }
 }

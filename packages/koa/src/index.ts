@@ -53,7 +53,18 @@ function send(ctx: Context, error: AuthError): void {
  */
 export function callsign(options: CallsignOptions): CallsignMiddleware {
   const guard = createCallsign(options)
-  const middleware: Middleware<CallsignState> = async (ctx, next) => {
+  const accept = (ctx: Context, next: () => Promise<unknown>, auth: AuthContext | undefined): Promise<unknown> => {
+    if (auth) ctx.state.auth = auth
+    const headers = responseHeaders(ctx.req)
+    if (headers) ctx.set(headers)
+    return next()
+  }
+  const refuse = (ctx: Context, error: unknown): void => {
+    if (error instanceof AuthError) return send(ctx, error)
+    throw error
+  }
+  // Not async: a cached token is decided without a promise of Callsign's own.
+  const middleware: Middleware<CallsignState> = (ctx, next) => {
     const metadata = guard.metadataResponse(ctx.req)
     if (metadata) {
       ctx.status = metadata.status
@@ -61,17 +72,14 @@ export function callsign(options: CallsignOptions): CallsignMiddleware {
       ctx.body = metadata.body
       return
     }
-    let auth: AuthContext | undefined
+    let result: ReturnType<Callsign['check']>
     try {
-      auth = await guard.authenticate(ctx.req)
+      result = guard.check(ctx.req)
     } catch (error) {
-      if (error instanceof AuthError) return send(ctx, error)
-      throw error
+      return refuse(ctx, error)
     }
-    if (auth) ctx.state.auth = auth
-    const headers = responseHeaders(ctx.req)
-    if (headers) ctx.set(headers)
-    await next()
+    if (result instanceof Promise) return result.then((auth) => accept(ctx, next, auth), (error: unknown) => refuse(ctx, error))
+    return accept(ctx, next, result)
   }
   return Object.assign(middleware, { guard })
 }
@@ -79,13 +87,13 @@ export function callsign(options: CallsignOptions): CallsignMiddleware {
 /** Authorize a route on both identities; answers 401/403 when the rule does not hold. */
 export function requireAuth(rule: AuthRule = {}): Middleware<CallsignState> {
   const compiled = compileRule(rule)
-  return async (ctx, next) => {
+  return (ctx, next) => {
     try {
       authorizeRequest(ctx.req, compiled)
     } catch (error) {
       if (error instanceof AuthError) return send(ctx, error)
       throw error
     }
-    await next()
+    return next()
   }
 }
