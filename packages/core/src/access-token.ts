@@ -223,15 +223,22 @@ export function verifySignature(alg: string, key: KeyObject, signingInput: strin
 }
 
 interface CachedToken {
+  token: string
   verified: VerifiedToken
   notAfter: number
   key: KeyObject
 }
 
+/** The cache key of a token: its last 32 characters, which lie in its signature (86 or more characters for every accepted algorithm). */
+const cacheKey = (token: string): string => token.slice(-32)
+
 /**
- * Verified tokens of one guard, keyed by the whole token string (so another spelling of the same
- * signature is verified afresh), bounded in entries, never used past the token's `exp` (or
+ * Verified tokens of one guard, bounded in entries, never used past the token's `exp` (or
  * `maxTokenAge`) and only while the key that verified it is still in the issuer's key set.
+ * An entry is found by the token's last 32 characters (hashing those costs a tenth of hashing a
+ * whole token, on every request) and used only for exactly the same whole token string, so another
+ * spelling of the same signature, or a forgery that copies its end, is verified afresh; only a
+ * verified token is ever stored, so a forgery cannot evict an entry.
  * Only the signature and claim checks are skipped on a hit: binding (DPoP proof, certificate),
  * caller consistency and authorization run on every request.
  */
@@ -242,7 +249,7 @@ export class VerifiedTokenCache {
    * the cache the second time it is verified, so a token used once (a fresh token per request, a
    * flood of distinct tokens) never does. Measured: keeping every cold token alive in the LRU cost
    * more CPU in garbage collection than a cache hit saves. A fingerprint collision only admits a
-   * token one verification early; entries are still keyed by the whole token.
+   * token one verification early; entries are still matched on the whole token.
    */
   readonly #seen = new Set<number>()
   readonly #maxSeen: number
@@ -253,10 +260,11 @@ export class VerifiedTokenCache {
   }
 
   get(token: string, now: number, keys: IssuerKeys): VerifiedToken | undefined {
-    const entry = this.#entries.get(token)
-    if (!entry) return undefined
+    const key = cacheKey(token)
+    const entry = this.#entries.get(key)
+    if (!entry || entry.token !== token) return undefined
     if (now >= entry.notAfter || !keys.isCurrent(entry.verified.issuer.issuer, entry.key)) {
-      this.#entries.delete(token)
+      this.#entries.delete(key)
       return undefined
     }
     return entry.verified
@@ -264,7 +272,7 @@ export class VerifiedTokenCache {
 
   /** True when `token` (exactly) is cached, whatever its age: it passed every syntax check once. */
   has(token: string): boolean {
-    return this.#entries.has(token)
+    return this.#entries.peek(cacheKey(token))?.token === token
   }
 
   /** Remember a verified token: on its second verification (see the doorkeeper above). */
@@ -275,7 +283,7 @@ export class VerifiedTokenCache {
       this.#seen.add(mark)
       return
     }
-    this.#entries.set(token, { verified, notAfter, key })
+    this.#entries.set(cacheKey(token), { token, verified, notAfter, key })
   }
 
   get size(): number {
