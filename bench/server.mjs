@@ -2,6 +2,7 @@
 // its own process. Started by bench/run.mjs (under `taskset` when available, so it has a core of
 // its own), configured over IPC; answers { port } once listening and exits when the parent says
 // 'stop' or goes away.
+import { createPublicKey, verify } from 'node:crypto'
 import http from 'node:http'
 import https from 'node:https'
 import { createRequire } from 'node:module'
@@ -27,6 +28,41 @@ function callsignOptions(spec) {
   }
 }
 
+/**
+ * The reference row, not a protection: one node:crypto `verify` of the token's signature with a
+ * key prepared at startup (and, for DPoP, one of the proof's, with its key imported once per
+ * proof header), nothing else: no claim read, no `aud`, `exp` or scope check. It measures what the
+ * issue's targets call "one (or two) raw signature verification(s) plus the no-auth request cost"
+ * inside a real server, where the CPU caches are shared with the framework, unlike the in-process
+ * floor. Never deploy this: it accepts any token the issuer ever signed, for anyone.
+ */
+async function referenceCheck(spec) {
+  const { keys } = await (await fetch(spec.jwksUri)).json()
+  const jwk = keys.find((k) => (spec.alg === 'RS256' ? k.kty === 'RSA' : k.kty === 'EC' && k.crv === 'P-256'))
+  const tokenKey = createPublicKey({ key: jwk, format: 'jwk' })
+  const proofKeys = new Map()
+  const check = (jws, key, ec) => {
+    const dot = jws.lastIndexOf('.')
+    const signature = Buffer.from(jws.slice(dot + 1), 'base64url')
+    return verify('sha256', Buffer.from(jws.slice(0, dot), 'latin1'), ec ? { key, dsaEncoding: 'ieee-p1363' } : key, signature)
+  }
+  return (headers) => {
+    const authorization = headers.authorization
+    if (typeof authorization !== 'string') return false
+    if (!check(authorization.slice(authorization.indexOf(' ') + 1), tokenKey, spec.alg !== 'RS256')) return false
+    if (spec.token !== 'dpop') return true
+    const proof = headers.dpop
+    if (typeof proof !== 'string') return false
+    const header = proof.slice(0, proof.indexOf('.'))
+    let key = proofKeys.get(header)
+    if (!key) {
+      key = createPublicKey({ key: JSON.parse(Buffer.from(header, 'base64url').toString()).jwk, format: 'jwk' })
+      proofKeys.set(header, key)
+    }
+    return check(proof, key, true)
+  }
+}
+
 async function expressApp(spec) {
   const { default: express } = await import('express')
   const app = express()
@@ -41,6 +77,12 @@ async function expressApp(spec) {
       const { callsign, requireAuth } = await import('@callsign/express')
       app.use(callsign(callsignOptions(spec)))
       app.get(ROUTE, requireAuth({ scopes: [spec.scope] }), handler)
+      break
+    }
+    case 'reference': {
+      const ok = await referenceCheck(spec)
+      app.use((req, res, next) => (ok(req.headers) ? next() : res.status(401).json({ error: 'invalid_token' })))
+      app.get(ROUTE, handler)
       break
     }
     case 'express-oauth2-jwt-bearer': {
@@ -96,6 +138,16 @@ async function koaApp(spec) {
       router.get(ROUTE, requireAuth({ scopes: [spec.scope] }), handler)
       break
     }
+    case 'reference': {
+      const ok = await referenceCheck(spec)
+      app.use((ctx, next) => {
+        if (ok(ctx.headers)) return next()
+        ctx.status = 401
+        ctx.body = { error: 'invalid_token' }
+      })
+      router.get(ROUTE, handler)
+      break
+    }
     case 'koa-jwt': {
       const jwt = require('koa-jwt')
       const jwksRsa = require('jwks-rsa')
@@ -146,6 +198,15 @@ async function fastifyApp(spec) {
       const { default: callsign, requireAuth } = await import('@callsign/fastify')
       await app.register(callsign, callsignOptions(spec))
       app.get(ROUTE, { preHandler: requireAuth({ scopes: [spec.scope] }) }, handler)
+      break
+    }
+    case 'reference': {
+      const ok = await referenceCheck(spec)
+      app.addHook('onRequest', (request, reply, done) => {
+        if (ok(request.headers)) done()
+        else reply.code(401).send({ error: 'invalid_token' })
+      })
+      app.get(ROUTE, handler)
       break
     }
     case 'fastify-jwt+get-jwks': {

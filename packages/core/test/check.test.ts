@@ -1,0 +1,111 @@
+// guard.check(): the decision without a promise when it needs no I/O, a promise when it does.
+// Adapters rely on this on their hot path; the decision itself must be the same either way.
+import { createDpopKey, createDpopProof, startTestIssuer, type TestIssuer } from '@callsign/testing'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { AuthError, authorizeRequest, compileRule, createCallsign, type AuthRequest, type CallsignOptions } from '../src/index.js'
+
+const AUD = 'https://orders.example'
+const CALLER = 'spiffe://example.org/ns/web/sa/frontend'
+let issuer: TestIssuer
+beforeAll(async () => {
+  issuer = await startTestIssuer()
+})
+afterAll(async () => {
+  await issuer?.close()
+})
+
+const guardFor = (extra: Partial<CallsignOptions> = {}) =>
+  createCallsign({ issuers: { issuer: issuer.issuer, audience: AUD, jwksUri: issuer.jwksUri }, logger: { warn() {} }, ...extra })
+const request = (authorization?: string, extra: Partial<AuthRequest> = {}): AuthRequest => ({
+  method: 'GET',
+  url: '/orders',
+  headers: authorization === undefined ? { host: 'api.example' } : { host: 'api.example', authorization },
+  socket: {},
+  ...extra,
+})
+const sign = (claims: Record<string, unknown> = {}, options: Parameters<TestIssuer['signAccessToken']>[1] = {}) =>
+  issuer.signAccessToken({ sub: CALLER, client_id: CALLER, scope: 'orders:read', ...claims }, { audience: AUD, ...options })
+const readRule = compileRule({ scopes: ['orders:read'] })
+
+describe('guard.check', () => {
+  it('returns a promise while the keys are fetched, then decides fresh and cached tokens synchronously', async () => {
+    const guard = guardFor()
+    const first = guard.check(request(`Bearer ${await sign()}`))
+    expect(first).toBeInstanceOf(Promise)
+    expect(await first).toMatchObject({ caller: { id: CALLER, source: 'token' }, scopes: ['orders:read'] })
+    const fetched = issuer.requests.length
+
+    const fresh = await sign()
+    const req = request(`Bearer ${fresh}`)
+    const auth = guard.check(req)
+    expect(auth).not.toBeInstanceOf(Promise)
+    expect(auth).toMatchObject({ credential: 'token', caller: { id: CALLER }, binding: 'bearer' })
+    // requireAuth finds the decision recorded on the request.
+    expect(authorizeRequest(req, readRule)).toBe(auth)
+    // Reused: the second verification admits it to the cache, the third is a hit; all synchronous.
+    for (let i = 0; i < 3; i++) expect(guard.check(request(`Bearer ${fresh}`))).toMatchObject({ caller: { id: CALLER } })
+    expect(issuer.requests.length).toBe(fetched)
+  })
+
+  it('throws refusals synchronously, with the challenge, and records them for requireAuth in dry run', async () => {
+    const guard = guardFor()
+    await guard.check(request(`Bearer ${await sign()}`)) // keys cached
+    const cases: Array<[string | undefined, string, number]> = [
+      ['Bearer not a token!', 'invalid_request', 400],
+      ['Bearer a.b.c', 'invalid_token', 401],
+      [`Bearer ${await sign({}, { audience: 'https://other.example' })}`, 'invalid_token', 401],
+      [undefined, 'credentials_missing', 401],
+    ]
+    for (const [authorization, code, status] of cases) {
+      let thrown: unknown
+      try {
+        guard.check(request(authorization))
+      } catch (error) {
+        thrown = error
+      }
+      expect(thrown).toBeInstanceOf(AuthError)
+      expect(thrown).toMatchObject({ code, status })
+      expect((thrown as AuthError).headers['www-authenticate']).toMatch(/^Bearer /)
+    }
+    // authenticate() keeps its contract: always a promise, refusals as rejections.
+    const pending = guard.authenticate(request('Bearer a.b.c'))
+    expect(pending).toBeInstanceOf(Promise)
+    await expect(pending).rejects.toMatchObject({ code: 'invalid_token' })
+
+    const dryRun = guardFor({ enforce: false })
+    const req = request('Bearer a.b.c')
+    expect(dryRun.check(req)).toBeUndefined()
+    expect(() => authorizeRequest(req, compileRule({ scopes: ['orders:read'], enforce: true }))).toThrow(expect.objectContaining({ code: 'invalid_token' }))
+  })
+
+  it('serves a cached token only for exactly the same string: a forgery that copies its end is verified, refused, and evicts nothing', async () => {
+    const guard = guardFor()
+    const token = await sign()
+    for (let i = 0; i < 3; i++) await guard.check(request(`Bearer ${token}`))
+    const [header, , signature] = token.split('.') as [string, string, string]
+    const forgedPayload = Buffer.from(JSON.stringify({ iss: issuer.issuer, aud: AUD, sub: 'root', client_id: 'root', scope: 'admin', exp: 4_000_000_000 })).toString('base64url')
+    expect(() => guard.check(request(`Bearer ${header}.${forgedPayload}.${signature}`))).toThrow(
+      expect.objectContaining({ code: 'invalid_token', message: 'signature verification failed' }),
+    )
+    // A token differing only before its last 32 characters (its signature's start) is not the cached one either.
+    const altered = `${header}.${token.split('.')[1]}.${(signature[0] === 'A' ? 'B' : 'A') + signature.slice(1)}`
+    expect(() => guard.check(request(`Bearer ${altered}`))).toThrow(expect.objectContaining({ message: 'signature verification failed' }))
+    expect(guard.check(request(`Bearer ${token}`))).toMatchObject({ caller: { id: CALLER } })
+  })
+
+  it('returns a promise for DPoP (the proof is checked and its jti recorded), with the same result', async () => {
+    const guard = guardFor()
+    const key = await createDpopKey()
+    const token = await sign({}, { dpopJkt: key.jkt })
+    const url = 'http://api.example/orders'
+    const req = request(`DPoP ${token}`)
+    req.headers.dpop = await createDpopProof(key, { method: 'GET', url, accessToken: token })
+    const result = guard.check(req)
+    expect(result).toBeInstanceOf(Promise)
+    expect(await result).toMatchObject({ binding: 'dpop', caller: { id: CALLER } })
+    // The same proof again is a replay, refused through the promise.
+    const again = request(`DPoP ${token}`)
+    again.headers.dpop = req.headers.dpop
+    await expect(guard.check(again)).rejects.toMatchObject({ code: 'invalid_dpop_proof' })
+  })
+})
