@@ -82,7 +82,7 @@ export function verifyUncachedAccessToken(token: string, config: ResolvedConfig,
   let header: ProtectedHeaderParameters
   let unverified: JWTPayload
   try {
-    header = decodeJsonObject(parts[0]!) as ProtectedHeaderParameters
+    header = decodeHeader(parts[0]!)
     unverified = decodeJsonObject(parts[1]!) as JWTPayload
   } catch (error) {
     throw invalidToken('malformed token', error)
@@ -155,6 +155,19 @@ function checkVerified(
 }
 
 export const BASE64URL = /^[A-Za-z0-9_-]+$/
+
+// Decoded JOSE headers by their exact base64url text: an issuer signs with a few keys, so its tokens
+// share a few headers (decoding one costs as much as the token's whole claim check). Pure text ->
+// value, frozen, so shared by every guard; bounded, so distinct forged headers only cycle it.
+const decodedHeaders = new LRUCache<string, ProtectedHeaderParameters>({ max: 256 })
+function decodeHeader(part: string): ProtectedHeaderParameters {
+  let header = decodedHeaders.get(part)
+  if (header === undefined) {
+    header = Object.freeze(decodeJsonObject(part)) as ProtectedHeaderParameters
+    if (part.length <= 1024) decodedHeaders.set(part, header)
+  }
+  return header
+}
 
 // Fatal on malformed UTF-8 and BOM-stripping, like the decoder jose's decodeJwt/decodeProtectedHeader use.
 const utf8 = new TextDecoder('utf-8', { fatal: true })
