@@ -85,6 +85,12 @@ async function expressApp(spec) {
       app.get(ROUTE, handler)
       break
     }
+    case 'empty-middleware': {
+      // Where Callsign's two pieces go (app.use + the route's requireAuth), doing nothing.
+      app.use((req, res, next) => next())
+      app.get(ROUTE, (req, res, next) => next(), handler)
+      break
+    }
     case 'express-oauth2-jwt-bearer': {
       const { auth, requiredScopes } = require('express-oauth2-jwt-bearer')
       app.use(auth({ issuer: spec.issuer, jwksUri: spec.jwksUri, audience: spec.audience, tokenSigningAlg: spec.alg }))
@@ -148,6 +154,11 @@ async function koaApp(spec) {
       router.get(ROUTE, handler)
       break
     }
+    case 'empty-middleware': {
+      app.use((ctx, next) => next())
+      router.get(ROUTE, (ctx, next) => next(), handler)
+      break
+    }
     case 'koa-jwt': {
       const jwt = require('koa-jwt')
       const jwksRsa = require('jwks-rsa')
@@ -207,6 +218,12 @@ async function fastifyApp(spec) {
         else reply.code(401).send({ error: 'invalid_token' })
       })
       app.get(ROUTE, handler)
+      break
+    }
+    case 'empty-middleware': {
+      // Where Callsign's two hooks go (a global onRequest + the route's preHandler), doing nothing.
+      app.addHook('onRequest', (request, reply, done) => done())
+      app.get(ROUTE, { preHandler: (request, reply, done) => done() }, handler)
       break
     }
     case 'fastify-jwt+get-jwks': {
