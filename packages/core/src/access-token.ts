@@ -125,7 +125,8 @@ function checkVerified(
   now: number,
   cache: VerifiedTokenCache | undefined,
 ): VerifiedToken {
-  if (!verifySignature(alg, key, `${parts[0]}.${parts[1]}`, parts[2]!)) throw invalidToken('signature verification failed')
+  // The signing input as a slice of the token (no concatenated copy to flatten).
+  if (!verifySignature(alg, key, token.slice(0, token.length - parts[2]!.length - 1), parts[2]!)) throw invalidToken('signature verification failed')
   const notAfter = checkTimeClaims(claims, config, now)
   if (issuer.maxTokenLifetimeSeconds !== undefined) {
     if (typeof claims.iat !== 'number') throw invalidToken('malformed iat claim')
@@ -318,7 +319,8 @@ export function readScopes(claims: AccessTokenClaims, issuer: ResolvedIssuer): s
   let scopes: unknown[]
   if (typeof raw === 'string') {
     if (raw.length > MAX_SCOPES * 128) throw invalidToken('scope claim too large')
-    scopes = raw.split(' ').filter((s) => s.length > 0)
+    // The common case, one scope, without the split, filter and set below.
+    scopes = raw.indexOf(' ') === -1 ? (raw.length === 0 ? [] : [raw]) : raw.split(' ').filter((s) => s.length > 0)
   } else if (Array.isArray(raw) && issuer.scopeClaim !== 'scope') {
     scopes = raw
   } else {
@@ -328,7 +330,8 @@ export function readScopes(claims: AccessTokenClaims, issuer: ResolvedIssuer): s
   for (const scope of scopes) {
     if (typeof scope !== 'string' || scope.length > 256 || !SCOPE_TOKEN.test(scope)) throw invalidToken(`malformed ${issuer.scopeClaim} claim`)
   }
-  return [...new Set(scopes as string[])]
+  // A fresh array either way (never the claim's own), deduplicated.
+  return scopes.length === 1 && typeof raw === 'string' ? (scopes as string[]) : [...new Set(scopes as string[])]
 }
 
 /** RFC 8693 §4.1: `act.sub` is the current actor; a nested `act` is an earlier one. */
