@@ -49,6 +49,14 @@ export interface Callsign {
   revoke(token: RevocableToken): Promise<void>
 }
 
+/** What `authenticate` learned before it finished or failed. */
+interface Seen {
+  /** The scheme of the credentials read. */
+  scheme?: Credentials['scheme']
+  /** The credentials were being read (the peer checks had passed). */
+  reading?: boolean
+}
+
 interface RequestState {
   guard: Callsign
   auth: AuthContext | undefined
@@ -121,7 +129,7 @@ export function createCallsign(options: CallsignOptions): Callsign {
   }
 
   /** Value when nothing needs I/O; a promise only for key fetches, introspection, revocation or DPoP. */
-  function authenticate(request: AuthRequest, seen: { scheme?: Credentials['scheme'] }): AuthContext | undefined | Promise<AuthContext | undefined> {
+  function authenticate(request: AuthRequest, seen: Seen): AuthContext | undefined | Promise<AuthContext | undefined> {
     const peer = resolvePeer(request)
     if (!peer && mtls.mode === 'required') throw new AuthError('mtls_required', 'a trusted client certificate is required')
     if (peer && mtls.trustDomains) {
@@ -130,9 +138,8 @@ export function createCallsign(options: CallsignOptions): Callsign {
         throw new AuthError('peer_unauthorized', 'client certificate is not from an accepted trust domain')
       }
     }
-    // Known before parsing, so a malformed DPoP request gets its error in the DPoP challenge.
-    const authorization = request.headers.authorization
-    if (dpopAlgs !== undefined && typeof authorization === 'string' && /^\s*dpop(?:\s|$)/i.test(authorization)) seen.scheme = 'dpop'
+    // A malformed DPoP request gets its error in the DPoP challenge (see `schemeSent`).
+    seen.reading = true
     const credentials = readCredentials(request, dpop.mode !== 'off', knownToken)
     if (!credentials) {
       // mTLS-only call: the certificate's SPIFFE ID, with what `certificateGrants` gives it.
@@ -192,6 +199,17 @@ export function createCallsign(options: CallsignOptions): Callsign {
     config.logger.warn('callsign: a peer certificate expires soon', { caller: auth!.caller.id, validTo: peer.validTo?.toISOString() })
   }
 
+  /**
+   * The scheme for a refusal's challenge: the one read, else, when the refusal came from reading
+   * the credentials, `dpop` if the Authorization header names it. Looked up only on this error path:
+   * reading `request.headers` makes Node build the whole header object.
+   */
+  const schemeSent = (request: AuthRequest, seen: Seen): Credentials['scheme'] | undefined => {
+    if (seen.scheme !== undefined || !seen.reading || dpopAlgs === undefined) return seen.scheme
+    const authorization = headerValues(request, 'authorization')[0]
+    return authorization !== undefined && /^\s*dpop(?:\s|$)/i.test(authorization) ? 'dpop' : undefined
+  }
+
   /** Record the outcome on the request (for `requireAuth`), report it, and return or throw it. */
   function decide(request: AuthRequest, scheme: Credentials['scheme'] | undefined, observing: boolean, started: number, auth: AuthContext | undefined, error: unknown): AuthContext | undefined {
     let refused: AuthError | undefined
@@ -234,7 +252,7 @@ export function createCallsign(options: CallsignOptions): Callsign {
       return guard.check(request)
     },
     check(request) {
-      const seen: { scheme?: Credentials['scheme'] } = {}
+      const seen: Seen = {}
       // No event is built when nothing would receive it (no hook; OpenTelemetry absent or without an SDK).
       const observing = config.onDecision !== undefined || telemetry?.active() === true
       const started = observing ? performance.now() : 0
@@ -242,12 +260,12 @@ export function createCallsign(options: CallsignOptions): Callsign {
       try {
         result = authenticate(request, seen)
       } catch (error) {
-        return decide(request, seen.scheme, observing, started, undefined, error)
+        return decide(request, schemeSent(request, seen), observing, started, undefined, error)
       }
       if (!isPromise(result)) return decide(request, seen.scheme, observing, started, result, undefined)
       return result.then(
         (auth) => decide(request, seen.scheme, observing, started, auth, undefined),
-        (error: unknown) => decide(request, seen.scheme, observing, started, undefined, error),
+        (error: unknown) => decide(request, schemeSent(request, seen), observing, started, undefined, error),
       )
     },
     authorize(auth, rule) {
