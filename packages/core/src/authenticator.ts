@@ -80,6 +80,8 @@ interface RequestState {
 const DECISION = Symbol('callsign.decision')
 type Decided = { [DECISION]?: RequestState }
 const decisionOf = (request: object): RequestState | undefined => (request as Decided)[DECISION]
+// `decide`'s error argument when nothing was thrown (anything thrown counts, even `undefined`).
+const SUCCEEDED = Symbol('callsign.succeeded')
 
 /**
  * Create a guard. Options are validated now (a bad option throws `TypeError` naming it);
@@ -213,8 +215,9 @@ export function createCallsign(options: CallsignOptions): Callsign {
   /** Record the outcome on the request (for `requireAuth`), report it, and return or throw it. */
   function decide(request: AuthRequest, scheme: Credentials['scheme'] | undefined, observing: boolean, started: number, auth: AuthContext | undefined, error: unknown): AuthContext | undefined {
     let refused: AuthError | undefined
-    if (error !== undefined) {
-      if (!(error instanceof AuthError)) throw error
+    if (error !== SUCCEEDED) {
+      // Not a refusal: a server error, always an Error (frameworks treat a falsy one as success).
+      if (!(error instanceof AuthError)) throw error instanceof Error ? error : new Error(`Callsign: authentication failed: ${String(error)}`, { cause: error })
       if (!(error.code === 'credentials_missing' && config.credentials === 'optional')) refused = applyChallenge(error, challengeFor(scheme, error))
     }
     const state: RequestState = { guard, auth, scheme, challengeFor, headers: undefined, refused: undefined, pending: undefined, report, observed: observing }
@@ -262,9 +265,9 @@ export function createCallsign(options: CallsignOptions): Callsign {
       } catch (error) {
         return decide(request, schemeSent(request, seen), observing, started, undefined, error)
       }
-      if (!isPromise(result)) return decide(request, seen.scheme, observing, started, result, undefined)
+      if (!isPromise(result)) return decide(request, seen.scheme, observing, started, result, SUCCEEDED)
       return result.then(
-        (auth) => decide(request, seen.scheme, observing, started, auth, undefined),
+        (auth) => decide(request, seen.scheme, observing, started, auth, SUCCEEDED),
         (error: unknown) => decide(request, schemeSent(request, seen), observing, started, undefined, error),
       )
     },

@@ -108,4 +108,34 @@ describe('guard.check', () => {
     again.headers.dpop = req.headers.dpop
     await expect(guard.check(again)).rejects.toMatchObject({ code: 'invalid_dpop_proof' })
   })
+
+  it('fails closed when a store rejects without a reason: never an anonymous success', async () => {
+    const guard = guardFor({ dpop: { replayStore: { markUsed: () => Promise.reject(undefined) } } })
+    const key = await createDpopKey()
+    const token = await sign({}, { dpopJkt: key.jkt })
+    const req = request(`DPoP ${token}`)
+    req.headers.dpop = await createDpopProof(key, { method: 'GET', url: 'http://api.example/orders', accessToken: token })
+    await expect(Promise.resolve(guard.check(req))).rejects.toBeDefined()
+    expect(() => authorizeRequest(req, readRule)).toThrow()
+  })
+
+  it('turns anything thrown that is not a refusal into an Error (a falsy one would read as success to a framework)', async () => {
+    const thrower = createCallsign({
+      issuers: { issuer: issuer.issuer, audience: AUD, jwksUri: issuer.jwksUri },
+      // The key fetch fails, and the logger then throws `undefined` while reporting it.
+      fetch: (() => Promise.reject(new Error('network down'))) as unknown as typeof fetch,
+      logger: {
+        warn() {
+          throw undefined // eslint-disable-line no-throw-literal
+        },
+      },
+    })
+    const outcome = await Promise.resolve(thrower.check(request(`Bearer ${await sign()}`))).then(
+      () => 'resolved',
+      (error: unknown) => error,
+    )
+    expect(outcome).toBeInstanceOf(Error)
+    expect(outcome).not.toBeInstanceOf(AuthError)
+    expect((outcome as Error).message).toBe('Callsign: authentication failed: undefined')
+  })
 })
