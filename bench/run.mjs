@@ -349,7 +349,10 @@ function requestsFor(config, seconds) {
   // a new proof per request for DPoP. The no-auth rows get the reused token's Authorization header
   // too (and ignore it): every row receives the same request, so a ratio is the cost of checking
   // the token, not of receiving 700 more bytes.
-  if (config.token === 'none') return { headers: { authorization: state.reused.ES256 } }
+  if (config.token === 'none') {
+    const authorization = state.reused.ES256 ?? Object.values(state.reused)[0]
+    return { headers: authorization ? { authorization } : {} }
+  }
   if (config.token === 'reused') return { headers: { authorization: state.reused[config.alg] } }
   if (config.token === 'fresh') {
     const pool = state.pools[config.alg]
