@@ -303,6 +303,21 @@ export function createCallsign(options: CallsignOptions): Callsign {
 }
 
 /**
+ * Run `accept` with the guard's decision for `request`, or `refuse` with what it threw: at once
+ * when {@link Callsign.check} decided without a promise, otherwise once it settles. What every
+ * adapter's middleware does with a request.
+ */
+export function afterCheck<R>(guard: Callsign, request: AuthRequest, accept: (auth: AuthContext | undefined) => R, refuse: (error: unknown) => R): R | Promise<R> {
+  let result: AuthContext | undefined | Promise<AuthContext | undefined>
+  try {
+    result = guard.check(request)
+  } catch (error) {
+    return refuse(error)
+  }
+  return isPromise(result) ? result.then(accept, refuse) : accept(result)
+}
+
+/**
  * Headers to add to the response of a request the guard accepted: a fresh `DPoP-Nonce` when
  * server nonces are on and the request used DPoP (RFC 9449 §8.2). `undefined` when none.
  */

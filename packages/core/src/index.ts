@@ -2,7 +2,7 @@
  * @callsign/core: which service is calling, on whose behalf, and whether both may do this.
  * Framework-free; adapters (`@callsign/express`, `@callsign/fastify`, `@callsign/koa`) wrap it.
  */
-export { createCallsign, authorizeRequest, responseHeaders, type Callsign } from './authenticator.js'
+export { createCallsign, afterCheck, authorizeRequest, responseHeaders, type Callsign } from './authenticator.js'
 export {
   resolveConfig,
   SUPPORTED_ALGORITHMS,

@@ -2,7 +2,7 @@
 // Adapters rely on this on their hot path; the decision itself must be the same either way.
 import { createDpopKey, createDpopProof, startTestIssuer, type TestIssuer } from '@callsign/testing'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { AuthError, authorizeRequest, compileRule, createCallsign, type AuthRequest, type CallsignOptions } from '../src/index.js'
+import { AuthError, afterCheck, authorizeRequest, compileRule, createCallsign, type AuthRequest, type CallsignOptions } from '../src/index.js'
 
 const AUD = 'https://orders.example'
 const CALLER = 'spiffe://example.org/ns/web/sa/frontend'
@@ -137,5 +137,15 @@ describe('guard.check', () => {
     expect(outcome).toBeInstanceOf(Error)
     expect(outcome).not.toBeInstanceOf(AuthError)
     expect((outcome as Error).message).toBe('Callsign: authentication failed: undefined')
+  })
+
+  it('afterCheck calls accept or refuse at once when no promise is needed, and after the promise otherwise', async () => {
+    const guard = guardFor()
+    const token = await sign()
+    const first = afterCheck(guard, request(`Bearer ${token}`), (auth) => auth?.caller.id, (error) => error)
+    expect(first).toBeInstanceOf(Promise) // keys fetched
+    expect(await first).toBe(CALLER)
+    expect(afterCheck(guard, request(`Bearer ${token}`), (auth) => auth?.caller.id, () => 'refused')).toBe(CALLER)
+    expect(afterCheck(guard, request('Bearer a.b.c'), () => 'accepted', (error) => (error as AuthError).code)).toBe('invalid_token')
   })
 })

@@ -9,6 +9,7 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express'
 import {
   AuthError,
+  afterCheck,
   authorizeRequest,
   compileRule,
   createCallsign,
@@ -67,16 +68,8 @@ export function callsign(options: CallsignOptions): CallsignMiddleware {
       res.status(metadata.status).set(metadata.headers).send(metadata.body)
       return
     }
-    let result: ReturnType<Callsign['check']>
-    try {
-      result = guard.check(req)
-    } catch (error) {
-      fail(res, next, error)
-      return
-    }
     // A cached token is decided without a promise; otherwise continue when it settles.
-    if (result instanceof Promise) result.then((auth) => accept(req, res, next, auth), (error: unknown) => fail(res, next, error))
-    else accept(req, res, next, result)
+    void afterCheck(guard, req, (auth) => accept(req, res, next, auth), (error) => fail(res, next, error))
   }
   return Object.assign(middleware, { guard })
 }

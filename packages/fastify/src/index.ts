@@ -10,6 +10,7 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneF
 import fp from 'fastify-plugin'
 import {
   AuthError,
+  afterCheck,
   authorizeRequest,
   compileRule,
   createCallsign,
@@ -80,15 +81,7 @@ const plugin: FastifyPluginAsync<FastifyCallsignOptions> = async (fastify, optio
       reply.code(metadata.status).headers(metadata.headers).send(metadata.body)
       return
     }
-    let result: ReturnType<Callsign['check']>
-    try {
-      result = guard.check(request.raw)
-    } catch (error) {
-      refuse(reply, done, error)
-      return
-    }
-    if (result instanceof Promise) result.then((auth) => accept(request, reply, done, auth), (error: unknown) => refuse(reply, done, error))
-    else accept(request, reply, done, result)
+    void afterCheck(guard, request.raw, (auth) => accept(request, reply, done, auth), (error) => refuse(reply, done, error))
   })
 }
 

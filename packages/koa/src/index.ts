@@ -9,6 +9,7 @@
 import type { Context, Middleware } from 'koa'
 import {
   AuthError,
+  afterCheck,
   authorizeRequest,
   compileRule,
   createCallsign,
@@ -72,14 +73,7 @@ export function callsign(options: CallsignOptions): CallsignMiddleware {
       ctx.body = metadata.body
       return
     }
-    let result: ReturnType<Callsign['check']>
-    try {
-      result = guard.check(ctx.req)
-    } catch (error) {
-      return refuse(ctx, error)
-    }
-    if (result instanceof Promise) return result.then((auth) => accept(ctx, next, auth), (error: unknown) => refuse(ctx, error))
-    return accept(ctx, next, result)
+    return afterCheck<Promise<unknown> | void>(guard, ctx.req, (auth) => accept(ctx, next, auth), (error) => refuse(ctx, error))
   }
   return Object.assign(middleware, { guard })
 }
