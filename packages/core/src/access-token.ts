@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer'
 import { constants, verify, type KeyObject } from 'node:crypto'
 import type { JWTPayload, ProtectedHeaderParameters } from 'jose'
 import { LRUCache } from 'lru-cache'
@@ -72,12 +73,20 @@ export async function verifyAccessToken(token: string, config: ResolvedConfig, k
  * offered to the cache. Synchronous when the issuer's keys are cached (the usual case): a malformed
  * or forged token throws, a good one is returned; a promise only when keys must be fetched.
  */
-export function verifyUncachedAccessToken(token: string, config: ResolvedConfig, keys: IssuerKeys, cache?: VerifiedTokenCache): VerifiedToken | Promise<VerifiedToken> {
+export function verifyUncachedAccessToken(
+  token: string,
+  config: ResolvedConfig,
+  keys: IssuerKeys,
+  cache?: VerifiedTokenCache,
+  /** `token` is known to match {@link COMPACT_JWS} (`readCredentials` checked it): one pass over it is enough. */
+  compact = false,
+): VerifiedToken | Promise<VerifiedToken> {
   const now = config.now()
-  const parts = token.split('.')
-  if (parts.length === 5) throw invalidToken('encrypted tokens are not accepted')
   // Strict base64url (no padding, no "+/"): one signature has exactly one spelling.
-  if (parts.length !== 3 || !BASE64URL.test(parts[0]!) || !BASE64URL.test(parts[1]!) || !BASE64URL.test(parts[2]!)) throw invalidToken('malformed token')
+  if (!compact && !COMPACT_JWS.test(token)) {
+    throw invalidToken(token.split('.').length === 5 ? 'encrypted tokens are not accepted' : 'malformed token')
+  }
+  const parts = token.split('.')
 
   let header: ProtectedHeaderParameters
   let unverified: JWTPayload
@@ -150,12 +159,33 @@ function checkVerified(
   if (claims.cnf !== undefined && (typeof claims.cnf !== 'object' || claims.cnf === null || Array.isArray(claims.cnf))) {
     throw invalidToken('malformed cnf claim')
   }
-  const verified: VerifiedToken = { claims, issuer, scopes: readScopes(claims, issuer), actors: readActors(claims.act) }
+  const verified = sealVerified({ claims, issuer, scopes: readScopes(claims, issuer), actors: readActors(claims.act) })
   cache?.set(token, verified, notAfter, key)
   return verified
 }
 
-export const BASE64URL = /^[A-Za-z0-9_-]+$/
+/** A JWS compact serialization: three strict base64url segments, checked in one pass over the text. */
+/**
+ * Make a verified token read-only, claims deeply: a cached token's claims, scopes and actors are
+ * the same objects on every request that presents it, so a handler that changed `req.auth.scopes`
+ * or `req.auth.claims` would change what the next request is authorized for. Frozen, such a change
+ * throws instead (in strict mode; ignored otherwise) and reaches no other request.
+ */
+export function sealVerified(verified: VerifiedToken): VerifiedToken {
+  const pending: object[] = [verified.claims]
+  for (let value = pending.pop(); value !== undefined; value = pending.pop()) {
+    Object.freeze(value)
+    for (const key in value) {
+      const member = (value as Record<string, unknown>)[key]
+      if (typeof member === 'object' && member !== null && !Object.isFrozen(member)) pending.push(member)
+    }
+  }
+  Object.freeze(verified.scopes)
+  Object.freeze(verified.actors)
+  return Object.freeze(verified)
+}
+
+export const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/
 
 // Decoded JOSE headers by their exact base64url text: an issuer signs with a few keys, so its tokens
 // share a few headers (decoding one costs as much as the token's whole claim check). Pure text ->
@@ -170,17 +200,18 @@ function decodeHeader(part: string): ProtectedHeaderParameters {
   return header
 }
 
-// Fatal on malformed UTF-8 and BOM-stripping, like the decoder jose's decodeJwt/decodeProtectedHeader use.
-const utf8 = new TextDecoder('utf-8', { fatal: true })
-
 /**
- * A JWS part (already known to match {@link BASE64URL}) decoded as a JSON object: what jose's
+ * A JWS part (of a token known to match {@link COMPACT_JWS}) decoded as a JSON object: what jose's
  * `decodeProtectedHeader` / `decodeJwt` accept, without their per-character base64 decode.
  * Throws on a length no base64 encoding has, malformed UTF-8, bad JSON, or a non-object.
+ * Like jose's decoder (WHATWG `TextDecoder`, fatal), malformed UTF-8 is refused and a leading byte
+ * order mark skipped; `isUtf8` plus `toString` does that in two thirds of the decoder's time.
  */
 export function decodeJsonObject(part: string): Record<string, unknown> {
   if (part.length % 4 === 1) throw new TypeError('invalid base64url')
-  const value: unknown = JSON.parse(utf8.decode(Buffer.from(part, 'base64url')))
+  const bytes = Buffer.from(part, 'base64url')
+  if (!isUtf8(bytes)) throw new TypeError('invalid UTF-8')
+  const value: unknown = JSON.parse(bytes.toString('utf8', bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? 3 : 0))
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new TypeError('not a JSON object')
   return value as Record<string, unknown>
 }

@@ -1,11 +1,15 @@
+import { COMPACT_JWS } from './access-token.js'
 import { AuthError, invalidRequest } from './errors.js'
 import { headerValues, type AuthRequest } from './request.js'
 
-/** The credentials a request carries. */
+/**
+ * The credentials a request carries. `compact` is true when the token is shaped as a JWS compact
+ * serialization (three strict base64url segments, `COMPACT_JWS`), checked here once for the verifier.
+ */
 export type Credentials =
-  | { scheme: 'bearer'; token: string }
+  | { scheme: 'bearer'; token: string; compact: boolean }
   /** RFC 9449 §7.1: `Authorization: DPoP <token>` with exactly one `DPoP` proof header. */
-  | { scheme: 'dpop'; token: string; proof: string }
+  | { scheme: 'dpop'; token: string; compact: boolean; proof: string }
 
 // RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/
@@ -21,7 +25,7 @@ export const MAX_TOKEN_LENGTH = 12 * 1024
  *
  * Returns `undefined` when the request has no credentials for a scheme Callsign accepts.
  * Schemes are case-insensitive (RFC 9110 §11.1): `bearer` and `BEARER` are `Bearer`.
- * `known(token)` true skips the token's character check: a token the guard has already verified.
+ * `known(token)` true skips the token's character check: a token the guard has already verified (a JWS).
  */
 export function readCredentials(request: AuthRequest, acceptDpop = true, known?: (token: string) => boolean): Credentials | undefined {
   const values = headerValues(request, 'authorization')
@@ -46,13 +50,15 @@ export function readCredentials(request: AuthRequest, acceptDpop = true, known?:
   const token = space === -1 ? '' : value.slice(space + 1).replace(/^ +/, '')
   if (token.length === 0) throw invalidRequest(`${name} token missing`)
   if (token.length > MAX_TOKEN_LENGTH) throw invalidRequest(`${name} token too large`)
-  if (!(known?.(token) ?? false) && !B64TOKEN.test(token)) throw invalidRequest(`malformed ${name} token`)
-  if (lower === 'bearer') return { scheme: 'bearer', token }
+  // One pass over the token: a JWS (what a cached token is) is also a b64token.
+  const compact = (known?.(token) ?? false) || COMPACT_JWS.test(token)
+  if (!compact && !B64TOKEN.test(token)) throw invalidRequest(`malformed ${name} token`)
+  if (lower === 'bearer') return { scheme: 'bearer', token, compact }
   // RFC 9449 §4.3 check 1: exactly one DPoP header (Node would join duplicates with ", ").
   const proofs = headerValues(request, 'dpop')
   if (proofs.length === 0) throw new AuthError('invalid_dpop_proof', 'DPoP proof missing')
   if (proofs.length > 1) throw new AuthError('invalid_dpop_proof', 'more than one DPoP header')
-  return { scheme: 'dpop', token, proof: proofs[0]!.trim() }
+  return { scheme: 'dpop', token, compact, proof: proofs[0]!.trim() }
 }
 
 function hasQueryToken(url: string | undefined): boolean {

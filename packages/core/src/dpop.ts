@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import type { KeyObject } from 'node:crypto'
 import { calculateJwkThumbprint, type JWK } from 'jose'
 import { LRUCache } from 'lru-cache'
-import { BASE64URL, decodeJsonObject, verifySignature } from './access-token.js'
+import { COMPACT_JWS, decodeJsonObject, verifySignature } from './access-token.js'
 import { importPublicKey, keyFitsAlgorithm, sameAlg } from './jwks.js'
 import { withTimeout } from './internal/with-timeout.js'
 import { AuthError } from './errors.js'
@@ -70,10 +70,10 @@ export function normalizeHtu(value: string): string | undefined {
  */
 export async function verifyDpopProof(proof: string, expected: DpopExpectation, config: DpopCheckConfig): Promise<void> {
   if (proof.length === 0 || proof.length > MAX_PROOF_LENGTH) throw invalidProof('malformed DPoP proof')
+  if (!COMPACT_JWS.test(proof)) throw invalidProof('malformed DPoP proof')
   const parts = proof.split('.')
-  if (parts.length !== 3 || !parts.every((part) => BASE64URL.test(part))) throw invalidProof('malformed DPoP proof')
   const { alg, thumbprint, key } = await readProofHeader(parts[0]!, config.algorithms)
-  if (!verifySignature(alg, key, `${parts[0]}.${parts[1]}`, parts[2]!)) throw invalidProof('DPoP proof signature invalid')
+  if (!verifySignature(alg, key, proof.slice(0, proof.length - parts[2]!.length - 1), parts[2]!)) throw invalidProof('DPoP proof signature invalid')
   let payload: Record<string, unknown>
   try {
     payload = decodeJsonObject(parts[1]!)

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { decodeJwt, decodeProtectedHeader, SignJWT } from 'jose'
 import { LRUCache } from 'lru-cache'
-import { BASE64URL, readActors, readScopes, verifySignature, type AccessTokenClaims, type VerifiedToken } from './access-token.js'
+import { COMPACT_JWS, readActors, readScopes, sealVerified, verifySignature, type AccessTokenClaims, type VerifiedToken } from './access-token.js'
 import { fetchIssuerMetadata } from './discovery.js'
 import { AuthError, invalidToken } from './errors.js'
 import { fetchBody, FetchFailure, parseJson } from './internal/fetch-json.js'
@@ -25,10 +25,7 @@ interface CachedAnswer {
 }
 
 /** A JWS compact serialization: three strict base64url segments. */
-export const isJwsShaped = (token: string): boolean => {
-  const parts = token.split('.')
-  return parts.length === 3 && parts.every((part) => BASE64URL.test(part))
-}
+export const isJwsShaped = (token: string): boolean => COMPACT_JWS.test(token)
 
 /** Unverified `iss` of a JWS-shaped token, only to choose the issuer; never trusted. */
 function unverifiedIssuer(token: string): string | undefined {
@@ -211,9 +208,9 @@ export class Introspector {
    * `iat` a number, and `token_introspection` an object (the RFC 7662 answer). Throws on any failure.
    */
   async #verifyJwtAnswer(jwt: string, issuer: ResolvedIssuer, endpoint: URL): Promise<unknown> {
-    const parts = jwt.trim().split('.')
-    if (parts.length !== 3 || !parts.every((part) => BASE64URL.test(part))) throw new Error(`${endpoint.href}: malformed introspection JWT`)
-    const compact = parts.join('.')
+    const compact = jwt.trim()
+    if (!COMPACT_JWS.test(compact)) throw new Error(`${endpoint.href}: malformed introspection JWT`)
+    const parts = compact.split('.')
     const header = decodeProtectedHeader(compact)
     const payload = decodeJwt(compact)
     if (typeof header.alg !== 'string' || !issuer.algorithms.has(header.alg)) throw new Error(`${endpoint.href}: introspection JWT algorithm not allowed`)
@@ -300,12 +297,12 @@ export function mapAnswer(answer: Record<string, unknown>, issuer: ResolvedIssue
   if (cnf !== undefined && (typeof cnf !== 'object' || cnf === null || Array.isArray(cnf))) throw invalidToken('malformed cnf claim')
   const { active: _active, ...rest } = answer
   const claims = { ...rest, iss: issuer.issuer } as AccessTokenClaims
-  const verified: VerifiedToken = {
+  const verified = sealVerified({
     claims,
     issuer,
     // RFC 7662 §2.2: `scope` is a space-separated string, whatever the issuer's JWT scope claim.
     scopes: readScopes(claims, { ...issuer, scopeClaim: 'scope' }),
     actors: readActors(claims.act),
-  }
+  })
   return { verified, expiresAt: exp === undefined ? Infinity : (exp + tolerance) * 1000 }
 }

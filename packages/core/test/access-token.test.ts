@@ -1,7 +1,7 @@
 import { startTestIssuer, type SignOptions, type TestIssuer } from '@callsign/testing'
 import { SignJWT } from 'jose'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { MAX_ACTOR_DEPTH, verifyAccessToken } from '../src/access-token.js'
+import { decodeJsonObject, MAX_ACTOR_DEPTH, verifyAccessToken } from '../src/access-token.js'
 import { IssuerKeys } from '../src/jwks.js'
 import { resolveConfig, type CallsignOptions, type IssuerOptions } from '../src/options.js'
 import { refusal } from './refusal.js'
@@ -310,5 +310,30 @@ describe('verifyAccessToken: delegation chain', () => {
 
   it('refuses a chain deeper than 8', async () => {
     await expectInvalid(setup().verify(await sign({ act: chain(9) })), 'delegation chain too deep')
+  })
+})
+
+describe('decodeJsonObject (a JWS segment as a JSON object)', () => {
+  const segment = (bytes: number[] | string): string => Buffer.from(typeof bytes === 'string' ? Buffer.from(bytes) : Uint8Array.from(bytes)).toString('base64url')
+
+  it('decodes UTF-8 JSON, and skips a leading UTF-8 byte order mark as jose (WHATWG TextDecoder) does', () => {
+    expect(decodeJsonObject(segment('{"sub":"caf\u00e9"}'))).toEqual({ sub: 'caf\u00e9' })
+    expect(decodeJsonObject(segment([0xef, 0xbb, 0xbf, ...Buffer.from('{"a":1}')]))).toEqual({ a: 1 })
+  })
+
+  it.each([
+    ['malformed UTF-8', [0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xff, 0xc3, 0x22, 0x7d]],
+    ['an overlong encoding', [0x7b, 0x22, 0xc0, 0xaf, 0x22, 0x3a, 0x31, 0x7d]],
+    ['a UTF-16 byte order mark', [0xfe, 0xff, 0x7b, 0x7d]],
+    ['two UTF-8 byte order marks', [0xef, 0xbb, 0xbf, 0xef, 0xbb, 0xbf, 0x7b, 0x7d]],
+    ['a JSON array', [...Buffer.from('[1]')]],
+    ['JSON null', [...Buffer.from('null')]],
+  ])('throws on %s', (_case, bytes) => {
+    expect(() => decodeJsonObject(segment(bytes))).toThrow()
+  })
+
+  it('throws on a length no base64 encoding has', () => {
+    expect(decodeJsonObject('eyJhIjoxfQ')).toEqual({ a: 1 })
+    expect(() => decodeJsonObject('eyJhIjoxfQxxx')).toThrow('invalid base64url') // 13 characters: 4n + 1
   })
 })

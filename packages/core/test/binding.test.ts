@@ -11,7 +11,7 @@ const ISSUER = 'https://auth.example.com/'
 const config = resolveConfig({ issuers: { issuer: ISSUER, audience: 'orders' } })
 const resolved = config.issuers.get(ISSUER)!
 const REQUEST = { method: 'GET', url: '/orders', headers: { host: 'orders.example' } }
-const BEARER = { scheme: 'bearer', token: 'x.y.z' } as const
+const BEARER = { scheme: 'bearer', token: 'x.y.z', compact: true } as const
 
 let svid: IssuedCertificate
 let peer: PeerCertificate
@@ -89,7 +89,7 @@ describe('checkBinding', () => {
   })
 
   it('refuses the DPoP scheme with a token that is not DPoP-bound', async () => {
-    await expect(async () => checkBinding(token(), { scheme: 'dpop', token: 'x.y.z', proof: 'a.b.c' }, peer, REQUEST, config)).rejects.toMatchObject({
+    await expect(async () => checkBinding(token(), { scheme: 'dpop', token: 'x.y.z', compact: true, proof: 'a.b.c' }, peer, REQUEST, config)).rejects.toMatchObject({
       code: 'invalid_token',
       message: 'DPoP scheme used with a token that is not DPoP-bound',
     })

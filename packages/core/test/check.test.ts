@@ -47,6 +47,25 @@ describe('guard.check', () => {
     expect(issuer.requests.length).toBe(fetched)
   })
 
+  it("makes a verified token read-only, deeply: a handler that changes one request's auth changes no other request's", async () => {
+    const guard = guardFor()
+    const token = await sign({ tenant: { id: 't-1', roles: ['reader'] } })
+    const writeRule = compileRule({ scopes: ['orders:write'] })
+    // Verified, verified again and admitted to the cache, then served from it: the same claims object each time after.
+    for (let i = 0; i < 4; i++) {
+      const req = request(`Bearer ${token}`)
+      const auth = await guard.check(req)
+      if (auth?.credential !== 'token') throw new Error('expected a token auth context')
+      expect(() => auth.scopes.push('orders:write')).toThrow(TypeError)
+      expect(() => Object.assign(auth.claims, { scope: 'orders:read orders:write' })).toThrow(TypeError)
+      expect(() => (auth.claims.tenant as { roles: string[] }).roles.push('admin')).toThrow(TypeError)
+      expect(() => authorizeRequest(req, writeRule)).toThrow(expect.objectContaining({ code: 'insufficient_scope' }))
+      // The context itself is the request's own.
+      auth.caller.id = 'changed by a handler'
+    }
+    expect(guard.check(request(`Bearer ${token}`))).toMatchObject({ caller: { id: CALLER }, scopes: ['orders:read'], claims: { scope: 'orders:read', tenant: { roles: ['reader'] } } })
+  })
+
   it('throws refusals synchronously, with the challenge, and records them for requireAuth in dry run', async () => {
     const guard = guardFor()
     await guard.check(request(`Bearer ${await sign()}`)) // keys cached

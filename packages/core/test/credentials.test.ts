@@ -17,15 +17,15 @@ const withHeader = (authorization: string | undefined, extra: Partial<AuthReques
 
 describe('readCredentials', () => {
   it('reads a Bearer token from the Authorization header', () => {
-    expect(readCredentials(withHeader(`Bearer ${TOKEN}`))).toEqual({ scheme: 'bearer', token: TOKEN })
+    expect(readCredentials(withHeader(`Bearer ${TOKEN}`))).toEqual({ scheme: 'bearer', token: TOKEN, compact: true })
   })
 
   it.each(['bearer', 'BEARER', 'BeArEr'])('treats the scheme %s as Bearer (case-insensitive)', (scheme) => {
-    expect(readCredentials(withHeader(`${scheme} ${TOKEN}`))).toEqual({ scheme: 'bearer', token: TOKEN })
+    expect(readCredentials(withHeader(`${scheme} ${TOKEN}`))).toEqual({ scheme: 'bearer', token: TOKEN, compact: true })
   })
 
   it('tolerates several spaces after the scheme and surrounding whitespace', () => {
-    expect(readCredentials(withHeader(`  Bearer    ${TOKEN}  `))).toEqual({ scheme: 'bearer', token: TOKEN })
+    expect(readCredentials(withHeader(`  Bearer    ${TOKEN}  `))).toEqual({ scheme: 'bearer', token: TOKEN, compact: true })
   })
 
   it.each([
@@ -33,6 +33,18 @@ describe('readCredentials', () => {
     ['trailing padding', 'abc==', 'abc=='],
   ])('accepts a token with %s', (_case, token, expected) => {
     expect(readCredentials(withHeader(`Bearer ${token}`))?.token).toBe(expected)
+  })
+
+  it.each([
+    ['a JWS compact serialization', TOKEN, true],
+    ['an opaque token', 'AZaz09-._~+/', false],
+    ['two segments', 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0', false],
+    ['an empty segment', 'eyJhbGciOiJFUzI1NiJ9..c2ln', false],
+    ['four segments', `${TOKEN}.c2ln`, false],
+    ['padding', `${TOKEN}=`, false],
+    ['a b64token-only character in a segment', 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2l+', false],
+  ])('says whether the token is shaped as a JWS (%s: %s)', (_case, token, compact) => {
+    expect(readCredentials(withHeader(`Bearer ${token}`))?.compact).toBe(compact)
   })
 
   it('accepts a token of exactly the maximum length', () => {
@@ -122,7 +134,7 @@ describe('readCredentials', () => {
 
   it('reads the DPoP scheme with exactly one DPoP proof header', () => {
     const request = { headers: { authorization: `DPoP ${TOKEN}`, dpop: 'a.b.c' }, headersDistinct: { authorization: [`DPoP ${TOKEN}`], dpop: ['a.b.c'] } }
-    expect(readCredentials(request)).toEqual({ scheme: 'dpop', token: TOKEN, proof: 'a.b.c' })
+    expect(readCredentials(request)).toEqual({ scheme: 'dpop', token: TOKEN, compact: true, proof: 'a.b.c' })
   })
 
   it.each([

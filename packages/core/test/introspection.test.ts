@@ -59,6 +59,8 @@ describe('introspection: answer mapping', () => {
     expect(verified.actors).toEqual([CLIENT])
     expect(verified.claims).toMatchObject({ iss: ISS, client_id: CLIENT, sub: 'alice', cnf: { jkt: 'abc' }, token_type: 'Bearer', aud: AUD })
     expect(verified.claims).not.toHaveProperty('active')
+    // Cached answers are shared by every request that presents the token: read-only, deeply.
+    for (const part of [verified, verified.claims, verified.claims.act, verified.claims.cnf, verified.scopes, verified.actors]) expect(Object.isFrozen(part)).toBe(true)
   })
 
   it.each([

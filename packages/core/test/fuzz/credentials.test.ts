@@ -21,7 +21,16 @@ const tokenish = fc.oneof(
   { weight: 5, arbitrary: fc.string({ unit: fc.constantFrom(...B64), minLength: 1, maxLength: 40 }) },
   { weight: 2, arbitrary: fc.tuple(fc.string({ unit: fc.constantFrom(...B64), minLength: 1, maxLength: 30 }), fc.constantFrom('', '=', '==', '=a', ' ', '\t', ',', '"', '%', '\u00e9', '*')).map(([t, s]) => t + s) },
   { weight: 1, arbitrary: fc.string({ unit: latin1, maxLength: 30 }) },
+  { weight: 3, arbitrary: jwsish() },
 )
+/** Dot-separated base64url segments: mostly three (a JWS), sometimes empty, fewer or more, or with a b64token-only character. */
+function jwsish(): fc.Arbitrary<string> {
+  const segment = fc.oneof(
+    { weight: 8, arbitrary: fc.string({ unit: fc.constantFrom(...B64.replace(/[.~+/]/g, '')), minLength: 1, maxLength: 12 }) },
+    { weight: 1, arbitrary: fc.constantFrom('', 'a~b', 'a+b', 'a/b', 'ab=') },
+  )
+  return fc.oneof({ weight: 6, arbitrary: fc.constant(3) }, { weight: 1, arbitrary: fc.constantFrom(1, 2, 4, 5) }).chain((count) => fc.array(segment, { minLength: count, maxLength: count }).map((parts) => parts.join('.')))
+}
 const scheme = fc.oneof(
   { weight: 4, arbitrary: fc.constantFrom('Bearer', 'bearer', 'BEARER', 'bEaReR', 'DPoP', 'dpop', 'DPOP') },
   { weight: 1, arbitrary: fc.constantFrom('Basic', 'Token', 'Bearer,', 'Be arer', '', 'B\u00e9arer') },
@@ -66,9 +75,12 @@ function reference(values: string[], dpop: string[], acceptDpop: boolean): Crede
   if (!m || m[2]!.length > MAX_TOKEN_LENGTH) return 'refused'
   const isDpop = m[1]!.toLowerCase() === 'dpop'
   if (isDpop && !acceptDpop) return 'refused'
-  if (!isDpop) return { scheme: 'bearer', token: m[2]! }
+  // `compact`: a JWS compact serialization, three non-empty base64url segments (RFC 7515 §7.1).
+  const segments = m[2]!.split('.')
+  const compact = segments.length === 3 && segments.every((segment) => segment.length > 0 && /^[A-Za-z0-9_-]+$/.test(segment))
+  if (!isDpop) return { scheme: 'bearer', token: m[2]!, compact }
   if (dpop.length !== 1) return 'refused'
-  return { scheme: 'dpop', token: m[2]!, proof: dpop[0]!.trim() }
+  return { scheme: 'dpop', token: m[2]!, compact, proof: dpop[0]!.trim() }
 }
 
 describe('fuzz: readCredentials', () => {
