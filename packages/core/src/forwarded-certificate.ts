@@ -2,7 +2,7 @@ import { createHash, X509Certificate } from 'node:crypto'
 import { BlockList, isIPv4, isIPv6 } from 'node:net'
 import { LRUCache } from 'lru-cache'
 import { AuthError, invalidRequest } from './errors.js'
-import { describeCertificate, type PeerCertificate } from './peer-certificate.js'
+import { describeCertificate, sealPeer, type PeerCertificate } from './peer-certificate.js'
 import { parseSpiffeId, type CallerPattern } from './spiffe.js'
 
 /**
@@ -320,7 +320,7 @@ export class ForwardedPeers {
       verification: 'proxy-assertion',
     }
     if (spiffe.length > 0) peer.spiffeId = describeUris(uris)
-    return { peer, verification: 'proxy-assertion', notBefore: -Infinity, notAfter: Infinity }
+    return { peer: sealPeer(peer), verification: 'proxy-assertion', notBefore: -Infinity, notAfter: Infinity }
   }
 
   #fromCertificate(certs: X509Certificate[], now: number): CachedPeer {
@@ -331,7 +331,7 @@ export class ForwardedPeers {
   #verify(leaf: X509Certificate, intermediates: X509Certificate[], now: number): CachedPeer {
     // The window of the path actually verified (anchor included, unused chain certificates not).
     const path = verifyForwardedChain(leaf, intermediates, this.#config.anchors, now)
-    const peer: PeerCertificate = { ...describeCertificate(leaf), verification: 'forwarded-certificate' }
+    const peer = sealPeer({ ...describeCertificate(leaf), verification: 'forwarded-certificate' })
     return {
       peer,
       verification: 'forwarded-certificate',

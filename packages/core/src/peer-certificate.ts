@@ -96,6 +96,17 @@ export function describeCertificate(cert: X509Certificate): PeerCertificate {
   return peer
 }
 
+/**
+ * Make a peer certificate read-only (its SAN lists too): it is cached per connection, or per
+ * forwarded header element, and every request it authenticates gets the same object, so a handler
+ * that changed `auth.peer.spiffeId` would otherwise change who the next request is.
+ */
+export function sealPeer(peer: PeerCertificate): PeerCertificate {
+  Object.freeze(peer.uris)
+  Object.freeze(peer.dnsNames)
+  return Object.freeze(peer)
+}
+
 /** Result of looking at the TLS side of a request. */
 export type PeerState =
   | { kind: 'none' }
@@ -129,7 +140,7 @@ export function readPeerCertificate(connection: object | null | undefined): Peer
     state = { kind: 'rejected', reason: describeAuthorizationError(reason), cause: reason }
   } else {
     try {
-      state = { kind: 'authorized', peer: { ...describeCertificate(cert), verification: 'tls' } }
+      state = { kind: 'authorized', peer: sealPeer({ ...describeCertificate(cert), verification: 'tls' }) }
     } catch (error) {
       state = { kind: 'rejected', reason: (error as AuthError).message }
     }

@@ -331,6 +331,16 @@ describe('ForwardedPeers', () => {
     })
   })
 
+  it('hands out a read-only peer: the cached one every request with this element gets', () => {
+    const peers = new ForwardedPeers(config({ trustProxyAssertions: true }))
+    for (const forwarded of [element(client), xfccElement({ hash: 'ab'.repeat(32), uri: [CLIENT_ID] })]) {
+      const peer = peers.read([forwarded], Date.now())!
+      expect(peers.read([forwarded], Date.now())).toBe(peer)
+      for (const part of [peer, peer.uris, peer.dnsNames]) expect(Object.isFrozen(part)).toBe(true)
+      expect(() => Object.assign(peer, { spiffeId: 'spiffe://example.org/ns/admin/sa/root' })).toThrow(TypeError)
+    }
+  })
+
   it('describes the certificate, not the URI/DNS/Subject keys next to it', () => {
     const peer = new ForwardedPeers(config()).read([element(client, { uri: ['spiffe://example.org/ns/admin/sa/root'], dns: ['evil.example'], subject: 'CN=root' })], Date.now())
     expect(peer).toMatchObject({ spiffeId: CLIENT_ID, dnsNames: ['web.example.org'], subject: cert(client).subject })

@@ -160,6 +160,10 @@ describe('readPeerCertificate', () => {
     expect(first).toEqual({ kind: 'authorized', peer: { ...describeCertificate(cert), verification: 'tls' } })
     expect(readPeerCertificate(socket)).toBe(first)
     expect(readPeerCertificate(socket)).toBe(first)
+    // Shared by every request on the connection: read-only.
+    if (first.kind !== 'authorized') throw new Error('expected an authorized peer')
+    for (const part of [first.peer, first.peer.uris, first.peer.dnsNames]) expect(Object.isFrozen(part)).toBe(true)
+    expect(() => Object.assign(first.peer, { spiffeId: 'spiffe://example.org/ns/admin/sa/root' })).toThrow(TypeError)
     expect(getPeerX509Certificate).toHaveBeenCalledTimes(1)
     expect(disableRenegotiation).toHaveBeenCalledTimes(1)
 
