@@ -172,17 +172,31 @@ function checkVerified(
  * throws instead (in strict mode; ignored otherwise) and reaches no other request.
  */
 export function sealVerified(verified: VerifiedToken): VerifiedToken {
-  const pending: object[] = [verified.claims]
-  for (let value = pending.pop(); value !== undefined; value = pending.pop()) {
-    Object.freeze(value)
-    for (const key in value) {
-      const member = (value as Record<string, unknown>)[key]
-      if (typeof member === 'object' && member !== null && !Object.isFrozen(member)) pending.push(member)
-    }
-  }
+  deepFreeze(verified.claims, 0)
   Object.freeze(verified.scopes)
   Object.freeze(verified.actors)
   return Object.freeze(verified)
+}
+
+/** Freeze `value` and everything it holds: recursively (a third of the time), with a stack past depth 32, so no JSON nesting can overflow the call stack. */
+function deepFreeze(value: object, depth: number): void {
+  Object.freeze(value)
+  for (const key in value) {
+    const member = (value as Record<string, unknown>)[key]
+    if (typeof member !== 'object' || member === null || Object.isFrozen(member)) continue
+    if (depth < 32) {
+      deepFreeze(member, depth + 1)
+      continue
+    }
+    const pending: object[] = [member]
+    for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+      Object.freeze(next)
+      for (const inner in next) {
+        const held = (next as Record<string, unknown>)[inner]
+        if (typeof held === 'object' && held !== null && !Object.isFrozen(held)) pending.push(held)
+      }
+    }
+  }
 }
 
 export const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/

@@ -66,6 +66,23 @@ describe('guard.check', () => {
     expect(guard.check(request(`Bearer ${token}`))).toMatchObject({ caller: { id: CALLER }, scopes: ['orders:read'], claims: { scope: 'orders:read', tenant: { roles: ['reader'] } } })
   })
 
+  it('freezes claims nested thousands deep (past the recursion depth) without overflowing the stack', async () => {
+    const guard = guardFor()
+    let deep: unknown[] = [{ bottom: true }]
+    for (let i = 0; i < 3000; i++) deep = [deep]
+    const auth = await guard.check(request(`Bearer ${await sign({ deep })}`))
+    if (auth?.credential !== 'token') throw new Error('expected a token auth context')
+    let depth = 0
+    let node = auth.claims.deep as unknown[]
+    for (; Array.isArray(node[0]); node = node[0] as unknown[]) {
+      expect(Object.isFrozen(node)).toBe(true)
+      depth++
+    }
+    expect(depth).toBe(3000)
+    expect(node[0]).toEqual({ bottom: true })
+    expect(Object.isFrozen(node) && Object.isFrozen(node[0])).toBe(true)
+  })
+
   it('throws refusals synchronously, with the challenge, and records them for requireAuth in dry run', async () => {
     const guard = guardFor()
     await guard.check(request(`Bearer ${await sign()}`)) // keys cached
