@@ -1,10 +1,15 @@
 // Callsign's own time inside a real Fastify server, next to what the server's CPU per request says.
-// `node bench/in-situ.mjs [rounds]` (after `pnpm build`): four Fastify servers, each pinned to core 1
-// when `taskset` exists, all sent the same reused ES256 token by autocannon from this process:
+// `node bench/in-situ.mjs [rounds] [modes]` (after `pnpm build`): Fastify servers, each pinned to
+// core 1 when `taskset` exists, all sent the same reused ES256 token by autocannon from this process:
 //   none         the route alone
 //   callsign     the plugin + requireAuth, as in bench/server.mjs
 //   timed-empty  two empty hooks (onRequest + the route's preHandler), timed from one to the other
 //   timed        Callsign, timed from a first onRequest hook to the end of requireAuth
+// and, when named in `modes` (comma separated; default: the four above):
+//   empty        two empty hooks, untimed
+//   idle         two empty hooks, and a guard created (keys fetched) that no request uses
+//   check        one onRequest hook calling guard.check, nothing else
+//   check-authorize  one onRequest hook calling guard.check, then authorizeRequest
 // and prints the medians over rounds of server CPU µs per request and of the timed span.
 import { fork, spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
@@ -16,7 +21,7 @@ const BODY = { orders: [{ id: 'o-1', item: 'widget', qty: 2 }] }
 const CALLER = 'spiffe://example.org/ns/web/sa/frontend'
 
 if (process.argv[2] === '--server') await server(process.argv[3], JSON.parse(process.argv[4]))
-else await main(Number(process.argv[2] ?? 6))
+else await main(Number(process.argv[2] ?? 6), process.argv[3]?.split(',') ?? ['none', 'callsign', 'timed-empty', 'timed'])
 
 async function server(mode, spec) {
   const { default: Fastify } = await import('fastify')
@@ -40,6 +45,28 @@ async function server(mode, spec) {
     preHandler = mode === 'timed' ? (request, reply, done) => rule(request, reply, () => (stop(request), done())) : rule
   } else if (mode === 'timed-empty') {
     preHandler = (request, reply, done) => (stop(request), done())
+  } else if (mode === 'empty' || mode === 'idle') {
+    app.addHook('onRequest', (request, reply, done) => done())
+    preHandler = (request, reply, done) => done()
+  }
+  if (mode === 'idle' || mode === 'check' || mode === 'check-authorize') {
+    const { createCallsign, compileRule, authorizeRequest } = await import('@callsign/core')
+    const guard = createCallsign({ issuers: { issuer: spec.issuer, audience: spec.audience, jwksUri: spec.jwksUri }, mtls: 'optional', callers: { [CALLER]: ['orders:read'] } })
+    await guard.ready()
+    const rule = compileRule({ scopes: ['orders:read'] })
+    const refuse = (reply) => reply.code(401).send()
+    // Keys are cached after ready(), so a good token is decided without a promise.
+    if (mode !== 'idle') {
+      app.addHook('onRequest', (request, reply, done) => {
+        try {
+          guard.check(request.raw)
+          if (mode === 'check-authorize') authorizeRequest(request.raw, rule)
+        } catch {
+          return refuse(reply)
+        }
+        done()
+      })
+    }
   }
   app.get('/orders', preHandler ? { preHandler } : {}, async () => BODY)
   await app.listen({ port: 0, host: '127.0.0.1' })
@@ -52,14 +79,16 @@ async function server(mode, spec) {
   process.send({ port: app.server.address().port })
 }
 
-async function main(rounds) {
+async function main(rounds, modes) {
+  const known = ['none', 'callsign', 'timed-empty', 'timed', 'empty', 'idle', 'check', 'check-authorize']
+  const unknown = modes.filter((mode) => !known.includes(mode))
+  if (unknown.length > 0 || !modes.includes('none')) throw new Error(`in-situ: modes must include none and be among ${known.join(', ')} (got ${modes.join(', ')})`)
   const { startTestIssuer } = await import('@callsign/testing')
   const autocannon = require('autocannon')
   const issuer = await startTestIssuer()
   const audience = 'https://orders.bench.example'
   const token = await issuer.signAccessToken({ sub: CALLER, client_id: CALLER, scope: 'orders:read' }, { audience, expiresInSeconds: 3600 })
   const pinned = spawnSync('taskset', ['-c', '1', 'true']).status === 0
-  const modes = ['none', 'callsign', 'timed-empty', 'timed']
   const servers = {}
   for (const mode of modes) {
     const args = ['--server', mode, JSON.stringify({ issuer: issuer.issuer, jwksUri: issuer.jwksUri, audience })]
