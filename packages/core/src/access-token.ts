@@ -164,7 +164,6 @@ function checkVerified(
   return verified
 }
 
-/** A JWS compact serialization: three strict base64url segments, checked in one pass over the text. */
 /**
  * Make a verified token read-only, claims deeply: a cached token's claims, scopes and actors are
  * the same objects on every request that presents it, so a handler that changed `req.auth.scopes`
@@ -199,6 +198,7 @@ function deepFreeze(value: object, depth: number): void {
   }
 }
 
+/** A JWS compact serialization: three strict base64url segments, checked in one pass over the text. */
 export const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/
 
 // Decoded JOSE headers by their exact base64url text: an issuer signs with a few keys, so its tokens
