@@ -65,15 +65,20 @@ const normalizeTyp = (typ: string): string => typ.toLowerCase().replace(/^applic
  * Not checked here: sender constraint (binding), caller identity, authorization.
  */
 export async function verifyAccessToken(token: string, config: ResolvedConfig, keys: IssuerKeys, cache?: VerifiedTokenCache): Promise<VerifiedToken> {
-  return cache?.get(token, config.now(), keys) ?? await verifyUncachedAccessToken(token, config, keys, cache)
+  return checkAccessToken(token, config, keys, cache)
 }
 
 /**
- * {@link verifyAccessToken} once `cache` (when given) has no entry for `token`: verified, then
- * offered to the cache. Synchronous when the issuer's keys are cached (the usual case): a malformed
- * or forged token throws, a good one is returned; a promise only when keys must be fetched.
+ * {@link verifyAccessToken} without a promise when none is needed (the guard's hot path): from
+ * `cache` when it holds `token`, else verified (and offered to the cache). A malformed or forged
+ * token throws; a promise only when the issuer's keys must be fetched.
  */
-export function verifyUncachedAccessToken(
+export function checkAccessToken(token: string, config: ResolvedConfig, keys: IssuerKeys, cache?: VerifiedTokenCache, compact = false): VerifiedToken | Promise<VerifiedToken> {
+  return cache?.get(token, config.now(), keys) ?? verifyUncachedAccessToken(token, config, keys, cache, compact)
+}
+
+/** {@link checkAccessToken} once `cache` (when given) has no entry for `token`: verified, then offered to the cache. */
+function verifyUncachedAccessToken(
   token: string,
   config: ResolvedConfig,
   keys: IssuerKeys,

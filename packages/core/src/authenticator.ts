@@ -1,4 +1,4 @@
-import { VerifiedTokenCache, verifyUncachedAccessToken, type VerifiedToken } from './access-token.js'
+import { checkAccessToken, VerifiedTokenCache, type VerifiedToken } from './access-token.js'
 import { checkBinding } from './binding.js'
 import { readCredentials, type Credentials } from './credentials.js'
 import { checkCallerConsistency, checkDelegation } from './delegation.js'
@@ -158,7 +158,7 @@ export function createCallsign(options: CallsignOptions): Callsign {
     // RFC 7662: opaque tokens (and, with `tokens: 'all'`, that issuer's JWTs) are introspected.
     const introspecting = introspector?.issuerFor(credentials.token)
     if (introspecting) return introspector!.introspect(credentials.token, introspecting).then((token) => accept(token, credentials, peer, request))
-    const token = tokenCache?.get(credentials.token, config.now(), keys) ?? verifyUncachedAccessToken(credentials.token, config, keys, tokenCache, credentials.compact)
+    const token = checkAccessToken(credentials.token, config, keys, tokenCache, credentials.compact)
     return isPromise(token) ? token.then((verified) => accept(verified, credentials, peer, request)) : accept(token, credentials, peer, request)
   }
   // A token in the cache passed every syntax check when it was verified.
