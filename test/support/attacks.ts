@@ -116,3 +116,25 @@ export async function pool<T>(count: number, concurrency: number, task: (i: numb
   )
   return results
 }
+
+/** A valid token whose three segments all have unused low bits (length not a multiple of 4). */
+export async function spelledToken(signWith: (claims: Record<string, unknown>, header: Record<string, unknown>) => Promise<string>): Promise<string> {
+  for (let h = 0; h < 4; h++) {
+    for (let p = 0; p < 4; p++) {
+      const token = await signWith({ pad: 'x'.repeat(p) }, { pad: 'y'.repeat(h) })
+      if (token.split('.').every((segment) => segment.length % 4 !== 0)) return token
+    }
+  }
+  throw new Error('no padding gave three segments with unused bits')
+}
+
+/** `token` with segment `index` spelled with its last character's lowest (unused) bit set. */
+export function respell(token: string, index: number): string {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+  const parts = token.split('.')
+  const segment = parts[index]!
+  if (segment.length % 4 === 0) throw new Error('segment has no unused bits')
+  parts[index] = segment.slice(0, -1) + alphabet[alphabet.indexOf(segment.at(-1)!) ^ 1]
+  if (!Buffer.from(parts[index]!, 'base64url').equals(Buffer.from(segment, 'base64url'))) throw new Error('respelling changed the bytes')
+  return parts.join('.')
+}

@@ -6,6 +6,9 @@ import { invalidToken } from './errors.js'
 import type { IssuerKeys } from './jwks.js'
 import { parseSpiffeId } from './spiffe.js'
 import type { ResolvedConfig, ResolvedIssuer } from './options.js'
+import { COMPACT_JWS, jwsSegments } from './internal/jws.js'
+
+export { COMPACT_JWS } from './internal/jws.js'
 
 /** Nested actor claim of RFC 8693 §4.1. */
 export interface ActorClaim {
@@ -87,11 +90,12 @@ function verifyUncachedAccessToken(
   compact = false,
 ): VerifiedToken | Promise<VerifiedToken> {
   const now = config.now()
-  // Strict base64url (no padding, no "+/"): one signature has exactly one spelling.
+  // Strict, canonical base64url (no padding, no "+/", no stray low bits): one token has exactly one spelling.
   if (!compact && !COMPACT_JWS.test(token)) {
     throw invalidToken(token.split('.').length === 5 ? 'encrypted tokens are not accepted' : 'malformed token')
   }
-  const parts = token.split('.')
+  const parts = jwsSegments(token, true)
+  if (!parts) throw invalidToken('malformed token')
 
   let header: ProtectedHeaderParameters
   let unverified: JWTPayload
@@ -121,7 +125,8 @@ function verifyUncachedAccessToken(
 
   const selector = { alg, kid: header.kid }
   const checked = issuer
-  const finish = (key: KeyObject): VerifiedToken => checkVerified(token, parts, alg, key, unverified as AccessTokenClaims, checked, config, now, cache)
+  const signed = parts
+  const finish = (key: KeyObject): VerifiedToken => checkVerified(token, signed, alg, key, unverified as AccessTokenClaims, checked, config, now, cache)
   // Keys already cached: no promise. Otherwise fetched (or refused) by getKey, with its rules.
   const key = keys.keyNow(issuer, selector)
   return key ? finish(key) : keys.getKey(issuer, selector).then(finish)
@@ -141,32 +146,75 @@ function checkVerified(
 ): VerifiedToken {
   // The signing input as a slice of the token (no concatenated copy to flatten).
   if (!verifySignature(alg, key, token.slice(0, token.length - parts[2]!.length - 1), parts[2]!)) throw invalidToken('signature verification failed')
-  const notAfter = checkTimeClaims(claims, config, now)
-  if (issuer.maxTokenLifetimeSeconds !== undefined) {
-    if (typeof claims.iat !== 'number') throw invalidToken('malformed iat claim')
-    if (claims.exp - claims.iat > issuer.maxTokenLifetimeSeconds) throw invalidToken('token lifetime too long')
-  }
+  const notAfter = checkTimeClaims(claims, issuer, config, now, true)
   if (claims.iss !== issuer.issuer && !(issuer.trustDomain !== undefined && claims.iss === undefined)) throw invalidToken('untrusted issuer')
   if (issuer.trustDomain !== undefined) {
     // JWT-SVID: the subject is the workload, a SPIFFE ID of the issuer's trust domain.
     const svid = typeof claims.sub === 'string' ? parseSpiffeId(claims.sub) : undefined
     if (!svid || svid.segments.length === 0 || svid.trustDomain !== issuer.trustDomain) throw invalidToken('malformed sub claim')
   }
-  const aud = claims.aud
+  checkAudience(claims.aud, issuer)
+  checkClaimShapes(claims)
+  const verified = sealVerified({ claims, issuer, scopes: readScopes(claims, issuer), actors: readActors(claims.act) })
+  checkSigner(verified)
+  cache?.set(token, verified, notAfter, key)
+  return verified
+}
+
+/**
+ * `aud` (RFC 7519 §4.1.3) names one of the issuer's audiences for this service. `required: false`
+ * (an introspection answer, RFC 7662 §2.2): an absent `aud` is accepted.
+ */
+export function checkAudience(aud: unknown, issuer: ResolvedIssuer, required = true): void {
+  if (aud === undefined && !required) return
   const audiences = typeof aud === 'string' ? [aud] : Array.isArray(aud) ? aud : undefined
   if (!audiences || !audiences.some((value) => typeof value === 'string' && issuer.audience.includes(value))) {
     throw invalidToken('token audience does not match')
   }
+}
+
+/** Confirmation methods Callsign enforces (RFC 9449 §6, RFC 8705 §3.1). */
+const ENFORCED_CNF = new Set(['jkt', 'x5t#S256'])
+
+/**
+ * The claims every token must have in their right shape, JWT or introspected: the identity claims
+ * non-empty strings, and `cnf` (RFC 7800 §3) an object whose every confirmation method is one
+ * Callsign enforces, each a non-empty string. A token says how it must be presented: one bound by
+ * a method Callsign cannot check (`jwk`, `kid`, `jku`, `x5t`, ...), alone or beside an enforced
+ * one, is refused rather than read as a bearer token or half-checked.
+ */
+export function checkClaimShapes(claims: Record<string, unknown>): void {
   for (const claim of ['sub', 'client_id', 'azp', 'jti'] as const) {
     const value = claims[claim]
     if (value !== undefined && (typeof value !== 'string' || value.length === 0)) throw invalidToken(`malformed ${claim} claim`)
   }
-  if (claims.cnf !== undefined && (typeof claims.cnf !== 'object' || claims.cnf === null || Array.isArray(claims.cnf))) {
-    throw invalidToken('malformed cnf claim')
+  const cnf = claims.cnf
+  if (cnf === undefined) return
+  if (typeof cnf !== 'object' || cnf === null || Array.isArray(cnf)) throw invalidToken('malformed cnf claim')
+  let methods = 0
+  for (const method in cnf) {
+    if (!ENFORCED_CNF.has(method)) throw invalidToken('token is bound by a confirmation method that is not supported')
+    const value = (cnf as Record<string, unknown>)[method]
+    if (typeof value !== 'string' || value.length === 0) throw invalidToken('malformed cnf claim')
+    methods++
   }
-  const verified = sealVerified({ claims, issuer, scopes: readScopes(claims, issuer), actors: readActors(claims.act) })
-  cache?.set(token, verified, notAfter, key)
-  return verified
+  if (methods === 0) throw invalidToken('malformed cnf claim')
+}
+
+/**
+ * A token of a single-signer issuer (local keys, and the signing workload's SPIFFE ID as `issuer`)
+ * speaks for its signer only: the caller it names (nearest actor, `client_id`, `azp`, then `sub`)
+ * must be the signer, and `sub` the signer or a subject it may assert (`subjects`). Otherwise one
+ * stolen signing key would impersonate every service.
+ */
+export function checkSigner({ claims, issuer, actors }: VerifiedToken): void {
+  const signer = issuer.signer
+  if (signer === undefined) return
+  const sub = claims.sub
+  if (sub !== undefined && sub !== signer && !issuer.subjects?.some((pattern) => pattern.matches(sub))) {
+    throw invalidToken('token names a subject its signer may not assert')
+  }
+  if ((actors[0] ?? claims.client_id ?? claims.azp ?? sub) !== signer) throw invalidToken('token names a caller other than its signer')
 }
 
 /**
@@ -203,9 +251,6 @@ function deepFreeze(value: object, depth: number): void {
   }
 }
 
-/** A JWS compact serialization: three strict base64url segments, checked in one pass over the text. */
-export const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/
-
 // Decoded JOSE headers by their exact base64url text: an issuer signs with a few keys, so its tokens
 // share a few headers (decoding one costs as much as the token's whole claim check). Pure text ->
 // value, frozen, so shared by every guard; bounded, so distinct forged headers only cycle it.
@@ -236,26 +281,36 @@ export function decodeJsonObject(part: string): Record<string, unknown> {
 }
 
 /**
- * RFC 7519 §4.1.4-4.1.6 with `clockTolerance`: `exp` required and in the future, `nbf` reached,
- * `iat` not in the future and, with `maxTokenAge`, not older than it. Returns the instant (ms)
- * after which the token stops being acceptable, for caches.
+ * RFC 7519 §4.1.4-4.1.6 with `clockTolerance`, for JWTs and introspected tokens alike: `exp` in the
+ * future (required for a JWT; an introspection answer may omit it, RFC 7662 §2.2), `nbf` reached,
+ * `iat` not in the future; with `maxTokenAge`, `iat` required and not older than it; with the
+ * issuer's `maxTokenLifetime`, `iat` and `exp` required and `exp - iat` within it. Returns the
+ * instant (ms) after which the token stops being acceptable, for caches (`Infinity`: no bound).
  */
-function checkTimeClaims(claims: AccessTokenClaims, config: ResolvedConfig, now: number): number {
+export function checkTimeClaims(claims: Record<string, unknown>, issuer: ResolvedIssuer, config: ResolvedConfig, now: number, expRequired: boolean): number {
   const tolerance = config.clockToleranceSeconds
   const nowSeconds = now / 1000
   const { exp, nbf, iat } = claims as { exp?: unknown; nbf?: unknown; iat?: unknown }
-  if (typeof exp !== 'number' || !Number.isFinite(exp)) throw invalidToken('token has no valid expiry')
+  if (exp === undefined ? expRequired : typeof exp !== 'number' || !Number.isFinite(exp)) {
+    throw invalidToken(expRequired ? 'token has no valid expiry' : 'malformed exp claim')
+  }
   if (nbf !== undefined && (typeof nbf !== 'number' || !Number.isFinite(nbf))) throw invalidToken('malformed nbf claim')
   if (iat !== undefined && (typeof iat !== 'number' || !Number.isFinite(iat))) throw invalidToken('malformed iat claim')
-  if (exp <= nowSeconds - tolerance) throw invalidToken('token expired')
+  if (exp !== undefined && (exp as number) <= nowSeconds - tolerance) throw invalidToken('token expired')
   if (nbf !== undefined && nbf > nowSeconds + tolerance) throw invalidToken('token not yet valid')
   if (iat !== undefined && iat > nowSeconds + tolerance) throw invalidToken('token issued in the future')
-  let notAfter = (exp + tolerance) * 1000
+  let notAfter = exp === undefined ? Infinity : ((exp as number) + tolerance) * 1000
   const maxAge = config.maxTokenAgeSeconds
   if (maxAge !== undefined) {
     if (iat === undefined) throw invalidToken('malformed iat claim')
     if (nowSeconds - iat - tolerance > maxAge) throw invalidToken('token too old')
     notAfter = Math.min(notAfter, (iat + maxAge + tolerance) * 1000)
+  }
+  const maxLifetime = issuer.maxTokenLifetimeSeconds
+  if (maxLifetime !== undefined) {
+    if (iat === undefined) throw invalidToken('malformed iat claim')
+    if (exp === undefined) throw invalidToken('token has no valid expiry')
+    if ((exp as number) - iat > maxLifetime) throw invalidToken('token lifetime too long')
   }
   return notAfter
 }

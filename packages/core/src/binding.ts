@@ -24,11 +24,10 @@ export function checkBinding(
   request: AuthRequest,
   config: ResolvedConfig,
 ): TokenBinding | Promise<TokenBinding> {
+  // Verification checked `cnf`: only methods enforced here, each a non-empty string (`checkClaimShapes`).
   const cnf = token.claims.cnf
   const jkt = cnf?.jkt
   const thumbprint = cnf?.['x5t#S256']
-  if (jkt !== undefined && (typeof jkt !== 'string' || jkt.length === 0)) throw invalidToken('malformed cnf claim')
-  if (thumbprint !== undefined && (typeof thumbprint !== 'string' || thumbprint.length === 0)) throw invalidToken('malformed cnf claim')
 
   if (thumbprint !== undefined) {
     if (!peer) throw invalidToken('certificate-bound token presented without a client certificate')

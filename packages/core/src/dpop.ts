@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto'
 import type { KeyObject } from 'node:crypto'
 import { calculateJwkThumbprint, type JWK } from 'jose'
 import { LRUCache } from 'lru-cache'
-import { COMPACT_JWS, decodeJsonObject, verifySignature } from './access-token.js'
+import { decodeJsonObject, verifySignature } from './access-token.js'
+import { jwsSegments } from './internal/jws.js'
 import { importPublicKey, keyFitsAlgorithm, sameAlg } from './jwks.js'
 import { withTimeout } from './internal/with-timeout.js'
 import { AuthError } from './errors.js'
@@ -70,8 +71,9 @@ export function normalizeHtu(value: string): string | undefined {
  */
 export async function verifyDpopProof(proof: string, expected: DpopExpectation, config: DpopCheckConfig): Promise<void> {
   if (proof.length === 0 || proof.length > MAX_PROOF_LENGTH) throw invalidProof('malformed DPoP proof')
-  if (!COMPACT_JWS.test(proof)) throw invalidProof('malformed DPoP proof')
-  const parts = proof.split('.')
+  // Canonical base64url in every segment: one proof has exactly one spelling.
+  const parts = jwsSegments(proof)
+  if (!parts) throw invalidProof('malformed DPoP proof')
   const { alg, thumbprint, key } = await readProofHeader(parts[0]!, config.algorithms)
   if (!verifySignature(alg, key, proof.slice(0, proof.length - parts[2]!.length - 1), parts[2]!)) throw invalidProof('DPoP proof signature invalid')
   let payload: Record<string, unknown>

@@ -1,11 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { decodeJwt, decodeProtectedHeader, SignJWT } from 'jose'
 import { LRUCache } from 'lru-cache'
-import { COMPACT_JWS, readActors, readScopes, sealVerified, verifySignature, type AccessTokenClaims, type VerifiedToken } from './access-token.js'
+import { checkAudience, checkClaimShapes, checkSigner, checkTimeClaims, COMPACT_JWS, readActors, readScopes, sealVerified, verifySignature, type AccessTokenClaims, type VerifiedToken } from './access-token.js'
 import { fetchIssuerMetadata } from './discovery.js'
 import { AuthError, invalidToken } from './errors.js'
 import { fetchBody, FetchFailure, parseJson } from './internal/fetch-json.js'
 import { IssuerKeys } from './jwks.js'
+import { jwsSegments } from './internal/jws.js'
 import { parseSecureUrl, type ResolvedConfig, type ResolvedIntrospection, type ResolvedIssuer } from './options.js'
 
 /** Largest introspection answer read. */
@@ -209,8 +210,8 @@ export class Introspector {
    */
   async #verifyJwtAnswer(jwt: string, issuer: ResolvedIssuer, endpoint: URL): Promise<unknown> {
     const compact = jwt.trim()
-    if (!COMPACT_JWS.test(compact)) throw new Error(`${endpoint.href}: malformed introspection JWT`)
-    const parts = compact.split('.')
+    const parts = jwsSegments(compact)
+    if (!parts) throw new Error(`${endpoint.href}: malformed introspection JWT`)
     const header = decodeProtectedHeader(compact)
     const payload = decodeJwt(compact)
     if (typeof header.alg !== 'string' || !issuer.algorithms.has(header.alg)) throw new Error(`${endpoint.href}: introspection JWT algorithm not allowed`)
@@ -220,7 +221,7 @@ export class Introspector {
     if (header.kid !== undefined && (typeof header.kid !== 'string' || header.kid.length === 0 || header.kid.length > 256)) throw new Error(`${endpoint.href}: malformed introspection JWT kid`)
     this.#keys ??= new IssuerKeys(this.#config)
     const key = await this.#keys.getKey(issuer, { alg: header.alg, kid: header.kid })
-    if (!verifySignature(header.alg, key, `${parts[0]}.${parts[1]}`, parts[2]!)) throw new Error(`${endpoint.href}: introspection JWT signature verification failed`)
+    if (!verifySignature(header.alg, key, `${parts[0]}.${parts[1]}`, parts[2])) throw new Error(`${endpoint.href}: introspection JWT signature verification failed`)
     if (payload.iss !== issuer.issuer) throw new Error(`${endpoint.href}: introspection JWT iss is not the issuer`)
     const aud = typeof payload.aud === 'string' ? [payload.aud] : payload.aud
     if (!Array.isArray(aud) || !aud.includes(issuer.introspection!.clientId)) throw new Error(`${endpoint.href}: introspection JWT aud is not the client id`)
@@ -273,28 +274,16 @@ const unwrap = (answer: Answer): VerifiedToken => {
  */
 export function mapAnswer(answer: Record<string, unknown>, issuer: ResolvedIssuer, config: ResolvedConfig, now: number): { verified: VerifiedToken; expiresAt: number } {
   if (answer.active !== true) throw invalidToken('token is not active')
-  const tolerance = config.clockToleranceSeconds
-  const nowSeconds = now / 1000
   if (answer.iss !== undefined && answer.iss !== issuer.issuer) throw invalidToken('untrusted issuer')
-  const aud = answer.aud
-  if (aud !== undefined) {
-    const audiences = typeof aud === 'string' ? [aud] : Array.isArray(aud) ? aud : undefined
-    if (!audiences || !audiences.some((value) => typeof value === 'string' && issuer.audience.includes(value))) throw invalidToken('token audience does not match')
-  }
-  for (const claim of ['exp', 'nbf', 'iat'] as const) {
-    const value = answer[claim]
-    if (value !== undefined && (typeof value !== 'number' || !Number.isFinite(value))) throw invalidToken(`malformed ${claim} claim`)
-  }
-  const exp = answer.exp as number | undefined
-  if (exp !== undefined && exp <= nowSeconds - tolerance) throw invalidToken('token expired')
-  if (answer.nbf !== undefined && (answer.nbf as number) > nowSeconds + tolerance) throw invalidToken('token not yet valid')
-  for (const claim of ['sub', 'client_id', 'jti', 'username', 'token_type'] as const) {
+  checkAudience(answer.aud, issuer, false)
+  // The claim rules of a JWT (time, age, lifetime, shapes, `cnf`), with `exp` optional (RFC 7662 §2.2).
+  const expiresAt = checkTimeClaims(answer, issuer, config, now, false)
+  checkClaimShapes(answer)
+  for (const claim of ['username', 'token_type'] as const) {
     const value = answer[claim]
     if (value !== undefined && (typeof value !== 'string' || value.length === 0)) throw invalidToken(`malformed ${claim} claim`)
   }
   if (answer.scope !== undefined && typeof answer.scope !== 'string') throw invalidToken('malformed scope claim')
-  const cnf = answer.cnf
-  if (cnf !== undefined && (typeof cnf !== 'object' || cnf === null || Array.isArray(cnf))) throw invalidToken('malformed cnf claim')
   const { active: _active, ...rest } = answer
   const claims = { ...rest, iss: issuer.issuer } as AccessTokenClaims
   const verified = sealVerified({
@@ -304,5 +293,6 @@ export function mapAnswer(answer: Record<string, unknown>, issuer: ResolvedIssue
     scopes: readScopes(claims, { ...issuer, scopeClaim: 'scope' }),
     actors: readActors(claims.act),
   })
-  return { verified, expiresAt: exp === undefined ? Infinity : (exp + tolerance) * 1000 }
+  checkSigner(verified)
+  return { verified, expiresAt }
 }

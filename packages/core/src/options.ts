@@ -6,7 +6,7 @@ import { buildResourceMetadata, type ResolvedResourceMetadata, type ResourceMeta
 import { compileCidrs, parseAnchors, type ResolvedForwarded } from './forwarded-certificate.js'
 import type { AccessTokenClaims } from './access-token.js'
 import { MemoryReplayStore, type ReplayStore, type RevocationStore } from './replay-store.js'
-import { compileCallerPattern, parseSpiffeId, type CallerPattern } from './spiffe.js'
+import { compileCallerPattern, isWorkloadSpiffeId, parseSpiffeId, type CallerPattern } from './spiffe.js'
 import { ClientTls, type ClientTlsOptions } from './internal/client-tls.js'
 
 /** Asymmetric JWS algorithms Callsign can verify (RFC 7518, RFC 8037). */
@@ -59,6 +59,14 @@ export interface IssuerOptions {
   jwks?: { keys: unknown[] } | string | { path: string; pollSeconds?: number }
   /** Refuse tokens whose lifetime (`exp - iat`) exceeds this many seconds (and require `iat`), e.g. 300 for self-issued service tokens. */
   maxTokenLifetime?: number
+  /**
+   * For a single-signer issuer (local `jwks`, and the signing workload's SPIFFE ID as `issuer`):
+   * the subjects, besides the signer itself, its tokens may name as `sub` (caller patterns: exact
+   * IDs or SPIFFE prefixes ending in `/*`). Such a token is the signer acting for that subject: it
+   * must name the signer as `client_id` or `act.sub`. Default: none, `sub` must be the signer.
+   * Whatever this says, the caller such a token names is always its signer.
+   */
+  subjects?: string[]
   /**
    * SPIFFE JWT-SVIDs of this trust domain (`'example.org'`): tokens whose `sub` is a workload
    * SPIFFE ID of the trust domain are verified with this issuer's keys (usually `jwks`, the trust
@@ -364,6 +372,10 @@ export interface ResolvedIssuer {
   /** Local keys: the parsed document (inline) or the file to read and watch. */
   localKeys: { document: unknown; path: string | undefined; pollSeconds: number } | undefined
   maxTokenLifetimeSeconds: number | undefined
+  /** The signing workload of a single-signer issuer (local keys, a workload SPIFFE ID as `issuer`): the only caller its tokens may name. */
+  signer: string | undefined
+  /** Subjects other than the signer that its tokens may name (`subjects`). */
+  subjects: readonly CallerPattern[] | undefined
   /** JWT-SVID trust domain, when this issuer verifies SPIFFE JWT-SVIDs. */
   trustDomain: string | undefined
   typ: TokenTypeMode
@@ -511,7 +523,7 @@ const OPTION_KEYS = [
 ] as const
 const DPOP_KEYS = ['mode', 'algorithms', 'maxProofAgeSeconds', 'origin', 'nonce', 'replayStore', 'replayStoreTimeoutMs'] as const
 const DELEGATION_KEYS = ['maxDepth', 'actors', 'hops'] as const
-const ISSUER_KEYS = ['issuer', 'audience', 'jwksUri', 'typ', 'scopeClaim', 'algorithms', 'jwks', 'maxTokenLifetime', 'trustDomain', 'introspection'] as const
+const ISSUER_KEYS = ['issuer', 'audience', 'jwksUri', 'typ', 'scopeClaim', 'algorithms', 'jwks', 'maxTokenLifetime', 'subjects', 'trustDomain', 'introspection'] as const
 const INTROSPECTION_KEYS = ['endpoint', 'clientId', 'auth', 'clientSecret', 'privateKey', 'tls', 'response', 'timeoutSeconds', 'cacheSeconds', 'negativeCacheSeconds', 'failureBackoffSeconds', 'maxEntries', 'tokens'] as const
 
 /** The JWS algorithm of a client assertion signed with `key`. */
@@ -641,13 +653,17 @@ export function resolveConfig(options: CallsignOptions): ResolvedConfig {
         if (!algorithms.has(alg)) fail(`${name}.algorithms`, `contains ${alg}, which the guard-wide "algorithms" does not allow`)
       }
     }
+    const trustDomain = entry.trustDomain === undefined ? undefined : resolveTrustDomain(entry.trustDomain, `${name}.trustDomain`)
+    const signer = entry.jwks !== undefined && trustDomain === undefined && isWorkloadSpiffeId(issuer) ? issuer : undefined
     issuers.set(issuer, Object.freeze({
       issuer,
       audience: Object.freeze(stringList(entry.audience, `${name}.audience`)),
       jwksUri: entry.jwksUri === undefined ? undefined : parseSecureUrl(entry.jwksUri, `${name}.jwksUri`),
       localKeys: entry.jwks === undefined ? undefined : resolveLocalKeys(entry.jwks, `${name}.jwks`, entry.jwksUri !== undefined),
       maxTokenLifetimeSeconds: entry.maxTokenLifetime === undefined ? undefined : positive(entry.maxTokenLifetime, `${name}.maxTokenLifetime`, 0),
-      trustDomain: entry.trustDomain === undefined ? undefined : resolveTrustDomain(entry.trustDomain, `${name}.trustDomain`),
+      signer,
+      subjects: entry.subjects === undefined ? undefined : resolveSubjects(entry.subjects, `${name}.subjects`, signer),
+      trustDomain,
       typ: oneOf(entry.typ, `${name}.typ`, TYP_MODES, typ),
       scopeClaim: oneOf(entry.scopeClaim, `${name}.scopeClaim`, SCOPE_CLAIMS, scopeClaim),
       algorithms: issuerAlgorithms,
@@ -945,4 +961,11 @@ function resolveTrustDomain(value: unknown, option: string): string {
   const parsed = typeof value === 'string' ? parseSpiffeId(`spiffe://${value}`) : undefined
   if (!parsed || parsed.trustDomain !== value) return fail(option, `must be a SPIFFE trust domain name such as "example.org" (got ${JSON.stringify(value)})`)
   return value as string
+}
+
+function resolveSubjects(value: unknown, option: string, signer: string | undefined): readonly CallerPattern[] {
+  if (signer === undefined) {
+    fail(option, 'applies only to a single-signer issuer: local "jwks" and the signing workload\'s SPIFFE ID as "issuer"')
+  }
+  return Object.freeze(stringList(value, option).map((pattern, i) => compileCallerPattern(pattern, `${option}[${i}]`)))
 }

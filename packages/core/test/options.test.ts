@@ -180,7 +180,7 @@ describe('resolveConfig validation', () => {
     ['an empty issuers array', { issuers: [] }, 'Callsign: "issuers" must name at least one issuer: { issuer, audience, jwksUri? }'],
     ['a string issuer', { issuers: 'https://auth.example.com/' }, 'Callsign: "issuers" must be an object { issuer, audience, jwksUri? }'],
     ['a null issuer entry', { issuers: [ISSUER, null] }, 'Callsign: "issuers[1]" must be an object { issuer, audience, jwksUri? }'],
-    ['an unknown issuer key', { issuers: [{ ...ISSUER, jwks_uri: 'https://a' }] }, 'Callsign: "issuers[0].jwks_uri" is not a known option (known: issuer, audience, jwksUri, typ, scopeClaim, algorithms, jwks, maxTokenLifetime, trustDomain, introspection)'],
+    ['an unknown issuer key', { issuers: [{ ...ISSUER, jwks_uri: 'https://a' }] }, 'Callsign: "issuers[0].jwks_uri" is not a known option (known: issuer, audience, jwksUri, typ, scopeClaim, algorithms, jwks, maxTokenLifetime, subjects, trustDomain, introspection)'],
     ['a duplicate issuer', { issuers: [ISSUER, { ...ISSUER, audience: 'other' }] }, 'Callsign: "issuers[1].issuer" duplicates another issuer: "https://auth.example.com/"'],
     ['a missing issuer URL', { issuers: { audience: 'a' } }, 'Callsign: "issuers.issuer" must be a URL string'],
     ['an invalid issuer URL', { issuers: { issuer: 'auth.example.com', audience: 'a' } }, 'Callsign: "issuers.issuer" is not a valid URL: "auth.example.com"'],

@@ -137,6 +137,11 @@ function reference(claims: Record<string, unknown>, scopeClaim: ScopeClaim): { s
   }
   const cnf = claims.cnf
   if (cnf !== undefined && (typeof cnf !== 'object' || cnf === null || Array.isArray(cnf))) return 'refused'
+  // Only enforced confirmation methods (RFC 7800 §3), at least one, each a non-empty string.
+  if (cnf !== undefined) {
+    const members = Object.entries(cnf as Record<string, unknown>)
+    if (members.length === 0 || members.some(([method, v]) => (method !== 'jkt' && method !== 'x5t#S256') || typeof v !== 'string' || v === '')) return 'refused'
+  }
   const raw = claims[scopeClaim]
   let scopes: unknown[] = []
   if (typeof raw === 'string') {
@@ -187,7 +192,10 @@ describe('fuzz: verifyAccessToken on signed tokens with arbitrary claims (scopes
     client_id: id,
     azp: id,
     jti: mostly(fc.constantFrom(undefined, 'j'), fc.constantFrom('', 1)),
-    cnf: mostly(fc.constantFrom(undefined, {}, { jkt: 'x' }), fc.constantFrom([], 'x', null)),
+    cnf: mostly(
+      fc.constantFrom(undefined, { jkt: 'x' }, { 'x5t#S256': 'y' }, { jkt: 'x', 'x5t#S256': 'y' }),
+      fc.constantFrom([], 'x', null, {}, { jwk: { kty: 'EC' } }, { kid: 'k' }, { jku: 'https://x' }, { 'x5t#S256': 'y', jwk: {} }, { jkt: '' }, { jkt: 1 }),
+    ),
     scope: fc.option(scopeValue, { nil: undefined, freq: 2 }),
     scp: fc.option(scopeValue, { nil: undefined, freq: 2 }),
     permissions: fc.option(scopeValue, { nil: undefined, freq: 2 }),

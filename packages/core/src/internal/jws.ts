@@ -1,0 +1,31 @@
+/** A JWS compact serialization: three strict base64url segments, checked in one pass over the text. */
+export const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/
+
+// Value of each base64url character (RFC 4648 §5), by character code; 255 for anything else.
+const VALUES = new Uint8Array(128).fill(255)
+'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'.split('').forEach((char, value) => (VALUES[char.charCodeAt(0)] = value))
+
+/**
+ * True when `segment` is the one spelling of its bytes in base64url without padding (RFC 7515 §2,
+ * RFC 4648 §3.5): no length of 1 mod 4, and the unused low bits of the last character zero. A
+ * decoder ignores those bits, so without this check `...A` and `...B` would be the same signature
+ * (or key coordinate) spelled twice. Assumes the characters are base64url (see {@link COMPACT_JWS}).
+ */
+export function isCanonicalBase64url(segment: string): boolean {
+  const rest = segment.length % 4
+  if (rest === 0) return true
+  if (rest === 1) return false
+  const last = VALUES[segment.charCodeAt(segment.length - 1)] ?? 255
+  // 2 characters carry 8 bits (4 unused), 3 characters carry 16 bits (2 unused).
+  return last !== 255 && (last & (rest === 2 ? 0x0f : 0x03)) === 0
+}
+
+/**
+ * The three segments of a compact JWS, each canonical base64url; `undefined` otherwise. `known`:
+ * the caller already matched `value` against {@link COMPACT_JWS} (one pass over the text is enough).
+ */
+export function jwsSegments(value: string, known = false): [header: string, payload: string, signature: string] | undefined {
+  if (!known && !COMPACT_JWS.test(value)) return undefined
+  const parts = value.split('.') as [string, string, string]
+  return isCanonicalBase64url(parts[0]) && isCanonicalBase64url(parts[1]) && isCanonicalBase64url(parts[2]) ? parts : undefined
+}
