@@ -467,6 +467,25 @@ describe.each(adapters)('$name: token attacks', (adapter) => {
       for (const [claims, detail] of cases) await attack(apps.main, bearer(await token(claims)), INVALID_TOKEN, detail)
     })
 
+    it('cnf with a confirmation method Callsign does not enforce (jwk, kid, jku, jwe, x5t, unknown), alone or beside an enforced one: 401 as Bearer and over the bound certificate', async () => {
+      const attackerKey = { kty: 'EC', crv: 'P-256', x: 'f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU', y: 'x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0' }
+      const unenforced: Array<Record<string, unknown>> = [
+        { jwk: attackerKey }, { kid: 'dpop-1' }, { jku: 'https://attacker.example/jwks' }, { jwe: 'a.b.c.d.e' }, { x5t: 'abc' }, { 'x5t#S512': 'abc' },
+        { jkt: 'abc', kid: 'dpop-1' },
+      ]
+      for (const cnf of unenforced) await attack(apps.main, bearer(await token({ cnf })), INVALID_TOKEN, 'token is bound by a confirmation method that is not supported')
+      // Beside the thumbprint of the very certificate presented: the thumbprint alone does not make it acceptable.
+      const bound = fx.certs.frontend.x5tS256
+      for (const extra of [{ jwk: attackerKey }, { kid: 'k' }, { 'x5t#S384': 'abc' }]) {
+        await attack(apps.main, { ...bearer(await token({ cnf: { 'x5t#S256': bound, ...extra } })), cert: fx.certs.frontend }, INVALID_TOKEN, 'token is bound by a confirmation method that is not supported')
+      }
+      // An empty cnf binds to nothing a presenter could prove: malformed, never a bearer token.
+      await attack(apps.main, bearer(await token({ cnf: {} })), INVALID_TOKEN, 'malformed cnf claim')
+      // The enforced method alone, over its certificate, is served.
+      const res = await rec.call(apps.main, { ...bearer(await token({ cnf: { 'x5t#S256': bound } })), cert: fx.certs.frontend })
+      expectAccepted(res, { caller: { id: ID.frontend, source: 'mtls' }, scopes: ['orders:read'], binding: 'mtls', peer: fx.certs.frontend })
+    })
+
     it('huge scope claims: 257+ scopes refused; 10 000 scopes: 431/400 at the HTTP layer, and refused fast by the guard itself', async () => {
       await attack(apps.main, bearer(await token({ scope: Array.from({ length: 300 }, (_, i) => `s${i}`).join(' ') })), INVALID_TOKEN, 'too many scopes')
       const huge = await token({ scope: Array.from({ length: 10_000 }, (_, i) => `s${i}`).join(' ') })

@@ -10,6 +10,7 @@ import { dpopRequest } from '../support/dpop.js'
 import { expectAccepted, expectRefusal } from '../support/expectations.js'
 import { AUDIENCE, createFixture, ID, issuerOption, quiet, sign, type Fixture } from '../support/fixtures.js'
 import { startIntrospectionServer, type IntrospectionServer } from '../support/introspection-server.js'
+import { respell } from '../support/attacks.js'
 
 describe.each(adapters)('$name: opaque tokens by introspection (RFC 7662)', (adapter) => {
   let fx: Fixture
@@ -85,6 +86,29 @@ describe.each(adapters)('$name: opaque tokens by introspection (RFC 7662)', (ada
     expectRefusal(await fx.call(app, { path: '/orders', token }), { status: 401, code: 'invalid_token' })
   })
 
+  it('refuses an introspected token bound by a confirmation method Callsign does not enforce, alone or beside an enforced one', async () => {
+    const jwk = { kty: 'EC', crv: 'P-256', x: 'f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU', y: 'x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0' }
+    for (const [cnf, cert] of [[{ jwk }, undefined], [{ kid: 'k' }, undefined], [{ 'x5t#S256': fx.certs.frontend.x5tS256, jwk }, fx.certs.frontend]] as const) {
+      const res = await fx.call(app, { path: '/orders', token: as.issue({ client_id: ID.frontend, sub: ID.frontend, scope: 'orders:read', cnf }), cert })
+      expectRefusal(res, { status: 401, code: 'invalid_token' })
+      expect(res.body.detail).toBe('token is bound by a confirmation method that is not supported')
+    }
+  })
+
+  it('applies maxTokenLifetime and maxTokenAge to introspected tokens, as to JWTs', async () => {
+    const introspection = { endpoint: as.endpoint, clientId: as.clientId, clientSecret: as.clientSecret }
+    const bounded = await fx.start(adapter, { logger: quiet, issuers: issuerOption(fx.main, { introspection, maxTokenLifetime: 600 }) })
+    const long = await fx.call(bounded, { path: '/orders', token: as.issue({ client_id: ID.frontend, scope: 'orders:read' }, 3600) })
+    expectRefusal(long, { status: 401, code: 'invalid_token' })
+    expect(long.body.detail).toBe('token lifetime too long')
+    expect((await fx.call(bounded, { path: '/orders', token: as.issue({ client_id: ID.frontend, scope: 'orders:read' }, 600) })).status).toBe(200)
+    // Seen from a clock 700 s later, a token issued now is older than maxTokenAge: 600.
+    const later = await fx.start(adapter, { logger: quiet, maxTokenAge: 600, now: () => Date.now() + 700_000, issuers: issuerOption(fx.main, { introspection }) })
+    const old = await fx.call(later, { path: '/orders', token: as.issue({ client_id: ID.frontend, scope: 'orders:read' }, 3600) })
+    expectRefusal(old, { status: 401, code: 'invalid_token' })
+    expect(old.body.detail).toBe('token too old')
+  })
+
   it('introspects a token once while its answer is cached', async () => {
     const token = as.issue({ client_id: ID.worker, sub: ID.worker, scope: 'orders:read' })
     const before = as.requests
@@ -142,6 +166,29 @@ describe.each(adapters)('$name: discovered endpoint, private_key_jwt and signed 
     expect(as.metadataRequests - metadata).toBe(1)
     expect(as.jwtAnswers - signed).toBe(2)
     expect(as.unauthenticated).toBe(0)
+  })
+
+  it('fails closed with 503 on a signed answer whose signature or header is spelled a second way (same bytes, valid signature)', async () => {
+    const client = await generateKeyPair('ES256')
+    const strict = await startIntrospectionServer({ audience: AUDIENCE, clientPublicKey: client.publicKey, signAnswers: true })
+    try {
+      const introspection = { clientId: strict.clientId, auth: 'private_key_jwt' as const, privateKey: client.privateKey, response: 'jwt' as const, cacheSeconds: 0, failureBackoffSeconds: 0 }
+      const strictApp = await fx.start(adapter, { logger: quiet, issuers: { issuer: strict.issuer, audience: AUDIENCE, jwksUri: strict.jwksUri, algorithms: ['ES256'], introspection } })
+      const respelled: number[] = []
+      // The signature (64 bytes: 86 characters) always has unused bits; the header has them for some paddings.
+      for (const [index, pad] of [[2, ''], [0, ''], [0, 'y'], [0, 'yy'], [0, 'yyy']] as const) {
+        strict.jwtHeader = (pad ? { pad } : {}) as typeof strict.jwtHeader
+        strict.jwtTransform = (jwt) => (jwt.split('.')[index]!.length % 4 === 0 ? jwt : (respelled.push(index), respell(jwt, index)))
+        const before = respelled.length
+        const res = await fx.call(strictApp, { path: '/orders', token: strict.issue({ client_id: ID.frontend, scope: 'orders:read' }) })
+        if (respelled.length > before) expectRefusal(res, { status: 503, code: 'introspection_unavailable' })
+        else expect(res.status).toBe(200)
+      }
+      expect(respelled).toContain(2)
+      expect(respelled).toContain(0)
+    } finally {
+      await strict.close()
+    }
   })
 
   it('fails closed with 503 introspection_unavailable on a signed answer by an unpublished key', async () => {

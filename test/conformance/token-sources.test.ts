@@ -70,6 +70,38 @@ describe.each(adapters)('$name: token sources and revocation', (adapter) => {
     expectRefusal(await fx.call(app, { path: '/orders', token: await selfIssued(other.privateKey, 'ES256', {}, 120, 'worker-1') }), { status: 401, code: 'invalid_token' })
   })
 
+  it('a single signer speaks only for itself: its key naming another service (sub, client_id, act) is refused, with or without a certificate; subjects lets it act for listed users', async () => {
+    const report = 'spiffe://example.org/ns/batch/sa/report'
+    const reportKey = await generateKeyPair('ES256')
+    const issuers = async (subjects?: string[]) => [
+      { issuer: ID.worker, audience: AUD, typ: 'jwt' as const, jwks: { keys: [await exportJWK(es256.publicKey)] }, ...(subjects ? { subjects } : {}) },
+      { issuer: report, audience: AUD, typ: 'jwt' as const, jwks: { keys: [await exportJWK(reportKey.publicKey)] } },
+    ]
+    const app = await fx.start(adapter, { logger: quiet, issuers: await issuers() })
+    const refused = async (claims: Record<string, unknown>, detail: string, cert?: typeof fx.certs.worker): Promise<void> => {
+      const res = await fx.call(app, { path: '/orders', token: await selfIssued(es256.privateKey, 'ES256', claims), cert })
+      expectRefusal(res, { status: 401, code: 'invalid_token' })
+      expect(res.body.detail).toBe(detail)
+    }
+    // The worker's key (iss = worker) naming the report service: one stolen key would impersonate every service.
+    await refused({ sub: report, client_id: undefined }, 'token names a subject its signer may not assert')
+    await refused({ sub: report, client_id: report }, 'token names a subject its signer may not assert')
+    await refused({ client_id: report }, 'token names a caller other than its signer')
+    await refused({ act: { sub: report } }, 'token names a caller other than its signer')
+    await refused({ sub: 'alice', client_id: ID.worker }, 'token names a subject its signer may not assert')
+    await refused({ sub: report, client_id: undefined }, 'token names a subject its signer may not assert', fx.certs.worker)
+    // The worker naming itself, and the report service with its own key, are served.
+    expectAccepted(await fx.call(app, { path: '/orders', token: await selfIssued(es256.privateKey, 'ES256') }), { caller: { id: ID.worker, source: 'token' }, scopes: ['orders:read'], issuer: ID.worker })
+    const now = Math.floor(Date.now() / 1000)
+    const own = await new SignJWT({ sub: report, aud: AUD, scope: 'orders:read' }).setProtectedHeader({ alg: 'ES256', typ: 'JWT' }).setIssuer(report).setIssuedAt(now).setExpirationTime(now + 60).sign(reportKey.privateKey)
+    expectAccepted(await fx.call(app, { path: '/orders', token: own }), { caller: { id: report, source: 'token' }, scopes: ['orders:read'], issuer: report })
+    // `subjects`: the worker may act for listed users, as itself (client_id = the signer).
+    const delegating = await fx.start(adapter, { logger: quiet, issuers: await issuers(['user:alice']) })
+    expectAccepted(await fx.call(delegating, { path: '/orders', token: await selfIssued(es256.privateKey, 'ES256', { sub: 'user:alice' }) }), { caller: { id: ID.worker, source: 'token' }, user: 'user:alice', scopes: ['orders:read'], issuer: ID.worker })
+    const res = await fx.call(delegating, { path: '/orders', token: await selfIssued(es256.privateKey, 'ES256', { sub: report, client_id: undefined }) })
+    expect(res.body.detail).toBe('token names a subject its signer may not assert')
+  })
+
   it('verifies SPIFFE JWT-SVIDs against a trust bundle, with or without iss; sub is the caller', async () => {
     const bundle = { keys: [{ ...(await exportJWK(es256.publicKey)), kid: 'svid-1', use: 'jwt-svid' }], spiffe_sequence: 7 }
     const app = await fx.start(adapter, {

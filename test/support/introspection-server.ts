@@ -60,6 +60,8 @@ export interface IntrospectionServer {
   jwtClaims: Record<string, unknown>
   /** With `signAnswers`: sign with a key that is not published. */
   jwtForeignKey: boolean
+  /** With `signAnswers`: rewrite the signed answer before it is sent (e.g. another spelling of a segment). */
+  jwtTransform: ((jwt: string) => string) | undefined
   /** Signed answers sent. */
   jwtAnswers: number
   /** Issue an opaque token valid for `lifetimeSeconds` (default 300; negative: already expired). */
@@ -215,7 +217,7 @@ export async function startIntrospectionServer(options: IntrospectionServerOptio
         .setIssuedAt()
         .sign(server.jwtForeignKey ? foreign!.privateKey : signing.privateKey)
       server.jwtAnswers++
-      res.writeHead(200, { 'content-type': 'application/token-introspection+jwt', 'cache-control': 'no-store' }).end(jwt)
+      res.writeHead(200, { 'content-type': 'application/token-introspection+jwt', 'cache-control': 'no-store' }).end(server.jwtTransform ? server.jwtTransform(jwt) : jwt)
       return
     }
     res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(body))
@@ -242,6 +244,7 @@ export async function startIntrospectionServer(options: IntrospectionServerOptio
     jwtHeader: {},
     jwtClaims: {},
     jwtForeignKey: false,
+    jwtTransform: undefined,
     jwtAnswers: 0,
     clientId,
     clientSecret,
