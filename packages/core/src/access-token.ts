@@ -125,8 +125,7 @@ function verifyUncachedAccessToken(
 
   const selector = { alg, kid: header.kid }
   const checked = issuer
-  const signed = parts
-  const finish = (key: KeyObject): VerifiedToken => checkVerified(token, signed, alg, key, unverified as AccessTokenClaims, checked, config, now, cache)
+  const finish = (key: KeyObject): VerifiedToken => checkVerified(token, parts, alg, key, unverified as AccessTokenClaims, checked, config, now, cache)
   // Keys already cached: no promise. Otherwise fetched (or refused) by getKey, with its rules.
   const key = keys.keyNow(issuer, selector)
   return key ? finish(key) : keys.getKey(issuer, selector).then(finish)
