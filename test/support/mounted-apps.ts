@@ -26,8 +26,7 @@ export interface MountStyle {
   path: string
   /** Paths an inner middleware sees in place of {@link path}: a proof for one of them must be refused. */
   stripped: string[]
-  /** True when a `requireAuth` runs where the path is stripped but the guard did not (the guard outside the mount). */
-  ruleOnly?: boolean
+  /** Build the app with `options` (and `rule` for its `requireAuth`), listen on 127.0.0.1:0. */
   start(options: CallsignOptions, tls: ServerTls, rule?: { enforce?: boolean }): Promise<RunningApp>
 }
 
@@ -217,7 +216,6 @@ const koaStyles: MountStyle[] = [
     title: 'koa-mount("/v1", sub-app), guard in the outer app',
     path: '/v1/whoami',
     stripped: ['/whoami'],
-    ruleOnly: true,
     async start(options, tls, rule) {
       const guard = koaAdapter.callsign(options)
       const app = new Koa()
