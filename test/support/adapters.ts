@@ -83,11 +83,11 @@ function serverOptions(tls: ServerTls): ServerOptions {
 type Handler = Parameters<typeof createPlainServer>[1] & {}
 
 /** An https server (or, with `protocol: 'http'`, a plain one: same API for listen/close). */
-function createAppServer(tls: ServerTls, serve: ServeOptions | undefined, handler: Handler): Server {
+export function createAppServer(tls: ServerTls, serve: ServeOptions | undefined, handler: Handler): Server {
   return serve?.protocol === 'http' ? (createPlainServer(handler) as unknown as Server) : createServer(serverOptions(tls), handler)
 }
 
-async function listen(server: Server): Promise<string> {
+export async function listen(server: Server): Promise<string> {
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(0, '127.0.0.1', () => {
@@ -98,7 +98,7 @@ async function listen(server: Server): Promise<string> {
   return `${server instanceof Server ? 'https' : 'http'}://127.0.0.1:${(server.address() as AddressInfo).port}`
 }
 
-function closer(server: Server): () => Promise<void> {
+export function closer(server: Server): () => Promise<void> {
   let closing: Promise<void> | undefined
   return () => {
     closing ??= new Promise<void>((resolve) => {

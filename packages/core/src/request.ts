@@ -21,7 +21,11 @@ export interface AuthRequest {
   method?: string | undefined
   /** The request target as received (path and query). */
   url?: string | undefined
-  /** Express keeps the unmodified target here inside mounted routers. */
+  /**
+   * The target the client sent, when a mount, router or rewrite changed `url` for the code Callsign
+   * runs in: Express and Fastify's `rewriteUrl` keep it here, the Koa adapter copies `ctx.originalUrl`
+   * here. Read before `url` for the DPoP `htu`, the metadata route and decision events.
+   */
   originalUrl?: string | undefined
   headers: IncomingHttpHeaders
   /** Node >= 18.3: every header as an array, so duplicates are visible. Preferred over `rawHeaders`. */
@@ -52,7 +56,7 @@ export function headerValues(request: AuthRequest, name: string): string[] {
   return Array.isArray(value) ? value : [value]
 }
 
-/** The path of the original request target, without the query string (Express keeps the original in `originalUrl`). */
+/** The path of the request target the client sent (`originalUrl`, else `url`), without the query string. */
 export function requestPath(request: AuthRequest): string {
   const target = request.originalUrl ?? request.url ?? ''
   const q = target.indexOf('?')

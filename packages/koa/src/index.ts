@@ -16,6 +16,7 @@ import {
   responseHeaders,
   toHttpResponse,
   type AuthContext,
+  type AuthRequest,
   type AuthRule,
   type Callsign,
   type CallsignOptions,
@@ -49,6 +50,19 @@ function send(ctx: Context, error: AuthError): void {
 }
 
 /**
+ * The Node request, carrying the target the client sent. A mount (`koa-mount`) rewrites `ctx.req.url`
+ * for the app inside it, and a DPoP `htu`, the metadata route and decision events must see the URL
+ * the client called; Koa keeps it in `ctx.originalUrl`, and core reads `originalUrl` first (where
+ * Express and Fastify's `rewriteUrl` keep it). One set by a framework Koa runs inside is kept.
+ */
+function requestOf(ctx: Context): AuthRequest {
+  const req: AuthRequest = ctx.req
+  // Written only under a mount: the common request keeps its shape.
+  if (req.originalUrl === undefined && req.url !== ctx.originalUrl) req.originalUrl = ctx.originalUrl
+  return req
+}
+
+/**
  * Authenticate every request: sets `ctx.state.auth`, or answers 400/401/503 with a
  * `WWW-Authenticate` challenge and an `application/problem+json` body.
  */
@@ -66,14 +80,15 @@ export function callsign(options: CallsignOptions): CallsignMiddleware {
   }
   // Not async: a cached token is decided without a promise of Callsign's own.
   const middleware: Middleware<CallsignState> = (ctx, next) => {
-    const metadata = guard.metadataResponse(ctx.req)
+    const req = requestOf(ctx)
+    const metadata = guard.metadataResponse(req)
     if (metadata) {
       ctx.status = metadata.status
       ctx.set(metadata.headers)
       ctx.body = metadata.body
       return
     }
-    return afterCheck<Promise<unknown> | void>(guard, ctx.req, (auth) => accept(ctx, next, auth), (error) => refuse(ctx, error))
+    return afterCheck<Promise<unknown> | void>(guard, req, (auth) => accept(ctx, next, auth), (error) => refuse(ctx, error))
   }
   return Object.assign(middleware, { guard })
 }
@@ -83,7 +98,8 @@ export function requireAuth(rule: AuthRule = {}): Middleware<CallsignState> {
   const compiled = compileRule(rule)
   return (ctx, next) => {
     try {
-      authorizeRequest(ctx.req, compiled)
+      // Under a mount the guard outside it did not see, a rule's own decision event needs the original path too.
+      authorizeRequest(requestOf(ctx), compiled)
     } catch (error) {
       if (error instanceof AuthError) return send(ctx, error)
       throw error
