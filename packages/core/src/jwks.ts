@@ -70,7 +70,7 @@ const CURVE: Record<string, [kty: string, crv: string | undefined]> = {
 const EC_OCTETS = new Map([['P-256', 32], ['P-384', 48], ['P-521', 66]])
 /** Octets of an OKP public key `x` (RFC 8037 §2), by curve: Ed25519 only. */
 const OKP_OCTETS = new Map([['Ed25519', 32]])
-/** Largest RSA public exponent, in octets (64 bits, OpenSSL's own bound for large moduli): 65537 is 3. */
+/** Largest RSA public exponent, in octets (64 bits, OpenSSL's own bound for large moduli; 65537 takes 3). */
 const MAX_EXPONENT_OCTETS = 8
 /** Largest RSA modulus of an issuer key, in bits (documented). DPoP proof keys have a smaller bound of their own. */
 export const MAX_ISSUER_RSA_BITS = 8192
@@ -384,8 +384,8 @@ export function checkJwkEncoding(jwk: PublicKeyMembers): boolean {
 /** The octets of a canonical base64url string (the only spelling of its value), else undefined. */
 function canonicalOctets(value: unknown): Buffer | undefined {
   if (typeof value !== 'string' || value.length === 0) return undefined
-  // Node's decoder skips padding, whitespace and '+/', and ignores the unused low bits of the last
-  // character: a value is canonical exactly when encoding its octets gives it back.
+  // Node's decoder accepts padding, whitespace and '+/', and ignores the unused low bits of the
+  // last character: a value is canonical exactly when encoding its octets gives it back.
   const octets = Buffer.from(value, 'base64url')
   return octets.length > 0 && octets.toString('base64url') === value ? octets : undefined
 }
