@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { CallsignOptions } from '@callsign/core'
 import { createDpopKey, createDpopProof, type DpopKey, type TestIssuer } from '@callsign/testing'
+import { calculateJwkThumbprint } from 'jose'
 import { DpopNonces } from '../../packages/core/src/dpop-nonce.js'
 import { adapters, type RunningApp } from '../support/adapters.js'
 import { ed25519SPlusL, es256HighS, statusRecorder, type StatusRecorder } from '../support/attacks.js'
@@ -196,6 +197,22 @@ describe.each(adapters)('$name: DPoP attacks', (adapter) => {
       const another = await bound(es256)
       for (const ath of [null, athOf(another), athOf(another).toUpperCase(), 'x', '']) {
         await attack('main', await withProof('main', { ath }), PROOF, 'DPoP proof ath does not match the access token')
+      }
+    })
+
+    it('one key, several thumbprints: the proof key re-spelled (x of 33 octets with a leading zero, padded, non-canonical last character), the token bound to that spelling: refused', async () => {
+      const x = es256.publicJwk.x!
+      const last = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+      const spellings = [
+        Buffer.concat([Buffer.alloc(1), Buffer.from(x, 'base64url')]).toString('base64url'),
+        `${x}=`,
+        x.slice(0, -1) + last[last.indexOf(x.at(-1)!) + 1],
+      ]
+      for (const spelling of spellings) {
+        const jwk = { ...es256.publicJwk, x: spelling }
+        const jkt = await calculateJwkThumbprint(jwk)
+        expect(jkt).not.toBe(es256.jkt) // another thumbprint for the same key: a fresh cnf.jkt and replay key
+        await attack('main', await dpopRequest(apps.main, es256, await bound({ jkt }), { proofOptions: { jwk } }), PROOF, 'malformed DPoP proof jwk')
       }
     })
 

@@ -223,6 +223,10 @@ describe.each(adapters)('$name: identity provider faults', (adapter) => {
   })
 })
 
+/** Reasons of the failed key fetches of `issuer` logged so far. */
+const waitedFor = (logger: CapturingLogger, issuer: string): unknown[] =>
+  logger.warnings.filter((w) => w.message === 'callsign: could not fetch issuer keys' && w.details?.issuer === issuer).map((w) => w.details?.reason)
+
 // Waiting on real timeouts (1 s each): one adapter at a time, its cases side by side.
 describe.each(adapters)('$name: identity provider faults with bounded waits', (adapter) => {
   describe.concurrent('run side by side', () => {
@@ -279,6 +283,24 @@ describe.each(adapters)('$name: identity provider faults with bounded waits', (a
       expectRefusal(next.value, unavailable)
       expect(next.ms).toBeLessThan(within(1))
       expect(scripted.requestCount(path)).toBe(1) // no second fetch, so no second wait
+    })
+
+    it('rotation on a quiet service while the JWKS endpoint hangs, timeoutSeconds 1: the first token with the new kid waits for the refetch and gets 503 once it times out (not a hang); the cached kid is served meanwhile', async () => {
+      const clock = createClock()
+      clock.freeze()
+      const logger = capturingLogger()
+      const issuer = await fx.startIssuer({ discovery: 'none' })
+      const app = await start(issuerOption(issuer, { explicitJwks: true }), { now: clock.now, logger, jwks: { timeoutSeconds: 1, failureBackoffSeconds: 30 } })
+      const k1 = issuer.currentKid
+      expectAccepted(await fx.call(app, { token: await tokenAt(issuer, clock) }), accepted)
+      clock.advance(601) // idle past the default cacheMaxAgeSeconds
+      const k2 = await issuer.rotateKeys()
+      issuer.setOutage('hang')
+      const waited = await fx.call(app, { token: await sign(issuer, service, { kid: k2, issuedAt: Math.floor(clock.now() / 1000) }) })
+      expectRefusal(waited, unavailable)
+      expect(waitedFor(logger, issuer.issuer)).toEqual([`${issuer.jwksUri}: timed out`]) // answered by the fetch timeout
+      expectAccepted(await fx.call(app, { token: await sign(issuer, service, { kid: k1, issuedAt: Math.floor(clock.now() / 1000) }) }), accepted)
+      expect(issuer.requestCount('/jwks.json')).toBe(2)
     })
 
     it('connection reset in the middle of the JWKS body: 503 at once; with keys cached, still served', async () => {

@@ -139,8 +139,8 @@ const proofHeaders = new LRUCache<string, ProofHeader>({ max: 1000 })
 
 /**
  * The proof's protected header, checked: JSON object, `typ` `dpop+jwt`, `alg` allowed, `jwk` a
- * public key (no private member) fit for `alg` (type, curve, RSA size, `use`, `alg`), no `crit` or
- * `b64`; with its thumbprint (jose) and the imported key. Throws `AuthError`.
+ * public key (no private member) fit for `alg` (type, curve, one encoding, RSA size, `use`, `alg`),
+ * no `crit` or `b64`; with its thumbprint (jose) and the imported key. Throws `AuthError`.
  */
 async function readProofHeader(segment: string, algorithms: ReadonlySet<string>): Promise<ProofHeader> {
   const cached = proofHeaders.get(segment)
@@ -174,10 +174,18 @@ async function readProofHeader(segment: string, algorithms: ReadonlySet<string>)
   return checked
 }
 
-/** The proof's public `jwk` as a node:crypto key fit for `alg` (type, curve, RSA size, `use`, `alg`), or undefined. */
+/** Largest RSA proof key, in bits: the client picks the key, so it must not pick the cost of verifying it. */
+const MAX_PROOF_RSA_BITS = 4096
+
+/**
+ * The proof's public `jwk` as a node:crypto key fit for `alg` (type, curve, `use`, `alg`), or
+ * undefined. Its encoding must be the one its key allows (exact EC and Ed25519 lengths, minimal RSA
+ * integers: see `checkJwkEncoding`), or one key would have several thumbprints to match `cnf.jkt`
+ * and key replay entries with; RSA keys from 2048 to {@link MAX_PROOF_RSA_BITS} bits.
+ */
 function proofKey(jwk: Record<string, unknown>, alg: string): KeyObject | undefined {
   if (jwk.use !== undefined && jwk.use !== 'sig') return undefined
   if (jwk.alg !== undefined && (typeof jwk.alg !== 'string' || !sameAlg(jwk.alg, alg))) return undefined
   if (!keyFitsAlgorithm(jwk, alg)) return undefined
-  return importPublicKey(jwk) ?? undefined
+  return importPublicKey(jwk, { maxRsaBits: MAX_PROOF_RSA_BITS }) ?? undefined
 }

@@ -12,14 +12,25 @@ export interface KeySelector {
   kid?: string | undefined
 }
 
-/** One fetched JWKS of one issuer. Keys are scoped by (issuer, kid) because a set belongs to one issuer only. */
+/**
+ * One fetched JWKS of one issuer, holding only its usable keys, imported when the set was read.
+ * Keys are scoped by (issuer, kid) because a set belongs to one issuer only.
+ */
 interface KeySet {
   fetchedAt: number
-  all: PublicJwk[]
-  byKid: Map<string, PublicJwk[]>
-  imported: Map<PublicJwk, KeyObject | null>
-  /** Every key object imported from this set, to tell whether a cached verification's key is still published. */
+  all: IssuerKey[]
+  byKid: Map<string, IssuerKey[]>
+  /** Every key object of this set, to tell whether a cached verification's key is still published. */
   live: WeakSet<KeyObject>
+}
+
+/** A JWKS key usable with at least one of the issuer's algorithms, with its imported key object. */
+interface IssuerKey {
+  kty: string
+  crv: string | undefined
+  kid: string | undefined
+  alg: string | undefined
+  key: KeyObject
 }
 
 interface PublicJwk {
@@ -55,6 +66,15 @@ const CURVE: Record<string, [kty: string, crv: string | undefined]> = {
   PS512: ['RSA', undefined],
 }
 
+/** Octets of each coordinate of an EC key (RFC 7518 §6.2.1.2, §6.2.1.3), by curve. */
+const EC_OCTETS = new Map([['P-256', 32], ['P-384', 48], ['P-521', 66]])
+/** Octets of an OKP public key `x` (RFC 8037 §2), by curve: Ed25519 only. */
+const OKP_OCTETS = new Map([['Ed25519', 32]])
+/** Largest RSA public exponent, in octets (64 bits, OpenSSL's own bound for large moduli; 65537 takes 3). */
+const MAX_EXPONENT_OCTETS = 8
+/** Largest RSA modulus of an issuer key, in bits (documented). DPoP proof keys have a smaller bound of their own. */
+export const MAX_ISSUER_RSA_BITS = 8192
+
 /** True when a JWK's type and curve fit a JWS algorithm (RFC 7518 §3.4: ES256 is P-256 only, ...). */
 export function keyFitsAlgorithm(jwk: { kty?: unknown; crv?: unknown }, alg: string): boolean {
   const fit = CURVE[alg]
@@ -70,9 +90,10 @@ export const sameAlg = (a: string, b: string): boolean =>
  * - one fetch at a time per issuer (concurrent first requests share it);
  * - refreshed in the background after `cacheMaxAgeSeconds`, while the cached keys keep serving;
  * - served for at most `maxStaleSeconds` more when the issuer is unreachable;
- * - an unknown `kid` triggers at most one refetch per `cooldownSeconds`;
+ * - an unknown `kid` waits for a fetch in flight, else triggers at most one refetch per `cooldownSeconds`;
  * - after a failure, no attempt for `failureBackoffSeconds` (503 + `Retry-After` meanwhile);
- * - documents bounded in bytes and keys; symmetric and private keys in a JWKS are ignored.
+ * - documents bounded in bytes and keys; symmetric, private and unusable keys in a JWKS are ignored,
+ *   and a set without any usable key is a failed fetch (it never replaces the cached set).
  * Nothing in a token steers a fetch: URLs come from configuration and issuer metadata only.
  */
 export class IssuerKeys {
@@ -88,10 +109,18 @@ export class IssuerKeys {
     for (const issuer of config.issuers.values()) if (issuer.localKeys) this.#loadLocal(issuer)
   }
 
-  /** Local keys (inline or a watched file): parsed now; a file is re-read when its content changes. */
+  /**
+   * Local keys (inline or a watched file): parsed now; a file is re-read when its content changes.
+   * Throws `TypeError` naming the option when the keys cannot serve (no usable key, too many).
+   */
   #loadLocal(issuer: ResolvedIssuer): void {
     const local = issuer.localKeys!
-    this.#sets.set(issuer.issuer, this.#parse(local.document, new URL(`file://${local.path ?? 'inline'}`), Infinity))
+    try {
+      this.#sets.set(issuer.issuer, this.#parse(local.document, new URL(`file://${local.path ?? 'inline'}`), issuer, Infinity))
+    } catch {
+      const algorithms = [...issuer.algorithms].join(', ')
+      throw new TypeError(`Callsign: "${local.option}" must hold at least one public key usable with the issuer's algorithms (${algorithms}), and at most jwks.maxKeys keys`)
+    }
     if (!local.path) return
     const path = local.path
     let last = ''
@@ -99,7 +128,7 @@ export class IssuerKeys {
       try {
         const text = await readFile(path, 'utf8')
         if (text === last) return
-        const set = this.#parse(parseLocalKeys(text, path), new URL(`file://${path}`), Infinity)
+        const set = this.#parse(parseLocalKeys(text, path), new URL(`file://${path}`), issuer, Infinity)
         last = text
         this.#sets.set(issuer.issuer, set)
       } catch (error) {
@@ -141,14 +170,18 @@ export class IssuerKeys {
     }
     const key = this.#select(set, selector)
     if (key) return key
+    if (selector.kid === undefined) throw invalidToken('no key of the issuer matches the token')
+    // A fetch in flight (the background refresh above, or another request's) may hold the rotated
+    // key: wait for it (bounded by the fetch timeout). Otherwise refetch at most once per cooldown.
     const state = this.#state(issuer.issuer)
-    if (selector.kid !== undefined && now - state.lastAttemptAt >= cooldownSeconds * 1000) {
-      const fresh = await this.refresh(issuer)
-      const rotated = this.#select(fresh, selector)
-      if (rotated) return rotated
-    } else if (selector.kid !== undefined) {
+    let pending = state.inflight
+    if (!pending && now - state.lastAttemptAt >= cooldownSeconds * 1000) pending = this.refresh(issuer)
+    if (!pending) {
       this.onKeyEvent?.('cooldown', issuer.issuer)
+      throw invalidToken('no key of the issuer matches the token')
     }
+    const rotated = this.#select(await pending, selector)
+    if (rotated) return rotated
     throw invalidToken('no key of the issuer matches the token')
   }
 
@@ -225,10 +258,15 @@ export class IssuerKeys {
       jwksUri = state.jwksUri
     }
     const document = await fetchJson(this.#config.fetch, jwksUri, limits)
-    return this.#parse(document, jwksUri)
+    return this.#parse(document, jwksUri, issuer)
   }
 
-  #parse(document: unknown, url: URL, fetchedAt = this.#config.now()): KeySet {
+  /**
+   * A key set of `issuer` from a JWKS document: its usable keys (see {@link toIssuerKey}), each
+   * imported now, so a set that cannot verify anything is refused here rather than replacing a
+   * cached one. Throws `FetchFailure`.
+   */
+  #parse(document: unknown, url: URL, issuer: ResolvedIssuer, fetchedAt = this.#config.now()): KeySet {
     const keys = (document as { keys?: unknown } | null)?.keys
     if (typeof document !== 'object' || document === null || !Array.isArray(keys)) {
       throw new FetchFailure(`${url.href}: not a JWK Set`)
@@ -236,57 +274,120 @@ export class IssuerKeys {
     if (keys.length > this.#config.jwks.maxKeys) {
       throw new FetchFailure(`${url.href}: more than ${this.#config.jwks.maxKeys} keys`)
     }
-    const set: KeySet = { fetchedAt, all: [], byKid: new Map(), imported: new Map(), live: new WeakSet() }
+    const set: KeySet = { fetchedAt, all: [], byKid: new Map(), live: new WeakSet() }
     for (const entry of keys) {
-      const jwk = toPublicJwk(entry)
-      if (!jwk) continue
-      set.all.push(jwk)
-      if (jwk.kid !== undefined) {
-        const list = set.byKid.get(jwk.kid)
-        if (list) list.push(jwk)
-        else set.byKid.set(jwk.kid, [jwk])
+      const usable = toIssuerKey(entry, issuer.algorithms)
+      if (!usable) continue
+      set.all.push(usable)
+      set.live.add(usable.key)
+      if (usable.kid !== undefined) {
+        const list = set.byKid.get(usable.kid)
+        if (list) list.push(usable)
+        else set.byKid.set(usable.kid, [usable])
       }
     }
     if (set.all.length === 0) throw new FetchFailure(`${url.href}: no usable signing key`)
     return set
   }
 
+  /** The key for `alg` and `kid`: the first of that kid, else the only fitting one. No allocation (the hot path). */
   #select(set: KeySet, { alg, kid }: KeySelector): KeyObject | undefined {
-    // A kid the set does not know may still match a key published without one (PEM keys).
-    const pool = kid === undefined ? set.all : (set.byKid.get(kid) ?? set.all.filter((jwk) => jwk.kid === undefined))
-    if (pool.length === 0) return undefined
-    const unnamed = kid !== undefined && !set.byKid.has(kid)
-    const [kty, crv] = CURVE[alg] ?? []
-    const candidates = pool.filter((jwk) => jwk.kty === kty && (crv === undefined || jwk.crv === crv) && (jwk.alg === undefined || sameAlg(jwk.alg, alg)))
-    // Without a kid, the key must be unambiguous.
-    if (candidates.length === 0 || ((kid === undefined || unnamed) && candidates.length > 1)) return undefined
-    const jwk = candidates[0]!
-    let key = set.imported.get(jwk)
-    if (key === undefined) {
-      key = importPublicKey(jwk)
-      set.imported.set(jwk, key)
-      if (key) set.live.add(key)
+    const named = kid === undefined ? undefined : set.byKid.get(kid)
+    // Without a kid, or with one the set does not know (it may still match a key published
+    // without one, as PEM keys are), the key must be unambiguous.
+    const unnamed = named === undefined
+    let found: KeyObject | undefined
+    for (const entry of named ?? set.all) {
+      if (unnamed && kid !== undefined && entry.kid !== undefined) continue
+      if (!keyFitsAlgorithm(entry, alg) || (entry.alg !== undefined && !sameAlg(entry.alg, alg))) continue
+      if (!unnamed) return entry.key
+      if (found) return undefined
+      found = entry.key
     }
-    return key ?? undefined
+    return found
   }
 }
 
 /**
- * Import a public JWK (only its public members) as a node:crypto `KeyObject`, prepared once and
- * reused for every verification: issuer keys and DPoP proof keys alike. RSA keys under 2048 bits
- * (RFC 7518 §3.3), OKP keys other than Ed25519 and anything that does not import are unusable: `null`.
+ * A JWKS entry as a key of an issuer with `algorithms`, or undefined when it is not usable: not a
+ * public signature key ({@link toPublicJwk}); a type or curve that fits none of the algorithms; its
+ * own `alg` not allowed or not fitting its type and curve (RFC 7517 §4.4); or not importable
+ * ({@link importPublicKey}: encoding, curve point, RSA size).
  */
-export function importPublicKey(jwk: { kty?: unknown; crv?: unknown; x?: unknown; y?: unknown; n?: unknown; e?: unknown }): KeyObject | null {
+function toIssuerKey(entry: unknown, algorithms: ReadonlySet<string>): IssuerKey | undefined {
+  const jwk = toPublicJwk(entry)
+  if (!jwk || !usableWith(jwk, algorithms)) return undefined
+  const key = importPublicKey(jwk, { maxRsaBits: MAX_ISSUER_RSA_BITS })
+  return key ? { kty: jwk.kty, crv: jwk.crv, kid: jwk.kid, alg: jwk.alg, key } : undefined
+}
+
+function usableWith(jwk: PublicJwk, algorithms: ReadonlySet<string>): boolean {
+  const own = jwk.alg
+  if (own !== undefined) return keyFitsAlgorithm(jwk, own) && [...algorithms].some((alg) => sameAlg(alg, own))
+  for (const alg of algorithms) if (keyFitsAlgorithm(jwk, alg)) return true
+  return false
+}
+
+/** The public members of a JWK that {@link importPublicKey} reads. */
+export interface PublicKeyMembers {
+  kty?: unknown
+  crv?: unknown
+  x?: unknown
+  y?: unknown
+  n?: unknown
+  e?: unknown
+}
+
+/**
+ * Import a public JWK (only its public members) as a node:crypto `KeyObject`, prepared once and
+ * reused for every verification: issuer keys and DPoP proof keys alike. Unusable (`null`): an
+ * encoding {@link checkJwkEncoding} refuses, RSA keys under 2048 bits (RFC 7518 §3.3) or over
+ * `maxRsaBits` (default {@link MAX_ISSUER_RSA_BITS}: the cost of one verification stays bounded),
+ * OKP keys other than Ed25519, an EC point off its curve and anything else that does not import.
+ */
+export function importPublicKey(jwk: PublicKeyMembers, { maxRsaBits = MAX_ISSUER_RSA_BITS }: { maxRsaBits?: number } = {}): KeyObject | null {
+  if (!checkJwkEncoding(jwk)) return null
   const material: Record<string, unknown> = { kty: jwk.kty }
   for (const member of PUBLIC_MEMBERS) if (jwk[member] !== undefined) material[member] = jwk[member]
   try {
     const key = createPublicKey({ key: material as JsonWebKey, format: 'jwk' })
-    if (key.asymmetricKeyType === 'rsa' && (key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) return null
+    if (key.asymmetricKeyType === 'rsa') {
+      const bits = key.asymmetricKeyDetails?.modulusLength ?? 0
+      if (bits < 2048 || bits > maxRsaBits) return null
+    }
     if (jwk.kty === 'OKP' && key.asymmetricKeyType !== 'ed25519') return null
     return key
   } catch {
     return null
   }
+}
+
+/**
+ * True when a public JWK has the one encoding its key allows, so one key has one RFC 7638
+ * thumbprint: members in canonical base64url (no padding, unused low bits of the last character
+ * zero); EC `x` and `y` of exactly the curve's length (RFC 7518 §6.2.1.2/§6.2.1.3: 32 octets for
+ * P-256, 48 for P-384, 66 for P-521); Ed25519 `x` of 32 octets (RFC 8037 §2); RSA `n` and `e`
+ * without leading zero octets (RFC 7518 §6.3.1.1), `e` at most 64 bits. Other types and curves: false.
+ */
+export function checkJwkEncoding(jwk: PublicKeyMembers): boolean {
+  const { kty, crv } = jwk
+  if (kty === 'RSA') {
+    const n = canonicalOctets(jwk.n)
+    const e = canonicalOctets(jwk.e)
+    return n !== undefined && e !== undefined && n[0] !== 0 && e[0] !== 0 && e.length <= MAX_EXPONENT_OCTETS
+  }
+  const octets = typeof crv !== 'string' ? undefined : kty === 'EC' ? EC_OCTETS.get(crv) : kty === 'OKP' ? OKP_OCTETS.get(crv) : undefined
+  if (octets === undefined || canonicalOctets(jwk.x)?.length !== octets) return false
+  return kty === 'OKP' || canonicalOctets(jwk.y)?.length === octets
+}
+
+/** The octets of a canonical base64url string (the only spelling of its value), else undefined. */
+function canonicalOctets(value: unknown): Buffer | undefined {
+  if (typeof value !== 'string' || value.length === 0) return undefined
+  // Node's decoder accepts padding, whitespace and '+/', and ignores the unused low bits of the
+  // last character: a value is canonical exactly when encoding its octets gives it back.
+  const octets = Buffer.from(value, 'base64url')
+  return octets.length > 0 && octets.toString('base64url') === value ? octets : undefined
 }
 
 const PUBLIC_MEMBERS = ['crv', 'x', 'y', 'n', 'e'] as const

@@ -369,8 +369,8 @@ export interface ResolvedIssuer {
   issuer: string
   audience: readonly string[]
   jwksUri: URL | undefined
-  /** Local keys: the parsed document (inline) or the file to read and watch. */
-  localKeys: { document: unknown; path: string | undefined; pollSeconds: number } | undefined
+  /** Local keys: the parsed document (inline) or the file to read and watch; `option` names it in startup errors. */
+  localKeys: { document: unknown; path: string | undefined; pollSeconds: number; option: string } | undefined
   maxTokenLifetimeSeconds: number | undefined
   /** The signing workload of a single-signer issuer (local keys, a workload SPIFFE ID as `issuer`): the only caller its tokens may name. */
   signer: string | undefined
@@ -936,9 +936,9 @@ function resolveLocalKeys(value: unknown, option: string, hasUri: boolean): Reso
     } catch (error) {
       return fail(`${option}.path`, `cannot be read: ${(error as Error).message}`)
     }
-    return { document: parseLocalKeys(text, `${option}.path`), path: value.path, pollSeconds: positive(value.pollSeconds, `${option}.pollSeconds`, 5, { max: 3600 }) }
+    return { document: parseLocalKeys(text, `${option}.path`), path: value.path, pollSeconds: positive(value.pollSeconds, `${option}.pollSeconds`, 5, { max: 3600 }), option: `${option}.path` }
   }
-  return { document: parseLocalKeys(value, option), path: undefined, pollSeconds: 0 }
+  return { document: parseLocalKeys(value, option), path: undefined, pollSeconds: 0, option }
 }
 
 function resolveRevocation(value: unknown): ResolvedConfig['revocation'] {

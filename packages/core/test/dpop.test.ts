@@ -1,6 +1,7 @@
-import { createHash } from 'node:crypto'
+import { createHash, generateKeyPair, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto'
+import { promisify } from 'node:util'
 import { createDpopKey, createDpopProof, type DpopKey, type DpopProofOptions } from '@callsign/testing'
-import { CompactSign } from 'jose'
+import { calculateJwkThumbprint, CompactSign, type CryptoKey, type JWK } from 'jose'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { MAX_PROOF_LENGTH, normalizeHtu, verifyDpopProof, type DpopCheckConfig, type DpopExpectation } from '../src/dpop.js'
 import { DpopNonces } from '../src/dpop-nonce.js'
@@ -213,6 +214,67 @@ describe('verifyDpopProof: RFC 9449 §4.3 violations', () => {
   it('checks the signature before the token binding', async () => {
     const error = await refusal(verifyDpopProof(await proofFor(other, { tamper: true }), expectation(es256), checkConfig()))
     expect([error.code, error.message]).toEqual(['invalid_dpop_proof', 'DPoP proof signature invalid'])
+  })
+})
+
+/** A DPoP key from a node:crypto key pair (jose signs with a KeyObject as with a CryptoKey). */
+async function dpopKeyOf(pair: { privateKey: KeyObject; publicKey: KeyObject }, alg: DpopKey['alg']): Promise<DpopKey> {
+  const publicJwk = pair.publicKey.export({ format: 'jwk' }) as JWK
+  return { alg, privateKey: pair.privateKey as unknown as CryptoKey, publicKey: pair.publicKey as unknown as CryptoKey, publicJwk, jkt: await calculateJwkThumbprint(publicJwk) }
+}
+
+describe('verifyDpopProof: one proof key, one jwk encoding, one thumbprint', () => {
+  const b64 = (value: unknown): Buffer => Buffer.from(value as string, 'base64url')
+  const withLeadingZero = (value: unknown): string => Buffer.concat([Buffer.alloc(1), b64(value)]).toString('base64url')
+  const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+  /** The same octets, the unused low bits of the last character set. */
+  const nonCanonical = (value: unknown): string => (value as string).slice(0, -1) + ALPHABET[ALPHABET.indexOf((value as string).at(-1)!) + 1]!
+  let zeroX: DpopKey
+  let rsa4096: DpopKey
+
+  beforeAll(async () => {
+    // A P-256 key whose x starts with a zero octet: its 31-octet spelling is the same key.
+    let pair = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+    while (b64((pair.publicKey.export({ format: 'jwk' }) as JWK).x)[0] !== 0) pair = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+    zeroX = await dpopKeyOf(pair, 'ES256')
+    rsa4096 = await dpopKeyOf(await promisify(generateKeyPair)('rsa', { modulusLength: 4096 }), 'PS256')
+  })
+
+  /**
+   * Each is another spelling of the signing key's own public key (or, for RSA 8192, a key too
+   * costly to verify with), and the token is bound to that spelling's thumbprint: before the
+   * encoding check these proofs passed, each a new thumbprint (and replay key) for one key.
+   */
+  it.each<[string, () => [DpopKey, Record<string, unknown>]]>([
+    ['a P-256 x of 33 octets (leading zero)', () => [es256, { ...es256.publicJwk, x: withLeadingZero(es256.publicJwk.x) }]],
+    ['a P-256 y of 33 octets (leading zero)', () => [es256, { ...es256.publicJwk, y: withLeadingZero(es256.publicJwk.y) }]],
+    ['a P-256 x of 31 octets (its leading zero left out)', () => [zeroX, { ...zeroX.publicJwk, x: b64(zeroX.publicJwk.x).subarray(1).toString('base64url') }]],
+    ['a P-384 x of 49 octets', () => [es384, { ...es384.publicJwk, x: withLeadingZero(es384.publicJwk.x) }]],
+    ['a padded P-256 x', () => [es256, { ...es256.publicJwk, x: `${es256.publicJwk.x}=` }]],
+    ['a P-256 x with a non-canonical last character', () => [es256, { ...es256.publicJwk, x: nonCanonical(es256.publicJwk.x) }]],
+    ['a padded Ed25519 x', () => [eddsa, { ...eddsa.publicJwk, x: `${eddsa.publicJwk.x}=` }]],
+    ['an Ed25519 x with a non-canonical last character', () => [eddsa, { ...eddsa.publicJwk, x: nonCanonical(eddsa.publicJwk.x) }]],
+    ['an Ed25519 x of 33 octets', () => [eddsa, { ...eddsa.publicJwk, x: withLeadingZero(eddsa.publicJwk.x) }]],
+    ['an Ed25519 x of 31 octets', () => [eddsa, { ...eddsa.publicJwk, x: b64(eddsa.publicJwk.x).subarray(1).toString('base64url') }]],
+    ['an RSA n with a leading zero octet', () => [rs256, { ...rs256.publicJwk, n: withLeadingZero(rs256.publicJwk.n) }]],
+    ['an RSA e with a leading zero octet', () => [ps256, { ...ps256.publicJwk, e: withLeadingZero(ps256.publicJwk.e) }]],
+    ['an RSA key of 8192 bits (over the 4096-bit bound)', () => {
+      const n = randomBytes(1024)
+      n[0]! |= 0x80
+      n[1023]! |= 1
+      return [ps256, { kty: 'RSA', n: n.toString('base64url'), e: 'AQAB' }]
+    }],
+  ])('refuses %s: invalid_dpop_proof "malformed DPoP proof jwk", before the replay store', async (_case, variant) => {
+    const [key, jwk] = variant()
+    const store = new SpyStore()
+    const jkt = await calculateJwkThumbprint(jwk as JWK)
+    const error = await refusal(verifyDpopProof(await proofFor(key, { jwk }), expectation(key, { jkt }), checkConfig({ replayStore: store })))
+    expect({ code: error.code, message: error.message, status: error.status }).toEqual({ code: 'invalid_dpop_proof', message: 'malformed DPoP proof jwk', status: 401 })
+    expect(store.calls).toHaveLength(0)
+  })
+
+  it('accepts the canonical spellings: a P-256 x starting with a zero octet in full, and an RSA key of 4096 bits', async () => {
+    for (const key of [zeroX, rsa4096]) await expect(verifyDpopProof(await proofFor(key), expectation(key), checkConfig())).resolves.toBeUndefined()
   })
 })
 
