@@ -61,7 +61,7 @@ describe.each(adapters)('$name: one spelling per token and proof', (adapter) => 
     expectRefusal(res, { status: 401, code: 'invalid_dpop_proof', errorScheme: 'DPoP' })
     expect(res.body.detail).toBe('malformed DPoP proof')
     expect(store.calls - marked, 'replay store calls').toBe(0)
-    expectAccepted(await rec.call(app, await dpopRequest(app, key, token, { proof })), { caller: { id: 'svc-a', source: 'token' }, scopes: ['orders:read'], binding: 'dpop' })
+    expectAccepted(await rec.call(app, await dpopRequest(app, key, token, { proof: proof! })), { caller: { id: 'svc-a', source: 'token' }, scopes: ['orders:read'], binding: 'dpop' })
   })
 
   it('never a 5xx', () => {
