@@ -38,7 +38,8 @@ function workspaceBin() {
   const result = spawnSync(command, [...leading, 'exec', 'callsign', '--help'], { cwd: root, encoding: 'utf8' })
   // The CLI answers an unknown command with its usage and exit code 2 ("bad input").
   if (result.status !== 2 || !result.stderr.includes('usage: callsign explain')) {
-    throw new StepFailed(`pnpm exec callsign --help: expected the usage of callsign explain, got exit ${result.status}: ${result.stderr}${result.stdout}`)
+    const output = `${result.stderr}${result.stdout}`.trim()
+    throw new StepFailed(`pnpm exec callsign --help: expected the usage of callsign explain (is the bin linked?), got exit ${result.status}:\n${output}`)
   }
   console.log(`  ok    ${result.stderr.split('\n')[0]}`)
 }
@@ -49,7 +50,8 @@ function npm(project, args) {
 }
 
 function smoke(project, args) {
-  const result = spawnSync(process.execPath, ['install-smoke.mjs', ...args], { cwd: project, env: userEnv, stdio: 'inherit' })
+  // The timeout only turns a hang into a failure; the smoke test takes a few seconds.
+  const result = spawnSync(process.execPath, ['install-smoke.mjs', ...args], { cwd: project, env: userEnv, stdio: 'inherit', timeout: 120_000 })
   if (result.status !== 0) throw new StepFailed(`install-smoke.mjs ${args.join(' ')} exited ${result.status ?? result.signal}`)
 }
 
