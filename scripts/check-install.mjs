@@ -18,8 +18,8 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const started = process.hrtime.bigint()
 const seconds = () => `${(Number(process.hrtime.bigint() - started) / 1e9).toFixed(1)} s`
 
-// npm runs as in the user's own shell, not inside pnpm's script context.
-const SCRIPT_CONTEXT = /^(npm_(package|lifecycle)_|npm_(command|execpath|node_execpath)$|npm_config_(user_agent|local_prefix)$|pnpm_)/i
+// npm runs as in the user's own shell, not inside pnpm's (or npx's: npm_config_yes) script context.
+const SCRIPT_CONTEXT = /^(npm_(package|lifecycle)_|npm_(command|execpath|node_execpath)$|npm_config_(user_agent|local_prefix|yes)$|pnpm_)/i
 const userEnv = Object.fromEntries(Object.entries(process.env).filter(([key]) => !SCRIPT_CONTEXT.test(key)))
 
 class StepFailed extends Error {}
