@@ -29,6 +29,8 @@ try {
       if (conditions[0] !== 'types') problems.push(`${entry}: "types" must be the first condition`)
       for (const file of Object.values(target)) if (!files.has(String(file).replace(/^\.\//, ''))) problems.push(`${entry} -> ${file} missing`)
     }
+    const bins = typeof packed.bin === 'string' ? { [packed.name]: packed.bin } : (packed.bin ?? {})
+    for (const [bin, target] of Object.entries(bins)) if (!files.has(target.replace(/^\.\//, ''))) problems.push(`bin ${bin} -> ${target} missing`)
     const deps = { ...packed.dependencies, ...packed.peerDependencies }
     for (const [dep, range] of Object.entries(deps)) if (String(range).startsWith('workspace:')) problems.push(`${dep}: ${range} leaked`)
     if (problems.length) {
