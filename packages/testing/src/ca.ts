@@ -67,7 +67,7 @@ export interface CertificateOptions {
    * extension out. E.g. `['digitalSignature', 'keyCertSign']` for a leaf that
    * may sign certificates (X509-SVID §4.3 forbids it).
    */
-  keyUsages?: CertificateKeyUsage[];
+  keyUsages?: ReadonlyArray<CertificateKeyUsage>;
 }
 
 /** A key usage bit name of RFC 5280 §4.2.1.3, as {@link CertificateOptions.keyUsages} takes it. */
