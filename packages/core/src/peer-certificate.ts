@@ -150,8 +150,8 @@ export function sealPeer(peer: PeerCertificate): PeerCertificate {
 export type PeerState =
   | { kind: 'none' }
   /**
-   * `chain`: the certificates the client sent after its leaf, as Node linked them, when there were
-   * any (its intermediates, possibly its root). Node hands them out once per connection (the first
+   * `chain`: the intermediates above the leaf, as Node linked them from what the client sent, when
+   * there are any (self-signed roots left out). Node hands them out once per connection (the first
    * `getPeerX509Certificate()` consumes them), so they are kept here for the trust-domain check.
    */
   | { kind: 'authorized'; peer: PeerCertificate; chain?: readonly X509Certificate[] }
@@ -221,9 +221,16 @@ function describeAuthorizationError(reason: unknown, cert: X509Certificate): str
 
 const MAX_SENT_CHAIN = 8
 
+/**
+ * The certificates Node linked above the leaf, without self-signed ones: Node adds the root of the
+ * verified path from the server's own `ca`, and a root is never needed as an intermediate (a path
+ * to it ends at an anchor or nowhere). So the usual leaf-under-a-root connection keeps nothing.
+ */
 function sentChain(leaf: X509Certificate): readonly X509Certificate[] {
   const chain: X509Certificate[] = []
-  for (let cert = leaf.issuerCertificate; cert && chain.length < MAX_SENT_CHAIN; cert = cert.issuerCertificate) chain.push(cert)
+  for (let cert = leaf.issuerCertificate, n = 0; cert && n < MAX_SENT_CHAIN; cert = cert.issuerCertificate, n++) {
+    if (!cert.checkIssued(cert)) chain.push(cert)
+  }
   return Object.freeze(chain)
 }
 

@@ -304,4 +304,31 @@ describe('readPeerCertificate', () => {
     expect(states[1]).toMatchObject({ kind: 'rejected', reason: 'client certificate has expired' })
     expect(states[2]).toMatchObject({ kind: 'rejected', reason: 'client certificate is not trusted' })
   })
+
+  it('keeps the intermediates a client sent (Node hands them out once per connection), never a self-signed root', async () => {
+    const issuing = await createTestCa({ commonName: 'Issuing', issuer: ca })
+    const [server, viaIntermediate] = await Promise.all([ca.issueServerCertificate(), issuing.issueCertificate({ spiffeId: SPIFFE_ID })])
+    const chains: Array<string[] | undefined> = []
+    const httpsServer = createServer({ cert: server.certPem, key: server.keyPem, ca: [ca.certPem], requestCert: true, rejectUnauthorized: false }, (req, res) => {
+      const state = readPeerCertificate(req.socket as TLSSocket)
+      chains.push(state.kind === 'authorized' ? state.chain?.map((cert) => cert.subject) : [state.kind])
+      res.end('ok')
+    })
+    httpsServer.listen(0, '127.0.0.1')
+    await once(httpsServer, 'listening')
+    const { port } = httpsServer.address() as AddressInfo
+    const call = (certPem: string, keyPem: string) =>
+      new Promise<void>((resolve, reject) => {
+        get({ host: '127.0.0.1', port, ca: [ca.certPem], agent: false, cert: certPem, key: keyPem }, (res) => res.resume().on('end', resolve)).on('error', reject)
+      })
+    try {
+      await call(viaIntermediate.chainPem, viaIntermediate.keyPem) // leaf, intermediate, root
+      await call(viaIntermediate.certPem + issuing.certPem, viaIntermediate.keyPem)
+      await call(svid.certPem, svid.keyPem)
+    } finally {
+      httpsServer.closeAllConnections()
+      httpsServer.close()
+    }
+    expect(chains).toEqual([['CN=Issuing'], ['CN=Issuing'], undefined])
+  })
 })
