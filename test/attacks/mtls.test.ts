@@ -1,15 +1,17 @@
 /**
  * Attacks on the caller's certificate identity, one test per attack, against every adapter over
  * real HTTPS: certificates the TLS stack did not authorize, SANs that are no valid X509-SVID
- * (SPIFFE X509-SVID §2, SPIFFE ID §2), SAN injection, and certificates forwarded by proxies (XFCC):
- * spoofed by an untrusted peer, several elements, quoting tricks. Each asserts the exact status
- * and challenge AND that no issuer was contacted (the peer is judged before the token). Never a 5xx.
+ * (SPIFFE X509-SVID §2, SPIFFE ID §2), SAN injection, leaves unfit as identities (X509-SVID §4.3,
+ * §4.4: CA certificates, certificate or CRL signers), certificates forwarded by proxies (XFCC,
+ * nginx): spoofed by an untrusted peer, several elements, quoting tricks; and SPIFFE federation:
+ * a trusted CA naming a SPIFFE ID of another trust domain. Each asserts the exact status and
+ * challenge AND that no issuer was contacted (the peer is judged before the token). Never a 5xx.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { CallsignOptions, MtlsOptions } from '@callsign/core'
-import { certificateHash, xfccElement, xfccHeader, type IssuedCertificate, type TestIssuer } from '@callsign/testing'
+import { createServerTlsOptions, type CallsignOptions, type MtlsOptions, type TrustDomainBundles } from '@callsign/core'
+import { certificateHash, createTestCa, nginxEscapedCert, xfccElement, xfccHeader, type IssuedCertificate, type TestCa, type TestIssuer } from '@callsign/testing'
 import { adapters, type RunningApp } from '../support/adapters.js'
-import { statusRecorder, type StatusRecorder } from '../support/attacks.js'
+import { keepAliveAgent, statusRecorder, type StatusRecorder } from '../support/attacks.js'
 import type { CallOptions, CallResult, ClientIdentity } from '../support/client.js'
 import { expectAccepted, expectRefusal, type AcceptExpectation, type RefusalExpectation } from '../support/expectations.js'
 import { createFixture, ID, issuerOption, quiet, sign, type Fixture } from '../support/fixtures.js'
@@ -40,6 +42,8 @@ let ingress: IssuedCertificate
 let malformed: IssuedCertificate[]
 let spiffeAndHttps: IssuedCertificate
 let forwardedExpired: IssuedCertificate
+/** Leaves of the trusted CA that are unfit as identities, with the refusal each gets (X509-SVID §4.3, §4.4). */
+let unfit: Array<[what: string, cert: IssuedCertificate, detail: string]>
 beforeAll(async () => {
   fx = await createFixture()
   ;[A, ingress, spiffeAndHttps, forwardedExpired, ...malformed] = await Promise.all([
@@ -49,6 +53,15 @@ beforeAll(async () => {
     fx.ca.issueCertificate({ spiffeId: ID.worker, validity: 'expired' }),
     ...MALFORMED_SPIFFE_IDS.map((uri) => fx.ca.issueCertificate({ uris: [uri] })),
   ]) as [TestIssuer, IssuedCertificate, IssuedCertificate, IssuedCertificate, ...IssuedCertificate[]]
+  const leaves = [
+    ['cA:TRUE with a SPIFFE SAN', { isCa: true }, 'client certificate is a CA certificate'],
+    ['cA:TRUE with keyCertSign', { isCa: true, keyUsages: ['digitalSignature', 'keyCertSign'] }, 'client certificate is a CA certificate'],
+    ['keyCertSign on a non-CA leaf', { keyUsages: ['digitalSignature', 'keyCertSign'] }, 'client certificate may sign certificates or CRLs'],
+    ['cRLSign on a non-CA leaf', { keyUsages: ['digitalSignature', 'cRLSign'] }, 'client certificate may sign certificates or CRLs'],
+    ['a key usage without digitalSignature', { keyUsages: ['keyAgreement'] }, 'client certificate is not for digital signatures'],
+    ['an EKU of serverAuth only', { usage: 'server' }, 'client certificate is not for client authentication'],
+  ] as const
+  unfit = await Promise.all(leaves.map(async ([what, options, detail]) => [what, await fx.ca.issueCertificate({ spiffeId: ID.worker, ...options }), detail] as [string, IssuedCertificate, string]))
 })
 afterAll(() => fx?.close())
 
@@ -61,7 +74,8 @@ const tokenCaller = (peer?: ClientIdentity & { x5tS256: string; spiffeId?: strin
   caller: { id: 'svc-token', source: 'token' }, scopes: ['orders:read'], ...(peer ? { peer } : {}),
 })
 
-type AppName = 'optional' | 'trustDomain' | 'forwarded' | 'assertions'
+type AppName = 'optional' | 'trustDomain' | 'forwarded' | 'assertions' | 'nginx'
+const NGINX_HEADER = 'x-ssl-client-cert'
 
 describe.each(adapters)('$name: certificate identity attacks', (adapter) => {
   let rec: StatusRecorder
@@ -75,6 +89,7 @@ describe.each(adapters)('$name: certificate identity attacks', (adapter) => {
       trustDomain: { trustDomains: ['example.org'] },
       forwarded: { forwarded: { ...byId, ca: fx.ca.certPem } },
       assertions: { forwarded: { ...byId, trustProxyAssertions: true } },
+      nginx: { forwarded: { ...byId, format: 'nginx', header: NGINX_HEADER, ca: fx.ca.certPem } },
     }
     for (const [name, m] of Object.entries(mtls)) {
       const options: CallsignOptions = { issuers: issuerOption(A, { explicitJwks: true }), mtls: m, logger: quiet, jwks: { cooldownSeconds: 600 } }
@@ -141,6 +156,22 @@ describe.each(adapters)('$name: certificate identity attacks', (adapter) => {
 
     it('a certificate of another trust domain where trust domains are pinned', async () => {
       await attack('trustDomain', await withCert(fx.certs.otherDomain), PEER_UNAUTHORIZED, 'client certificate is not from an accepted trust domain')
+    })
+
+    it('a leaf of the trusted CA that is unfit as an identity (cA:TRUE, keyCertSign, cRLSign, no digitalSignature, serverAuth only) is refused, though the TLS stack may accept it', async () => {
+      for (const [what, cert, detail] of unfit) {
+        for (const app of ['optional', 'trustDomain', 'forwarded'] as const) {
+          const res = await attack(app, await withCert(cert), PEER_UNAUTHORIZED, detail)
+          expect(res.body.detail, what).toBe(detail)
+        }
+        // Even with a token bound to exactly that certificate, naming it as the caller.
+        await attack('optional', { cert, token: await sign(A, { sub: ID.worker, client_id: ID.worker }, { x5tS256: cert.x5tS256 }) }, PEER_UNAUTHORIZED, detail)
+      }
+    })
+
+    it('an unfit leaf cannot act as the trusted proxy either (its XFCC is never read)', async () => {
+      const proxyAsCa = await fx.ca.issueCertificate({ spiffeId: INGRESS, isCa: true })
+      await attack('forwarded', await withCert(proxyAsCa, { headers: { [XFCC]: xfccHeader(xfccElement({ hash: true, cert: fx.certs.adminUi, uri: [ID.adminUi] })) } }), PEER_UNAUTHORIZED, 'client certificate is a CA certificate')
     })
 
     it('never a 5xx in this family', () => {
@@ -212,6 +243,15 @@ describe.each(adapters)('$name: certificate identity attacks', (adapter) => {
       await attack('forwarded', await fromProxy(xfccElement({ hash: H(fx.certs.worker), cert: fx.certs.frontend })), INVALID_REQUEST, 'forwarded client certificate does not match its hash')
     })
 
+    it('a trusted proxy forwarding a leaf unfit as an identity: refused as on a direct connection, in XFCC and nginx format', async () => {
+      for (const [what, cert, detail] of unfit) {
+        const viaXfcc = await attack('forwarded', await fromProxy(full(cert)), PEER_UNAUTHORIZED, detail)
+        expect(viaXfcc.body.detail, what).toBe(detail)
+        const viaNginx = await attack('nginx', await withCert(ingress, { headers: { [NGINX_HEADER]: nginxEscapedCert(cert) } }), PEER_UNAUTHORIZED, detail)
+        expect(viaNginx.body.detail, what).toBe(detail)
+      }
+    })
+
     it('a trusted proxy forwarding a certificate Callsign cannot verify (untrusted CA, expired) or none at all to a strict guard', async () => {
       await attack('forwarded', await fromProxy(full(fx.certs.untrusted)), PEER_UNAUTHORIZED, 'client certificate is not trusted')
       await attack('forwarded', await fromProxy(full(forwardedExpired)), PEER_UNAUTHORIZED, 'client certificate has expired')
@@ -221,5 +261,147 @@ describe.each(adapters)('$name: certificate identity attacks', (adapter) => {
     it('never a 5xx in this family', () => {
       expect(rec.statuses.filter((s) => s.status >= 500).map((s) => s.what)).toEqual([])
     })
+  })
+})
+
+/**
+ * SPIFFE federation: the server trusts our CA and a partner's (`createServerTlsOptions` with one
+ * `trustDomains` map, the same map as the guard's `mtls.trustDomains`). Every trusted CA can sign
+ * any SPIFFE ID; a SPIFFE ID is only proven by a chain to its own trust domain's bundle.
+ */
+describe.each(adapters)('$name: SPIFFE federation (a trust domain is bound to its CA bundle)', (adapter) => {
+  const PARTNER = 'spiffe://partner.org/ns/billing/sa/api'
+  const PARTNER_ISSUED = 'spiffe://partner.org/ns/billing/sa/batch'
+  const NOT_CHAINED = "client certificate does not chain to its trust domain's bundle"
+  const NOT_ACCEPTED = 'client certificate is not from an accepted trust domain'
+  let rec: StatusRecorder
+  let partner: TestCa
+  let partnerIssuing: TestCa
+  const certs = {} as Record<'partnerNamingUs' | 'partnerOwn' | 'oursNamingPartner' | 'viaIntermediate' | 'intermediateNamingUs' | 'partnerNamingIngress' | 'partnerNamingOther', IssuedCertificate>
+  let direct: RunningApp
+  let forwarded: RunningApp
+  let proxyUrl: string
+  const closers: Array<() => Promise<void>> = []
+
+  beforeAll(async () => {
+    rec = statusRecorder(fx.call)
+    partner = await createTestCa({ commonName: 'Partner CA' })
+    partnerIssuing = await createTestCa({ commonName: 'Partner Issuing CA', issuer: partner })
+    ;[certs.partnerNamingUs, certs.partnerOwn, certs.oursNamingPartner, certs.viaIntermediate, certs.intermediateNamingUs, certs.partnerNamingIngress, certs.partnerNamingOther] = await Promise.all([
+      partner.issueCertificate({ spiffeId: ID.frontend }),
+      partner.issueCertificate({ spiffeId: PARTNER }),
+      fx.ca.issueCertificate({ spiffeId: PARTNER }),
+      partnerIssuing.issueCertificate({ spiffeId: PARTNER_ISSUED }),
+      partnerIssuing.issueCertificate({ spiffeId: ID.worker }),
+      partner.issueCertificate({ spiffeId: INGRESS }),
+      partner.issueCertificate({ spiffeId: ID.otherDomain }),
+    ])
+    // The README's federation setup: one map for the TLS stack and for the guard.
+    const trustDomains: TrustDomainBundles = { 'example.org': fx.ca.certPem, 'partner.org': partner.certPem }
+    const serverTls = createServerTlsOptions({ cert: fx.tls.cert, key: fx.tls.key, trustDomains })
+    const start = async (mtls: MtlsOptions): Promise<RunningApp> => {
+      const app = await adapter.start({ issuers: issuerOption(A, { explicitJwks: true }), mtls, logger: quiet }, { cert: serverTls.cert, key: serverTls.key, ca: serverTls.ca })
+      closers.push(() => app.close())
+      await app.guard.ready()
+      return app
+    }
+    direct = await start({ trustDomains })
+    // Behind a proxy: no mtls.forwarded.ca, the bundles are the anchors.
+    forwarded = await start({ trustDomains, forwarded: { trustedProxies: { spiffeIds: [INGRESS] } } })
+    const proxy = await fx.startProxy(forwarded, {
+      format: 'xfcc',
+      clientCert: ingress,
+      clientCertificate: 'optional',
+      // The proxy trusts both CAs too; it forwards the leaf and its intermediates (Chain).
+      tls: { caPem: [fx.ca.certPem, partner.certPem, partnerIssuing.certPem] },
+      details: { chain: true },
+    })
+    proxyUrl = proxy.url
+  })
+  afterAll(async () => {
+    await Promise.all(closers.splice(0).map((close) => close()))
+  })
+
+  const target = (where: 'direct' | 'proxy'): RunningApp => (where === 'direct' ? direct : { ...forwarded, url: proxyUrl })
+  /** A client presenting `cert` (with its intermediates when it has any) and a service token. */
+  const presenting = async (cert: IssuedCertificate, withChain = false, extra: Omit<CallOptions, 'cert'> = {}): Promise<CallOptions> => ({
+    cert: { certPem: withChain ? cert.chainPem : cert.certPem, keyPem: cert.keyPem },
+    token: await serviceToken(),
+    ...extra,
+  })
+  async function refused(where: 'direct' | 'proxy', request: CallOptions, detail: string): Promise<void> {
+    const fetches = A.requestCount()
+    const res = await rec.call(target(where), request)
+    expectRefusal(res, PEER_UNAUTHORIZED)
+    expect(res.body.detail).toBe(detail)
+    expect(A.requestCount(), 'issuer requests').toBe(fetches)
+  }
+  async function accepted(where: 'direct' | 'proxy', request: CallOptions, cert: IssuedCertificate): Promise<void> {
+    const res = await rec.call(target(where), request)
+    const source = where === 'direct' ? 'mtls' : 'forwarded'
+    expectAccepted(res, { caller: { id: cert.spiffeId!, source }, scopes: ['orders:read'], peer: { ...cert, spiffeId: cert.spiffeId!, verification: where === 'direct' ? 'tls' : 'forwarded-certificate' } })
+  }
+
+  for (const where of ['direct', 'proxy'] as const) {
+    describe(where === 'direct' ? 'on the TLS connection' : 'through a forwarding proxy (XFCC, anchors defaulting to the bundles)', () => {
+      it("the partner's CA naming a SPIFFE ID of our trust domain is refused", async () => {
+        await refused(where, await presenting(certs.partnerNamingUs), NOT_CHAINED)
+      })
+
+      it("the partner's CA naming its own trust domain is accepted", async () => {
+        await accepted(where, await presenting(certs.partnerOwn), certs.partnerOwn)
+      })
+
+      it("our CA naming the partner's trust domain is refused", async () => {
+        await refused(where, await presenting(certs.oursNamingPartner), NOT_CHAINED)
+      })
+
+      it('our CA naming our trust domain is accepted', async () => {
+        await accepted(where, await presenting(fx.certs.frontend), fx.certs.frontend)
+      })
+
+      it("through the partner's intermediate CA (sent by the client): its own domain accepted, ours refused", async () => {
+        await accepted(where, await presenting(certs.viaIntermediate, true), certs.viaIntermediate)
+        await refused(where, await presenting(certs.intermediateNamingUs, true), NOT_CHAINED)
+      })
+
+      it('a domain outside the map is not accepted, whichever trusted CA issued it', async () => {
+        await refused(where, await presenting(certs.partnerNamingOther), NOT_ACCEPTED)
+        await refused(where, await presenting(fx.certs.otherDomain), NOT_ACCEPTED)
+      })
+    })
+  }
+
+  it("the partner's CA naming our trusted proxy's SPIFFE ID is refused: it cannot inject XFCC", async () => {
+    const spoof = xfccHeader(xfccElement({ hash: true, cert: fx.certs.adminUi, uri: [ID.adminUi] }))
+    await refused('direct', await presenting(certs.partnerNamingIngress, false, { headers: { [XFCC]: spoof } }), NOT_CHAINED)
+    const fetches = A.requestCount()
+    const res = await rec.call(forwarded, await presenting(certs.partnerNamingIngress, false, { headers: { [XFCC]: spoof } }))
+    expectRefusal(res, PEER_UNAUTHORIZED)
+    expect(res.body.detail).toBe(NOT_CHAINED)
+    expect(A.requestCount()).toBe(fetches)
+    // The real proxy certificate does carry the header.
+    await accepted('direct', await presenting(fx.certs.adminUi), fx.certs.adminUi)
+    const viaIngress = await rec.call(forwarded, await presenting(ingress, false, { headers: { [XFCC]: spoof } }))
+    expectAccepted(viaIngress, { caller: { id: ID.adminUi, source: 'forwarded' }, scopes: ['orders:read'], peer: { ...fx.certs.adminUi, verification: 'forwarded-certificate' } })
+  })
+
+  it('the same connection keeps its verdict across requests (keep-alive)', async () => {
+    const agent = keepAliveAgent(1)
+    try {
+      for (let i = 0; i < 3; i++) await refused('direct', { ...(await presenting(certs.partnerNamingUs)), agent }, NOT_CHAINED)
+      const good = keepAliveAgent(1)
+      try {
+        for (let i = 0; i < 3; i++) await accepted('direct', { ...(await presenting(certs.partnerOwn)), agent: good }, certs.partnerOwn)
+      } finally {
+        good.destroy()
+      }
+    } finally {
+      agent.destroy()
+    }
+  })
+
+  it('never a 5xx in this family', () => {
+    expect(rec.statuses.filter((s) => s.status >= 500).map((s) => s.what)).toEqual([])
   })
 })

@@ -6,7 +6,7 @@ import Router from '@koa/router'
 import { callsign as expressCallsign, requireAuth as expressRequire } from '@callsign/express'
 import fastifyCallsign, { requireAuth as fastifyRequire } from '@callsign/fastify'
 import { callsign as koaCallsign, requireAuth as koaRequire } from '@callsign/koa'
-import type { AuthContext, CallsignOptions } from '@callsign/core'
+import { createServerTlsOptions, type AuthContext, type CallsignOptions, type TrustBundleSource, type TrustDomainBundles } from '@callsign/core'
 
 declare module '@callsign/core' {
   interface AccessTokenClaims {
@@ -25,6 +25,19 @@ const badAlg: CallsignOptions = { issuers: { issuer: 'https://a', audience: 'b' 
 const badMtls: CallsignOptions = { issuers: { issuer: 'https://a', audience: 'b' }, mtls: 'sometimes' }
 void badAlg
 void badMtls
+
+// Federation: one trustDomains map for the TLS stack and for the guard (typed or not).
+const trustDomains = { 'example.org': { path: 'bundles/example.org.pem' }, 'partner.org': Buffer.from('') }
+const typedDomains: TrustDomainBundles = trustDomains
+const federated: CallsignOptions = { issuers: { issuer: 'https://a', audience: 'b' }, mtls: { mode: 'required', trustDomains } }
+const federatedTyped: CallsignOptions = { issuers: { issuer: 'https://a', audience: 'b' }, mtls: { trustDomains: typedDomains } }
+const polled: Record<string, TrustBundleSource> = { 'partner.org': { path: 'bundles/partner.org.pem', pollSeconds: 30 }, 'example.org': ['-----BEGIN CERTIFICATE-----'] }
+const polledGuard: CallsignOptions = { issuers: { issuer: 'https://a', audience: 'b' }, mtls: { trustDomains: polled } }
+void createServerTlsOptions({ cert: '', key: '', trustDomains })
+void createServerTlsOptions({ cert: '', key: '', trustDomains: typedDomains })
+void polledGuard
+void federated
+void federatedTyped
 
 // Express: req.auth is typed by declaration merging.
 const app = express()

@@ -109,7 +109,9 @@ export function createCallsign(options: CallsignOptions): Callsign {
     resourceMetadata: config.resourceMetadata?.url,
   })
 
-  const forwardedPeers = mtls.forwarded ? new ForwardedPeers(mtls.forwarded) : undefined
+  const { trustBundles } = mtls
+  trustBundles?.watch()
+  const forwardedPeers = mtls.forwarded ? new ForwardedPeers(mtls.forwarded, trustBundles) : undefined
 
   /**
    * The client certificate identity of a request: the socket's authorized certificate, or, when
@@ -120,6 +122,10 @@ export function createCallsign(options: CallsignOptions): Callsign {
     const state = readPeerCertificate(request.socket)
     if (state.kind === 'rejected') throw new AuthError('peer_unauthorized', state.reason, { cause: state.cause })
     const socketPeer = state.kind === 'authorized' ? state.peer : undefined
+    // Federation: the socket's SPIFFE ID (a caller's or a proxy's) is proven only by its own domain's bundle.
+    if (trustBundles && state.kind === 'authorized' && state.peer.spiffeId !== undefined) {
+      trustBundles.checkConnection(request.socket!, state.peer.spiffeId, state.chain ?? [], config.now())
+    }
     const forwarded = mtls.forwarded
     if (!forwarded || !forwardedPeers) return socketPeer
     const proxySpiffeId = socketPeer?.spiffeId

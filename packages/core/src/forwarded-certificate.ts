@@ -2,7 +2,8 @@ import { createHash, X509Certificate } from 'node:crypto'
 import { BlockList, isIPv4, isIPv6 } from 'node:net'
 import { LRUCache } from 'lru-cache'
 import { AuthError, invalidRequest } from './errors.js'
-import { describeCertificate, sealPeer, type PeerCertificate } from './peer-certificate.js'
+import { buildCertificatePath } from './internal/certificate-path.js'
+import { checkLeafCertificate, describeCertificate, sealPeer, type PeerCertificate } from './peer-certificate.js'
 import { parseSpiffeId, type CallerPattern } from './spiffe.js'
 
 /**
@@ -127,45 +128,17 @@ export function decodeForwardedPem(value: string): X509Certificate[] {
   }
 }
 
-const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2'
-const MAX_CHAIN_DEPTH = 5
-
 /**
- * Verify a forwarded leaf certificate as a TLS stack would: a path to one of `anchors` through
- * the given intermediates (issuer name and signature checked with `X509Certificate.checkIssued`
- * and `verify`, intermediates must be CAs), every certificate of the path within its validity
- * period at `now`, and a leaf usable for client authentication (EKU, when present). Throws
- * `AuthError('peer_unauthorized')`. Revocation is not checked for forwarded certificates.
+ * Verify a forwarded leaf certificate as a TLS stack would, and as an identity: the leaf rules of
+ * {@link checkLeafCertificate} (not a CA, no certificate or CRL signing, digitalSignature and
+ * clientAuth when those extensions are present), then a path to one of `anchors` through the given
+ * intermediates ({@link buildCertificatePath}: signatures, CA intermediates, validity at `now`).
+ * Throws `AuthError('peer_unauthorized')`. Revocation is not checked for forwarded certificates.
  * Returns the verified path: the leaf, the intermediates used, the anchor.
  */
 export function verifyForwardedChain(leaf: X509Certificate, intermediates: readonly X509Certificate[], anchors: readonly X509Certificate[], now: number): X509Certificate[] {
-  const refuse = (reason: string): never => {
-    throw new AuthError('peer_unauthorized', reason)
-  }
-  const inValidity = (cert: X509Certificate): void => {
-    if (now < Date.parse(cert.validFrom)) refuse('client certificate is not yet valid')
-    if (now > Date.parse(cert.validTo)) refuse('client certificate has expired')
-  }
-  if (leaf.ca) refuse('client certificate is a CA certificate')
-  const eku = leaf.keyUsage
-  if (Array.isArray(eku) && eku.length > 0 && !eku.includes(CLIENT_AUTH)) refuse('client certificate is not for client authentication')
-  inValidity(leaf)
-  const path = [leaf]
-  let current = leaf
-  for (let depth = 0; depth <= MAX_CHAIN_DEPTH; depth++) {
-    const anchor = anchors.find((candidate) => current.checkIssued(candidate) && current.verify(candidate.publicKey))
-    if (anchor) {
-      inValidity(anchor)
-      path.push(anchor)
-      return path
-    }
-    const next = intermediates.find((candidate) => candidate !== current && candidate.ca && current.checkIssued(candidate) && current.verify(candidate.publicKey))
-    if (!next) break
-    inValidity(next)
-    path.push(next)
-    current = next
-  }
-  return refuse('client certificate is not trusted')
+  checkLeafCertificate(leaf)
+  return buildCertificatePath(leaf, intermediates, anchors, now)
 }
 
 /** How the proxy forwards the client certificate. */
@@ -231,12 +204,29 @@ export function parseAnchors(pem: string | readonly string[], option: string): X
   })
 }
 
+/**
+ * The trust-domain bundles (`mtls.trustDomains` given as a map), as forwarded certificates use
+ * them: their union is the default anchors, and a SPIFFE ID must chain to its own domain's bundle.
+ */
+export interface ForwardedTrustBundles {
+  /** Changes whenever a bundle does: elements verified before are verified again. */
+  readonly generation: number
+  anchors(): readonly X509Certificate[]
+  /**
+   * Throws `AuthError('peer_unauthorized')` unless `leaf` chains to the bundle of its SPIFFE ID's
+   * domain; returns that path, or `undefined` when the domain has no bundle.
+   */
+  checkChain(spiffeId: string, leaf: X509Certificate, intermediates: readonly X509Certificate[], now: number): X509Certificate[] | undefined
+}
+
 interface CachedPeer {
   peer: PeerCertificate
   verification: PeerVerification
   /** Validity of every certificate of the verified path, rechecked at each use. */
   notBefore: number
   notAfter: number
+  /** The bundles' generation it was verified with. */
+  generation: number
 }
 
 /**
@@ -245,10 +235,13 @@ interface CachedPeer {
  */
 export class ForwardedPeers {
   readonly #config: ResolvedForwarded
+  readonly #bundles: ForwardedTrustBundles | undefined
   readonly #cache = new LRUCache<string, CachedPeer>({ max: 1000 })
 
-  constructor(config: ResolvedForwarded) {
+  /** `bundles`: when given, the anchors if `config.anchors` is empty, and each SPIFFE ID is checked against its domain's bundle. */
+  constructor(config: ResolvedForwarded, bundles?: ForwardedTrustBundles) {
     this.#config = config
+    this.#bundles = bundles
   }
 
   /**
@@ -276,7 +269,7 @@ export class ForwardedPeers {
       if (element === '-' || element === '(null)') return undefined
     }
     const cached = this.#cache.get(element)
-    if (cached) {
+    if (cached && cached.generation === (this.#bundles?.generation ?? 0)) {
       if (now < cached.notBefore) throw new AuthError('peer_unauthorized', 'client certificate is not yet valid')
       if (now > cached.notAfter) throw new AuthError('peer_unauthorized', 'client certificate has expired')
       return cached.peer
@@ -320,7 +313,7 @@ export class ForwardedPeers {
       verification: 'proxy-assertion',
     }
     if (spiffe.length > 0) peer.spiffeId = describeUris(uris)
-    return { peer: sealPeer(peer), verification: 'proxy-assertion', notBefore: -Infinity, notAfter: Infinity }
+    return { peer: sealPeer(peer), verification: 'proxy-assertion', notBefore: -Infinity, notAfter: Infinity, generation: this.#bundles?.generation ?? 0 }
   }
 
   #fromCertificate(certs: X509Certificate[], now: number): CachedPeer {
@@ -329,14 +322,20 @@ export class ForwardedPeers {
   }
 
   #verify(leaf: X509Certificate, intermediates: X509Certificate[], now: number): CachedPeer {
-    // The window of the path actually verified (anchor included, unused chain certificates not).
-    const path = verifyForwardedChain(leaf, intermediates, this.#config.anchors, now)
+    const bundles = this.#bundles
+    const generation = bundles?.generation ?? 0
+    // The leaf's fitness as an identity (and its SANs) first, then its path.
     const peer = sealPeer({ ...describeCertificate(leaf), verification: 'forwarded-certificate' })
+    const anchors = this.#config.anchors.length > 0 || !bundles ? this.#config.anchors : bundles.anchors()
+    // The window of the paths actually verified (anchors included, unused chain certificates not).
+    const path = buildCertificatePath(leaf, intermediates, anchors, now)
+    if (bundles && peer.spiffeId !== undefined) path.push(...(bundles.checkChain(peer.spiffeId, leaf, intermediates, now) ?? []))
     return {
       peer,
       verification: 'forwarded-certificate',
       notBefore: Math.max(...path.map((c) => Date.parse(c.validFrom))),
       notAfter: Math.min(...path.map((c) => Date.parse(c.validTo))),
+      generation,
     }
   }
 }

@@ -8,6 +8,7 @@ import type { AccessTokenClaims } from './access-token.js'
 import { MemoryReplayStore, type ReplayStore, type RevocationStore } from './replay-store.js'
 import { compileCallerPattern, isWorkloadSpiffeId, parseSpiffeId, type CallerPattern } from './spiffe.js'
 import { ClientTls, type ClientTlsOptions } from './internal/client-tls.js'
+import { TrustBundles, type TrustBundleSource, type TrustBundleSpec } from './trust-bundles.js'
 
 /** Asymmetric JWS algorithms Callsign can verify (RFC 7518, RFC 8037). */
 export const SUPPORTED_ALGORITHMS = [
@@ -157,8 +158,23 @@ export type MtlsMode = 'required' | 'optional'
 
 export interface MtlsOptions {
   mode?: MtlsMode
-  /** SPIFFE trust domains accepted from peer certificates; a peer outside them is refused. Also requires peers to carry a SPIFFE ID. */
-  trustDomains?: string[]
+  /**
+   * SPIFFE trust domains accepted from peer certificates; a peer outside them is refused. Also
+   * requires peers to carry a SPIFFE ID.
+   * - `['example.org', ...]`: the domains, whichever trusted CA issued the certificate.
+   * - `{ 'example.org': bundle, 'partner.org': bundle }` (SPIFFE federation): each domain with its
+   *   CA bundle ({@link TrustBundleSource}: PEM, PEM[], Buffer, or `{ path, pollSeconds? }`
+   *   re-read when it changes, default every 5 s). A SPIFFE ID of domain D is then accepted only
+   *   if the certificate chains to D's bundle ("client certificate does not chain to its trust
+   *   domain's bundle" otherwise), on the TLS socket (with the chain the client sent) and for
+   *   forwarded certificates. `mtls.forwarded.ca` defaults to all the bundles, and
+   *   `mtls.forwarded.trustedProxies.spiffeIds` must name domains of the map. Pass the same object
+   *   as `createServerTlsOptions({ trustDomains })` so the TLS stack trusts exactly these CAs.
+   *   Not checked: proxy assertions without a certificate (`trustProxyAssertions`).
+   * @example
+   * mtls: { mode: 'required', trustDomains: { 'example.org': { path: 'ours.pem' }, 'partner.org': { path: 'partner.pem' } } }
+   */
+  trustDomains?: string[] | Readonly<Record<string, TrustBundleSource>>
   /** Client certificates forwarded by a TLS-terminating proxy (Envoy/Istio sidecar, ingress, nginx). */
   forwarded?: ForwardedOptions
 }
@@ -178,7 +194,10 @@ export interface ForwardedOptions {
   header?: string
   /** Who may set the header: an immediate peer whose authorized TLS certificate matches `spiffeIds`, or whose address is in `cidrs`. At least one is required. */
   trustedProxies: { spiffeIds?: string[]; cidrs?: string[] }
-  /** PEM CA bundle a forwarded certificate must chain to (Callsign verifies it itself). Required unless `trustProxyAssertions`. */
+  /**
+   * PEM CA bundle a forwarded certificate must chain to (Callsign verifies it itself). Required
+   * unless `trustProxyAssertions`, or `mtls.trustDomains` maps domains to bundles (then all of them by default).
+   */
   ca?: string | string[]
   /** Accept XFCC elements with only `Hash`/`URI`/`DNS` (no `Cert`), trusting the proxy's word. Default false. */
   trustProxyAssertions?: boolean
@@ -409,7 +428,13 @@ export interface ResolvedConfig {
   svidIssuers: ReadonlyMap<string, ResolvedIssuer>
   clockToleranceSeconds: number
   maxTokenAgeSeconds: number | undefined
-  mtls: { mode: MtlsMode; trustDomains: ReadonlySet<string> | undefined; forwarded: ResolvedForwarded | undefined }
+  mtls: {
+    mode: MtlsMode
+    trustDomains: ReadonlySet<string> | undefined
+    /** Each trust domain's CA bundle, when `trustDomains` was given as a map. */
+    trustBundles: TrustBundles | undefined
+    forwarded: ResolvedForwarded | undefined
+  }
   callers: readonly ResolvedAllowance[] | undefined
   /** Scopes held on the client certificate alone, most specific pattern first. */
   certificateGrants: readonly ResolvedAllowance[] | undefined
@@ -673,15 +698,23 @@ export function resolveConfig(options: CallsignOptions): ResolvedConfig {
 
   let mtlsMode: MtlsMode = 'optional'
   let trustDomains: Set<string> | undefined
+  let trustBundles: TrustBundles | undefined
   let forwarded: ResolvedForwarded | undefined
   if (typeof options.mtls === 'string' || options.mtls === undefined) {
     mtlsMode = oneOf(options.mtls, 'mtls', ['required', 'optional'] as const, 'optional')
   } else if (isPlainObject(options.mtls)) {
     checkKeys(options.mtls, ['mode', 'trustDomains', 'forwarded'], 'mtls')
-    if (options.mtls.forwarded !== undefined) forwarded = resolveForwarded(options.mtls.forwarded)
+    const domains: unknown = options.mtls.trustDomains
+    if (isPlainObject(domains) && !Buffer.isBuffer(domains)) {
+      const logger = options.logger ?? console
+      trustBundles = new TrustBundles(resolveTrustBundles(domains), (message, details) => logger.warn(message, details))
+    }
+    if (options.mtls.forwarded !== undefined) forwarded = resolveForwarded(options.mtls.forwarded, trustBundles)
     mtlsMode = oneOf(options.mtls.mode, 'mtls.mode', ['required', 'optional'] as const, 'optional')
-    if (options.mtls.trustDomains !== undefined) {
-      trustDomains = new Set(stringList(options.mtls.trustDomains, 'mtls.trustDomains'))
+    if (trustBundles) {
+      trustDomains = new Set(trustBundles.domains())
+    } else if (domains !== undefined) {
+      trustDomains = new Set(stringList(domains, 'mtls.trustDomains'))
       for (const domain of trustDomains) {
         const parsed = parseSpiffeId(`spiffe://${domain}`)
         if (!parsed || parsed.trustDomain !== domain) fail('mtls.trustDomains', `contains an invalid trust domain ${JSON.stringify(domain)} (lower-case letters, digits, ".", "-", "_")`)
@@ -742,7 +775,7 @@ export function resolveConfig(options: CallsignOptions): ResolvedConfig {
     svidIssuers,
     clockToleranceSeconds: positive(options.clockTolerance, 'clockTolerance', 30, { allowZero: true, max: 300 }),
     maxTokenAgeSeconds: options.maxTokenAge === undefined ? undefined : positive(options.maxTokenAge, 'maxTokenAge', 0),
-    mtls: Object.freeze({ mode: mtlsMode, trustDomains, forwarded }),
+    mtls: Object.freeze({ mode: mtlsMode, trustDomains, trustBundles, forwarded }),
     callers: callers && Object.freeze(callers),
     certificateGrants: certificateGrants && Object.freeze(certificateGrants),
     credentials: oneOf(options.credentials, 'credentials', ['required', 'optional'] as const, 'required'),
@@ -837,7 +870,7 @@ function resolveDelegation(value: unknown): ResolvedConfig['delegation'] {
   return Object.freeze({ maxDepth, actors, hops })
 }
 
-function resolveForwarded(value: unknown): ResolvedForwarded {
+function resolveForwarded(value: unknown, trustBundles: TrustBundles | undefined): ResolvedForwarded {
   if (!isPlainObject(value)) return fail('mtls.forwarded', 'must be an object { trustedProxies, ca, format?, header? }')
   checkKeys(value, ['format', 'header', 'trustedProxies', 'ca', 'trustProxyAssertions', 'maxHeaderBytes', 'elements'], 'mtls.forwarded')
   const format = oneOf(value.format, 'mtls.forwarded.format', ['xfcc', 'nginx'] as const, 'xfcc')
@@ -860,10 +893,19 @@ function resolveForwarded(value: unknown): ResolvedForwarded {
   const proxyAddresses = proxies.cidrs === undefined ? undefined : compileCidrs(stringList(proxies.cidrs, 'mtls.forwarded.trustedProxies.cidrs'), 'mtls.forwarded.trustedProxies.cidrs')
   if (value.trustProxyAssertions !== undefined && typeof value.trustProxyAssertions !== 'boolean') fail('mtls.forwarded.trustProxyAssertions', 'must be a boolean')
   const trustProxyAssertions = value.trustProxyAssertions === true
-  if (value.ca === undefined && !trustProxyAssertions) {
+  // With trust-domain bundles, forwarded certificates chain to those by default.
+  if (value.ca === undefined && !trustProxyAssertions && !trustBundles) {
     fail('mtls.forwarded.ca', 'is required: the PEM CA bundle forwarded certificates must chain to (or set trustProxyAssertions: true to trust the proxy blindly)')
   }
-  if (format === 'nginx' && value.ca === undefined) fail('mtls.forwarded.ca', 'is required with the nginx format')
+  if (format === 'nginx' && value.ca === undefined && !trustBundles) fail('mtls.forwarded.ca', 'is required with the nginx format')
+  if (trustBundles && proxySpiffeIds) {
+    proxySpiffeIds.forEach((pattern, i) => {
+      const domain = parseSpiffeId(pattern.source.replace(/\/\*$/, ''))?.trustDomain
+      if (domain === undefined || trustBundles.anchorsOf(domain) === undefined) {
+        fail(`mtls.forwarded.trustedProxies.spiffeIds[${i}]`, `names the trust domain ${JSON.stringify(domain)}, which has no bundle in "mtls.trustDomains": a proxy's SPIFFE ID is proven by its domain's bundle`)
+      }
+    })
+  }
   const anchors = value.ca === undefined ? [] : parseAnchors(typeof value.ca === 'string' ? value.ca : stringList(value.ca, 'mtls.forwarded.ca'), 'mtls.forwarded.ca')
   return Object.freeze({
     header: header.toLowerCase(),
@@ -874,6 +916,32 @@ function resolveForwarded(value: unknown): ResolvedForwarded {
     trustProxyAssertions,
     maxHeaderBytes: positive(value.maxHeaderBytes, 'mtls.forwarded.maxHeaderBytes', 12_288, { integer: true, max: 65_536 }),
     elements: oneOf(value.elements, 'mtls.forwarded.elements', ['last', 'single'] as const, 'last'),
+  })
+}
+
+/** `mtls.trustDomains` as a map: each domain's bundle read (files too) but not parsed yet. */
+function resolveTrustBundles(value: Record<string, unknown>): TrustBundleSpec[] {
+  const entries = Object.entries(value)
+  if (entries.length === 0) fail('mtls.trustDomains', 'must name at least one trust domain')
+  return entries.map(([domain, source]) => {
+    const option = `mtls.trustDomains[${JSON.stringify(domain)}]`
+    const parsed = parseSpiffeId(`spiffe://${domain}`)
+    if (!parsed || parsed.trustDomain !== domain) fail('mtls.trustDomains', `contains an invalid trust domain ${JSON.stringify(domain)} (lower-case letters, digits, ".", "-", "_")`)
+    const inline = (text: string): TrustBundleSpec => ({ domain, option, text, path: undefined, pollSeconds: 0 })
+    if (typeof source === 'string') return inline(source)
+    if (Buffer.isBuffer(source)) return inline(source.toString('utf8'))
+    if (Array.isArray(source)) return inline(stringList(source, option).join('\n'))
+    if (isPlainObject(source) && typeof source.path === 'string' && source.path !== '') {
+      checkKeys(source, ['path', 'pollSeconds'], option)
+      let text: string
+      try {
+        text = readFileSync(source.path, 'utf8')
+      } catch (error) {
+        return fail(`${option}.path`, `cannot be read: ${(error as Error).message}`)
+      }
+      return { domain, option: `${option}.path`, text, path: source.path, pollSeconds: positive(source.pollSeconds, `${option}.pollSeconds`, 5, { max: 3600 }) }
+    }
+    return fail(option, 'must be the PEM CA bundle of the trust domain: a string, an array of strings, a Buffer or { path, pollSeconds? }')
   })
 }
 

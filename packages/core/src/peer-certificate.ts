@@ -2,6 +2,7 @@ import { createHash, type X509Certificate } from 'node:crypto'
 import { AuthError } from './errors.js'
 import type { PeerSocket } from './request.js'
 import { parseSpiffeId } from './spiffe.js'
+import { certificateExtensions, KEY_USAGE, readBasicConstraintsCa, readKeyUsage } from './internal/der.js'
 import { memoizeByString } from './internal/memo.js'
 
 /** The authorized TLS client certificate of a request, as exposed on `auth.peer`. */
@@ -64,14 +65,52 @@ export function parseSubjectAltName(value: string | undefined): Array<[type: str
   return entries
 }
 
+const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2'
+
 /**
- * Describe an X.509 certificate. Throws `AuthError('peer_unauthorized')` if its SANs cannot be
- * read unambiguously or it carries an invalid SVID: several `spiffe://` URIs, or a malformed one
- * (SPIFFE X509-SVID §2: exactly one URI SAN when it is an SVID).
+ * Refuse a certificate that is not fit to be a workload identity, SPIFFE or not (SPIFFE
+ * X509-SVID §4.3, §4.4): a CA certificate (BasicConstraints `cA:TRUE`), a certificate whose key
+ * usage allows signing certificates or CRLs (keyCertSign, cRLSign) or lacks digitalSignature
+ * (checked only when the KeyUsage extension is present), or whose extended key usage, when
+ * present, lacks clientAuth (RFC 5280 §4.2.1.12). Throws `AuthError('peer_unauthorized')`.
+ *
+ * A TLS stack authorizes a client's chain, not the leaf's role: OpenSSL accepts a CA certificate,
+ * or a leaf with keyCertSign beside digitalSignature, as a client certificate.
+ * @example
+ * checkLeafCertificate(socket.getPeerX509Certificate()) // throws for a CA certificate
+ */
+export function checkLeafCertificate(cert: X509Certificate): void {
+  const refuse = (reason: string): never => {
+    throw new AuthError('peer_unauthorized', reason)
+  }
+  let ca: boolean
+  let keyUsage: number | undefined
+  try {
+    const extensions = certificateExtensions(cert.raw)
+    ca = readBasicConstraintsCa(extensions)
+    keyUsage = readKeyUsage(extensions)
+  } catch {
+    return refuse('client certificate has unreadable extensions')
+  }
+  if (ca || cert.ca) refuse('client certificate is a CA certificate')
+  if (keyUsage !== undefined) {
+    if (keyUsage & (KEY_USAGE.keyCertSign | KEY_USAGE.cRLSign)) refuse('client certificate may sign certificates or CRLs')
+    if (!(keyUsage & KEY_USAGE.digitalSignature)) refuse('client certificate is not for digital signatures')
+  }
+  const eku = cert.keyUsage
+  if (Array.isArray(eku) && eku.length > 0 && !eku.includes(CLIENT_AUTH)) refuse('client certificate is not for client authentication')
+}
+
+/**
+ * Describe an X.509 certificate. Throws `AuthError('peer_unauthorized')` if it is not fit to be
+ * a workload identity ({@link checkLeafCertificate}), if its SANs cannot be read unambiguously, or
+ * if it carries an invalid SVID: several `spiffe://` URIs, or a malformed one (SPIFFE X509-SVID
+ * §2: exactly one URI SAN when it is an SVID).
  */
 export function describeCertificate(cert: X509Certificate): PeerCertificate {
   const sans = parseSubjectAltName(cert.subjectAltName)
   if (!sans) throw new AuthError('peer_unauthorized', 'client certificate has unreadable subject alternative names')
+  checkLeafCertificate(cert)
   const uris = sans.filter(([type]) => type === 'URI').map(([, v]) => v)
   const dnsNames = sans.filter(([type]) => type === 'DNS').map(([, v]) => v)
   const spiffeUris = uris.filter((uri) => uri.toLowerCase().startsWith('spiffe:'))
@@ -110,7 +149,12 @@ export function sealPeer(peer: PeerCertificate): PeerCertificate {
 /** Result of looking at the TLS side of a request. */
 export type PeerState =
   | { kind: 'none' }
-  | { kind: 'authorized'; peer: PeerCertificate }
+  /**
+   * `chain`: the intermediates above the leaf, as Node linked them from what the client sent, when
+   * there are any (self-signed roots left out). Node hands them out once per connection (the first
+   * `getPeerX509Certificate()` consumes them), so they are kept here for the trust-domain check.
+   */
+  | { kind: 'authorized'; peer: PeerCertificate; chain?: readonly X509Certificate[] }
   /** A certificate was sent but is not acceptable; `reason` is a fixed, client-safe string. */
   | { kind: 'rejected'; reason: string; cause?: unknown }
 
@@ -137,10 +181,12 @@ export function readPeerCertificate(connection: object | null | undefined): Peer
     state = NONE
   } else if (socket.authorized !== true) {
     const reason = socket.authorizationError
-    state = { kind: 'rejected', reason: describeAuthorizationError(reason), cause: reason }
+    state = { kind: 'rejected', reason: describeAuthorizationError(reason, cert), cause: reason }
   } else {
     try {
-      state = { kind: 'authorized', peer: sealPeer({ ...describeCertificate(cert), verification: 'tls' }) }
+      const peer = sealPeer({ ...describeCertificate(cert), verification: 'tls' })
+      const chain = sentChain(cert)
+      state = chain.length > 0 ? { kind: 'authorized', peer, chain } : { kind: 'authorized', peer }
     } catch (error) {
       state = { kind: 'rejected', reason: (error as AuthError).message }
     }
@@ -156,9 +202,12 @@ export function readPeerCertificate(connection: object | null | undefined): Peer
  */
 export const spiffeIdHost = memoizeByString((spiffeId) => new URL(spiffeId).host)
 
-function describeAuthorizationError(reason: unknown): string {
+function describeAuthorizationError(reason: unknown, cert: X509Certificate): string {
   const code = typeof reason === 'string' ? reason : (reason as { code?: string } | null)?.code ?? String(reason ?? '')
   switch (code) {
+    case 'INVALID_PURPOSE':
+      // OpenSSL found a certificate of the chain unfit for a TLS client: say why when it is the leaf.
+      return leafRefusal(cert) ?? 'client certificate is not trusted'
     case 'CERT_HAS_EXPIRED':
       return 'client certificate has expired'
     case 'CERT_NOT_YET_VALID':
@@ -167,5 +216,29 @@ function describeAuthorizationError(reason: unknown): string {
       return 'client certificate is revoked'
     default:
       return 'client certificate is not trusted'
+  }
+}
+
+const MAX_SENT_CHAIN = 8
+
+/**
+ * The certificates Node linked above the leaf, without self-signed ones: Node adds the root of the
+ * verified path from the server's own `ca`, and a root is never needed as an intermediate (a path
+ * to it ends at an anchor or nowhere). So the usual leaf-under-a-root connection keeps nothing.
+ */
+function sentChain(leaf: X509Certificate): readonly X509Certificate[] {
+  const chain: X509Certificate[] = []
+  for (let cert = leaf.issuerCertificate, n = 0; cert && n < MAX_SENT_CHAIN; cert = cert.issuerCertificate, n++) {
+    if (!cert.checkIssued(cert)) chain.push(cert)
+  }
+  return Object.freeze(chain)
+}
+
+function leafRefusal(cert: X509Certificate): string | undefined {
+  try {
+    checkLeafCertificate(cert)
+    return undefined
+  } catch (error) {
+    return (error as AuthError).message
   }
 }

@@ -2,6 +2,8 @@ import { createHash, createPrivateKey, X509Certificate, type KeyObject } from 'n
 import { readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { createSecureContext, type SecureContextOptions, type Server as TlsServer } from 'node:tls'
+import { childrenOf, readTlv, type Tlv } from './internal/der.js'
+import { parseSpiffeId } from './spiffe.js'
 
 /**
  * A PEM file on disk, read when the options are created and again on every reload. Relative paths
@@ -20,6 +22,15 @@ export interface FileRef {
  * const ca: TlsMaterial = fs.readFileSync('ca.pem') // or { path: 'ca.pem' }, or a PEM string
  */
 export type TlsMaterial = string | Buffer | FileRef
+
+/**
+ * Each SPIFFE trust domain the server accepts, mapped to its CA bundle (SPIFFE federation). Pass
+ * the same object as `createServerTlsOptions({ trustDomains })` (the TLS stack trusts the union)
+ * and as the guard's `mtls.trustDomains` (each SPIFFE ID must chain to its own domain's bundle).
+ * @example
+ * const trustDomains: TrustDomainBundles = { 'example.org': { path: 'bundles/example.org.pem' }, 'partner.org': { path: 'bundles/partner.org.pem' } }
+ */
+export type TrustDomainBundles = Readonly<Record<string, TlsMaterial>>
 
 /**
  * Outcome of a reload of the server's TLS material, passed to `onReload`.
@@ -62,8 +73,15 @@ export interface ServerTlsOptions {
   /**
    * The CA certificates client certificates must chain to, PEM, one or more. Only these are
    * trusted: Node's bundled root store is not used for client certificates once `ca` is given.
+   * Required unless `trustDomains` is given (exactly one of the two).
    */
-  ca: TlsMaterial
+  ca?: TlsMaterial
+  /**
+   * Instead of `ca`: each SPIFFE trust domain mapped to its CA bundle ({@link TrustDomainBundles});
+   * the server trusts all the bundles together, each `{ path }` reloaded like `ca`. Give the same
+   * map to the guard's `mtls.trustDomains` so each SPIFFE ID must chain to its own domain's bundle.
+   */
+  trustDomains?: TrustDomainBundles
   /**
    * Certificate revocation lists (RFC 5280 §5), PEM (`-----BEGIN X509 CRL-----`), one or more concatenated.
    * With a CRL set, OpenSSL checks revocation for every certificate of a client's chain
@@ -156,9 +174,10 @@ export interface ServerTlsBundle {
   close(): void
 }
 
-type Field = 'cert' | 'key' | 'ca' | 'crl'
-const FIELDS: readonly Field[] = ['cert', 'key', 'ca', 'crl']
-const OPTION_KEYS = ['cert', 'key', 'ca', 'crl', 'watch', 'minVersion', 'onReload', 'onExpiringSoon', 'expiryWarningDays']
+/** An option holding material; a trust domain's bundle is `trustDomains["example.org"]`. */
+type Field = 'cert' | 'key' | 'ca' | 'crl' | `trustDomains[${string}]`
+const FIELDS = ['cert', 'key', 'ca', 'crl'] as const
+const OPTION_KEYS = ['cert', 'key', 'ca', 'trustDomains', 'crl', 'watch', 'minVersion', 'onReload', 'onExpiringSoon', 'expiryWarningDays']
 const DAY_MS = 24 * 60 * 60 * 1000
 const DEFAULT_INTERVAL_MS = 5000
 const MAX_TIMER_MS = 2 ** 31 - 1
@@ -229,9 +248,10 @@ export function createServerTlsOptions(options: ServerTlsOptions): ServerTlsBund
   const sources = new Map<Field, Source>()
   for (const field of FIELDS) {
     const value: unknown = options[field]
-    if (value === undefined && field === 'crl') continue
+    if (value === undefined && (field === 'crl' || (field === 'ca' && options.trustDomains !== undefined))) continue
     sources.set(field, sourceOf(value, field))
   }
+  if (options.trustDomains !== undefined) for (const [field, source] of trustDomainSources(options.trustDomains, sources.has('ca'))) sources.set(field, source)
   const minVersion = options.minVersion ?? 'TLSv1.2'
   if (minVersion !== 'TLSv1.2' && minVersion !== 'TLSv1.3') fail('minVersion', `must be 'TLSv1.2' or 'TLSv1.3' (got ${JSON.stringify(minVersion)})`)
   const watch: unknown = options.watch ?? false
@@ -450,6 +470,21 @@ export function createServerTlsOptions(options: ServerTlsOptions): ServerTlsBund
   return bundle
 }
 
+/** The `trustDomains` option checked: one source per trust domain; throws `TypeError` naming the option. */
+function trustDomainSources(value: unknown, hasCa: boolean): Array<[Field, Source]> {
+  if (hasCa) fail('trustDomains', 'cannot be combined with "ca": give the client CAs once, as "ca" or as each trust domain\'s bundle')
+  if (!isPlainObject(value) || Buffer.isBuffer(value) || Object.keys(value).length === 0) {
+    return fail('trustDomains', 'must be an object mapping each SPIFFE trust domain to its CA bundle ({ "example.org": PEM or { path } })')
+  }
+  return Object.entries(value).map(([domain, material]) => {
+    if (parseSpiffeId(`spiffe://${domain}`)?.trustDomain !== domain) {
+      fail('trustDomains', `contains an invalid trust domain ${JSON.stringify(domain)} (lower-case letters, digits, ".", "-", "_")`)
+    }
+    const field: Field = `trustDomains[${JSON.stringify(domain)}]`
+    return [field, sourceOf(material, field)]
+  })
+}
+
 /** A `TlsMaterial` option checked and normalized; throws `TypeError` naming `field`. */
 export function sourceOf(value: unknown, field: string): Source {
   if (typeof value === 'string') {
@@ -512,13 +547,20 @@ function buildMaterial(sources: ReadonlyMap<Field, Source>, snapshot: Snapshot, 
   }
   if (!leaf.checkPrivateKey(key)) refuse('key', 'is not the private key of the certificate in "cert"')
 
-  const caText = text('ca')!
-  const caBlocks = pemBlocks(caText, (message) => refuse('ca', message))
-  if (caBlocks.length === 0) refuse('ca', 'holds no PEM certificate (-----BEGIN CERTIFICATE-----)')
-  const cas = caBlocks.map((block, i) => {
-    if (block.label !== 'CERTIFICATE') refuse('ca', `block #${i + 1} is a ${JSON.stringify(block.label)}, not a CERTIFICATE`)
-    return parseCertificate(block.der, (message) => refuse('ca', `certificate #${i + 1} ${message}`))
+  // `ca`, or each trust domain's bundle: the server trusts them all together.
+  const caFields = [...sources.keys()].filter((field) => field === 'ca' || field.startsWith('trustDomains['))
+  const caTexts: string[] = []
+  const cas = caFields.flatMap((field) => {
+    const fieldText = text(field)!
+    const caBlocks = pemBlocks(fieldText, (message) => refuse(field, message))
+    if (caBlocks.length === 0) refuse(field, 'holds no PEM certificate (-----BEGIN CERTIFICATE-----)')
+    caTexts.push(fieldText.endsWith('\n') ? fieldText : `${fieldText}\n`)
+    return caBlocks.map((block, i) => {
+      if (block.label !== 'CERTIFICATE') refuse(field, `block #${i + 1} is a ${JSON.stringify(block.label)}, not a CERTIFICATE`)
+      return parseCertificate(block.der, (message) => refuse(field, `certificate #${i + 1} ${message}`))
+    })
   })
+  const caText = caFields.length === 1 ? text(caFields[0]!)! : caTexts.join('')
 
   let crl: string[] | undefined
   const crlText = text('crl')
@@ -546,7 +588,7 @@ function buildMaterial(sources: ReadonlyMap<Field, Source>, snapshot: Snapshot, 
     for (const ca of cas) {
       const subject = subjectOf(ca)
       if (subject && !issuers.some((issuer) => issuer.equals(subject))) {
-        refuse('crl', `has no CRL issued by the CA "${ca.subject}" of "ca"; with "crl" set, Node refuses every client certificate of a CA without one (UNABLE_TO_GET_CRL): add its CRL, an empty one if it revoked nothing`)
+        refuse('crl', `has no CRL issued by the CA "${ca.subject}" of "${sources.has('ca') ? 'ca' : 'trustDomains'}"; with "crl" set, Node refuses every client certificate of a CA without one (UNABLE_TO_GET_CRL): add its CRL, an empty one if it revoked nothing`)
       }
     }
     // Node reads only the first CRL of a string: pass each as its own entry.
@@ -594,43 +636,7 @@ function parseCertificate(der: Buffer, refuse: (message: string) => never): X509
   }
 }
 
-// --- Minimal DER reading: just enough to find a CRL's issuer and dates and a certificate's subject.
-
-interface Tlv {
-  tag: number
-  /** Offset of the tag. */
-  offset: number
-  /** Offset of the value. */
-  start: number
-  end: number
-}
-
-function readTlv(der: Uint8Array, offset: number, limit: number): Tlv {
-  if (offset + 2 > limit) throw new RangeError('truncated DER')
-  const tag = der[offset]!
-  let length = der[offset + 1]!
-  let start = offset + 2
-  if (length & 0x80) {
-    const count = length & 0x7f
-    if (count === 0 || count > 4 || start + count > limit) throw new RangeError('bad DER length')
-    length = 0
-    for (let i = 0; i < count; i++) length = length * 256 + der[start + i]!
-    start += count
-  }
-  const end = start + length
-  if (end > limit) throw new RangeError('truncated DER')
-  return { tag, offset, start, end }
-}
-
-function childrenOf(der: Uint8Array, parent: Tlv): Tlv[] {
-  const children: Tlv[] = []
-  for (let offset = parent.start; offset < parent.end;) {
-    const child = readTlv(der, offset, parent.end)
-    children.push(child)
-    offset = child.end
-  }
-  return children
-}
+// --- Just enough of a CRL and a certificate to find a CRL's issuer and dates and a certificate's subject.
 
 /** RFC 5280 §4.1.2.5: UTCTime (YYMMDDHHMMSSZ, 1950-2049) or GeneralizedTime (YYYYMMDDHHMMSSZ). */
 function readTime(der: Uint8Array, tlv: Tlv): Date {

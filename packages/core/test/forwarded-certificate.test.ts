@@ -14,6 +14,7 @@ import {
   XFCC_LIMITS,
   type ResolvedForwarded,
 } from '../src/forwarded-certificate.js'
+import { TrustBundles } from '../src/trust-bundles.js'
 
 const CLIENT_ID = 'spiffe://example.org/ns/web/sa/frontend'
 const ENVOY_HASH = '468ed33be74eee6556d90c0149c1309e9ba61d6425303443c0748a02dd8de688'
@@ -217,6 +218,19 @@ describe('verifyForwardedChain', () => {
 
   it('refuses a leaf without the clientAuth extended key usage', () => {
     expect(refusal(() => verifyForwardedChain(cert(serverOnly), [], [cert(ca.certPem)], now()))).toMatch(/client authentication/)
+  })
+
+  it('refuses leaves that may sign certificates or CRLs, lack digitalSignature, or say cA:TRUE without keyCertSign (X509-SVID §4.3)', async () => {
+    const cases = [
+      [{ keyUsages: ['digitalSignature', 'keyCertSign'] }, 'client certificate may sign certificates or CRLs'],
+      [{ keyUsages: ['digitalSignature', 'cRLSign'] }, 'client certificate may sign certificates or CRLs'],
+      [{ keyUsages: ['keyAgreement'] }, 'client certificate is not for digital signatures'],
+      [{ isCa: true }, 'client certificate is a CA certificate'],
+    ] as const
+    for (const [options, message] of cases) {
+      const leaf = await ca.issueCertificate({ spiffeId: CLIENT_ID, ...options })
+      expect(refusal(() => verifyForwardedChain(cert(leaf), [], [cert(ca.certPem)], now()))).toBe(message)
+    }
   })
 
   it('accepts a leaf through an intermediate given in the chain, not without it', () => {
@@ -531,6 +545,74 @@ describe('ForwardedPeers', () => {
   it('refuses a certificate with two SPIFFE URIs (no valid SVID)', () => {
     expect(caught(() => new ForwardedPeers(config()).read([element(twoUris)], Date.now())).code).toBe('peer_unauthorized')
   })
+
+  it('refuses forwarded leaves unfit as identities, in XFCC and nginx format (X509-SVID §4.3)', async () => {
+    const cases = [
+      [{ isCa: true }, 'client certificate is a CA certificate'],
+      [{ keyUsages: ['digitalSignature', 'keyCertSign'] }, 'client certificate may sign certificates or CRLs'],
+      [{ keyUsages: ['digitalSignature', 'cRLSign'] }, 'client certificate may sign certificates or CRLs'],
+      [{ keyUsages: ['keyAgreement'] }, 'client certificate is not for digital signatures'],
+      [{ usage: 'server' }, 'client certificate is not for client authentication'],
+    ] as const
+    for (const [options, message] of cases) {
+      const leaf = await ca.issueCertificate({ spiffeId: CLIENT_ID, ...options })
+      expect(caught(() => new ForwardedPeers(config()).read([element(leaf)], Date.now()))).toMatchObject({ code: 'peer_unauthorized', message })
+      const nginx = new ForwardedPeers(config({ format: 'nginx', header: 'x-ssl-client-cert' }))
+      expect(caught(() => nginx.read([nginxEscapedCert(leaf.certPem)], Date.now()))).toMatchObject({ code: 'peer_unauthorized', message })
+    }
+  })
+
+  describe('with trust-domain bundles (mtls.trustDomains as a map)', () => {
+    const NOT_CHAINED = "client certificate does not chain to its trust domain's bundle"
+    const bundles = (): TrustBundles =>
+      new TrustBundles(
+        [
+          { domain: 'example.org', option: 'ours', text: ca.certPem, path: undefined, pollSeconds: 0 },
+          { domain: 'partner.org', option: 'partner', text: otherCa.certPem, path: undefined, pollSeconds: 0 },
+        ],
+        () => {},
+      )
+
+    it("accepts each domain's SPIFFE IDs from its own CA, refuses them from the other's (anchors default to the union)", async () => {
+      const peers = new ForwardedPeers(config({ anchors: [] }), bundles())
+      const [partner, partnerNamingUs, oursNamingPartner, stranger] = await Promise.all([
+        otherCa.issueCertificate({ spiffeId: 'spiffe://partner.org/ns/billing/sa/api' }),
+        otherCa.issueCertificate({ spiffeId: CLIENT_ID }),
+        ca.issueCertificate({ spiffeId: 'spiffe://partner.org/ns/billing/sa/api' }),
+        ca.issueCertificate({ spiffeId: 'spiffe://other.org/ns/x' }),
+      ])
+      expect(peers.read([element(client)], Date.now())?.spiffeId).toBe(CLIENT_ID)
+      expect(peers.read([element(partner)], Date.now())?.spiffeId).toBe('spiffe://partner.org/ns/billing/sa/api')
+      for (const bad of [partnerNamingUs, oursNamingPartner]) expect(caught(() => peers.read([element(bad)], Date.now()))).toMatchObject({ code: 'peer_unauthorized', message: NOT_CHAINED })
+      // A domain without a bundle is left to mtls.trustDomains (not accepted there).
+      expect(peers.read([element(stranger)], Date.now())?.spiffeId).toBe('spiffe://other.org/ns/x')
+      // A certificate of no bundle's CA is not trusted at all.
+      const foreign = await (await createTestCa()).issueCertificate({ spiffeId: CLIENT_ID })
+      expect(caught(() => peers.read([element(foreign)], Date.now())).message).toBe('client certificate is not trusted')
+    })
+
+    it('checks the domain even when mtls.forwarded.ca trusts every CA', async () => {
+      const peers = new ForwardedPeers(config({ anchors: [cert(ca.certPem), cert(otherCa.certPem)] }), bundles())
+      const partnerNamingUs = await otherCa.issueCertificate({ spiffeId: CLIENT_ID })
+      expect(caught(() => peers.read([element(partnerNamingUs)], Date.now())).message).toBe(NOT_CHAINED)
+    })
+
+    it('follows the forwarded Chain to the bundle through an intermediate', () => {
+      const peers = new ForwardedPeers(config({ anchors: [] }), bundles())
+      expect(peers.read([xfccElement({ hash: true, cert: pki.leaf, chain: [pki.leaf, pki.intermediate] })], Date.now())?.spiffeId).toBe(CLIENT_ID)
+    })
+
+    it('verifies a cached element again after a bundle change', () => {
+      const trust = bundles()
+      const peers = new ForwardedPeers(config({ anchors: [] }), trust)
+      const first = peers.read([element(client)], Date.now())
+      expect(peers.read([element(client)], Date.now())).toBe(first)
+      ;(trust as { generation: number }).generation++
+      const again = peers.read([element(client)], Date.now())
+      expect(again).not.toBe(first)
+      expect(again).toEqual(first)
+    })
+  })
 })
 
 // ---------------------------------------------------------------------------------------------
@@ -589,7 +671,7 @@ async function twoLevelPki(root: TestCa): Promise<TwoLevelPki> {
         ? [new x509.BasicConstraintsExtension(true, 0, true), new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign, true)]
         : [
             new x509.BasicConstraintsExtension(false, undefined, true),
-            new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyCertSign, true),
+            new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
             new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth]),
             new x509.SubjectAlternativeNameExtension([{ type: 'url', value: CLIENT_ID }]),
           ],

@@ -1,4 +1,8 @@
-import { describe, expect, it } from 'vitest'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createTestCa, type TestCa } from '@callsign/testing'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { DpopNonces } from '../src/dpop-nonce.js'
 import { DEFAULT_ALGORITHMS, parseSecureUrl, resolveConfig, scopeList, SUPPORTED_ALGORITHMS, type CallsignOptions } from '../src/options.js'
 import { MemoryReplayStore, type ReplayStore } from '../src/replay-store.js'
@@ -523,4 +527,79 @@ describe('resolveConfig: sender constraint, DPoP, caller consistency and delegat
   ])('refuses %s with a TypeError naming the option', (_case, extra, message) => {
     expect(() => resolveConfig(base(extra))).toThrow(new TypeError(message))
   })
+})
+
+describe('mtls.trustDomains as a map of trust domain to CA bundle', () => {
+  let ours: TestCa
+  let partner: TestCa
+  let dir: string
+  beforeAll(async () => {
+    ;[ours, partner] = await Promise.all([createTestCa({ commonName: 'Ours' }), createTestCa({ commonName: 'Partner' })])
+    dir = mkdtempSync(join(tmpdir(), 'callsign-options-'))
+  })
+  afterAll(() => rmSync(dir, { recursive: true, force: true }))
+  const subjects = (config: ReturnType<typeof resolveConfig>, domain: string): string[] | undefined => config.mtls.trustBundles?.anchorsOf(domain)?.map((cert) => cert.subject)
+
+  it('accepts PEM text, an array of PEM texts, a Buffer and { path, pollSeconds }, each read at startup', () => {
+    const path = join(dir, 'partner.pem')
+    writeFileSync(path, partner.certPem)
+    const config = resolveConfig(base({
+      mtls: {
+        trustDomains: {
+          'example.org': ours.certPem,
+          'both.example': [ours.certPem, partner.certPem],
+          'buffer.example': Buffer.from(ours.certPem),
+          'partner.org': { path, pollSeconds: 30 },
+        },
+      },
+    }))
+    expect([...config.mtls.trustDomains!]).toEqual(['example.org', 'both.example', 'buffer.example', 'partner.org'])
+    expect(subjects(config, 'example.org')).toEqual(['CN=Ours'])
+    expect(subjects(config, 'both.example')).toEqual(['CN=Ours', 'CN=Partner'])
+    expect(subjects(config, 'buffer.example')).toEqual(['CN=Ours'])
+    expect(subjects(config, 'partner.org')).toEqual(['CN=Partner'])
+    // The array form keeps its meaning: no bundles.
+    expect(resolveConfig(base({ mtls: { trustDomains: ['example.org'] } })).mtls.trustBundles).toBeUndefined()
+  })
+
+  it('makes mtls.forwarded.ca optional (the bundles are the default anchors), also for nginx', () => {
+    const trustDomains = { 'example.org': ours.certPem }
+    for (const format of ['xfcc', 'nginx'] as const) {
+      const config = resolveConfig(base({ mtls: { trustDomains, forwarded: { format, trustedProxies: { spiffeIds: ['spiffe://example.org/ns/istio-system/*'] } } } }))
+      expect(config.mtls.forwarded?.anchors).toEqual([])
+    }
+    expect(() => resolveConfig(base({ mtls: { trustDomains: ['example.org'], forwarded: { trustedProxies: { cidrs: ['127.0.0.1'] } } } }))).toThrow('"mtls.forwarded.ca" is required')
+  })
+
+  it.each<[string, () => unknown, string]>([
+    ['an empty map', () => ({}), 'Callsign: "mtls.trustDomains" must name at least one trust domain'],
+    ['an invalid trust domain', () => ({ 'Example.org': ours.certPem }), 'Callsign: "mtls.trustDomains" contains an invalid trust domain "Example.org" (lower-case letters, digits, ".", "-", "_")'],
+    ['text without a PEM certificate', () => ({ 'partner.org': 'not pem' }), 'Callsign: "mtls.trustDomains["partner.org"]" must contain at least one PEM certificate'],
+    ['a PEM certificate that does not parse', () => ({ 'partner.org': '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n' }), 'Callsign: "mtls.trustDomains["partner.org"]" certificate #1 cannot be parsed'],
+    ['a cut-off PEM certificate', () => ({ 'partner.org': partner.certPem.slice(0, 300) }), 'Callsign: "mtls.trustDomains["partner.org"]" has a PEM certificate without its END line (a truncated, half-written file?)'],
+    ['a missing file', () => ({ 'partner.org': { path: join(dir, 'missing.pem') } }), 'Callsign: "mtls.trustDomains["partner.org"].path" cannot be read: ENOENT'],
+    ['a file without a certificate', () => ({ 'partner.org': { path: emptyFile() } }), 'Callsign: "mtls.trustDomains["partner.org"].path" must contain at least one PEM certificate'],
+    ['a number', () => ({ 'partner.org': 42 }), 'Callsign: "mtls.trustDomains["partner.org"]" must be the PEM CA bundle of the trust domain: a string, an array of strings, a Buffer or { path, pollSeconds? }'],
+    ['an object without path', () => ({ 'partner.org': { pem: partner.certPem } }), 'Callsign: "mtls.trustDomains["partner.org"]" must be the PEM CA bundle of the trust domain: a string, an array of strings, a Buffer or { path, pollSeconds? }'],
+    ['an unknown key next to path', () => ({ 'partner.org': { path: emptyFile(), watch: true } }), 'Callsign: "mtls.trustDomains["partner.org"].watch" is not a known option (known: path, pollSeconds)'],
+    ['pollSeconds 0', () => ({ 'partner.org': { path: emptyFile(), pollSeconds: 0 } }), 'Callsign: "mtls.trustDomains["partner.org"].pollSeconds" must be a number > 0 and <= 3600 (got 0)'],
+    ['an empty array', () => ({ 'partner.org': [] }), 'Callsign: "mtls.trustDomains["partner.org"]" must be a non-empty string or a non-empty array of non-empty strings'],
+  ])('refuses %s with a TypeError naming the option', (_case, trustDomains, message) => {
+    const attempt = (): unknown => resolveConfig(base({ mtls: { trustDomains: trustDomains() } }))
+    expect(attempt).toThrow(TypeError)
+    expect(attempt).toThrow(message)
+  })
+
+  it("refuses a trusted proxy SPIFFE ID whose trust domain has no bundle (nothing could prove it)", () => {
+    const mtls = { trustDomains: { 'example.org': ours.certPem }, forwarded: { trustedProxies: { spiffeIds: ['spiffe://example.org/ns/a', 'spiffe://mesh.local/ingress/*'] } } }
+    expect(() => resolveConfig(base({ mtls }))).toThrow(
+      new TypeError('Callsign: "mtls.forwarded.trustedProxies.spiffeIds[1]" names the trust domain "mesh.local", which has no bundle in "mtls.trustDomains": a proxy\'s SPIFFE ID is proven by its domain\'s bundle'),
+    )
+  })
+
+  function emptyFile(): string {
+    const path = join(dir, 'empty.pem')
+    writeFileSync(path, '# no certificate here\n')
+    return path
+  }
 })

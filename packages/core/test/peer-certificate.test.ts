@@ -6,7 +6,7 @@ import type { TLSSocket } from 'node:tls'
 import { createTestCa, type IssuedCertificate, type TestCa } from '@callsign/testing'
 import { beforeAll, describe, expect, it, vi } from 'vitest'
 import { AuthError } from '../src/errors.js'
-import { describeCertificate, parseSubjectAltName, readPeerCertificate, type PeerState } from '../src/peer-certificate.js'
+import { checkLeafCertificate, describeCertificate, parseSubjectAltName, readPeerCertificate, type PeerState } from '../src/peer-certificate.js'
 
 const SPIFFE_ID = 'spiffe://example.org/ns/web/sa/frontend'
 
@@ -121,6 +121,54 @@ describe('describeCertificate', () => {
   })
 })
 
+describe('checkLeafCertificate (SPIFFE X509-SVID §4.3, §4.4)', () => {
+  const refusal = (cert: X509Certificate): string | undefined => {
+    try {
+      checkLeafCertificate(cert)
+      return undefined
+    } catch (error) {
+      expect(error).toBeInstanceOf(AuthError)
+      expect((error as AuthError).code).toBe('peer_unauthorized')
+      expect((error as AuthError).status).toBe(401)
+      return (error as AuthError).message
+    }
+  }
+
+  it.each<[string, Parameters<TestCa['issueCertificate']>[0], string]>([
+    ['cA:TRUE (Node reports ca: false without keyCertSign)', { isCa: true }, 'client certificate is a CA certificate'],
+    ['cA:TRUE with keyCertSign', { isCa: true, keyUsages: ['digitalSignature', 'keyCertSign'] }, 'client certificate is a CA certificate'],
+    ['keyCertSign on a non-CA leaf', { keyUsages: ['digitalSignature', 'keyCertSign'] }, 'client certificate may sign certificates or CRLs'],
+    ['cRLSign on a non-CA leaf', { keyUsages: ['digitalSignature', 'cRLSign'] }, 'client certificate may sign certificates or CRLs'],
+    ['keyCertSign without digitalSignature', { keyUsages: ['keyCertSign'] }, 'client certificate may sign certificates or CRLs'],
+    ['a key usage without digitalSignature', { keyUsages: ['keyAgreement'] }, 'client certificate is not for digital signatures'],
+    ['keyEncipherment only', { keyUsages: ['keyEncipherment'] }, 'client certificate is not for digital signatures'],
+    ['an EKU without clientAuth', { usage: 'server' }, 'client certificate is not for client authentication'],
+  ])('refuses a leaf with %s', async (_case, options, message) => {
+    expect(refusal(x509(await ca.issueCertificate({ spiffeId: SPIFFE_ID, ...options })))).toBe(message)
+  })
+
+  it.each<[string, Parameters<TestCa['issueCertificate']>[0]]>([
+    ["the kit's default leaf (digitalSignature, keyAgreement, clientAuth)", { spiffeId: SPIFFE_ID }],
+    ['no keyUsage extension at all', { spiffeId: SPIFFE_ID, keyUsages: [] }],
+    ['digitalSignature alone', { spiffeId: SPIFFE_ID, keyUsages: ['digitalSignature'] }],
+    ['clientAuth and serverAuth', { spiffeId: SPIFFE_ID, usage: 'both' }],
+    ['no SAN (not an SVID: the rules still apply, and pass)', { commonName: 'no-san' }],
+  ])('accepts a leaf with %s', async (_case, options) => {
+    expect(refusal(x509(await ca.issueCertificate(options)))).toBeUndefined()
+  })
+
+  it('refuses the CA certificate itself and a certificate whose extensions cannot be read', () => {
+    expect(refusal(new X509Certificate(ca.certPem))).toBe('client certificate is a CA certificate')
+    const unreadable = { raw: Buffer.from([0x30, 0x03, 0x30, 0x80, 0x00]), ca: false, keyUsage: undefined } as unknown as X509Certificate
+    expect(refusal(unreadable)).toBe('client certificate has unreadable extensions')
+  })
+
+  it('is part of describeCertificate, after the SAN checks', async () => {
+    const cert = x509(await ca.issueCertificate({ spiffeId: SPIFFE_ID, isCa: true }))
+    expect(() => describeCertificate(cert)).toThrow(new AuthError('peer_unauthorized', 'client certificate is a CA certificate'))
+  })
+})
+
 interface FakeSocket {
   encrypted?: boolean
   authorized?: boolean
@@ -196,6 +244,23 @@ describe('readPeerCertificate', () => {
     expect(readPeerCertificate(socket)).toBe(state)
   })
 
+  it('says why OpenSSL found the leaf unfit (INVALID_PURPOSE) when the leaf rule knows, else "not trusted"', async () => {
+    const serverOnly = x509(await ca.issueCertificate({ spiffeId: SPIFFE_ID, usage: 'server' }))
+    expect(readPeerCertificate(fakeSocket(serverOnly, false, 'INVALID_PURPOSE').socket)).toEqual({ kind: 'rejected', reason: 'client certificate is not for client authentication', cause: 'INVALID_PURPOSE' })
+    // A fit leaf: the unfit certificate is elsewhere in the chain.
+    expect(readPeerCertificate(fakeSocket(x509(svid), false, 'INVALID_PURPOSE').socket)).toEqual({ kind: 'rejected', reason: 'client certificate is not trusted', cause: 'INVALID_PURPOSE' })
+  })
+
+  it('rejects an authorized CA certificate or certificate-signing leaf (the TLS stack accepts them)', async () => {
+    for (const [options, reason] of [
+      [{ isCa: true }, 'client certificate is a CA certificate'],
+      [{ keyUsages: ['digitalSignature', 'keyCertSign'] }, 'client certificate may sign certificates or CRLs'],
+    ] as const) {
+      const { socket } = fakeSocket(x509(await ca.issueCertificate({ spiffeId: SPIFFE_ID, ...options })), true)
+      expect(readPeerCertificate(socket)).toEqual({ kind: 'rejected', reason })
+    }
+  })
+
   it('rejects an authorized certificate that is not a valid SVID', async () => {
     const cert = x509(await ca.issueCertificate({ spiffeId: SPIFFE_ID, uris: ['spiffe://example.org/ns/other'] }))
     const { socket } = fakeSocket(cert, true)
@@ -238,5 +303,32 @@ describe('readPeerCertificate', () => {
     expect(states[0]).toEqual({ kind: 'authorized', peer: { ...describeCertificate(x509(svid)), verification: 'tls' } })
     expect(states[1]).toMatchObject({ kind: 'rejected', reason: 'client certificate has expired' })
     expect(states[2]).toMatchObject({ kind: 'rejected', reason: 'client certificate is not trusted' })
+  })
+
+  it('keeps the intermediates a client sent (Node hands them out once per connection), never a self-signed root', async () => {
+    const issuing = await createTestCa({ commonName: 'Issuing', issuer: ca })
+    const [server, viaIntermediate] = await Promise.all([ca.issueServerCertificate(), issuing.issueCertificate({ spiffeId: SPIFFE_ID })])
+    const chains: Array<string[] | undefined> = []
+    const httpsServer = createServer({ cert: server.certPem, key: server.keyPem, ca: [ca.certPem], requestCert: true, rejectUnauthorized: false }, (req, res) => {
+      const state = readPeerCertificate(req.socket as TLSSocket)
+      chains.push(state.kind === 'authorized' ? state.chain?.map((cert) => cert.subject) : [state.kind])
+      res.end('ok')
+    })
+    httpsServer.listen(0, '127.0.0.1')
+    await once(httpsServer, 'listening')
+    const { port } = httpsServer.address() as AddressInfo
+    const call = (certPem: string, keyPem: string) =>
+      new Promise<void>((resolve, reject) => {
+        get({ host: '127.0.0.1', port, ca: [ca.certPem], agent: false, cert: certPem, key: keyPem }, (res) => res.resume().on('end', resolve)).on('error', reject)
+      })
+    try {
+      await call(viaIntermediate.chainPem, viaIntermediate.keyPem) // leaf, intermediate, root
+      await call(viaIntermediate.certPem + issuing.certPem, viaIntermediate.keyPem)
+      await call(svid.certPem, svid.keyPem)
+    } finally {
+      httpsServer.closeAllConnections()
+      httpsServer.close()
+    }
+    expect(chains).toEqual([['CN=Issuing'], ['CN=Issuing'], undefined])
   })
 })

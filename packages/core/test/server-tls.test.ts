@@ -423,3 +423,72 @@ describe('createServerTlsOptions: option validation', () => {
     expect(() => bundle.attach({} as Server)).toThrow(/"server" must be a tls.Server or https.Server/)
   })
 })
+
+describe('createServerTlsOptions: trustDomains (one CA bundle per SPIFFE trust domain)', () => {
+  it('builds the trusted CA bundle from every domain\'s bundle, in order; the server authorizes clients of each', async () => {
+    const bundle = tlsOptions({ cert: serverCert.certPem, key: serverCert.keyPem, trustDomains: { 'example.org': ca.certPem, 'partner.org': Buffer.from(otherCa.certPem) } })
+    expect(bundle.ca).toBe(ca.certPem + otherCa.certPem)
+    expect(Object.keys({ ...bundle })).toEqual(['cert', 'key', 'ca', 'requestCert', 'rejectUnauthorized', 'minVersion'])
+    const { port } = await serve(bundle)
+    expect(await call(port, client)).toMatchObject({ authorized: true })
+    expect(await call(port, foreignClient)).toMatchObject({ authorized: true })
+    const stranger = await (await createTestCa()).issueCertificate()
+    expect(await call(port, stranger)).toMatchObject({ authorized: false })
+  })
+
+  it('reloads a domain\'s bundle file like "ca": a partner CA rotated in and out', async () => {
+    const files = await tlsDir({ 'partner.pem': otherCa.certPem })
+    const events: ServerTlsReloadEvent[] = []
+    const bundle = tlsOptions({
+      cert: serverCert.certPem,
+      key: serverCert.keyPem,
+      trustDomains: { 'example.org': ca.certPem, 'partner.org': { path: files.path('partner.pem') } },
+      watch: { intervalMs: 50 },
+      onReload: (event) => events.push(event),
+    })
+    const { server, port } = await serve(bundle)
+    bundle.attach(server)
+    const rotated = await createTestCa()
+    const rotatedClient = await rotated.issueCertificate({ spiffeId: 'spiffe://partner.org/ns/billing/sa/api' })
+    expect(await call(port, rotatedClient)).toMatchObject({ authorized: false })
+
+    await files.write('partner.pem', rotated.certPem)
+    await until(() => events.length === 1, 'the bundle reload')
+    expect(events).toEqual([{ ok: true, files: [files.path('partner.pem')] }])
+    expect(bundle.ca).toBe(ca.certPem + rotated.certPem)
+    expect(await call(port, rotatedClient)).toMatchObject({ authorized: true })
+    expect(await call(port, foreignClient)).toMatchObject({ authorized: false })
+    expect(await call(port, client)).toMatchObject({ authorized: true })
+
+    // A bad bundle is refused, naming the domain and file; the previous one stays.
+    await files.write('partner.pem', 'garbage')
+    await until(() => events.length === 2, 'the refused reload')
+    expect(events[1]).toMatchObject({ ok: false, error: { message: `Callsign: "trustDomains["partner.org"]" (${files.path('partner.pem')}) holds no PEM certificate (-----BEGIN CERTIFICATE-----)` } })
+    expect(await call(port, rotatedClient)).toMatchObject({ authorized: true })
+  })
+
+  it('checks every domain\'s CAs against the CRLs', async () => {
+    const crl = await ca.issueCrl()
+    expect(() => createServerTlsOptions({ cert: serverCert.certPem, key: serverCert.keyPem, trustDomains: { 'example.org': ca.certPem, 'partner.org': otherCa.certPem }, crl })).toThrow(
+      new RegExp(`"crl" has no CRL issued by the CA "CN=${otherCa.name}" of "trustDomains".*UNABLE_TO_GET_CRL`),
+    )
+  })
+
+  const valid = (): Omit<ServerTlsOptions, 'ca'> => ({ cert: serverCert.certPem, key: serverCert.keyPem })
+  it.each<[string, () => unknown, string | RegExp]>([
+    ['both ca and trustDomains', () => ({ ...valid(), ca: ca.certPem, trustDomains: { 'example.org': ca.certPem } }), 'Callsign: "trustDomains" cannot be combined with "ca": give the client CAs once, as "ca" or as each trust domain\'s bundle'],
+    ['neither ca nor trustDomains (the message of a missing ca)', () => valid(), /"ca" must be PEM text .* \(got undefined\)/],
+    ['an empty map', () => ({ ...valid(), trustDomains: {} }), 'Callsign: "trustDomains" must be an object mapping each SPIFFE trust domain to its CA bundle ({ "example.org": PEM or { path } })'],
+    ['an array', () => ({ ...valid(), trustDomains: ['example.org'] }), /"trustDomains" must be an object mapping/],
+    ['a Buffer', () => ({ ...valid(), trustDomains: Buffer.from(ca.certPem) }), /"trustDomains" must be an object mapping/],
+    ['an invalid trust domain', () => ({ ...valid(), trustDomains: { 'spiffe://example.org': ca.certPem } }), 'Callsign: "trustDomains" contains an invalid trust domain "spiffe://example.org" (lower-case letters, digits, ".", "-", "_")'],
+    ['a bundle of the wrong type', () => ({ ...valid(), trustDomains: { 'example.org': 42 } }), /"trustDomains\["example.org"\]" must be PEM text \(a string or Buffer\) or \{ path \}/],
+    ['a bundle without certificates', () => ({ ...valid(), trustDomains: { 'example.org': ca.certPem, 'partner.org': 'nothing' } }), 'Callsign: "trustDomains["partner.org"]" holds no PEM certificate (-----BEGIN CERTIFICATE-----)'],
+    ['a bundle with a key in it', () => ({ ...valid(), trustDomains: { 'example.org': ca.certPem + ca.keyPem } }), 'Callsign: "trustDomains["example.org"]" block #2 is a "PRIVATE KEY", not a CERTIFICATE'],
+    ['a missing bundle file', () => ({ ...valid(), trustDomains: { 'example.org': { path: '/nonexistent/bundle.pem' } } }), /"trustDomains\["example.org"\]" could not be read from \/nonexistent\/bundle.pem: ENOENT/],
+    ['an unknown key next to path', () => ({ ...valid(), trustDomains: { 'example.org': { path: '/x', pollSeconds: 5 } } }), /"trustDomains\["example.org"\].pollSeconds" is not a known option \(known: path\)/],
+  ])('refuses %s', (_name, options, message) => {
+    expect(() => createServerTlsOptions(options() as ServerTlsOptions)).toThrow(TypeError)
+    expect(() => createServerTlsOptions(options() as ServerTlsOptions)).toThrow(message)
+  })
+})

@@ -54,7 +54,33 @@ export interface CertificateOptions {
    * `'server'` for {@link TestCa.issueServerCertificate}.
    */
   usage?: 'client' | 'server' | 'both';
+  /**
+   * Write basicConstraints `cA:TRUE` (critical) on this certificate. It is
+   * still an end-entity certificate of this CA in every other respect: for
+   * negative tests of verifiers that must refuse a CA certificate as a
+   * workload identity (SPIFFE X509-SVID §4.3). Default `false`.
+   */
+  isCa?: boolean;
+  /**
+   * Key usage bits (RFC 5280 §4.2.1.3, a critical extension) instead of the
+   * default `['digitalSignature', 'keyAgreement']`. `[]` leaves the keyUsage
+   * extension out. E.g. `['digitalSignature', 'keyCertSign']` for a leaf that
+   * may sign certificates (X509-SVID §4.3 forbids it).
+   */
+  keyUsages?: ReadonlyArray<CertificateKeyUsage>;
 }
+
+/** A key usage bit name of RFC 5280 §4.2.1.3, as {@link CertificateOptions.keyUsages} takes it. */
+export type CertificateKeyUsage =
+  | 'digitalSignature'
+  | 'nonRepudiation'
+  | 'keyEncipherment'
+  | 'dataEncipherment'
+  | 'keyAgreement'
+  | 'keyCertSign'
+  | 'cRLSign'
+  | 'encipherOnly'
+  | 'decipherOnly';
 
 /**
  * Options for {@link TestCa.issueCrl}.
@@ -98,7 +124,10 @@ export interface IssuedCertificate {
   certPem: string;
   /** The leaf's ECDSA P-256 private key, PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`). */
   keyPem: string;
-  /** The leaf certificate followed by the CA certificate, PEM encoded. */
+  /**
+   * The leaf certificate followed by the CA certificate, PEM encoded (for an
+   * intermediate CA: the leaf, the intermediate, then its issuers up to the root).
+   */
   chainPem: string;
   /**
    * base64url(SHA-256(DER of the leaf)), i.e. the value of the
@@ -122,11 +151,16 @@ export interface IssuedCertificate {
  * ```
  */
 export interface TestCa {
-  /** The self-signed root certificate, PEM encoded (use as `ca` in TLS options). */
+  /**
+   * The CA certificate, PEM encoded: the self-signed root (use as `ca` in TLS
+   * options), or the intermediate when created with {@link TestCaOptions.issuer}.
+   */
   certPem: string;
-  /** The root's ECDSA P-256 private key, PKCS#8 PEM. */
+  /** This CA's certificate followed by its issuers' up to the root (just `certPem` for a root). */
+  chainPem: string;
+  /** The CA's ECDSA P-256 private key, PKCS#8 PEM. */
   keyPem: string;
-  /** The root's common name. */
+  /** The CA's common name. */
   name: string;
   /**
    * Issues a leaf certificate (default usage `'client'`).
@@ -185,8 +219,15 @@ export interface TestCa {
  * ```
  */
 export interface TestCaOptions {
-  /** Common name of the root. Default `'Callsign Test CA <random hex>'`. */
+  /** Common name of the CA. Default `'Callsign Test CA <random hex>'`. */
   commonName?: string;
+  /**
+   * Make an intermediate CA issued by this CA instead of a self-signed root
+   * (same extensions, plus an authority key identifier). Clients present
+   * `issued.chainPem` so the server, trusting the root, can build the path.
+   * Default: none (a root).
+   */
+  issuer?: TestCa;
 }
 
 const EC_ALGORITHM = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
@@ -194,11 +235,12 @@ const CA_VALIDITY_MS = 10 * 365 * 24 * 60 * 60 * 1000;
 const MAX_COMMON_NAME = 64;
 
 /**
- * Creates a throwaway self-signed root CA: ECDSA P-256, basicConstraints
- * CA:true (critical), keyUsage keyCertSign + cRLSign (critical), subject key
- * identifier, random 128-bit serial, valid from one hour ago for ten years.
+ * Creates a throwaway CA: ECDSA P-256, basicConstraints CA:true (critical),
+ * keyUsage keyCertSign + cRLSign (critical), subject key identifier, random
+ * 128-bit serial, valid from one hour ago for ten years. Self-signed (a root)
+ * unless `options.issuer` is given (an intermediate of that CA).
  *
- * @param options - Optional common name; default `'Callsign Test CA <random hex>'`.
+ * @param options - Optional common name (default `'Callsign Test CA <random hex>'`) and issuer.
  * @returns The CA, able to issue client and server certificates.
  * @example
  * ```ts
@@ -206,6 +248,8 @@ const MAX_COMMON_NAME = 64;
  *
  * const ca = await createTestCa();
  * const svid = await ca.issueCertificate({ spiffeId: 'spiffe://example.org/ns/web/sa/frontend' });
+ * const intermediate = await createTestCa({ issuer: ca });
+ * const viaIntermediate = await intermediate.issueCertificate({ spiffeId }); // present viaIntermediate.chainPem
  * ```
  */
 export async function createTestCa(options: TestCaOptions = {}): Promise<TestCa> {
@@ -213,20 +257,25 @@ export async function createTestCa(options: TestCaOptions = {}): Promise<TestCa>
   const keys = await generateEcKeyPair();
   const now = Date.now();
   const ski = await x509.SubjectKeyIdentifierExtension.create(keys.publicKey);
-  const caCert = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: randomSerialNumber(),
-    name: [{ CN: [name] }],
-    notBefore: new Date(now - 60 * 60 * 1000),
-    notAfter: new Date(now + CA_VALIDITY_MS),
-    keys,
-    signingAlgorithm: EC_ALGORITHM,
-    extensions: [
-      new x509.BasicConstraintsExtension(true, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-      ski,
-    ],
-  });
+  const caExtensions: x509.Extension[] = [
+    new x509.BasicConstraintsExtension(true, undefined, true),
+    new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+    ski,
+  ];
+  const validity = { notBefore: new Date(now - 60 * 60 * 1000), notAfter: new Date(now + CA_VALIDITY_MS) };
+  const parent = options.issuer;
+  const caCert = parent
+    ? await issueIntermediate(parent, name, keys.publicKey, validity, caExtensions)
+    : await x509.X509CertificateGenerator.createSelfSigned({
+        serialNumber: randomSerialNumber(),
+        name: [{ CN: [name] }],
+        ...validity,
+        keys,
+        signingAlgorithm: EC_ALGORITHM,
+        extensions: caExtensions,
+      });
   const certPem = caCert.toString('pem') + '\n';
+  const caChainPem = certPem + (parent?.chainPem ?? '');
   const keyPem = await exportPrivateKeyPem(keys.privateKey);
   const authorityKeyId = new x509.AuthorityKeyIdentifierExtension(ski.keyId);
 
@@ -250,12 +299,12 @@ export async function createTestCa(options: TestCaOptions = {}): Promise<TestCa>
     const commonName =
       options.commonName ??
       (options.spiffeId ?? defaultCommonName ?? 'workload').slice(0, MAX_COMMON_NAME);
+    const keyUsages = options.keyUsages ?? ['digitalSignature', 'keyAgreement'];
     const extensions: x509.Extension[] = [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(
-        x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyAgreement,
-        true,
-      ),
+      new x509.BasicConstraintsExtension(options.isCa === true, undefined, true),
+      ...(keyUsages.length > 0
+        ? [new x509.KeyUsagesExtension(keyUsages.reduce((flags, usage) => flags | x509.KeyUsageFlags[usage], 0), true)]
+        : []),
       new x509.ExtendedKeyUsageExtension(ekus, false),
       await x509.SubjectKeyIdentifierExtension.create(leafKeys.publicKey),
       authorityKeyId,
@@ -275,7 +324,7 @@ export async function createTestCa(options: TestCaOptions = {}): Promise<TestCa>
     const issued: IssuedCertificate = {
       certPem: leafPem,
       keyPem: await exportPrivateKeyPem(leafKeys.privateKey),
-      chainPem: leafPem + certPem,
+      chainPem: leafPem + caChainPem,
       x5tS256: createHash('sha256').update(new Uint8Array(leaf.rawData)).digest('base64url'),
       serialNumber,
     };
@@ -317,6 +366,7 @@ export async function createTestCa(options: TestCaOptions = {}): Promise<TestCa>
 
   return {
     certPem,
+    chainPem: caChainPem,
     keyPem,
     name,
     issueCrl: (opts = {}) => issueCrl(opts),
@@ -381,6 +431,34 @@ function derPositiveInteger(value: number): Uint8Array {
   if (hex.length % 2 === 1) hex = `0${hex}`;
   if (parseInt(hex.slice(0, 2), 16) >= 0x80) hex = `00${hex}`;
   return der(0x02, Buffer.from(hex, 'hex'));
+}
+
+/** An intermediate CA certificate for `publicKey`, signed by `parent`'s key, naming it as issuer (with its key identifier). */
+async function issueIntermediate(
+  parent: TestCa,
+  name: string,
+  publicKey: webcrypto.CryptoKey,
+  validity: { notBefore: Date; notAfter: Date },
+  extensions: x509.Extension[],
+): Promise<x509.X509Certificate> {
+  const parentCert = new x509.X509Certificate(parent.certPem);
+  const parentKey = await webcrypto.subtle.importKey(
+    'pkcs8',
+    new Uint8Array(Buffer.from(parent.keyPem.replace(/-----[^-]+-----|\s+/g, ''), 'base64')),
+    EC_ALGORITHM,
+    false,
+    ['sign'],
+  );
+  return x509.X509CertificateGenerator.create({
+    serialNumber: randomSerialNumber(),
+    subject: [{ CN: [name] }],
+    issuer: parentCert.subject,
+    ...validity,
+    publicKey,
+    signingKey: parentKey,
+    signingAlgorithm: EC_ALGORITHM,
+    extensions: [...extensions, await x509.AuthorityKeyIdentifierExtension.create(parentCert.publicKey)],
+  });
 }
 
 async function generateEcKeyPair(): Promise<webcrypto.CryptoKeyPair> {

@@ -13,7 +13,7 @@
  * @packageDocumentation
  */
 export { createTestCa } from './ca.js';
-export type { CertificateOptions, CrlOptions, IssuedCertificate, TestCa, TestCaOptions } from './ca.js';
+export type { CertificateKeyUsage, CertificateOptions, CrlOptions, IssuedCertificate, TestCa, TestCaOptions } from './ca.js';
 export type { CertificateValidity } from './validity.js';
 export { startTestIssuer } from './issuer.js';
 export type { RecordedRequest, TestIssuer, TestIssuerOptions } from './issuer.js';

@@ -96,6 +96,72 @@ describe('TestCa.issueCertificate', () => {
     expect(new Date(explicit.validFrom).toISOString()).toBe(notBefore.toISOString());
     expect(new Date(explicit.validTo).toISOString()).toBe(notAfter.toISOString());
   });
+
+  it('gives leaves keyUsage digitalSignature + keyAgreement and cA:FALSE by default', async () => {
+    const ca = await createTestCa();
+    const leaf = new x509.X509Certificate((await ca.issueCertificate({ spiffeId: SPIFFE_ID })).certPem);
+    expect(leaf.getExtension(x509.KeyUsagesExtension)?.usages).toBe(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyAgreement);
+    expect(leaf.getExtension(x509.BasicConstraintsExtension)?.ca).toBe(false);
+  });
+
+  it('writes cA:TRUE with isCa, the key usages asked for, and no keyUsage extension for []', async () => {
+    const ca = await createTestCa();
+    const [caLeaf, signer, bare] = await Promise.all([
+      ca.issueCertificate({ spiffeId: SPIFFE_ID, isCa: true }),
+      ca.issueCertificate({ spiffeId: SPIFFE_ID, keyUsages: ['digitalSignature', 'keyCertSign', 'cRLSign'] }),
+      ca.issueCertificate({ spiffeId: SPIFFE_ID, keyUsages: [] }),
+    ]);
+    const constraints = new x509.X509Certificate(caLeaf.certPem).getExtension(x509.BasicConstraintsExtension);
+    expect(constraints?.ca).toBe(true);
+    expect(constraints?.critical).toBe(true);
+    const usages = new x509.X509Certificate(signer.certPem).getExtension(x509.KeyUsagesExtension);
+    expect(usages?.usages).toBe(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign);
+    expect(usages?.critical).toBe(true);
+    expect(new x509.X509Certificate(bare.certPem).getExtension(x509.KeyUsagesExtension)).toBeNull();
+    // Still leaves of this CA with the SPIFFE ID.
+    for (const issued of [caLeaf, signer, bare]) {
+      const cert = new X509Certificate(issued.certPem);
+      expect(cert.checkIssued(new X509Certificate(ca.certPem))).toBe(true);
+      expect(cert.subjectAltName).toBe(`URI:${SPIFFE_ID}`);
+    }
+  });
+});
+
+describe('createTestCa({ issuer })', () => {
+  it('creates an intermediate CA whose leaves Node authorizes against the root alone when they present chainPem', async () => {
+    const root = await createTestCa({ commonName: 'Root' });
+    const intermediate = await createTestCa({ commonName: 'Intermediate', issuer: root });
+    const interCert = new X509Certificate(intermediate.certPem);
+    expect(interCert.ca).toBe(true);
+    expect(interCert.issuer).toBe('CN=Root');
+    expect(interCert.verify(new X509Certificate(root.certPem).publicKey)).toBe(true);
+    expect(intermediate.chainPem).toBe(intermediate.certPem + root.certPem);
+    expect(root.chainPem).toBe(root.certPem);
+    const [serverCert, leaf] = await Promise.all([root.issueServerCertificate(), intermediate.issueCertificate({ spiffeId: SPIFFE_ID })]);
+    expect(leaf.chainPem).toBe(leaf.certPem + intermediate.certPem + root.certPem);
+    const server = createServer(
+      { cert: serverCert.certPem, key: serverCert.keyPem, ca: [root.certPem], requestCert: true, rejectUnauthorized: false },
+      (req, res) => res.end(JSON.stringify((req.socket as TLSSocket).authorized)),
+    );
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    const call = (cert: string): Promise<unknown> =>
+      new Promise((resolve, reject) => {
+        get({ host: '127.0.0.1', port, ca: root.certPem, cert, key: leaf.keyPem, agent: false }, (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => (body += chunk));
+          res.on('end', () => resolve(JSON.parse(body)));
+        }).on('error', reject);
+      });
+    try {
+      expect(await call(leaf.chainPem)).toBe(true);
+      expect(await call(leaf.certPem)).toBe(false);
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
 });
 
 describe('TestCa.issueServerCertificate', () => {

@@ -1,0 +1,157 @@
+import type { X509Certificate } from 'node:crypto'
+import { readFile } from 'node:fs/promises'
+import { AuthError } from './errors.js'
+import { parseAnchors, pemCertificateBlocks, type ForwardedTrustBundles } from './forwarded-certificate.js'
+import { buildCertificatePath } from './internal/certificate-path.js'
+import type { PeerSocket } from './request.js'
+import type { TlsMaterial } from './server-tls.js'
+import { parseSpiffeId } from './spiffe.js'
+
+/**
+ * The X.509 bundle of one SPIFFE trust domain (its CA certificates, PEM): PEM text, several PEM
+ * texts, a `Buffer`, or `{ path }` of a PEM file read at startup and re-read every `pollSeconds`
+ * (default 5) when it changes. The forms of {@link TlsMaterial} also fit `createServerTlsOptions`.
+ * @example
+ * const bundle: TrustBundleSource = { path: '/var/run/spiffe/bundles/partner.org.pem' }
+ */
+export type TrustBundleSource = TlsMaterial | readonly string[] | { path: string; pollSeconds?: number }
+
+/** One bundle as resolved at startup: its PEM text, and the file to watch if it came from one. */
+export interface TrustBundleSpec {
+  domain: string
+  /** The option that gave it, for messages: `mtls.trustDomains["partner.org"]`. */
+  option: string
+  text: string
+  path: string | undefined
+  pollSeconds: number
+}
+
+const BEGIN = '-----BEGIN CERTIFICATE-----'
+
+/** The certificates of a bundle's PEM text; throws `TypeError` naming `option` (a half-written file included). */
+export function parseBundle(text: string, option: string): X509Certificate[] {
+  if (text.split(BEGIN).length - 1 !== pemCertificateBlocks(text).length) {
+    throw new TypeError(`Callsign: "${option}" has a PEM certificate without its END line (a truncated, half-written file?)`)
+  }
+  return parseAnchors(text, option)
+}
+
+const NOT_CHAINED = "client certificate does not chain to its trust domain's bundle"
+
+/**
+ * The trust domains of `mtls.trustDomains` given as a map, each with its CA bundle: a SPIFFE ID
+ * of domain D is proven only by a path to one of D's anchors (SPIFFE federation), whichever CA
+ * the server's TLS stack trusts. Bundles read from files are swapped in when the file changes
+ * ({@link watch}); a bad new file keeps the previous bundle and is logged.
+ */
+export class TrustBundles implements ForwardedTrustBundles {
+  /** Bumped on every bundle change, so verdicts cached before it are made again. */
+  generation = 0
+  readonly #bundles = new Map<string, readonly X509Certificate[]>()
+  readonly #specs: readonly TrustBundleSpec[]
+  readonly #warn: (message: string, details: Record<string, unknown>) => void
+  readonly #byConnection = new WeakMap<object, { generation: number; refusal: string | undefined }>()
+  #union: readonly X509Certificate[] | undefined
+  #watching = false
+
+  /** Parses every bundle now; throws `TypeError` naming the option of a bad one. */
+  constructor(specs: readonly TrustBundleSpec[], warn: (message: string, details: Record<string, unknown>) => void) {
+    this.#specs = specs
+    this.#warn = warn
+    for (const spec of specs) this.#bundles.set(spec.domain, Object.freeze(parseBundle(spec.text, spec.option)))
+  }
+
+  /** The trust domains that have a bundle. */
+  domains(): string[] {
+    return [...this.#bundles.keys()]
+  }
+
+  /** The anchors of `domain`'s bundle, `undefined` when it has none. */
+  anchorsOf(domain: string): readonly X509Certificate[] | undefined {
+    return this.#bundles.get(domain)
+  }
+
+  /** Every anchor of every bundle (the default anchors of forwarded certificates). */
+  anchors(): readonly X509Certificate[] {
+    this.#union ??= Object.freeze([...this.#bundles.values()].flat())
+    return this.#union
+  }
+
+  /**
+   * Refuse (`AuthError('peer_unauthorized')`) a certificate whose SPIFFE ID names a trust domain
+   * with a bundle unless `leaf` chains to that bundle through `intermediates`; returns that path.
+   * A domain without a bundle passes here (`undefined`): `mtls.trustDomains` refuses it as not
+   * accepted.
+   */
+  checkChain(spiffeId: string, leaf: X509Certificate, intermediates: readonly X509Certificate[], now: number): X509Certificate[] | undefined {
+    const domain = parseSpiffeId(spiffeId)?.trustDomain
+    const anchors = domain === undefined ? undefined : this.#bundles.get(domain)
+    if (!anchors) return undefined
+    try {
+      return buildCertificatePath(leaf, intermediates, anchors, now)
+    } catch {
+      throw new AuthError('peer_unauthorized', NOT_CHAINED)
+    }
+  }
+
+  /**
+   * {@link checkChain} for the certificate a TLS connection authorized, with the chain its client
+   * sent (the `chain` of `readPeerCertificate`'s state: Node gives it out only once), once per
+   * connection and again after a bundle change: a reused connection costs a WeakMap lookup.
+   */
+  checkConnection(socket: object, spiffeId: string, chain: readonly X509Certificate[], now: number): void {
+    let verdict = this.#byConnection.get(socket)
+    if (verdict?.generation !== this.generation) {
+      verdict = { generation: this.generation, refusal: this.#refusalFor(socket as PeerSocket, spiffeId, chain, now) }
+      this.#byConnection.set(socket, verdict)
+    }
+    if (verdict.refusal !== undefined) throw new AuthError('peer_unauthorized', verdict.refusal)
+  }
+
+  /** Start re-reading the bundle files (each at its `pollSeconds`; the timers do not keep the process alive). Idempotent. */
+  watch(): void {
+    if (this.#watching) return
+    this.#watching = true
+    for (const spec of this.#specs) {
+      if (spec.path === undefined) continue
+      const path = spec.path
+      let seen = spec.text
+      const poll = async (): Promise<void> => {
+        let text: string
+        try {
+          text = await readFile(path, 'utf8')
+        } catch (error) {
+          const code = `unreadable:${(error as NodeJS.ErrnoException).code ?? ''}`
+          if (code !== seen) this.#warn("callsign: could not read a trust domain's bundle; keeping the previous one", { trustDomain: spec.domain, reason: (error as Error).message })
+          seen = code
+          return
+        }
+        if (text === seen) return
+        seen = text
+        try {
+          this.#set(spec.domain, parseBundle(text, spec.option))
+        } catch (error) {
+          this.#warn("callsign: a trust domain's new bundle is refused; keeping the previous one", { trustDomain: spec.domain, reason: (error as Error).message })
+        }
+      }
+      setInterval(() => void poll(), spec.pollSeconds * 1000).unref()
+    }
+  }
+
+  #set(domain: string, anchors: X509Certificate[]): void {
+    this.#bundles.set(domain, Object.freeze(anchors))
+    this.#union = undefined
+    this.generation++
+  }
+
+  #refusalFor(socket: PeerSocket, spiffeId: string, chain: readonly X509Certificate[], now: number): string | undefined {
+    const leaf = socket.getPeerX509Certificate?.()
+    if (!leaf) return NOT_CHAINED
+    try {
+      this.checkChain(spiffeId, leaf, chain, now)
+      return undefined
+    } catch (error) {
+      return (error as AuthError).message
+    }
+  }
+}
