@@ -4,6 +4,7 @@ import { LRUCache } from 'lru-cache'
 import { discoverJwksUri } from './discovery.js'
 import { AuthError, invalidToken } from './errors.js'
 import { fetchJson, FetchFailure } from './internal/fetch-json.js'
+import { algorithmSpec } from './algorithms.js'
 import { parseLocalKeys, type ResolvedConfig, type ResolvedIssuer } from './options.js'
 
 /** The JOSE header members used to pick a key. Never `jku`, `x5u`, `jwk` or `x5c`. */
@@ -52,20 +53,6 @@ interface IssuerState {
   jwksUriAt: number
 }
 
-const CURVE: Record<string, [kty: string, crv: string | undefined]> = {
-  ES256: ['EC', 'P-256'],
-  ES384: ['EC', 'P-384'],
-  ES512: ['EC', 'P-521'],
-  EdDSA: ['OKP', 'Ed25519'],
-  Ed25519: ['OKP', 'Ed25519'],
-  RS256: ['RSA', undefined],
-  RS384: ['RSA', undefined],
-  RS512: ['RSA', undefined],
-  PS256: ['RSA', undefined],
-  PS384: ['RSA', undefined],
-  PS512: ['RSA', undefined],
-}
-
 /** Octets of each coordinate of an EC key (RFC 7518 §6.2.1.2, §6.2.1.3), by curve. */
 const EC_OCTETS = new Map([['P-256', 32], ['P-384', 48], ['P-521', 66]])
 /** Octets of an OKP public key `x` (RFC 8037 §2), by curve: Ed25519 only. */
@@ -77,8 +64,8 @@ export const MAX_ISSUER_RSA_BITS = 8192
 
 /** True when a JWK's type and curve fit a JWS algorithm (RFC 7518 §3.4: ES256 is P-256 only, ...). */
 export function keyFitsAlgorithm(jwk: { kty?: unknown; crv?: unknown }, alg: string): boolean {
-  const fit = CURVE[alg]
-  return fit !== undefined && jwk.kty === fit[0] && (fit[1] === undefined || jwk.crv === fit[1])
+  const fit = algorithmSpec(alg)
+  return fit !== undefined && jwk.kty === fit.kty && (fit.crv === undefined || jwk.crv === fit.crv)
 }
 
 /** Same JWS algorithm, counting `EdDSA` and `Ed25519` as one. */

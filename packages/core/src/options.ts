@@ -1,5 +1,5 @@
 import { createPrivateKey, createPublicKey, KeyObject, type webcrypto } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { algorithmsOf, DEFAULT_ALGORITHMS, signingAlgorithmOf, type Algorithm } from './algorithms.js'
 import type { DecisionHook } from './decision-events.js'
 import { DpopNonces } from './dpop-nonce.js'
 import { buildResourceMetadata, type ResolvedResourceMetadata, type ResourceMetadataOptions } from './resource-metadata.js'
@@ -9,15 +9,10 @@ import { MemoryReplayStore, type ReplayStore, type RevocationStore } from './rep
 import { compileCallerPattern, isWorkloadSpiffeId, parseSpiffeId, type CallerPattern } from './spiffe.js'
 import { ClientTls, type ClientTlsOptions } from './internal/client-tls.js'
 import { TrustBundles, type TrustBundleSource, type TrustBundleSpec } from './trust-bundles.js'
+import { checkKeys, fail, isFileOption, isPlainObject, oneOf, parseSecureUrl, positive, readFileOption, scopeList, stringList } from './internal/validate.js'
 
-/** Asymmetric JWS algorithms Callsign can verify (RFC 7518, RFC 8037). */
-export const SUPPORTED_ALGORITHMS = [
-  'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512',
-] as const
-export type Algorithm = (typeof SUPPORTED_ALGORITHMS)[number]
-
-/** Default allowlist: every supported asymmetric algorithm. `none` and `HS*` are never accepted. */
-export const DEFAULT_ALGORITHMS: readonly Algorithm[] = SUPPORTED_ALGORITHMS
+export { SUPPORTED_ALGORITHMS, DEFAULT_ALGORITHMS, type Algorithm } from './algorithms.js'
+export { parseSecureUrl, scopeList } from './internal/validate.js'
 
 /**
  * Which JWT `typ` header an issuer's access tokens carry.
@@ -459,87 +454,6 @@ export interface ResolvedConfig {
   logger: Logger
 }
 
-const fail = (option: string, message: string): never => {
-  throw new TypeError(`Callsign: "${option}" ${message}`)
-}
-
-const isPlainObject = (value: unknown): value is Record<string, unknown> =>
-  typeof value === 'object' && value !== null && !Array.isArray(value)
-
-function checkKeys(value: Record<string, unknown>, allowed: readonly string[], option: string): void {
-  for (const key of Object.keys(value)) {
-    if (!allowed.includes(key)) fail(`${option}.${key}`, `is not a known option (known: ${allowed.join(', ')})`)
-  }
-}
-
-const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]'])
-
-/** `https:` URLs, or `http:` on loopback for development and benchmarks. */
-export function parseSecureUrl(value: unknown, option: string): URL {
-  if (typeof value !== 'string' || value.length === 0) return fail(option, 'must be a URL string')
-  let url: URL
-  try {
-    url = new URL(value)
-  } catch {
-    return fail(option, `is not a valid URL: ${JSON.stringify(value)}`)
-  }
-  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && LOOPBACK_HOSTS.has(url.hostname))) {
-    fail(option, `must use https (http is allowed only on 127.0.0.1, localhost and [::1]): ${JSON.stringify(value)}`)
-  }
-  if (url.username || url.password) fail(option, 'must not contain credentials')
-  if (url.hash) fail(option, 'must not contain a fragment')
-  return url
-}
-
-function positive(value: unknown, option: string, fallback: number, { integer = false, max = Infinity, allowZero = false } = {}): number {
-  if (value === undefined) return fallback
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || (!allowZero && value === 0) || value > max || (integer && !Number.isInteger(value))) {
-    fail(option, `must be a ${integer ? 'whole' : ''}${integer ? ' ' : ''}number ${allowZero ? '>= 0' : '> 0'}${max === Infinity ? '' : ` and <= ${max}`} (got ${JSON.stringify(value)})`)
-  }
-  return value as number
-}
-
-function oneOf<T extends string>(value: unknown, option: string, allowed: readonly T[], fallback: T): T {
-  if (value === undefined) return fallback
-  if (!allowed.includes(value as T)) fail(option, `must be one of ${allowed.map((v) => `'${v}'`).join(', ')} (got ${JSON.stringify(value)})`)
-  return value as T
-}
-
-function algorithmsOf(value: unknown, option: string): Set<string> {
-  if (!Array.isArray(value) || value.length === 0) return fail(option, 'must be a non-empty array of algorithm names')
-  const result = new Set<string>()
-  for (const alg of value) {
-    if (typeof alg !== 'string') fail(option, 'must contain only strings')
-    if (/^none$/i.test(alg) || /^HS/i.test(alg)) {
-      fail(option, `contains ${JSON.stringify(alg)}: unsigned and symmetric (HS*) algorithms are refused; access tokens must be signed with an asymmetric key`)
-    }
-    if (!(SUPPORTED_ALGORITHMS as readonly string[]).includes(alg)) {
-      fail(option, `contains unsupported algorithm ${JSON.stringify(alg)} (supported: ${SUPPORTED_ALGORITHMS.join(', ')})`)
-    }
-    result.add(alg)
-  }
-  return result
-}
-
-function stringList(value: unknown, option: string): string[] {
-  const list = typeof value === 'string' ? [value] : value
-  if (!Array.isArray(list) || list.length === 0 || list.some((v) => typeof v !== 'string' || v.length === 0)) {
-    return fail(option, 'must be a non-empty string or a non-empty array of non-empty strings')
-  }
-  return list as string[]
-}
-
-/** Validate scope names: no whitespace (RFC 6749 §3.3 scope-token). */
-export function scopeList(value: unknown, option: string): string[] {
-  if (!Array.isArray(value)) return fail(option, 'must be an array of scope strings')
-  for (const scope of value) {
-    if (typeof scope !== 'string' || !/^[\x21\x23-\x5b\x5d-\x7e]+$/.test(scope)) {
-      fail(option, `contains an invalid scope ${JSON.stringify(scope)} (RFC 6749 scope-token: printable ASCII, no space, quote or backslash)`)
-    }
-  }
-  return value as string[]
-}
-
 const OPTION_KEYS = [
   'issuers', 'algorithms', 'clockTolerance', 'maxTokenAge', 'typ', 'scopeClaim', 'mtls', 'callers', 'certificateGrants', 'credentials',
   'realm', 'jwks', 'prefetch', 'fetch', 'now', 'logger', 'senderConstraint', 'dpop', 'callerConsistency', 'clientIds',
@@ -553,14 +467,7 @@ const INTROSPECTION_KEYS = ['endpoint', 'clientId', 'auth', 'clientSecret', 'pri
 
 /** The JWS algorithm of a client assertion signed with `key`. */
 function assertionAlgorithm(key: KeyObject, option: string): string {
-  const type = key.asymmetricKeyType
-  if (type === 'rsa') return 'RS256'
-  if (type === 'ed25519') return 'EdDSA'
-  if (type === 'ec') {
-    const alg = ({ 'prime256v1': 'ES256', 'secp384r1': 'ES384', 'secp521r1': 'ES512' } as Record<string, string>)[key.asymmetricKeyDetails?.namedCurve ?? '']
-    if (alg) return alg
-  }
-  return fail(option, `must be an EC (P-256, P-384, P-521), Ed25519 or RSA private key (got ${type ?? 'unknown'})`)
+  return signingAlgorithmOf(key) ?? fail(option, `must be an EC (P-256, P-384, P-521), Ed25519 or RSA private key (got ${key.asymmetricKeyType ?? 'unknown'})`)
 }
 
 function resolveAssertionKey(value: unknown, option: string): KeyObject {
@@ -931,15 +838,9 @@ function resolveTrustBundles(value: Record<string, unknown>): TrustBundleSpec[] 
     if (typeof source === 'string') return inline(source)
     if (Buffer.isBuffer(source)) return inline(source.toString('utf8'))
     if (Array.isArray(source)) return inline(stringList(source, option).join('\n'))
-    if (isPlainObject(source) && typeof source.path === 'string' && source.path !== '') {
-      checkKeys(source, ['path', 'pollSeconds'], option)
-      let text: string
-      try {
-        text = readFileSync(source.path, 'utf8')
-      } catch (error) {
-        return fail(`${option}.path`, `cannot be read: ${(error as Error).message}`)
-      }
-      return { domain, option: `${option}.path`, text, path: source.path, pollSeconds: positive(source.pollSeconds, `${option}.pollSeconds`, 5, { max: 3600 }) }
+    if (isFileOption(source) && source.path !== '') {
+      const { text, path, pollSeconds } = readFileOption(source, option)
+      return { domain, option: `${option}.path`, text, path, pollSeconds }
     }
     return fail(option, 'must be the PEM CA bundle of the trust domain: a string, an array of strings, a Buffer or { path, pollSeconds? }')
   })
@@ -996,15 +897,9 @@ export function parseLocalKeys(value: unknown, option: string): { keys: unknown[
 
 function resolveLocalKeys(value: unknown, option: string, hasUri: boolean): ResolvedIssuer['localKeys'] {
   if (hasUri) fail(option, 'cannot be combined with jwksUri: choose local keys or a JWKS URL')
-  if (isPlainObject(value) && typeof value.path === 'string') {
-    checkKeys(value, ['path', 'pollSeconds'], option)
-    let text: string
-    try {
-      text = readFileSync(value.path, 'utf8')
-    } catch (error) {
-      return fail(`${option}.path`, `cannot be read: ${(error as Error).message}`)
-    }
-    return { document: parseLocalKeys(text, `${option}.path`), path: value.path, pollSeconds: positive(value.pollSeconds, `${option}.pollSeconds`, 5, { max: 3600 }), option: `${option}.path` }
+  if (isFileOption(value)) {
+    const { text, path, pollSeconds } = readFileOption(value, option)
+    return { document: parseLocalKeys(text, `${option}.path`), path, pollSeconds, option: `${option}.path` }
   }
   return { document: parseLocalKeys(value, option), path: undefined, pollSeconds: 0, option }
 }
