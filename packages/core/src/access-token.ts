@@ -3,10 +3,11 @@ import { constants, verify, type KeyObject } from 'node:crypto'
 import type { JWTPayload, ProtectedHeaderParameters } from 'jose'
 import { LRUCache } from 'lru-cache'
 import { algorithmSpec } from './algorithms.js'
+import type { EnvironmentConfig } from './environment.js'
 import { invalidToken } from './errors.js'
+import type { IssuerConfig, ResolvedIssuer } from './issuers.js'
 import type { IssuerKeys } from './jwks.js'
 import { parseSpiffeId } from './spiffe.js'
-import type { ResolvedConfig, ResolvedIssuer } from './options.js'
 import { COMPACT_JWS, jwsSegments } from './internal/jws.js'
 
 export { COMPACT_JWS } from './internal/jws.js'
@@ -49,6 +50,9 @@ export interface VerifiedToken {
   actors: string[]
 }
 
+/** What token verification reads: the issuers and their rules, the clock and its tolerance. */
+export type TokenCheckConfig = IssuerConfig & Pick<EnvironmentConfig, 'now' | 'clockToleranceSeconds'>
+
 /** Deepest `act` nesting accepted (RFC 8693 chains are short in practice). */
 export const MAX_ACTOR_DEPTH = 8
 /** Most scopes read from one token. */
@@ -68,7 +72,7 @@ const normalizeTyp = (typ: string): string => typ.toLowerCase().replace(/^applic
  * `sub`, `client_id`, `azp`, scopes, `act`, `cnf`.
  * Not checked here: sender constraint (binding), caller identity, authorization.
  */
-export async function verifyAccessToken(token: string, config: ResolvedConfig, keys: IssuerKeys, cache?: VerifiedTokenCache): Promise<VerifiedToken> {
+export async function verifyAccessToken(token: string, config: TokenCheckConfig, keys: IssuerKeys, cache?: VerifiedTokenCache): Promise<VerifiedToken> {
   return checkAccessToken(token, config, keys, cache)
 }
 
@@ -77,14 +81,14 @@ export async function verifyAccessToken(token: string, config: ResolvedConfig, k
  * `cache` when it holds `token`, else verified (and offered to the cache). A malformed or forged
  * token throws; a promise only when the issuer's keys must be fetched.
  */
-export function checkAccessToken(token: string, config: ResolvedConfig, keys: IssuerKeys, cache?: VerifiedTokenCache, compact = false): VerifiedToken | Promise<VerifiedToken> {
+export function checkAccessToken(token: string, config: TokenCheckConfig, keys: IssuerKeys, cache?: VerifiedTokenCache, compact = false): VerifiedToken | Promise<VerifiedToken> {
   return cache?.get(token, config.now(), keys) ?? verifyUncachedAccessToken(token, config, keys, cache, compact)
 }
 
 /** {@link checkAccessToken} once `cache` (when given) has no entry for `token`: verified, then offered to the cache. */
 function verifyUncachedAccessToken(
   token: string,
-  config: ResolvedConfig,
+  config: TokenCheckConfig,
   keys: IssuerKeys,
   cache?: VerifiedTokenCache,
   /** `token` is known to match {@link COMPACT_JWS} (`readCredentials` checked it): one pass over it is enough. */
@@ -140,7 +144,7 @@ function checkVerified(
   key: KeyObject,
   claims: AccessTokenClaims,
   issuer: ResolvedIssuer,
-  config: ResolvedConfig,
+  config: TokenCheckConfig,
   now: number,
   cache: VerifiedTokenCache | undefined,
 ): VerifiedToken {
@@ -287,7 +291,7 @@ export function decodeJsonObject(part: string): Record<string, unknown> {
  * issuer's `maxTokenLifetime`, `iat` and `exp` required and `exp - iat` within it. Returns the
  * instant (ms) after which the token stops being acceptable, for caches (`Infinity`: no bound).
  */
-export function checkTimeClaims(claims: Record<string, unknown>, issuer: ResolvedIssuer, config: ResolvedConfig, now: number, expRequired: boolean): number {
+export function checkTimeClaims(claims: Record<string, unknown>, issuer: ResolvedIssuer, config: TokenCheckConfig, now: number, expRequired: boolean): number {
   const tolerance = config.clockToleranceSeconds
   const nowSeconds = now / 1000
   const { exp, nbf, iat } = claims as { exp?: unknown; nbf?: unknown; iat?: unknown }

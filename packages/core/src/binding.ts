@@ -1,11 +1,15 @@
 import type { VerifiedToken } from './access-token.js'
 import type { Credentials } from './credentials.js'
-import { normalizeHtu, verifyDpopProof } from './dpop.js'
+import { normalizeHtu, verifyDpopProof, type ResolvedDpop } from './dpop.js'
+import type { EnvironmentConfig } from './environment.js'
 import { AuthError, invalidToken } from './errors.js'
-import type { ResolvedConfig } from './options.js'
 import type { PeerCertificate } from './peer-certificate.js'
+import type { SenderConstraintMode } from './policy.js'
 import type { TokenBinding } from './principal.js'
 import { requestPath, type AuthRequest } from './request.js'
+
+/** What the binding checks read: DPoP settings, the guard's sender constraint, the clock and its tolerance. */
+export type BindingConfig = { dpop: ResolvedDpop; senderConstraint: SenderConstraintMode } & Pick<EnvironmentConfig, 'now' | 'clockToleranceSeconds'>
 
 /**
  * Sender constraint of a token presented with `credentials` over a connection with `peer`.
@@ -22,7 +26,7 @@ export function checkBinding(
   credentials: Credentials,
   peer: PeerCertificate | undefined,
   request: AuthRequest,
-  config: ResolvedConfig,
+  config: BindingConfig,
 ): TokenBinding | Promise<TokenBinding> {
   // Verification checked `cnf`: only methods enforced here, each a non-empty string (`checkClaimShapes`).
   const cnf = token.claims.cnf
@@ -61,7 +65,7 @@ export function checkBinding(
  * host matches the request's `Host`, else the first) or the request's own scheme and `Host`,
  * plus the path of the original request target; never `X-Forwarded-*`.
  */
-export function expectedHtu(request: AuthRequest, config: ResolvedConfig): string {
+export function expectedHtu(request: AuthRequest, config: Pick<BindingConfig, 'dpop'>): string {
   const path = requestPath(request).split('#', 1)[0]!
   const host = typeof request.headers.host === 'string' ? request.headers.host : ''
   let origin: string | undefined

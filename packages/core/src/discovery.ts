@@ -1,5 +1,5 @@
 import { fetchJson, FetchFailure, type FetchJsonOptions } from './internal/fetch-json.js'
-import { parseSecureUrl } from './options.js'
+import { parseSecureUrl } from './internal/validate.js'
 
 /**
  * Metadata locations for an issuer, in the order tried:

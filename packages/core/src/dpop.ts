@@ -3,12 +3,64 @@ import type { KeyObject } from 'node:crypto'
 import { calculateJwkThumbprint, type JWK } from 'jose'
 import { LRUCache } from 'lru-cache'
 import { decodeJsonObject, verifySignature } from './access-token.js'
+import { algorithmsOf, DEFAULT_ALGORITHMS, type Algorithm } from './algorithms.js'
 import { jwsSegments } from './internal/jws.js'
+import { checkKeys, fail, isPlainObject, oneOf, optionKeys, parseSecureUrl, positive, stringList } from './internal/validate.js'
 import { importPublicKey, keyFitsAlgorithm, sameAlg } from './jwks.js'
 import { withTimeout } from './internal/with-timeout.js'
 import { AuthError } from './errors.js'
-import type { DpopNonces } from './dpop-nonce.js'
-import type { ReplayStore } from './replay-store.js'
+import { DpopNonces } from './dpop-nonce.js'
+import { MemoryReplayStore, type ReplayStore } from './replay-store.js'
+
+/**
+ * DPoP (RFC 9449) acceptance.
+ * - `'allowed'` (default): `Authorization: DPoP` with a proof is accepted next to Bearer.
+ * - `'required'`: only DPoP-bound tokens with a valid proof are accepted.
+ * - `'off'`: the `DPoP` scheme is not accepted (and not advertised).
+ */
+export type DpopMode = 'off' | 'allowed' | 'required'
+
+export interface DpopOptions {
+  mode?: DpopMode
+  /** Algorithms accepted for proofs (advertised in `algs`). Default: all asymmetric ones. */
+  algorithms?: Algorithm[]
+  /** A proof's `iat` may be at most this old (plus `clockTolerance`); its `jti` is remembered this long. Default 60, at most 600. */
+  maxProofAgeSeconds?: number
+  /**
+   * Public origin(s) of this service (`https://orders.example.com`), for the `htu` check behind
+   * a proxy or when several host names reach the service. Default: the request's own scheme
+   * (TLS or not) and `Host` header; `X-Forwarded-*` are never used.
+   */
+  origin?: string | string[]
+  /**
+   * Server nonces (RFC 9449 §8): proofs must carry a nonce the server issued (via `DPoP-Nonce`).
+   * Stateless: a time-sliced HMAC under `secret` (at least 32 bytes; the same on every replica).
+   * A nonce stays valid for its window and the next.
+   */
+  nonce?: DpopNonceOptions
+  /** Where used proof `jti`s are remembered. Default: a process-local `MemoryReplayStore`; use `@callsign/redis` for replicas. */
+  replayStore?: ReplayStore
+  /** The replay store must answer within this time, or the request fails closed with 503. Default 500. */
+  replayStoreTimeoutMs?: number
+}
+
+/** `dpop.nonce`: the HMAC secret of server nonces and how long each window lasts (default 300 s). */
+export interface DpopNonceOptions {
+  secret: string | Uint8Array
+  windowSeconds?: number
+}
+
+export interface ResolvedDpop {
+  mode: DpopMode
+  algorithms: ReadonlySet<string>
+  /** `algs` challenge parameter value. */
+  algs: string
+  maxProofAgeSeconds: number
+  origins: readonly string[] | undefined
+  nonces: DpopNonces | undefined
+  replayStore: ReplayStore
+  replayStoreTimeoutMs: number
+}
 
 /** Settings the proof check needs (resolved from `dpop` options). */
 export interface DpopCheckConfig {
@@ -188,4 +240,50 @@ function proofKey(jwk: Record<string, unknown>, alg: string): KeyObject | undefi
   if (jwk.alg !== undefined && (typeof jwk.alg !== 'string' || !sameAlg(jwk.alg, alg))) return undefined
   if (!keyFitsAlgorithm(jwk, alg)) return undefined
   return importPublicKey(jwk, { maxRsaBits: MAX_PROOF_RSA_BITS }) ?? undefined
+}
+
+const DPOP_KEYS = optionKeys<DpopOptions>()(['mode', 'algorithms', 'maxProofAgeSeconds', 'origin', 'nonce', 'replayStore', 'replayStoreTimeoutMs'])
+const NONCE_KEYS = optionKeys<DpopNonceOptions>()(['secret', 'windowSeconds'])
+const DPOP_MODES: readonly DpopMode[] = ['off', 'allowed', 'required']
+
+/** The `dpop` option with its defaults; `now` is the guard's clock (server nonces are time-sliced). */
+export function resolveDpop(value: unknown, now: () => number): ResolvedDpop {
+  const input = (value ?? {}) as Record<string, unknown>
+  if (!isPlainObject(input)) return fail('dpop', 'must be an object')
+  checkKeys(input, DPOP_KEYS, 'dpop')
+  const algorithms = input.algorithms === undefined ? new Set<string>(DEFAULT_ALGORITHMS) : algorithmsOf(input.algorithms, 'dpop.algorithms')
+  const origins = input.origin === undefined ? undefined : resolveOrigins(input.origin)
+  const nonces = input.nonce === undefined ? undefined : resolveNonces(input.nonce, now)
+  const store = input.replayStore as ReplayStore | undefined
+  if (store !== undefined && (typeof store !== 'object' || store === null || typeof store.markUsed !== 'function')) {
+    fail('dpop.replayStore', 'must implement markUsed(key, ttlSeconds)')
+  }
+  const mode = oneOf(input.mode, 'dpop.mode', DPOP_MODES, 'allowed')
+  return Object.freeze({
+    mode,
+    algorithms,
+    algs: [...algorithms].join(' '),
+    maxProofAgeSeconds: positive(input.maxProofAgeSeconds, 'dpop.maxProofAgeSeconds', 60, { max: 600 }),
+    origins: origins && Object.freeze(origins),
+    nonces,
+    replayStore: store ?? new MemoryReplayStore(),
+    replayStoreTimeoutMs: positive(input.replayStoreTimeoutMs, 'dpop.replayStoreTimeoutMs', 500, { max: 30_000 }),
+  })
+}
+
+/** `dpop.origin`: https origins (scheme, host, port), no path. */
+function resolveOrigins(value: unknown): string[] {
+  return stringList(value, 'dpop.origin').map((origin) => {
+    const url = parseSecureUrl(origin, 'dpop.origin')
+    if (url.pathname !== '/' || url.search) fail('dpop.origin', `must be an origin (scheme://host[:port]) without a path: ${JSON.stringify(origin)}`)
+    return url.origin
+  })
+}
+
+function resolveNonces(value: unknown, now: () => number): DpopNonces {
+  if (!isPlainObject(value)) return fail('dpop.nonce', 'must be { secret, windowSeconds? }')
+  checkKeys(value, NONCE_KEYS, 'dpop.nonce')
+  const secret = typeof value.secret === 'string' ? Buffer.from(value.secret, 'utf8') : value.secret instanceof Uint8Array ? Buffer.from(value.secret) : undefined
+  if (!secret || secret.length < 32) fail('dpop.nonce.secret', 'must be a string or bytes of at least 32 bytes, the same on every replica')
+  return new DpopNonces(secret!, positive(value.windowSeconds, 'dpop.nonce.windowSeconds', 300, { max: 86_400 }), now)
 }

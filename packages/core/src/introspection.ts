@@ -1,13 +1,16 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { decodeJwt, decodeProtectedHeader, SignJWT } from 'jose'
 import { LRUCache } from 'lru-cache'
-import { checkAudience, checkClaimShapes, checkSigner, checkTimeClaims, COMPACT_JWS, readActors, readScopes, sealVerified, verifySignature, type AccessTokenClaims, type VerifiedToken } from './access-token.js'
+import { checkAudience, checkClaimShapes, checkSigner, checkTimeClaims, COMPACT_JWS, readActors, readScopes, sealVerified, verifySignature, type AccessTokenClaims, type TokenCheckConfig, type VerifiedToken } from './access-token.js'
 import { fetchIssuerMetadata } from './discovery.js'
 import { AuthError, invalidToken } from './errors.js'
 import { fetchBody, FetchFailure, parseJson } from './internal/fetch-json.js'
 import { IssuerKeys } from './jwks.js'
 import { jwsSegments } from './internal/jws.js'
-import { parseSecureUrl, type ResolvedConfig, type ResolvedIntrospection, type ResolvedIssuer } from './options.js'
+import type { ResolvedIntrospection } from './introspection-options.js'
+import type { ResolvedIssuer } from './issuers.js'
+import type { KeySourceConfig } from './jwks-options.js'
+import { parseSecureUrl } from './internal/validate.js'
 
 /** Largest introspection answer read. */
 const MAX_ANSWER_BYTES = 64 * 1024
@@ -19,6 +22,9 @@ const JWT_MEDIA_TYPE = 'application/token-introspection+jwt'
 const JWT_BEARER_ASSERTION = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'
 
 type Answer = { ok: true; verified: VerifiedToken } | { ok: false; reason: string }
+
+/** What introspection reads: the issuers (with their `introspection`), the token rules, and what issuer keys need. */
+export type IntrospectorConfig = TokenCheckConfig & KeySourceConfig
 
 interface CachedAnswer {
   answer: Answer
@@ -55,7 +61,7 @@ function unverifiedIssuer(token: string): string | undefined {
  *   `introspection_unavailable` (never acceptance, never cached).
  */
 export class Introspector {
-  readonly #config: ResolvedConfig
+  readonly #config: IntrospectorConfig
   readonly #opaqueIssuer: ResolvedIssuer | undefined
   readonly #caches = new Map<string, LRUCache<string, CachedAnswer>>()
   readonly #inflight = new Map<string, Promise<Answer>>()
@@ -68,7 +74,7 @@ export class Introspector {
   requests = 0
 
   /** `keys`: the guard's issuer keys, to verify RFC 9701 JWT answers (a private set otherwise). */
-  constructor(config: ResolvedConfig, keys?: IssuerKeys) {
+  constructor(config: IntrospectorConfig, keys?: IssuerKeys) {
     this.#config = config
     this.#keys = keys
     for (const issuer of config.issuers.values()) {
@@ -83,7 +89,7 @@ export class Introspector {
   }
 
   /** Whether any issuer introspects. */
-  static wanted(config: ResolvedConfig): boolean {
+  static wanted(config: Pick<IntrospectorConfig, 'issuers'>): boolean {
     return [...config.issuers.values()].some((issuer) => issuer.introspection !== undefined)
   }
 
@@ -272,7 +278,7 @@ const unwrap = (answer: Answer): VerifiedToken => {
  * An RFC 7662 §2.2 answer as a `VerifiedToken`, with the instant (ms) after which it must not be
  * reused. Throws `invalid_token` for an inactive token or one that is not for this service.
  */
-export function mapAnswer(answer: Record<string, unknown>, issuer: ResolvedIssuer, config: ResolvedConfig, now: number): { verified: VerifiedToken; expiresAt: number } {
+export function mapAnswer(answer: Record<string, unknown>, issuer: ResolvedIssuer, config: TokenCheckConfig, now: number): { verified: VerifiedToken; expiresAt: number } {
   if (answer.active !== true) throw invalidToken('token is not active')
   if (answer.iss !== undefined && answer.iss !== issuer.issuer) throw invalidToken('untrusted issuer')
   checkAudience(answer.aud, issuer, false)

@@ -5,7 +5,9 @@ import { discoverJwksUri } from './discovery.js'
 import { AuthError, invalidToken } from './errors.js'
 import { fetchJson, FetchFailure } from './internal/fetch-json.js'
 import { algorithmSpec } from './algorithms.js'
-import { parseLocalKeys, type ResolvedConfig, type ResolvedIssuer } from './options.js'
+import type { ResolvedIssuer } from './issuers.js'
+import type { KeySourceConfig } from './jwks-options.js'
+import { parseLocalKeys } from './local-keys.js'
 
 /** The JOSE header members used to pick a key. Never `jku`, `x5u`, `jwk` or `x5c`. */
 export interface KeySelector {
@@ -84,13 +86,13 @@ export const sameAlg = (a: string, b: string): boolean =>
  * Nothing in a token steers a fetch: URLs come from configuration and issuer metadata only.
  */
 export class IssuerKeys {
-  readonly #config: ResolvedConfig
+  readonly #config: KeySourceConfig
   readonly #sets: LRUCache<string, KeySet>
   readonly #states = new Map<string, IssuerState>()
   /** Set by the guard when OpenTelemetry is present: key fetch outcomes and cache events. */
   onKeyEvent: ((outcome: 'ok' | 'failed' | 'stale_served' | 'cooldown', issuer: string) => void) | undefined
 
-  constructor(config: ResolvedConfig) {
+  constructor(config: KeySourceConfig) {
     this.#config = config
     this.#sets = new LRUCache({ max: Math.max(1, config.issuers.size) })
     for (const issuer of config.issuers.values()) if (issuer.localKeys) this.#loadLocal(issuer)

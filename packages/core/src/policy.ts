@@ -1,8 +1,13 @@
 import { AuthError } from './errors.js'
-import type { ResolvedAllowance } from './options.js'
-import { scopeList } from './options.js'
+import { fail, isPlainObject, scopeList } from './internal/validate.js'
 import type { AuthContext } from './principal.js'
 import { compileCallerPattern, type CallerPattern } from './spiffe.js'
+
+/** `'required'`: only sender-constrained tokens (DPoP- or certificate-bound); `'optional'`: bearer tokens too. */
+export type SenderConstraintMode = 'required' | 'optional'
+
+/** `'required'`: a user must be present; `'forbidden'`: service-only calls; `'optional'`: either. */
+export type OnBehalfOfMode = 'required' | 'forbidden' | 'optional'
 
 /**
  * What a route requires. All given conditions must hold.
@@ -17,13 +22,13 @@ export interface AuthRule {
   /** Caller patterns allowed on this route (exact SPIFFE ID, SPIFFE prefix ending in `/*`, or client id). */
   callers?: string[]
   /** `required`: a user must be present; `forbidden`: service-only calls; `optional` (default). */
-  onBehalfOf?: 'required' | 'forbidden' | 'optional'
+  onBehalfOf?: OnBehalfOfMode
   /**
    * `required`: this route refuses plain bearer tokens (401 `invalid_token`) even when the guard's
    * `senderConstraint` is `'optional'`. A rule can only tighten the guard: with the guard at
    * `'required'`, bearer tokens never get this far.
    */
-  senderConstraint?: 'required' | 'optional'
+  senderConstraint?: SenderConstraintMode
   /** `false`: dry run for this route: the decision is reported to `onDecision` and the request passes. Default: the guard's `enforce`. */
   enforce?: boolean
 }
@@ -36,8 +41,8 @@ export interface CompiledRule {
   readonly scopes: readonly string[]
   readonly anyScopes: readonly string[] | undefined
   readonly callers: readonly CallerPattern[] | undefined
-  readonly onBehalfOf: 'required' | 'forbidden' | 'optional'
-  readonly senderConstraint: 'required' | 'optional'
+  readonly onBehalfOf: OnBehalfOfMode
+  readonly senderConstraint: SenderConstraintMode
   readonly enforce: boolean | undefined
 }
 
@@ -82,6 +87,44 @@ export function compileRule(rule: AuthRule | CompiledRule = {}): CompiledRule {
     callers: callers && Object.freeze(callers),
     onBehalfOf,
   })
+}
+
+/** One entry of a caller allowance map (`callers`, `certificateGrants`), compiled. */
+export interface ResolvedAllowance {
+  pattern: CallerPattern
+  /** 0 for exact, else prefix length: the most specific match wins. */
+  specificity: number
+  scopes: ReadonlySet<string>
+}
+
+/** The service allowances of the guard: scope ceilings per caller, and scopes held on a certificate alone. */
+export interface AllowanceConfig {
+  callers: readonly ResolvedAllowance[] | undefined
+  /** Scopes held on the client certificate alone, most specific pattern first. */
+  certificateGrants: readonly ResolvedAllowance[] | undefined
+}
+
+/** `callers` and `certificateGrants`, each sorted most specific pattern first. */
+export function resolveAllowanceConfig(options: { callers?: unknown; certificateGrants?: unknown }): AllowanceConfig {
+  const callers = options.callers === undefined ? undefined : resolveAllowances(options.callers, 'callers')
+  const certificateGrants = options.certificateGrants === undefined ? undefined : resolveAllowances(options.certificateGrants, 'certificateGrants', { spiffeOnly: true })
+  return { callers: callers && Object.freeze(callers), certificateGrants: certificateGrants && Object.freeze(certificateGrants) }
+}
+
+/** Caller pattern -> scopes, most specific pattern first (exact, then longest prefix). */
+function resolveAllowances(value: unknown, option: string, { spiffeOnly = false } = {}): ResolvedAllowance[] {
+  if (!isPlainObject(value)) fail(option, 'must be an object mapping caller patterns to scope arrays')
+  const allowances = Object.entries(value as Record<string, unknown>).map(([pattern, scopes]) => {
+    const name = `${option}[${JSON.stringify(pattern)}]`
+    // A certificate names a service by its SPIFFE ID only: a client id pattern would never match.
+    if (spiffeOnly && !pattern.startsWith('spiffe://')) fail(name, 'must be a SPIFFE ID or a SPIFFE prefix ending in "/*" (certificates are matched by their SPIFFE ID)')
+    return {
+      pattern: compileCallerPattern(pattern, name),
+      specificity: pattern.endsWith('/*') ? pattern.length : Number.MAX_SAFE_INTEGER,
+      scopes: new Set(scopeList(scopes, name)),
+    }
+  })
+  return allowances.sort((a, b) => b.specificity - a.specificity)
 }
 
 /** The allowance entry that applies to a caller: the most specific matching pattern, `null` if none, `undefined` if no `callers` map is configured. */

@@ -5,6 +5,8 @@
  * the guard enforces.
  */
 
+import { checkKeys, fail, isPlainObject, optionKeys, parseSecureUrl, scopeList, stringList } from './internal/validate.js'
+
 /** Options of `resourceMetadata`. */
 export interface ResourceMetadataOptions {
   /** This service's resource identifier (RFC 9728 §2), an https URL such as `https://orders.example.com`. Usually the token audience. */
@@ -48,12 +50,41 @@ export function metadataLocation(resource: URL): { path: string; url: string } {
   return { path, url: `${resource.origin}${path}` }
 }
 
+/** What the guard enforces, which the document advertises unless the options say otherwise. */
+export interface EnforcedSettings {
+  issuers: string[]
+  scopes: string[] | undefined
+  dpopAlgs: string[] | undefined
+  dpopRequired: boolean
+}
+
+const RESOURCE_METADATA_KEYS = optionKeys<ResourceMetadataOptions>()(['resource', 'scopesSupported', 'authorizationServers', 'resourceName', 'resourceDocumentation'])
+
+/** The `resourceMetadata` option, validated, as the document to serve. */
+export function resolveResourceMetadata(value: unknown, enforced: EnforcedSettings): ResolvedResourceMetadata {
+  if (!isPlainObject(value)) return fail('resourceMetadata', 'must be an object { resource, scopesSupported?, authorizationServers? }')
+  checkKeys(value, RESOURCE_METADATA_KEYS, 'resourceMetadata')
+  const resource = parseSecureUrl(value.resource, 'resourceMetadata.resource')
+  if (resource.search) fail('resourceMetadata.resource', 'must not contain a query (RFC 9728 §2)')
+  const options: ResourceMetadataOptions = { resource: value.resource as string }
+  if (value.scopesSupported !== undefined) options.scopesSupported = scopeList(value.scopesSupported, 'resourceMetadata.scopesSupported')
+  if (value.authorizationServers !== undefined) {
+    options.authorizationServers = stringList(value.authorizationServers, 'resourceMetadata.authorizationServers')
+    options.authorizationServers.forEach((server, i) => parseSecureUrl(server, `resourceMetadata.authorizationServers[${i}]`))
+  }
+  if (value.resourceName !== undefined) {
+    if (typeof value.resourceName !== 'string') fail('resourceMetadata.resourceName', 'must be a string')
+    options.resourceName = value.resourceName as string
+  }
+  if (value.resourceDocumentation !== undefined) {
+    parseSecureUrl(value.resourceDocumentation, 'resourceMetadata.resourceDocumentation')
+    options.resourceDocumentation = value.resourceDocumentation as string
+  }
+  return Object.freeze(buildResourceMetadata(resource, options, enforced))
+}
+
 /** Build the document from the guard's enforcement settings. */
-export function buildResourceMetadata(
-  resource: URL,
-  options: ResourceMetadataOptions,
-  enforced: { issuers: string[]; scopes: string[] | undefined; dpopAlgs: string[] | undefined; dpopRequired: boolean },
-): ResolvedResourceMetadata {
+export function buildResourceMetadata(resource: URL, options: ResourceMetadataOptions, enforced: EnforcedSettings): ResolvedResourceMetadata {
   const document: ProtectedResourceMetadata = {
     resource: options.resource,
     authorization_servers: options.authorizationServers ?? enforced.issuers,

@@ -1,8 +1,51 @@
 import { createHash } from 'node:crypto'
 import type { AccessTokenClaims, VerifiedToken } from './access-token.js'
+import type { EnvironmentConfig } from './environment.js'
 import { AuthError, invalidToken } from './errors.js'
 import { withTimeout } from './internal/with-timeout.js'
-import type { ResolvedConfig } from './options.js'
+import { checkKeys, fail, isPlainObject, optionKeys, positive } from './internal/validate.js'
+import { MemoryReplayStore, type RevocationStore } from './replay-store.js'
+
+/** An application's own revocation check: true when the token is revoked. */
+export type RevocationHook = (claims: AccessTokenClaims, context: { issuer: string }) => boolean | Promise<boolean>
+
+/**
+ * Revocation before expiry: a `jti` denylist (`store`, default a process-local one) filled with
+ * `guard.revoke(...)`, and/or an `isRevoked(claims)` hook, answering within `timeoutMs` (default 500).
+ */
+export interface RevocationOptions {
+  store?: RevocationStore
+  isRevoked?: RevocationHook
+  timeoutMs?: number
+}
+
+export interface ResolvedRevocation {
+  store: RevocationStore
+  isRevoked: RevocationHook | undefined
+  timeoutMs: number
+}
+
+/** What the revocation check and `revoke()` read: the option, the clock and its tolerance. */
+export type RevocationConfig = { revocation: ResolvedRevocation | undefined } & Pick<EnvironmentConfig, 'now' | 'clockToleranceSeconds'>
+
+const REVOCATION_KEYS = optionKeys<RevocationOptions>()(['store', 'isRevoked', 'timeoutMs'])
+
+/** The `revocation` option; `undefined` when absent (no check, no cost). */
+export function resolveRevocation(value: unknown): ResolvedRevocation | undefined {
+  if (value === undefined) return undefined
+  if (!isPlainObject(value)) return fail('revocation', 'must be an object { store?, isRevoked?, timeoutMs? }')
+  checkKeys(value, REVOCATION_KEYS, 'revocation')
+  const store = value.store as RevocationStore | undefined
+  if (store !== undefined && (typeof store !== 'object' || store === null || typeof store.revoke !== 'function' || typeof store.isRevoked !== 'function')) {
+    fail('revocation.store', 'must implement revoke(key, ttlSeconds) and isRevoked(key)')
+  }
+  if (value.isRevoked !== undefined && typeof value.isRevoked !== 'function') fail('revocation.isRevoked', 'must be a function (claims, context) => boolean | Promise<boolean>')
+  return Object.freeze({
+    store: store ?? new MemoryReplayStore(),
+    isRevoked: value.isRevoked as RevocationHook | undefined,
+    timeoutMs: positive(value.timeoutMs, 'revocation.timeoutMs', 500, { max: 30_000 }),
+  })
+}
 
 /** Denylist key of a token: its issuer and `jti`, hashed (bounded size, nothing readable stored). */
 export const revocationKey = (issuer: string, jti: string): string =>
@@ -16,7 +59,7 @@ export type RevocableToken = Pick<AccessTokenClaims, 'iss' | 'exp'> & { jti?: st
  * `invalid_token`). A store or hook that fails or is too slow answers 503, never acceptance.
  * Tokens without `jti` can only be revoked by the hook.
  */
-export async function checkRevocation(token: VerifiedToken, config: ResolvedConfig): Promise<void> {
+export async function checkRevocation(token: VerifiedToken, config: Pick<RevocationConfig, 'revocation'>): Promise<void> {
   const revocation = config.revocation
   if (!revocation) return
   let revoked: boolean
@@ -35,7 +78,7 @@ export async function checkRevocation(token: VerifiedToken, config: ResolvedConf
 }
 
 /** Add a token to the denylist until its `exp` (plus the clock tolerance). */
-export async function revokeToken(token: RevocableToken, config: ResolvedConfig): Promise<void> {
+export async function revokeToken(token: RevocableToken, config: RevocationConfig): Promise<void> {
   const revocation = config.revocation
   if (!revocation) throw new TypeError('Callsign: revoke() needs the "revocation" option')
   if (typeof token.iss !== 'string' || typeof token.jti !== 'string' || typeof token.exp !== 'number') {

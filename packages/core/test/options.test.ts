@@ -4,7 +4,8 @@ import { join } from 'node:path'
 import { createTestCa, type TestCa } from '@callsign/testing'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { DpopNonces } from '../src/dpop-nonce.js'
-import { DEFAULT_ALGORITHMS, parseSecureUrl, resolveConfig, scopeList, SUPPORTED_ALGORITHMS, type CallsignOptions } from '../src/options.js'
+import { DEFAULT_ALGORITHMS, resolveConfig, SUPPORTED_ALGORITHMS, type CallsignOptions } from '../src/options.js'
+import { parseSecureUrl, scopeList } from '../src/internal/validate.js'
 import { MemoryReplayStore, type ReplayStore } from '../src/replay-store.js'
 
 const ISSUER = { issuer: 'https://auth.example.com/', audience: 'orders' }

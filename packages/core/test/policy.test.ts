@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import type { AuthErrorCode, AuthSide } from '../src/errors.js'
-import { resolveConfig, type ResolvedAllowance } from '../src/options.js'
-import { authorize, compileRule, findAllowance, type AuthRule } from '../src/policy.js'
+import { resolveConfig } from '../src/options.js'
+import { authorize, compileRule, findAllowance, type AuthRule, type ResolvedAllowance } from '../src/policy.js'
 import type { AuthContext } from '../src/principal.js'
 import { refusalOf as refusal } from './refusal.js'
 
