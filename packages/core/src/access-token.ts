@@ -9,6 +9,7 @@ import type { IssuerConfig, ResolvedIssuer } from './issuers.js'
 import type { IssuerKeys } from './jwks.js'
 import { parseSpiffeId } from './spiffe.js'
 import { COMPACT_JWS, jwsSegments } from './internal/jws.js'
+import { isPlainObject } from './internal/validate.js'
 
 export { COMPACT_JWS } from './internal/jws.js'
 
@@ -194,7 +195,7 @@ export function checkClaimShapes(claims: Record<string, unknown>): void {
   }
   const cnf = claims.cnf
   if (cnf === undefined) return
-  if (typeof cnf !== 'object' || cnf === null || Array.isArray(cnf)) throw invalidToken('malformed cnf claim')
+  if (!isPlainObject(cnf)) throw invalidToken('malformed cnf claim')
   let methods = 0
   for (const method in cnf) {
     if (!ENFORCED_CNF.has(method)) throw invalidToken('token is bound by a confirmation method that is not supported')
@@ -280,8 +281,8 @@ export function decodeJsonObject(part: string): Record<string, unknown> {
   const bytes = Buffer.from(part, 'base64url')
   if (!isUtf8(bytes)) throw new TypeError('invalid UTF-8')
   const value: unknown = JSON.parse(bytes.toString('utf8', bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? 3 : 0))
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new TypeError('not a JSON object')
-  return value as Record<string, unknown>
+  if (!isPlainObject(value)) throw new TypeError('not a JSON object')
+  return value
 }
 
 /**
@@ -441,7 +442,7 @@ export function readActors(act: unknown): string[] {
   const actors: string[] = []
   let current = act
   while (current !== undefined) {
-    if (typeof current !== 'object' || current === null || Array.isArray(current)) throw invalidToken('malformed act claim')
+    if (!isPlainObject(current)) throw invalidToken('malformed act claim')
     const { sub, act: next } = current as { sub?: unknown; act?: unknown }
     if (typeof sub !== 'string' || sub.length === 0) throw invalidToken('malformed act claim')
     actors.push(sub)

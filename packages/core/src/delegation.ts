@@ -126,7 +126,7 @@ export function checkDelegation(token: VerifiedToken, peer: PeerCertificate | un
   }
   const mayAct = token.claims.may_act
   if (mayAct !== undefined) {
-    if (typeof mayAct !== 'object' || mayAct === null || Array.isArray(mayAct) || typeof (mayAct as { sub?: unknown }).sub !== 'string') {
+    if (!isPlainObject(mayAct) || typeof mayAct.sub !== 'string') {
       throw invalidToken('malformed may_act claim')
     }
     const clientId = token.claims.client_id

@@ -1,5 +1,5 @@
 import { fetchJson, FetchFailure, type FetchJsonOptions } from './internal/fetch-json.js'
-import { parseSecureUrl } from './internal/validate.js'
+import { isPlainObject, parseSecureUrl } from './internal/validate.js'
 
 /**
  * Metadata locations for an issuer, in the order tried:
@@ -31,10 +31,10 @@ export async function fetchIssuerMetadata(issuer: string, fetchFn: typeof global
       if (error instanceof FetchFailure && error.status !== undefined && error.status >= 400 && error.status < 500) continue
       throw new FetchFailure(`metadata discovery failed: ${failures.join('; ')}`)
     }
-    if (typeof document !== 'object' || document === null || Array.isArray(document)) {
+    if (!isPlainObject(document)) {
       throw new FetchFailure(`${url.href}: metadata is not a JSON object`)
     }
-    const metadata = document as Record<string, unknown>
+    const metadata = document
     if (metadata.issuer !== issuer) {
       throw new FetchFailure(`${url.href}: metadata "issuer" ${JSON.stringify(metadata.issuer)} does not equal the configured issuer`)
     }

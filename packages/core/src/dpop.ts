@@ -210,7 +210,7 @@ async function readProofHeader(segment: string, algorithms: ReadonlySet<string>)
   const alg = header.alg
   if (typeof alg !== 'string' || !algorithms.has(alg)) throw invalidProof('DPoP proof algorithm not allowed')
   const jwk = header.jwk as Record<string, unknown> | undefined
-  if (typeof jwk !== 'object' || jwk === null || Array.isArray(jwk)) throw invalidProof('DPoP proof has no jwk')
+  if (!isPlainObject(jwk)) throw invalidProof('DPoP proof has no jwk')
   if (PRIVATE_MEMBERS.some((member) => member in jwk)) throw invalidProof('DPoP proof jwk contains a private key')
   if (header.crit !== undefined || header.b64 !== undefined) throw invalidProof('malformed DPoP proof')
   let thumbprint: string

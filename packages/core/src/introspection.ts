@@ -10,7 +10,7 @@ import { jwsSegments } from './internal/jws.js'
 import type { ResolvedIntrospection } from './introspection-options.js'
 import type { ResolvedIssuer } from './issuers.js'
 import type { KeySourceConfig } from './jwks-options.js'
-import { parseSecureUrl } from './internal/validate.js'
+import { isPlainObject, parseSecureUrl } from './internal/validate.js'
 
 /** Largest introspection answer read. */
 const MAX_ANSWER_BYTES = 64 * 1024
@@ -170,7 +170,7 @@ export class Introspector {
       // Asked for a signed answer (RFC 9701): an unsigned one is not accepted in its place.
       else if (!isJwtMediaType(reply.contentType)) throw new Error(`${endpoint.href}: answered without a signed (RFC 9701) response`)
       else document = await this.#verifyJwtAnswer(reply.text, issuer, endpoint)
-      if (typeof document !== 'object' || document === null || Array.isArray(document) || typeof (document as { active?: unknown }).active !== 'boolean') {
+      if (!isPlainObject(document) || typeof document.active !== 'boolean') {
         throw new Error(`${endpoint.href}: not an RFC 7662 introspection response`)
       }
     } catch (error) {
@@ -233,7 +233,7 @@ export class Introspector {
     if (!Array.isArray(aud) || !aud.includes(issuer.introspection!.clientId)) throw new Error(`${endpoint.href}: introspection JWT aud is not the client id`)
     if (typeof payload.iat !== 'number' || !Number.isFinite(payload.iat)) throw new Error(`${endpoint.href}: introspection JWT without iat`)
     const inner = (payload as { token_introspection?: unknown }).token_introspection
-    if (typeof inner !== 'object' || inner === null || Array.isArray(inner)) throw new Error(`${endpoint.href}: introspection JWT without a token_introspection object`)
+    if (!isPlainObject(inner)) throw new Error(`${endpoint.href}: introspection JWT without a token_introspection object`)
     return inner
   }
 }

@@ -1,5 +1,5 @@
 import { AuthError } from './errors.js'
-import { fail, isPlainObject, scopeList } from './internal/validate.js'
+import { fail, isPlainObject, optionalBoolean, optionKeys, scopeList } from './internal/validate.js'
 import type { AuthContext } from './principal.js'
 import { compileCallerPattern, type CallerPattern } from './spiffe.js'
 
@@ -46,11 +46,11 @@ export interface CompiledRule {
   readonly enforce: boolean | undefined
 }
 
-const RULE_KEYS = ['scopes', 'anyScopes', 'callers', 'onBehalfOf', 'senderConstraint', 'enforce']
+const RULE_KEYS: readonly string[] = optionKeys<AuthRule>()(['scopes', 'anyScopes', 'callers', 'onBehalfOf', 'senderConstraint', 'enforce'])
 
 /** Validate a rule; throws `TypeError` naming the field. Idempotent on compiled rules. */
 export function compileRule(rule: AuthRule | CompiledRule = {}): CompiledRule {
-  if (typeof rule !== 'object' || rule === null || Array.isArray(rule)) throw new TypeError('Callsign: requireAuth(rule): "rule" must be an object')
+  if (!isPlainObject(rule as unknown)) throw new TypeError('Callsign: requireAuth(rule): "rule" must be an object')
   if ((rule as CompiledRule)[COMPILED]) return rule as CompiledRule
   const input = rule as AuthRule
   for (const key of Object.keys(input)) {
@@ -60,24 +60,22 @@ export function compileRule(rule: AuthRule | CompiledRule = {}): CompiledRule {
   let anyScopes: string[] | undefined
   if (input.anyScopes !== undefined) {
     anyScopes = scopeList(input.anyScopes, 'rule.anyScopes')
-    if (anyScopes.length === 0) throw new TypeError('Callsign: "rule.anyScopes" must not be empty (omit it instead)')
+    if (anyScopes.length === 0) fail('rule.anyScopes', 'must not be empty (omit it instead)')
   }
   let callers: CallerPattern[] | undefined
   if (input.callers !== undefined) {
-    if (!Array.isArray(input.callers) || input.callers.length === 0) {
-      throw new TypeError('Callsign: "rule.callers" must be a non-empty array of caller patterns')
-    }
+    if (!Array.isArray(input.callers) || input.callers.length === 0) fail('rule.callers', 'must be a non-empty array of caller patterns')
     callers = input.callers.map((pattern, i) => compileCallerPattern(pattern, `rule.callers[${i}]`))
   }
   const onBehalfOf = input.onBehalfOf ?? 'optional'
   if (!['required', 'forbidden', 'optional'].includes(onBehalfOf)) {
-    throw new TypeError(`Callsign: "rule.onBehalfOf" must be 'required', 'forbidden' or 'optional' (got ${JSON.stringify(onBehalfOf)})`)
+    fail('rule.onBehalfOf', `must be 'required', 'forbidden' or 'optional' (got ${JSON.stringify(onBehalfOf)})`)
   }
   const senderConstraint = input.senderConstraint ?? 'optional'
   if (!['required', 'optional'].includes(senderConstraint)) {
-    throw new TypeError(`Callsign: "rule.senderConstraint" must be 'required' or 'optional' (got ${JSON.stringify(senderConstraint)})`)
+    fail('rule.senderConstraint', `must be 'required' or 'optional' (got ${JSON.stringify(senderConstraint)})`)
   }
-  if (input.enforce !== undefined && typeof input.enforce !== 'boolean') throw new TypeError('Callsign: "rule.enforce" must be a boolean (false: dry run)')
+  optionalBoolean(input.enforce, 'rule.enforce', ' (false: dry run)')
   return Object.freeze({
     [COMPILED]: true as const,
     enforce: input.enforce,

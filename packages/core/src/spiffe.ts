@@ -6,6 +6,8 @@
  * segment and no trailing slash, no query, fragment, port or user info, at most 2048 bytes.
  */
 
+import { fail } from './internal/validate.js'
+
 const TRUST_DOMAIN = /^[a-z0-9._-]+$/
 const SEGMENT = /^[A-Za-z0-9._-]+$/
 const MAX_SPIFFE_ID_LENGTH = 2048
@@ -61,15 +63,13 @@ export interface CallerPattern {
  */
 export function compileCallerPattern(pattern: string, optionName: string): CallerPattern {
   if (typeof pattern !== 'string' || pattern.length === 0) {
-    throw new TypeError(`Callsign: "${optionName}" must be a non-empty string: a SPIFFE ID, a SPIFFE prefix ending in "/*", or a client id`)
+    fail(optionName, 'must be a non-empty string: a SPIFFE ID, a SPIFFE prefix ending in "/*", or a client id')
   }
   if (pattern.startsWith('spiffe://')) {
     const isPrefix = pattern.endsWith('/*')
     const parsed = parseSpiffeId(isPrefix ? pattern.slice(0, -2) : pattern)
     if (!parsed || (!isPrefix && parsed.segments.length === 0)) {
-      throw new TypeError(
-        `Callsign: "${optionName}" (${JSON.stringify(pattern)}) is not a valid SPIFFE ID or prefix: expected spiffe://<trust-domain>/<path> or spiffe://<trust-domain>/<path>/*`,
-      )
+      return fail(optionName, `(${JSON.stringify(pattern)}) is not a valid SPIFFE ID or prefix: expected spiffe://<trust-domain>/<path> or spiffe://<trust-domain>/<path>/*`)
     }
     if (!isPrefix) {
       return { source: pattern, matches: (callerId) => callerId === pattern }
@@ -82,10 +82,10 @@ export function compileCallerPattern(pattern: string, optionName: string): Calle
     }
   }
   if (/^spiffe:/i.test(pattern)) {
-    throw new TypeError(`Callsign: "${optionName}" (${JSON.stringify(pattern)}): SPIFFE IDs start with a lower-case "spiffe://"`)
+    fail(optionName, `(${JSON.stringify(pattern)}): SPIFFE IDs start with a lower-case "spiffe://"`)
   }
   if (pattern.includes('*')) {
-    throw new TypeError(`Callsign: "${optionName}" (${JSON.stringify(pattern)}): wildcards are only allowed as a trailing "/*" of a SPIFFE ID`)
+    fail(optionName, `(${JSON.stringify(pattern)}): wildcards are only allowed as a trailing "/*" of a SPIFFE ID`)
   }
   return { source: pattern, matches: (callerId) => callerId === pattern }
 }
