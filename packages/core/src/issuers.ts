@@ -2,8 +2,7 @@ import { algorithmsOf, DEFAULT_ALGORITHMS, type Algorithm } from './algorithms.j
 import { resolveIntrospection, type IntrospectionOptions, type ResolvedIntrospection } from './introspection-options.js'
 import { checkKeys, fail, isPlainObject, oneOf, optionKeys, parseSecureUrl, positive, stringList } from './internal/validate.js'
 import { resolveLocalKeys, type LocalKeys, type LocalKeysOption } from './local-keys.js'
-import { isTrustDomainName } from './mtls.js'
-import { compileCallerPattern, isWorkloadSpiffeId, type CallerPattern } from './spiffe.js'
+import { compileCallerPattern, isTrustDomainName, isWorkloadSpiffeId, type CallerPattern } from './spiffe.js'
 
 /**
  * Which JWT `typ` header an issuer's access tokens carry.

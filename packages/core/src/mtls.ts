@@ -1,7 +1,7 @@
 import type { Logger } from './environment.js'
 import { compileCidrs, parseAnchors, type ForwardedFormat, type ResolvedForwarded } from './forwarded-certificate.js'
 import { checkKeys, fail, isFileOption, isPlainObject, oneOf, optionalBoolean, optionKeys, positive, readFileOption, stringList } from './internal/validate.js'
-import { compileCallerPattern, parseSpiffeId, type CallerPattern } from './spiffe.js'
+import { compileCallerPattern, isTrustDomainName, parseSpiffeId, type CallerPattern } from './spiffe.js'
 import { TrustBundles, type TrustBundleSource, type TrustBundleSpec } from './trust-bundles.js'
 
 /** `'required'`: every request must come over TLS with a client certificate the socket authorized. `'optional'` (default): used when present. */
@@ -81,10 +81,6 @@ const MTLS_KEYS = optionKeys<MtlsOptions>()(['mode', 'trustDomains', 'forwarded'
 const FORWARDED_KEYS = optionKeys<ForwardedOptions>()(['format', 'header', 'trustedProxies', 'ca', 'trustProxyAssertions', 'maxHeaderBytes', 'elements'])
 const PROXY_KEYS = optionKeys<TrustedProxies>()(['spiffeIds', 'cidrs'])
 const MTLS_MODES: readonly MtlsMode[] = ['required', 'optional']
-
-/** True when `value` is a SPIFFE trust domain name (`example.org`): what a `spiffe://` ID may start with. */
-export const isTrustDomainName = (value: unknown): value is string =>
-  typeof value === 'string' && parseSpiffeId(`spiffe://${value}`)?.trustDomain === value
 
 const invalidDomain = (domain: string): string => `contains an invalid trust domain ${JSON.stringify(domain)} (lower-case letters, digits, ".", "-", "_")`
 

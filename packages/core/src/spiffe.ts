@@ -40,6 +40,10 @@ export function parseSpiffeId(value: string): SpiffeId | undefined {
   return { id: value, trustDomain, segments }
 }
 
+/** True when `value` is a SPIFFE trust domain name (`example.org`): what a `spiffe://` ID may start with. */
+export const isTrustDomainName = (value: unknown): value is string =>
+  typeof value === 'string' && parseSpiffeId(`spiffe://${value}`)?.trustDomain === value
+
 /** True when `value` is a valid SPIFFE ID with a non-empty path (a workload, not a trust domain). */
 export const isWorkloadSpiffeId = (value: string): boolean => (parseSpiffeId(value)?.segments.length ?? 0) > 0
 
