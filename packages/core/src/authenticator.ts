@@ -8,9 +8,9 @@ import { stepOf } from './explain-step.js'
 import { applyChallenge, type ChallengeContext } from './http-mapping.js'
 import { IssuerKeys } from './jwks.js'
 import { Introspector } from './introspection.js'
+import { createPeerResolver } from './mtls.js'
 import { resolveConfig, type CallsignOptions, type ResolvedConfig } from './options.js'
-import { addressTrusted, ForwardedPeers } from './forwarded-certificate.js'
-import { readPeerCertificate, spiffeIdHost, type PeerCertificate } from './peer-certificate.js'
+import type { PeerCertificate } from './peer-certificate.js'
 import { loadTelemetry, type Telemetry } from './telemetry.js'
 import { checkRevocation, revokeToken, type RevocableToken } from './revocation.js'
 import { authorize, compileRule, findAllowance, type AuthRule, type CompiledRule } from './policy.js'
@@ -96,7 +96,7 @@ export function createCallsign(options: CallsignOptions): Callsign {
   const keys = new IssuerKeys(config)
   const tokenCache = config.tokenCacheMaxEntries > 0 ? new VerifiedTokenCache(config.tokenCacheMaxEntries) : undefined
   const introspector = Introspector.wanted(config) ? new Introspector(config) : undefined
-  const { mtls, realm, dpop } = config
+  const { realm, dpop } = config
   const dpopAlgs = dpop.mode === 'off' ? undefined : dpop.algs
   const bearer = dpop.mode !== 'required'
   // The server nonce (an HMAC) is computed only for the refusal that hands it out.
@@ -109,43 +109,12 @@ export function createCallsign(options: CallsignOptions): Callsign {
     resourceMetadata: config.resourceMetadata?.url,
   })
 
-  const { trustBundles } = mtls
-  trustBundles?.watch()
-  const forwardedPeers = mtls.forwarded ? new ForwardedPeers(mtls.forwarded, trustBundles) : undefined
-
-  /**
-   * The client certificate identity of a request: the socket's authorized certificate, or, when
-   * the immediate peer is a trusted proxy (by its certificate's SPIFFE ID or its address), the
-   * certificate it forwarded (none if it forwarded none). Anyone else's header is ignored.
-   */
-  function resolvePeer(request: AuthRequest): PeerCertificate | undefined {
-    const state = readPeerCertificate(request.socket)
-    if (state.kind === 'rejected') throw new AuthError('peer_unauthorized', state.reason, { cause: state.cause })
-    const socketPeer = state.kind === 'authorized' ? state.peer : undefined
-    // Federation: the socket's SPIFFE ID (a caller's or a proxy's) is proven only by its own domain's bundle.
-    if (trustBundles && state.kind === 'authorized' && state.peer.spiffeId !== undefined) {
-      trustBundles.checkConnection(request.socket!, state.peer.spiffeId, state.chain ?? [], config.now())
-    }
-    const forwarded = mtls.forwarded
-    if (!forwarded || !forwardedPeers) return socketPeer
-    const proxySpiffeId = socketPeer?.spiffeId
-    const fromProxy =
-      (proxySpiffeId !== undefined && forwarded.proxySpiffeIds?.some((pattern) => pattern.matches(proxySpiffeId)) === true) ||
-      addressTrusted(forwarded.proxyAddresses, (request.socket as { remoteAddress?: string } | null | undefined)?.remoteAddress)
-    if (!fromProxy) return socketPeer
-    return forwardedPeers.read(headerValues(request, forwarded.header), config.now())
-  }
+  // The client certificate identity of a request, and the `mtls` policy on it.
+  const resolvePeer = createPeerResolver(config)
 
   /** Value when nothing needs I/O; a promise only for key fetches, introspection, revocation or DPoP. */
   function authenticate(request: AuthRequest, seen: Seen): AuthContext | undefined | Promise<AuthContext | undefined> {
     const peer = resolvePeer(request)
-    if (!peer && mtls.mode === 'required') throw new AuthError('mtls_required', 'a trusted client certificate is required')
-    if (peer && mtls.trustDomains) {
-      const domain = peer.spiffeId === undefined ? undefined : spiffeIdHost(peer.spiffeId)
-      if (domain === undefined || !mtls.trustDomains.has(domain)) {
-        throw new AuthError('peer_unauthorized', 'client certificate is not from an accepted trust domain')
-      }
-    }
     // A malformed DPoP request gets its error in the DPoP challenge (see `schemeSent`).
     seen.reading = true
     const credentials = readCredentials(request, dpop.mode !== 'off', knownToken)

@@ -1,6 +1,9 @@
-import type { Logger } from './environment.js'
-import { compileCidrs, parseAnchors, type ForwardedFormat, type ResolvedForwarded } from './forwarded-certificate.js'
+import type { EnvironmentConfig, Logger } from './environment.js'
+import { AuthError } from './errors.js'
+import { addressTrusted, compileCidrs, ForwardedPeers, parseAnchors, type ForwardedFormat, type ResolvedForwarded } from './forwarded-certificate.js'
 import { checkKeys, fail, isFileOption, isPlainObject, oneOf, optionalBoolean, optionKeys, positive, readFileOption, stringList } from './internal/validate.js'
+import { readPeerCertificate, spiffeIdHost, type PeerCertificate } from './peer-certificate.js'
+import { headerValues, type AuthRequest } from './request.js'
 import { compileCallerPattern, isTrustDomainName, parseSpiffeId, type CallerPattern } from './spiffe.js'
 import { TrustBundles, type TrustBundleSource, type TrustBundleSpec } from './trust-bundles.js'
 
@@ -180,4 +183,50 @@ function checkProxyDomains(patterns: readonly CallerPattern[], trustBundles: Tru
       fail(`mtls.forwarded.trustedProxies.spiffeIds[${i}]`, `names the trust domain ${JSON.stringify(domain)}, which has no bundle in "mtls.trustDomains": a proxy's SPIFFE ID is proven by its domain's bundle`)
     }
   })
+}
+
+/** What peer resolution reads: the `mtls` option and the clock. */
+export type PeerConfig = { mtls: ResolvedMtls } & Pick<EnvironmentConfig, 'now'>
+
+/**
+ * The client certificate that identifies each request's caller, per `mtls`: the socket's
+ * authorized certificate, or, when the immediate peer is a trusted proxy (by its certificate's
+ * SPIFFE ID or its address), the certificate it forwarded (none if it forwarded none); anyone
+ * else's header is ignored. Then the policy: a certificate when `mode` is `'required'`
+ * (`mtls_required`), a SPIFFE ID of an accepted trust domain when `trustDomains` is set
+ * (`peer_unauthorized`). Starts watching the trust-bundle files, if any.
+ */
+export function createPeerResolver(config: PeerConfig): (request: AuthRequest) => PeerCertificate | undefined {
+  const { mode, trustDomains, trustBundles, forwarded } = config.mtls
+  trustBundles?.watch()
+  const forwardedPeers = forwarded ? new ForwardedPeers(forwarded, trustBundles) : undefined
+
+  function presentedPeer(request: AuthRequest): PeerCertificate | undefined {
+    const state = readPeerCertificate(request.socket)
+    if (state.kind === 'rejected') throw new AuthError('peer_unauthorized', state.reason, { cause: state.cause })
+    const socketPeer = state.kind === 'authorized' ? state.peer : undefined
+    // Federation: the socket's SPIFFE ID (a caller's or a proxy's) is proven only by its own domain's bundle.
+    if (trustBundles && state.kind === 'authorized' && state.peer.spiffeId !== undefined) {
+      trustBundles.checkConnection(request.socket!, state.peer.spiffeId, state.chain ?? [], config.now())
+    }
+    if (!forwarded || !forwardedPeers) return socketPeer
+    const proxySpiffeId = socketPeer?.spiffeId
+    const fromProxy =
+      (proxySpiffeId !== undefined && forwarded.proxySpiffeIds?.some((pattern) => pattern.matches(proxySpiffeId)) === true) ||
+      addressTrusted(forwarded.proxyAddresses, (request.socket as { remoteAddress?: string } | null | undefined)?.remoteAddress)
+    if (!fromProxy) return socketPeer
+    return forwardedPeers.read(headerValues(request, forwarded.header), config.now())
+  }
+
+  return (request) => {
+    const peer = presentedPeer(request)
+    if (!peer && mode === 'required') throw new AuthError('mtls_required', 'a trusted client certificate is required')
+    if (peer && trustDomains) {
+      const domain = peer.spiffeId === undefined ? undefined : spiffeIdHost(peer.spiffeId)
+      if (domain === undefined || !trustDomains.has(domain)) {
+        throw new AuthError('peer_unauthorized', 'client certificate is not from an accepted trust domain')
+      }
+    }
+    return peer
+  }
 }
