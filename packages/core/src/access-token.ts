@@ -130,25 +130,27 @@ function verifyUncachedAccessToken(
   if (!typOk) throw invalidToken('token type is not an access token')
 
   const selector = { alg, kid: header.kid }
-  const checked = issuer
-  const finish = (key: KeyObject): VerifiedToken => checkVerified(token, parts, alg, key, unverified as AccessTokenClaims, checked, config, now, cache)
+  const pending: PendingToken = { token, parts, alg, claims: unverified as AccessTokenClaims, issuer, config, now, cache }
   // Keys already cached: no promise. Otherwise fetched (or refused) by getKey, with its rules.
   const key = keys.keyNow(issuer, selector)
-  return key ? finish(key) : keys.getKey(issuer, selector).then(finish)
+  return key ? checkVerified(pending, key) : keys.getKey(issuer, selector).then((fetched) => checkVerified(pending, fetched))
+}
+
+/** A token whose structure, issuer, algorithm and type passed: what {@link checkVerified} needs besides the key. */
+interface PendingToken {
+  token: string
+  parts: string[]
+  alg: string
+  /** Decoded, not yet verified. */
+  claims: AccessTokenClaims
+  issuer: ResolvedIssuer
+  config: TokenCheckConfig
+  now: number
+  cache: VerifiedTokenCache | undefined
 }
 
 /** The checks that need the key: signature, then every claim; the verified token is offered to `cache`. */
-function checkVerified(
-  token: string,
-  parts: string[],
-  alg: string,
-  key: KeyObject,
-  claims: AccessTokenClaims,
-  issuer: ResolvedIssuer,
-  config: TokenCheckConfig,
-  now: number,
-  cache: VerifiedTokenCache | undefined,
-): VerifiedToken {
+function checkVerified({ token, parts, alg, claims, issuer, config, now, cache }: PendingToken, key: KeyObject): VerifiedToken {
   // The signing input as a slice of the token (no concatenated copy to flatten).
   if (!verifySignature(alg, key, token.slice(0, token.length - parts[2]!.length - 1), parts[2]!)) throw invalidToken('signature verification failed')
   const notAfter = checkTimeClaims(claims, issuer, config, now, true)
