@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { createSecureContext, type SecureContextOptions, type Server as TlsServer } from 'node:tls'
 import { childrenOf, readTlv, type Tlv } from './internal/der.js'
+import { countPemBegins, pemDer, scanPem } from './internal/pem.js'
 import { parseSpiffeId } from './spiffe.js'
 
 /**
@@ -603,28 +604,21 @@ function buildMaterial(sources: ReadonlyMap<Field, Source>, snapshot: Snapshot, 
   return { cert: certText, key: keyText, ca: caText, crl, leaf }
 }
 
-interface PemBlock {
+interface DecodedPem {
   label: string
   der: Buffer
   /** The block itself, `-----BEGIN ...` to `-----END ...-----`, plus a newline. */
   text: string
 }
 
-/** Every PEM block of `text`; a truncated or garbled block (a half-written file) is refused. Text between blocks is ignored, as OpenSSL does. */
-function pemBlocks(text: string, refuse: (message: string) => never): PemBlock[] {
-  const blocks: PemBlock[] = []
-  const pattern = /-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END ([A-Z0-9 ]+)-----/g
-  for (const match of text.matchAll(pattern)) {
-    const [whole, label, body, endLabel] = match as unknown as [string, string, string, string]
-    if (label !== endLabel) refuse(`has a PEM block "BEGIN ${label}" closed by "END ${endLabel}" (a truncated or garbled file?)`)
-    // Encrypted legacy keys carry `Name: value` headers before the base64 body.
-    const base64 = body.replace(/^[A-Za-z-]+:.*$/gm, '').replace(/\s+/g, '')
-    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(base64) || base64.length % 4 !== 0 || base64.length === 0) {
-      refuse(`has a PEM block "${label}" that is not valid base64 (a truncated or garbled file?)`)
-    }
-    blocks.push({ label, der: Buffer.from(base64, 'base64'), text: `${whole}\n` })
-  }
-  if (text.split('-----BEGIN ').length - 1 !== blocks.length) refuse('has a PEM block without its END line (a truncated, half-written file?)')
+/** Every PEM block of `text`, decoded; a truncated or garbled block (a half-written file) is refused. Text between blocks is ignored, as OpenSSL does. */
+function pemBlocks(text: string, refuse: (message: string) => never): DecodedPem[] {
+  const blocks = scanPem(text).map((block) => {
+    if (block.label !== block.endLabel) refuse(`has a PEM block "BEGIN ${block.label}" closed by "END ${block.endLabel}" (a truncated or garbled file?)`)
+    const der = pemDer(block) ?? refuse(`has a PEM block "${block.label}" that is not valid base64 (a truncated or garbled file?)`)
+    return { label: block.label, der, text: `${block.text}\n` }
+  })
+  if (countPemBegins(text) !== blocks.length) refuse('has a PEM block without its END line (a truncated, half-written file?)')
   return blocks
 }
 

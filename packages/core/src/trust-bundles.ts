@@ -1,8 +1,9 @@
 import type { X509Certificate } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { AuthError } from './errors.js'
-import { parseAnchors, pemCertificateBlocks, type ForwardedTrustBundles } from './forwarded-certificate.js'
+import { parseAnchors, type ForwardedTrustBundles } from './forwarded-certificate.js'
 import { buildCertificatePath } from './internal/certificate-path.js'
+import { countPemBegins, pemCertificateBlocks } from './internal/pem.js'
 import type { PeerSocket } from './request.js'
 import type { TlsMaterial } from './server-tls.js'
 import { parseSpiffeId } from './spiffe.js'
@@ -26,11 +27,9 @@ export interface TrustBundleSpec {
   pollSeconds: number
 }
 
-const BEGIN = '-----BEGIN CERTIFICATE-----'
-
 /** The certificates of a bundle's PEM text; throws `TypeError` naming `option` (a half-written file included). */
 export function parseBundle(text: string, option: string): X509Certificate[] {
-  if (text.split(BEGIN).length - 1 !== pemCertificateBlocks(text).length) {
+  if (countPemBegins(text, 'CERTIFICATE') !== pemCertificateBlocks(text).length) {
     throw new TypeError(`Callsign: "${option}" has a PEM certificate without its END line (a truncated, half-written file?)`)
   }
   return parseAnchors(text, option)
