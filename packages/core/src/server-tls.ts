@@ -100,6 +100,13 @@ export interface ServerTlsOptions {
   onExpiringSoon?: (event: CertificateExpiryEvent) => void
   /** Days before `notAfter` from which `onExpiringSoon` fires. Default 14. */
   expiryWarningDays?: number
+  /**
+   * The clock, in epoch milliseconds, for the checks that judge time: the server certificate's
+   * expiry (`onExpiringSoon`) and each CRL's `thisUpdate` and `nextUpdate`. Default `Date.now`.
+   * Pass the guard's `now` to keep one clock. (OpenSSL judges certificates at handshake time by
+   * the system clock.)
+   */
+  now?: () => number
 }
 
 /**
@@ -163,7 +170,7 @@ export interface ServerTlsBundle {
 /** An option holding material; a trust domain's bundle is `trustDomains["example.org"]`. */
 type Field = 'cert' | 'key' | 'ca' | 'crl' | `trustDomains[${string}]`
 const FIELDS = ['cert', 'key', 'ca', 'crl'] as const
-const OPTION_KEYS = ['cert', 'key', 'ca', 'trustDomains', 'crl', 'watch', 'minVersion', 'onReload', 'onExpiringSoon', 'expiryWarningDays']
+const OPTION_KEYS = ['cert', 'key', 'ca', 'trustDomains', 'crl', 'watch', 'minVersion', 'onReload', 'onExpiringSoon', 'expiryWarningDays', 'now']
 const DAY_MS = 24 * 60 * 60 * 1000
 const DEFAULT_INTERVAL_MS = 5000
 const MAX_TIMER_MS = 2 ** 31 - 1
@@ -183,6 +190,7 @@ interface ServerTlsSettings {
   /** Poll interval; `undefined`: no watch. */
   intervalMs: number | undefined
   warningDays: number
+  now: () => number
   onReload: (event: ServerTlsReloadEvent) => void
   onExpiringSoon: (event: CertificateExpiryEvent) => void
 }
@@ -264,15 +272,15 @@ function resolveServerTls(options: ServerTlsOptions): ServerTlsSettings {
   const intervalMs = resolveWatch(options.watch)
   const paths = pathsOf(sources.values())
   if (intervalMs !== undefined && paths.length === 0) fail('watch', 'needs at least one of "cert", "key", "ca", "crl" given as { path }')
-  for (const name of ['onReload', 'onExpiringSoon'] as const) {
+  for (const name of ['onReload', 'onExpiringSoon', 'now'] as const) {
     if (options[name] !== undefined && typeof options[name] !== 'function') fail(name, 'must be a function')
   }
   const warningDays = options.expiryWarningDays ?? 14
   if (typeof warningDays !== 'number' || !Number.isFinite(warningDays) || warningDays < 0) {
     fail('expiryWarningDays', `must be a number >= 0 (got ${JSON.stringify(warningDays)})`)
   }
-  const { onReload = warnOnFailedReload, onExpiringSoon = warnOnExpiry } = options
-  return { sources, paths, minVersion, intervalMs, warningDays, onReload, onExpiringSoon }
+  const { onReload = warnOnFailedReload, onExpiringSoon = warnOnExpiry, now = Date.now } = options
+  return { sources, paths, minVersion, intervalMs, warningDays, now, onReload, onExpiringSoon }
 }
 
 /** The `watch` option checked: the poll interval in milliseconds, `undefined` when off. */
@@ -406,7 +414,7 @@ class ServerTlsReloader {
   #checkExpiry(): void {
     const { leaf } = this.#current
     const validTo = new Date(leaf.validTo)
-    const msLeft = validTo.getTime() - Date.now()
+    const msLeft = validTo.getTime() - this.#settings.now()
     if (msLeft > this.#settings.warningDays * DAY_MS || this.#expiryReported === leaf.fingerprint256) return
     this.#expiryReported = leaf.fingerprint256
     callHook('onExpiringSoon', () => this.#settings.onExpiringSoon({ subject: 'server', validTo, daysLeft: Math.floor(msLeft / DAY_MS) }))
@@ -460,12 +468,12 @@ function materialReader(sources: ReadonlyMap<Field, Source>, snapshot: FileSnaps
 }
 
 /** Read, parse and cross-check all material; throws `TypeError` naming the option (and file). */
-function buildMaterial({ sources, minVersion }: ServerTlsSettings, snapshot: FileSnapshot): Material {
+function buildMaterial({ sources, minVersion, now }: ServerTlsSettings, snapshot: FileSnapshot): Material {
   const read = materialReader(sources, snapshot)
   const { text: cert, leaf } = readCertificate(read)
   const key = readKey(read, leaf)
   const { text: ca, cas } = readTrustedCas(read)
-  const crl = readCrls(read, cas, { caOption: sources.has('ca') ? 'ca' : 'trustDomains', now: Date.now() })
+  const crl = readCrls(read, cas, { caOption: sources.has('ca') ? 'ca' : 'trustDomains', now: now() })
   try {
     createSecureContext({ cert, key, ca, ...(crl ? { crl } : {}), minVersion })
   } catch (error) {
