@@ -166,7 +166,6 @@ export interface ServerTlsBundle {
   close(): void
 }
 
-
 /** An option holding material; a trust domain's bundle is `trustDomains["example.org"]`. */
 type Field = 'cert' | 'key' | 'ca' | 'crl' | `trustDomains[${string}]`
 const FIELDS = ['cert', 'key', 'ca', 'crl'] as const
