@@ -62,6 +62,8 @@ const plugin: FastifyPluginAsync<FastifyCallsignOptions> = async (fastify, optio
   }
   const guard = createCallsign(callsignOptions)
   fastify.decorate('callsign', guard)
+  // Stop the guard's file polling with the app.
+  fastify.addHook('onClose', () => guard.close())
   fastify.decorateRequest('auth', null)
   const accept = (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction, auth: AuthContext | undefined): void => {
     request.auth = auth ?? null
