@@ -476,7 +476,7 @@ function buildMaterial({ sources, minVersion, now }: ServerTlsSettings, snapshot
   try {
     createSecureContext({ cert, key, ca, ...(crl ? { crl } : {}), minVersion })
   } catch (error) {
-    throw new TypeError(`Callsign: "cert", "key", "ca" or "crl" refused by Node's TLS stack: ${(error as Error).message}`)
+    throw new TypeError(`Callsign: "cert", "key", "ca" or "crl" refused by Node's TLS stack: ${(error as Error).message}`, { cause: error })
   }
   return { cert, key, ca, crl, leaf }
 }

@@ -245,7 +245,6 @@ export async function startTestIssuer(options: TestIssuerOptions = {}): Promise<
   const requests: RecordedRequest[] = [];
   let outage: OutageMode = 'none';
   let latencyMs = 0;
-  let origin = '';
   let issuer = '';
   let jwksUri = '';
 
@@ -323,7 +322,7 @@ export async function startTestIssuer(options: TestIssuerOptions = {}): Promise<
     });
   });
   const { port } = server.address() as AddressInfo;
-  origin = `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
+  const origin = `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   issuer = origin + issuerPath;
   jwksUri = origin + jwksPath;
 
