@@ -102,7 +102,9 @@ function packageVersion(name, from = require) {
       try {
         const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'))
         if (pkg.name === name) return { version: pkg.version, dir }
-      } catch {}
+      } catch {
+        // no readable package.json here: look one level up
+      }
       const up = dirname(dir)
       if (up === dir) return { version: '?', dir: undefined }
       dir = up
@@ -597,7 +599,7 @@ function summary(c) {
   }
 }
 
-function report(configs, options) {
+function report(configs) {
   const lines = [TABLE_HEADER, '| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |']
   for (const c of configs) {
     if (c.failed) {

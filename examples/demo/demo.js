@@ -201,10 +201,27 @@ try {
 }
 
 // ---- 6. The table ----------------------------------------------------------------------------------
-const headings = ['#', 'Call', 'Status', 'Outcome', 'Code', 'Reason']
-const widths = headings.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)))
+// Two lines a call (the call, then why), so the table fits a 120-column terminal.
+const WIDTH = 120
+const INDENT = '      '
+const headings = ['#', 'Call', 'Status', 'Decision']
+const cellsOf = (row) => [row[0], row[1], row[2], row[3] === 'allowed' ? 'allowed' : `refused: ${row[4]}`]
+const widths = headings.map((h, i) => Math.max(h.length, ...rows.map((row) => cellsOf(row)[i].length)))
 const line = (cells) => cells.map((cell, i) => (i === 0 ? cell.padStart(widths[i]) : cell.padEnd(widths[i]))).join('  ').trimEnd()
-const rule = '-'.repeat(widths.reduce((sum, w) => sum + w + 2, -2))
+const rule = '-'.repeat(Math.min(WIDTH, widths.reduce((sum, w) => sum + w + 2, -2)))
+/** `text` in lines of at most WIDTH columns after INDENT, broken between words. */
+function wrap(text) {
+  const lines = []
+  let current = ''
+  for (const word of text.split(' ')) {
+    if (current && INDENT.length + current.length + 1 + word.length > WIDTH) {
+      lines.push(INDENT + current)
+      current = word
+    } else current = current ? `${current} ${word}` : word
+  }
+  if (current) lines.push(INDENT + current)
+  return lines
+}
 
 console.log(`
 Callsign demo: an orders service on https://127.0.0.1:${port}, issuer ${issuer.issuer}
@@ -217,7 +234,10 @@ Callsign demo: an orders service on https://127.0.0.1:${port}, issuer ${issuer.i
 `)
 console.log(line(headings))
 console.log(rule)
-for (const row of rows) console.log(line(row))
+for (const row of rows) {
+  console.log(line(cellsOf(row)))
+  for (const text of wrap(row[5])) console.log(text)
+}
 console.log(rule)
 console.log(
   unexpected === 0

@@ -16,7 +16,7 @@ describe.each(adapters)('$name: RFC 9728 protected resource metadata', (adapter)
   let app: RunningApp
   let dispatcher: Agent
   /** A fetch for oauth4webapi that reaches the test app under its public name, over mTLS. */
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+   
   let viaApp: (url: string, init?: any) => Promise<Response>
 
   const options = (): CallsignOptions => ({

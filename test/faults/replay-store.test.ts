@@ -221,12 +221,12 @@ const BROKEN_STORES: Array<{ title: string; store: () => ReplayStore }> = [
     title: 'answers true, but only after replayStoreTimeoutMs',
     store: () => ({ markUsed: () => new Promise<boolean>((resolve) => setTimeout(() => resolve(true), 400)) }),
   },
-  { title: 'rejects with a string, not an Error', store: () => ({ markUsed: () => Promise.reject('ECONNREFUSED') }) }, // eslint-disable-line prefer-promise-reject-errors
+  { title: 'rejects with a string, not an Error', store: () => ({ markUsed: () => Promise.reject('ECONNREFUSED') }) },  
   {
     title: 'throws null synchronously',
     store: () => ({
       markUsed: () => {
-        throw null // eslint-disable-line @typescript-eslint/only-throw-error
+        throw null  
       },
     }),
   },

@@ -38,6 +38,13 @@ export interface Callsign {
   /** Resolves once every issuer's keys are cached (fetching them if needed): for readiness probes. */
   ready(): Promise<void>
   /**
+   * Stop what the guard started: the polling of local key files and trust bundle files, and the
+   * introspection client certificate's idle connections. The guard keeps answering with the keys
+   * and bundles it holds (remote JWKS and introspection are still fetched when needed); files are
+   * no longer followed. Idempotent. Fastify's plugin calls it when the app closes.
+   */
+  close(): Promise<void>
+  /**
    * The RFC 9728 metadata document when `resourceMetadata` is configured and the request is a GET
    * or HEAD of its well-known path; `undefined` otherwise (then authenticate as usual).
    */
@@ -271,6 +278,11 @@ export function createCallsign(options: CallsignOptions): Callsign {
       // Issuers whose tokens are all introspected (`tokens: 'all'`) need no keys.
       const needKeys = [...config.issuers.values()].filter((issuer) => issuer.introspection?.tokens !== 'all' && !keys.hasKeys(issuer.issuer))
       await Promise.all(needKeys.map((issuer) => keys.refresh(issuer)))
+    },
+    async close() {
+      keys.close()
+      config.mtls.trustBundles?.close()
+      for (const { introspection } of config.issuers.values()) if (introspection && 'tls' in introspection.auth) introspection.auth.tls.close()
     },
   }
   if (config.prefetch) guard.ready().catch(() => {}) // failures are logged; requests retry

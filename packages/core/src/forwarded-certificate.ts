@@ -3,6 +3,7 @@ import { BlockList, isIPv4, isIPv6 } from 'node:net'
 import { LRUCache } from 'lru-cache'
 import { AuthError, invalidRequest } from './errors.js'
 import { buildCertificatePath } from './internal/certificate-path.js'
+import { pemCertificateBlocks } from './internal/pem.js'
 import { checkLeafCertificate, describeCertificate, sealPeer, type PeerCertificate } from './peer-certificate.js'
 import { parseSpiffeId, type CallerPattern } from './spiffe.js'
 
@@ -93,23 +94,8 @@ export function parseXfcc(header: string): XfccElement[] {
   return elements
 }
 
-const PEM_BEGIN = '-----BEGIN CERTIFICATE-----'
-const PEM_END = '-----END CERTIFICATE-----'
-
-/** The PEM certificate blocks of a text, in order, found in linear time (no backtracking regex on proxy input). */
-export function pemCertificateBlocks(text: string): string[] {
-  const blocks: string[] = []
-  let from = 0
-  for (;;) {
-    const begin = text.indexOf(PEM_BEGIN, from)
-    if (begin === -1) break
-    const end = text.indexOf(PEM_END, begin + PEM_BEGIN.length)
-    if (end === -1) break
-    blocks.push(text.slice(begin, end + PEM_END.length))
-    from = end + PEM_END.length
-  }
-  return blocks
-}
+// Where explain.ts and the tests have always found it; the one PEM scanner is in internal/pem.ts.
+export { pemCertificateBlocks }
 
 /** Decode a URL-encoded PEM (Envoy `Cert`/`Chain`, nginx `$ssl_client_escaped_cert`) into certificates. */
 export function decodeForwardedPem(value: string): X509Certificate[] {

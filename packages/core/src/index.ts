@@ -25,6 +25,7 @@ export {
 } from './options.js'
 export { compileRule, authorize, type AuthRule, type CompiledRule } from './policy.js'
 export type { AuthContext, TokenAuthContext, CertificateAuthContext, CallerIdentity, TokenBinding } from './principal.js'
+export type { AuthFor, UserAuthContext, ServiceAuthContext } from './principal.js'
 export type { AccessTokenClaims, ActorClaim } from './access-token.js'
 export { AuthError, type AuthErrorCode, type AuthSide } from './errors.js'
 export { toHttpResponse, toProblem, problemType, applyChallenge, type ChallengeContext, type HttpErrorResponse, type ProblemDocument } from './http-mapping.js'

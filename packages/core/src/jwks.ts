@@ -1,9 +1,9 @@
 import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto'
-import { readFile } from 'node:fs/promises'
 import { LRUCache } from 'lru-cache'
 import { discoverJwksUri } from './discovery.js'
 import { AuthError, invalidToken } from './errors.js'
 import { fetchJson, FetchFailure } from './internal/fetch-json.js'
+import { readFilesSync, textOf, WatchedFiles } from './internal/watched-file.js'
 import { algorithmSpec } from './algorithms.js'
 import type { ResolvedIssuer } from './issuers.js'
 import type { KeySourceConfig } from './jwks-options.js'
@@ -89,6 +89,7 @@ export class IssuerKeys {
   readonly #config: KeySourceConfig
   readonly #sets: LRUCache<string, KeySet>
   readonly #states = new Map<string, IssuerState>()
+  readonly #watches: WatchedFiles[] = []
   /** Set by the guard when OpenTelemetry is present: key fetch outcomes and cache events. */
   onKeyEvent: ((outcome: 'ok' | 'failed' | 'stale_served' | 'cooldown', issuer: string) => void) | undefined
 
@@ -110,22 +111,30 @@ export class IssuerKeys {
       const algorithms = [...issuer.algorithms].join(', ')
       throw new TypeError(`Callsign: "${local.option}" must hold at least one public key usable with the issuer's algorithms (${algorithms}), and at most jwks.maxKeys keys`)
     }
-    if (!local.path) return
-    const path = local.path
-    let last = ''
-    const poll = async (): Promise<void> => {
-      try {
-        const text = await readFile(path, 'utf8')
-        if (text === last) return
-        const set = this.#parse(parseLocalKeys(text, path), new URL(`file://${path}`), issuer, Infinity)
-        last = text
-        this.#sets.set(issuer.issuer, set)
-      } catch (error) {
-        this.#config.logger.warn('callsign: could not reload local issuer keys; keeping the previous ones', { issuer: issuer.issuer, reason: (error as Error).message })
-      }
-    }
-    readFile(path, 'utf8').then((text) => (last = text), () => {})
-    setInterval(() => void poll(), local.pollSeconds * 1000).unref()
+    if (local.path) this.#watchLocal(issuer, local.path, local.pollSeconds)
+  }
+
+  /**
+   * Follow a local key file every `pollSeconds` by the rules of {@link WatchedFiles}: new keys
+   * once two reads in a row agree; a file that does not parse or holds no usable key keeps the
+   * previous keys and is logged once.
+   */
+  #watchLocal(issuer: ResolvedIssuer, path: string, pollSeconds: number): void {
+    const url = new URL(`file://${path}`)
+    const watch = new WatchedFiles({
+      paths: [path],
+      // The file as it is now: the options read it a moment ago.
+      initial: readFilesSync([path]),
+      apply: (snapshot) => this.#sets.set(issuer.issuer, this.#parse(parseLocalKeys(textOf(snapshot, path), path), url, issuer, Infinity)),
+      onRefused: (error) => this.#config.logger.warn('callsign: could not reload local issuer keys; keeping the previous ones', { issuer: issuer.issuer, reason: (error as Error).message }),
+    })
+    watch.start(pollSeconds * 1000)
+    this.#watches.push(watch)
+  }
+
+  /** Stop following local key files; the keys read so far stay in use. Idempotent. */
+  close(): void {
+    for (const watch of this.#watches) watch.close()
   }
 
   /**

@@ -61,6 +61,30 @@ export interface CertificateAuthContext extends AuthContextBase {
  */
 export type AuthContext = TokenAuthContext | CertificateAuthContext
 
+/**
+ * A call on behalf of a user: what a rule with `onBehalfOf: 'required'` promises. Only a token
+ * names a user, so `claims` can be read without narrowing on `credential`.
+ */
+export type UserAuthContext = TokenAuthContext & { user: { sub: string } }
+
+/** A service-only call, with no user: what a rule with `onBehalfOf: 'forbidden'` promises. */
+export type ServiceAuthContext = AuthContext & { user?: undefined }
+
+/**
+ * The auth context a rule promises, read from the rule's type: a {@link UserAuthContext} for
+ * `onBehalfOf: 'required'`, a {@link ServiceAuthContext} for `'forbidden'`, otherwise an
+ * {@link AuthContext}. Only a literal `onBehalfOf` narrows: a rule typed as `AuthRule` promises
+ * an `AuthContext`. The adapters' `requireAuth(rule, handler)` and `getAuth(req, rule)` return it.
+ *
+ * @example
+ * type PlaceOrder = AuthFor<{ scopes: ['orders:write']; onBehalfOf: 'required' }> // auth.user.sub: string
+ */
+export type AuthFor<R extends object> = R extends { onBehalfOf: 'required' }
+  ? UserAuthContext
+  : R extends { onBehalfOf: 'forbidden' }
+    ? ServiceAuthContext
+    : AuthContext
+
 /** The caller a peer certificate names: its SPIFFE ID, proven by TLS or forwarded by a trusted proxy. */
 function peerCaller(peer: PeerCertificate & { spiffeId: string }): CallerIdentity {
   return { id: peer.spiffeId, source: peer.verification === undefined || peer.verification === 'tls' ? 'mtls' : 'forwarded' }

@@ -1,27 +1,12 @@
-import { createHash, createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto'
-import { readFileSync } from 'node:fs'
-import { readFile } from 'node:fs/promises'
+import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto'
 import { createSecureContext, type SecureContextOptions, type Server as TlsServer } from 'node:tls'
-import { childrenOf, readTlv, type Tlv } from './internal/der.js'
+import { parseCrl, subjectOf, type ParsedCrl } from './internal/crl.js'
+import { countPemBegins, pemDer, scanPem } from './internal/pem.js'
+import { fail, isPlainObject, pathsOf, sourceOf, type Source, type TlsMaterial } from './internal/tls-material.js'
+import { readFilesSync, textOf, WatchedFiles, type FileSnapshot } from './internal/watched-file.js'
 import { parseSpiffeId } from './spiffe.js'
 
-/**
- * A PEM file on disk, read when the options are created and again on every reload. Relative paths
- * resolve against the working directory; symbolic links are followed (Kubernetes secret volumes).
- * @example
- * const cert: FileRef = { path: '/var/run/secrets/tls/tls.crt' }
- */
-export interface FileRef {
-  path: string
-}
-
-/**
- * PEM text (RFC 7468), as a string or a `Buffer` (UTF-8 / ASCII), or a {@link FileRef} to read it
- * from. DER, PKCS#12 and encrypted keys are not accepted.
- * @example
- * const ca: TlsMaterial = fs.readFileSync('ca.pem') // or { path: 'ca.pem' }, or a PEM string
- */
-export type TlsMaterial = string | Buffer | FileRef
+export type { FileRef, TlsMaterial } from './internal/tls-material.js'
 
 /**
  * Each SPIFFE trust domain the server accepts, mapped to its CA bundle (SPIFFE federation). Pass
@@ -115,6 +100,13 @@ export interface ServerTlsOptions {
   onExpiringSoon?: (event: CertificateExpiryEvent) => void
   /** Days before `notAfter` from which `onExpiringSoon` fires. Default 14. */
   expiryWarningDays?: number
+  /**
+   * The clock, in epoch milliseconds, for the checks that judge time: the server certificate's
+   * expiry (`onExpiringSoon`) and each CRL's `thisUpdate` and `nextUpdate`. Default `Date.now`.
+   * Pass the guard's `now` to keep one clock. (OpenSSL judges certificates at handshake time by
+   * the system clock.)
+   */
+  now?: () => number
 }
 
 /**
@@ -177,7 +169,7 @@ export interface ServerTlsBundle {
 /** An option holding material; a trust domain's bundle is `trustDomains["example.org"]`. */
 type Field = 'cert' | 'key' | 'ca' | 'crl' | `trustDomains[${string}]`
 const FIELDS = ['cert', 'key', 'ca', 'crl'] as const
-const OPTION_KEYS = ['cert', 'key', 'ca', 'trustDomains', 'crl', 'watch', 'minVersion', 'onReload', 'onExpiringSoon', 'expiryWarningDays']
+const OPTION_KEYS = ['cert', 'key', 'ca', 'trustDomains', 'crl', 'watch', 'minVersion', 'onReload', 'onExpiringSoon', 'expiryWarningDays', 'now']
 const DAY_MS = 24 * 60 * 60 * 1000
 const DEFAULT_INTERVAL_MS = 5000
 const MAX_TIMER_MS = 2 ** 31 - 1
@@ -188,6 +180,21 @@ const PRESERVED_SERVER_SETTINGS = [
   'secureOptions', 'sessionIdContext', 'sessionTimeout', 'ticketKeys', 'clientCertEngine',
 ] as const
 
+/** The options of {@link createServerTlsOptions}, checked. */
+interface ServerTlsSettings {
+  sources: ReadonlyMap<Field, Source>
+  /** The files of `sources`, each once. */
+  paths: readonly string[]
+  minVersion: 'TLSv1.2' | 'TLSv1.3'
+  /** Poll interval; `undefined`: no watch. */
+  intervalMs: number | undefined
+  warningDays: number
+  now: () => number
+  onReload: (event: ServerTlsReloadEvent) => void
+  onExpiringSoon: (event: CertificateExpiryEvent) => void
+}
+
+/** The material in use, checked. */
 interface Material {
   cert: string
   key: string
@@ -195,19 +202,6 @@ interface Material {
   crl: string[] | undefined
   leaf: X509Certificate
 }
-
-/** Where PEM material comes from: given inline, or a file read (and re-read) by path. */
-export type Source = { kind: 'inline'; text: string } | { kind: 'file'; path: string }
-
-/** What one read of the watched files found: content, or why it could not be read. */
-type Snapshot = Map<string, { text: string; hash: string } | { error: Error; hash: string }>
-
-const fail = (option: string, message: string): never => {
-  throw new TypeError(`Callsign: "${option}" ${message}`)
-}
-
-const isPlainObject = (value: unknown): value is Record<string, unknown> =>
-  typeof value === 'object' && value !== null && !Array.isArray(value)
 
 /**
  * Build the TLS options of an mTLS server from PEM material or files, with validation up front
@@ -241,6 +235,26 @@ const isPlainObject = (value: unknown): value is Record<string, unknown> =>
  * // Fastify: const app = fastify({ https: tlsOptions }); tlsOptions.attach(app.server as https.Server)
  */
 export function createServerTlsOptions(options: ServerTlsOptions): ServerTlsBundle {
+  const settings = resolveServerTls(options)
+  const reloader = new ServerTlsReloader(settings)
+  const bundle = {} as ServerTlsBundle
+  Object.defineProperties(bundle, {
+    cert: { enumerable: true, get: () => reloader.current.cert },
+    key: { enumerable: true, get: () => reloader.current.key },
+    ca: { enumerable: true, get: () => reloader.current.ca },
+    ...(settings.sources.has('crl') ? { crl: { enumerable: true, get: () => reloader.current.crl } } : {}),
+    requestCert: { enumerable: true, value: true },
+    rejectUnauthorized: { enumerable: true, value: false },
+    minVersion: { enumerable: true, value: settings.minVersion },
+    attach: { value: (server: TlsServer) => reloader.attach(server) },
+    reload: { value: () => reloader.reload() },
+    close: { value: () => reloader.close() },
+  })
+  return bundle
+}
+
+/** Check the options; throws `TypeError` naming the first bad one. Reads no file. */
+function resolveServerTls(options: ServerTlsOptions): ServerTlsSettings {
   if (!isPlainObject(options)) return fail('options', 'must be an object { cert, key, ca, crl?, watch? }')
   for (const name of Object.keys(options)) {
     if (!OPTION_KEYS.includes(name)) fail(name, `is not a known option (known: ${OPTION_KEYS.join(', ')})`)
@@ -254,220 +268,32 @@ export function createServerTlsOptions(options: ServerTlsOptions): ServerTlsBund
   if (options.trustDomains !== undefined) for (const [field, source] of trustDomainSources(options.trustDomains, sources.has('ca'))) sources.set(field, source)
   const minVersion = options.minVersion ?? 'TLSv1.2'
   if (minVersion !== 'TLSv1.2' && minVersion !== 'TLSv1.3') fail('minVersion', `must be 'TLSv1.2' or 'TLSv1.3' (got ${JSON.stringify(minVersion)})`)
-  const watch: unknown = options.watch ?? false
-  let intervalMs: number | undefined
-  if (watch === true) {
-    intervalMs = DEFAULT_INTERVAL_MS
-  } else if (isPlainObject(watch)) {
-    for (const name of Object.keys(watch)) if (name !== 'intervalMs') fail(`watch.${name}`, 'is not a known option (known: intervalMs)')
-    const interval = watch.intervalMs ?? DEFAULT_INTERVAL_MS
-    if (typeof interval !== 'number' || !Number.isInteger(interval) || interval < 10 || interval > MAX_TIMER_MS) {
-      fail('watch.intervalMs', `must be a whole number of milliseconds >= 10 (got ${JSON.stringify(interval)})`)
-    }
-    intervalMs = interval as number
-  } else if (watch !== false) {
-    fail('watch', `must be a boolean or { intervalMs } (got ${JSON.stringify(watch)})`)
-  }
-  const paths = [...new Set([...sources.values()].flatMap((source) => (source.kind === 'file' ? [source.path] : [])))]
+  const intervalMs = resolveWatch(options.watch)
+  const paths = pathsOf(sources.values())
   if (intervalMs !== undefined && paths.length === 0) fail('watch', 'needs at least one of "cert", "key", "ca", "crl" given as { path }')
-  for (const name of ['onReload', 'onExpiringSoon'] as const) {
+  for (const name of ['onReload', 'onExpiringSoon', 'now'] as const) {
     if (options[name] !== undefined && typeof options[name] !== 'function') fail(name, 'must be a function')
   }
   const warningDays = options.expiryWarningDays ?? 14
   if (typeof warningDays !== 'number' || !Number.isFinite(warningDays) || warningDays < 0) {
     fail('expiryWarningDays', `must be a number >= 0 (got ${JSON.stringify(warningDays)})`)
   }
-  const onReload = options.onReload ?? warnOnFailedReload
-  const onExpiringSoon = options.onExpiringSoon ?? warnOnExpiry
+  const { onReload = warnOnFailedReload, onExpiringSoon = warnOnExpiry, now = Date.now } = options
+  return { sources, paths, minVersion, intervalMs, warningDays, now, onReload, onExpiringSoon }
+}
 
-  // Initial material: read synchronously so a bad file fails the start, not the first handshake.
-  const initial: Snapshot = new Map()
-  for (const path of paths) {
-    try {
-      const text = readFileSync(path, 'utf8')
-      initial.set(path, { text, hash: hashOf(text) })
-    } catch (error) {
-      initial.set(path, { error: error as Error, hash: 'unreadable' })
-    }
+/** The `watch` option checked: the poll interval in milliseconds, `undefined` when off. */
+function resolveWatch(value: unknown): number | undefined {
+  const watch = value ?? false
+  if (watch === false) return undefined
+  if (watch === true) return DEFAULT_INTERVAL_MS
+  if (!isPlainObject(watch)) return fail('watch', `must be a boolean or { intervalMs } (got ${JSON.stringify(watch)})`)
+  for (const name of Object.keys(watch)) if (name !== 'intervalMs') fail(`watch.${name}`, 'is not a known option (known: intervalMs)')
+  const interval = watch.intervalMs ?? DEFAULT_INTERVAL_MS
+  if (typeof interval !== 'number' || !Number.isInteger(interval) || interval < 10 || interval > MAX_TIMER_MS) {
+    fail('watch.intervalMs', `must be a whole number of milliseconds >= 10 (got ${JSON.stringify(interval)})`)
   }
-  let current = buildMaterial(sources, initial, minVersion)
-  let appliedSignature = signatureOf(initial, paths)
-  let appliedHashes = new Map([...initial].map(([path, entry]) => [path, entry.hash]))
-  let pendingSignature: string | undefined
-  let failedSignature: string | undefined
-  let expiryReported: string | undefined
-  const servers = new Map<TlsServer, () => void>()
-  let timer: NodeJS.Timeout | undefined
-  let closed = false
-  let queue: Promise<unknown> = Promise.resolve()
-
-  const report = (event: ServerTlsReloadEvent): void => {
-    try {
-      onReload(event)
-    } catch (error) {
-      console.warn(`Callsign: "onReload" threw: ${(error as Error)?.message ?? String(error)}`)
-    }
-  }
-
-  const checkExpiry = (): void => {
-    const validTo = new Date(current.leaf.validTo)
-    const msLeft = validTo.getTime() - Date.now()
-    if (msLeft > warningDays * DAY_MS || expiryReported === current.leaf.fingerprint256) return
-    expiryReported = current.leaf.fingerprint256
-    try {
-      onExpiringSoon({ subject: 'server', validTo, daysLeft: Math.floor(msLeft / DAY_MS) })
-    } catch (error) {
-      console.warn(`Callsign: "onExpiringSoon" threw: ${(error as Error)?.message ?? String(error)}`)
-    }
-  }
-
-  const contextFor = (server: TlsServer): SecureContextOptions => {
-    const settings: Record<string, unknown> = { minVersion }
-    const held = server as unknown as Record<string, unknown>
-    for (const name of PRESERVED_SERVER_SETTINGS) if (held[name] !== undefined) settings[name] = held[name]
-    // Node refuses `minVersion` next to `secureProtocol`: a server created with the latter keeps it alone.
-    if (held.secureProtocol !== undefined && held.minVersion === undefined) delete settings.minVersion
-    return { ...settings, cert: current.cert, key: current.key, ca: current.ca, ...(current.crl ? { crl: current.crl } : {}) }
-  }
-
-  const readAll = async (): Promise<Snapshot> => {
-    const snapshot: Snapshot = new Map()
-    await Promise.all(paths.map(async (path) => {
-      try {
-        const text = await readFile(path, 'utf8')
-        snapshot.set(path, { text, hash: hashOf(text) })
-      } catch (error) {
-        snapshot.set(path, { error: error as Error, hash: `unreadable:${(error as NodeJS.ErrnoException).code ?? ''}` })
-      }
-    }))
-    return snapshot
-  }
-
-  /** Validate and swap in new material; throws (nothing changed) if it is refused. */
-  const apply = (snapshot: Snapshot, signature: string): void => {
-    const material = buildMaterial(sources, snapshot, minVersion)
-    const previous = current
-    current = material
-    try {
-      // Prove the context for every server first, so either all servers switch or none does.
-      const contexts = [...servers.keys()].map((server) => [server, contextFor(server)] as const)
-      for (const [, context] of contexts) createSecureContext(context)
-      for (const [server, context] of contexts) server.setSecureContext(context)
-    } catch (error) {
-      current = previous
-      throw error
-    }
-    const files = paths.filter((path) => appliedHashes.get(path) !== snapshot.get(path)?.hash)
-    appliedSignature = signature
-    appliedHashes = new Map([...snapshot].map(([path, entry]) => [path, entry.hash]))
-    failedSignature = undefined
-    report({ ok: true, files })
-    checkExpiry()
-  }
-
-  const poll = async (): Promise<void> => {
-    const snapshot = await readAll()
-    if (closed) return
-    const signature = signatureOf(snapshot, paths)
-    if (signature === appliedSignature) {
-      pendingSignature = undefined
-      checkExpiry()
-      return
-    }
-    if (signature !== pendingSignature) {
-      // Changed since the last poll: wait one more interval for the rotation to settle.
-      pendingSignature = signature
-      return
-    }
-    if (signature === failedSignature) return
-    try {
-      apply(snapshot, signature)
-    } catch (error) {
-      failedSignature = signature
-      report({ ok: false, error: error as Error })
-    }
-  }
-
-  const enqueue = <T>(task: () => Promise<T>): Promise<T> => {
-    const run = queue.then(task, task)
-    queue = run.catch(() => undefined)
-    return run
-  }
-
-  const schedule = (): void => {
-    if (intervalMs === undefined || timer !== undefined || closed || servers.size === 0) return
-    const mine = setTimeout(() => {
-      void enqueue(poll).finally(() => {
-        // A detach + attach during the poll may have started another timer: keep only one.
-        if (timer === mine) timer = undefined
-        schedule()
-      })
-    }, intervalMs)
-    mine.unref()
-    timer = mine
-  }
-
-  const detach = (server: TlsServer): void => {
-    const onClose = servers.get(server)
-    if (!onClose) return
-    server.off('close', onClose)
-    servers.delete(server)
-    if (servers.size === 0 && timer !== undefined) {
-      clearTimeout(timer)
-      timer = undefined
-    }
-  }
-
-  const attach = (server: TlsServer): (() => void) => {
-    if (closed) throw new Error('Callsign: attach(server): these server TLS options were closed')
-    if (typeof (server as { setSecureContext?: unknown } | null)?.setSecureContext !== 'function') {
-      fail('server', 'must be a tls.Server or https.Server (it has no setSecureContext)')
-    }
-    if (!servers.has(server)) {
-      server.setSecureContext(contextFor(server))
-      const onClose = (): void => detach(server)
-      server.once('close', onClose)
-      servers.set(server, onClose)
-      schedule()
-    }
-    return () => detach(server)
-  }
-
-  const reload = (): Promise<boolean> => enqueue(async () => {
-    const snapshot = await readAll()
-    const signature = signatureOf(snapshot, paths)
-    if (signature === appliedSignature) return true
-    try {
-      apply(snapshot, signature)
-      return true
-    } catch (error) {
-      failedSignature = signature
-      report({ ok: false, error: error as Error })
-      return false
-    }
-  })
-
-  const close = (): void => {
-    closed = true
-    for (const server of [...servers.keys()]) detach(server)
-  }
-
-  checkExpiry()
-
-  const bundle = {} as ServerTlsBundle
-  Object.defineProperties(bundle, {
-    cert: { enumerable: true, get: () => current.cert },
-    key: { enumerable: true, get: () => current.key },
-    ca: { enumerable: true, get: () => current.ca },
-    ...(sources.has('crl') ? { crl: { enumerable: true, get: () => current.crl } } : {}),
-    requestCert: { enumerable: true, value: true },
-    rejectUnauthorized: { enumerable: true, value: false },
-    minVersion: { enumerable: true, value: minVersion },
-    attach: { value: attach },
-    reload: { value: reload },
-    close: { value: close },
-  })
-  return bundle
+  return interval as number
 }
 
 /** The `trustDomains` option checked: one source per trust domain; throws `TypeError` naming the option. */
@@ -485,146 +311,270 @@ function trustDomainSources(value: unknown, hasCa: boolean): Array<[Field, Sourc
   })
 }
 
-/** A `TlsMaterial` option checked and normalized; throws `TypeError` naming `field`. */
-export function sourceOf(value: unknown, field: string): Source {
-  if (typeof value === 'string') {
-    if (value.trim() === '') fail(field, 'must not be empty')
-    return { kind: 'inline', text: value }
+/**
+ * The material in use and the servers that use it: material checked before it replaces the
+ * current one, every attached server switched together, and the files followed by a
+ * {@link WatchedFiles} (polling while a server is attached).
+ */
+class ServerTlsReloader {
+  readonly #settings: ServerTlsSettings
+  readonly #files: WatchedFiles
+  readonly #servers = new Map<TlsServer, () => void>()
+  #current: Material
+  #expiryReported: string | undefined
+  #closed = false
+
+  /** Reads and checks the material now; throws `TypeError` naming a bad option. */
+  constructor(settings: ServerTlsSettings) {
+    this.#settings = settings
+    // Read synchronously so a bad file fails the start, not the first handshake.
+    const initial = readFilesSync(settings.paths)
+    this.#current = buildMaterial(settings, initial)
+    this.#files = new WatchedFiles({
+      paths: settings.paths,
+      initial,
+      apply: (snapshot, files) => this.#apply(snapshot, files),
+      onRefused: (error) => this.#report({ ok: false, error: error as Error }),
+      onUnchanged: () => this.#checkExpiry(),
+    })
+    this.#checkExpiry()
   }
-  if (Buffer.isBuffer(value)) {
-    if (value.length === 0) fail(field, 'must not be empty')
-    return { kind: 'inline', text: value.toString('utf8') }
+
+  get current(): Material {
+    return this.#current
   }
-  if (isPlainObject(value)) {
-    for (const name of Object.keys(value)) if (name !== 'path') fail(`${field}.${name}`, 'is not a known option (known: path)')
-    if (typeof value.path !== 'string' || value.path === '') fail(`${field}.path`, 'must be a non-empty string')
-    return { kind: 'file', path: value.path as string }
+
+  attach(server: TlsServer): () => void {
+    if (this.#closed) throw new Error('Callsign: attach(server): these server TLS options were closed')
+    if (typeof (server as { setSecureContext?: unknown } | null)?.setSecureContext !== 'function') {
+      fail('server', 'must be a tls.Server or https.Server (it has no setSecureContext)')
+    }
+    if (!this.#servers.has(server)) {
+      server.setSecureContext(this.#contextFor(server))
+      const onClose = (): void => this.#detach(server)
+      server.once('close', onClose)
+      this.#servers.set(server, onClose)
+      if (this.#settings.intervalMs !== undefined) this.#files.start(this.#settings.intervalMs)
+    }
+    return () => this.#detach(server)
   }
-  return fail(field, `must be PEM text (a string or Buffer) or { path } of a PEM file (got ${value === null ? 'null' : typeof value})`)
+
+  reload(): Promise<boolean> {
+    return this.#files.reload()
+  }
+
+  close(): void {
+    this.#closed = true
+    this.#files.close()
+    for (const server of [...this.#servers.keys()]) this.#detach(server)
+  }
+
+  #detach(server: TlsServer): void {
+    const onClose = this.#servers.get(server)
+    if (!onClose) return
+    server.off('close', onClose)
+    this.#servers.delete(server)
+    if (this.#servers.size === 0) this.#files.stop()
+  }
+
+  /** Check and swap in new material; throws (nothing changed) if it is refused. */
+  #apply(snapshot: FileSnapshot, files: string[]): void {
+    const material = buildMaterial(this.#settings, snapshot)
+    const previous = this.#current
+    this.#current = material
+    try {
+      // Prove the context for every server first, so either all servers switch or none does.
+      const contexts = [...this.#servers.keys()].map((server) => [server, this.#contextFor(server)] as const)
+      for (const [, context] of contexts) createSecureContext(context)
+      for (const [server, context] of contexts) server.setSecureContext(context)
+    } catch (error) {
+      this.#current = previous
+      throw error
+    }
+    this.#report({ ok: true, files })
+    this.#checkExpiry()
+  }
+
+  #contextFor(server: TlsServer): SecureContextOptions {
+    const current = this.#current
+    const settings: Record<string, unknown> = { minVersion: this.#settings.minVersion }
+    const held = server as unknown as Record<string, unknown>
+    for (const name of PRESERVED_SERVER_SETTINGS) if (held[name] !== undefined) settings[name] = held[name]
+    // Node refuses `minVersion` next to `secureProtocol`: a server created with the latter keeps it alone.
+    if (held.secureProtocol !== undefined && held.minVersion === undefined) delete settings.minVersion
+    return { ...settings, cert: current.cert, key: current.key, ca: current.ca, ...(current.crl ? { crl: current.crl } : {}) }
+  }
+
+  #report(event: ServerTlsReloadEvent): void {
+    callHook('onReload', () => this.#settings.onReload(event))
+  }
+
+  /** Report the server certificate once when it is within `expiryWarningDays` of its `notAfter`. */
+  #checkExpiry(): void {
+    const { leaf } = this.#current
+    const validTo = new Date(leaf.validTo)
+    const msLeft = validTo.getTime() - this.#settings.now()
+    if (msLeft > this.#settings.warningDays * DAY_MS || this.#expiryReported === leaf.fingerprint256) return
+    this.#expiryReported = leaf.fingerprint256
+    callHook('onExpiringSoon', () => this.#settings.onExpiringSoon({ subject: 'server', validTo, daysLeft: Math.floor(msLeft / DAY_MS) }))
+  }
 }
 
-const hashOf = (text: string): string => createHash('sha256').update(text).digest('hex')
-
-const signatureOf = (snapshot: Snapshot, paths: readonly string[]): string =>
-  paths.map((path) => snapshot.get(path)?.hash ?? 'missing').join(',')
-
-/** Read, parse and cross-check all material; throws `TypeError` naming the option (and file). */
-function buildMaterial(sources: ReadonlyMap<Field, Source>, snapshot: Snapshot, minVersion: string): Material {
-  const text = (field: Field): string | undefined => {
-    const source = sources.get(field)
-    if (!source) return undefined
-    if (source.kind === 'inline') return source.text
-    const entry = snapshot.get(source.path)
-    if (!entry || 'error' in entry) {
-      const error = entry && 'error' in entry ? entry.error : undefined
-      return fail(field, `could not be read from ${source.path}: ${(error as NodeJS.ErrnoException | undefined)?.code ?? error?.message ?? 'not read'}`)
-    }
-    if (entry.text.trim() === '') fail(field, `(${source.path}) is empty`)
-    return entry.text
+/** Run a user hook: one that throws is logged and does not stop the reload. */
+function callHook(name: string, hook: () => void): void {
+  try {
+    hook()
+  } catch (error) {
+    console.warn(`Callsign: "${name}" threw: ${(error as Error)?.message ?? String(error)}`)
   }
+}
+
+/** Each option's PEM text as read for one build of the material, and its refusals. */
+interface MaterialReader {
+  /** The options given, in order. */
+  fields: Field[]
+  /** The PEM text of `field`, `undefined` when it is not given; throws when its file is unreadable or empty. */
+  text(field: Field): string | undefined
+  /** Throw the `TypeError` of `field`, naming its file. */
+  refuse(field: Field, message: string): never
+}
+
+function materialReader(sources: ReadonlyMap<Field, Source>, snapshot: FileSnapshot): MaterialReader {
   const label = (field: Field): string => {
     const source = sources.get(field)
     return source?.kind === 'file' ? `${field}" (${source.path})` : `${field}"`
   }
-  // `fail` quotes the option name; the label closes the quote itself to fit the path in.
-  const refuse = (field: Field, message: string): never => {
-    throw new TypeError(`Callsign: "${label(field)} ${message}`)
-  }
-
-  const certText = text('cert')!
-  const certBlocks = pemBlocks(certText, (message) => refuse('cert', message)).filter((block) => block.label === 'CERTIFICATE')
-  if (certBlocks.length === 0) refuse('cert', 'holds no PEM certificate (-----BEGIN CERTIFICATE-----)')
-  const chain = certBlocks.map((block, i) => parseCertificate(block.der, (message) => refuse('cert', `certificate #${i + 1} ${message}`)))
-  const leaf = chain[0]!
-
-  const keyText = text('key')!
-  pemBlocks(keyText, (message) => refuse('key', message))
-  let key: KeyObject
-  try {
-    key = createPrivateKey(keyText)
-  } catch (error) {
-    return refuse('key', `is not a readable unencrypted PEM private key: ${(error as Error).message}`)
-  }
-  if (!leaf.checkPrivateKey(key)) refuse('key', 'is not the private key of the certificate in "cert"')
-
-  // `ca`, or each trust domain's bundle: the server trusts them all together.
-  const caFields = [...sources.keys()].filter((field) => field === 'ca' || field.startsWith('trustDomains['))
-  const caTexts: string[] = []
-  const cas = caFields.flatMap((field) => {
-    const fieldText = text(field)!
-    const caBlocks = pemBlocks(fieldText, (message) => refuse(field, message))
-    if (caBlocks.length === 0) refuse(field, 'holds no PEM certificate (-----BEGIN CERTIFICATE-----)')
-    caTexts.push(fieldText.endsWith('\n') ? fieldText : `${fieldText}\n`)
-    return caBlocks.map((block, i) => {
-      if (block.label !== 'CERTIFICATE') refuse(field, `block #${i + 1} is a ${JSON.stringify(block.label)}, not a CERTIFICATE`)
-      return parseCertificate(block.der, (message) => refuse(field, `certificate #${i + 1} ${message}`))
-    })
-  })
-  const caText = caFields.length === 1 ? text(caFields[0]!)! : caTexts.join('')
-
-  let crl: string[] | undefined
-  const crlText = text('crl')
-  if (crlText !== undefined) {
-    const blocks = pemBlocks(crlText, (message) => refuse('crl', message))
-    if (blocks.length === 0) refuse('crl', 'holds no PEM CRL (-----BEGIN X509 CRL-----)')
-    const now = Date.now()
-    const issuers: Buffer[] = []
-    blocks.forEach((block, i) => {
-      if (block.label !== 'X509 CRL') refuse('crl', `block #${i + 1} is a ${JSON.stringify(block.label)}, not an X509 CRL`)
-      let parsed: ParsedCrl
+  return {
+    fields: [...sources.keys()],
+    text(field) {
+      const source = sources.get(field)
+      if (!source) return undefined
+      if (source.kind === 'inline') return source.text
+      let text: string
       try {
-        parsed = parseCrl(block.der)
-      } catch {
-        return refuse('crl', `block #${i + 1} is not a valid X.509 CRL`)
+        text = textOf(snapshot, source.path)
+      } catch (error) {
+        return fail(field, `could not be read from ${source.path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`)
       }
-      if (parsed.thisUpdate.getTime() > now) {
-        refuse('crl', `block #${i + 1} is not valid before ${parsed.thisUpdate.toISOString()} (thisUpdate); Node would refuse every client certificate of its CA (CRL_NOT_YET_VALID)`)
-      }
-      if (parsed.nextUpdate && parsed.nextUpdate.getTime() < now) {
-        refuse('crl', `block #${i + 1} expired at ${parsed.nextUpdate.toISOString()} (nextUpdate); Node would refuse every client certificate of its CA (CRL_HAS_EXPIRED)`)
-      }
-      issuers.push(parsed.issuer)
-    })
-    for (const ca of cas) {
-      const subject = subjectOf(ca)
-      if (subject && !issuers.some((issuer) => issuer.equals(subject))) {
-        refuse('crl', `has no CRL issued by the CA "${ca.subject}" of "${sources.has('ca') ? 'ca' : 'trustDomains'}"; with "crl" set, Node refuses every client certificate of a CA without one (UNABLE_TO_GET_CRL): add its CRL, an empty one if it revoked nothing`)
-      }
-    }
-    // Node reads only the first CRL of a string: pass each as its own entry.
-    crl = blocks.map((block) => block.text)
+      if (text.trim() === '') fail(field, `(${source.path}) is empty`)
+      return text
+    },
+    // `fail` quotes the option name; the label closes the quote itself to fit the path in.
+    refuse(field, message) {
+      throw new TypeError(`Callsign: "${label(field)} ${message}`)
+    },
   }
-
-  try {
-    createSecureContext({ cert: certText, key: keyText, ca: caText, ...(crl ? { crl } : {}), minVersion: minVersion as 'TLSv1.2' })
-  } catch (error) {
-    throw new TypeError(`Callsign: "cert", "key", "ca" or "crl" refused by Node's TLS stack: ${(error as Error).message}`)
-  }
-  return { cert: certText, key: keyText, ca: caText, crl, leaf }
 }
 
-interface PemBlock {
+/** Read, parse and cross-check all material; throws `TypeError` naming the option (and file). */
+function buildMaterial({ sources, minVersion, now }: ServerTlsSettings, snapshot: FileSnapshot): Material {
+  const read = materialReader(sources, snapshot)
+  const { text: cert, leaf } = readCertificate(read)
+  const key = readKey(read, leaf)
+  const { text: ca, cas } = readTrustedCas(read)
+  const crl = readCrls(read, cas, { caOption: sources.has('ca') ? 'ca' : 'trustDomains', now: now() })
+  try {
+    createSecureContext({ cert, key, ca, ...(crl ? { crl } : {}), minVersion })
+  } catch (error) {
+    throw new TypeError(`Callsign: "cert", "key", "ca" or "crl" refused by Node's TLS stack: ${(error as Error).message}`, { cause: error })
+  }
+  return { cert, key, ca, crl, leaf }
+}
+
+/** `cert`: its text and its first certificate (the leaf); every certificate of the chain must parse. */
+function readCertificate(read: MaterialReader): { text: string; leaf: X509Certificate } {
+  const text = read.text('cert')!
+  const refuse = (message: string): never => read.refuse('cert', message)
+  const blocks = pemBlocks(text, refuse).filter((block) => block.label === 'CERTIFICATE')
+  if (blocks.length === 0) refuse('holds no PEM certificate (-----BEGIN CERTIFICATE-----)')
+  const chain = blocks.map((block, i) => parseCertificate(block.der, (message) => refuse(`certificate #${i + 1} ${message}`)))
+  return { text, leaf: chain[0]! }
+}
+
+/** `key`: its text, once it is known to be the private key of `leaf`. */
+function readKey(read: MaterialReader, leaf: X509Certificate): string {
+  const text = read.text('key')!
+  pemBlocks(text, (message) => read.refuse('key', message))
+  let key: KeyObject
+  try {
+    key = createPrivateKey(text)
+  } catch (error) {
+    return read.refuse('key', `is not a readable unencrypted PEM private key: ${(error as Error).message}`)
+  }
+  if (!leaf.checkPrivateKey(key)) read.refuse('key', 'is not the private key of the certificate in "cert"')
+  return text
+}
+
+/** `ca`, or each trust domain's bundle: the server trusts them all together. Certificates only. */
+function readTrustedCas(read: MaterialReader): { text: string; cas: X509Certificate[] } {
+  const fields = read.fields.filter((field) => field === 'ca' || field.startsWith('trustDomains['))
+  const texts: string[] = []
+  const cas = fields.flatMap((field) => {
+    const text = read.text(field)!
+    const blocks = pemBlocks(text, (message) => read.refuse(field, message))
+    if (blocks.length === 0) read.refuse(field, 'holds no PEM certificate (-----BEGIN CERTIFICATE-----)')
+    texts.push(text.endsWith('\n') ? text : `${text}\n`)
+    return blocks.map((block, i) => {
+      if (block.label !== 'CERTIFICATE') read.refuse(field, `block #${i + 1} is a ${JSON.stringify(block.label)}, not a CERTIFICATE`)
+      return parseCertificate(block.der, (message) => read.refuse(field, `certificate #${i + 1} ${message}`))
+    })
+  })
+  return { text: fields.length === 1 ? read.text(fields[0]!)! : texts.join(''), cas }
+}
+
+/**
+ * `crl`: one PEM block per CRL (Node reads only the first CRL of a string), each current at `now`,
+ * and one issued by every CA of `cas` (else Node would refuse all its clients). `undefined` when not given.
+ */
+function readCrls(read: MaterialReader, cas: readonly X509Certificate[], { caOption, now }: { caOption: string; now: number }): string[] | undefined {
+  const text = read.text('crl')
+  if (text === undefined) return undefined
+  const refuse = (message: string): never => read.refuse('crl', message)
+  const blocks = pemBlocks(text, refuse)
+  if (blocks.length === 0) refuse('holds no PEM CRL (-----BEGIN X509 CRL-----)')
+  const issuers = blocks.map((block, i) => currentCrlIssuer(block, `block #${i + 1}`, now, refuse))
+  for (const ca of cas) {
+    const subject = subjectOf(ca)
+    if (subject && !issuers.some((issuer) => issuer.equals(subject))) {
+      refuse(`has no CRL issued by the CA "${ca.subject}" of "${caOption}"; with "crl" set, Node refuses every client certificate of a CA without one (UNABLE_TO_GET_CRL): add its CRL, an empty one if it revoked nothing`)
+    }
+  }
+  return blocks.map((block) => block.text)
+}
+
+/** The issuer (DER Name) of a CRL block that parses and is current at `now`. */
+function currentCrlIssuer(block: DecodedPem, name: string, now: number, refuse: (message: string) => never): Buffer {
+  if (block.label !== 'X509 CRL') refuse(`${name} is a ${JSON.stringify(block.label)}, not an X509 CRL`)
+  let parsed: ParsedCrl
+  try {
+    parsed = parseCrl(block.der)
+  } catch {
+    return refuse(`${name} is not a valid X.509 CRL`)
+  }
+  if (parsed.thisUpdate.getTime() > now) {
+    refuse(`${name} is not valid before ${parsed.thisUpdate.toISOString()} (thisUpdate); Node would refuse every client certificate of its CA (CRL_NOT_YET_VALID)`)
+  }
+  if (parsed.nextUpdate && parsed.nextUpdate.getTime() < now) {
+    refuse(`${name} expired at ${parsed.nextUpdate.toISOString()} (nextUpdate); Node would refuse every client certificate of its CA (CRL_HAS_EXPIRED)`)
+  }
+  return parsed.issuer
+}
+
+interface DecodedPem {
   label: string
   der: Buffer
   /** The block itself, `-----BEGIN ...` to `-----END ...-----`, plus a newline. */
   text: string
 }
 
-/** Every PEM block of `text`; a truncated or garbled block (a half-written file) is refused. Text between blocks is ignored, as OpenSSL does. */
-function pemBlocks(text: string, refuse: (message: string) => never): PemBlock[] {
-  const blocks: PemBlock[] = []
-  const pattern = /-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END ([A-Z0-9 ]+)-----/g
-  for (const match of text.matchAll(pattern)) {
-    const [whole, label, body, endLabel] = match as unknown as [string, string, string, string]
-    if (label !== endLabel) refuse(`has a PEM block "BEGIN ${label}" closed by "END ${endLabel}" (a truncated or garbled file?)`)
-    // Encrypted legacy keys carry `Name: value` headers before the base64 body.
-    const base64 = body.replace(/^[A-Za-z-]+:.*$/gm, '').replace(/\s+/g, '')
-    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(base64) || base64.length % 4 !== 0 || base64.length === 0) {
-      refuse(`has a PEM block "${label}" that is not valid base64 (a truncated or garbled file?)`)
-    }
-    blocks.push({ label, der: Buffer.from(base64, 'base64'), text: `${whole}\n` })
-  }
-  if (text.split('-----BEGIN ').length - 1 !== blocks.length) refuse('has a PEM block without its END line (a truncated, half-written file?)')
+/** Every PEM block of `text`, decoded; a truncated or garbled block (a half-written file) is refused. Text between blocks is ignored, as OpenSSL does. */
+function pemBlocks(text: string, refuse: (message: string) => never): DecodedPem[] {
+  const blocks = scanPem(text).map((block) => {
+    if (block.label !== block.endLabel) refuse(`has a PEM block "BEGIN ${block.label}" closed by "END ${block.endLabel}" (a truncated or garbled file?)`)
+    const der = pemDer(block) ?? refuse(`has a PEM block "${block.label}" that is not valid base64 (a truncated or garbled file?)`)
+    return { label: block.label, der, text: `${block.text}\n` }
+  })
+  if (countPemBegins(text) !== blocks.length) refuse('has a PEM block without its END line (a truncated, half-written file?)')
   return blocks
 }
 
@@ -633,61 +583,6 @@ function parseCertificate(der: Buffer, refuse: (message: string) => never): X509
     return new X509Certificate(der)
   } catch (error) {
     return refuse(`does not parse: ${(error as Error).message}`)
-  }
-}
-
-// --- Just enough of a CRL and a certificate to find a CRL's issuer and dates and a certificate's subject.
-
-/** RFC 5280 §4.1.2.5: UTCTime (YYMMDDHHMMSSZ, 1950-2049) or GeneralizedTime (YYYYMMDDHHMMSSZ). */
-function readTime(der: Uint8Array, tlv: Tlv): Date {
-  const value = Buffer.from(der.subarray(tlv.start, tlv.end)).toString('latin1')
-  const match = tlv.tag === 0x17
-    ? /^(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(value)
-    : tlv.tag === 0x18 ? /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(value) : null
-  if (!match) throw new RangeError('bad time')
-  const [year, month, day, hour, minute, second] = match.slice(1).map(Number) as [number, number, number, number, number, number]
-  const fullYear = tlv.tag === 0x17 ? (year < 50 ? 2000 + year : 1900 + year) : year
-  return new Date(Date.UTC(fullYear, month - 1, day, hour, minute, second))
-}
-
-interface ParsedCrl {
-  /** DER of the issuer Name. */
-  issuer: Buffer
-  thisUpdate: Date
-  nextUpdate: Date | undefined
-}
-
-/** RFC 5280 §5.1: CertificateList ::= SEQUENCE { tbsCertList, signatureAlgorithm, signatureValue }. */
-function parseCrl(der: Buffer): ParsedCrl {
-  const outer = readTlv(der, 0, der.length)
-  if (outer.tag !== 0x30 || outer.end !== der.length) throw new RangeError('not a CRL')
-  const [tbs, algorithm, signature, extra] = childrenOf(der, outer)
-  if (!tbs || tbs.tag !== 0x30 || algorithm?.tag !== 0x30 || signature?.tag !== 0x03 || extra) throw new RangeError('not a CRL')
-  const fields = childrenOf(der, tbs)
-  const first = fields[0]?.tag === 0x02 ? 1 : 0 // optional version
-  const issuer = fields[first + 1]
-  const thisUpdate = fields[first + 2]
-  const nextUpdate = fields[first + 3]
-  if (fields[first]?.tag !== 0x30 || issuer?.tag !== 0x30 || !thisUpdate) throw new RangeError('not a CRL')
-  return {
-    issuer: der.subarray(issuer.offset, issuer.end),
-    thisUpdate: readTime(der, thisUpdate),
-    nextUpdate: nextUpdate && (nextUpdate.tag === 0x17 || nextUpdate.tag === 0x18) ? readTime(der, nextUpdate) : undefined,
-  }
-}
-
-/** DER of a certificate's subject Name (RFC 5280 §4.1), or `undefined` if it cannot be found. */
-function subjectOf(cert: X509Certificate): Buffer | undefined {
-  try {
-    const der = cert.raw
-    const tbs = childrenOf(der, readTlv(der, 0, der.length))[0]
-    if (!tbs) return undefined
-    const fields = childrenOf(der, tbs)
-    const first = fields[0]?.tag === 0xa0 ? 1 : 0 // [0] EXPLICIT version
-    const subject = fields[first + 4] // serialNumber, signature, issuer, validity, subject
-    return subject?.tag === 0x30 ? der.subarray(subject.offset, subject.end) : undefined
-  } catch {
-    return undefined
   }
 }
 

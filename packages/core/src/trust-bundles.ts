@@ -1,10 +1,11 @@
 import type { X509Certificate } from 'node:crypto'
-import { readFile } from 'node:fs/promises'
 import { AuthError } from './errors.js'
-import { parseAnchors, pemCertificateBlocks, type ForwardedTrustBundles } from './forwarded-certificate.js'
+import { parseAnchors, type ForwardedTrustBundles } from './forwarded-certificate.js'
 import { buildCertificatePath } from './internal/certificate-path.js'
+import { countPemBegins, pemCertificateBlocks } from './internal/pem.js'
+import type { TlsMaterial } from './internal/tls-material.js'
+import { readOfText, textOf, WatchedFiles } from './internal/watched-file.js'
 import type { PeerSocket } from './request.js'
-import type { TlsMaterial } from './server-tls.js'
 import { parseSpiffeId } from './spiffe.js'
 
 /**
@@ -26,11 +27,9 @@ export interface TrustBundleSpec {
   pollSeconds: number
 }
 
-const BEGIN = '-----BEGIN CERTIFICATE-----'
-
 /** The certificates of a bundle's PEM text; throws `TypeError` naming `option` (a half-written file included). */
 export function parseBundle(text: string, option: string): X509Certificate[] {
-  if (text.split(BEGIN).length - 1 !== pemCertificateBlocks(text).length) {
+  if (countPemBegins(text, 'CERTIFICATE') !== pemCertificateBlocks(text).length) {
     throw new TypeError(`Callsign: "${option}" has a PEM certificate without its END line (a truncated, half-written file?)`)
   }
   return parseAnchors(text, option)
@@ -51,8 +50,10 @@ export class TrustBundles implements ForwardedTrustBundles {
   readonly #specs: readonly TrustBundleSpec[]
   readonly #warn: (message: string, details: Record<string, unknown>) => void
   readonly #byConnection = new WeakMap<object, { generation: number; refusal: string | undefined }>()
+  readonly #watches: WatchedFiles[] = []
   #union: readonly X509Certificate[] | undefined
   #watching = false
+  #closed = false
 
   /** Parses every bundle now; throws `TypeError` naming the option of a bad one. */
   constructor(specs: readonly TrustBundleSpec[], warn: (message: string, details: Record<string, unknown>) => void) {
@@ -108,34 +109,36 @@ export class TrustBundles implements ForwardedTrustBundles {
     if (verdict.refusal !== undefined) throw new AuthError('peer_unauthorized', verdict.refusal)
   }
 
-  /** Start re-reading the bundle files (each at its `pollSeconds`; the timers do not keep the process alive). Idempotent. */
+  /**
+   * Start re-reading the bundle files, each every `pollSeconds` (timers that do not keep the
+   * process alive), by the rules of {@link WatchedFiles}: a change is swapped in once two reads
+   * in a row agree; a bad or unreadable file keeps the previous bundle and is logged once.
+   * Idempotent; nothing once {@link close}d.
+   */
   watch(): void {
-    if (this.#watching) return
+    if (this.#watching || this.#closed) return
     this.#watching = true
-    for (const spec of this.#specs) {
-      if (spec.path === undefined) continue
-      const path = spec.path
-      let seen = spec.text
-      const poll = async (): Promise<void> => {
-        let text: string
-        try {
-          text = await readFile(path, 'utf8')
-        } catch (error) {
-          const code = `unreadable:${(error as NodeJS.ErrnoException).code ?? ''}`
-          if (code !== seen) this.#warn("callsign: could not read a trust domain's bundle; keeping the previous one", { trustDomain: spec.domain, reason: (error as Error).message })
-          seen = code
-          return
-        }
-        if (text === seen) return
-        seen = text
-        try {
-          this.#set(spec.domain, parseBundle(text, spec.option))
-        } catch (error) {
-          this.#warn("callsign: a trust domain's new bundle is refused; keeping the previous one", { trustDomain: spec.domain, reason: (error as Error).message })
-        }
-      }
-      setInterval(() => void poll(), spec.pollSeconds * 1000).unref()
-    }
+    for (const spec of this.#specs) if (spec.path !== undefined) this.#watches.push(this.#watchFile(spec, spec.path))
+  }
+
+  /** Stop re-reading the bundle files; the bundles in use stay. Idempotent. */
+  close(): void {
+    this.#closed = true
+    for (const watch of this.#watches) watch.close()
+  }
+
+  #watchFile(spec: TrustBundleSpec, path: string): WatchedFiles {
+    const watch = new WatchedFiles({
+      paths: [path],
+      initial: new Map([[path, readOfText(spec.text)]]),
+      apply: (snapshot) => this.#set(spec.domain, parseBundle(textOf(snapshot, path), spec.option)),
+      onRefused: (error, snapshot) => {
+        const unreadable = 'error' in snapshot.get(path)!
+        this.#warn(unreadable ? "callsign: could not read a trust domain's bundle; keeping the previous one" : "callsign: a trust domain's new bundle is refused; keeping the previous one", { trustDomain: spec.domain, reason: (error as Error).message })
+      },
+    })
+    watch.start(spec.pollSeconds * 1000)
+    return watch
   }
 
   #set(domain: string, anchors: X509Certificate[]): void {

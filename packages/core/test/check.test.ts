@@ -162,7 +162,7 @@ describe('guard.check', () => {
       fetch: (() => Promise.reject(new Error('network down'))) as unknown as typeof fetch,
       logger: {
         warn() {
-          throw undefined // eslint-disable-line no-throw-literal
+          throw undefined  
         },
       },
     })

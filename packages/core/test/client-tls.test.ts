@@ -1,8 +1,11 @@
 // The HTTPS client that presents the introspection client certificate (RFC 8705 §2): a real
 // HTTPS server on loopback that sees the certificate, keep-alive reuse, and a server that drops
 // an idle keep-alive connection just as it is reused.
+import { mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:https'
 import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import type { TLSSocket } from 'node:tls'
 import { createTestCa, type IssuedCertificate, type TestCa } from '@callsign/testing'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -73,5 +76,33 @@ describe('ClientTls', () => {
     await expect(tls.fetch('http://127.0.0.1:1/')).rejects.toThrow('a client certificate is only presented over https')
     await expect(tls.fetch(`${origin}/x`, { signal: AbortSignal.abort(new Error('stop')) })).rejects.toThrow('stop')
     tls.close()
+  })
+
+  it('presents a rotated certificate from the next request, even when size and modification time did not change', async () => {
+    const next = await ca.issueCertificate({ spiffeId: 'spiffe://example.org/ns/orders/sa/worker' })
+    const dir = mkdtempSync(join(tmpdir(), 'callsign-client-tls-'))
+    try {
+      const paths = { cert: join(dir, 'svid.pem'), key: join(dir, 'svid.key') }
+      // Padded to one length, so a stat-based check cannot tell the rotation apart.
+      const pad = (a: string, b: string): [string, string] => [a.padEnd(Math.max(a.length, b.length), '\n'), b.padEnd(Math.max(a.length, b.length), '\n')]
+      const [cert1, cert2] = pad(client.certPem, next.certPem)
+      const [key1, key2] = pad(client.keyPem, next.keyPem)
+      // One modification time for both versions (a coarse clock, or a copy that keeps times).
+      const stamp = new Date('2030-01-01T00:00:00Z')
+      const write = (cert: string, key: string): void => {
+        writeFileSync(paths.cert, cert)
+        writeFileSync(paths.key, key)
+        for (const path of [paths.cert, paths.key]) utimesSync(path, stamp, stamp)
+      }
+      write(cert1, key1)
+      const tls = new ClientTls({ cert: { path: paths.cert }, key: { path: paths.key }, ca: ca.certPem }, 'tls')
+      const peer = async (): Promise<string> => ((await (await tls.fetch(`${origin}/peer`)).json()) as { peer: string }).peer
+      expect(await peer()).toBe('URI:spiffe://example.org/ns/orders/sa/api')
+      write(cert2, key2)
+      expect(await peer()).toBe('URI:spiffe://example.org/ns/orders/sa/worker')
+      tls.close()
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 })

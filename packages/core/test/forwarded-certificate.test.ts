@@ -636,7 +636,7 @@ interface TwoLevelPki {
   selfSigned: string
 }
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
+ 
 async function twoLevelPki(root: TestCa): Promise<TwoLevelPki> {
   const requireFromTesting = createRequire(createRequire(import.meta.url).resolve('@callsign/testing'))
   requireFromTesting('reflect-metadata')

@@ -597,4 +597,28 @@ describe('IssuerKeys: local keys', () => {
       await rm(dir, { recursive: true, force: true })
     }
   })
+
+  it('a key file rewritten with no usable key is logged once, not at every poll; close() stops following the file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'callsign-jwks-'))
+    try {
+      const file = join(dir, 'keys.json')
+      const good: Record<string, string> = { ...publicJwkOf('ec'), kid: 'k1' }
+      await writeFile(file, JSON.stringify({ keys: [good] }))
+      const config = resolveConfig({ issuers: { issuer: 'batch', audience: 'orders', typ: 'jwt', jwks: { path: file, pollSeconds: 0.02 } }, logger: { warn } })
+      const keys = new IssuerKeys(config)
+      const reports = () => warn.mock.calls.filter(([, details]) => (details as { issuer?: string }).issuer === 'batch')
+      // A good rotation first: the file is being followed.
+      await writeFile(file, JSON.stringify({ keys: [{ ...publicJwkOf('ec'), kid: 'k3' }] }))
+      await vi.waitFor(() => keys.getKey(config.issuers.get('batch')!, { alg: 'ES256', kid: 'k3' }), { timeout: 5000, interval: 10 })
+      await writeFile(file, JSON.stringify({ keys: [{ ...publicJwkOf('rsa', { modulusLength: 1024 }), kid: 'k2' }] }))
+      await vi.waitFor(() => expect(reports()).toHaveLength(1), { timeout: 5000, interval: 10 })
+      // Ten more polls of the same file: nothing new to report.
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      expect(reports()).toEqual([['callsign: could not reload local issuer keys; keeping the previous ones', { issuer: 'batch', reason: `file://${file}: no usable signing key` }]])
+      keys.close()
+      keys.close()
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
 })

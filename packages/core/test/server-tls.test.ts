@@ -492,3 +492,27 @@ describe('createServerTlsOptions: trustDomains (one CA bundle per SPIFFE trust d
     expect(() => createServerTlsOptions(options() as ServerTlsOptions)).toThrow(message)
   })
 })
+
+describe('createServerTlsOptions: the clock (now)', () => {
+  it('judges the server certificate\'s expiry and each CRL\'s dates by the injected clock', async () => {
+    const validTo = new Date(new X509Certificate(serverCert.certPem).validTo)
+    const later = validTo.getTime() - 3 * DAY_MS - 60 * 60 * 1000
+    const expiring: CertificateExpiryEvent[] = []
+    tlsOptions({ cert: serverCert.certPem, key: serverCert.keyPem, ca: ca.certPem, now: () => later, onExpiringSoon: (event) => expiring.push(event) })
+    expect(expiring).toEqual([{ subject: 'server', validTo, daysLeft: 3 }])
+
+    // A CRL current by the system clock (nextUpdate in 24 hours) has expired two days later.
+    const crl = await ca.issueCrl()
+    const twoDaysLater = Date.now() + 2 * DAY_MS
+    expect(() => createServerTlsOptions({ cert: serverCert.certPem, key: serverCert.keyPem, ca: ca.certPem, crl, now: () => twoDaysLater })).toThrow(/"crl" block #1 expired at .* \(CRL_HAS_EXPIRED\)/)
+    // One not yet valid by the system clock is current an hour and a half later.
+    const hour = 60 * 60 * 1000
+    const future = await ca.issueCrl({ thisUpdate: new Date(Date.now() + hour), nextUpdate: new Date(Date.now() + 2 * hour) })
+    const inTime = Date.now() + 1.5 * hour
+    expect(tlsOptions({ cert: serverCert.certPem, key: serverCert.keyPem, ca: ca.certPem, crl: future, now: () => inTime }).crl).toEqual([future.trim() + '\n'])
+  })
+
+  it('refuses a clock that is not a function', () => {
+    expect(() => createServerTlsOptions({ cert: serverCert.certPem, key: serverCert.keyPem, ca: ca.certPem, now: 5 as unknown as () => number })).toThrow('Callsign: "now" must be a function')
+  })
+})

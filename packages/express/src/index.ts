@@ -4,7 +4,7 @@
  * @example
  * import { callsign, requireAuth } from '@callsign/express'
  * app.use(callsign({ issuers: { issuer: 'https://auth.example.com', audience: 'orders' }, mtls: 'required' }))
- * app.get('/orders', requireAuth({ scopes: ['orders:read'] }), (req, res) => res.json({ caller: req.auth?.caller.id }))
+ * app.get('/orders', requireAuth({ scopes: ['orders:read'] }, (req, res) => res.json({ caller: req.auth.caller.id })))
  */
 import type { NextFunction, Request, RequestHandler, Response } from 'express'
 import {
@@ -16,12 +16,15 @@ import {
   responseHeaders,
   toHttpResponse,
   type AuthContext,
+  type AuthFor,
   type AuthRule,
   type Callsign,
   type CallsignOptions,
+  type CompiledRule,
 } from '@callsign/core'
 
 export type { AuthContext, AuthRule, CallsignOptions } from '@callsign/core'
+export type { AuthFor, UserAuthContext, ServiceAuthContext } from '@callsign/core'
 export { AuthError, createServerTlsOptions, logDecisions } from '@callsign/core'
 
 declare global {
@@ -74,16 +77,137 @@ export function callsign(options: CallsignOptions): CallsignMiddleware {
   return Object.assign(middleware, { guard })
 }
 
+/** `req` in a handler behind `requireAuth(rule, handler)`: `req.auth` is what `rule` promises ({@link AuthFor}). */
+export type AuthorizedRequest<
+  R extends AuthRule = AuthRule,
+  P = Request['params'],
+  ResBody = unknown,
+  ReqBody = unknown,
+  ReqQuery = Request['query'],
+  Locals extends Record<string, unknown> = Record<string, unknown>,
+> = Request<P, ResBody, ReqBody, ReqQuery, Locals> & { auth: AuthFor<R> }
+
+/** A route handler behind `requireAuth(rule, handler)`: Express's, with `req.auth` set and typed by the rule. */
+export type AuthorizedHandler<
+  R extends AuthRule = AuthRule,
+  P = Request['params'],
+  ResBody = unknown,
+  ReqBody = unknown,
+  ReqQuery = Request['query'],
+  Locals extends Record<string, unknown> = Record<string, unknown>,
+> = (req: AuthorizedRequest<R, P, ResBody, ReqBody, ReqQuery, Locals>, res: Response<ResBody, Locals>, next: NextFunction) => unknown
+
+type OnBehalfOf = CompiledRule['onBehalfOf']
+
+/** Which `onBehalfOf` promises the rules that authorized a request made, as bits: every rule promises a context. */
+const PROMISES: Readonly<Record<OnBehalfOf, number>> = { optional: 1, required: 3, forbidden: 5 }
+const AUTHORIZED = Symbol('callsign.authorizedBy')
+interface Authorized {
+  [AUTHORIZED]?: number
+}
+
+/** Refuse what a typed handler cannot run without, even in dry run. */
+const ENFORCED: Readonly<Record<OnBehalfOf, CompiledRule>> = {
+  optional: compileRule({ enforce: true }),
+  required: compileRule({ onBehalfOf: 'required', enforce: true }),
+  forbidden: compileRule({ onBehalfOf: 'forbidden', enforce: true }),
+}
+
+function authorizeRoute(req: Request, rule: CompiledRule): void {
+  authorizeRequest(req, rule)
+  const authorized = req as Authorized
+  authorized[AUTHORIZED] = (authorized[AUTHORIZED] ?? 0) | PROMISES[rule.onBehalfOf]
+}
+
+/**
+ * `req.auth` if a `requireAuth` promising `onBehalfOf` authorized the request and the context
+ * keeps that promise. A missing `requireAuth` is a setup bug (plain `Error`); a broken promise
+ * happens only in dry run, and throws the refusal an enforcing rule gives (an `AuthError`).
+ */
+function promised(req: Request, onBehalfOf: OnBehalfOf): AuthContext {
+  const wanted = PROMISES[onBehalfOf]
+  if (wanted === undefined) throw new TypeError(`Callsign: getAuth(req, rule): "rule.onBehalfOf" must be 'required', 'forbidden' or 'optional' (got ${JSON.stringify(onBehalfOf)})`)
+  if ((((req as Authorized)[AUTHORIZED] ?? 0) & wanted) !== wanted) {
+    const rule = onBehalfOf === 'optional' ? 'requireAuth(rule)' : `requireAuth({ onBehalfOf: '${onBehalfOf}' })`
+    throw new Error(`Callsign: getAuth() ran on a request no ${rule} authorized; put it before the handler`)
+  }
+  const auth = req.auth
+  if (auth && (onBehalfOf === 'optional' || (onBehalfOf === 'required') === (auth.user !== undefined))) return auth
+  authorizeRequest(req, ENFORCED[onBehalfOf])
+  throw new Error('Callsign: getAuth() found no auth context the rule promised')
+}
+
+/**
+ * The auth context the `requireAuth` before this handler authorized, typed by `rule` (only its
+ * `onBehalfOf` counts, and only when it is a literal): pass the same rule to get `auth.user`
+ * typed as present. Throws an `Error` when no `requireAuth` with that `onBehalfOf` authorized the
+ * request (a setup bug), never returns `undefined`. In dry run, a context without what the rule
+ * promises throws the refusal as an `AuthError` (Express answers its `status` and `headers`).
+ *
+ * @example
+ * router.use(requireAuth({ onBehalfOf: 'required' }))
+ * router.post('/orders', (req, res) => res.json({ placedBy: getAuth(req, { onBehalfOf: 'required' }).user.sub }))
+ */
+export function getAuth<const R extends AuthRule = Record<never, never>>(req: Request, rule?: R): AuthFor<R> {
+  return promised(req, rule?.onBehalfOf ?? 'optional') as AuthFor<R>
+}
+
+/**
+ * The middleware `requireAuth(rule)` returns: a `RequestHandler`, generic so that TypeScript still
+ * infers the route's `req.params` in the handlers after it.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- Express's own bound for locals
+export type RequireAuthMiddleware = <P, ResBody, ReqBody, ReqQuery, Locals extends Record<string, any>>(
+  req: Request<P, ResBody, ReqBody, ReqQuery, Locals>,
+  res: Response<ResBody, Locals>,
+  next: NextFunction,
+) => void
+
 /** Authorize a route on both identities; answers 401/403 when the rule does not hold. */
-export function requireAuth(rule: AuthRule = {}): RequestHandler {
+export function requireAuth(rule?: AuthRule): RequireAuthMiddleware
+/**
+ * Authorize a route, then run `handler` with `req.auth` typed by the rule: always set, and with
+ * `onBehalfOf: 'required'` `req.auth.user` is too (with `'forbidden'`, it is absent). Answers
+ * 401/403 when the rule does not hold; in dry run, also when the context lacks what the type promises.
+ *
+ * @example
+ * app.post('/orders', requireAuth({ scopes: ['orders:write'], onBehalfOf: 'required' }, (req, res) => {
+ *   res.status(201).json({ placedBy: req.auth.user.sub })
+ * }))
+ */
+export function requireAuth<
+  const R extends AuthRule,
+  P = Request['params'],
+  ResBody = unknown,
+  ReqBody = unknown,
+  ReqQuery = Request['query'],
+  Locals extends Record<string, unknown> = Record<string, unknown>,
+>(rule: R, handler: AuthorizedHandler<R, P, ResBody, ReqBody, ReqQuery, Locals>): RequestHandler<P, ResBody, ReqBody, ReqQuery, Locals>
+export function requireAuth(rule: AuthRule = {}, handler?: AuthorizedHandler): RequireAuthMiddleware | RequestHandler {
   const compiled = compileRule(rule)
-  return (req, res, next) => {
+  if (handler !== undefined) return authorizedHandler(compiled, handler)
+  return (req: Request, res: Response, next: NextFunction): void => {
     try {
-      authorizeRequest(req, compiled)
+      authorizeRoute(req, compiled)
     } catch (error) {
       fail(res, next, error)
       return
     }
     next()
+  }
+}
+
+function authorizedHandler(rule: CompiledRule, handler: AuthorizedHandler): RequestHandler {
+  if (typeof handler !== 'function') throw new TypeError('Callsign: requireAuth(rule, handler): "handler" must be a function')
+  return (req, res, next) => {
+    try {
+      authorizeRoute(req, rule)
+      promised(req, rule.onBehalfOf)
+    } catch (error) {
+      fail(res, next, error)
+      return
+    }
+    // Returned, so Express 5 forwards a rejected promise to the error handler.
+    return handler(req as AuthorizedRequest, res as Response<unknown, Record<string, unknown>>, next)
   }
 }

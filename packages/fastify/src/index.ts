@@ -4,9 +4,18 @@
  * @example
  * import callsign, { requireAuth } from '@callsign/fastify'
  * await app.register(callsign, { issuers: { issuer: 'https://auth.example.com', audience: 'orders' } })
- * app.get('/orders', { preHandler: requireAuth({ scopes: ['orders:read'] }) }, async (request) => request.auth?.caller)
+ * app.get('/orders', requireAuth({ scopes: ['orders:read'] }, async (request) => request.auth.caller))
  */
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneFunction, preHandlerHookHandler } from 'fastify'
+import type {
+  FastifyInstance,
+  FastifyPluginAsync,
+  FastifyReply,
+  FastifyRequest,
+  HookHandlerDoneFunction,
+  preHandlerHookHandler,
+  RawServerBase,
+  RouteGenericInterface,
+} from 'fastify'
 import fp from 'fastify-plugin'
 import {
   AuthError,
@@ -18,12 +27,15 @@ import {
   responseHeaders,
   toHttpResponse,
   type AuthContext,
+  type AuthFor,
   type AuthRule,
   type Callsign,
   type CallsignOptions,
+  type CompiledRule,
 } from '@callsign/core'
 
 export type { AuthContext, AuthRule, CallsignOptions } from '@callsign/core'
+export type { AuthFor, UserAuthContext, ServiceAuthContext } from '@callsign/core'
 export { AuthError, createServerTlsOptions, logDecisions } from '@callsign/core'
 
 declare module 'fastify' {
@@ -62,6 +74,8 @@ const plugin: FastifyPluginAsync<FastifyCallsignOptions> = async (fastify, optio
   }
   const guard = createCallsign(callsignOptions)
   fastify.decorate('callsign', guard)
+  // Stop the guard's file polling with the app.
+  fastify.addHook('onClose', () => guard.close())
   fastify.decorateRequest('auth', null)
   const accept = (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction, auth: AuthContext | undefined): void => {
     request.auth = auth ?? null
@@ -90,12 +104,106 @@ const callsign = fp(plugin, { fastify: '5.x', name: '@callsign/fastify' })
 export default callsign
 export { callsign }
 
+/** `request` in a handler behind `requireAuth(rule, handler)`: `request.auth` is what `rule` promises ({@link AuthFor}). */
+export type AuthorizedRequest<R extends AuthRule = AuthRule, RouteGeneric extends RouteGenericInterface = RouteGenericInterface> = FastifyRequest<RouteGeneric> & {
+  auth: AuthFor<R>
+}
+
+/** A route handler behind `requireAuth(rule, handler)`: Fastify's, with `request.auth` set and typed by the rule. */
+export type AuthorizedHandler<R extends AuthRule = AuthRule, RouteGeneric extends RouteGenericInterface = RouteGenericInterface> = (
+  this: FastifyInstance,
+  request: AuthorizedRequest<R, RouteGeneric>,
+  reply: FastifyReply<RouteGeneric>,
+) => unknown
+
+/**
+ * The route handler `requireAuth(rule, handler)` returns: generic in the server, so it fits an
+ * `http`, `https` or `http2` app alike.
+ */
+export type AuthorizingRouteHandler<RouteGeneric extends RouteGenericInterface = RouteGenericInterface> = <Server extends RawServerBase>(
+  this: FastifyInstance<Server>,
+  request: FastifyRequest<RouteGeneric, Server>,
+  reply: FastifyReply<RouteGeneric, Server>,
+) => unknown
+
+type OnBehalfOf = CompiledRule['onBehalfOf']
+
+/** Which `onBehalfOf` promises the rules that authorized a request made, as bits: every rule promises a context. */
+const PROMISES: Readonly<Record<OnBehalfOf, number>> = { optional: 1, required: 3, forbidden: 5 }
+const AUTHORIZED = Symbol('callsign.authorizedBy')
+interface Authorized {
+  [AUTHORIZED]?: number
+}
+
+/** Refuse what a typed handler cannot run without, even in dry run. */
+const ENFORCED: Readonly<Record<OnBehalfOf, CompiledRule>> = {
+  optional: compileRule({ enforce: true }),
+  required: compileRule({ onBehalfOf: 'required', enforce: true }),
+  forbidden: compileRule({ onBehalfOf: 'forbidden', enforce: true }),
+}
+
+// Kept on the Node request, beside the guard's decision: Fastify's request object keeps its shape.
+function authorizeRoute(request: FastifyRequest, rule: CompiledRule): void {
+  authorizeRequest(request.raw, rule)
+  const authorized = request.raw as Authorized
+  authorized[AUTHORIZED] = (authorized[AUTHORIZED] ?? 0) | PROMISES[rule.onBehalfOf]
+}
+
+/**
+ * `request.auth` if a `requireAuth` promising `onBehalfOf` authorized the request and the context
+ * keeps that promise. A missing `requireAuth` is a setup bug (plain `Error`); a broken promise
+ * happens only in dry run, and throws the refusal an enforcing rule gives (an `AuthError`).
+ */
+function promised(request: FastifyRequest, onBehalfOf: OnBehalfOf): AuthContext {
+  const wanted = PROMISES[onBehalfOf]
+  if (wanted === undefined) throw new TypeError(`Callsign: getAuth(request, rule): "rule.onBehalfOf" must be 'required', 'forbidden' or 'optional' (got ${JSON.stringify(onBehalfOf)})`)
+  if ((((request.raw as Authorized)[AUTHORIZED] ?? 0) & wanted) !== wanted) {
+    const rule = onBehalfOf === 'optional' ? 'requireAuth(rule)' : `requireAuth({ onBehalfOf: '${onBehalfOf}' })`
+    throw new Error(`Callsign: getAuth() ran on a request no ${rule} authorized; put it in the route's preHandler`)
+  }
+  const auth = request.auth
+  if (auth && (onBehalfOf === 'optional' || (onBehalfOf === 'required') === (auth.user !== undefined))) return auth
+  authorizeRequest(request.raw, ENFORCED[onBehalfOf])
+  throw new Error('Callsign: getAuth() found no auth context the rule promised')
+}
+
+/**
+ * The auth context the route's `requireAuth` authorized, typed by `rule` (only its `onBehalfOf`
+ * counts, and only when it is a literal): pass the same rule to get `auth.user` typed as present.
+ * Throws an `Error` when no `requireAuth` with that `onBehalfOf` authorized the request (a setup
+ * bug), never returns `null`. In dry run, a context without what the rule promises throws the
+ * refusal as an `AuthError` (Fastify answers its `statusCode` and `headers`).
+ *
+ * @example
+ * app.post('/orders', { preHandler: requireAuth({ onBehalfOf: 'required' }) }, async (request) =>
+ *   ({ placedBy: getAuth(request, { onBehalfOf: 'required' }).user.sub }))
+ */
+export function getAuth<const R extends AuthRule = Record<never, never>>(request: FastifyRequest, rule?: R): AuthFor<R> {
+  return promised(request, rule?.onBehalfOf ?? 'optional') as AuthFor<R>
+}
+
 /** A `preHandler` that authorizes a route on both identities; answers 401/403 when the rule does not hold. */
-export function requireAuth(rule: AuthRule = {}): preHandlerHookHandler {
+export function requireAuth(rule?: AuthRule): preHandlerHookHandler
+/**
+ * A route handler that authorizes the route, then runs `handler` with `request.auth` typed by the
+ * rule: never `null`, and with `onBehalfOf: 'required'` `request.auth.user` is set (with
+ * `'forbidden'`, it is absent). Answers 401/403 when the rule does not hold; in dry run, also
+ * when the context lacks what the type promises.
+ *
+ * @example
+ * app.post('/orders', requireAuth({ scopes: ['orders:write'], onBehalfOf: 'required' }, async (request, reply) =>
+ *   reply.code(201).send({ placedBy: request.auth.user.sub })))
+ */
+export function requireAuth<const R extends AuthRule, RouteGeneric extends RouteGenericInterface = RouteGenericInterface>(
+  rule: R,
+  handler: AuthorizedHandler<R, RouteGeneric>,
+): AuthorizingRouteHandler<RouteGeneric>
+export function requireAuth(rule: AuthRule = {}, handler?: AuthorizedHandler): preHandlerHookHandler | AuthorizingRouteHandler {
   const compiled = compileRule(rule)
+  if (handler !== undefined) return authorizedHandler(compiled, handler)
   return function callsignRequireAuth(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
     try {
-      authorizeRequest(request.raw, compiled)
+      authorizeRoute(request, compiled)
     } catch (error) {
       if (error instanceof AuthError) send(reply, error)
       else done(error as Error)
@@ -103,4 +211,21 @@ export function requireAuth(rule: AuthRule = {}): preHandlerHookHandler {
     }
     done()
   }
+}
+
+function authorizedHandler(rule: CompiledRule, handler: AuthorizedHandler): AuthorizingRouteHandler {
+  if (typeof handler !== 'function') throw new TypeError('Callsign: requireAuth(rule, handler): "handler" must be a function')
+  return function callsignAuthorized(this: FastifyInstance, request: FastifyRequest, reply: FastifyReply): unknown {
+    try {
+      authorizeRoute(request, rule)
+      promised(request, rule.onBehalfOf)
+    } catch (error) {
+      // Anything else, thrown from a handler, reaches Fastify's error handler.
+      if (!(error instanceof AuthError)) throw error
+      // Nothing returned: Fastify would send a returned reply a second time.
+      send(reply, error)
+      return undefined
+    }
+    return handler.call(this, request as AuthorizedRequest, reply)
+  } as AuthorizingRouteHandler
 }

@@ -4,9 +4,9 @@
  * @example
  * import { callsign, requireAuth } from '@callsign/koa'
  * app.use(callsign({ issuers: { issuer: 'https://auth.example.com', audience: 'orders' } }))
- * router.get('/orders', requireAuth({ scopes: ['orders:read'] }), (ctx) => { ctx.body = ctx.state.auth.caller })
+ * router.get('/orders', requireAuth({ scopes: ['orders:read'] }, (ctx) => { ctx.body = ctx.state.auth.caller }))
  */
-import type { Context, Middleware } from 'koa'
+import type { Context, DefaultContext, DefaultState, Middleware, Next, ParameterizedContext } from 'koa'
 import {
   AuthError,
   afterCheck,
@@ -16,13 +16,16 @@ import {
   responseHeaders,
   toHttpResponse,
   type AuthContext,
+  type AuthFor,
   type AuthRequest,
   type AuthRule,
   type Callsign,
   type CallsignOptions,
+  type CompiledRule,
 } from '@callsign/core'
 
 export type { AuthContext, AuthRule, CallsignOptions } from '@callsign/core'
+export type { AuthFor, UserAuthContext, ServiceAuthContext } from '@callsign/core'
 export { AuthError, createServerTlsOptions, logDecisions } from '@callsign/core'
 
 /** The state Callsign adds: `ctx.state.auth`. */
@@ -93,17 +96,122 @@ export function callsign(options: CallsignOptions): CallsignMiddleware {
   return Object.assign(middleware, { guard })
 }
 
+/** `ctx.state` behind `requireAuth(rule, handler)`: `ctx.state.auth` is what `rule` promises ({@link AuthFor}). */
+export type AuthorizedState<R extends AuthRule = AuthRule, StateT = DefaultState> = StateT & { auth: AuthFor<R> }
+
+/** `ctx` behind `requireAuth(rule, handler)`: Koa's, with `ctx.state.auth` set and typed by the rule. */
+export type AuthorizedContext<R extends AuthRule = AuthRule, StateT = DefaultState, ContextT = DefaultContext, BodyT = unknown> = ParameterizedContext<
+  AuthorizedState<R, StateT>,
+  ContextT,
+  BodyT
+>
+
+/** A middleware behind `requireAuth(rule, handler)`: Koa's, with `ctx.state.auth` set and typed by the rule. */
+export type AuthorizedMiddleware<R extends AuthRule = AuthRule, StateT = DefaultState, ContextT = DefaultContext, BodyT = unknown> = (
+  ctx: AuthorizedContext<R, StateT, ContextT, BodyT>,
+  next: Next,
+) => unknown
+
+type OnBehalfOf = CompiledRule['onBehalfOf']
+
+/** Which `onBehalfOf` promises the rules that authorized a request made, as bits: every rule promises a context. */
+const PROMISES: Readonly<Record<OnBehalfOf, number>> = { optional: 1, required: 3, forbidden: 5 }
+const AUTHORIZED = Symbol('callsign.authorizedBy')
+interface Authorized {
+  [AUTHORIZED]?: number
+}
+
+/** Refuse what a typed handler cannot run without, even in dry run. */
+const ENFORCED: Readonly<Record<OnBehalfOf, CompiledRule>> = {
+  optional: compileRule({ enforce: true }),
+  required: compileRule({ onBehalfOf: 'required', enforce: true }),
+  forbidden: compileRule({ onBehalfOf: 'forbidden', enforce: true }),
+}
+
+// Kept on the Node request, beside the guard's decision: one request under mounts and nested routers.
+function authorizeRoute(ctx: Context, rule: CompiledRule): void {
+  // Under a mount the guard outside it did not see, a rule's own decision event needs the original path too.
+  const req = requestOf(ctx)
+  authorizeRequest(req, rule)
+  const authorized = req as Authorized
+  authorized[AUTHORIZED] = (authorized[AUTHORIZED] ?? 0) | PROMISES[rule.onBehalfOf]
+}
+
+/**
+ * `ctx.state.auth` if a `requireAuth` promising `onBehalfOf` authorized the request and the
+ * context keeps that promise. A missing `requireAuth` is a setup bug (plain `Error`); a broken
+ * promise happens only in dry run, and throws the refusal an enforcing rule gives (an `AuthError`).
+ */
+function promised(ctx: Context, onBehalfOf: OnBehalfOf): AuthContext {
+  const wanted = PROMISES[onBehalfOf]
+  if (wanted === undefined) throw new TypeError(`Callsign: getAuth(ctx, rule): "rule.onBehalfOf" must be 'required', 'forbidden' or 'optional' (got ${JSON.stringify(onBehalfOf)})`)
+  if ((((ctx.req as Authorized)[AUTHORIZED] ?? 0) & wanted) !== wanted) {
+    const rule = onBehalfOf === 'optional' ? 'requireAuth(rule)' : `requireAuth({ onBehalfOf: '${onBehalfOf}' })`
+    throw new Error(`Callsign: getAuth() ran on a request no ${rule} authorized; put it before the handler`)
+  }
+  const auth: AuthContext | undefined = ctx.state.auth
+  if (auth && (onBehalfOf === 'optional' || (onBehalfOf === 'required') === (auth.user !== undefined))) return auth
+  authorizeRequest(requestOf(ctx), ENFORCED[onBehalfOf])
+  throw new Error('Callsign: getAuth() found no auth context the rule promised')
+}
+
+/**
+ * The auth context the `requireAuth` before this middleware authorized, typed by `rule` (only its
+ * `onBehalfOf` counts, and only when it is a literal): pass the same rule to get `auth.user` typed
+ * as present. Throws an `Error` when no `requireAuth` with that `onBehalfOf` authorized the request
+ * (a setup bug), never returns `undefined`. In dry run, a context without what the rule promises
+ * throws the refusal as an `AuthError` (Koa answers its `status` and `headers`).
+ *
+ * @example
+ * router.use(requireAuth({ onBehalfOf: 'required' }))
+ * router.post('/orders', (ctx) => { ctx.body = { placedBy: getAuth(ctx, { onBehalfOf: 'required' }).user.sub } })
+ */
+export function getAuth<const R extends AuthRule = Record<never, never>>(ctx: Context, rule?: R): AuthFor<R> {
+  return promised(ctx, rule?.onBehalfOf ?? 'optional') as AuthFor<R>
+}
+
 /** Authorize a route on both identities; answers 401/403 when the rule does not hold. */
-export function requireAuth(rule: AuthRule = {}): Middleware<CallsignState> {
+export function requireAuth(rule?: AuthRule): Middleware<CallsignState>
+/**
+ * Authorize a route, then run `handler` with `ctx.state.auth` typed by the rule: always set, and
+ * with `onBehalfOf: 'required'` `ctx.state.auth.user` is too (with `'forbidden'`, it is absent).
+ * Answers 401/403 when the rule does not hold; in dry run, also when the context lacks what the
+ * type promises.
+ *
+ * @example
+ * router.post('/orders', requireAuth({ scopes: ['orders:write'], onBehalfOf: 'required' }, (ctx) => {
+ *   ctx.status = 201
+ *   ctx.body = { placedBy: ctx.state.auth.user.sub }
+ * }))
+ */
+export function requireAuth<const R extends AuthRule, StateT = DefaultState, ContextT = DefaultContext, BodyT = unknown>(
+  rule: R,
+  handler: AuthorizedMiddleware<R, StateT, ContextT, BodyT>,
+): Middleware<StateT, ContextT, BodyT>
+export function requireAuth(rule: AuthRule = {}, handler?: AuthorizedMiddleware): Middleware<CallsignState> {
   const compiled = compileRule(rule)
+  if (handler !== undefined) return authorizedMiddleware(compiled, handler)
   return (ctx, next) => {
     try {
-      // Under a mount the guard outside it did not see, a rule's own decision event needs the original path too.
-      authorizeRequest(requestOf(ctx), compiled)
+      authorizeRoute(ctx, compiled)
     } catch (error) {
       if (error instanceof AuthError) return send(ctx, error)
       throw error
     }
     return next()
+  }
+}
+
+function authorizedMiddleware(rule: CompiledRule, handler: AuthorizedMiddleware): Middleware<CallsignState> {
+  if (typeof handler !== 'function') throw new TypeError('Callsign: requireAuth(rule, handler): "handler" must be a function')
+  return (ctx, next) => {
+    try {
+      authorizeRoute(ctx, rule)
+      promised(ctx, rule.onBehalfOf)
+    } catch (error) {
+      if (error instanceof AuthError) return send(ctx, error)
+      throw error
+    }
+    return handler(ctx as AuthorizedContext, next)
   }
 }

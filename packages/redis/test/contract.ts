@@ -1,7 +1,7 @@
 // The behaviour every supported client must show against a real redis-server. Run once per
 // client library by ioredis.test.ts and node-redis.test.ts.
 import { randomUUID } from 'node:crypto'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, expect, it } from 'vitest'
 import { DEFAULT_KEY_PREFIX, RedisReplayStore, RedisReplayStoreTimeoutError, type RedisReplayStoreClient } from '../src/index.js'
 import { describeWithRedis, rawCommand, startRedisServer, type RedisServer } from './redis-server.js'
 

@@ -1,4 +1,5 @@
 import { createHash, KeyObject, sign, webcrypto } from 'node:crypto';
+import { checkOptions, optionNames } from './options.js';
 import { toPem } from './pem.js';
 import { randomSerialNumber } from './serial-number.js';
 import { validityWindow, type CertificateValidity } from './validity.js';
@@ -252,7 +253,14 @@ const MAX_COMMON_NAME = 64;
  * const viaIntermediate = await intermediate.issueCertificate({ spiffeId }); // present viaIntermediate.chainPem
  * ```
  */
+const CERTIFICATE_OPTIONS = optionNames<CertificateOptions>()([
+  'spiffeId', 'uris', 'dnsNames', 'ipAddresses', 'commonName', 'validity', 'notBefore', 'notAfter', 'usage', 'isCa', 'keyUsages',
+]);
+const CRL_OPTIONS = optionNames<CrlOptions>()(['revoked', 'thisUpdate', 'nextUpdate']);
+const CA_OPTIONS = optionNames<TestCaOptions>()(['commonName', 'issuer']);
+
 export async function createTestCa(options: TestCaOptions = {}): Promise<TestCa> {
+  checkOptions('createTestCa', options, CA_OPTIONS);
   const name = options.commonName ?? `Callsign Test CA ${randomSerialNumber().slice(0, 8)}`;
   const keys = await generateEcKeyPair();
   const now = Date.now();
@@ -284,6 +292,7 @@ export async function createTestCa(options: TestCaOptions = {}): Promise<TestCa>
     defaultUsage: 'client' | 'server',
     defaultCommonName: string | undefined,
   ): Promise<IssuedCertificate> {
+    checkOptions(defaultUsage === 'server' ? 'issueServerCertificate' : 'issueCertificate', options, CERTIFICATE_OPTIONS);
     const leafKeys = await generateEcKeyPair();
     const serialNumber = randomSerialNumber();
     const uris = [...(options.spiffeId !== undefined ? [options.spiffeId] : []), ...(options.uris ?? [])];
@@ -337,6 +346,7 @@ export async function createTestCa(options: TestCaOptions = {}): Promise<TestCa>
   const issuerName = new Uint8Array(caCert.subjectName.toArrayBuffer());
   const authorityKeyIdDer = new Uint8Array(authorityKeyId.rawData);
   async function issueCrl(options: CrlOptions): Promise<string> {
+    checkOptions('issueCrl', options, CRL_OPTIONS);
     const thisUpdate = options.thisUpdate ?? new Date(Date.now() - 60 * 60 * 1000);
     const nextUpdate = options.nextUpdate ?? new Date(Date.now() + 24 * 60 * 60 * 1000);
     const serials = (options.revoked ?? []).map((entry) =>

@@ -9,6 +9,7 @@ import {
   type CryptoKey,
   type JWK,
 } from 'jose';
+import { checkOptions, optionNames } from './options.js';
 
 /**
  * A DPoP key pair (RFC 9449) held by a test client.
@@ -193,7 +194,13 @@ export async function createDpopKey(alg: DpopKey['alg'] = 'ES256'): Promise<Dpop
  * await createDpopProof(key, { method: 'GET', url, accessToken: token, iat: Math.floor(Date.now() / 1000) - 600 });
  * ```
  */
+const PROOF_OPTIONS = optionNames<DpopProofOptions>()([
+  'method', 'url', 'accessToken', 'nonce', 'typ', 'alg', 'htm', 'htu', 'ath', 'iat', 'jti', 'omitJwk', 'jwk', 'includePrivateKey',
+  'extraHeader', 'extraClaims', 'signWith', 'unsigned', 'tamper',
+]);
+
 export async function createDpopProof(key: DpopKey, options: DpopProofOptions): Promise<string> {
+  checkOptions('createDpopProof', options, PROOF_OPTIONS);
   const signer = options.signWith ?? key;
 
   const header: Record<string, unknown> = {};

@@ -3,6 +3,7 @@ import { request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders,
 import { createServer, request as httpsRequest } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import { checkOptions, optionNames } from './options.js';
 import { x509 } from './x509-provider.js';
 import { certificateHash, nginxEscapedCert, xfccElement, type XfccElementOptions } from './xfcc.js';
 
@@ -107,7 +108,10 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'tra
  * await proxy.close();
  * ```
  */
+const PROXY_OPTIONS = optionNames<ForwardingProxyOptions>()(['target', 'targetCa', 'clientCert', 'tls', 'format', 'header', 'mode', 'clientCertificate', 'details']);
+
 export async function startForwardingProxy(options: ForwardingProxyOptions): Promise<ForwardingProxy> {
+  checkOptions('startForwardingProxy', options, PROXY_OPTIONS);
   const target = new URL(options.target);
   if (target.protocol !== 'https:' && target.protocol !== 'http:') throw new TypeError(`startForwardingProxy: target must be http(s): ${options.target}`);
   const header = (options.header ?? (options.format === 'xfcc' ? 'x-forwarded-client-cert' : 'x-ssl-client-cert')).toLowerCase();

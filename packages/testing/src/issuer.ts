@@ -11,6 +11,7 @@ import {
   type DiscoveryMode,
 } from './issuer-metadata.js';
 import { applyOutage, padJson, type OutageMode } from './issuer-outage.js';
+import { checkOptions, optionNames } from './options.js';
 import { signAccessToken, type SignOptions } from './sign-access-token.js';
 
 /**
@@ -225,7 +226,12 @@ const DEFAULT_HUGE_BYTES = 5 * 1024 * 1024;
  * await issuer.close();
  * ```
  */
+const ISSUER_OPTIONS = optionNames<TestIssuerOptions>()([
+  'discovery', 'path', 'algorithms', 'metadataIssuer', 'jwksPath', 'metadata', 'jwksCacheControl', 'hugeBodyBytes', 'tls',
+]);
+
 export async function startTestIssuer(options: TestIssuerOptions = {}): Promise<TestIssuer> {
+  checkOptions('startTestIssuer', options, ISSUER_OPTIONS);
   const discovery = options.discovery ?? 'oauth';
   if (!['oauth', 'openid', 'both', 'none'].includes(discovery)) {
     throw new TypeError(`startTestIssuer: unknown discovery mode "${String(discovery)}"`);
@@ -239,7 +245,6 @@ export async function startTestIssuer(options: TestIssuerOptions = {}): Promise<
   const requests: RecordedRequest[] = [];
   let outage: OutageMode = 'none';
   let latencyMs = 0;
-  let origin = '';
   let issuer = '';
   let jwksUri = '';
 
@@ -317,7 +322,7 @@ export async function startTestIssuer(options: TestIssuerOptions = {}): Promise<
     });
   });
   const { port } = server.address() as AddressInfo;
-  origin = `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
+  const origin = `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   issuer = origin + issuerPath;
   jwksUri = origin + jwksPath;
 

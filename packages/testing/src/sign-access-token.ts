@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { CompactSign, type CompactJWSHeaderParameters } from 'jose';
 import type { IssuerKey, TestIssuerAlgorithm } from './issuer-keys.js';
+import { checkOptions, optionNames } from './options.js';
 
 /**
  * Options for {@link TestIssuer.signAccessToken}.
@@ -76,12 +77,17 @@ export interface SignOptions {
  * ```
  * @internal
  */
+const SIGN_OPTIONS = optionNames<SignOptions>()([
+  'alg', 'kid', 'typ', 'header', 'audience', 'expiresInSeconds', 'issuedAt', 'notBefore', 'omit', 'issuer', 'dpopJkt', 'x5tS256',
+]);
+
 export async function signAccessToken(
   key: IssuerKey,
   issuer: string,
   claims: Record<string, unknown>,
   options: SignOptions,
 ): Promise<string> {
+  checkOptions('signAccessToken', options, SIGN_OPTIONS);
   const iat = options.issuedAt ?? Math.floor(Date.now() / 1000);
   const payload: Record<string, unknown> = {
     iss: options.issuer ?? issuer,

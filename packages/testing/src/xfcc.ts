@@ -1,5 +1,6 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import type { IssuedCertificate } from './ca.js';
+import { checkOptions, optionNames } from './options.js';
 
 /**
  * Options for {@link xfccElement}: the keys of one element of Envoy's
@@ -55,7 +56,10 @@ export interface XfccElementOptions {
  * const header = xfccHeader(xfccElement({ cert: svid, hash: true, uri: [svid.spiffeId!] }));
  * ```
  */
+const XFCC_OPTIONS = optionNames<XfccElementOptions>()(['by', 'hash', 'cert', 'chain', 'subject', 'uri', 'dns']);
+
 export function xfccElement(options: XfccElementOptions): string {
+  checkOptions('xfccElement', options, XFCC_OPTIONS);
   const pairs: string[] = [];
   const certPem = options.cert === undefined ? undefined : typeof options.cert === 'string' ? options.cert : options.cert.certPem;
   if (options.by !== undefined) pairs.push(`By=${xfccValue(options.by)}`);

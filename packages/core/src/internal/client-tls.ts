@@ -1,8 +1,8 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto'
-import { readFileSync, statSync } from 'node:fs'
 import { Agent, request } from 'node:https'
 import { Readable } from 'node:stream'
-import { sourceOf, type Source, type TlsMaterial } from '../server-tls.js'
+import { fail, pathsOf, sourceOf, type Source, type TlsMaterial } from './tls-material.js'
+import { readFilesSync, textOf, WatchedFiles, type FileSnapshot } from './watched-file.js'
 
 /** The client certificate a resource server presents (RFC 8705 §2 `tls_client_auth`). */
 export interface ClientTlsOptions {
@@ -17,42 +17,28 @@ export interface ClientTlsOptions {
 const FIELDS = ['cert', 'key', 'ca'] as const
 type Field = (typeof FIELDS)[number]
 
-const fail = (option: string, message: string): never => {
-  throw new TypeError(`Callsign: "${option}" ${message}`)
-}
-
-/** The PEM text of `source`: as given, or read from its file now. */
-function readMaterial(source: Source, option: string): string {
+/** The PEM text of `source`: as given, or as its file was read in `snapshot`. */
+function readMaterial(source: Source, option: string, snapshot: FileSnapshot): string {
   if (source.kind === 'inline') return source.text
   try {
-    return readFileSync(source.path, 'utf8')
+    return textOf(snapshot, source.path)
   } catch (error) {
     return fail(option, `could not be read: ${(error as Error).message}`)
   }
 }
 
-/** Paths and their modification stamps: the material is re-read when one changes. */
-const stampOf = (paths: readonly string[]): string =>
-  paths.map((path) => {
-    try {
-      const stat = statSync(path)
-      return `${stat.mtimeMs}:${stat.size}`
-    } catch {
-      return 'missing'
-    }
-  }).join('|')
-
 /**
  * An HTTPS client that presents a certificate: a `fetch`-compatible function over `node:https`
  * with a keep-alive agent holding the certificate and key. Material given as `{ path }` is
- * re-read when a file changes (checked at each request); new material that does not load (a key
- * that is not the certificate's, a file half written) is logged and the previous one stays in use.
+ * read again before each request and compared by content (a {@link WatchedFiles} with the
+ * `'first-read'` rule: the request about to go out uses a rotated certificate at once); new
+ * material that does not load (a key that is not the certificate's, a file half written) is
+ * reported once and the previous one stays in use. No timer.
  */
 export class ClientTls {
   readonly #sources: Record<Field, Source | undefined>
-  readonly #paths: string[]
   readonly #option: string
-  #stamp: string
+  readonly #files: WatchedFiles | undefined
   #agent: Agent
   /** Called with the reason when reloaded material is refused. */
   onReloadFailure: ((reason: string) => void) | undefined
@@ -69,20 +55,28 @@ export class ClientTls {
       sources[field] = sourceOf(input[field], `${option}.${field}`)
     }
     this.#sources = sources
-    this.#paths = FIELDS.flatMap((field) => {
-      const source = sources[field]
-      return source?.kind === 'file' ? [source.path] : []
+    const paths = pathsOf(FIELDS.map((field) => sources[field]))
+    const initial = readFilesSync(paths)
+    this.#agent = this.#load(initial)
+    this.#files = paths.length === 0 ? undefined : new WatchedFiles({
+      paths,
+      initial,
+      confirm: 'first-read',
+      apply: (snapshot) => {
+        const next = this.#load(snapshot)
+        this.#agent.destroy()
+        this.#agent = next
+      },
+      onRefused: (error) => this.onReloadFailure?.((error as Error).message),
     })
-    this.#stamp = stampOf(this.#paths)
-    this.#agent = this.#load()
   }
 
   /** Read and check the material; a keep-alive agent that presents it. Throws `TypeError`. */
-  #load(): Agent {
+  #load(snapshot: FileSnapshot): Agent {
     const option = this.#option
-    const cert = readMaterial(this.#sources.cert!, `${option}.cert`)
-    const key = readMaterial(this.#sources.key!, `${option}.key`)
-    const ca = this.#sources.ca === undefined ? undefined : readMaterial(this.#sources.ca, `${option}.ca`)
+    const cert = readMaterial(this.#sources.cert!, `${option}.cert`, snapshot)
+    const key = readMaterial(this.#sources.key!, `${option}.key`, snapshot)
+    const ca = this.#sources.ca === undefined ? undefined : readMaterial(this.#sources.ca, `${option}.ca`, snapshot)
     let leaf: X509Certificate
     try {
       leaf = new X509Certificate(cert)
@@ -98,22 +92,6 @@ export class ClientTls {
     if (!leaf.checkPrivateKey(privateKey)) fail(`${option}.key`, `is not the private key of ${option}.cert`)
     if (ca !== undefined && !ca.includes('-----BEGIN CERTIFICATE-----')) fail(`${option}.ca`, 'holds no PEM certificate')
     return new Agent({ cert, key, ...(ca === undefined ? {} : { ca }), keepAlive: true, maxCachedSessions: 10 })
-  }
-
-  /** The current agent, after picking up changed files. */
-  #current(): Agent {
-    if (this.#paths.length === 0) return this.#agent
-    const stamp = stampOf(this.#paths)
-    if (stamp === this.#stamp) return this.#agent
-    this.#stamp = stamp
-    try {
-      const next = this.#load()
-      this.#agent.destroy()
-      this.#agent = next
-    } catch (error) {
-      this.onReloadFailure?.((error as Error).message)
-    }
-    return this.#agent
   }
 
   /**
@@ -148,7 +126,9 @@ export class ClientTls {
         })
         req.end(body)
       })
-    return send(this.#current(), true)
+    // New material that does not load is reported, not thrown: the request goes out with the agent in use.
+    const checked = this.#files?.check()
+    return checked ? checked.then(() => send(this.#agent, true)) : send(this.#agent, true)
   }
 
   /** Close idle connections. */
