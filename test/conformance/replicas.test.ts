@@ -89,7 +89,7 @@ describeWithRedis('replicas sharing a Redis replay store', () => {
       }
       // Reconnection is the client's job; give it a few tries on fresh proofs.
       let status = 0
-      for (let attempt = 0; attempt < 40 && status !== 200; attempt++) {
+      for (let attempt = 0; attempt < 100 && status !== 200; attempt++) {
         status = (await callWith(app, await proof())).status
         if (status !== 200) await new Promise((resolve) => setTimeout(resolve, 100))
       }
