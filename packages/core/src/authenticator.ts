@@ -12,6 +12,7 @@ import { resolveConfig, type CallsignOptions, type ResolvedConfig } from './opti
 import { addressTrusted, ForwardedPeers } from './forwarded-certificate.js'
 import { readPeerCertificate, spiffeIdHost, type PeerCertificate } from './peer-certificate.js'
 import { loadTelemetry, type Telemetry } from './telemetry.js'
+import { MemoryReplayStore } from './replay-store.js'
 import { checkRevocation, revokeToken, type RevocableToken } from './revocation.js'
 import { authorize, compileRule, findAllowance, type AuthRule, type CompiledRule } from './policy.js'
 import { certificateAuthContext, toAuthContext, type AuthContext, type TokenBinding } from './principal.js'
@@ -92,10 +93,10 @@ const SUCCEEDED = Symbol('callsign.succeeded')
  * const auth = await guard.authenticate(req) // IncomingMessage works as is
  */
 export function createCallsign(options: CallsignOptions): Callsign {
-  const config = resolveConfig(options)
+  const config = resolveConfig(withClockedStores(options))
   const keys = new IssuerKeys(config)
   const tokenCache = config.tokenCacheMaxEntries > 0 ? new VerifiedTokenCache(config.tokenCacheMaxEntries) : undefined
-  const introspector = Introspector.wanted(config) ? new Introspector(config) : undefined
+  const introspector = Introspector.wanted(config) ? new Introspector(config, keys) : undefined
   const { mtls, realm, dpop } = config
   const dpopAlgs = dpop.mode === 'off' ? undefined : dpop.algs
   const bearer = dpop.mode !== 'required'
@@ -228,7 +229,7 @@ export function createCallsign(options: CallsignOptions): Callsign {
     }
     const state: RequestState = { guard, auth, scheme, challengeFor, headers: undefined, refused: undefined, pending: undefined, report, observed: observing }
     if (observing) {
-      const event = baseEvent(request, 'authenticate', started, scheme, config.enforce)
+      const event = baseEvent(request, 'authenticate', started, scheme, config.enforce, config.now())
       if (refused) {
         describeRefusal(event, refused)
         report(event)
@@ -358,7 +359,7 @@ export function authorizeRequest(request: object, rule: CompiledRule): AuthConte
   // A guard refusal in dry run was reported already (unless this rule enforces it); otherwise one event for this rule's decision,
   if (state.observed && (!state.refused || enforce !== config.enforce)) {
     // merged with the authenticate step's event when it is still pending (one event per request).
-    const pending = state.pending ?? { ...baseEvent(request as AuthRequest, 'authorize', started, state.scheme, enforce), ...describeAuth(state.auth, config.peerExpiryWarningDays, config.now()) }
+    const pending = state.pending ?? { ...baseEvent(request as AuthRequest, 'authorize', started, state.scheme, enforce, config.now()), ...describeAuth(state.auth, config.peerExpiryWarningDays, config.now()) }
     state.pending = undefined
     const event: DecisionEvent = { ...pending, stage: 'authorize', enforced: enforce, durationMs: pending.durationMs + (performance.now() - started) }
     if (refusal) describeRefusal(event, refusal)
@@ -376,7 +377,7 @@ function describeRefusal(event: DecisionEvent, error: AuthError): void {
   if (!event.enforced) event.explanation = [{ check, ok: false, detail: `${error.code}: ${error.message}${error.side ? ` (${error.side} side)` : ''}` }]
 }
 
-function baseEvent(request: AuthRequest, stage: DecisionEvent['stage'], started: number, scheme: Credentials['scheme'] | undefined, enforced: boolean): DecisionEvent {
+function baseEvent(request: AuthRequest, stage: DecisionEvent['stage'], started: number, scheme: Credentials['scheme'] | undefined, enforced: boolean, now: number): DecisionEvent {
   const event: DecisionEvent = {
     outcome: 'allowed',
     stage,
@@ -384,12 +385,30 @@ function baseEvent(request: AuthRequest, stage: DecisionEvent['stage'], started:
     status: 200,
     path: requestPath(request),
     durationMs: performance.now() - started,
-    time: new Date().toISOString(),
+    time: new Date(now).toISOString(),
   }
   if (request.method !== undefined) event.method = request.method
   if (scheme !== undefined) event.scheme = scheme
   return event
 }
+
+/**
+ * `options` with the guard's clock (`now`) in the default in-memory stores, which the resolver
+ * builds on the wall clock: a proof's `jti` or a revoked token must expire on the clock that
+ * judges the proof and the token. Stores the application passes are left as they are, and so is
+ * anything but an object literal (the resolver then says what is wrong with it).
+ */
+function withClockedStores(options: CallsignOptions): CallsignOptions {
+  const now = isLiteral(options) ? options.now : undefined
+  if (typeof now !== 'function') return options
+  const { dpop, revocation } = options
+  const clocked = { ...options }
+  if (dpop === undefined || (isLiteral(dpop) && dpop.replayStore === undefined)) clocked.dpop = { ...dpop, replayStore: new MemoryReplayStore({ now }) }
+  if (isLiteral(revocation) && revocation.store === undefined) clocked.revocation = { ...revocation, store: new MemoryReplayStore({ now }) }
+  return clocked
+}
+// Only an object literal is copied: spreading anything else could lose what it inherits.
+const isLiteral = <T>(value: T): value is T & object => typeof value === 'object' && value !== null && Object.getPrototypeOf(value) === Object.prototype
 
 function flush(state: RequestState): void {
   const event = state.pending
