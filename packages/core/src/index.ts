@@ -2,7 +2,8 @@
  * @callsign/core: which service is calling, on whose behalf, and whether both may do this.
  * Framework-free; adapters (`@callsign/express`, `@callsign/fastify`, `@callsign/koa`) wrap it.
  */
-export { createCallsign, afterCheck, authorizeRequest, responseHeaders, type Callsign } from './authenticator.js'
+export { createCallsign, type Callsign } from './guard.js'
+export { afterCheck, authorizeRequest, responseHeaders } from './decisions.js'
 export {
   resolveConfig,
   SUPPORTED_ALGORITHMS,

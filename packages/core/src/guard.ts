@@ -1,0 +1,257 @@
+import { checkAccessToken, VerifiedTokenCache, type VerifiedToken } from './access-token.js'
+import { checkBinding } from './binding.js'
+import { readCredentials, type Credentials } from './credentials.js'
+import { checkCallerConsistency, checkDelegation } from './delegation.js'
+import { DecisionRecorder, type Seen } from './decisions.js'
+import { AuthError } from './errors.js'
+import { addressTrusted, ForwardedPeers } from './forwarded-certificate.js'
+import { applyChallenge } from './http-mapping.js'
+import { isPromise } from './internal/is-promise.js'
+import { Introspector } from './introspection.js'
+import { IssuerKeys } from './jwks.js'
+import { resolveConfig, type CallsignOptions, type ResolvedConfig } from './options.js'
+import { readPeerCertificate, spiffeIdHost, type PeerCertificate } from './peer-certificate.js'
+import { authorize, compileRule, findAllowance, type AuthRule, type CompiledRule } from './policy.js'
+import { certificateAuthContext, toAuthContext, type AuthContext, type TokenBinding } from './principal.js'
+import { MemoryReplayStore } from './replay-store.js'
+import { headerValues, requestPath, type AuthRequest } from './request.js'
+import { checkRevocation, revokeToken, type RevocableToken } from './revocation.js'
+import { loadTelemetry } from './telemetry.js'
+
+/** A configured guard: what every adapter wraps. */
+export interface Callsign {
+  /** The frozen, validated configuration. */
+  readonly config: ResolvedConfig
+  /**
+   * Authenticate a request: peer certificate, credentials, token, binding, caller and user.
+   * Resolves to the auth context, or `undefined` when credentials are optional and absent.
+   * Rejects with an `AuthError` whose `headers` already carry the challenge.
+   */
+  authenticate(request: AuthRequest): Promise<AuthContext | undefined>
+  /**
+   * {@link authenticate} without a promise when none is needed: returns the auth context (or
+   * `undefined`) or throws the `AuthError` when the decision needs no I/O (a cached or locally
+   * verifiable token, a refusal); returns a promise otherwise. For adapters on hot paths.
+   */
+  check(request: AuthRequest): AuthContext | undefined | Promise<AuthContext | undefined>
+  /** Authorize an auth context against a rule; throws a 403 `AuthError` naming the failing side. */
+  authorize(auth: AuthContext, rule: AuthRule | CompiledRule): void
+  /** Resolves once every issuer's keys are cached (fetching them if needed): for readiness probes. */
+  ready(): Promise<void>
+  /**
+   * The RFC 9728 metadata document when `resourceMetadata` is configured and the request is a GET
+   * or HEAD of its well-known path; `undefined` otherwise (then authenticate as usual).
+   */
+  metadataResponse(request: AuthRequest): { status: number; headers: Record<string, string>; body: string } | undefined
+  /**
+   * Revoke a token before it expires (needs the `revocation` option): its `iss` + `jti` go to the
+   * denylist until its `exp`. Pass the token's claims, e.g. `auth.claims`.
+   */
+  revoke(token: RevocableToken): Promise<void>
+}
+
+/**
+ * Create a guard. Options are validated now (a bad option throws `TypeError` naming it);
+ * no network I/O happens unless `prefetch: true`.
+ *
+ * @example
+ * const guard = createCallsign({ issuers: { issuer: 'https://auth.example.com', audience: 'orders' } })
+ * const auth = await guard.authenticate(req) // IncomingMessage works as is
+ */
+export function createCallsign(options: CallsignOptions): Callsign {
+  const config = resolveConfig(withClockedStores(options))
+  const keys = new IssuerKeys(config)
+  const pipeline = new Pipeline(config, keys)
+  const decisions = new DecisionRecorder(config)
+  if (config.telemetry) void loadTelemetry().then((loaded) => {
+    decisions.telemetry = loaded
+    if (loaded) keys.onKeyEvent = (outcome, issuer) => loaded.keys(outcome, issuer)
+  })
+
+  const guard: Callsign = {
+    config,
+    async authenticate(request) {
+      return guard.check(request)
+    },
+    check(request) {
+      const state = decisions.begin()
+      let result: AuthContext | undefined | Promise<AuthContext | undefined>
+      try {
+        result = pipeline.authenticate(request, state)
+      } catch (error) {
+        return decisions.rejected(request, state, error)
+      }
+      if (!isPromise(result)) return decisions.resolved(request, state, result)
+      return result.then(
+        (auth) => decisions.resolved(request, state, auth),
+        (error: unknown) => decisions.rejected(request, state, error),
+      )
+    },
+    authorize(auth, rule) {
+      try {
+        authorize(auth, compileRule(rule), config.callers)
+      } catch (error) {
+        if (error instanceof AuthError) applyChallenge(error, decisions.challenge(auth.binding === 'dpop' ? 'dpop' : 'bearer'))
+        throw error
+      }
+    },
+    revoke(token) {
+      return revokeToken(token, config)
+    },
+    metadataResponse(request) {
+      return metadataResponse(config, request)
+    },
+    async ready() {
+      // Issuers whose tokens are all introspected (`tokens: 'all'`) need no keys.
+      const needKeys = [...config.issuers.values()].filter((issuer) => issuer.introspection?.tokens !== 'all' && !keys.hasKeys(issuer.issuer))
+      await Promise.all(needKeys.map((issuer) => keys.refresh(issuer)))
+    },
+  }
+  if (config.prefetch) guard.ready().catch(() => {}) // failures are logged; requests retry
+  return guard
+}
+
+/**
+ * The checks of one request, in order: peer certificate, credentials, token (verified locally or
+ * introspected), revocation, binding (certificate or DPoP key), caller and delegation, auth context.
+ */
+class Pipeline {
+  readonly #config: ResolvedConfig
+  readonly #keys: IssuerKeys
+  readonly #tokenCache: VerifiedTokenCache | undefined
+  readonly #introspector: Introspector | undefined
+  readonly #forwardedPeers: ForwardedPeers | undefined
+  /** A token in the cache passed every syntax check when it was verified. */
+  readonly #knownToken: ((token: string) => boolean) | undefined
+  readonly #dpop: boolean
+  readonly #bearer: boolean
+
+  constructor(config: ResolvedConfig, keys: IssuerKeys) {
+    this.#config = config
+    this.#keys = keys
+    const tokenCache = config.tokenCacheMaxEntries > 0 ? new VerifiedTokenCache(config.tokenCacheMaxEntries) : undefined
+    this.#tokenCache = tokenCache
+    this.#knownToken = tokenCache ? (token) => tokenCache.has(token) : undefined
+    // Signed introspection answers are verified with the same keys as the issuer's JWTs.
+    this.#introspector = Introspector.wanted(config) ? new Introspector(config, keys) : undefined
+    const { trustBundles, forwarded } = config.mtls
+    trustBundles?.watch()
+    this.#forwardedPeers = forwarded ? new ForwardedPeers(forwarded, trustBundles) : undefined
+    this.#dpop = config.dpop.mode !== 'off'
+    this.#bearer = config.dpop.mode !== 'required'
+  }
+
+  /** Value when nothing needs I/O; a promise only for key fetches, introspection, revocation or DPoP. */
+  authenticate(request: AuthRequest, seen: Seen): AuthContext | undefined | Promise<AuthContext | undefined> {
+    const peer = this.#peer(request)
+    // A malformed DPoP request gets its error in the DPoP challenge (see `DecisionRecorder`).
+    seen.reading = true
+    const credentials = readCredentials(request, this.#dpop, this.#knownToken)
+    if (!credentials) return this.#withoutCredentials(peer)
+    seen.scheme = credentials.scheme
+    if (credentials.scheme === 'bearer' && !this.#bearer) throw new AuthError('invalid_token', 'a DPoP-bound token is required')
+    // RFC 7662: opaque tokens (and, with `tokens: 'all'`, that issuer's JWTs) are introspected.
+    const introspecting = this.#introspector?.issuerFor(credentials.token)
+    if (introspecting) return this.#introspector!.introspect(credentials.token, introspecting).then((token) => this.#accept(token, credentials, peer, request))
+    const token = checkAccessToken(credentials.token, this.#config, this.#keys, this.#tokenCache, credentials.compact)
+    return isPromise(token) ? token.then((verified) => this.#accept(verified, credentials, peer, request)) : this.#accept(token, credentials, peer, request)
+  }
+
+  /** The client certificate identity, checked against `mtls` (required, trust domains). */
+  #peer(request: AuthRequest): PeerCertificate | undefined {
+    const { mtls } = this.#config
+    const peer = this.#resolvePeer(request)
+    if (!peer && mtls.mode === 'required') throw new AuthError('mtls_required', 'a trusted client certificate is required')
+    if (peer && mtls.trustDomains) {
+      const domain = peer.spiffeId === undefined ? undefined : spiffeIdHost(peer.spiffeId)
+      if (domain === undefined || !mtls.trustDomains.has(domain)) {
+        throw new AuthError('peer_unauthorized', 'client certificate is not from an accepted trust domain')
+      }
+    }
+    return peer
+  }
+
+  /**
+   * The client certificate identity of a request: the socket's authorized certificate, or, when
+   * the immediate peer is a trusted proxy (by its certificate's SPIFFE ID or its address), the
+   * certificate it forwarded (none if it forwarded none). Anyone else's header is ignored.
+   */
+  #resolvePeer(request: AuthRequest): PeerCertificate | undefined {
+    const config = this.#config
+    const { mtls } = config
+    const state = readPeerCertificate(request.socket)
+    if (state.kind === 'rejected') throw new AuthError('peer_unauthorized', state.reason, { cause: state.cause })
+    const socketPeer = state.kind === 'authorized' ? state.peer : undefined
+    // Federation: the socket's SPIFFE ID (a caller's or a proxy's) is proven only by its own domain's bundle.
+    if (mtls.trustBundles && state.kind === 'authorized' && state.peer.spiffeId !== undefined) {
+      mtls.trustBundles.checkConnection(request.socket!, state.peer.spiffeId, state.chain ?? [], config.now())
+    }
+    const forwarded = mtls.forwarded
+    if (!forwarded || !this.#forwardedPeers) return socketPeer
+    const proxySpiffeId = socketPeer?.spiffeId
+    const fromProxy =
+      (proxySpiffeId !== undefined && forwarded.proxySpiffeIds?.some((pattern) => pattern.matches(proxySpiffeId)) === true) ||
+      addressTrusted(forwarded.proxyAddresses, (request.socket as { remoteAddress?: string } | null | undefined)?.remoteAddress)
+    if (!fromProxy) return socketPeer
+    return this.#forwardedPeers.read(headerValues(request, forwarded.header), config.now())
+  }
+
+  /** An mTLS-only call: the certificate's SPIFFE ID, with what `certificateGrants` gives it. */
+  #withoutCredentials(peer: PeerCertificate | undefined): AuthContext | undefined {
+    const { certificateGrants } = this.#config
+    const spiffeId = peer?.spiffeId
+    if (spiffeId !== undefined && certificateGrants) {
+      const grant = findAllowance(spiffeId, certificateGrants)
+      if (grant) return certificateAuthContext(peer as PeerCertificate & { spiffeId: string }, grant.scopes)
+    }
+    if (this.#config.credentials === 'optional') return undefined
+    throw new AuthError('credentials_missing', 'an access token is required')
+  }
+
+  /** The checks after a verified token: revocation, possession (certificate or DPoP key), then who presents it and through whom. */
+  #accept(token: VerifiedToken, credentials: Credentials, peer: PeerCertificate | undefined, request: AuthRequest): AuthContext | Promise<AuthContext> {
+    if (this.#config.revocation) return checkRevocation(token, this.#config).then(() => this.#bind(token, credentials, peer, request))
+    return this.#bind(token, credentials, peer, request)
+  }
+
+  #bind(token: VerifiedToken, credentials: Credentials, peer: PeerCertificate | undefined, request: AuthRequest): AuthContext | Promise<AuthContext> {
+    const bound = checkBinding(token, credentials, peer, request, this.#config)
+    return typeof bound === 'string' ? this.#identify(token, peer, bound) : bound.then((binding) => this.#identify(token, peer, binding))
+  }
+
+  #identify(token: VerifiedToken, peer: PeerCertificate | undefined, binding: TokenBinding): AuthContext {
+    checkCallerConsistency(token, peer, this.#config)
+    checkDelegation(token, peer, this.#config)
+    return toAuthContext(token, peer, binding)
+  }
+}
+
+/** The RFC 9728 document for a GET or HEAD of its well-known path, else `undefined`. */
+function metadataResponse(config: ResolvedConfig, request: AuthRequest): ReturnType<Callsign['metadataResponse']> {
+  const metadata = config.resourceMetadata
+  if (!metadata || (request.method !== 'GET' && request.method !== 'HEAD')) return undefined
+  if (requestPath(request) !== metadata.path) return undefined
+  return {
+    status: 200,
+    headers: { 'content-type': 'application/json', 'cache-control': 'public, max-age=3600' },
+    body: request.method === 'HEAD' ? '' : metadata.body,
+  }
+}
+
+/**
+ * `options` with the guard's clock (`now`) in the default in-memory stores, which the resolver
+ * builds on the wall clock: a proof's `jti` or a revoked token must expire on the clock that
+ * judges the proof and the token. Stores the application passes are left as they are, and so is
+ * anything but an object literal (the resolver then says what is wrong with it).
+ */
+function withClockedStores(options: CallsignOptions): CallsignOptions {
+  const now = isLiteral(options) ? options.now : undefined
+  if (typeof now !== 'function') return options
+  const { dpop, revocation } = options
+  const clocked = { ...options }
+  if (dpop === undefined || (isLiteral(dpop) && dpop.replayStore === undefined)) clocked.dpop = { ...dpop, replayStore: new MemoryReplayStore({ now }) }
+  if (isLiteral(revocation) && revocation.store === undefined) clocked.revocation = { ...revocation, store: new MemoryReplayStore({ now }) }
+  return clocked
+}
+// Only an object literal is copied: spreading anything else could lose what it inherits.
+const isLiteral = <T>(value: T): value is T & object => typeof value === 'object' && value !== null && Object.getPrototypeOf(value) === Object.prototype
