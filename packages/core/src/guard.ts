@@ -63,6 +63,7 @@ export function createCallsign(options: CallsignOptions): Callsign {
   const keys = new IssuerKeys(config)
   const pipeline = new Pipeline(config, keys)
   const decisions = new DecisionRecorder(config)
+  // OpenTelemetry, when the application has it (loaded in the background; until then, no spans or counters).
   if (config.telemetry) void loadTelemetry().then((loaded) => {
     decisions.telemetry = loaded
     if (loaded) keys.onKeyEvent = (outcome, issuer) => loaded.keys(outcome, issuer)
