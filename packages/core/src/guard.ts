@@ -61,7 +61,7 @@ export interface Callsign {
 export function createCallsign(options: CallsignOptions): Callsign {
   const config = resolveConfig(withClockedStores(options))
   const keys = new IssuerKeys(config)
-  const pipeline = new Pipeline(config, keys)
+  const pipeline = createPipeline(config, keys)
   const decisions = new DecisionRecorder(config)
   // OpenTelemetry, when the application has it (loaded in the background; until then, no spans or counters).
   if (config.telemetry) void loadTelemetry().then((loaded) => {
@@ -78,7 +78,7 @@ export function createCallsign(options: CallsignOptions): Callsign {
       const state = decisions.begin()
       let result: AuthContext | undefined | Promise<AuthContext | undefined>
       try {
-        result = pipeline.authenticate(request, state)
+        result = pipeline(request, state)
       } catch (error) {
         return decisions.rejected(request, state, error)
       }
@@ -112,56 +112,73 @@ export function createCallsign(options: CallsignOptions): Callsign {
   return guard
 }
 
+/** The guard's checks of one request, from the socket to the auth context. */
+type Authenticate = (request: AuthRequest, seen: Seen) => AuthContext | undefined | Promise<AuthContext | undefined>
+/** The checks after a verified token. */
+type Accept = (token: VerifiedToken, credentials: Credentials, peer: PeerCertificate | undefined, request: AuthRequest) => AuthContext | Promise<AuthContext>
+
 /**
  * The checks of one request, in order: peer certificate, credentials, token (verified locally or
  * introspected), revocation, binding (certificate or DPoP key), caller and delegation, auth context.
+ * Closures made once per guard, not methods: V8 optimizes a closure over the guard's constants
+ * better (a class measured about 30 ns slower per `check` on a reused token).
  */
-class Pipeline {
-  readonly #config: ResolvedConfig
-  readonly #keys: IssuerKeys
-  readonly #tokenCache: VerifiedTokenCache | undefined
-  readonly #introspector: Introspector | undefined
-  readonly #forwardedPeers: ForwardedPeers | undefined
-  /** A token in the cache passed every syntax check when it was verified. */
-  readonly #knownToken: ((token: string) => boolean) | undefined
-  readonly #dpop: boolean
-  readonly #bearer: boolean
-
-  constructor(config: ResolvedConfig, keys: IssuerKeys) {
-    this.#config = config
-    this.#keys = keys
-    const tokenCache = config.tokenCacheMaxEntries > 0 ? new VerifiedTokenCache(config.tokenCacheMaxEntries) : undefined
-    this.#tokenCache = tokenCache
-    this.#knownToken = tokenCache ? (token) => tokenCache.has(token) : undefined
-    // Signed introspection answers are verified with the same keys as the issuer's JWTs.
-    this.#introspector = Introspector.wanted(config) ? new Introspector(config, keys) : undefined
-    const { trustBundles, forwarded } = config.mtls
-    trustBundles?.watch()
-    this.#forwardedPeers = forwarded ? new ForwardedPeers(forwarded, trustBundles) : undefined
-    this.#dpop = config.dpop.mode !== 'off'
-    this.#bearer = config.dpop.mode !== 'required'
-  }
-
+function createPipeline(config: ResolvedConfig, keys: IssuerKeys): Authenticate {
+  const tokenCache = config.tokenCacheMaxEntries > 0 ? new VerifiedTokenCache(config.tokenCacheMaxEntries) : undefined
+  // A token in the cache passed every syntax check when it was verified.
+  const knownToken = tokenCache ? (token: string): boolean => tokenCache.has(token) : undefined
+  // Signed introspection answers are verified with the same keys as the issuer's JWTs.
+  const introspector = Introspector.wanted(config) ? new Introspector(config, keys) : undefined
+  const checkPeer = createPeerCheck(config)
+  const accept = createAccept(config)
+  const dpop = config.dpop.mode !== 'off'
+  const bearer = config.dpop.mode !== 'required'
   /** Value when nothing needs I/O; a promise only for key fetches, introspection, revocation or DPoP. */
-  authenticate(request: AuthRequest, seen: Seen): AuthContext | undefined | Promise<AuthContext | undefined> {
-    const peer = this.#peer(request)
+  return (request, seen) => {
+    const peer = checkPeer(request)
     // A malformed DPoP request gets its error in the DPoP challenge (see `DecisionRecorder`).
     seen.reading = true
-    const credentials = readCredentials(request, this.#dpop, this.#knownToken)
-    if (!credentials) return this.#withoutCredentials(peer)
+    const credentials = readCredentials(request, dpop, knownToken)
+    if (!credentials) return withoutCredentials(config, peer)
     seen.scheme = credentials.scheme
-    if (credentials.scheme === 'bearer' && !this.#bearer) throw new AuthError('invalid_token', 'a DPoP-bound token is required')
+    if (credentials.scheme === 'bearer' && !bearer) throw new AuthError('invalid_token', 'a DPoP-bound token is required')
     // RFC 7662: opaque tokens (and, with `tokens: 'all'`, that issuer's JWTs) are introspected.
-    const introspecting = this.#introspector?.issuerFor(credentials.token)
-    if (introspecting) return this.#introspector!.introspect(credentials.token, introspecting).then((token) => this.#accept(token, credentials, peer, request))
-    const token = checkAccessToken(credentials.token, this.#config, this.#keys, this.#tokenCache, credentials.compact)
-    return isPromise(token) ? token.then((verified) => this.#accept(verified, credentials, peer, request)) : this.#accept(token, credentials, peer, request)
+    const introspecting = introspector?.issuerFor(credentials.token)
+    if (introspecting) return introspector!.introspect(credentials.token, introspecting).then((token) => accept(token, credentials, peer, request))
+    const token = checkAccessToken(credentials.token, config, keys, tokenCache, credentials.compact)
+    return isPromise(token) ? token.then((verified) => accept(verified, credentials, peer, request)) : accept(token, credentials, peer, request)
   }
+}
 
-  /** The client certificate identity, checked against `mtls` (required, trust domains). */
-  #peer(request: AuthRequest): PeerCertificate | undefined {
-    const { mtls } = this.#config
-    const peer = this.#resolvePeer(request)
+/**
+ * The client certificate identity of a request, checked against `mtls` (required, trust domains):
+ * the socket's authorized certificate, or, when the immediate peer is a trusted proxy (by its
+ * certificate's SPIFFE ID or its address), the certificate it forwarded (none if it forwarded
+ * none). Anyone else's header is ignored.
+ */
+function createPeerCheck(config: ResolvedConfig): (request: AuthRequest) => PeerCertificate | undefined {
+  const { mtls } = config
+  const { trustBundles, forwarded } = mtls
+  trustBundles?.watch()
+  const forwardedPeers = forwarded ? new ForwardedPeers(forwarded, trustBundles) : undefined
+  const resolvePeer = (request: AuthRequest): PeerCertificate | undefined => {
+    const state = readPeerCertificate(request.socket)
+    if (state.kind === 'rejected') throw new AuthError('peer_unauthorized', state.reason, { cause: state.cause })
+    const socketPeer = state.kind === 'authorized' ? state.peer : undefined
+    // Federation: the socket's SPIFFE ID (a caller's or a proxy's) is proven only by its own domain's bundle.
+    if (trustBundles && state.kind === 'authorized' && state.peer.spiffeId !== undefined) {
+      trustBundles.checkConnection(request.socket!, state.peer.spiffeId, state.chain ?? [], config.now())
+    }
+    if (!forwarded || !forwardedPeers) return socketPeer
+    const proxySpiffeId = socketPeer?.spiffeId
+    const fromProxy =
+      (proxySpiffeId !== undefined && forwarded.proxySpiffeIds?.some((pattern) => pattern.matches(proxySpiffeId)) === true) ||
+      addressTrusted(forwarded.proxyAddresses, (request.socket as { remoteAddress?: string } | null | undefined)?.remoteAddress)
+    if (!fromProxy) return socketPeer
+    return forwardedPeers.read(headerValues(request, forwarded.header), config.now())
+  }
+  return (request) => {
+    const peer = resolvePeer(request)
     if (!peer && mtls.mode === 'required') throw new AuthError('mtls_required', 'a trusted client certificate is required')
     if (peer && mtls.trustDomains) {
       const domain = peer.spiffeId === undefined ? undefined : spiffeIdHost(peer.spiffeId)
@@ -171,60 +188,34 @@ class Pipeline {
     }
     return peer
   }
+}
 
-  /**
-   * The client certificate identity of a request: the socket's authorized certificate, or, when
-   * the immediate peer is a trusted proxy (by its certificate's SPIFFE ID or its address), the
-   * certificate it forwarded (none if it forwarded none). Anyone else's header is ignored.
-   */
-  #resolvePeer(request: AuthRequest): PeerCertificate | undefined {
-    const config = this.#config
-    const { mtls } = config
-    const state = readPeerCertificate(request.socket)
-    if (state.kind === 'rejected') throw new AuthError('peer_unauthorized', state.reason, { cause: state.cause })
-    const socketPeer = state.kind === 'authorized' ? state.peer : undefined
-    // Federation: the socket's SPIFFE ID (a caller's or a proxy's) is proven only by its own domain's bundle.
-    if (mtls.trustBundles && state.kind === 'authorized' && state.peer.spiffeId !== undefined) {
-      mtls.trustBundles.checkConnection(request.socket!, state.peer.spiffeId, state.chain ?? [], config.now())
-    }
-    const forwarded = mtls.forwarded
-    if (!forwarded || !this.#forwardedPeers) return socketPeer
-    const proxySpiffeId = socketPeer?.spiffeId
-    const fromProxy =
-      (proxySpiffeId !== undefined && forwarded.proxySpiffeIds?.some((pattern) => pattern.matches(proxySpiffeId)) === true) ||
-      addressTrusted(forwarded.proxyAddresses, (request.socket as { remoteAddress?: string } | null | undefined)?.remoteAddress)
-    if (!fromProxy) return socketPeer
-    return this.#forwardedPeers.read(headerValues(request, forwarded.header), config.now())
-  }
-
-  /** An mTLS-only call: the certificate's SPIFFE ID, with what `certificateGrants` gives it. */
-  #withoutCredentials(peer: PeerCertificate | undefined): AuthContext | undefined {
-    const { certificateGrants } = this.#config
-    const spiffeId = peer?.spiffeId
-    if (spiffeId !== undefined && certificateGrants) {
-      const grant = findAllowance(spiffeId, certificateGrants)
-      if (grant) return certificateAuthContext(peer as PeerCertificate & { spiffeId: string }, grant.scopes)
-    }
-    if (this.#config.credentials === 'optional') return undefined
-    throw new AuthError('credentials_missing', 'an access token is required')
-  }
-
-  /** The checks after a verified token: revocation, possession (certificate or DPoP key), then who presents it and through whom. */
-  #accept(token: VerifiedToken, credentials: Credentials, peer: PeerCertificate | undefined, request: AuthRequest): AuthContext | Promise<AuthContext> {
-    if (this.#config.revocation) return checkRevocation(token, this.#config).then(() => this.#bind(token, credentials, peer, request))
-    return this.#bind(token, credentials, peer, request)
-  }
-
-  #bind(token: VerifiedToken, credentials: Credentials, peer: PeerCertificate | undefined, request: AuthRequest): AuthContext | Promise<AuthContext> {
-    const bound = checkBinding(token, credentials, peer, request, this.#config)
-    return typeof bound === 'string' ? this.#identify(token, peer, bound) : bound.then((binding) => this.#identify(token, peer, binding))
-  }
-
-  #identify(token: VerifiedToken, peer: PeerCertificate | undefined, binding: TokenBinding): AuthContext {
-    checkCallerConsistency(token, peer, this.#config)
-    checkDelegation(token, peer, this.#config)
+/** The checks after a verified token: revocation, possession (certificate or DPoP key), then who presents it and through whom. */
+function createAccept(config: ResolvedConfig): Accept {
+  const identify = (token: VerifiedToken, peer: PeerCertificate | undefined, binding: TokenBinding): AuthContext => {
+    checkCallerConsistency(token, peer, config)
+    checkDelegation(token, peer, config)
     return toAuthContext(token, peer, binding)
   }
+  const bind: Accept = (token, credentials, peer, request) => {
+    const bound = checkBinding(token, credentials, peer, request, config)
+    return typeof bound === 'string' ? identify(token, peer, bound) : bound.then((binding) => identify(token, peer, binding))
+  }
+  return (token, credentials, peer, request) => {
+    if (config.revocation) return checkRevocation(token, config).then(() => bind(token, credentials, peer, request))
+    return bind(token, credentials, peer, request)
+  }
+}
+
+/** An mTLS-only call: the certificate's SPIFFE ID, with what `certificateGrants` gives it. */
+function withoutCredentials(config: ResolvedConfig, peer: PeerCertificate | undefined): AuthContext | undefined {
+  const spiffeId = peer?.spiffeId
+  if (spiffeId !== undefined && config.certificateGrants) {
+    const grant = findAllowance(spiffeId, config.certificateGrants)
+    if (grant) return certificateAuthContext(peer as PeerCertificate & { spiffeId: string }, grant.scopes)
+  }
+  if (config.credentials === 'optional') return undefined
+  throw new AuthError('credentials_missing', 'an access token is required')
 }
 
 /** The RFC 9728 document for a GET or HEAD of its well-known path, else `undefined`. */
