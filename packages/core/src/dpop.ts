@@ -247,7 +247,7 @@ const NONCE_KEYS = optionKeys<DpopNonceOptions>()(['secret', 'windowSeconds'])
 const DPOP_MODES: readonly DpopMode[] = ['off', 'allowed', 'required']
 
 /** The `dpop` option with its defaults; `now` is the guard's clock (server nonces are time-sliced). */
-export function resolveDpop(value: unknown, now: () => number): ResolvedDpop {
+export function resolveDpop(value: unknown, now: () => number, storeClock?: () => number): ResolvedDpop {
   const input = (value ?? {}) as Record<string, unknown>
   if (!isPlainObject(input)) return fail('dpop', 'must be an object')
   checkKeys(input, DPOP_KEYS, 'dpop')
@@ -266,7 +266,7 @@ export function resolveDpop(value: unknown, now: () => number): ResolvedDpop {
     maxProofAgeSeconds: positive(input.maxProofAgeSeconds, 'dpop.maxProofAgeSeconds', 60, { max: 600 }),
     origins: origins && Object.freeze(origins),
     nonces,
-    replayStore: store ?? new MemoryReplayStore(),
+    replayStore: store ?? new MemoryReplayStore(storeClock ? { now: storeClock } : {}),
     replayStoreTimeoutMs: positive(input.replayStoreTimeoutMs, 'dpop.replayStoreTimeoutMs', 500, { max: 30_000 }),
   })
 }

@@ -53,23 +53,40 @@ export interface AuthErrorInit {
   cause?: unknown
 }
 
-const STATUS: Record<AuthErrorCode, number> = {
-  credentials_missing: 401,
-  invalid_request: 400,
-  invalid_token: 401,
-  mtls_required: 401,
-  peer_unauthorized: 401,
-  insufficient_scope: 403,
-  caller_forbidden: 403,
-  caller_scope_exceeded: 403,
-  on_behalf_of_required: 403,
-  on_behalf_of_forbidden: 403,
-  keys_unavailable: 503,
-  invalid_dpop_proof: 401,
-  use_dpop_nonce: 401,
-  replay_store_unavailable: 503,
-  revocation_unavailable: 503,
-  introspection_unavailable: 503,
+/** The RFC 6750 §3.1 / RFC 9449 §7.1 `error` a challenge can carry. */
+export type ChallengeError = 'invalid_request' | 'invalid_token' | 'insufficient_scope' | 'invalid_dpop_proof' | 'use_dpop_nonce'
+
+/** How a code answers over HTTP: one row per code, every column filled. */
+export interface CodeHttp {
+  readonly status: 400 | 401 | 403 | 503
+  /** The RFC 9457 problem `title`. */
+  readonly title: string
+  /** The `error` of the `WWW-Authenticate` challenge; `undefined`: a challenge without one (a 503 has none). */
+  readonly challenge: ChallengeError | undefined
+}
+
+/**
+ * The one table that decides HTTP: status, problem title and challenge error of every code.
+ * Typed so that a new code does not compile until its row fills every column. It sits beside the
+ * codes because `AuthError` takes its status from it; `http-mapping.ts` reads the other columns.
+ */
+export const HTTP_TABLE: { readonly [C in AuthErrorCode]: CodeHttp } = {
+  credentials_missing: { status: 401, title: 'Authentication required', challenge: undefined },
+  invalid_request: { status: 400, title: 'Malformed authentication request', challenge: 'invalid_request' },
+  invalid_token: { status: 401, title: 'Invalid access token', challenge: 'invalid_token' },
+  mtls_required: { status: 401, title: 'Client certificate required', challenge: undefined },
+  peer_unauthorized: { status: 401, title: 'Client certificate not accepted', challenge: undefined },
+  insufficient_scope: { status: 403, title: 'Insufficient scope', challenge: 'insufficient_scope' },
+  caller_forbidden: { status: 403, title: 'Calling service not allowed', challenge: 'insufficient_scope' },
+  caller_scope_exceeded: { status: 403, title: "Beyond the calling service's allowance", challenge: 'insufficient_scope' },
+  on_behalf_of_required: { status: 403, title: 'A user is required', challenge: 'insufficient_scope' },
+  on_behalf_of_forbidden: { status: 403, title: 'Calls on behalf of a user are not allowed', challenge: 'insufficient_scope' },
+  keys_unavailable: { status: 503, title: 'Issuer keys unavailable', challenge: undefined },
+  invalid_dpop_proof: { status: 401, title: 'Invalid DPoP proof', challenge: 'invalid_dpop_proof' },
+  use_dpop_nonce: { status: 401, title: 'DPoP nonce required', challenge: 'use_dpop_nonce' },
+  replay_store_unavailable: { status: 503, title: 'Replay protection unavailable', challenge: undefined },
+  revocation_unavailable: { status: 503, title: 'Revocation check unavailable', challenge: undefined },
+  introspection_unavailable: { status: 503, title: 'Token introspection unavailable', challenge: undefined },
 }
 
 /**
@@ -96,7 +113,7 @@ export class AuthError extends Error {
   constructor(code: AuthErrorCode, description: string, init: AuthErrorInit = {}) {
     super(description, init.cause === undefined ? undefined : { cause: init.cause })
     this.code = code
-    this.status = STATUS[code]
+    this.status = HTTP_TABLE[code].status
     this.side = init.side
     this.scope = init.scope
     this.retryAfterSeconds = init.retryAfterSeconds

@@ -1,6 +1,7 @@
 import { X509Certificate } from 'node:crypto'
 import { decodeJwt, decodeProtectedHeader } from 'jose'
-import { authorizeRequest, createCallsign } from './authenticator.js'
+import { authorizeRequest } from './decisions.js'
+import { createCallsign } from './guard.js'
 import { AuthError, type AuthErrorCode } from './errors.js'
 import { stepOf } from './explain-step.js'
 import { pemCertificateBlocks, verifyForwardedChain } from './forwarded-certificate.js'

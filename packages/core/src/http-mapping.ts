@@ -1,4 +1,4 @@
-import { AuthError, type AuthErrorCode } from './errors.js'
+import { HTTP_TABLE, type AuthError, type AuthErrorCode } from './errors.js'
 
 /** What an adapter writes back for a refused request. */
 export interface HttpErrorResponse {
@@ -17,45 +17,6 @@ export interface ProblemDocument {
   code: AuthErrorCode
   side?: 'caller' | 'user'
   scope?: string
-}
-
-const TITLES: Record<AuthErrorCode, string> = {
-  credentials_missing: 'Authentication required',
-  invalid_request: 'Malformed authentication request',
-  invalid_token: 'Invalid access token',
-  mtls_required: 'Client certificate required',
-  peer_unauthorized: 'Client certificate not accepted',
-  insufficient_scope: 'Insufficient scope',
-  caller_forbidden: 'Calling service not allowed',
-  caller_scope_exceeded: "Beyond the calling service's allowance",
-  on_behalf_of_required: 'A user is required',
-  on_behalf_of_forbidden: 'Calls on behalf of a user are not allowed',
-  keys_unavailable: 'Issuer keys unavailable',
-  invalid_dpop_proof: 'Invalid DPoP proof',
-  use_dpop_nonce: 'DPoP nonce required',
-  replay_store_unavailable: 'Replay protection unavailable',
-  revocation_unavailable: 'Revocation check unavailable',
-  introspection_unavailable: 'Token introspection unavailable',
-}
-
-/** The RFC 6750 §3.1 error code carried in the challenge, if any. */
-const CHALLENGE_ERROR: Record<AuthErrorCode, string | undefined> = {
-  credentials_missing: undefined,
-  invalid_request: 'invalid_request',
-  invalid_token: 'invalid_token',
-  mtls_required: undefined,
-  peer_unauthorized: undefined,
-  insufficient_scope: 'insufficient_scope',
-  caller_forbidden: 'insufficient_scope',
-  caller_scope_exceeded: 'insufficient_scope',
-  on_behalf_of_required: 'insufficient_scope',
-  on_behalf_of_forbidden: 'insufficient_scope',
-  keys_unavailable: undefined,
-  invalid_dpop_proof: 'invalid_dpop_proof',
-  use_dpop_nonce: 'use_dpop_nonce',
-  replay_store_unavailable: undefined,
-  revocation_unavailable: undefined,
-  introspection_unavailable: undefined,
 }
 
 /** Problem `type` URI for a code: `urn:callsign:problem:<code>`. */
@@ -94,7 +55,7 @@ export function applyChallenge(error: AuthError, context: ChallengeContext | str
     return error
   }
   const bearer = ctx.bearer !== false || ctx.dpopAlgs === undefined
-  const code = CHALLENGE_ERROR[error.code]
+  const code = HTTP_TABLE[error.code].challenge
   let errorScheme: 'bearer' | 'dpop' = 'bearer'
   if (ctx.dpopAlgs !== undefined && (error.code === 'invalid_dpop_proof' || error.code === 'use_dpop_nonce' || ctx.scheme === 'dpop' || !bearer)) {
     errorScheme = 'dpop'
@@ -122,7 +83,7 @@ export function applyChallenge(error: AuthError, context: ChallengeContext | str
 export function toProblem(error: AuthError): ProblemDocument {
   const problem: ProblemDocument = {
     type: problemType(error.code),
-    title: TITLES[error.code],
+    title: HTTP_TABLE[error.code].title,
     status: error.status,
     detail: error.message,
     code: error.code,

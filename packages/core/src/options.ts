@@ -160,7 +160,10 @@ export function resolveConfig(options: CallsignOptions): ResolvedConfig {
   const allowances = resolveAllowanceConfig(options)
   const jwks = resolveJwksOptions(options.jwks)
   const guard = resolveGuardOptions(options)
-  const dpop = resolveDpop(options.dpop, environment.now)
+  // The default in-memory stores run on the guard's clock when one is given (`now`), so a proof's
+  // `jti` or a revoked token expires on the clock that judges the proof and the token.
+  const storeClock = typeof options.now === 'function' ? options.now : undefined
+  const dpop = resolveDpop(options.dpop, environment.now, storeClock)
   const resourceMetadata = options.resourceMetadata === undefined
     ? undefined
     : resolveResourceMetadata(options.resourceMetadata, {
@@ -177,7 +180,7 @@ export function resolveConfig(options: CallsignOptions): ResolvedConfig {
     mtls,
     dpop,
     jwks,
-    revocation: resolveRevocation(options.revocation),
+    revocation: resolveRevocation(options.revocation, storeClock),
     ...resolveDelegationConfig(options),
     resourceMetadata,
   })

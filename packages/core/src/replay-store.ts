@@ -33,6 +33,11 @@ export interface MemoryReplayStoreOptions {
   maxEntries?: number
   /** Called once when a still-valid identifier had to be evicted to stay within `maxEntries`. */
   onEvict?: () => void
+  /**
+   * Clock in epoch milliseconds, by which entries expire. Default: the wall clock. A guard built
+   * with a `now` option gives its default stores that clock.
+   */
+  now?: () => number
 }
 
 /**
@@ -45,20 +50,27 @@ export interface MemoryReplayStoreOptions {
  * proof signature, matching `ath` and `cnf.jkt`) reach the store, so only a key holder can fill it.
  */
 export class MemoryReplayStore implements ReplayStore, RevocationStore {
-  readonly #revoked = new LRUCache<string, true>({ max: 100_000 })
+  readonly #revoked: LRUCache<string, true>
   /** Key -> expiry (epoch ms), so an eviction can tell a live identifier from an expired one. */
   readonly #seen: LRUCache<string, number>
+  readonly #now: () => number
   #warned = false
 
   constructor(options: MemoryReplayStoreOptions = {}) {
     const max = options.maxEntries ?? 100_000
     if (!Number.isInteger(max) || max <= 0) throw new TypeError('Callsign: "maxEntries" must be a positive whole number')
-    const onEvict = options.onEvict
+    const { onEvict, now } = options
+    if (now !== undefined && typeof now !== 'function') throw new TypeError('Callsign: "now" must be a function returning epoch milliseconds')
+    this.#now = now ?? Date.now
+    // lru-cache's own clock for the ttls; without caching its reading, as an injected clock may jump.
+    const clock = now === undefined ? {} : { perf: { now }, ttlResolution: 0 }
+    this.#revoked = new LRUCache<string, true>({ max: 100_000, ...clock })
     this.#seen = new LRUCache<string, number>({
       max,
       ttlAutopurge: false,
+      ...clock,
       dispose: (expiresAt, _key, reason) => {
-        if (reason === 'evict' && expiresAt > Date.now() && !this.#warned) {
+        if (reason === 'evict' && expiresAt > this.#now() && !this.#warned) {
           this.#warned = true
           onEvict?.()
         }
@@ -69,7 +81,7 @@ export class MemoryReplayStore implements ReplayStore, RevocationStore {
   markUsed(key: string, ttlSeconds: number): boolean {
     if (this.#seen.get(key) !== undefined) return false
     const ttl = Math.max(1, Math.ceil(ttlSeconds * 1000))
-    this.#seen.set(key, Date.now() + ttl, { ttl })
+    this.#seen.set(key, this.#now() + ttl, { ttl })
     return true
   }
 

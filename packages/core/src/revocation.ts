@@ -31,7 +31,7 @@ export type RevocationConfig = { revocation: ResolvedRevocation | undefined } & 
 const REVOCATION_KEYS = optionKeys<RevocationOptions>()(['store', 'isRevoked', 'timeoutMs'])
 
 /** The `revocation` option; `undefined` when absent (no check, no cost). */
-export function resolveRevocation(value: unknown): ResolvedRevocation | undefined {
+export function resolveRevocation(value: unknown, storeClock?: () => number): ResolvedRevocation | undefined {
   if (value === undefined) return undefined
   if (!isPlainObject(value)) return fail('revocation', 'must be an object { store?, isRevoked?, timeoutMs? }')
   checkKeys(value, REVOCATION_KEYS, 'revocation')
@@ -41,7 +41,7 @@ export function resolveRevocation(value: unknown): ResolvedRevocation | undefine
   }
   if (value.isRevoked !== undefined && typeof value.isRevoked !== 'function') fail('revocation.isRevoked', 'must be a function (claims, context) => boolean | Promise<boolean>')
   return Object.freeze({
-    store: store ?? new MemoryReplayStore(),
+    store: store ?? new MemoryReplayStore(storeClock ? { now: storeClock } : {}),
     isRevoked: value.isRevoked as RevocationHook | undefined,
     timeoutMs: positive(value.timeoutMs, 'revocation.timeoutMs', 500, { max: 30_000 }),
   })

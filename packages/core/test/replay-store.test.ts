@@ -98,3 +98,34 @@ describe('MemoryReplayStore', () => {
     expect(onEvict).toHaveBeenCalledTimes(1)
   })
 })
+
+describe('MemoryReplayStore on an injected clock (now)', () => {
+  it('expires used keys and revoked keys when that clock passes their ttl, whatever the wall clock says', () => {
+    let now = Date.parse('2031-05-06T07:08:09Z')
+    const store = new MemoryReplayStore({ now: () => now })
+    expect(store.markUsed('jti', 60)).toBe(true)
+    store.revoke('token', 60)
+    now += 59_999
+    expect(store.markUsed('jti', 60)).toBe(false)
+    expect(store.isRevoked('token')).toBe(true)
+    now += 2
+    expect(store.markUsed('jti', 60)).toBe(true)
+    expect(store.isRevoked('token')).toBe(false)
+  })
+
+  it('tells an expired entry from a live one by that clock when it evicts', () => {
+    let now = Date.parse('2031-05-06T07:08:09Z')
+    const onEvict = vi.fn()
+    const store = new MemoryReplayStore({ maxEntries: 1, onEvict, now: () => now })
+    store.markUsed('first', 60)
+    now += 61_000
+    store.markUsed('second', 60)
+    expect(onEvict).not.toHaveBeenCalled()
+    store.markUsed('third', 60)
+    expect(onEvict).toHaveBeenCalledTimes(1)
+  })
+
+  it('refuses a now that is not a function', () => {
+    expect(() => new MemoryReplayStore({ now: 1000 as never })).toThrow(new TypeError('Callsign: "now" must be a function returning epoch milliseconds'))
+  })
+})
