@@ -12,10 +12,28 @@ export default tseslint.config(
       ecmaVersion: 2023,
       sourceType: 'module',
       globals: {
-        process: 'readonly', console: 'readonly', Buffer: 'readonly', URL: 'readonly', URLSearchParams: 'readonly',
-        setTimeout: 'readonly', clearTimeout: 'readonly', setInterval: 'readonly', clearInterval: 'readonly', setImmediate: 'readonly',
-        queueMicrotask: 'readonly', performance: 'readonly', fetch: 'readonly', Response: 'readonly', Request: 'readonly', Headers: 'readonly',
-        AbortController: 'readonly', AbortSignal: 'readonly', TextEncoder: 'readonly', TextDecoder: 'readonly', crypto: 'readonly', structuredClone: 'readonly',
+        process: 'readonly',
+        console: 'readonly',
+        Buffer: 'readonly',
+        URL: 'readonly',
+        URLSearchParams: 'readonly',
+        setTimeout: 'readonly',
+        clearTimeout: 'readonly',
+        setInterval: 'readonly',
+        clearInterval: 'readonly',
+        setImmediate: 'readonly',
+        queueMicrotask: 'readonly',
+        performance: 'readonly',
+        fetch: 'readonly',
+        Response: 'readonly',
+        Request: 'readonly',
+        Headers: 'readonly',
+        AbortController: 'readonly',
+        AbortSignal: 'readonly',
+        TextEncoder: 'readonly',
+        TextDecoder: 'readonly',
+        crypto: 'readonly',
+        structuredClone: 'readonly',
       },
     },
     rules: {
@@ -28,12 +46,15 @@ export default tseslint.config(
     // Adapters are thin: they use core only through its public entry, never its files.
     files: ['packages/{express,fastify,koa,node,redis}/src/**/*.ts'],
     rules: {
-      'no-restricted-imports': ['error', {
-        patterns: [
-          { group: ['@callsign/core/*'], message: 'Import from @callsign/core (the public entry) only.' },
-          { group: ['**/core/src/**', '**/core/dist/**', '../../core/**'], message: 'Adapters import @callsign/core, not its files.' },
-        ],
-      }],
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: ['@callsign/core/*'], message: 'Import from @callsign/core (the public entry) only.' },
+            { group: ['**/core/src/**', '**/core/dist/**', '../../core/**'], message: 'Adapters import @callsign/core, not its files.' },
+          ],
+        },
+      ],
     },
   },
   {

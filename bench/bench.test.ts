@@ -6,7 +6,8 @@ import { fileURLToPath } from 'node:url'
 import { expect, test } from 'vitest'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
-const HEADER = '| framework | protection | token | transport | alg | req/s | p50 ms | p99 ms | vs no auth | server CPU µs/req | capacity vs no auth | server busy | notes |'
+const HEADER =
+  '| framework | protection | token | transport | alg | req/s | p50 ms | p99 ms | vs no auth | server CPU µs/req | capacity vs no auth | server busy | notes |'
 
 function runBench(args: string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {

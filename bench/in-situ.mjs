@@ -40,7 +40,11 @@ async function server(mode, spec) {
   let preHandler
   if (mode === 'callsign' || mode === 'timed') {
     const { default: callsign, requireAuth } = await import('@callsign/fastify')
-    await app.register(callsign, { issuers: { issuer: spec.issuer, audience: spec.audience, jwksUri: spec.jwksUri }, mtls: 'optional', callers: { [CALLER]: ['orders:read'] } })
+    await app.register(callsign, {
+      issuers: { issuer: spec.issuer, audience: spec.audience, jwksUri: spec.jwksUri },
+      mtls: 'optional',
+      callers: { [CALLER]: ['orders:read'] },
+    })
     const rule = requireAuth({ scopes: ['orders:read'] })
     preHandler = mode === 'timed' ? (request, reply, done) => rule(request, reply, () => (stop(request), done())) : rule
   } else if (mode === 'timed-empty') {
@@ -51,7 +55,11 @@ async function server(mode, spec) {
   }
   if (mode === 'idle' || mode === 'check' || mode === 'check-authorize') {
     const { createCallsign, compileRule, authorizeRequest } = await import('@callsign/core')
-    const guard = createCallsign({ issuers: { issuer: spec.issuer, audience: spec.audience, jwksUri: spec.jwksUri }, mtls: 'optional', callers: { [CALLER]: ['orders:read'] } })
+    const guard = createCallsign({
+      issuers: { issuer: spec.issuer, audience: spec.audience, jwksUri: spec.jwksUri },
+      mtls: 'optional',
+      callers: { [CALLER]: ['orders:read'] },
+    })
     await guard.ready()
     const rule = compileRule({ scopes: ['orders:read'] })
     const refuse = (reply) => reply.code(401).send()
@@ -82,7 +90,8 @@ async function server(mode, spec) {
 async function main(rounds, modes) {
   const known = ['none', 'callsign', 'timed-empty', 'timed', 'empty', 'idle', 'check', 'check-authorize']
   const unknown = modes.filter((mode) => !known.includes(mode))
-  if (unknown.length > 0 || !modes.includes('none')) throw new Error(`in-situ: modes must include none and be among ${known.join(', ')} (got ${modes.join(', ')})`)
+  if (unknown.length > 0 || !modes.includes('none'))
+    throw new Error(`in-situ: modes must include none and be among ${known.join(', ')} (got ${modes.join(', ')})`)
   const { startTestIssuer } = await import('@callsign/testing')
   const autocannon = require('autocannon')
   const issuer = await startTestIssuer()
@@ -100,7 +109,8 @@ async function main(rounds, modes) {
     const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
     return ((Number(fields[11]) + Number(fields[12])) * 1e6) / 100 // clock ticks (100/s) to µs
   }
-  const load = (port, duration) => autocannon({ url: `http://127.0.0.1:${port}/orders`, connections: 50, duration, headers: { authorization: `Bearer ${token}` } })
+  const load = (port, duration) =>
+    autocannon({ url: `http://127.0.0.1:${port}/orders`, connections: 50, duration, headers: { authorization: `Bearer ${token}` } })
   const results = Object.fromEntries(modes.map((m) => [m, []]))
   for (let round = 0; round < rounds; round++) {
     for (const mode of round % 2 ? modes : [...modes].reverse()) {

@@ -16,14 +16,25 @@ const heapMiB = () => {
   return process.memoryUsage().heapUsed / 1024 / 1024
 }
 const row = (what, before, after, size, bound) =>
-  console.log(`| ${what} | ${N.toLocaleString('en')} | ${before.toFixed(1)} | ${after.toFixed(1)} | ${(after - before).toFixed(1)} | ${size.toLocaleString('en')} | ${bound.toLocaleString('en')} |`)
+  console.log(
+    `| ${what} | ${N.toLocaleString('en')} | ${before.toFixed(1)} | ${after.toFixed(1)} | ${(after - before).toFixed(1)} | ${size.toLocaleString('en')} | ${bound.toLocaleString('en')} |`,
+  )
 
 console.log('| flood | distinct inputs | heap before (MiB) | heap after (MiB) | growth (MiB) | entries kept | bound |')
 console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: |')
 
 // A realistic token: ~700 bytes, as an issuer signs them; each one distinct, each used twice.
 const payload = 'x'.repeat(600)
-const issuer = { issuer: 'https://issuer.example', audience: ['orders'], jwksUri: undefined, localKeys: undefined, typ: 'at+jwt', scopeClaim: 'scope', algorithms: new Set(['ES256']), maxTokenLifetimeSeconds: undefined }
+const issuer = {
+  issuer: 'https://issuer.example',
+  audience: ['orders'],
+  jwksUri: undefined,
+  localKeys: undefined,
+  typ: 'at+jwt',
+  scopeClaim: 'scope',
+  algorithms: new Set(['ES256']),
+  maxTokenLifetimeSeconds: undefined,
+}
 const cache = new VerifiedTokenCache(10_000)
 let before = heapMiB()
 for (let i = 0; i < N; i++) {

@@ -55,24 +55,64 @@ function parseArgs(argv) {
     const [flag, inline] = arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined]
     const value = () => inline ?? argv[++i]
     switch (flag) {
-      case '--duration': options.duration = number('duration', value()); break
-      case '--rounds': options.rounds = Math.round(number('rounds', value())); break
-      case '--connections': options.connections = Math.round(number('connections', value())); break
-      case '--warmup': options.warmup = Number(value()); break
-      case '--pool': options.pool = Math.round(number('pool', value())); break
-      case '--floor-seconds': options.floorSeconds = number('floor-seconds', value()); break
-      case '--only': options.only = value().split(',').map((s) => s.trim().toLowerCase()).filter(Boolean); break
-      case '--filter': options.filter = value().split(',').map((s) => s.trim()).filter(Boolean); break
-      case '--no-rs256': options.rs256 = false; break
-      case '--no-floor': options.floor = false; break
-      case '--no-pin': options.pin = false; break
-      case '--server-node-args': options.serverNodeArgs = value().split(' ').filter(Boolean); break
-      case '--quick': options.quick = true; break
-      case '--help': case '-h':
-        console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(6, 12).join('\n').replace(/^\/\/ ?/gm, ''))
+      case '--duration':
+        options.duration = number('duration', value())
+        break
+      case '--rounds':
+        options.rounds = Math.round(number('rounds', value()))
+        break
+      case '--connections':
+        options.connections = Math.round(number('connections', value()))
+        break
+      case '--warmup':
+        options.warmup = Number(value())
+        break
+      case '--pool':
+        options.pool = Math.round(number('pool', value()))
+        break
+      case '--floor-seconds':
+        options.floorSeconds = number('floor-seconds', value())
+        break
+      case '--only':
+        options.only = value()
+          .split(',')
+          .map((s) => s.trim().toLowerCase())
+          .filter(Boolean)
+        break
+      case '--filter':
+        options.filter = value()
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean)
+        break
+      case '--no-rs256':
+        options.rs256 = false
+        break
+      case '--no-floor':
+        options.floor = false
+        break
+      case '--no-pin':
+        options.pin = false
+        break
+      case '--server-node-args':
+        options.serverNodeArgs = value().split(' ').filter(Boolean)
+        break
+      case '--quick':
+        options.quick = true
+        break
+      case '--help':
+      case '-h':
+        console.log(
+          readFileSync(fileURLToPath(import.meta.url), 'utf8')
+            .split('\n')
+            .slice(6, 12)
+            .join('\n')
+            .replace(/^\/\/ ?/gm, ''),
+        )
         process.exit(0)
         break
-      default: throw new Error(`unknown option ${arg} (see --help)`)
+      default:
+        throw new Error(`unknown option ${arg} (see --help)`)
     }
   }
   if (options.quick) {
@@ -122,7 +162,8 @@ function versions() {
   }
   let commit = '?'
   const git = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' })
-  if (git.status === 0) commit = git.stdout.trim() + (spawnSync('git', ['diff', '--quiet', 'HEAD', '--', 'packages'], { cwd: root }).status === 0 ? '' : ' (packages/ modified)')
+  if (git.status === 0)
+    commit = git.stdout.trim() + (spawnSync('git', ['diff', '--quiet', 'HEAD', '--', 'packages'], { cwd: root }).status === 0 ? '' : ' (packages/ modified)')
   return [
     ['node', process.version],
     ['@callsign/* (this repo)', `${v('@callsign/core')} @ ${commit}`],
@@ -179,27 +220,99 @@ function buildConfigs(options) {
     add({ framework, guard: 'none', label: 'no auth', token: 'none', transport: 'mtls', alg: '-', key: base('mtls'), baseline: base('http') })
     for (const transport of ['http', 'mtls']) {
       for (const token of ['reused', 'fresh', 'dpop']) {
-        add({ framework, guard: 'callsign', label: 'Callsign', token, transport, alg: 'ES256', key: `${framework}/callsign/${token}/${transport}/ES256`, baseline: base(transport) })
+        add({
+          framework,
+          guard: 'callsign',
+          label: 'Callsign',
+          token,
+          transport,
+          alg: 'ES256',
+          key: `${framework}/callsign/${token}/${transport}/ES256`,
+          baseline: base(transport),
+        })
       }
     }
     // Reference rows (not protections): one raw verification, two for DPoP; see server.mjs. And
     // two empty middlewares where Callsign puts its two, for the reused-token rows.
-    add({ framework, guard: 'empty-middleware', label: 'reference: two empty middlewares', token: 'reused', transport: 'http', alg: 'ES256', key: `${framework}/empty-middleware/reused/http/ES256`, baseline: base('http') })
-    add({ framework, guard: 'reference', label: REFERENCE_LABEL, token: 'fresh', transport: 'http', alg: 'ES256', key: `${framework}/reference/fresh/http/ES256`, baseline: base('http') })
-    add({ framework, guard: 'reference', label: REFERENCE_LABEL, token: 'dpop', transport: 'http', alg: 'ES256', key: `${framework}/reference/dpop/http/ES256`, baseline: base('http') })
+    add({
+      framework,
+      guard: 'empty-middleware',
+      label: 'reference: two empty middlewares',
+      token: 'reused',
+      transport: 'http',
+      alg: 'ES256',
+      key: `${framework}/empty-middleware/reused/http/ES256`,
+      baseline: base('http'),
+    })
+    add({
+      framework,
+      guard: 'reference',
+      label: REFERENCE_LABEL,
+      token: 'fresh',
+      transport: 'http',
+      alg: 'ES256',
+      key: `${framework}/reference/fresh/http/ES256`,
+      baseline: base('http'),
+    })
+    add({
+      framework,
+      guard: 'reference',
+      label: REFERENCE_LABEL,
+      token: 'dpop',
+      transport: 'http',
+      alg: 'ES256',
+      key: `${framework}/reference/dpop/http/ES256`,
+      baseline: base('http'),
+    })
     for (const peer of PEERS[framework].filter((p) => p.algs.includes('ES256'))) {
       for (const token of ['reused', 'fresh']) {
-        add({ framework, guard: peer.guard, label: peer.label, token, transport: 'http', alg: 'ES256', key: `${framework}/${peer.guard}/${token}/http/ES256`, baseline: base('http') })
+        add({
+          framework,
+          guard: peer.guard,
+          label: peer.label,
+          token,
+          transport: 'http',
+          alg: 'ES256',
+          key: `${framework}/${peer.guard}/${token}/http/ES256`,
+          baseline: base('http'),
+        })
       }
     }
     if (options.rs256) {
       for (const token of ['reused', 'fresh']) {
-        add({ framework, guard: 'callsign', label: 'Callsign', token, transport: 'http', alg: 'RS256', key: `${framework}/callsign/${token}/http/RS256`, baseline: base('http') })
+        add({
+          framework,
+          guard: 'callsign',
+          label: 'Callsign',
+          token,
+          transport: 'http',
+          alg: 'RS256',
+          key: `${framework}/callsign/${token}/http/RS256`,
+          baseline: base('http'),
+        })
       }
-      add({ framework, guard: 'reference', label: REFERENCE_LABEL, token: 'fresh', transport: 'http', alg: 'RS256', key: `${framework}/reference/fresh/http/RS256`, baseline: base('http') })
+      add({
+        framework,
+        guard: 'reference',
+        label: REFERENCE_LABEL,
+        token: 'fresh',
+        transport: 'http',
+        alg: 'RS256',
+        key: `${framework}/reference/fresh/http/RS256`,
+        baseline: base('http'),
+      })
       for (const peer of PEERS[framework]) {
         for (const token of ['reused', 'fresh']) {
-          add({ framework, guard: peer.guard, label: peer.label, token, transport: 'http', alg: 'RS256', key: `${framework}/${peer.guard}/${token}/http/RS256`, baseline: base('http') })
+          add({
+            framework,
+            guard: peer.guard,
+            label: peer.label,
+            token,
+            transport: 'http',
+            alg: 'RS256',
+            key: `${framework}/${peer.guard}/${token}/http/RS256`,
+            baseline: base('http'),
+          })
         }
       }
     }
@@ -230,7 +343,11 @@ function startServer(spec, nodeArgs) {
     // `taskset -c 1 node server.mjs`: the server's threads (including the libuv pool that
     // WebCrypto uses) stay on core 1; this process and autocannon stay on core 0.
     const child = pinned
-      ? fork(join(here, 'server.mjs'), [], { execPath: 'taskset', execArgv: ['-c', '1', process.execPath, ...nodeArgs], stdio: ['ignore', 'ignore', 'pipe', 'ipc'] })
+      ? fork(join(here, 'server.mjs'), [], {
+          execPath: 'taskset',
+          execArgv: ['-c', '1', process.execPath, ...nodeArgs],
+          stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+        })
       : fork(join(here, 'server.mjs'), [], { execArgv: nodeArgs, stdio: ['ignore', 'ignore', 'pipe', 'ipc'] })
     children.add(child)
     let stderr = ''
@@ -514,7 +631,16 @@ async function measureAsync(seconds, step) {
 }
 
 async function floor(seconds) {
-  const message = { iss: 'https://issuer.bench.example', aud: AUDIENCE, sub: CALLER, client_id: CALLER, scope: SCOPE, iat: 1_700_000_000, exp: 4_000_000_000, jti: randomUUID() }
+  const message = {
+    iss: 'https://issuer.bench.example',
+    aud: AUDIENCE,
+    sub: CALLER,
+    client_id: CALLER,
+    scope: SCOPE,
+    iat: 1_700_000_000,
+    exp: 4_000_000_000,
+    jti: randomUUID(),
+  }
   const algs = [
     { alg: 'ES256', pair: () => generateKeyPairSync('ec', { namedCurve: 'P-256' }), digest: 'sha256', dsaEncoding: 'ieee-p1363' },
     { alg: 'EdDSA', pair: () => generateKeyPairSync('ed25519'), digest: null },
@@ -560,7 +686,8 @@ const int = (x) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') :
 const ms = (x) => (Number.isFinite(x) ? x.toFixed(x < 10 ? 2 : 1) : 'n/a')
 const ratio = (x) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a')
 
-const TABLE_HEADER = '| framework | protection | token | transport | alg | req/s | p50 ms | p99 ms | vs no auth | server CPU µs/req | capacity vs no auth | server busy | notes |'
+const TABLE_HEADER =
+  '| framework | protection | token | transport | alg | req/s | p50 ms | p99 ms | vs no auth | server CPU µs/req | capacity vs no auth | server busy | notes |'
 
 /**
  * The runs a row's medians are taken over: the settled ones (counted after every connection had
@@ -603,7 +730,9 @@ function report(configs) {
   const lines = [TABLE_HEADER, '| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |']
   for (const c of configs) {
     if (c.failed) {
-      lines.push(`| ${FRAMEWORK_LABEL[c.framework]} | ${c.label} | ${TOKEN_LABEL[c.token]} | ${c.transport === 'mtls' ? 'mTLS' : 'HTTP'} | ${c.alg} | 0 | n/a | n/a | n/a | n/a | n/a | n/a | FAILED: ${c.failed.replace(/\|/g, '/').replace(/\s+/g, ' ').slice(0, 120)} |`)
+      lines.push(
+        `| ${FRAMEWORK_LABEL[c.framework]} | ${c.label} | ${TOKEN_LABEL[c.token]} | ${c.transport === 'mtls' ? 'mTLS' : 'HTTP'} | ${c.alg} | 0 | n/a | n/a | n/a | n/a | n/a | n/a | FAILED: ${c.failed.replace(/\|/g, '/').replace(/\s+/g, ' ').slice(0, 120)} |`,
+      )
       continue
     }
     const m = summary(c)
@@ -614,7 +743,8 @@ function report(configs) {
     const unsettled = c.runs.filter((r) => r.unsettled).length
     if (unsettled === c.runs.length) notes.push('every run counted from the start (connection setup included)')
     else if (unsettled) notes.push(`${unsettled} run(s) with connection setup left out of the medians`)
-    if (c.token === 'fresh' && c.spent > state.pools[c.alg].length) notes.push(`${int(state.pools[c.alg].length)}-token pool cycled ${(c.spent / state.pools[c.alg].length).toFixed(1)}×`)
+    if (c.token === 'fresh' && c.spent > state.pools[c.alg].length)
+      notes.push(`${int(state.pools[c.alg].length)}-token pool cycled ${(c.spent / state.pools[c.alg].length).toFixed(1)}×`)
     if (c === c.baselineConfig) notes.push('baseline')
     if (c.guard === 'none' && c.transport === 'mtls') notes.push('ratios: to no auth over HTTP')
     lines.push(
@@ -634,7 +764,10 @@ function report(configs) {
 function targetsReport(configs, floorRows) {
   const floorCpu = Object.fromEntries((floorRows ?? []).map((r) => [r.alg, r.node.cpu]))
   const live = configs.filter((c) => !c.failed && c.runs.length)
-  const lines = ['| framework | row | measured | target | met | against the reference rows (same server, the framework cost or the signature cost counted as the baseline) |', '| --- | --- | --- | --- | --- | --- |']
+  const lines = [
+    '| framework | row | measured | target | met | against the reference rows (same server, the framework cost or the signature cost counted as the baseline) |',
+    '| --- | --- | --- | --- | --- | --- |',
+  ]
   const yes = (ok) => (ok === undefined ? 'n/a' : ok ? 'yes' : '**no**')
   for (const framework of [...new Set(live.map((c) => c.framework))]) {
     const F = FRAMEWORK_LABEL[framework]
@@ -649,7 +782,9 @@ function targetsReport(configs, floorRows) {
         const e = empty && summary(empty)
         const ex = e ? e.cpu / m.cpu : NaN
         const inServer = Number.isFinite(ex) ? `capacity ${ratio(ex)} of two empty middlewares (${int(e.cpu)} µs): ${yes(ex >= 0.9)}` : ''
-        lines.push(`| ${F} | ${where} | capacity ${ratio(m.capacity)} of no auth (req/s ratio ${ratio(m.ratio)}) | >= 0.90 | ${yes(Number.isFinite(m.capacity) ? m.capacity >= 0.9 : undefined)} | ${inServer} |`)
+        lines.push(
+          `| ${F} | ${where} | capacity ${ratio(m.capacity)} of no auth (req/s ratio ${ratio(m.ratio)}) | >= 0.90 | ${yes(Number.isFinite(m.capacity) ? m.capacity >= 0.9 : undefined)} | ${inServer} |`,
+        )
       } else if (base) {
         const verifies = c.token === 'dpop' ? 2 : 1
         const limit = c.token === 'dpop' ? 1.2 : 1.15
@@ -657,17 +792,31 @@ function targetsReport(configs, floorRows) {
         const bound = Number.isFinite(floor) ? base.cpu + verifies * floor : NaN
         const x = m.cpu / bound
         // The same bound measured as a server: the reference row verifies the signature(s) and nothing else.
-        const reference = c.transport === 'http' && live.find((r) => r.framework === framework && r.guard === 'reference' && r.token === c.token && r.alg === c.alg)
+        const reference =
+          c.transport === 'http' && live.find((r) => r.framework === framework && r.guard === 'reference' && r.token === c.token && r.alg === c.alg)
         const r = reference && summary(reference)
         const rx = r ? m.cpu / r.cpu : NaN
         const inServer = Number.isFinite(rx) ? `${rx.toFixed(2)}x of ${int(r.cpu)} µs: ${yes(rx <= limit)}` : ''
-        lines.push(`| ${F} | ${where} | ${int(m.cpu)} µs = ${Number.isFinite(x) ? x.toFixed(2) : 'n/a'}x of (${int(base.cpu)} no auth + ${verifies === 2 ? '2 × ' : ''}${Number.isFinite(floor) ? floor.toFixed(0) : '?'} verify) | <= ${limit.toFixed(2)}x | ${yes(Number.isFinite(x) ? x <= limit : undefined)} | ${inServer} |`)
+        lines.push(
+          `| ${F} | ${where} | ${int(m.cpu)} µs = ${Number.isFinite(x) ? x.toFixed(2) : 'n/a'}x of (${int(base.cpu)} no auth + ${verifies === 2 ? '2 × ' : ''}${Number.isFinite(floor) ? floor.toFixed(0) : '?'} verify) | <= ${limit.toFixed(2)}x | ${yes(Number.isFinite(x) ? x <= limit : undefined)} | ${inServer} |`,
+        )
         if (c.token === 'fresh') {
-          const peers = live.filter((p) => p.framework === framework && p.guard !== 'callsign' && p.guard !== 'none' && p.guard !== 'reference' && p.token === 'fresh' && p.alg === c.alg && p.transport === c.transport)
+          const peers = live.filter(
+            (p) =>
+              p.framework === framework &&
+              p.guard !== 'callsign' &&
+              p.guard !== 'none' &&
+              p.guard !== 'reference' &&
+              p.token === 'fresh' &&
+              p.alg === c.alg &&
+              p.transport === c.transport,
+          )
           if (peers.length) {
             const costs = peers.map((p) => ({ label: p.label, cpu: summary(p).cpu }))
             const ahead = costs.every((p) => m.cpu < p.cpu)
-            lines.push(`| ${F} | ${where} vs peers | Callsign ${int(m.cpu)} µs; ${costs.map((p) => `${p.label} ${int(p.cpu)} µs`).join('; ')} | cheapest | ${yes(ahead)} | |`)
+            lines.push(
+              `| ${F} | ${where} vs peers | Callsign ${int(m.cpu)} µs; ${costs.map((p) => `${p.label} ${int(p.cpu)} µs`).join('; ')} | cheapest | ${yes(ahead)} | |`,
+            )
           }
         }
       }
@@ -681,7 +830,10 @@ function floorReport(rows) {
     '| alg | node:crypto verify ops/s | CPU µs/op | jose jwtVerify ops/s | CPU µs/op | jose ÷ node:crypto (ops/s) |',
     '| --- | ---: | ---: | ---: | ---: | ---: |',
   ]
-  for (const r of rows) lines.push(`| ${r.alg} | ${int(r.node.ops)} | ${r.node.cpu.toFixed(1)} | ${int(r.jose.ops)} | ${r.jose.cpu.toFixed(1)} | ${ratio(r.jose.ops / r.node.ops)} |`)
+  for (const r of rows)
+    lines.push(
+      `| ${r.alg} | ${int(r.node.ops)} | ${r.node.cpu.toFixed(1)} | ${int(r.jose.ops)} | ${r.jose.cpu.toFixed(1)} | ${ratio(r.jose.ops / r.node.ops)} |`,
+    )
   return lines.join('\n')
 }
 
@@ -789,7 +941,10 @@ async function main() {
     if (c.token === 'dpop') {
       const url = `${c.transport === 'mtls' ? 'https' : 'http'}://127.0.0.1:${c.port}/orders`
       // Once with the test kit's own proof builder, once with the bench's fast one.
-      for (const proof of [await createDpopProof(state.dpopKey, { method: 'GET', url, accessToken: state.dpopToken }), makeProofs(state.dpopKey, url, state.dpopToken, 1)[0]]) {
+      for (const proof of [
+        await createDpopProof(state.dpopKey, { method: 'GET', url, accessToken: state.dpopToken }),
+        makeProofs(state.dpopKey, url, state.dpopToken, 1)[0],
+      ]) {
         const res = await probe(c, { authorization: state.dpopAuthorization, dpop: proof })
         if (res.status !== 200) c.failed = `probe got ${res.status}: ${res.body}`
       }
@@ -821,7 +976,9 @@ async function main() {
     for (const c of shuffled(live, round + 1)) {
       const r = await load(c, options.duration, options.connections)
       c.runs[round] = r
-      log(`  ${c.key.padEnd(48)} ${int(r.rps).padStart(8)} req/s  p50 ${ms(r.p50)} ms  p99 ${ms(r.p99)} ms  cpu ${int(r.cpu)} µs/req  busy ${pct(r.serverBusy)}/${pct(r.generatorBusy)}${r.unsettled ? '  (unsettled)' : ''}${r.non2xx + r.errors ? `  (${r.non2xx} non-2xx, ${r.errors} errors)` : ''}`)
+      log(
+        `  ${c.key.padEnd(48)} ${int(r.rps).padStart(8)} req/s  p50 ${ms(r.p50)} ms  p99 ${ms(r.p99)} ms  cpu ${int(r.cpu)} µs/req  busy ${pct(r.serverBusy)}/${pct(r.generatorBusy)}${r.unsettled ? '  (unsettled)' : ''}${r.non2xx + r.errors ? `  (${r.non2xx} non-2xx, ${r.errors} errors)` : ''}`,
+      )
     }
   }
 
@@ -829,17 +986,33 @@ async function main() {
   const out = []
   out.push('# Callsign benchmark', '')
   out.push(`- machine: ${machine()}`)
-  out.push(`- load: autocannon, ${options.connections} connections, pipelining 1, ${options.duration} s per run, ${options.rounds} round(s), ${options.warmup} s warm-up per server; rows interleaved in a shuffled order each round`)
-  out.push(`- load average (1 min) at start / end: ${loadStart} / ${os.loadavg()[0].toFixed(2)} on ${os.cpus().length} cores (other work on the machine lowers req/s; server CPU µs/req is less affected)`)
-  out.push(`- cores: ${pinned ? 'each server pinned to core 1 (taskset), load generator to core 0' : 'not pinned (no taskset or fewer than 2 cores, or --no-pin)'}`)
-  out.push(`- tokens: ES256 unless the alg column says RS256; issuer = @callsign/testing startTestIssuer on loopback; fresh rows rotate over ${int(options.pool)} pre-signed distinct tokens; DPoP rows: one DPoP-bound token, a new proof (unique jti) per request`)
-  out.push(`- req/s counts 2xx responses from the moment every connection has had its first response (+100 ms; TLS handshakes excluded); server CPU µs/req = the server process's CPU time (all threads) in the same window ÷ responses; all columns are medians over rounds; "vs no auth" is the median over rounds of req/s ÷ the same framework's no-auth req/s over the same transport in the same round`)
+  out.push(
+    `- load: autocannon, ${options.connections} connections, pipelining 1, ${options.duration} s per run, ${options.rounds} round(s), ${options.warmup} s warm-up per server; rows interleaved in a shuffled order each round`,
+  )
+  out.push(
+    `- load average (1 min) at start / end: ${loadStart} / ${os.loadavg()[0].toFixed(2)} on ${os.cpus().length} cores (other work on the machine lowers req/s; server CPU µs/req is less affected)`,
+  )
+  out.push(
+    `- cores: ${pinned ? 'each server pinned to core 1 (taskset), load generator to core 0' : 'not pinned (no taskset or fewer than 2 cores, or --no-pin)'}`,
+  )
+  out.push(
+    `- tokens: ES256 unless the alg column says RS256; issuer = @callsign/testing startTestIssuer on loopback; fresh rows rotate over ${int(options.pool)} pre-signed distinct tokens; DPoP rows: one DPoP-bound token, a new proof (unique jti) per request`,
+  )
+  out.push(
+    `- req/s counts 2xx responses from the moment every connection has had its first response (+100 ms; TLS handshakes excluded); server CPU µs/req = the server process's CPU time (all threads) in the same window ÷ responses; all columns are medians over rounds; "vs no auth" is the median over rounds of req/s ÷ the same framework's no-auth req/s over the same transport in the same round`,
+  )
   out.push('', '| component | version |', '| --- | --- |')
   for (const [name, version] of versions()) out.push(`| ${name} | ${version} |`)
   if (configs.length) out.push('', report(configs, options))
   const generator = median(configs.flatMap((c) => counted(c).map((r) => r.generatorBusy)))
   if (configs.length) out.push('', `Load generator (this process, core 0) busy: median ${pct(generator)} of its core over all runs.`)
-  if (configs.some((c) => c.guard === 'callsign' && !c.failed)) out.push('', 'Targets (from server CPU µs/req, medians; verify = node:crypto verify CPU µs/op from the floor below):', '', targetsReport(configs, floorRows))
+  if (configs.some((c) => c.guard === 'callsign' && !c.failed))
+    out.push(
+      '',
+      'Targets (from server CPU µs/req, medians; verify = node:crypto verify CPU µs/op from the floor below):',
+      '',
+      targetsReport(configs, floorRows),
+    )
   if (floorRows) out.push('', `Reference floor (this process, one core, ${options.floorSeconds} s each):`, '', floorReport(floorRows))
   out.push('', `total time: ${((Date.now() - started) / 1000).toFixed(0)} s`)
   console.log(out.join('\n'))

@@ -236,10 +236,7 @@ async function fastifyApp(spec) {
         decode: { complete: true },
         secret: (request, token, callback) => {
           const { header, payload } = token
-          getJwks.getPublicKey({ kid: header.kid, alg: header.alg, domain: payload.iss }).then(
-            (key) => callback(null, key),
-            callback,
-          )
+          getJwks.getPublicKey({ kid: header.kid, alg: header.alg, domain: payload.iss }).then((key) => callback(null, key), callback)
         },
         verify: { algorithms: [spec.alg], allowedIss: spec.issuer, allowedAud: spec.audience },
       })

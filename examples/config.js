@@ -67,10 +67,7 @@ async function devConfig({ name, port }) {
     hour,
   )
   // The report job's own token (client credentials), bound to its certificate.
-  const reportService = await issuer.signAccessToken(
-    { sub: REPORT, client_id: REPORT, scope: 'orders:read', cnf: { 'x5t#S256': report.x5tS256 } },
-    hour,
-  )
+  const reportService = await issuer.signAccessToken({ sub: REPORT, client_id: REPORT, scope: 'orders:read', cnf: { 'x5t#S256': report.x5tS256 } }, hour)
   const dir = await mkdtemp(join(tmpdir(), 'callsign-dev-'))
   const files = {
     'ca.pem': ca.certPem,

@@ -79,7 +79,9 @@ try {
   })
   step('all four adapters in that project', () => smoke(project, ['express', 'fastify', 'koa', 'node']))
   rmSync(project, { recursive: true, force: true })
-  console.log(`\ncheck:install: OK: 4 adapters installed with npm from dist-tarballs/ into an empty project; each accepted (200) and refused (401) over mTLS; the callsign bin runs (${seconds()})`)
+  console.log(
+    `\ncheck:install: OK: 4 adapters installed with npm from dist-tarballs/ into an empty project; each accepted (200) and refused (401) over mTLS; the callsign bin runs (${seconds()})`,
+  )
 } catch (error) {
   const kept = project ? ` (the project is kept in ${project})` : ''
   console.error(`\ncheck:install: FAILED: ${error instanceof StepFailed ? error.message : error.stack}${kept} (${seconds()})`)

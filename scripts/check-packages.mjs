@@ -15,9 +15,15 @@ try {
     const manifest = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'))
     if (manifest.private) continue
     const args = ['pack', '--pack-destination', out]
-    const stdout = pnpm ? execFileSync(process.execPath, [pnpm, ...args], { cwd: dir, encoding: 'utf8' }) : execFileSync('npx', ['-y', 'pnpm@10', ...args], { cwd: dir, encoding: 'utf8' })
+    const stdout = pnpm
+      ? execFileSync(process.execPath, [pnpm, ...args], { cwd: dir, encoding: 'utf8' })
+      : execFileSync('npx', ['-y', 'pnpm@10', ...args], { cwd: dir, encoding: 'utf8' })
     const tarball = stdout.trim().split('\n').pop()
-    const files = new Set(execFileSync('tar', ['-tzf', tarball], { encoding: 'utf8' }).split('\n').map((f) => f.replace(/^package\//, '')))
+    const files = new Set(
+      execFileSync('tar', ['-tzf', tarball], { encoding: 'utf8' })
+        .split('\n')
+        .map((f) => f.replace(/^package\//, '')),
+    )
     const packed = JSON.parse(execFileSync('tar', ['-xzOf', tarball, 'package/package.json'], { encoding: 'utf8' }))
     const problems = []
     for (const [entry, target] of Object.entries(packed.exports ?? {})) {

@@ -125,7 +125,9 @@ async function checkAdapter(adapter, setup) {
     }
     const problem = refused.type.startsWith('application/problem+json') && refused.body?.code === 'invalid_token'
     if (refused.status !== 401 || !problem || !refused.challenge?.startsWith('Bearer')) {
-      failures.push(`refused call: expected 401 problem+json invalid_token with a Bearer challenge, got ${refused.status} ${refused.type} ${JSON.stringify(refused.body)}`)
+      failures.push(
+        `refused call: expected 401 problem+json invalid_token with a Bearer challenge, got ${refused.status} ${refused.type} ${JSON.stringify(refused.body)}`,
+      )
     }
     const summary = `200 ${JSON.stringify(accepted.body)}; 401 ${refused.body?.code}`
     return { failures, summary }
@@ -140,13 +142,21 @@ async function checkExplain(setup) {
   try {
     const file = (name, content) => writeFile(join(dir, name), content).then(() => join(dir, name))
     const args = [
-      '--no', 'callsign', 'explain',
-      '--options', await file('guard.json', JSON.stringify(setup.options)),
-      '--token', `@${await file('token.jwt', setup.goodToken)}`,
-      '--cert', await file('client.pem', setup.client.certPem),
-      '--ca', await file('ca.pem', setup.ca),
-      '--url', `${AUDIENCE}/orders`,
-      '--rule', JSON.stringify(RULE),
+      '--no',
+      'callsign',
+      'explain',
+      '--options',
+      await file('guard.json', JSON.stringify(setup.options)),
+      '--token',
+      `@${await file('token.jwt', setup.goodToken)}`,
+      '--cert',
+      await file('client.pem', setup.client.certPem),
+      '--ca',
+      await file('ca.pem', setup.ca),
+      '--url',
+      `${AUDIENCE}/orders`,
+      '--rule',
+      JSON.stringify(RULE),
     ]
     const run = promisify(execFile)
     const { stdout } = await run('npx', args, { timeout: STEP_TIMEOUT_MS, encoding: 'utf8' }).catch((error) => error)

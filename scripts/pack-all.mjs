@@ -19,7 +19,11 @@ const INSTALLS = [
   { label: 'Fastify 5', packages: ['@callsign/core', '@callsign/fastify'], extra: ['fastify@5'] },
   { label: 'Koa 3', packages: ['@callsign/core', '@callsign/koa'], extra: ['koa@3'] },
   { label: 'plain node:http', packages: ['@callsign/core', '@callsign/node'], extra: [] },
-  { label: 'Redis replay store, beside one adapter above (or node-redis: `redis` instead of `ioredis`)', packages: ['@callsign/core', '@callsign/redis'], extra: ['ioredis'] },
+  {
+    label: 'Redis replay store, beside one adapter above (or node-redis: `redis` instead of `ioredis`)',
+    packages: ['@callsign/core', '@callsign/redis'],
+    extra: ['ioredis'],
+  },
   { label: 'test kit (dev dependency)', packages: ['@callsign/testing'], extra: [], dev: true },
 ]
 
@@ -47,7 +51,12 @@ export function packAll(destination = TARBALL_DIR) {
   for (const file of readdirSync(out)) if (file.endsWith('.tgz')) rmSync(join(out, file))
   // One recursive pack (private packages are skipped) instead of one pnpm process per package.
   const packed = JSON.parse(pnpm(['-r', '--filter', './packages/*', 'pack', '--json', '--pack-destination', out], { cwd: root }))
-  const tarballs = new Map([packed].flat().map(({ name, filename }) => [name, filename]).sort(([a], [b]) => a.localeCompare(b)))
+  const tarballs = new Map(
+    [packed]
+      .flat()
+      .map(({ name, filename }) => [name, filename])
+      .sort(([a], [b]) => a.localeCompare(b)),
+  )
   const tarball = (name) => {
     if (!tarballs.has(name)) throw new Error(`pack:all: no tarball for ${name} (is it private?)`)
     return tarballs.get(name)

@@ -50,10 +50,8 @@ app.get('/orders', requireAuth({ scopes: ['orders:read'] }), (req, res) => {
 app.post('/orders', requireAuth({ scopes: ['orders:write'], onBehalfOf: 'required' }), express.json(), (req, res) => {
   res.status(201).json({ id: 2, item: req.body?.item ?? null, ...who(req.auth) })
 })
-app.get(
-  '/reports/daily',
-  requireAuth({ scopes: ['orders:read'], callers: ['spiffe://example.org/ns/batch/*'], onBehalfOf: 'forbidden' }),
-  (req, res) => res.json({ total: 1, ...who(req.auth) }),
+app.get('/reports/daily', requireAuth({ scopes: ['orders:read'], callers: ['spiffe://example.org/ns/batch/*'], onBehalfOf: 'forbidden' }), (req, res) =>
+  res.json({ total: 1, ...who(req.auth) }),
 )
 app.get('/stock', requireAuth({ scopes: ['stock:read'] }), (req, res) => res.json({ coffee: 12, ...who(req.auth) }))
 
@@ -105,17 +103,31 @@ const calls = [
   { what: 'frontend for alice: GET /orders', cert: frontend, token: aliceReadWrite, path: '/orders', expect: [200] },
   { what: 'frontend for alice: POST /orders', cert: frontend, token: aliceReadWrite, method: 'POST', path: '/orders', expect: [201] },
   { what: 'report, own token: GET /reports/daily (batch only)', cert: report, token: reportService, path: '/reports/daily', expect: [200] },
-  { what: 'report for alice: POST /orders (beyond allowance)', cert: report, token: aliceViaReport, method: 'POST', path: '/orders', expect: [403, 'caller_scope_exceeded'] },
+  {
+    what: 'report for alice: POST /orders (beyond allowance)',
+    cert: report,
+    token: aliceViaReport,
+    method: 'POST',
+    path: '/orders',
+    expect: [403, 'caller_scope_exceeded'],
+  },
   { what: 'frontend for alice: GET /reports/daily', cert: frontend, token: aliceReadWrite, path: '/reports/daily', expect: [403, 'caller_forbidden'] },
   { what: 'report, own token without scope: GET /orders', cert: report, token: reportNoScope, path: '/orders', expect: [403, 'insufficient_scope'] },
-  { what: 'frontend for alice (read only): POST /orders', cert: frontend, token: aliceReadOnly, method: 'POST', path: '/orders', expect: [403, 'insufficient_scope'] },
+  {
+    what: 'frontend for alice (read only): POST /orders',
+    cert: frontend,
+    token: aliceReadOnly,
+    method: 'POST',
+    path: '/orders',
+    expect: [403, 'insufficient_scope'],
+  },
   { what: 'no client certificate', cert: undefined, token: aliceReadWrite, path: '/orders', expect: [401, 'mtls_required'] },
   { what: 'certificate from an untrusted CA (claims frontend)', cert: impostor, token: aliceReadWrite, path: '/orders', expect: [401, 'peer_unauthorized'] },
   { what: 'bad token: scope edited, signature kept', cert: frontend, token: forged, method: 'POST', path: '/orders', expect: [401, 'invalid_token'] },
   { what: 'expired token', cert: frontend, token: expired, path: '/orders', expect: [401, 'invalid_token'] },
   { what: 'token for another audience', cert: frontend, token: otherAudience, path: '/orders', expect: [401, 'invalid_token'] },
   { what: "report replays frontend's token (stolen)", cert: report, token: aliceReadWrite, path: '/orders', expect: [401, 'invalid_token'] },
-  { what: "report relays an unbound token naming frontend", cert: report, token: aliceUnbound, path: '/orders', expect: [401, 'invalid_token'] },
+  { what: 'report relays an unbound token naming frontend', cert: report, token: aliceUnbound, path: '/orders', expect: [401, 'invalid_token'] },
   { what: 'frontend for alice, DPoP proof: GET /orders', cert: frontend, token: aliceDpop, dpop: dpopProof, path: '/orders', expect: [200] },
   { what: 'the same DPoP proof again (replay)', cert: frontend, token: aliceDpop, dpop: dpopProof, path: '/orders', expect: [401, 'invalid_dpop_proof'] },
   { what: 'DPoP proof made for another URL', cert: frontend, token: aliceDpop, dpop: proofOtherPath, path: '/orders', expect: [401, 'invalid_dpop_proof'] },
@@ -173,10 +185,13 @@ try {
       body = {}
     }
     const allowed = status < 400
-    const code = allowed ? undefined : body.code ?? challengeError(headers['www-authenticate'])
+    const code = allowed ? undefined : (body.code ?? challengeError(headers['www-authenticate']))
     let reason
     if (allowed) {
-      const how = body.credential === 'certificate' ? 'certificate only, no token' : { mtls: 'cert-bound token', dpop: 'DPoP-bound token, proof checked' }[body.binding] ?? `${body.binding} token`
+      const how =
+        body.credential === 'certificate'
+          ? 'certificate only, no token'
+          : ({ mtls: 'cert-bound token', dpop: 'DPoP-bound token, proof checked' }[body.binding] ?? `${body.binding} token`)
       reason = `caller ${short(body.caller)}${body.user ? `, user ${body.user}` : ', no user'}, ${how}`
     } else {
       const error = challengeError(headers['www-authenticate'])
@@ -207,8 +222,17 @@ const INDENT = '      '
 const headings = ['#', 'Call', 'Status', 'Decision']
 const cellsOf = (row) => [row[0], row[1], row[2], row[3] === 'allowed' ? 'allowed' : `refused: ${row[4]}`]
 const widths = headings.map((h, i) => Math.max(h.length, ...rows.map((row) => cellsOf(row)[i].length)))
-const line = (cells) => cells.map((cell, i) => (i === 0 ? cell.padStart(widths[i]) : cell.padEnd(widths[i]))).join('  ').trimEnd()
-const rule = '-'.repeat(Math.min(WIDTH, widths.reduce((sum, w) => sum + w + 2, -2)))
+const line = (cells) =>
+  cells
+    .map((cell, i) => (i === 0 ? cell.padStart(widths[i]) : cell.padEnd(widths[i])))
+    .join('  ')
+    .trimEnd()
+const rule = '-'.repeat(
+  Math.min(
+    WIDTH,
+    widths.reduce((sum, w) => sum + w + 2, -2),
+  ),
+)
 /** `text` in lines of at most WIDTH columns after INDENT, broken between words. */
 function wrap(text) {
   const lines = []

@@ -32,10 +32,8 @@ export function createApp({ issuer, audience, jwksUri }) {
   })
 
   // Batch jobs only, acting for themselves.
-  app.get(
-    '/reports/daily',
-    requireAuth({ scopes: ['orders:read'], callers: ['spiffe://example.org/ns/batch/*'], onBehalfOf: 'forbidden' }),
-    (req, res) => res.json({ orders: 1, caller: req.auth.caller.id }),
+  app.get('/reports/daily', requireAuth({ scopes: ['orders:read'], callers: ['spiffe://example.org/ns/batch/*'], onBehalfOf: 'forbidden' }), (req, res) =>
+    res.json({ orders: 1, caller: req.auth.caller.id }),
   )
   return app
 }

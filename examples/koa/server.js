@@ -36,13 +36,9 @@ export function createApp({ issuer, audience, jwksUri }) {
   })
 
   // Batch jobs only, acting for themselves.
-  router.get(
-    '/reports/daily',
-    requireAuth({ scopes: ['orders:read'], callers: ['spiffe://example.org/ns/batch/*'], onBehalfOf: 'forbidden' }),
-    (ctx) => {
-      ctx.body = { orders: 1, caller: ctx.state.auth.caller.id }
-    },
-  )
+  router.get('/reports/daily', requireAuth({ scopes: ['orders:read'], callers: ['spiffe://example.org/ns/batch/*'], onBehalfOf: 'forbidden' }), (ctx) => {
+    ctx.body = { orders: 1, caller: ctx.state.auth.caller.id }
+  })
   app.use(router.routes()).use(router.allowedMethods())
   return app
 }

@@ -25,7 +25,13 @@ let ps256: DpopKey
 let other: DpopKey
 
 beforeAll(async () => {
-  ;[fx, es256, eddsa, ps256, other] = await Promise.all([createFixture(), createDpopKey('ES256'), createDpopKey('EdDSA'), createDpopKey('PS256'), createDpopKey('ES256')])
+  ;[fx, es256, eddsa, ps256, other] = await Promise.all([
+    createFixture(),
+    createDpopKey('ES256'),
+    createDpopKey('EdDSA'),
+    createDpopKey('PS256'),
+    createDpopKey('ES256'),
+  ])
   A = await fx.startIssuer({ discovery: 'none' })
 })
 afterAll(() => fx?.close())
@@ -88,8 +94,12 @@ describe.each(adapters)('$name: DPoP attacks', (adapter) => {
     return res
   }
   /** A request with a default proof of `key` for a token bound to it, with proof options/switches. */
-  const withProof = async (app: AppName, proofOptions: DpopRequest['proofOptions'] = {}, request: DpopRequest = {}, key: DpopKey = es256): Promise<CallOptions> =>
-    dpopRequest(apps[app], key, await bound(key), { ...request, proofOptions: { ...request.proofOptions, ...proofOptions } })
+  const withProof = async (
+    app: AppName,
+    proofOptions: DpopRequest['proofOptions'] = {},
+    request: DpopRequest = {},
+    key: DpopKey = es256,
+  ): Promise<CallOptions> => dpopRequest(apps[app], key, await bound(key), { ...request, proofOptions: { ...request.proofOptions, ...proofOptions } })
   const accepted = async (app: AppName, request: CallOptions): Promise<CallResult> => {
     const calls = stores[app].calls
     const res = await rec.call(apps[app], request)
@@ -103,13 +113,24 @@ describe.each(adapters)('$name: DPoP attacks', (adapter) => {
       const proof = await createDpopProof(es256, { method: 'GET', url: htuFor(apps.main), accessToken: await bound(es256) })
       const [h, p, s] = proof.split('.') as [string, string, string]
       const big = await createDpopProof(es256, { method: 'GET', url: htuFor(apps.main), extraClaims: { pad: 'x'.repeat(8 * 1024) } })
-      for (const bad of ['x', `${h}.${p}`, `${proof}.${s}`, `${h}.${p}.${s}=`, `${h}..${s}`, `${h}.${p}.${s}.x.y`, `${Buffer.from('[]').toString('base64url')}.${p}.${s}`, big, '']) {
+      for (const bad of [
+        'x',
+        `${h}.${p}`,
+        `${proof}.${s}`,
+        `${h}.${p}.${s}=`,
+        `${h}..${s}`,
+        `${h}.${p}.${s}.x.y`,
+        `${Buffer.from('[]').toString('base64url')}.${p}.${s}`,
+        big,
+        '',
+      ]) {
         await attack('main', await withProof('main', {}, { proof: bad }), PROOF, /malformed DPoP proof/)
       }
     })
 
     it('typ: missing, "jwt", "at+jwt", "application/dpop+jwt", not a string', async () => {
-      for (const typ of [null, 'jwt', 'at+jwt', 'application/dpop+jwt', 'dpop+jwt ']) await attack('main', await withProof('main', { typ }), PROOF, 'DPoP proof typ must be dpop+jwt')
+      for (const typ of [null, 'jwt', 'at+jwt', 'application/dpop+jwt', 'dpop+jwt '])
+        await attack('main', await withProof('main', { typ }), PROOF, 'DPoP proof typ must be dpop+jwt')
       await attack('main', await withProof('main', { extraHeader: { typ: ['dpop+jwt'] } }), PROOF, 'DPoP proof typ must be dpop+jwt')
     })
 
@@ -158,15 +179,22 @@ describe.each(adapters)('$name: DPoP attacks', (adapter) => {
     })
 
     it('htm: another method, lower case, padded, not a string', async () => {
-      for (const htm of ['POST', 'get', 'GET ', 'HEAD']) await attack('main', await withProof('main', { htm }), PROOF, 'DPoP proof htm does not match the request method')
+      for (const htm of ['POST', 'get', 'GET ', 'HEAD'])
+        await attack('main', await withProof('main', { htm }), PROOF, 'DPoP proof htm does not match the request method')
       await attack('main', await withProof('main', { extraClaims: { htm: ['GET'] } }), PROOF, 'DPoP proof htm does not match the request method')
     })
 
     it('htu: another path, host, port, scheme; userinfo; relative; not a string', async () => {
       const url = new URL(apps.main.url)
       const htus = [
-        htuFor(apps.main, '/orders'), `https://other.example${url.port ? `:${url.port}` : ''}/whoami`, `https://127.0.0.1:${Number(url.port) + 1}/whoami`,
-        htuFor(apps.main).replace('https:', 'http:'), htuFor(apps.main).replace('https://', 'https://user@'), '/whoami', `${htuFor(apps.main)}/`, `${htuFor(apps.main)}%2F`,
+        htuFor(apps.main, '/orders'),
+        `https://other.example${url.port ? `:${url.port}` : ''}/whoami`,
+        `https://127.0.0.1:${Number(url.port) + 1}/whoami`,
+        htuFor(apps.main).replace('https:', 'http:'),
+        htuFor(apps.main).replace('https://', 'https://user@'),
+        '/whoami',
+        `${htuFor(apps.main)}/`,
+        `${htuFor(apps.main)}%2F`,
       ]
       for (const htu of htus) await attack('main', await withProof('main', { htu }), PROOF, 'DPoP proof htu does not match the request URI')
       await attack('main', await withProof('main', { extraClaims: { htu: 42 } }), PROOF, 'DPoP proof htu does not match the request URI')
@@ -216,9 +244,14 @@ describe.each(adapters)('$name: DPoP attacks', (adapter) => {
       }
     })
 
-    it('proof key is not the token\'s cnf.jkt: invalid_token in the DPoP challenge', async () => {
+    it("proof key is not the token's cnf.jkt: invalid_token in the DPoP challenge", async () => {
       const token = await bound(es256)
-      await attack('main', await dpopRequest(apps.main, es256, token, { proofKey: other }), { status: 401, code: 'invalid_token', errorScheme: 'DPoP' }, 'token is bound to another DPoP key')
+      await attack(
+        'main',
+        await dpopRequest(apps.main, es256, token, { proofKey: other }),
+        { status: 401, code: 'invalid_token', errorScheme: 'DPoP' },
+        'token is bound to another DPoP key',
+      )
     })
 
     it('never a 5xx in this family', () => {
@@ -245,18 +278,48 @@ describe.each(adapters)('$name: DPoP attacks', (adapter) => {
       const token = await bound(es256)
       const forOrders = await createDpopProof(es256, { method: 'GET', url: htuFor(apps.main, '/orders'), accessToken: token })
       await accepted('main', await dpopRequest(apps.main, es256, token, { path: '/orders', proof: forOrders }))
-      await attack('main', await dpopRequest(apps.main, es256, token, { path: '/whoami', proof: forOrders }), PROOF, 'DPoP proof htu does not match the request URI')
+      await attack(
+        'main',
+        await dpopRequest(apps.main, es256, token, { path: '/whoami', proof: forOrders }),
+        PROOF,
+        'DPoP proof htu does not match the request URI',
+      )
       const unused = await createDpopProof(es256, { method: 'GET', url: htuFor(apps.main, '/orders'), accessToken: token })
-      await attack('main', await dpopRequest(apps.main, es256, token, { path: '/whoami', proof: unused }), PROOF, 'DPoP proof htu does not match the request URI')
-      await attack('main', await dpopRequest(apps.main, es256, token, { method: 'POST', path: '/orders', proof: unused }), PROOF, 'DPoP proof htm does not match the request method')
+      await attack(
+        'main',
+        await dpopRequest(apps.main, es256, token, { path: '/whoami', proof: unused }),
+        PROOF,
+        'DPoP proof htu does not match the request URI',
+      )
+      await attack(
+        'main',
+        await dpopRequest(apps.main, es256, token, { method: 'POST', path: '/orders', proof: unused }),
+        PROOF,
+        'DPoP proof htm does not match the request method',
+      )
       const otherHost = await createDpopProof(es256, { method: 'GET', url: 'https://orders.example.org/orders', accessToken: token })
-      await attack('main', await dpopRequest(apps.main, es256, token, { path: '/orders', proof: otherHost }), PROOF, 'DPoP proof htu does not match the request URI')
+      await attack(
+        'main',
+        await dpopRequest(apps.main, es256, token, { path: '/orders', proof: otherHost }),
+        PROOF,
+        'DPoP proof htu does not match the request URI',
+      )
       // A proof minted for another host, sent with a Host header naming that host. Without dpop.origin the expected
       // htu follows the Host header (documented: README "htu behind a proxy"), so only the replay store and the
       // token's aud stand in the way; with dpop.origin the origin is pinned and the Host header cannot move it.
       const elsewhere = await createDpopProof(es256, { method: 'GET', url: 'https://other.example/orders', accessToken: token })
-      await attack('origin', await dpopRequest(apps.origin, es256, token, { path: '/orders', proof: elsewhere, headers: { host: 'other.example' } }), PROOF, 'DPoP proof htu does not match the request URI')
-      await attack('origin', await dpopRequest(apps.origin, es256, token, { path: '/orders', proof: unused, headers: { host: new URL(apps.origin.url).host } }), PROOF, 'DPoP proof htu does not match the request URI')
+      await attack(
+        'origin',
+        await dpopRequest(apps.origin, es256, token, { path: '/orders', proof: elsewhere, headers: { host: 'other.example' } }),
+        PROOF,
+        'DPoP proof htu does not match the request URI',
+      )
+      await attack(
+        'origin',
+        await dpopRequest(apps.origin, es256, token, { path: '/orders', proof: unused, headers: { host: new URL(apps.origin.url).host } }),
+        PROOF,
+        'DPoP proof htu does not match the request URI',
+      )
       await accepted('origin', await dpopRequest(apps.origin, es256, token, { path: '/orders', proof: otherHost, headers: { host: 'evil.example' } }))
     })
 
@@ -265,11 +328,21 @@ describe.each(adapters)('$name: DPoP attacks', (adapter) => {
       const host = new URL(apps.main.url).host
       for (const forged of [`${host}/whoami?`, `${host}/whoami#`, `${host}/whoami?x=`, `${host}\\whoami?`, `evil@${host}`]) {
         const proof = await createDpopProof(es256, { method: 'GET', url: htuFor(apps.main, '/whoami'), accessToken: token })
-        await attack('main', await dpopRequest(apps.main, es256, token, { path: '/orders', proof, headers: { host: forged } }), { status: 400, code: 'invalid_request', errorScheme: 'DPoP' }, 'request target cannot be checked against a DPoP proof')
+        await attack(
+          'main',
+          await dpopRequest(apps.main, es256, token, { path: '/orders', proof, headers: { host: forged } }),
+          { status: 400, code: 'invalid_request', errorScheme: 'DPoP' },
+          'request target cannot be checked against a DPoP proof',
+        )
       }
       // Where dpop.origin pins the origin, the Host only picks among configured origins.
       const pinned = await createDpopProof(es256, { method: 'GET', url: `${PUBLIC_ORIGIN}/whoami`, accessToken: token })
-      await attack('origin', await dpopRequest(apps.origin, es256, token, { path: '/orders', proof: pinned, headers: { host: 'orders.example.org/whoami?' } }), PROOF, 'DPoP proof htu does not match the request URI')
+      await attack(
+        'origin',
+        await dpopRequest(apps.origin, es256, token, { path: '/orders', proof: pinned, headers: { host: 'orders.example.org/whoami?' } }),
+        PROOF,
+        'DPoP proof htu does not match the request URI',
+      )
     })
 
     it('never a 5xx in this family', () => {
@@ -306,11 +379,21 @@ describe.each(adapters)('$name: DPoP attacks', (adapter) => {
       const proof = await createDpopProof(es256, { method: 'GET', url: htuFor(apps.main), accessToken: token })
       for (const scheme of ['Bearer', 'bearer']) {
         await attack('main', { authorization: `${scheme} ${token}` }, { status: 401, code: 'invalid_token' }, 'DPoP-bound token presented as a bearer token')
-        await attack('main', { authorization: `${scheme} ${token}`, headers: { dpop: proof } }, { status: 401, code: 'invalid_token' }, 'DPoP-bound token presented as a bearer token')
+        await attack(
+          'main',
+          { authorization: `${scheme} ${token}`, headers: { dpop: proof } },
+          { status: 401, code: 'invalid_token' },
+          'DPoP-bound token presented as a bearer token',
+        )
       }
       // The other way round: the DPoP scheme with an unbound token and a valid proof.
       const unbound = await bound(undefined)
-      await attack('main', await dpopRequest(apps.main, es256, unbound), { status: 401, code: 'invalid_token', errorScheme: 'DPoP' }, 'DPoP scheme used with a token that is not DPoP-bound')
+      await attack(
+        'main',
+        await dpopRequest(apps.main, es256, unbound),
+        { status: 401, code: 'invalid_token', errorScheme: 'DPoP' },
+        'DPoP scheme used with a token that is not DPoP-bound',
+      )
       // And the untouched proof is still good afterwards: nothing was consumed.
       await accepted('main', await dpopRequest(apps.main, es256, token, { proof }))
     })

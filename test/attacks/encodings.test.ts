@@ -46,23 +46,36 @@ describe.each(adapters)('$name: one spelling per token and proof', (adapter) => 
     expectAccepted(await rec.call(app, { token }), { caller: { id: 'svc-a', source: 'token' }, scopes: ['orders:read'] })
   })
 
-  it.each([0, 1, 2])('DPoP proof: segment %i spelled a second way is refused (401 invalid_dpop_proof) before the replay store, the canonical one accepted', async (index) => {
-    const token = await sign(A, SVC, { dpopJkt: key.jkt })
-    // Pad the proof's header and claims until every segment has unused bits to set.
-    let proof: string | undefined
-    for (let h = 0; h < 4 && !proof; h++) {
-      for (let p = 0; p < 4 && !proof; p++) {
-        const candidate = await createDpopProof(key, { method: 'GET', url: htuFor(app), accessToken: token, extraHeader: { pad: 'y'.repeat(h) }, extraClaims: { pad: 'x'.repeat(p) } })
-        if (candidate.split('.').every((segment) => segment.length % 4 !== 0)) proof = candidate
+  it.each([0, 1, 2])(
+    'DPoP proof: segment %i spelled a second way is refused (401 invalid_dpop_proof) before the replay store, the canonical one accepted',
+    async (index) => {
+      const token = await sign(A, SVC, { dpopJkt: key.jkt })
+      // Pad the proof's header and claims until every segment has unused bits to set.
+      let proof: string | undefined
+      for (let h = 0; h < 4 && !proof; h++) {
+        for (let p = 0; p < 4 && !proof; p++) {
+          const candidate = await createDpopProof(key, {
+            method: 'GET',
+            url: htuFor(app),
+            accessToken: token,
+            extraHeader: { pad: 'y'.repeat(h) },
+            extraClaims: { pad: 'x'.repeat(p) },
+          })
+          if (candidate.split('.').every((segment) => segment.length % 4 !== 0)) proof = candidate
+        }
       }
-    }
-    const marked = store.calls
-    const res = await rec.call(app, await dpopRequest(app, key, token, { proof: respell(proof!, index) }))
-    expectRefusal(res, { status: 401, code: 'invalid_dpop_proof', errorScheme: 'DPoP' })
-    expect(res.body.detail).toBe('malformed DPoP proof')
-    expect(store.calls - marked, 'replay store calls').toBe(0)
-    expectAccepted(await rec.call(app, await dpopRequest(app, key, token, { proof: proof! })), { caller: { id: 'svc-a', source: 'token' }, scopes: ['orders:read'], binding: 'dpop' })
-  })
+      const marked = store.calls
+      const res = await rec.call(app, await dpopRequest(app, key, token, { proof: respell(proof!, index) }))
+      expectRefusal(res, { status: 401, code: 'invalid_dpop_proof', errorScheme: 'DPoP' })
+      expect(res.body.detail).toBe('malformed DPoP proof')
+      expect(store.calls - marked, 'replay store calls').toBe(0)
+      expectAccepted(await rec.call(app, await dpopRequest(app, key, token, { proof: proof! })), {
+        caller: { id: 'svc-a', source: 'token' },
+        scopes: ['orders:read'],
+        binding: 'dpop',
+      })
+    },
+  )
 
   it('never a 5xx', () => {
     expect(rec.statuses.filter((s) => s.status >= 500).map((s) => s.what)).toEqual([])

@@ -50,15 +50,28 @@ describe.each(adapters)('$name: HTTP-level attacks', (adapter) => {
   }
 
   it('several Authorization headers: 400, whatever they hold (same token twice, Bearer + DPoP, Bearer + Basic, one empty)', async () => {
-    const variants = [[`Bearer ${token}`, `Bearer ${token}`], [`Bearer ${token}`, `DPoP ${token}`], [`Basic YTpi`, `Bearer ${token}`], [`Bearer ${token}`, '']]
+    const variants = [
+      [`Bearer ${token}`, `Bearer ${token}`],
+      [`Bearer ${token}`, `DPoP ${token}`],
+      [`Basic YTpi`, `Bearer ${token}`],
+      [`Bearer ${token}`, ''],
+    ]
     for (const authorization of variants) await attack({ authorization }, INVALID_REQUEST, 'more than one Authorization header')
   })
 
   it('several DPoP headers: 401 invalid_dpop_proof in the DPoP challenge', async () => {
     const bound = await sign(A, SVC, { dpopJkt: key.jkt })
     const proof = await createDpopProof(key, { method: 'GET', url: htuFor(app), accessToken: bound })
-    await attack({ authorization: `DPoP ${bound}`, headers: { dpop: [proof, proof] } }, { status: 401, code: 'invalid_dpop_proof', errorScheme: 'DPoP' }, 'more than one DPoP header')
-    await attack({ authorization: `DPoP ${bound}`, headers: { dpop: [proof, ''] } }, { status: 401, code: 'invalid_dpop_proof', errorScheme: 'DPoP' }, 'more than one DPoP header')
+    await attack(
+      { authorization: `DPoP ${bound}`, headers: { dpop: [proof, proof] } },
+      { status: 401, code: 'invalid_dpop_proof', errorScheme: 'DPoP' },
+      'more than one DPoP header',
+    )
+    await attack(
+      { authorization: `DPoP ${bound}`, headers: { dpop: [proof, ''] } },
+      { status: 401, code: 'invalid_dpop_proof', errorScheme: 'DPoP' },
+      'more than one DPoP header',
+    )
   })
 
   it('a token in the query string (access_token, percent-encoded names), with or without a header: 400', async () => {
@@ -76,7 +89,8 @@ describe.each(adapters)('$name: HTTP-level attacks', (adapter) => {
   })
 
   it('mixed-case schemes and separators: bEaReR and several spaces accepted; tab, comma, quotes refused; no separator is another scheme', async () => {
-    for (const authorization of [`bEaReR ${token}`, `BEARER ${token}`, `Bearer  ${token}`, `Bearer    ${token}`, `  Bearer ${token}  `]) await served({ authorization })
+    for (const authorization of [`bEaReR ${token}`, `BEARER ${token}`, `Bearer  ${token}`, `Bearer    ${token}`, `  Bearer ${token}  `])
+      await served({ authorization })
     for (const authorization of [`Bearer\t${token}`, `Bearer \t${token}`, `Bearer,${token}`, `Bearer ${token}, Bearer ${token}`, `Bearer "${token}"`]) {
       await attack({ authorization }, INVALID_REQUEST, /malformed Authorization header|malformed Bearer token/)
     }
@@ -93,9 +107,13 @@ describe.each(adapters)('$name: HTTP-level attacks', (adapter) => {
     await attack({ authorization: 'DPoP' }, { ...INVALID_REQUEST, errorScheme: 'DPoP' }, 'DPoP token missing')
   })
 
-  it('very long headers: a 12 KiB+ token is 400; past Node\'s 16 KiB header limit it is Node\'s 431; never a 5xx', async () => {
+  it("very long headers: a 12 KiB+ token is 400; past Node's 16 KiB header limit it is Node's 431; never a 5xx", async () => {
     await attack({ authorization: `Bearer ${'a'.repeat(12 * 1024 + 1)}` }, INVALID_REQUEST, 'Bearer token too large')
-    for (const headers of [{ authorization: `Bearer ${'a'.repeat(20_000)}` }, { 'x-padding': 'p'.repeat(20_000), authorization: `Bearer ${token}` }, { dpop: 'd'.repeat(20_000), authorization: `Bearer ${token}` }]) {
+    for (const headers of [
+      { authorization: `Bearer ${'a'.repeat(20_000)}` },
+      { 'x-padding': 'p'.repeat(20_000), authorization: `Bearer ${token}` },
+      { dpop: 'd'.repeat(20_000), authorization: `Bearer ${token}` },
+    ]) {
       const fetches = A.requestCount()
       const res = await rec.call(app, { headers })
       expect([400, 431], res.text.slice(0, 200)).toContain(res.status)
@@ -103,7 +121,11 @@ describe.each(adapters)('$name: HTTP-level attacks', (adapter) => {
     }
     // A 9 KiB proof next to a DPoP token is refused by Callsign itself.
     const bound = await sign(A, SVC, { dpopJkt: key.jkt })
-    await attack({ authorization: `DPoP ${bound}`, headers: { dpop: 'e'.repeat(9 * 1024) } }, { status: 401, code: 'invalid_dpop_proof', errorScheme: 'DPoP' }, 'malformed DPoP proof')
+    await attack(
+      { authorization: `DPoP ${bound}`, headers: { dpop: 'e'.repeat(9 * 1024) } },
+      { status: 401, code: 'invalid_dpop_proof', errorScheme: 'DPoP' },
+      'malformed DPoP proof',
+    )
   })
 
   it('non-ASCII (latin-1) bytes in the Authorization header: 400', async () => {

@@ -9,7 +9,16 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createServerTlsOptions, type CallsignOptions, type MtlsOptions, type TrustDomainBundles } from '@callsign/core'
-import { certificateHash, createTestCa, nginxEscapedCert, xfccElement, xfccHeader, type IssuedCertificate, type TestCa, type TestIssuer } from '@callsign/testing'
+import {
+  certificateHash,
+  createTestCa,
+  nginxEscapedCert,
+  xfccElement,
+  xfccHeader,
+  type IssuedCertificate,
+  type TestCa,
+  type TestIssuer,
+} from '@callsign/testing'
 import { adapters, type RunningApp } from '../support/adapters.js'
 import { keepAliveAgent, statusRecorder, type StatusRecorder } from '../support/attacks.js'
 import type { CallOptions, CallResult, ClientIdentity } from '../support/client.js'
@@ -46,13 +55,13 @@ let forwardedExpired: IssuedCertificate
 let unfit: Array<[what: string, cert: IssuedCertificate, detail: string]>
 beforeAll(async () => {
   fx = await createFixture()
-  ;[A, ingress, spiffeAndHttps, forwardedExpired, ...malformed] = await Promise.all([
+  ;[A, ingress, spiffeAndHttps, forwardedExpired, ...malformed] = (await Promise.all([
     fx.startIssuer({ discovery: 'none' }),
     fx.ca.issueCertificate({ spiffeId: INGRESS }),
     fx.ca.issueCertificate({ spiffeId: ID.frontend, uris: ['https://frontend.example.org/'] }),
     fx.ca.issueCertificate({ spiffeId: ID.worker, validity: 'expired' }),
     ...MALFORMED_SPIFFE_IDS.map((uri) => fx.ca.issueCertificate({ uris: [uri] })),
-  ]) as [TestIssuer, IssuedCertificate, IssuedCertificate, IssuedCertificate, ...IssuedCertificate[]]
+  ])) as [TestIssuer, IssuedCertificate, IssuedCertificate, IssuedCertificate, ...IssuedCertificate[]]
   const leaves = [
     ['cA:TRUE with a SPIFFE SAN', { isCa: true }, 'client certificate is a CA certificate'],
     ['cA:TRUE with keyCertSign', { isCa: true, keyUsages: ['digitalSignature', 'keyCertSign'] }, 'client certificate is a CA certificate'],
@@ -61,17 +70,25 @@ beforeAll(async () => {
     ['a key usage without digitalSignature', { keyUsages: ['keyAgreement'] }, 'client certificate is not for digital signatures'],
     ['an EKU of serverAuth only', { usage: 'server' }, 'client certificate is not for client authentication'],
   ] as const
-  unfit = await Promise.all(leaves.map(async ([what, options, detail]) => [what, await fx.ca.issueCertificate({ spiffeId: ID.worker, ...options }), detail] as [string, IssuedCertificate, string]))
+  unfit = await Promise.all(
+    leaves.map(
+      async ([what, options, detail]) =>
+        [what, await fx.ca.issueCertificate({ spiffeId: ID.worker, ...options }), detail] as [string, IssuedCertificate, string],
+    ),
+  )
 })
 afterAll(() => fx?.close())
 
 /** A valid service token naming a client that is none of the workloads. */
-const serviceToken = (claims: Record<string, unknown> = {}): Promise<string> => sign(A, { sub: 'svc-token', client_id: 'svc-token', scope: 'orders:read', ...claims })
+const serviceToken = (claims: Record<string, unknown> = {}): Promise<string> =>
+  sign(A, { sub: 'svc-token', client_id: 'svc-token', scope: 'orders:read', ...claims })
 const PEER_UNAUTHORIZED: RefusalExpectation = { status: 401, code: 'peer_unauthorized' }
 const INVALID_REQUEST: RefusalExpectation = { status: 400, code: 'invalid_request' }
 /** The auth context of a call whose caller is the token's client. */
 const tokenCaller = (peer?: ClientIdentity & { x5tS256: string; spiffeId?: string }): AcceptExpectation => ({
-  caller: { id: 'svc-token', source: 'token' }, scopes: ['orders:read'], ...(peer ? { peer } : {}),
+  caller: { id: 'svc-token', source: 'token' },
+  scopes: ['orders:read'],
+  ...(peer ? { peer } : {}),
 })
 
 type AppName = 'optional' | 'trustDomain' | 'forwarded' | 'assertions' | 'nginx'
@@ -111,7 +128,11 @@ describe.each(adapters)('$name: certificate identity attacks', (adapter) => {
     expectAccepted(res, expected)
     return res
   }
-  const withCert = async (cert: ClientIdentity, extra: Omit<CallOptions, 'cert'> = {}): Promise<CallOptions> => ({ cert, token: await serviceToken(), ...extra })
+  const withCert = async (cert: ClientIdentity, extra: Omit<CallOptions, 'cert'> = {}): Promise<CallOptions> => ({
+    cert,
+    token: await serviceToken(),
+    ...extra,
+  })
 
   describe('mTLS', () => {
     it('a certificate the TLS stack did not authorize (untrusted CA, expired, not yet valid, no clientAuth EKU) is refused, never ignored', async () => {
@@ -124,7 +145,12 @@ describe.each(adapters)('$name: certificate identity attacks', (adapter) => {
       for (const [cert, detail] of cases) {
         for (const app of ['optional', 'trustDomain', 'forwarded'] as const) await attack(app, await withCert(cert), PEER_UNAUTHORIZED, detail)
         // Even with a token bound to exactly that certificate.
-        await attack('optional', { cert, token: await sign(A, { sub: ID.frontend, client_id: ID.frontend }, { x5tS256: cert.x5tS256 }) }, PEER_UNAUTHORIZED, detail)
+        await attack(
+          'optional',
+          { cert, token: await sign(A, { sub: ID.frontend, client_id: ID.frontend }, { x5tS256: cert.x5tS256 }) },
+          PEER_UNAUTHORIZED,
+          detail,
+        )
       }
     })
 
@@ -136,7 +162,8 @@ describe.each(adapters)('$name: certificate identity attacks', (adapter) => {
 
     it('several URI SANs (two SPIFFE IDs, or a SPIFFE ID and an https URI): not an SVID', async () => {
       for (const cert of [fx.certs.twoSpiffeIds, spiffeAndHttps]) {
-        for (const app of ['optional', 'trustDomain'] as const) await attack(app, await withCert(cert), PEER_UNAUTHORIZED, 'client certificate is not a valid SVID: more than one URI SAN')
+        for (const app of ['optional', 'trustDomain'] as const)
+          await attack(app, await withCert(cert), PEER_UNAUTHORIZED, 'client certificate is not a valid SVID: more than one URI SAN')
       }
     })
 
@@ -171,7 +198,12 @@ describe.each(adapters)('$name: certificate identity attacks', (adapter) => {
 
     it('an unfit leaf cannot act as the trusted proxy either (its XFCC is never read)', async () => {
       const proxyAsCa = await fx.ca.issueCertificate({ spiffeId: INGRESS, isCa: true })
-      await attack('forwarded', await withCert(proxyAsCa, { headers: { [XFCC]: xfccHeader(xfccElement({ hash: true, cert: fx.certs.adminUi, uri: [ID.adminUi] })) } }), PEER_UNAUTHORIZED, 'client certificate is a CA certificate')
+      await attack(
+        'forwarded',
+        await withCert(proxyAsCa, { headers: { [XFCC]: xfccHeader(xfccElement({ hash: true, cert: fx.certs.adminUi, uri: [ID.adminUi] })) } }),
+        PEER_UNAUTHORIZED,
+        'client certificate is a CA certificate',
+      )
     })
 
     it('never a 5xx in this family', () => {
@@ -180,9 +212,12 @@ describe.each(adapters)('$name: certificate identity attacks', (adapter) => {
   })
 
   describe('forwarded certificates (XFCC)', () => {
-    const full = (cert: IssuedCertificate): string => xfccElement({ hash: true, cert, subject: `CN=${cert.spiffeId ?? 'x'}`, uri: cert.spiffeId ? [cert.spiffeId] : [] })
+    const full = (cert: IssuedCertificate): string =>
+      xfccElement({ hash: true, cert, subject: `CN=${cert.spiffeId ?? 'x'}`, uri: cert.spiffeId ? [cert.spiffeId] : [] })
     const forwardedCaller = (cert: IssuedCertificate, verification: 'forwarded-certificate' | 'proxy-assertion'): AcceptExpectation => ({
-      caller: { id: cert.spiffeId!, source: 'forwarded' }, scopes: ['orders:read'], peer: { ...cert, spiffeId: cert.spiffeId!, verification },
+      caller: { id: cert.spiffeId!, source: 'forwarded' },
+      scopes: ['orders:read'],
+      peer: { ...cert, spiffeId: cert.spiffeId!, verification },
     })
     /** A request from the trusted proxy (its own certificate) carrying `header`. */
     const fromProxy = async (header: string | string[]): Promise<CallOptions> => withCert(ingress, { headers: { [XFCC]: header } })
@@ -191,7 +226,9 @@ describe.each(adapters)('$name: certificate identity attacks', (adapter) => {
     it('spoofed XFCC from a peer that is not a trusted proxy (a workload, or no certificate) is ignored', async () => {
       const spoof = xfccHeader(full(fx.certs.worker))
       await served('forwarded', await withCert(fx.certs.frontend, { headers: { [XFCC]: spoof } }), {
-        caller: { id: ID.frontend, source: 'mtls' }, scopes: ['orders:read'], peer: { ...fx.certs.frontend, verification: 'tls' },
+        caller: { id: ID.frontend, source: 'mtls' },
+        scopes: ['orders:read'],
+        peer: { ...fx.certs.frontend, verification: 'tls' },
       })
       await served('forwarded', { token: await serviceToken(), headers: { [XFCC]: spoof } }, tokenCaller())
       await served('assertions', { token: await serviceToken(), headers: { [XFCC]: `Hash=${H(fx.certs.worker)};URI=${ID.worker}` } }, tokenCaller())
@@ -199,19 +236,35 @@ describe.each(adapters)('$name: certificate identity attacks', (adapter) => {
       await served('forwarded', { token: await serviceToken(), headers: { [XFCC]: 'Hash="unterminated' } }, tokenCaller())
     })
 
-    it('the trusted proxy\'s own certificate never becomes the caller (no XFCC: the token names the caller)', async () => {
+    it("the trusted proxy's own certificate never becomes the caller (no XFCC: the token names the caller)", async () => {
       await served('forwarded', await withCert(ingress), tokenCaller())
       await served('forwarded', await withCert(ingress, { headers: { [XFCC]: '' } }), tokenCaller())
     })
 
-    it('several elements from a trusted proxy: the last (the proxy\'s own) wins, whatever earlier ones name', async () => {
-      await served('forwarded', await fromProxy(xfccHeader(full(fx.certs.worker), full(fx.certs.frontend))), forwardedCaller(fx.certs.frontend, 'forwarded-certificate'))
-      await served('forwarded', await fromProxy(xfccHeader(full(fx.certs.frontend), full(fx.certs.worker))), forwardedCaller(fx.certs.worker, 'forwarded-certificate'))
+    it("several elements from a trusted proxy: the last (the proxy's own) wins, whatever earlier ones name", async () => {
+      await served(
+        'forwarded',
+        await fromProxy(xfccHeader(full(fx.certs.worker), full(fx.certs.frontend))),
+        forwardedCaller(fx.certs.frontend, 'forwarded-certificate'),
+      )
+      await served(
+        'forwarded',
+        await fromProxy(xfccHeader(full(fx.certs.frontend), full(fx.certs.worker))),
+        forwardedCaller(fx.certs.worker, 'forwarded-certificate'),
+      )
       // As two header lines too.
       await served('forwarded', await fromProxy([full(fx.certs.worker), full(fx.certs.frontend)]), forwardedCaller(fx.certs.frontend, 'forwarded-certificate'))
-      await served('assertions', await fromProxy(xfccHeader(`Hash=${H(fx.certs.worker)};URI=${ID.worker}`, `Hash=${H(fx.certs.frontend)};URI=${ID.frontend}`)), forwardedCaller(fx.certs.frontend, 'proxy-assertion'))
+      await served(
+        'assertions',
+        await fromProxy(xfccHeader(`Hash=${H(fx.certs.worker)};URI=${ID.worker}`, `Hash=${H(fx.certs.frontend)};URI=${ID.frontend}`)),
+        forwardedCaller(fx.certs.frontend, 'proxy-assertion'),
+      )
       // An earlier element that is untrusted or malformed-but-parsable does not matter either.
-      await served('forwarded', await fromProxy(xfccHeader(full(fx.certs.untrusted), full(fx.certs.frontend))), forwardedCaller(fx.certs.frontend, 'forwarded-certificate'))
+      await served(
+        'forwarded',
+        await fromProxy(xfccHeader(full(fx.certs.untrusted), full(fx.certs.frontend))),
+        forwardedCaller(fx.certs.frontend, 'forwarded-certificate'),
+      )
     })
 
     it('quoting tricks in XFCC values (",", ";", "=" and \\" inside quotes) never create another key or element', async () => {
@@ -222,10 +275,20 @@ describe.each(adapters)('$name: certificate identity attacks', (adapter) => {
       const smuggledBy = `Hash=${hf};Subject="x,By=${INGRESS};URI=${ID.worker}";URI=${ID.frontend}`
       await served('assertions', await fromProxy(smuggledBy), forwardedCaller(fx.certs.frontend, 'proxy-assertion'))
       // One quoted URI value holding a second "URI=" is one malformed SPIFFE ID, not two URIs.
-      for (const uri of [`"${ID.frontend},URI=${ID.worker}"`, `"${ID.frontend};URI=${ID.worker}"`, `"${ID.frontend}\\";URI=${ID.worker}"`, `"${ID.frontend}=x"`]) {
+      for (const uri of [
+        `"${ID.frontend},URI=${ID.worker}"`,
+        `"${ID.frontend};URI=${ID.worker}"`,
+        `"${ID.frontend}\\";URI=${ID.worker}"`,
+        `"${ID.frontend}=x"`,
+      ]) {
         await attack('assertions', await fromProxy(`Hash=${hf};URI=${uri}`), PEER_UNAUTHORIZED, 'client certificate is not a valid SVID: malformed SPIFFE ID')
       }
-      await attack('assertions', await fromProxy(`Hash=${hf};URI=${ID.frontend};URI=${ID.worker}`), PEER_UNAUTHORIZED, 'client certificate is not a valid SVID: more than one URI SAN')
+      await attack(
+        'assertions',
+        await fromProxy(`Hash=${hf};URI=${ID.frontend};URI=${ID.worker}`),
+        PEER_UNAUTHORIZED,
+        'client certificate is not a valid SVID: more than one URI SAN',
+      )
       // Cert-based: a Subject smuggling a Cert key does not replace the verified certificate.
       const certSmuggle = `Hash=${hf};Subject="CN=a\\";Cert=${encodeURIComponent(fx.certs.worker.certPem)}";Cert="${encodeURIComponent(fx.certs.frontend.certPem)}"`
       await served('forwarded', await fromProxy(certSmuggle), forwardedCaller(fx.certs.frontend, 'forwarded-certificate'))
@@ -234,13 +297,30 @@ describe.each(adapters)('$name: certificate identity attacks', (adapter) => {
     it('malformed XFCC from a trusted proxy: unterminated quote, stray quote or "=", 17 elements, 65 pairs, duplicate Cert, hash mismatch: 400', async () => {
       const hf = H(fx.certs.frontend)
       const bad = [
-        `Hash=${hf};URI="${ID.frontend}`, `Hash=${hf};URI=${ID.frontend}"`, `Hash=${hf};URI=${ID.frontend}=x`, `Hash=${hf};"URI"=${ID.frontend}`,
-        `Hash=${hf};URI="${ID.frontend}"x`, `Hash=${hf},`, `=${hf}`, `Hash=${hf};;URI=${ID.frontend}`,
-        Array.from({ length: 17 }, () => `Hash=${hf}`).join(','), Array.from({ length: 65 }, () => `DNS=a`).join(';'),
+        `Hash=${hf};URI="${ID.frontend}`,
+        `Hash=${hf};URI=${ID.frontend}"`,
+        `Hash=${hf};URI=${ID.frontend}=x`,
+        `Hash=${hf};"URI"=${ID.frontend}`,
+        `Hash=${hf};URI="${ID.frontend}"x`,
+        `Hash=${hf},`,
+        `=${hf}`,
+        `Hash=${hf};;URI=${ID.frontend}`,
+        Array.from({ length: 17 }, () => `Hash=${hf}`).join(','),
+        Array.from({ length: 65 }, () => `DNS=a`).join(';'),
       ]
       for (const header of bad) await attack('assertions', await fromProxy(header), INVALID_REQUEST, /malformed forwarded client certificate/)
-      await attack('forwarded', await fromProxy(`${full(fx.certs.frontend)};Cert="${encodeURIComponent(fx.certs.worker.certPem)}"`), INVALID_REQUEST, /malformed forwarded client certificate/)
-      await attack('forwarded', await fromProxy(xfccElement({ hash: H(fx.certs.worker), cert: fx.certs.frontend })), INVALID_REQUEST, 'forwarded client certificate does not match its hash')
+      await attack(
+        'forwarded',
+        await fromProxy(`${full(fx.certs.frontend)};Cert="${encodeURIComponent(fx.certs.worker.certPem)}"`),
+        INVALID_REQUEST,
+        /malformed forwarded client certificate/,
+      )
+      await attack(
+        'forwarded',
+        await fromProxy(xfccElement({ hash: H(fx.certs.worker), cert: fx.certs.frontend })),
+        INVALID_REQUEST,
+        'forwarded client certificate does not match its hash',
+      )
     })
 
     it('a trusted proxy forwarding a leaf unfit as an identity: refused as on a direct connection, in XFCC and nginx format', async () => {
@@ -255,7 +335,12 @@ describe.each(adapters)('$name: certificate identity attacks', (adapter) => {
     it('a trusted proxy forwarding a certificate Callsign cannot verify (untrusted CA, expired) or none at all to a strict guard', async () => {
       await attack('forwarded', await fromProxy(full(fx.certs.untrusted)), PEER_UNAUTHORIZED, 'client certificate is not trusted')
       await attack('forwarded', await fromProxy(full(forwardedExpired)), PEER_UNAUTHORIZED, 'client certificate has expired')
-      await attack('forwarded', await fromProxy(`Hash=${H(fx.certs.frontend)};URI=${ID.frontend}`), PEER_UNAUTHORIZED, 'the proxy forwarded no client certificate to verify')
+      await attack(
+        'forwarded',
+        await fromProxy(`Hash=${H(fx.certs.frontend)};URI=${ID.frontend}`),
+        PEER_UNAUTHORIZED,
+        'the proxy forwarded no client certificate to verify',
+      )
     })
 
     it('never a 5xx in this family', () => {
@@ -277,7 +362,10 @@ describe.each(adapters)('$name: SPIFFE federation (a trust domain is bound to it
   let rec: StatusRecorder
   let partner: TestCa
   let partnerIssuing: TestCa
-  const certs = {} as Record<'partnerNamingUs' | 'partnerOwn' | 'oursNamingPartner' | 'viaIntermediate' | 'intermediateNamingUs' | 'partnerNamingIngress' | 'partnerNamingOther', IssuedCertificate>
+  const certs = {} as Record<
+    'partnerNamingUs' | 'partnerOwn' | 'oursNamingPartner' | 'viaIntermediate' | 'intermediateNamingUs' | 'partnerNamingIngress' | 'partnerNamingOther',
+    IssuedCertificate
+  >
   let direct: RunningApp
   let forwarded: RunningApp
   let proxyUrl: string
@@ -287,7 +375,15 @@ describe.each(adapters)('$name: SPIFFE federation (a trust domain is bound to it
     rec = statusRecorder(fx.call)
     partner = await createTestCa({ commonName: 'Partner CA' })
     partnerIssuing = await createTestCa({ commonName: 'Partner Issuing CA', issuer: partner })
-    ;[certs.partnerNamingUs, certs.partnerOwn, certs.oursNamingPartner, certs.viaIntermediate, certs.intermediateNamingUs, certs.partnerNamingIngress, certs.partnerNamingOther] = await Promise.all([
+    ;[
+      certs.partnerNamingUs,
+      certs.partnerOwn,
+      certs.oursNamingPartner,
+      certs.viaIntermediate,
+      certs.intermediateNamingUs,
+      certs.partnerNamingIngress,
+      certs.partnerNamingOther,
+    ] = await Promise.all([
       partner.issueCertificate({ spiffeId: ID.frontend }),
       partner.issueCertificate({ spiffeId: PARTNER }),
       fx.ca.issueCertificate({ spiffeId: PARTNER }),
@@ -300,7 +396,10 @@ describe.each(adapters)('$name: SPIFFE federation (a trust domain is bound to it
     const trustDomains: TrustDomainBundles = { 'example.org': fx.ca.certPem, 'partner.org': partner.certPem }
     const serverTls = createServerTlsOptions({ cert: fx.tls.cert, key: fx.tls.key, trustDomains })
     const start = async (mtls: MtlsOptions): Promise<RunningApp> => {
-      const app = await adapter.start({ issuers: issuerOption(A, { explicitJwks: true }), mtls, logger: quiet }, { cert: serverTls.cert, key: serverTls.key, ca: serverTls.ca })
+      const app = await adapter.start(
+        { issuers: issuerOption(A, { explicitJwks: true }), mtls, logger: quiet },
+        { cert: serverTls.cert, key: serverTls.key, ca: serverTls.ca },
+      )
       closers.push(() => app.close())
       await app.guard.ready()
       return app
@@ -339,7 +438,11 @@ describe.each(adapters)('$name: SPIFFE federation (a trust domain is bound to it
   async function accepted(where: 'direct' | 'proxy', request: CallOptions, cert: IssuedCertificate): Promise<void> {
     const res = await rec.call(target(where), request)
     const source = where === 'direct' ? 'mtls' : 'forwarded'
-    expectAccepted(res, { caller: { id: cert.spiffeId!, source }, scopes: ['orders:read'], peer: { ...cert, spiffeId: cert.spiffeId!, verification: where === 'direct' ? 'tls' : 'forwarded-certificate' } })
+    expectAccepted(res, {
+      caller: { id: cert.spiffeId!, source },
+      scopes: ['orders:read'],
+      peer: { ...cert, spiffeId: cert.spiffeId!, verification: where === 'direct' ? 'tls' : 'forwarded-certificate' },
+    })
   }
 
   for (const where of ['direct', 'proxy'] as const) {
@@ -383,7 +486,11 @@ describe.each(adapters)('$name: SPIFFE federation (a trust domain is bound to it
     // The real proxy certificate does carry the header.
     await accepted('direct', await presenting(fx.certs.adminUi), fx.certs.adminUi)
     const viaIngress = await rec.call(forwarded, await presenting(ingress, false, { headers: { [XFCC]: spoof } }))
-    expectAccepted(viaIngress, { caller: { id: ID.adminUi, source: 'forwarded' }, scopes: ['orders:read'], peer: { ...fx.certs.adminUi, verification: 'forwarded-certificate' } })
+    expectAccepted(viaIngress, {
+      caller: { id: ID.adminUi, source: 'forwarded' },
+      scopes: ['orders:read'],
+      peer: { ...fx.certs.adminUi, verification: 'forwarded-certificate' },
+    })
   })
 
   it('the same connection keeps its verdict across requests (keep-alive)', async () => {

@@ -11,7 +11,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { CallsignOptions } from '@callsign/core'
 import type { TestIssuer } from '@callsign/testing'
 import { adapters, type RunningApp } from '../support/adapters.js'
-import { b64url, ed25519SPlusL, es256HighS, keepAliveAgent, kidOf, pool, signRaw, statusRecorder, withSignature, type StatusRecorder } from '../support/attacks.js'
+import {
+  b64url,
+  ed25519SPlusL,
+  es256HighS,
+  keepAliveAgent,
+  kidOf,
+  pool,
+  signRaw,
+  statusRecorder,
+  withSignature,
+  type StatusRecorder,
+} from '../support/attacks.js'
 import type { CallOptions, CallResult } from '../support/client.js'
 import { createClock, type TestClock } from '../support/dpop.js'
 import { expectAccepted, expectRefusal, type RefusalExpectation } from '../support/expectations.js'
@@ -46,7 +57,13 @@ const SVC = { sub: 'svc-a', client_id: 'svc-a', scope: 'orders:read' }
 const now = (): number => Math.floor(Date.now() / 1000)
 /** Claims of a valid service token of `issuer` (plus `extra`). */
 const claimsOf = (issuer: TestIssuer, extra: Record<string, unknown> = {}): Record<string, unknown> => ({
-  iss: issuer.issuer, aud: AUDIENCE, iat: now(), exp: now() + 300, jti: randomUUID(), ...SVC, ...extra,
+  iss: issuer.issuer,
+  aud: AUDIENCE,
+  iat: now(),
+  exp: now() + 300,
+  jti: randomUUID(),
+  ...SVC,
+  ...extra,
 })
 const header = (extra: Record<string, unknown> = {}): Record<string, unknown> => ({ alg: 'ES256', typ: 'at+jwt', kid: A.currentKid, ...extra })
 /** A syntactically fine ES256 signature that is not the right one. */
@@ -107,7 +124,15 @@ describe.each(adapters)('$name: token attacks', (adapter) => {
 
     it('bad base64url: padding "=", "+" and "/", "~" (b64token characters, not base64url)', async () => {
       const [h, p, s] = (await sign(A, SVC)).split('.') as [string, string, string]
-      for (const token of [`${h}.${p}.${s}=`, `${h}.${p}.${s}==`, `${h}.${p}.${s.slice(0, -2)}+/`, `${h}.${p}.+${s.slice(1)}`, `${h}.${p}./${s.slice(1)}`, `${h}.${p}~.${s}`, `${h}.${p}.${s}~`]) {
+      for (const token of [
+        `${h}.${p}.${s}=`,
+        `${h}.${p}.${s}==`,
+        `${h}.${p}.${s.slice(0, -2)}+/`,
+        `${h}.${p}.+${s.slice(1)}`,
+        `${h}.${p}./${s.slice(1)}`,
+        `${h}.${p}~.${s}`,
+        `${h}.${p}.${s}~`,
+      ]) {
         await attack(apps.cold, bearer(token), INVALID_TOKEN, 'malformed token')
       }
       // "=" anywhere but at the end is not even a b64token (RFC 6750 §2.1): 400.
@@ -137,7 +162,14 @@ describe.each(adapters)('$name: token attacks', (adapter) => {
       const payload = JSON.stringify(claimsOf(A))
       const h = JSON.stringify(header())
       // Inside alg, typ, kid, iss, sub, and a header that is not UTF-8 at all (UTF-16 BOM).
-      for (const [hd, pl] of [[bytes(h, 'ES256'), payload], [bytes(h, 'at+jwt'), payload], [bytes(h, A.currentKid), payload], [h, bytes(payload, A.issuer)], [h, bytes(payload, 'svc-a')], [Buffer.from([0xfe, 0xff, 0x7b, 0x7d]), payload]] as const) {
+      for (const [hd, pl] of [
+        [bytes(h, 'ES256'), payload],
+        [bytes(h, 'at+jwt'), payload],
+        [bytes(h, A.currentKid), payload],
+        [h, bytes(payload, A.issuer)],
+        [h, bytes(payload, 'svc-a')],
+        [Buffer.from([0xfe, 0xff, 0x7b, 0x7d]), payload],
+      ] as const) {
         await attack(apps.cold, bearer(await signRaw(A, hd, pl)), INVALID_TOKEN, 'malformed token')
       }
     })
@@ -154,13 +186,23 @@ describe.each(adapters)('$name: token attacks', (adapter) => {
       // "alg":"none" first, ES256 last: read as ES256, so the signature must be the issuer's.
       await attack(apps.main, bearer(`${b64url(noneFirst)}.${b64url(payload)}.${JUNK_SIG}`), INVALID_TOKEN, 'signature verification failed')
       // Duplicate typ / iss: the last value is the one checked.
-      await attack(apps.cold, bearer(await signRaw(A, `{"alg":"ES256","typ":"at+jwt","kid":${kid},"typ":"JWT"}`, payload)), INVALID_TOKEN, 'token type is not an access token')
-      await attack(apps.cold, bearer(await signRaw(A, header(), `{"iss":${JSON.stringify(A.issuer)},"aud":"${AUDIENCE}","exp":${now() + 300},"iss":"https://evil.example"}`)), INVALID_TOKEN, 'untrusted issuer')
+      await attack(
+        apps.cold,
+        bearer(await signRaw(A, `{"alg":"ES256","typ":"at+jwt","kid":${kid},"typ":"JWT"}`, payload)),
+        INVALID_TOKEN,
+        'token type is not an access token',
+      )
+      await attack(
+        apps.cold,
+        bearer(await signRaw(A, header(), `{"iss":${JSON.stringify(A.issuer)},"aud":"${AUDIENCE}","exp":${now() + 300},"iss":"https://evil.example"}`)),
+        INVALID_TOKEN,
+        'untrusted issuer',
+      )
       // And only the issuer's own signature over such bytes is honoured (the parse is the same for alg and signature).
       await accepted(apps.main, bearer(await signRaw(A, noneFirst, payload)))
     })
 
-    it('oversized token (> 12 KiB, under Node\'s header limit): 400', async () => {
+    it("oversized token (> 12 KiB, under Node's header limit): 400", async () => {
       const token = await sign(A, { ...SVC, padding: 'x'.repeat(10_000) })
       expect(token.length).toBeGreaterThan(12 * 1024)
       await attack(apps.cold, bearer(token), INVALID_REQUEST, 'Bearer token too large')
@@ -177,8 +219,14 @@ describe.each(adapters)('$name: token attacks', (adapter) => {
     it('crit headers, known and unknown names, and b64: false (RFC 7797)', async () => {
       const payload = claimsOf(A)
       const crits: Array<Record<string, unknown>> = [
-        { crit: ['b64'], b64: true }, { crit: ['exp'], exp: now() + 60 }, { crit: ['x-custom'], 'x-custom': 1 }, { crit: [] }, { crit: 'b64' },
-        { crit: ['b64'], b64: false }, { b64: false }, { b64: true },
+        { crit: ['b64'], b64: true },
+        { crit: ['exp'], exp: now() + 60 },
+        { crit: ['x-custom'], 'x-custom': 1 },
+        { crit: [] },
+        { crit: 'b64' },
+        { crit: ['b64'], b64: false },
+        { b64: false },
+        { b64: true },
       ]
       for (const extra of crits) await attack(apps.cold, bearer(await signRaw(A, header(extra), payload)), INVALID_TOKEN, 'malformed token')
     })
@@ -199,7 +247,7 @@ describe.each(adapters)('$name: token attacks', (adapter) => {
       }
     })
 
-    it('key confusion: HS256/HS384/HS512 keyed with the issuer\'s public key (PEM, DER, published JWK JSON, bare JWK JSON)', async () => {
+    it("key confusion: HS256/HS384/HS512 keyed with the issuer's public key (PEM, DER, published JWK JSON, bare JWK JSON)", async () => {
       const published = A.publicJwks().keys.find((k) => k.kid === A.currentKid)!
       const publicKey = createPublicKey({ key: published as never, format: 'jwk' })
       const { kty, crv, x, y } = published
@@ -264,7 +312,7 @@ describe.each(adapters)('$name: token attacks', (adapter) => {
       await accepted(apps.main, bearer(valid))
     })
 
-    it('ECDSA malleability: the high-S twin (s\' = n - s) is a valid ES256 signature and is accepted, as a separately verified token', async () => {
+    it("ECDSA malleability: the high-S twin (s' = n - s) is a valid ES256 signature and is accepted, as a separately verified token", async () => {
       // Documented behaviour: RFC 7518 §3.4 / FIPS 186 accept both S and n - S, and so does
       // node:crypto. Nothing in Callsign keys a decision on the token's bytes except (a) the
       // verified-token cache, keyed by the whole token string (the twin is verified afresh) and
@@ -290,7 +338,7 @@ describe.each(adapters)('$name: token attacks', (adapter) => {
   })
 
   describe('keys', () => {
-    it('jku and x5u pointing at the attacker\'s key set: never fetched, refused', async () => {
+    it("jku and x5u pointing at the attacker's key set: never fetched, refused", async () => {
       const attackerKid = X.currentKid
       for (const extra of [{ jku: X.jwksUri }, { x5u: X.jwksUri }, { jku: X.jwksUri, x5u: `${X.origin}/cert.pem` }]) {
         const token = await X.signAccessToken(SVC, { issuer: A.issuer, audience: AUDIENCE, header: extra })
@@ -332,7 +380,7 @@ describe.each(adapters)('$name: token attacks', (adapter) => {
       }
     })
 
-    it('kid of another configured issuer\'s key (two issuers in one guard): refused both ways', async () => {
+    it("kid of another configured issuer's key (two issuers in one guard): refused both ways", async () => {
       const fromB = await B.signAccessToken(SVC, { issuer: A.issuer, audience: AUDIENCE })
       await attack(apps.main, bearer(fromB), INVALID_TOKEN, 'no key of the issuer matches the token')
       const fromA = await A.signAccessToken(SVC, { issuer: B.issuer, audience: AUDIENCE })
@@ -392,7 +440,17 @@ describe.each(adapters)('$name: token attacks', (adapter) => {
 
     it('aud: missing, wrong, list of wrong ones, empty list, number, object, null; a list containing it is accepted', async () => {
       await attack(apps.main, bearer(await token({}, { omit: ['aud'] })), INVALID_TOKEN, 'token audience does not match')
-      for (const aud of ['https://billing.example.org', `${AUDIENCE}/`, AUDIENCE.toUpperCase(), ['https://a.example', 'https://b.example'], [], 42, { aud: AUDIENCE }, [[AUDIENCE]], null]) {
+      for (const aud of [
+        'https://billing.example.org',
+        `${AUDIENCE}/`,
+        AUDIENCE.toUpperCase(),
+        ['https://a.example', 'https://b.example'],
+        [],
+        42,
+        { aud: AUDIENCE },
+        [[AUDIENCE]],
+        null,
+      ]) {
         await attack(apps.main, bearer(await token({ aud })), INVALID_TOKEN, 'token audience does not match')
       }
       await accepted(apps.main, bearer(await token({ aud: ['https://billing.example.org', AUDIENCE, 'https://x.example'] })))
@@ -402,10 +460,26 @@ describe.each(adapters)('$name: token attacks', (adapter) => {
       const a = A.issuer // http://127.0.0.1:<port>
       const b = B.issuer // http://127.0.0.1:<port>/tenant-b
       const lookAlikes: unknown[] = [
-        `${a}/`, a.replace('http:', 'HTTP:'), a.replace('http:', 'https:'), `${a} `, ` ${a}`, `${a}#`, `${a}?`, `${a}\u0000`,
-        a.replace(/\./g, '\u3002'), a.replace('127', '\uff11\uff12\uff17'), a.replace('http://', 'http://localhost@'),
-        b.replace('tenant-b', 'TENANT-B'), b.replace('tenant-b', 'tenant\u2010b'), b.replace('tenant', 't\u0435nant'), `${b}/`, b.slice(0, -1),
-        [a], { iss: a }, null, 1,
+        `${a}/`,
+        a.replace('http:', 'HTTP:'),
+        a.replace('http:', 'https:'),
+        `${a} `,
+        ` ${a}`,
+        `${a}#`,
+        `${a}?`,
+        `${a}\u0000`,
+        a.replace(/\./g, '\u3002'),
+        a.replace('127', '\uff11\uff12\uff17'),
+        a.replace('http://', 'http://localhost@'),
+        b.replace('tenant-b', 'TENANT-B'),
+        b.replace('tenant-b', 'tenant\u2010b'),
+        b.replace('tenant', 't\u0435nant'),
+        `${b}/`,
+        b.slice(0, -1),
+        [a],
+        { iss: a },
+        null,
+        1,
       ]
       for (const iss of lookAlikes) await attack(apps.main, bearer(await token({ iss })), INVALID_TOKEN, 'untrusted issuer')
     })
@@ -441,7 +515,8 @@ describe.each(adapters)('$name: token attacks', (adapter) => {
           await attack(apps.main, bearer(await token({ exp })), INVALID_TOKEN, /token has no valid expiry|token expired/)
         }
         await attack(apps.main, bearer(await token({}, { omit: ['exp'] })), INVALID_TOKEN, 'token has no valid expiry')
-        const raw = (claims: string): Promise<string> => signRaw(A, header(), `{"iss":${JSON.stringify(A.issuer)},"aud":"${AUDIENCE}","sub":"svc-a","client_id":"svc-a",${claims}}`)
+        const raw = (claims: string): Promise<string> =>
+          signRaw(A, header(), `{"iss":${JSON.stringify(A.issuer)},"aud":"${AUDIENCE}","sub":"svc-a","client_id":"svc-a",${claims}}`)
         await attack(apps.main, bearer(await raw('"exp":1e309')), INVALID_TOKEN, 'token has no valid expiry')
         await attack(apps.main, bearer(await raw('"exp":-1e309')), INVALID_TOKEN, 'token has no valid expiry')
         await attack(apps.main, bearer(await raw(`"exp":${t + 300},"nbf":1e309`)), INVALID_TOKEN, 'malformed nbf claim')
@@ -458,11 +533,21 @@ describe.each(adapters)('$name: token attacks', (adapter) => {
 
     it('wrong claim types: sub number, client_id array, azp object, jti number, scope array (scopeClaim "scope"), cnf and act not objects', async () => {
       const cases: Array<[Record<string, unknown>, string]> = [
-        [{ sub: 123 }, 'malformed sub claim'], [{ sub: '' }, 'malformed sub claim'], [{ client_id: ['svc-a'] }, 'malformed client_id claim'],
-        [{ azp: { id: 'svc-a' } }, 'malformed azp claim'], [{ jti: 1 }, 'malformed jti claim'], [{ scope: ['orders:read'] }, 'malformed scope claim'],
-        [{ scope: 1 }, 'malformed scope claim'], [{ scope: 'orders:read "x"' }, 'malformed scope claim'], [{ scope: 'a\\b' }, 'malformed scope claim'],
-        [{ cnf: 'x5t' }, 'malformed cnf claim'], [{ cnf: [] }, 'malformed cnf claim'], [{ cnf: { jkt: 5 } }, 'malformed cnf claim'],
-        [{ act: 'svc-b' }, 'malformed act claim'], [{ act: { sub: 1 } }, 'malformed act claim'], [{ act: [] }, 'malformed act claim'],
+        [{ sub: 123 }, 'malformed sub claim'],
+        [{ sub: '' }, 'malformed sub claim'],
+        [{ client_id: ['svc-a'] }, 'malformed client_id claim'],
+        [{ azp: { id: 'svc-a' } }, 'malformed azp claim'],
+        [{ jti: 1 }, 'malformed jti claim'],
+        [{ scope: ['orders:read'] }, 'malformed scope claim'],
+        [{ scope: 1 }, 'malformed scope claim'],
+        [{ scope: 'orders:read "x"' }, 'malformed scope claim'],
+        [{ scope: 'a\\b' }, 'malformed scope claim'],
+        [{ cnf: 'x5t' }, 'malformed cnf claim'],
+        [{ cnf: [] }, 'malformed cnf claim'],
+        [{ cnf: { jkt: 5 } }, 'malformed cnf claim'],
+        [{ act: 'svc-b' }, 'malformed act claim'],
+        [{ act: { sub: 1 } }, 'malformed act claim'],
+        [{ act: [] }, 'malformed act claim'],
       ]
       for (const [claims, detail] of cases) await attack(apps.main, bearer(await token(claims)), INVALID_TOKEN, detail)
     })
@@ -470,14 +555,25 @@ describe.each(adapters)('$name: token attacks', (adapter) => {
     it('cnf with a confirmation method Callsign does not enforce (jwk, kid, jku, jwe, x5t, unknown), alone or beside an enforced one: 401 as Bearer and over the bound certificate', async () => {
       const attackerKey = { kty: 'EC', crv: 'P-256', x: 'f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU', y: 'x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0' }
       const unenforced: Array<Record<string, unknown>> = [
-        { jwk: attackerKey }, { kid: 'dpop-1' }, { jku: 'https://attacker.example/jwks' }, { jwe: 'a.b.c.d.e' }, { x5t: 'abc' }, { 'x5t#S512': 'abc' },
+        { jwk: attackerKey },
+        { kid: 'dpop-1' },
+        { jku: 'https://attacker.example/jwks' },
+        { jwe: 'a.b.c.d.e' },
+        { x5t: 'abc' },
+        { 'x5t#S512': 'abc' },
         { jkt: 'abc', kid: 'dpop-1' },
       ]
-      for (const cnf of unenforced) await attack(apps.main, bearer(await token({ cnf })), INVALID_TOKEN, 'token is bound by a confirmation method that is not supported')
+      for (const cnf of unenforced)
+        await attack(apps.main, bearer(await token({ cnf })), INVALID_TOKEN, 'token is bound by a confirmation method that is not supported')
       // Beside the thumbprint of the very certificate presented: the thumbprint alone does not make it acceptable.
       const bound = fx.certs.frontend.x5tS256
       for (const extra of [{ jwk: attackerKey }, { kid: 'k' }, { 'x5t#S384': 'abc' }]) {
-        await attack(apps.main, { ...bearer(await token({ cnf: { 'x5t#S256': bound, ...extra } })), cert: fx.certs.frontend }, INVALID_TOKEN, 'token is bound by a confirmation method that is not supported')
+        await attack(
+          apps.main,
+          { ...bearer(await token({ cnf: { 'x5t#S256': bound, ...extra } })), cert: fx.certs.frontend },
+          INVALID_TOKEN,
+          'token is bound by a confirmation method that is not supported',
+        )
       }
       // An empty cnf binds to nothing a presenter could prove: malformed, never a bearer token.
       await attack(apps.main, bearer(await token({ cnf: {} })), INVALID_TOKEN, 'malformed cnf claim')
@@ -495,7 +591,10 @@ describe.each(adapters)('$name: token attacks', (adapter) => {
       // 4 000 one-letter scopes (under 12 KiB) refused by count; both fast.
       const started = performance.now()
       const direct = (t: string): Promise<unknown> =>
-        apps.main.guard.authenticate({ method: 'GET', url: '/whoami', headers: { authorization: `Bearer ${t}` } }).then(() => undefined, (e: unknown) => e)
+        apps.main.guard.authenticate({ method: 'GET', url: '/whoami', headers: { authorization: `Bearer ${t}` } }).then(
+          () => undefined,
+          (e: unknown) => e,
+        )
       expect(await direct(huge)).toMatchObject({ code: 'invalid_request', message: 'Bearer token too large' })
       const many = await token({ scope: Array.from({ length: 4_000 }, () => 'a').join(' ') })
       expect(many.length).toBeLessThanOrEqual(12 * 1024)
@@ -504,28 +603,58 @@ describe.each(adapters)('$name: token attacks', (adapter) => {
     })
 
     it('act chains: 50 levels deep refused; cyclic-looking a -> b -> a within maxDepth kept as is; a 5-hop cycle refused', async () => {
-      const chain = (subs: string[]): Record<string, unknown> => subs.reduceRight<Record<string, unknown> | undefined>((act, sub) => ({ sub, ...(act ? { act } : {}) }), undefined)!
+      const chain = (subs: string[]): Record<string, unknown> =>
+        subs.reduceRight<Record<string, unknown> | undefined>((act, sub) => ({ sub, ...(act ? { act } : {}) }), undefined)!
       const deep = chain(Array.from({ length: 50 }, (_, i) => (i % 2 === 0 ? ID.frontend : ID.worker)))
       await attack(apps.main, bearer(await token({ sub: 'alice', client_id: undefined, act: deep })), INVALID_TOKEN, 'delegation chain too deep')
       const res = await rec.call(apps.main, bearer(await token({ sub: 'alice', client_id: undefined, act: chain([ID.frontend, ID.worker, ID.frontend]) })))
-      expectAccepted(res, { caller: { id: ID.frontend, source: 'token' }, user: 'alice', scopes: ['orders:read'], actors: [ID.frontend, ID.worker, ID.frontend] })
-      await attack(apps.main, bearer(await token({ sub: 'alice', client_id: undefined, act: chain([ID.frontend, ID.worker, ID.frontend, ID.worker, ID.frontend]) })), INVALID_TOKEN, 'delegation chain too deep')
+      expectAccepted(res, {
+        caller: { id: ID.frontend, source: 'token' },
+        user: 'alice',
+        scopes: ['orders:read'],
+        actors: [ID.frontend, ID.worker, ID.frontend],
+      })
+      await attack(
+        apps.main,
+        bearer(await token({ sub: 'alice', client_id: undefined, act: chain([ID.frontend, ID.worker, ID.frontend, ID.worker, ID.frontend]) })),
+        INVALID_TOKEN,
+        'delegation chain too deep',
+      )
     })
 
     it('client_id (or act.sub) naming another workload, presented over mTLS: 401 (caller consistency)', async () => {
       const worker = { sub: ID.worker, client_id: ID.worker }
       await attack(apps.main, { ...bearer(await token(worker)), cert: fx.certs.frontend }, INVALID_TOKEN, 'token was issued to another service')
-      await attack(apps.main, { ...bearer(await token({ sub: 'alice', client_id: undefined, act: { sub: ID.worker } })), cert: fx.certs.frontend }, INVALID_TOKEN, 'token was issued to another service')
+      await attack(
+        apps.main,
+        { ...bearer(await token({ sub: 'alice', client_id: undefined, act: { sub: ID.worker } })), cert: fx.certs.frontend },
+        INVALID_TOKEN,
+        'token was issued to another service',
+      )
       // Nearest actor decides, not an earlier one naming the presenter.
-      await attack(apps.main, { ...bearer(await token({ sub: 'alice', client_id: undefined, act: { sub: ID.worker, act: { sub: ID.frontend } } })), cert: fx.certs.frontend }, INVALID_TOKEN, 'token was issued to another service')
+      await attack(
+        apps.main,
+        { ...bearer(await token({ sub: 'alice', client_id: undefined, act: { sub: ID.worker, act: { sub: ID.frontend } } })), cert: fx.certs.frontend },
+        INVALID_TOKEN,
+        'token was issued to another service',
+      )
       // The legitimate holder is served.
       const res = await rec.call(apps.main, { ...bearer(await token(worker)), cert: fx.certs.worker })
       expectAccepted(res, { caller: { id: ID.worker, source: 'mtls' }, scopes: ['orders:read'], peer: fx.certs.worker })
     })
 
     it('a sub that looks like a SPIFFE ID is still the user when act is present (never the caller)', async () => {
-      const res = await rec.call(apps.main, { ...bearer(await token({ sub: ID.worker, client_id: undefined, act: { sub: ID.frontend } })), cert: fx.certs.frontend })
-      expectAccepted(res, { caller: { id: ID.frontend, source: 'mtls' }, user: ID.worker, scopes: ['orders:read'], actors: [ID.frontend], peer: fx.certs.frontend })
+      const res = await rec.call(apps.main, {
+        ...bearer(await token({ sub: ID.worker, client_id: undefined, act: { sub: ID.frontend } })),
+        cert: fx.certs.frontend,
+      })
+      expectAccepted(res, {
+        caller: { id: ID.frontend, source: 'mtls' },
+        user: ID.worker,
+        scopes: ['orders:read'],
+        actors: [ID.frontend],
+        peer: fx.certs.frontend,
+      })
       const noCert = await rec.call(apps.main, bearer(await token({ sub: ID.worker, client_id: 'web-app' })))
       expectAccepted(noCert, { caller: { id: 'web-app', source: 'token' }, user: ID.worker, scopes: ['orders:read'] })
     })
@@ -533,8 +662,18 @@ describe.each(adapters)('$name: token attacks', (adapter) => {
     it('a token naming another workload only by azp or sub (no client_id, no act), presented over mTLS: 401 (caller consistency)', async () => {
       // Without a certificate this token's caller would be ID.worker (act.sub ?? client_id ?? azp ?? sub), so the
       // frontend must not be able to present it as its own.
-      await attack(apps.main, { ...bearer(await token({ sub: ID.worker, client_id: undefined })), cert: fx.certs.frontend }, INVALID_TOKEN, 'token was issued to another service')
-      await attack(apps.main, { ...bearer(await token({ sub: 'svc-x', azp: ID.worker, client_id: undefined })), cert: fx.certs.frontend }, INVALID_TOKEN, 'token was issued to another service')
+      await attack(
+        apps.main,
+        { ...bearer(await token({ sub: ID.worker, client_id: undefined })), cert: fx.certs.frontend },
+        INVALID_TOKEN,
+        'token was issued to another service',
+      )
+      await attack(
+        apps.main,
+        { ...bearer(await token({ sub: 'svc-x', azp: ID.worker, client_id: undefined })), cert: fx.certs.frontend },
+        INVALID_TOKEN,
+        'token was issued to another service',
+      )
       // The worker itself is served.
       const res = await rec.call(apps.main, { ...bearer(await token({ sub: ID.worker, client_id: undefined })), cert: fx.certs.worker })
       expectAccepted(res, { caller: { id: ID.worker, source: 'mtls' }, scopes: ['orders:read'], peer: fx.certs.worker })

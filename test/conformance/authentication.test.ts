@@ -6,15 +6,7 @@ import { afterAll, beforeAll, describe, it } from 'vitest'
 import type { CallsignOptions } from '@callsign/core'
 import { adapters, type RunningApp } from '../support/adapters.js'
 import type { CallOptions } from '../support/client.js'
-import {
-  accept,
-  expectOutcome,
-  invalidRequest,
-  invalidToken,
-  missingCredentials,
-  served,
-  type Outcome,
-} from '../support/expectations.js'
+import { accept, expectOutcome, invalidRequest, invalidToken, missingCredentials, served, type Outcome } from '../support/expectations.js'
 import { AUDIENCE, createFixture, ID, quiet, sign, type Fixture } from '../support/fixtures.js'
 import { hmacWithPublicKey, JWE_SHAPED_TOKEN, tamper, unsecuredToken } from '../support/tokens.js'
 
@@ -58,8 +50,7 @@ const ACCEPTED: Scenario[] = [
   {
     title: 'mTLS + service token: the caller is the certificate SPIFFE ID, the peer is described',
     request: async () => ({ cert: fx.certs.frontend, token: await token({ sub: ID.frontend, client_id: ID.frontend, scope: 'orders:read' }) }),
-    outcome: () =>
-      accept({ caller: { id: ID.frontend, source: 'mtls' }, scopes: ['orders:read'], peer: fx.certs.frontend, issuer: fx.main.issuer }),
+    outcome: () => accept({ caller: { id: ID.frontend, source: 'mtls' }, scopes: ['orders:read'], peer: fx.certs.frontend, issuer: fx.main.issuer }),
   },
   {
     title: 'a token of another configured issuer (OpenID discovery, issuer with a path) is accepted',
@@ -86,8 +77,7 @@ const ACCEPTED: Scenario[] = [
     request: async () => ({
       token: await token({ sub: 'alice', scope: 'orders:read', act: { sub: ID.frontend, act: { sub: 'api-gateway' } } }),
     }),
-    outcome: () =>
-      accept({ caller: { id: ID.frontend, source: 'token' }, user: 'alice', scopes: ['orders:read'], actors: [ID.frontend, 'api-gateway'] }),
+    outcome: () => accept({ caller: { id: ID.frontend, source: 'token' }, user: 'alice', scopes: ['orders:read'], actors: [ID.frontend, 'api-gateway'] }),
   },
   {
     title: 'on behalf of a user (act) over mTLS: the certificate names the caller, actors are kept',
@@ -95,8 +85,7 @@ const ACCEPTED: Scenario[] = [
       cert: fx.certs.worker,
       token: await token({ sub: 'alice', act: { sub: ID.worker, act: { sub: ID.frontend } } }),
     }),
-    outcome: () =>
-      accept({ caller: { id: ID.worker, source: 'mtls' }, user: 'alice', actors: [ID.worker, ID.frontend], peer: fx.certs.worker }),
+    outcome: () => accept({ caller: { id: ID.worker, source: 'mtls' }, user: 'alice', actors: [ID.worker, ID.frontend], peer: fx.certs.worker }),
   },
   {
     title: 'client_id different from sub: sub is the user, client_id the caller',
@@ -124,7 +113,7 @@ const ACCEPTED: Scenario[] = [
     outcome: () => accept({ caller: { id: 'svc-legacy', source: 'token' } }),
   },
   {
-    title: 'no typ at all is accepted from an issuer configured with typ: \'jwt\'',
+    title: "no typ at all is accepted from an issuer configured with typ: 'jwt'",
     request: async () => ({ token: await sign(fx.explicit, { sub: 'svc-legacy' }, { typ: null }) }),
     outcome: () => accept({ caller: { id: 'svc-legacy', source: 'token' } }),
   },
@@ -261,7 +250,7 @@ const INVALID_TOKENS: Scenario[] = [
     outcome: () => invalidToken(),
   },
   {
-    title: 'HS256 signed with the issuer\'s public JWK as secret (key confusion)',
+    title: "HS256 signed with the issuer's public JWK as secret (key confusion)",
     request: async () => ({ token: await hmacWithPublicKey(fx.main, service) }),
     outcome: () => invalidToken(),
   },
@@ -404,27 +393,31 @@ describe.each(adapters)('$name: authentication', (adapter) => {
   })
 
   describe('accepted calls and their auth context', () => {
-    for (const { title, request, outcome } of ACCEPTED) it(title, async () => {
-      expectOutcome(await fx.call(app, await request()), outcome())
-    })
+    for (const { title, request, outcome } of ACCEPTED)
+      it(title, async () => {
+        expectOutcome(await fx.call(app, await request()), outcome())
+      })
   })
 
   describe('no credentials', () => {
-    for (const { title, request, outcome } of NO_CREDENTIALS) it(title, async () => {
-      expectOutcome(await fx.call(app, await request()), outcome())
-    })
+    for (const { title, request, outcome } of NO_CREDENTIALS)
+      it(title, async () => {
+        expectOutcome(await fx.call(app, await request()), outcome())
+      })
   })
 
   describe('malformed requests: 400 invalid_request', () => {
-    for (const { title, request, outcome } of MALFORMED) it(title, async () => {
-      expectOutcome(await fx.call(app, await request()), outcome())
-    })
+    for (const { title, request, outcome } of MALFORMED)
+      it(title, async () => {
+        expectOutcome(await fx.call(app, await request()), outcome())
+      })
   })
 
   describe('invalid tokens: 401 invalid_token', () => {
-    for (const { title, request, outcome } of INVALID_TOKENS) it(title, async () => {
-      expectOutcome(await fx.call(app, await request()), outcome())
-    })
+    for (const { title, request, outcome } of INVALID_TOKENS)
+      it(title, async () => {
+        expectOutcome(await fx.call(app, await request()), outcome())
+      })
   })
 })
 
@@ -434,8 +427,8 @@ describe.each(adapters)('$name: credentials optional', (adapter) => {
     app = await fx.start(adapter, optionalOptions())
   })
 
-  for (const { title, request, outcome } of OPTIONAL_CREDENTIALS) it(title, async () => {
-    expectOutcome(await fx.call(app, await request()), outcome())
-  })
+  for (const { title, request, outcome } of OPTIONAL_CREDENTIALS)
+    it(title, async () => {
+      expectOutcome(await fx.call(app, await request()), outcome())
+    })
 })
-

@@ -148,8 +148,7 @@ const SCENARIOS: Scenario[] = [
     title: 'POST /orders: a user who granted orders:write passes',
     config: 'plain',
     request: forUser('POST', '/orders', 'orders:write'),
-    outcome: () =>
-      accept({ caller: { id: ID.frontend, source: 'token' }, user: 'alice', scopes: ['orders:write'], actors: [ID.frontend] }),
+    outcome: () => accept({ caller: { id: ID.frontend, source: 'token' }, user: 'alice', scopes: ['orders:write'], actors: [ID.frontend] }),
   },
   {
     title: 'POST /orders: a service-only token is refused (on_behalf_of_required, side user)',
@@ -189,7 +188,7 @@ const SCENARIOS: Scenario[] = [
     outcome: () => accept({ caller: { id: ID.frontend, source: 'mtls' }, scopes: ['orders:read'], peer: fx.certs.frontend }),
   },
   {
-    title: 'allowances: a user\'s orders:write does not let the read-only frontend write (caller_scope_exceeded)',
+    title: "allowances: a user's orders:write does not let the read-only frontend write (caller_scope_exceeded)",
     config: 'allowances',
     request: forUser('POST', '/orders', 'orders:read orders:write', 'frontend'),
     outcome: () => forbidden('caller_scope_exceeded', 'caller', 'orders:write'),
@@ -217,8 +216,7 @@ const SCENARIOS: Scenario[] = [
     title: 'allowances: a batch workload may write on behalf of a user',
     config: 'allowances',
     request: forUser('POST', '/orders', 'orders:write', 'worker', ID.worker),
-    outcome: () =>
-      accept({ caller: { id: ID.worker, source: 'mtls' }, user: 'alice', scopes: ['orders:write'], actors: [ID.worker], peer: fx.certs.worker }),
+    outcome: () => accept({ caller: { id: ID.worker, source: 'mtls' }, user: 'alice', scopes: ['orders:write'], actors: [ID.worker], peer: fx.certs.worker }),
   },
   {
     title: 'allowances: an unlisted workload is refused on every route (caller_forbidden)',
@@ -245,7 +243,7 @@ const SCENARIOS: Scenario[] = [
     outcome: () => forbidden('caller_forbidden', 'caller'),
   },
   {
-    title: 'allowances: anyScopes must be met within the caller\'s allowance too',
+    title: "allowances: anyScopes must be met within the caller's allowance too",
     config: 'allowances',
     request: asService('GET', '/any', 'a', undefined, 'reporting-client'),
     outcome: () => forbidden('caller_scope_exceeded', 'caller', 'a b'),
@@ -260,7 +258,8 @@ describe.each(adapters)('$name: authorization', (adapter) => {
     }
   })
 
-  for (const { title, config, request, outcome } of SCENARIOS) it(title, async () => {
-    expectOutcome(await fx.call(apps.get(config)!, await request()), outcome())
-  })
+  for (const { title, config, request, outcome } of SCENARIOS)
+    it(title, async () => {
+      expectOutcome(await fx.call(apps.get(config)!, await request()), outcome())
+    })
 })

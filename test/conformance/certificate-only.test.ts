@@ -62,7 +62,12 @@ describe.each(adapters)('$name: mTLS-only calls (certificateGrants)', (adapter) 
   })
 
   it('applies every rule: scopes beyond the grant, callers, onBehalfOf, anyScopes, senderConstraint', async () => {
-    expectRefusal(await fx.call(app, { method: 'POST', path: '/orders', cert: fx.certs.frontend }), { status: 403, code: 'insufficient_scope', side: 'caller', scope: 'orders:write' })
+    expectRefusal(await fx.call(app, { method: 'POST', path: '/orders', cert: fx.certs.frontend }), {
+      status: 403,
+      code: 'insufficient_scope',
+      side: 'caller',
+      scope: 'orders:write',
+    })
     // The worker holds orders:write, but POST /orders needs a user: a certificate never names one.
     expectRefusal(await fx.call(app, { method: 'POST', path: '/orders', cert: fx.certs.worker }), { status: 403, code: 'on_behalf_of_required', side: 'user' })
     expectRefusal(await fx.call(app, { path: '/batch', cert: fx.certs.frontend }), { status: 403, code: 'caller_forbidden', side: 'caller' })
@@ -96,7 +101,10 @@ describe.each(adapters)('$name: mTLS-only calls (certificateGrants)', (adapter) 
     expectRefusal(res, { status: 403, code: 'insufficient_scope', side: 'caller', scope: 'orders:read' })
     expect(res.body.detail).toBe('the token lacks a required scope')
     expectRefusal(await fx.call(app, { path: '/orders', cert: fx.certs.frontend, token: `${token}x` }), { status: 401, code: 'invalid_token' })
-    expectRefusal(await fx.call(app, { path: '/orders', cert: fx.certs.frontend, authorization: 'Basic Zm9vOmJhcg==' }), { status: 401, code: 'credentials_missing' })
+    expectRefusal(await fx.call(app, { path: '/orders', cert: fx.certs.frontend, authorization: 'Basic Zm9vOmJhcg==' }), {
+      status: 401,
+      code: 'credentials_missing',
+    })
   })
 
   it('accepts the certificate a trusted proxy forwarded (source forwarded), never the proxy itself, and leaves others anonymous with credentials: optional', async () => {
@@ -112,6 +120,9 @@ describe.each(adapters)('$name: mTLS-only calls (certificateGrants)', (adapter) 
     expect((await fx.call({ ...optional, url: proxied }, { path: '/public' })).body).toEqual({ auth: null })
     expectRefusal(await fx.call({ ...optional, url: proxied }, { path: '/whoami' }), { status: 401, code: 'credentials_missing' })
     expect((await fx.call(optional, { path: '/public', cert: fx.certs.stranger })).body).toEqual({ auth: null })
-    expect((await fx.call(optional, { path: '/public', cert: fx.certs.frontend })).body.auth).toMatchObject({ credential: 'certificate', caller: { id: ID.frontend } })
+    expect((await fx.call(optional, { path: '/public', cert: fx.certs.frontend })).body.auth).toMatchObject({
+      credential: 'certificate',
+      caller: { id: ID.frontend },
+    })
   })
 })

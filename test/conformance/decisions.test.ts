@@ -87,7 +87,11 @@ describe.each(adapters)('$name: decision events and dry run', (adapter) => {
   })
 
   it('keeps serving when the hook throws', async () => {
-    const { app } = await start({ onDecision: () => { throw new Error('audit sink down') } })
+    const { app } = await start({
+      onDecision: () => {
+        throw new Error('audit sink down')
+      },
+    })
     const token = await sign(fx.main, { sub: ID.worker, client_id: ID.worker, scope: 'orders:read' })
     expect((await fx.call(app, { path: '/orders', token })).status).toBe(200)
   })

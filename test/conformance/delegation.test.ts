@@ -30,7 +30,11 @@ const CONFIGS: Record<Config, () => CallsignOptions> = {
   clientIds: () => ({ issuers: fx.issuerOptions.main, logger: quiet, clientIds: { 'reporting-client': ID.frontend } }),
   consistencyOff: () => ({ issuers: fx.issuerOptions.main, logger: quiet, callerConsistency: 'off' }),
   maxDepth2: () => ({ issuers: fx.issuerOptions.main, logger: quiet, delegation: { maxDepth: 2 } }),
-  actors: () => ({ issuers: fx.issuerOptions.main, logger: quiet, delegation: { actors: ['spiffe://example.org/ns/web/*', 'spiffe://example.org/ns/edge/*'] } }),
+  actors: () => ({
+    issuers: fx.issuerOptions.main,
+    logger: quiet,
+    delegation: { actors: ['spiffe://example.org/ns/web/*', 'spiffe://example.org/ns/edge/*'] },
+  }),
   hops: () => ({
     issuers: fx.issuerOptions.main,
     logger: quiet,
@@ -46,9 +50,10 @@ interface Scenario {
 }
 
 /** A token for `claims` over the certificate `cert`, if given. */
-const over =
-  (claims: Record<string, unknown>, cert?: keyof Certs) =>
-  async (): Promise<CallOptions> => ({ ...(cert ? { cert: fx.certs[cert] } : {}), token: await sign(fx.main, claims) })
+const over = (claims: Record<string, unknown>, cert?: keyof Certs) => async (): Promise<CallOptions> => ({
+  ...(cert ? { cert: fx.certs[cert] } : {}),
+  token: await sign(fx.main, claims),
+})
 /** On behalf of alice through `actors`, nearest first. */
 const chain = (actors: string[], cert?: keyof Certs, extra: Record<string, unknown> = {}) => over({ sub: 'alice', act: actorChain(...actors), ...extra }, cert)
 /** What an accepted on-behalf-of call through `actors` looks like (caller from `cert` when given). */
@@ -93,7 +98,7 @@ const CALLER_CONSISTENCY: Scenario[] = [
     outcome: () => invalidToken(),
   },
   {
-    title: 'token whose client_id is the peer\'s own SPIFFE ID: accepted',
+    title: "token whose client_id is the peer's own SPIFFE ID: accepted",
     config: 'plain',
     request: over({ sub: ID.frontend, client_id: ID.frontend }, 'frontend'),
     outcome: () => accept({ caller: { id: ID.frontend, source: 'mtls' }, peer: fx.certs.frontend }),
@@ -188,7 +193,7 @@ const DELEGATION: Scenario[] = [
     outcome: () => viaChain([ID.worker, ID.frontend, GATEWAY]),
   },
   {
-    title: 'three-hop chain over the nearest actor\'s certificate: caller from mTLS, actors kept',
+    title: "three-hop chain over the nearest actor's certificate: caller from mTLS, actors kept",
     config: 'plain',
     request: chain([ID.worker, ID.frontend, GATEWAY], 'worker'),
     outcome: () => viaChain([ID.worker, ID.frontend, GATEWAY], 'worker'),
@@ -343,13 +348,13 @@ const DELEGATION: Scenario[] = [
     outcome: () => callerForbidden(),
   },
   {
-    title: 'may_act naming the token\'s own client (mapped by clientIds to the peer): accepted over mTLS as without it',
+    title: "may_act naming the token's own client (mapped by clientIds to the peer): accepted over mTLS as without it",
     config: 'clientIds',
     request: over({ sub: 'alice', client_id: 'reporting-client', may_act: { sub: 'reporting-client' } }, 'frontend'),
     outcome: () => accept({ caller: { id: ID.frontend, source: 'mtls' }, user: 'alice', peer: fx.certs.frontend }),
   },
   {
-    title: 'may_act naming the token\'s own client, without a certificate: accepted',
+    title: "may_act naming the token's own client, without a certificate: accepted",
     config: 'clientIds',
     request: over({ sub: 'alice', client_id: 'reporting-client', may_act: { sub: 'reporting-client' } }),
     outcome: () => accept({ caller: { id: 'reporting-client', source: 'token' }, user: 'alice' }),
@@ -369,11 +374,15 @@ describe.each(adapters)('$name: caller consistency and delegation', (adapter) =>
     for (const [config, app] of started) apps[config as Config] = app
   })
 
-  for (const [name, table] of [['caller consistency', CALLER_CONSISTENCY], ['delegation chains', DELEGATION]] as const) {
+  for (const [name, table] of [
+    ['caller consistency', CALLER_CONSISTENCY],
+    ['delegation chains', DELEGATION],
+  ] as const) {
     describe(name, () => {
-      for (const { title, config, request, outcome } of table) it(title, async () => {
-        expectOutcome(await fx.call(apps[config], await request(apps[config])), outcome())
-      })
+      for (const { title, config, request, outcome } of table)
+        it(title, async () => {
+          expectOutcome(await fx.call(apps[config], await request(apps[config])), outcome())
+        })
     })
   }
 })

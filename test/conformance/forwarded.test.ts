@@ -8,11 +8,30 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { CallsignOptions, MtlsOptions } from '@callsign/core'
-import { certificateHash, createDpopKey, createDpopProof, nginxEscapedCert, xfccElement, xfccHeader, type DpopKey, type IssuedCertificate } from '@callsign/testing'
+import {
+  certificateHash,
+  createDpopKey,
+  createDpopProof,
+  nginxEscapedCert,
+  xfccElement,
+  xfccHeader,
+  type DpopKey,
+  type IssuedCertificate,
+} from '@callsign/testing'
 import { adapters, type Adapter, type RunningApp } from '../support/adapters.js'
 import { call, type CallOptions } from '../support/client.js'
 import { htuFor } from '../support/dpop.js'
-import { accept, expectAccepted, expectOutcome, forbidden, invalidRequest, invalidToken, mtlsRequired, peerUnauthorized, type Outcome } from '../support/expectations.js'
+import {
+  accept,
+  expectAccepted,
+  expectOutcome,
+  forbidden,
+  invalidRequest,
+  invalidToken,
+  mtlsRequired,
+  peerUnauthorized,
+  type Outcome,
+} from '../support/expectations.js'
 import { createFixture, ID, quiet, sign, type Fixture } from '../support/fixtures.js'
 import { describeWithNginx, startNginx } from '../support/nginx.js'
 
@@ -133,9 +152,11 @@ const withoutCert =
   (extra: Lazy<Omit<CallOptions, 'cert'>> = () => ({})) =>
   async (): Promise<CallOptions> => ({ token: await serviceToken(), ...extra() })
 /** A trusted peer speaking for itself: the ingress certificate, straight to the app, with a hand-made header. */
-const asIngress =
-  (headers: Lazy<Record<string, string | string[]>>) =>
-  async (): Promise<CallOptions> => ({ cert: ingress, token: await serviceToken(), headers: headers() })
+const asIngress = (headers: Lazy<Record<string, string | string[]>>) => async (): Promise<CallOptions> => ({
+  cert: ingress,
+  token: await serviceToken(),
+  headers: headers(),
+})
 
 /** A full XFCC element for a certificate, as the proxy writes it. */
 const elementFor = (cert: IssuedCertificate, extra: Parameters<typeof xfccElement>[0] = {}): string =>
@@ -143,7 +164,10 @@ const elementFor = (cert: IssuedCertificate, extra: Parameters<typeof xfccElemen
 /** A spoofed header naming the admin UI (a real, valid certificate: certificates are public). */
 const spoofedXfcc = (): Record<string, string> => ({ [XFCC]: elementFor(fx.certs.adminUi) })
 
-const forwardedAs = (cert: CertName, extra: { binding?: 'bearer' | 'mtls' | 'dpop'; verification?: 'forwarded-certificate' | 'proxy-assertion' } = {}): Outcome => {
+const forwardedAs = (
+  cert: CertName,
+  extra: { binding?: 'bearer' | 'mtls' | 'dpop'; verification?: 'forwarded-certificate' | 'proxy-assertion' } = {},
+): Outcome => {
   const issued = fx.certs[cert]
   return accept({
     caller: { id: issued.spiffeId!, source: 'forwarded' },
@@ -341,7 +365,9 @@ const SCENARIOS: Scenario[] = [
     title: "append-forward: several attacker elements (assertion-only and full) still lose to the proxy's",
     via: { proxy: 'append' },
     request: withCert('frontend', () => ({
-      headers: { [XFCC]: xfccHeader(xfccElement({ hash: true, cert: fx.certs.adminUi, uri: [ID.adminUi] }), xfccElement({ hash: '00'.repeat(32), uri: [ID.worker] })) },
+      headers: {
+        [XFCC]: xfccHeader(xfccElement({ hash: true, cert: fx.certs.adminUi, uri: [ID.adminUi] }), xfccElement({ hash: '00'.repeat(32), uri: [ID.worker] })),
+      },
     })),
     outcome: () => forwardedAs('frontend'),
   },
@@ -370,14 +396,12 @@ const SCENARIOS: Scenario[] = [
     request: withCert('frontend'),
     outcome: () => forwardedAs('frontend'),
   },
-  ...(['expired', 'notYetValid', 'serverOnly', 'untrusted', 'twoSpiffeIds', 'malformedSpiffeId'] as const).map(
-    (cert): Scenario => ({
-      title: `a trusted peer forwarding a certificate that is ${cert}: 401 peer_unauthorized`,
-      via: { app: 'spiffe' },
-      request: asIngress(() => ({ [XFCC]: elementFor(fx.certs[cert]) })),
-      outcome: () => peerUnauthorized(),
-    }),
-  ),
+  ...(['expired', 'notYetValid', 'serverOnly', 'untrusted', 'twoSpiffeIds', 'malformedSpiffeId'] as const).map((cert): Scenario => ({
+    title: `a trusted peer forwarding a certificate that is ${cert}: 401 peer_unauthorized`,
+    via: { app: 'spiffe' },
+    request: asIngress(() => ({ [XFCC]: elementFor(fx.certs[cert]) })),
+    outcome: () => peerUnauthorized(),
+  })),
   {
     title: 'a trusted peer forwarding a Hash that does not match the Cert: 400 invalid_request',
     via: { app: 'spiffe' },
@@ -393,14 +417,12 @@ const SCENARIOS: Scenario[] = [
       ['a Cert with a bad % escape', 'Cert="-----BEGIN%20CERTIFICATE-----%0"'],
       ['17 elements', Array.from({ length: 17 }, () => 'URI=spiffe://example.org/x').join(',')],
     ] as const
-  ).map(
-    ([name, header]): Scenario => ({
-      title: `a trusted peer forwarding a malformed XFCC (${name}): 400 invalid_request`,
-      via: { app: 'spiffe' },
-      request: asIngress(() => ({ [XFCC]: header })),
-      outcome: () => invalidRequest(),
-    }),
-  ),
+  ).map(([name, header]): Scenario => ({
+    title: `a trusted peer forwarding a malformed XFCC (${name}): 400 invalid_request`,
+    via: { app: 'spiffe' },
+    request: asIngress(() => ({ [XFCC]: header })),
+    outcome: () => invalidRequest(),
+  })),
   {
     title: 'a forwarded header above maxHeaderBytes from the trusted proxy: 400 invalid_request',
     via: { proxy: 'smallHeader' },
@@ -512,7 +534,12 @@ describe.each(adapters)('$name', (adapter) => {
     const token = await sign(fx.main, { sub: 'svc-from-token', client_id: 'svc-from-token', scope: 'orders:read' }, { dpopJkt: dpopKey.jkt })
     const proof = await createDpopProof(dpopKey, { method: 'GET', url: htuFor(url, '/whoami'), accessToken: token })
     const res = await call(url, fx.ca.certPem, { cert: fx.certs.frontend, authorization: `DPoP ${token}`, headers: { dpop: proof } })
-    expectAccepted(res, { caller: { id: ID.frontend, source: 'forwarded' }, scopes: ['orders:read'], binding: 'dpop', peer: { ...fx.certs.frontend, verification: 'forwarded-certificate' } })
+    expectAccepted(res, {
+      caller: { id: ID.frontend, source: 'forwarded' },
+      scopes: ['orders:read'],
+      binding: 'dpop',
+      peer: { ...fx.certs.frontend, verification: 'forwarded-certificate' },
+    })
   })
 
   it('repeated calls with the same forwarded certificate give the same answer (verification cache)', async () => {
@@ -526,7 +553,7 @@ describe.each(adapters)('$name', (adapter) => {
     expectOutcome(again, peerUnauthorized())
   })
 
-  it("Node itself refuses headers above its 16 KiB limit (431) before Callsign sees them", async () => {
+  it('Node itself refuses headers above its 16 KiB limit (431) before Callsign sees them', async () => {
     const res = await call(ctx.apps.spiffe.url, fx.ca.certPem, await asIngress(() => ({ [XFCC]: `URI=${'a'.repeat(17 * 1024)}` }))())
     expect(res.status).toBe(431)
   })

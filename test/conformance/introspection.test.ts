@@ -23,7 +23,9 @@ describe.each(adapters)('$name: opaque tokens by introspection (RFC 7662)', (ada
     ;[as, key] = await Promise.all([startIntrospectionServer({ issuer: fx.main.issuer, audience: AUDIENCE }), createDpopKey()])
     app = await fx.start(adapter, {
       logger: quiet,
-      issuers: issuerOption(fx.main, { introspection: { endpoint: as.endpoint, clientId: as.clientId, clientSecret: as.clientSecret, timeoutSeconds: 0.5, failureBackoffSeconds: 0.3 } }),
+      issuers: issuerOption(fx.main, {
+        introspection: { endpoint: as.endpoint, clientId: as.clientId, clientSecret: as.clientSecret, timeoutSeconds: 0.5, failureBackoffSeconds: 0.3 },
+      }),
     })
   })
   afterAll(async () => {
@@ -42,7 +44,9 @@ describe.each(adapters)('$name: opaque tokens by introspection (RFC 7662)', (ada
     // Route rules apply as to a JWT.
     expectRefusal(await fx.call(app, { path: '/any', token }), { status: 403, code: 'insufficient_scope', side: 'user', scope: 'a b' })
     // JWTs of the same issuer are still verified locally.
-    expect((await fx.call(app, { path: '/orders', token: await sign(fx.main, { sub: ID.worker, client_id: ID.worker, scope: 'orders:read' }) })).status).toBe(200)
+    expect((await fx.call(app, { path: '/orders', token: await sign(fx.main, { sub: ID.worker, client_id: ID.worker, scope: 'orders:read' }) })).status).toBe(
+      200,
+    )
   })
 
   it('refuses an inactive (revoked) token and an unknown token with 401 invalid_token', async () => {
@@ -54,7 +58,10 @@ describe.each(adapters)('$name: opaque tokens by introspection (RFC 7662)', (ada
     const unknown = await fx.call(app, { path: '/orders', token: 'c29tZS1yYW5kb20tb3BhcXVlLXRva2VuLXRoYXQtbm9ib2R5LWlzc3VlZA' })
     expectRefusal(unknown, { status: 401, code: 'invalid_token' })
     expect(unknown.body.detail).toBe('token is not active')
-    expectRefusal(await fx.call(app, { path: '/orders', token: as.issue({ client_id: ID.frontend, scope: 'orders:read' }, -5) }), { status: 401, code: 'invalid_token' })
+    expectRefusal(await fx.call(app, { path: '/orders', token: as.issue({ client_id: ID.frontend, scope: 'orders:read' }, -5) }), {
+      status: 401,
+      code: 'invalid_token',
+    })
   })
 
   it('accepts a DPoP-bound opaque token (cnf.jkt) with a proof, and refuses it as a bearer token', async () => {
@@ -69,7 +76,11 @@ describe.each(adapters)('$name: opaque tokens by introspection (RFC 7662)', (ada
     expect(bearer.body.detail).toBe('DPoP-bound token presented as a bearer token')
     // A proof by another key is refused.
     const other = await createDpopKey()
-    expectRefusal(await fx.call(app, await dpopRequest(app, key, token, { path: '/orders', proofKey: other })), { status: 401, code: 'invalid_token', errorScheme: 'DPoP' })
+    expectRefusal(await fx.call(app, await dpopRequest(app, key, token, { path: '/orders', proofKey: other })), {
+      status: 401,
+      code: 'invalid_token',
+      errorScheme: 'DPoP',
+    })
   })
 
   it('accepts a certificate-bound opaque token only over its certificate', async () => {
@@ -88,7 +99,11 @@ describe.each(adapters)('$name: opaque tokens by introspection (RFC 7662)', (ada
 
   it('refuses an introspected token bound by a confirmation method Callsign does not enforce, alone or beside an enforced one', async () => {
     const jwk = { kty: 'EC', crv: 'P-256', x: 'f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU', y: 'x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0' }
-    for (const [cnf, cert] of [[{ jwk }, undefined], [{ kid: 'k' }, undefined], [{ 'x5t#S256': fx.certs.frontend.x5tS256, jwk }, fx.certs.frontend]] as const) {
+    for (const [cnf, cert] of [
+      [{ jwk }, undefined],
+      [{ kid: 'k' }, undefined],
+      [{ 'x5t#S256': fx.certs.frontend.x5tS256, jwk }, fx.certs.frontend],
+    ] as const) {
       const res = await fx.call(app, { path: '/orders', token: as.issue({ client_id: ID.frontend, sub: ID.frontend, scope: 'orders:read', cnf }), cert })
       expectRefusal(res, { status: 401, code: 'invalid_token' })
       expect(res.body.detail).toBe('token is bound by a confirmation method that is not supported')
@@ -103,7 +118,12 @@ describe.each(adapters)('$name: opaque tokens by introspection (RFC 7662)', (ada
     expect(long.body.detail).toBe('token lifetime too long')
     expect((await fx.call(bounded, { path: '/orders', token: as.issue({ client_id: ID.frontend, scope: 'orders:read' }, 600) })).status).toBe(200)
     // Seen from a clock 700 s later, a token issued now is older than maxTokenAge: 600.
-    const later = await fx.start(adapter, { logger: quiet, maxTokenAge: 600, now: () => Date.now() + 700_000, issuers: issuerOption(fx.main, { introspection }) })
+    const later = await fx.start(adapter, {
+      logger: quiet,
+      maxTokenAge: 600,
+      now: () => Date.now() + 700_000,
+      issuers: issuerOption(fx.main, { introspection }),
+    })
     const old = await fx.call(later, { path: '/orders', token: as.issue({ client_id: ID.frontend, scope: 'orders:read' }, 3600) })
     expectRefusal(old, { status: 401, code: 'invalid_token' })
     expect(old.body.detail).toBe('token too old')
@@ -149,7 +169,20 @@ describe.each(adapters)('$name: discovered endpoint, private_key_jwt and signed 
       logger: quiet,
       issuers: [
         issuerOption(fx.main),
-        { issuer: as.issuer, audience: AUDIENCE, jwksUri: as.jwksUri, algorithms: ['ES256'], introspection: { clientId: as.clientId, auth: 'private_key_jwt', privateKey: client.privateKey, response: 'jwt', cacheSeconds: 0, timeoutSeconds: 0.5 } },
+        {
+          issuer: as.issuer,
+          audience: AUDIENCE,
+          jwksUri: as.jwksUri,
+          algorithms: ['ES256'],
+          introspection: {
+            clientId: as.clientId,
+            auth: 'private_key_jwt',
+            privateKey: client.privateKey,
+            response: 'jwt',
+            cacheSeconds: 0,
+            timeoutSeconds: 0.5,
+          },
+        },
       ],
     })
   })
@@ -161,7 +194,12 @@ describe.each(adapters)('$name: discovered endpoint, private_key_jwt and signed 
   it('discovers the endpoint, authenticates with a client assertion and accepts the verified signed answer', async () => {
     const [metadata, signed] = [as.metadataRequests, as.jwtAnswers]
     const token = as.issue({ client_id: ID.frontend, sub: 'alice', scope: 'orders:read' })
-    expectAccepted(await fx.call(app, { path: '/orders', token }), { caller: { id: ID.frontend, source: 'token' }, user: 'alice', scopes: ['orders:read'], issuer: as.issuer })
+    expectAccepted(await fx.call(app, { path: '/orders', token }), {
+      caller: { id: ID.frontend, source: 'token' },
+      user: 'alice',
+      scopes: ['orders:read'],
+      issuer: as.issuer,
+    })
     expect((await fx.call(app, { path: '/orders', token })).status).toBe(200)
     expect(as.metadataRequests - metadata).toBe(1)
     expect(as.jwtAnswers - signed).toBe(2)
@@ -172,11 +210,27 @@ describe.each(adapters)('$name: discovered endpoint, private_key_jwt and signed 
     const client = await generateKeyPair('ES256')
     const strict = await startIntrospectionServer({ audience: AUDIENCE, clientPublicKey: client.publicKey, signAnswers: true })
     try {
-      const introspection = { clientId: strict.clientId, auth: 'private_key_jwt' as const, privateKey: client.privateKey, response: 'jwt' as const, cacheSeconds: 0, failureBackoffSeconds: 0 }
-      const strictApp = await fx.start(adapter, { logger: quiet, issuers: { issuer: strict.issuer, audience: AUDIENCE, jwksUri: strict.jwksUri, algorithms: ['ES256'], introspection } })
+      const introspection = {
+        clientId: strict.clientId,
+        auth: 'private_key_jwt' as const,
+        privateKey: client.privateKey,
+        response: 'jwt' as const,
+        cacheSeconds: 0,
+        failureBackoffSeconds: 0,
+      }
+      const strictApp = await fx.start(adapter, {
+        logger: quiet,
+        issuers: { issuer: strict.issuer, audience: AUDIENCE, jwksUri: strict.jwksUri, algorithms: ['ES256'], introspection },
+      })
       const respelled: number[] = []
       // The signature (64 bytes: 86 characters) always has unused bits; the header has them for some paddings.
-      for (const [index, pad] of [[2, ''], [0, ''], [0, 'y'], [0, 'yy'], [0, 'yyy']] as const) {
+      for (const [index, pad] of [
+        [2, ''],
+        [0, ''],
+        [0, 'y'],
+        [0, 'yy'],
+        [0, 'yyy'],
+      ] as const) {
         strict.jwtHeader = (pad ? { pad } : {}) as typeof strict.jwtHeader
         strict.jwtTransform = (jwt) => (jwt.split('.')[index]!.length % 4 === 0 ? jwt : (respelled.push(index), respell(jwt, index)))
         const before = respelled.length
@@ -194,7 +248,10 @@ describe.each(adapters)('$name: discovered endpoint, private_key_jwt and signed 
   it('fails closed with 503 introspection_unavailable on a signed answer by an unpublished key', async () => {
     as.jwtForeignKey = true
     try {
-      expectRefusal(await fx.call(app, { path: '/orders', token: as.issue({ client_id: ID.frontend, scope: 'orders:read' }) }), { status: 503, code: 'introspection_unavailable' })
+      expectRefusal(await fx.call(app, { path: '/orders', token: as.issue({ client_id: ID.frontend, scope: 'orders:read' }) }), {
+        status: 503,
+        code: 'introspection_unavailable',
+      })
     } finally {
       as.jwtForeignKey = false
     }

@@ -62,13 +62,14 @@ describe.each(adapters)('$name: issuers and keys', (adapter) => {
         },
       },
     ]
-    for (const { title, setup } of MISMATCHES) it(`metadata naming ${title}: 503 keys_unavailable with Retry-After, the JWKS is never fetched`, async () => {
-      const { issuer, configured } = await setup()
-      const app = await start({ issuer: configured, audience: AUDIENCE })
-      expectRefusal(await call(app, issuer, service(), { issuer: configured }), { status: 503, code: 'keys_unavailable' })
-      expect(issuer.requests.some((r) => r.path.startsWith('/.well-known/oauth-authorization-server'))).toBe(true)
-      expect(issuer.requestCount('/jwks.json')).toBe(0)
-    })
+    for (const { title, setup } of MISMATCHES)
+      it(`metadata naming ${title}: 503 keys_unavailable with Retry-After, the JWKS is never fetched`, async () => {
+        const { issuer, configured } = await setup()
+        const app = await start({ issuer: configured, audience: AUDIENCE })
+        expectRefusal(await call(app, issuer, service(), { issuer: configured }), { status: 503, code: 'keys_unavailable' })
+        expect(issuer.requests.some((r) => r.path.startsWith('/.well-known/oauth-authorization-server'))).toBe(true)
+        expect(issuer.requestCount('/jwks.json')).toBe(0)
+      })
   })
 
   describe('several issuers in one guard', () => {
@@ -86,15 +87,15 @@ describe.each(adapters)('$name: issuers and keys', (adapter) => {
       expectAccepted(await call(app, b, service('from-b')), { ...accepted('from-b'), issuer: b.issuer })
     })
 
-    it('B\'s key never verifies a token claiming iss A (B\'s kid)', async () => {
+    it("B's key never verifies a token claiming iss A (B's kid)", async () => {
       expectRefusal(await call(app, b, service(), { issuer: a.issuer }), { status: 401, code: 'invalid_token' })
     })
 
-    it('B\'s key never verifies a token claiming iss A (no kid)', async () => {
+    it("B's key never verifies a token claiming iss A (no kid)", async () => {
       expectRefusal(await call(app, b, service(), { issuer: a.issuer, header: { kid: undefined } }), { status: 401, code: 'invalid_token' })
     })
 
-    it('A\'s key never verifies a token claiming iss B', async () => {
+    it("A's key never verifies a token claiming iss B", async () => {
       expectRefusal(await call(app, a, service(), { issuer: b.issuer }), { status: 401, code: 'invalid_token' })
     })
 
@@ -162,9 +163,7 @@ describe.each(adapters)('$name: issuers and keys', (adapter) => {
         for (let i = 0; i < 3; i++) {
           expectRefusal(await call(app, issuer, service(), { header: { kid: `${label}-${i}` } }), { status: 401, code: 'invalid_token' })
         }
-        const burst = await Promise.all(
-          Array.from({ length: 10 }, (_, i) => call(app, issuer, service(), { header: { kid: `${label}-burst-${i}` } })),
-        )
+        const burst = await Promise.all(Array.from({ length: 10 }, (_, i) => call(app, issuer, service(), { header: { kid: `${label}-burst-${i}` } })))
         for (const res of burst) expectRefusal(res, { status: 401, code: 'invalid_token' })
       }
       expectAccepted(await call(app, issuer), accepted())

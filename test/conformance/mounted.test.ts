@@ -63,7 +63,9 @@ describe.each(mountStyles.map((style) => [`${style.adapter}: ${style.title}`, st
     events.length = 0
     const token = await bound()
     expect((await fx.call(app, await dpopRequest(app, key, token, { path: style.path }))).status).toBe(200)
-    expect((await fx.call(app, await dpopRequest(app, key, token, { path: style.path, proofOptions: { url: htuFor(app, style.stripped[0]) } }))).status).toBe(401)
+    expect((await fx.call(app, await dpopRequest(app, key, token, { path: style.path, proofOptions: { url: htuFor(app, style.stripped[0]) } }))).status).toBe(
+      401,
+    )
     expect(events.map((event) => [event.outcome, event.path])).toEqual([
       ['allowed', style.path],
       ['refused', style.path],
@@ -73,7 +75,10 @@ describe.each(mountStyles.map((style) => [`${style.adapter}: ${style.title}`, st
   it('in dry run, a rule that enforces reports the path the client called', async () => {
     const dryRun: DecisionEvent[] = []
     const running = await start({ enforce: false, onDecision: (event) => dryRun.push(event) }, { enforce: true })
-    const res = await fx.call(running, await dpopRequest(running, key, await bound(), { path: style.path, proofOptions: { url: htuFor(running, style.stripped[0]) } }))
+    const res = await fx.call(
+      running,
+      await dpopRequest(running, key, await bound(), { path: style.path, proofOptions: { url: htuFor(running, style.stripped[0]) } }),
+    )
     expectOutcome(res, invalidProof())
     expect(dryRun.map((event) => [event.stage, event.enforced, event.path])).toEqual([
       ['authenticate', false, style.path],

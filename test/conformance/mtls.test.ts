@@ -169,7 +169,8 @@ describe.each(adapters)('$name: mTLS', (adapter) => {
     }
   })
 
-  for (const { title, config, request, outcome } of SCENARIOS) it(title, async () => {
-    expectOutcome(await fx.call(apps.get(config)!, await request()), outcome())
-  })
+  for (const { title, config, request, outcome } of SCENARIOS)
+    it(title, async () => {
+      expectOutcome(await fx.call(apps.get(config)!, await request()), outcome())
+    })
 })

@@ -20,7 +20,14 @@ describeWithRedis('replicas sharing a Redis replay store', () => {
   let token: string
 
   const redisStore = (): RedisReplayStore => {
-    const client = new Redis({ port: redis.port, host: '127.0.0.1', lazyConnect: false, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => 50 })
+    const client = new Redis({
+      port: redis.port,
+      host: '127.0.0.1',
+      lazyConnect: false,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => 50,
+    })
     client.on('error', () => {})
     clients.push(client)
     return new RedisReplayStore({ client })

@@ -16,7 +16,7 @@ describe.each(adapters)('$name: RFC 9728 protected resource metadata', (adapter)
   let app: RunningApp
   let dispatcher: Agent
   /** A fetch for oauth4webapi that reaches the test app under its public name, over mTLS. */
-   
+
   let viaApp: (url: string, init?: any) => Promise<Response>
 
   const options = (): CallsignOptions => ({
@@ -31,11 +31,11 @@ describe.each(adapters)('$name: RFC 9728 protected resource metadata', (adapter)
     fx = await createFixture()
     app = await fx.start(adapter, options())
     dispatcher = new Agent({ connect: { ca: fx.ca.certPem, cert: fx.certs.frontend.certPem, key: fx.certs.frontend.keyPem } })
-    viaApp = ((input: string, init?: object) => {
+    viaApp = (input: string, init?: object) => {
       const url = new URL(input)
       const target = url.origin === RESOURCE ? new URL(url.pathname + url.search, app.url) : url
       return undiciFetch(target, { ...(init as object), dispatcher }) as unknown as Promise<Response>
-    })
+    }
   })
   afterAll(async () => {
     await dispatcher?.close()
@@ -87,7 +87,10 @@ describe.each(adapters)('$name: RFC 9728 protected resource metadata', (adapter)
       await oauth.resourceDiscoveryRequest(new URL(RESOURCE), { [oauth.customFetch]: viaApp }),
     )
     const issuerUrl = new URL(rs.authorization_servers![0]!)
-    const as = await oauth.processDiscoveryResponse(issuerUrl, await oauth.discoveryRequest(issuerUrl, { algorithm: 'oauth2', [oauth.allowInsecureRequests]: true }))
+    const as = await oauth.processDiscoveryResponse(
+      issuerUrl,
+      await oauth.discoveryRequest(issuerUrl, { algorithm: 'oauth2', [oauth.allowInsecureRequests]: true }),
+    )
     expect(as.issuer).toBe(fx.main.issuer)
     // 3. A DPoP-bound token (the loopback issuer stands in for the token endpoint) used with oauth4webapi's own DPoP proofs.
     const keyPair = await oauth.generateKeyPair('ES256')
@@ -104,7 +107,9 @@ describe.each(adapters)('$name: RFC 9728 protected resource metadata', (adapter)
 
   it('answers the well-known path without authentication, and nothing else', async () => {
     expect((await fx.call(app, { path: '/.well-known/oauth-protected-resource/other' })).status).toBe(401)
-    expect((await fx.call(app, { path: '/orders', token: await sign(fx.main, { sub: ID.frontend, client_id: ID.frontend, scope: 'orders:read' }) })).status).toBe(200)
+    expect(
+      (await fx.call(app, { path: '/orders', token: await sign(fx.main, { sub: ID.frontend, client_id: ID.frontend, scope: 'orders:read' }) })).status,
+    ).toBe(200)
   })
 })
 

@@ -94,10 +94,14 @@ interface Scenario {
 const SERVICE = { sub: 'svc-a', client_id: 'svc-a', scope: 'orders:read' }
 /** A service token of the main issuer, optionally DPoP-bound (`cnf.jkt`) and/or certificate-bound. */
 const token = (claims: Record<string, unknown> = {}, bind: { jkt?: string; x5tS256?: string } = {}): Promise<string> =>
-  sign(fx.main, { ...SERVICE, ...claims }, {
-    ...(bind.jkt === undefined ? {} : { dpopJkt: bind.jkt }),
-    ...(bind.x5tS256 === undefined ? {} : { x5tS256: bind.x5tS256 }),
-  })
+  sign(
+    fx.main,
+    { ...SERVICE, ...claims },
+    {
+      ...(bind.jkt === undefined ? {} : { dpopJkt: bind.jkt }),
+      ...(bind.x5tS256 === undefined ? {} : { x5tS256: bind.x5tS256 }),
+    },
+  )
 const bound = (key: { jkt: string }, claims: Record<string, unknown> = {}): Promise<string> => token(claims, { jkt: key.jkt })
 
 const svc = (binding: 'bearer' | 'mtls' | 'dpop' = 'dpop'): Outcome => accept({ caller: { id: 'svc-a', source: 'token' }, scopes: ['orders:read'], binding })
@@ -177,7 +181,8 @@ const VALID: Scenario[] = [
   },
   {
     title: 'POST /orders on behalf of a user: htm POST, 200',
-    request: async ({ app }) => dpopRequest(app, es256, await bound(es256, { sub: 'alice', client_id: 'web-app', scope: 'orders:write' }), { method: 'POST', path: '/orders' }),
+    request: async ({ app }) =>
+      dpopRequest(app, es256, await bound(es256, { sub: 'alice', client_id: 'web-app', scope: 'orders:write' }), { method: 'POST', path: '/orders' }),
     outcome: () => accept({ caller: { id: 'web-app', source: 'token' }, user: 'alice', scopes: ['orders:write'], binding: 'dpop' }),
   },
   {
@@ -310,7 +315,8 @@ const PROOF_CHECKS: Scenario[] = [
   },
   {
     title: '(7) a symmetric jwk (kty oct, secret k)',
-    request: async ({ app }) => dpopRequest(app, es256, await bound(es256), { proofOptions: { jwk: { kty: 'oct', k: 'c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0' } } }),
+    request: async ({ app }) =>
+      dpopRequest(app, es256, await bound(es256), { proofOptions: { jwk: { kty: 'oct', k: 'c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0' } } }),
     outcome: () => invalidProof(),
     because: /private key|jwk/,
   },
@@ -541,12 +547,18 @@ const SCHEME_OF_ERROR: Scenario[] = [
 const CERT_BOUND: Scenario[] = [
   {
     title: 'certificate-bound token over its certificate: 200 with binding "mtls"',
-    request: async () => ({ cert: fx.certs.frontend, token: await token({ sub: ID.frontend, client_id: ID.frontend }, { x5tS256: fx.certs.frontend.x5tS256 }) }),
+    request: async () => ({
+      cert: fx.certs.frontend,
+      token: await token({ sub: ID.frontend, client_id: ID.frontend }, { x5tS256: fx.certs.frontend.x5tS256 }),
+    }),
     outcome: () => accept({ caller: { id: ID.frontend, source: 'mtls' }, scopes: ['orders:read'], binding: 'mtls', peer: fx.certs.frontend }),
   },
   {
     title: 'certificate-bound token over another certificate (same SPIFFE ID, other key): 401 invalid_token',
-    request: async () => ({ cert: fx.certs.frontendOtherKey, token: await token({ sub: ID.frontend, client_id: ID.frontend }, { x5tS256: fx.certs.frontend.x5tS256 }) }),
+    request: async () => ({
+      cert: fx.certs.frontendOtherKey,
+      token: await token({ sub: ID.frontend, client_id: ID.frontend }, { x5tS256: fx.certs.frontend.x5tS256 }),
+    }),
     outcome: () => invalidTokenIn('Bearer'),
   },
   {
@@ -634,7 +646,10 @@ const POLICY: Scenario[] = [
   {
     title: 'senderConstraint required: a certificate-bound token is accepted',
     config: 'senderRequired',
-    request: async () => ({ cert: fx.certs.frontend, token: await token({ sub: ID.frontend, client_id: ID.frontend }, { x5tS256: fx.certs.frontend.x5tS256 }) }),
+    request: async () => ({
+      cert: fx.certs.frontend,
+      token: await token({ sub: ID.frontend, client_id: ID.frontend }, { x5tS256: fx.certs.frontend.x5tS256 }),
+    }),
     outcome: () => accept({ caller: { id: ID.frontend, source: 'mtls' }, scopes: ['orders:read'], binding: 'mtls', peer: fx.certs.frontend }),
   },
   {
@@ -684,7 +699,10 @@ const POLICY: Scenario[] = [
   {
     title: 'dpop required: a certificate-bound token with Bearer is refused too',
     config: 'dpopRequired',
-    request: async () => ({ cert: fx.certs.frontend, token: await token({ sub: ID.frontend, client_id: ID.frontend }, { x5tS256: fx.certs.frontend.x5tS256 }) }),
+    request: async () => ({
+      cert: fx.certs.frontend,
+      token: await token({ sub: ID.frontend, client_id: ID.frontend }, { x5tS256: fx.certs.frontend.x5tS256 }),
+    }),
     outcome: () => refuse({ status: 401, code: 'invalid_token', bearer: false }),
   },
   {
@@ -791,11 +809,12 @@ describe.each(adapters)('$name: sender constraint', (adapter) => {
   }
 
   describe('RFC 9449 §4.3 checks, one at a time: 401 invalid_dpop_proof, replay store never reached', () => {
-    for (const scenario of PROOF_CHECKS) it(scenario.title, async () => {
-      const before = stores.main.calls
-      await run(scenario)
-      expect(stores.main.calls, 'a refused proof must not reach the replay store').toBe(before)
-    })
+    for (const scenario of PROOF_CHECKS)
+      it(scenario.title, async () => {
+        const before = stores.main.calls
+        await run(scenario)
+        expect(stores.main.calls, 'a refused proof must not reach the replay store').toBe(before)
+      })
   })
 
   describe('replay (RFC 9449 §11.1)', () => {
@@ -821,7 +840,10 @@ describe.each(adapters)('$name: sender constraint', (adapter) => {
     it('a new proof reusing the jti of an accepted one (same key, other endpoint): refused as a replay', async () => {
       const jti = `jti-${Math.random().toString(36).slice(2)}`
       expectOutcome(await fx.call(apps.main, await dpopRequest(apps.main, es256, await bound(es256), { proofOptions: { jti } })), svc())
-      expectOutcome(await fx.call(apps.main, await dpopRequest(apps.main, es256, await bound(es256), { path: '/orders', proofOptions: { jti } })), invalidProof())
+      expectOutcome(
+        await fx.call(apps.main, await dpopRequest(apps.main, es256, await bound(es256), { path: '/orders', proofOptions: { jti } })),
+        invalidProof(),
+      )
     })
 
     it('the same jti under another key is not a replay (identifiers are per key)', async () => {
@@ -936,7 +958,10 @@ describe.each(adapters)('$name: sender constraint', (adapter) => {
 
     it('markUsed throws synchronously: 503 replay_store_unavailable', async () => {
       const before = stores.throwing.calls
-      expectRefusal(await fx.call(apps.throwingStore, await dpopRequest(apps.throwingStore, es256, await bound(es256))), { status: 503, code: 'replay_store_unavailable' })
+      expectRefusal(await fx.call(apps.throwingStore, await dpopRequest(apps.throwingStore, es256, await bound(es256))), {
+        status: 503,
+        code: 'replay_store_unavailable',
+      })
       expect(stores.throwing.calls).toBe(before + 1)
     })
 
@@ -956,7 +981,10 @@ describe.each(adapters)('$name: sender constraint', (adapter) => {
 
     it('a refused proof does not reach the failing store (401, not 503)', async () => {
       const before = stores.rejecting.calls
-      expectOutcome(await fx.call(apps.rejectingStore, await dpopRequest(apps.rejectingStore, es256, await bound(es256), { proofOptions: { htm: 'POST' } })), invalidProof())
+      expectOutcome(
+        await fx.call(apps.rejectingStore, await dpopRequest(apps.rejectingStore, es256, await bound(es256), { proofOptions: { htm: 'POST' } })),
+        invalidProof(),
+      )
       expect(stores.rejecting.calls).toBe(before)
     })
   })

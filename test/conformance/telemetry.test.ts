@@ -50,15 +50,24 @@ describe('OpenTelemetry', () => {
     })
     await new Promise((resolve) => setTimeout(resolve, 20))
     const [ok, bad] = spans.getFinishedSpans()
-    expect(ok?.attributes).toMatchObject({ 'callsign.outcome': 'allowed', 'callsign.caller.id': ID.frontend, 'callsign.caller.source': 'token', 'callsign.user': 'alice', 'callsign.binding': 'bearer', 'callsign.issuer': fx.main.issuer })
+    expect(ok?.attributes).toMatchObject({
+      'callsign.outcome': 'allowed',
+      'callsign.caller.id': ID.frontend,
+      'callsign.caller.source': 'token',
+      'callsign.user': 'alice',
+      'callsign.binding': 'bearer',
+      'callsign.issuer': fx.main.issuer,
+    })
     expect(bad?.attributes).toMatchObject({ 'callsign.outcome': 'refused', 'callsign.code': 'invalid_token' })
     expect(JSON.stringify(ok?.attributes)).not.toContain(token.split('.')[2]!)
     const { resourceMetrics } = await reader.collect()
     const decisions = counter(resourceMetrics, 'callsign.decisions')
-    expect(decisions).toEqual(expect.arrayContaining([
-      expect.objectContaining({ value: 1, attributes: expect.objectContaining({ outcome: 'refused', code: 'invalid_token' }) }),
-    ]))
-    expect(counter(resourceMetrics, 'callsign.jwks.fetches')).toEqual([expect.objectContaining({ value: 1, attributes: { outcome: 'ok', issuer: fx.main.issuer } })])
+    expect(decisions).toEqual(
+      expect.arrayContaining([expect.objectContaining({ value: 1, attributes: expect.objectContaining({ outcome: 'refused', code: 'invalid_token' }) })]),
+    )
+    expect(counter(resourceMetrics, 'callsign.jwks.fetches')).toEqual([
+      expect.objectContaining({ value: 1, attributes: { outcome: 'ok', issuer: fx.main.issuer } }),
+    ])
   })
 
   it('stays out of the way with telemetry: false', async () => {

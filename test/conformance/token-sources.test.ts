@@ -67,7 +67,10 @@ describe.each(adapters)('$name: token sources and revocation', (adapter) => {
     expect(refused.body.detail).toBe('token lifetime too long')
     // Signed by a key the service does not publish.
     const other = await generateKeyPair('ES256')
-    expectRefusal(await fx.call(app, { path: '/orders', token: await selfIssued(other.privateKey, 'ES256', {}, 120, 'worker-1') }), { status: 401, code: 'invalid_token' })
+    expectRefusal(await fx.call(app, { path: '/orders', token: await selfIssued(other.privateKey, 'ES256', {}, 120, 'worker-1') }), {
+      status: 401,
+      code: 'invalid_token',
+    })
   })
 
   it('a single signer speaks only for itself: its key naming another service (sub, client_id, act) is refused, with or without a certificate; subjects lets it act for listed users', async () => {
@@ -91,13 +94,27 @@ describe.each(adapters)('$name: token sources and revocation', (adapter) => {
     await refused({ sub: 'alice', client_id: ID.worker }, 'token names a subject its signer may not assert')
     await refused({ sub: report, client_id: undefined }, 'token names a subject its signer may not assert', fx.certs.worker)
     // The worker naming itself, and the report service with its own key, are served.
-    expectAccepted(await fx.call(app, { path: '/orders', token: await selfIssued(es256.privateKey, 'ES256') }), { caller: { id: ID.worker, source: 'token' }, scopes: ['orders:read'], issuer: ID.worker })
+    expectAccepted(await fx.call(app, { path: '/orders', token: await selfIssued(es256.privateKey, 'ES256') }), {
+      caller: { id: ID.worker, source: 'token' },
+      scopes: ['orders:read'],
+      issuer: ID.worker,
+    })
     const now = Math.floor(Date.now() / 1000)
-    const own = await new SignJWT({ sub: report, aud: AUD, scope: 'orders:read' }).setProtectedHeader({ alg: 'ES256', typ: 'JWT' }).setIssuer(report).setIssuedAt(now).setExpirationTime(now + 60).sign(reportKey.privateKey)
+    const own = await new SignJWT({ sub: report, aud: AUD, scope: 'orders:read' })
+      .setProtectedHeader({ alg: 'ES256', typ: 'JWT' })
+      .setIssuer(report)
+      .setIssuedAt(now)
+      .setExpirationTime(now + 60)
+      .sign(reportKey.privateKey)
     expectAccepted(await fx.call(app, { path: '/orders', token: own }), { caller: { id: report, source: 'token' }, scopes: ['orders:read'], issuer: report })
     // `subjects`: the worker may act for listed users, as itself (client_id = the signer).
     const delegating = await fx.start(adapter, { logger: quiet, issuers: await issuers(['user:alice']) })
-    expectAccepted(await fx.call(delegating, { path: '/orders', token: await selfIssued(es256.privateKey, 'ES256', { sub: 'user:alice' }) }), { caller: { id: ID.worker, source: 'token' }, user: 'user:alice', scopes: ['orders:read'], issuer: ID.worker })
+    expectAccepted(await fx.call(delegating, { path: '/orders', token: await selfIssued(es256.privateKey, 'ES256', { sub: 'user:alice' }) }), {
+      caller: { id: ID.worker, source: 'token' },
+      user: 'user:alice',
+      scopes: ['orders:read'],
+      issuer: ID.worker,
+    })
     const res = await fx.call(delegating, { path: '/orders', token: await selfIssued(es256.privateKey, 'ES256', { sub: report, client_id: undefined }) })
     expect(res.body.detail).toBe('token names a subject its signer may not assert')
   })
@@ -110,16 +127,26 @@ describe.each(adapters)('$name: token sources and revocation', (adapter) => {
     })
     const svid = (sub: string, extra: Record<string, unknown> = {}, aud: string | null = AUD) => {
       const now = Math.floor(Date.now() / 1000)
-      return new SignJWT({ sub, ...(aud ? { aud } : {}), ...extra }).setProtectedHeader({ alg: 'ES256', typ: 'JWT', kid: 'svid-1' }).setIssuedAt(now).setExpirationTime(now + 300).sign(es256.privateKey)
+      return new SignJWT({ sub, ...(aud ? { aud } : {}), ...extra })
+        .setProtectedHeader({ alg: 'ES256', typ: 'JWT', kid: 'svid-1' })
+        .setIssuedAt(now)
+        .setExpirationTime(now + 300)
+        .sign(es256.privateKey)
     }
-    expectAccepted(await fx.call(app, { path: '/whoami', token: await svid(ID.worker) }), { caller: { id: ID.worker, source: 'token' }, issuer: 'spiffe://example.org' })
+    expectAccepted(await fx.call(app, { path: '/whoami', token: await svid(ID.worker) }), {
+      caller: { id: ID.worker, source: 'token' },
+      issuer: 'spiffe://example.org',
+    })
     expect((await fx.call(app, { path: '/whoami', token: await svid(ID.worker, { iss: 'spiffe://example.org' }) })).status).toBe(200)
     // Presented by another workload's mTLS connection: caller consistency.
     expectRefusal(await fx.call(app, { path: '/whoami', token: await svid(ID.worker), cert: fx.certs.frontend }), { status: 401, code: 'invalid_token' })
     // Another trust domain, no audience, a subject that is not a workload SPIFFE ID.
     expectRefusal(await fx.call(app, { path: '/whoami', token: await svid('spiffe://other.org/ns/x/sa/y') }), { status: 401, code: 'invalid_token' })
     expectRefusal(await fx.call(app, { path: '/whoami', token: await svid(ID.worker, {}, null) }), { status: 401, code: 'invalid_token' })
-    expectRefusal(await fx.call(app, { path: '/whoami', token: await svid(ID.worker, { iss: 'spiffe://example.org', sub: 'alice' }) }), { status: 401, code: 'invalid_token' })
+    expectRefusal(await fx.call(app, { path: '/whoami', token: await svid(ID.worker, { iss: 'spiffe://example.org', sub: 'alice' }) }), {
+      status: 401,
+      code: 'invalid_token',
+    })
   })
 
   it('follows a key file as it is rotated, without a restart', async () => {
@@ -156,7 +183,9 @@ describe.each(adapters)('$name: token sources and revocation', (adapter) => {
     expectRefusal(after, { status: 401, code: 'invalid_token' })
     expect(after.body.detail).toBe('token has been revoked')
     // Other tokens are unaffected.
-    expect((await fx.call(app, { path: '/orders', token: await sign(fx.main, { sub: ID.worker, client_id: ID.worker, scope: 'orders:read' }) })).status).toBe(200)
+    expect((await fx.call(app, { path: '/orders', token: await sign(fx.main, { sub: ID.worker, client_id: ID.worker, scope: 'orders:read' }) })).status).toBe(
+      200,
+    )
   })
 
   it('revokes through a hook, and fails closed when the hook fails or hangs', async () => {

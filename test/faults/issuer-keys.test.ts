@@ -17,7 +17,17 @@ import { freePort } from '../../packages/redis/test/redis-server.js'
 import { adapters, type RunningApp } from '../support/adapters.js'
 import { createClock, type TestClock } from '../support/dpop.js'
 import { expectAccepted, expectRefusal } from '../support/expectations.js'
-import { bareRequest, capturingLogger, floodClient, recordingFetch, startScriptedServer, tokenWithKid, waitUntil, type CapturingLogger, type ScriptedServer } from '../support/faults.js'
+import {
+  bareRequest,
+  capturingLogger,
+  floodClient,
+  recordingFetch,
+  startScriptedServer,
+  tokenWithKid,
+  waitUntil,
+  type CapturingLogger,
+  type ScriptedServer,
+} from '../support/faults.js'
 import { AUDIENCE, createFixture, issuerOption, quiet, sign, type Fixture } from '../support/fixtures.js'
 
 let fx: Fixture
@@ -41,7 +51,8 @@ const tokenAt = (issuer: TestIssuer, clock: TestClock, extra: Parameters<typeof 
   sign(issuer, service, { issuedAt: Math.floor(clock.now() / 1000), expiresInSeconds: 3600, ...extra })
 const warningsAbout = (logger: CapturingLogger, issuer: string) => logger.warnings.filter((w) => w.message === FETCH_FAILED && w.details?.issuer === issuer)
 
-const publicJwkOf = (pair: { publicKey: { export(options: { format: 'jwk' }): unknown } }): Record<string, string> => pair.publicKey.export({ format: 'jwk' }) as Record<string, string>
+const publicJwkOf = (pair: { publicKey: { export(options: { format: 'jwk' }): unknown } }): Record<string, string> =>
+  pair.publicKey.export({ format: 'jwk' }) as Record<string, string>
 const ED25519 = publicJwkOf(generateKeyPairSync('ed25519'))
 const P384 = publicJwkOf(generateKeyPairSync('ec', { namedCurve: 'P-384' }))
 const RSA_2048 = publicJwkOf(generateKeyPairSync('rsa', { modulusLength: 2048 }))
@@ -66,19 +77,35 @@ function offCurve(x: string): string {
  * is P-256: every key is published under the issuer's current kid, each unusable for one reason.
  */
 const UNUSABLE_KINDS: Array<{ title: string; keys: (issuer: TestIssuer) => Array<Record<string, unknown>> }> = [
-  { title: 'wrong kty or curve for the allowed algorithms (Ed25519, P-384)', keys: (issuer) => [{ ...ED25519, kid: issuer.currentKid }, { ...P384, kid: issuer.currentKid }] },
+  {
+    title: 'wrong kty or curve for the allowed algorithms (Ed25519, P-384)',
+    keys: (issuer) => [
+      { ...ED25519, kid: issuer.currentKid },
+      { ...P384, kid: issuer.currentKid },
+    ],
+  },
   { title: 'alg not allowed (an RSA key marked PS256)', keys: (issuer) => [{ ...RSA_2048, kid: issuer.currentKid, alg: 'PS256' }] },
   { title: 'alg not fitting the key (the issuer key marked RS256)', keys: (issuer) => [{ ...currentJwk(issuer), alg: 'RS256' }] },
   { title: 'an invalid curve point (the issuer key, x changed)', keys: (issuer) => [{ ...currentJwk(issuer), x: offCurve(currentJwk(issuer).x!) }] },
   { title: 'RSA 1024', keys: (issuer) => [{ ...RSA_1024, kid: issuer.currentKid, alg: 'RS256' }] },
   { title: 'RSA over 8192 bits', keys: (issuer) => [{ ...RSA_8200, kid: issuer.currentKid, alg: 'RS256' }] },
   { title: 'not importable (EC without y)', keys: (issuer) => [{ kty: 'EC', crv: 'P-256', x: currentJwk(issuer).x, kid: issuer.currentKid }] },
-  { title: 'the issuer key with x of 33 octets (a leading zero)', keys: (issuer) => [{ ...currentJwk(issuer), x: Buffer.concat([Buffer.alloc(1), Buffer.from(currentJwk(issuer).x!, 'base64url')]).toString('base64url') }] },
+  {
+    title: 'the issuer key with x of 33 octets (a leading zero)',
+    keys: (issuer) => [{ ...currentJwk(issuer), x: Buffer.concat([Buffer.alloc(1), Buffer.from(currentJwk(issuer).x!, 'base64url')]).toString('base64url') }],
+  },
 ]
-const UNUSABLE = [...UNUSABLE_KINDS, {
-  title: 'mixed junk: all of the above, with a symmetric and an encryption key',
-  keys: (issuer: TestIssuer) => [...UNUSABLE_KINDS.flatMap((kind) => kind.keys(issuer)), { kty: 'oct', k: 'c2VjcmV0', kid: issuer.currentKid }, { ...currentJwk(issuer), use: 'enc' }],
-}]
+const UNUSABLE = [
+  ...UNUSABLE_KINDS,
+  {
+    title: 'mixed junk: all of the above, with a symmetric and an encryption key',
+    keys: (issuer: TestIssuer) => [
+      ...UNUSABLE_KINDS.flatMap((kind) => kind.keys(issuer)),
+      { kty: 'oct', k: 'c2VjcmV0', kid: issuer.currentKid },
+      { ...currentJwk(issuer), use: 'enc' },
+    ],
+  },
+]
 
 describe('core, in process: unknown kid flood', () => {
   it('10 000 requests with random unknown kids over a simulated 300 s: all 401, at most one refetch per cooldown window', async () => {
@@ -96,17 +123,20 @@ describe('core, in process: unknown kid flood', () => {
       const pending: Array<Promise<string>> = []
       for (let i = 0; i < 100; i++) {
         clock.advance(0.03) // 10 000 x 30 ms = 300 s = 10 cooldown windows
-        pending.push(authenticate(tokenWithKid(issuer.issuer, AUDIENCE, randomUUID())).then(
-          () => 'accepted',
-          (error: unknown) => (error instanceof AuthError ? error.code : String(error)),
-        ))
+        pending.push(
+          authenticate(tokenWithKid(issuer.issuer, AUDIENCE, randomUUID())).then(
+            () => 'accepted',
+            (error: unknown) => (error instanceof AuthError ? error.code : String(error)),
+          ),
+        )
       }
       for (const code of await Promise.all(pending)) codes.set(code, (codes.get(code) ?? 0) + 1)
     }
     expect(Object.fromEntries(codes)).toEqual({ invalid_token: 10_000 })
 
     const at = fetches.calls.map((call) => call.at)
-    for (let i = 1; i < at.length; i++) expect(at[i]! - at[i - 1]!, `fetch ${i} came ${at[i]! - at[i - 1]!} ms after the previous one`).toBeGreaterThanOrEqual(COOLDOWN * 1000)
+    for (let i = 1; i < at.length; i++)
+      expect(at[i]! - at[i - 1]!, `fetch ${i} came ${at[i]! - at[i - 1]!} ms after the previous one`).toBeGreaterThanOrEqual(COOLDOWN * 1000)
     expect(at.length).toBeLessThanOrEqual(1 + 300 / COOLDOWN) // the first fetch, then at most one per window
     expect(at.length).toBeGreaterThanOrEqual(2) // refetches still happen (a real rotation would be picked up)
     expect(issuer.requestCount('/jwks.json')).toBe(at.length)
@@ -121,11 +151,21 @@ describe('core, in process: local keys without a usable key', () => {
   ] as const)('%s: createCallsign throws a TypeError naming issuers[0].jwks (not a fetch failure)', (_case, jwks) => {
     const pem = generateKeyPairSync('ed25519').publicKey.export({ format: 'pem', type: 'spki' }) as string
     const options: CallsignOptions = {
-      issuers: [{ issuer: 'spiffe://example.org/ns/batch/sa/worker', audience: AUDIENCE, typ: 'jwt', algorithms: ['ES256'], jwks: jwks === 'ed25519' ? pem : { keys: [...jwks.keys] } }],
+      issuers: [
+        {
+          issuer: 'spiffe://example.org/ns/batch/sa/worker',
+          audience: AUDIENCE,
+          typ: 'jwt',
+          algorithms: ['ES256'],
+          jwks: jwks === 'ed25519' ? pem : { keys: [...jwks.keys] },
+        },
+      ],
       logger: quiet,
     }
     expect(() => createCallsign(options)).toThrow(TypeError)
-    expect(() => createCallsign(options)).toThrow(/^Callsign: "issuers\[0\]\.jwks" must hold at least one public key usable with the issuer's algorithms \(ES256\)/)
+    expect(() => createCallsign(options)).toThrow(
+      /^Callsign: "issuers\[0\]\.jwks" must hold at least one public key usable with the issuer's algorithms \(ES256\)/,
+    )
   })
 })
 
@@ -236,40 +276,46 @@ describe.each(adapters)('$name: keys and discovery faults', (adapter) => {
   })
 
   describe.concurrent('key sets that parse but hold no usable key (issuer algorithms ES256 and RS256)', () => {
-    it.each(UNUSABLE)('$title: 503 with Retry-After while nothing is cached; once keys are cached, the refresh that serves it changes nothing: a cached token and a new token with the cached kid are accepted', async ({ keys }) => {
-      const clock = createClock()
-      clock.freeze()
-      const logger = capturingLogger()
-      const issuer = await fx.startIssuer({ discovery: 'none' })
-      const path = `/unusable-${randomUUID()}.json`
-      const unusable = { json: { keys: keys(issuer) } }
-      scripted.script(path, unusable)
-      const app = await start({ issuer: issuer.issuer, audience: AUDIENCE, jwksUri: scripted.url(path), algorithms: ['ES256', 'RS256'] }, {
-        now: clock.now,
-        logger,
-        jwks: { cacheMaxAgeSeconds: 60, failureBackoffSeconds: 1 },
-      })
-      const warnings = () => warningsAbout(logger, issuer.issuer)
+    it.each(UNUSABLE)(
+      '$title: 503 with Retry-After while nothing is cached; once keys are cached, the refresh that serves it changes nothing: a cached token and a new token with the cached kid are accepted',
+      async ({ keys }) => {
+        const clock = createClock()
+        clock.freeze()
+        const logger = capturingLogger()
+        const issuer = await fx.startIssuer({ discovery: 'none' })
+        const path = `/unusable-${randomUUID()}.json`
+        const unusable = { json: { keys: keys(issuer) } }
+        scripted.script(path, unusable)
+        const app = await start(
+          { issuer: issuer.issuer, audience: AUDIENCE, jwksUri: scripted.url(path), algorithms: ['ES256', 'RS256'] },
+          {
+            now: clock.now,
+            logger,
+            jwks: { cacheMaxAgeSeconds: 60, failureBackoffSeconds: 1 },
+          },
+        )
+        const warnings = () => warningsAbout(logger, issuer.issuer)
 
-      const refused = await fx.call(app, { token: await tokenAt(issuer, clock) })
-      expectRefusal(refused, unavailable)
-      expect(refused.headers['retry-after']).toBe('1')
-      expect(warnings().map((w) => w.details?.reason)).toEqual([`${scripted.url(path)}: no usable signing key`])
+        const refused = await fx.call(app, { token: await tokenAt(issuer, clock) })
+        expectRefusal(refused, unavailable)
+        expect(refused.headers['retry-after']).toBe('1')
+        expect(warnings().map((w) => w.details?.reason)).toEqual([`${scripted.url(path)}: no usable signing key`])
 
-      scripted.script(path, { json: issuer.publicJwks() })
-      clock.advance(1)
-      const cached = await tokenAt(issuer, clock)
-      expectAccepted(await fx.call(app, { token: cached }), accepted)
-      expectAccepted(await fx.call(app, { token: cached }), accepted) // in the verified-token cache from its second use
+        scripted.script(path, { json: issuer.publicJwks() })
+        clock.advance(1)
+        const cached = await tokenAt(issuer, clock)
+        expectAccepted(await fx.call(app, { token: cached }), accepted)
+        expectAccepted(await fx.call(app, { token: cached }), accepted) // in the verified-token cache from its second use
 
-      scripted.script(path, unusable)
-      clock.advance(61) // stale: the next request that needs a key refreshes in the background, and gets the unusable set
-      expectAccepted(await fx.call(app, { token: await tokenAt(issuer, clock) }), accepted)
-      await waitUntil(() => warnings().length === 2, 5000, 'the failed refresh to be logged')
-      expect(scripted.requestCount(path)).toBe(3)
-      expectAccepted(await fx.call(app, { token: cached }), accepted)
-      expectAccepted(await fx.call(app, { token: await tokenAt(issuer, clock, { kid: issuer.currentKid }) }), accepted)
-    })
+        scripted.script(path, unusable)
+        clock.advance(61) // stale: the next request that needs a key refreshes in the background, and gets the unusable set
+        expectAccepted(await fx.call(app, { token: await tokenAt(issuer, clock) }), accepted)
+        await waitUntil(() => warnings().length === 2, 5000, 'the failed refresh to be logged')
+        expect(scripted.requestCount(path)).toBe(3)
+        expectAccepted(await fx.call(app, { token: cached }), accepted)
+        expectAccepted(await fx.call(app, { token: await tokenAt(issuer, clock, { kid: issuer.currentKid }) }), accepted)
+      },
+    )
   })
 
   describe('metadata fine, jwks_uri down', () => {
@@ -316,26 +362,33 @@ describe.each(adapters)('$name: keys and discovery faults', (adapter) => {
 
   const UNTRUSTED_METADATA: Array<{ title: string; options: TestIssuerOptions; reason: RegExp }> = [
     { title: 'issuer mismatch (another issuer)', options: { metadataIssuer: 'https://evil.example.com' }, reason: /does not equal the configured issuer/ },
-    { title: 'jwks_uri over plain http to a non-loopback host', options: { metadata: { jwks_uri: 'http://keys.example.com/jwks.json' } }, reason: /must use https/ },
+    {
+      title: 'jwks_uri over plain http to a non-loopback host',
+      options: { metadata: { jwks_uri: 'http://keys.example.com/jwks.json' } },
+      reason: /must use https/,
+    },
     { title: 'no jwks_uri at all', options: { metadata: { jwks_uri: undefined } }, reason: /jwks_uri/ },
   ]
 
   describe('metadata that must not be trusted', () => {
-    it.each(UNTRUSTED_METADATA)('$title: 503 for 10 concurrent requests, ONE logged warning, the JWKS never fetched, nothing more during the backoff', async ({ options, reason }) => {
-      const logger = capturingLogger()
-      const issuer = await fx.startIssuer({ discovery: 'oauth', ...options })
-      const app = await start(issuerOption(issuer), { logger, jwks: { failureBackoffSeconds: 60 } })
-      const token = await sign(issuer, service)
-      const answers = await Promise.all(Array.from({ length: 10 }, () => fx.call(app, { token })))
-      for (const res of answers) expectRefusal(res, unavailable)
-      for (let i = 0; i < 5; i++) expectRefusal(await fx.call(app, { token }), unavailable)
-      const warnings = warningsAbout(logger, issuer.issuer)
-      expect(warnings).toHaveLength(1)
-      expect(String(warnings[0]!.details?.reason)).toMatch(reason)
-      expect(JSON.stringify(logger.warnings)).not.toContain(token) // nothing of the request is logged
-      expect(issuer.requestCount('/.well-known/oauth-authorization-server')).toBe(1)
-      expect(issuer.requestCount('/jwks.json')).toBe(0)
-    })
+    it.each(UNTRUSTED_METADATA)(
+      '$title: 503 for 10 concurrent requests, ONE logged warning, the JWKS never fetched, nothing more during the backoff',
+      async ({ options, reason }) => {
+        const logger = capturingLogger()
+        const issuer = await fx.startIssuer({ discovery: 'oauth', ...options })
+        const app = await start(issuerOption(issuer), { logger, jwks: { failureBackoffSeconds: 60 } })
+        const token = await sign(issuer, service)
+        const answers = await Promise.all(Array.from({ length: 10 }, () => fx.call(app, { token })))
+        for (const res of answers) expectRefusal(res, unavailable)
+        for (let i = 0; i < 5; i++) expectRefusal(await fx.call(app, { token }), unavailable)
+        const warnings = warningsAbout(logger, issuer.issuer)
+        expect(warnings).toHaveLength(1)
+        expect(String(warnings[0]!.details?.reason)).toMatch(reason)
+        expect(JSON.stringify(logger.warnings)).not.toContain(token) // nothing of the request is logged
+        expect(issuer.requestCount('/.well-known/oauth-authorization-server')).toBe(1)
+        expect(issuer.requestCount('/jwks.json')).toBe(0)
+      },
+    )
   })
 })
 

@@ -16,7 +16,19 @@ import type { TestIssuer } from '@callsign/testing'
 import { adapters, type RunningApp } from '../support/adapters.js'
 import { createClock, type TestClock } from '../support/dpop.js'
 import { expectAccepted, expectRefusal } from '../support/expectations.js'
-import { bareRequest, capturingLogger, collectGarbageAfter, floodClient, warmUp, startScriptedServer, timed, waitUntil, type CapturingLogger, type ScriptedResponse, type ScriptedServer } from '../support/faults.js'
+import {
+  bareRequest,
+  capturingLogger,
+  collectGarbageAfter,
+  floodClient,
+  warmUp,
+  startScriptedServer,
+  timed,
+  waitUntil,
+  type CapturingLogger,
+  type ScriptedResponse,
+  type ScriptedServer,
+} from '../support/faults.js'
 import { AUDIENCE, createFixture, issuerOption, quiet, sign, type Fixture } from '../support/fixtures.js'
 
 let fx: Fixture
@@ -47,13 +59,19 @@ async function privateJwkOf(issuer: TestIssuer): Promise<Record<string, unknown>
 /** JWKS documents an issuer must never be trusted with. `maxBytes` is 16 KiB and `maxKeys` 5 in these tests. */
 const BAD_DOCUMENTS: Array<{ title: string; overHttp?: boolean; document: (issuer: TestIssuer) => Promise<ScriptedResponse> }> = [
   { overHttp: true, title: 'garbage (HTML, not JSON)', document: async () => ({ body: '<html><body>502 Bad Gateway {"keys": [</body></html>' }) },
-  { title: 'huge: larger than maxBytes, with content-length', document: async (issuer) => ({ json: { ...issuer.publicJwks(), padding: 'x'.repeat(32 * 1024) } }) },
+  {
+    title: 'huge: larger than maxBytes, with content-length',
+    document: async (issuer) => ({ json: { ...issuer.publicJwks(), padding: 'x'.repeat(32 * 1024) } }),
+  },
   { overHttp: true, title: 'huge: larger than maxBytes, chunked without content-length', document: async () => ({ chunkedBytes: 256 * 1024 }) },
   { overHttp: true, title: 'a JSON array of the keys', document: async (issuer) => ({ json: issuer.publicJwks().keys }) },
   { overHttp: true, title: '{"keys": "x"}', document: async () => ({ json: { keys: 'x' } }) },
   { title: 'JSON null', document: async () => ({ json: null }) },
   { title: '{"keys": []}', document: async () => ({ json: { keys: [] } }) },
-  { title: 'only a symmetric key (kty oct) under the issuer kid', document: async (issuer) => ({ json: { keys: [{ kty: 'oct', k: 'c2VjcmV0LXNlY3JldC1zZWNyZXQ', kid: issuer.currentKid, alg: 'HS256' }] } }) },
+  {
+    title: 'only a symmetric key (kty oct) under the issuer kid',
+    document: async (issuer) => ({ json: { keys: [{ kty: 'oct', k: 'c2VjcmV0LXNlY3JldC1zZWNyZXQ', kid: issuer.currentKid, alg: 'HS256' }] } }),
+  },
   { title: 'only the private key (with "d") under the issuer kid', document: async (issuer) => ({ json: { keys: [await privateJwkOf(issuer)] } }) },
   {
     overHttp: true,
@@ -184,41 +202,46 @@ describe.each(adapters)('$name: identity provider faults', (adapter) => {
       expectRefusal(await fx.call(app, { token }), unavailable)
     })
 
-    it.each(['reset', 'hang'] as const)('issuer in outage mode "%s" after caching: requests keep being served, a hanging refresh does not hold them', async (mode) => {
-      const clock = createClock()
-      clock.freeze()
-      const logger = capturingLogger()
-      const issuer = await fx.startIssuer({ discovery: 'none', hugeBodyBytes: 64 * 1024 })
-      const app = await start(issuerOption(issuer, { explicitJwks: true }), {
-        now: clock.now,
-        logger,
-        jwks: { ...JWKS, maxBytes: 16 * 1024, timeoutSeconds: 10 },
-      })
-      expectAccepted(await fx.call(app, { token: await tokenAt(issuer, clock) }), accepted)
-      issuer.setOutage(mode)
-      clock.advance(JWKS.cacheMaxAgeSeconds + 1)
-      const { value: stale, ms } = await timed(async () => fx.call(app, { token: await tokenAt(issuer, clock) }))
-      expectAccepted(stale, accepted)
-      // Stale-while-revalidate: the answer never waits for the refresh (which may hang for timeoutSeconds = 10).
-      expect(ms).toBeLessThan(5000)
-      await waitUntil(() => issuer.requestCount() === 2, 5000, 'the background refresh to reach the issuer')
-      for (let i = 0; i < 3; i++) expectAccepted(await fx.call(app, { token: await tokenAt(issuer, clock) }), accepted)
-      expect(issuer.requestCount()).toBe(2) // one refresh in flight (or failed and backing off), never one per request
-      if (mode !== 'hang') await waitUntil(() => warningsAbout(logger, issuer.issuer).length === 1, 5000, 'the failed refresh to be logged')
-    })
+    it.each(['reset', 'hang'] as const)(
+      'issuer in outage mode "%s" after caching: requests keep being served, a hanging refresh does not hold them',
+      async (mode) => {
+        const clock = createClock()
+        clock.freeze()
+        const logger = capturingLogger()
+        const issuer = await fx.startIssuer({ discovery: 'none', hugeBodyBytes: 64 * 1024 })
+        const app = await start(issuerOption(issuer, { explicitJwks: true }), {
+          now: clock.now,
+          logger,
+          jwks: { ...JWKS, maxBytes: 16 * 1024, timeoutSeconds: 10 },
+        })
+        expectAccepted(await fx.call(app, { token: await tokenAt(issuer, clock) }), accepted)
+        issuer.setOutage(mode)
+        clock.advance(JWKS.cacheMaxAgeSeconds + 1)
+        const { value: stale, ms } = await timed(async () => fx.call(app, { token: await tokenAt(issuer, clock) }))
+        expectAccepted(stale, accepted)
+        // Stale-while-revalidate: the answer never waits for the refresh (which may hang for timeoutSeconds = 10).
+        expect(ms).toBeLessThan(5000)
+        await waitUntil(() => issuer.requestCount() === 2, 5000, 'the background refresh to reach the issuer')
+        for (let i = 0; i < 3; i++) expectAccepted(await fx.call(app, { token: await tokenAt(issuer, clock) }), accepted)
+        expect(issuer.requestCount()).toBe(2) // one refresh in flight (or failed and backing off), never one per request
+        if (mode !== 'hang') await waitUntil(() => warningsAbout(logger, issuer.issuer).length === 1, 5000, 'the failed refresh to be logged')
+      },
+    )
   })
 
   describe.concurrent('malformed, oversized and unusable key sets (the kinds named in the brief; every kind runs in process below)', () => {
-    it.each(BAD_DOCUMENTS.filter((d) => d.overHttp))('$title: 503 while nothing is cached; once keys are cached, a refresh returning it changes nothing', ({ document }) =>
-      badKeySetScenario(document, {
-        async start(issuers, extra) {
-          const app = await start(issuers, extra)
-          return {
-            ok: async (token) => expectAccepted(await fx.call(app, { token }), accepted),
-            unavailable: async (token) => expectRefusal(await fx.call(app, { token }), unavailable),
-          }
-        },
-      }),
+    it.each(BAD_DOCUMENTS.filter((d) => d.overHttp))(
+      '$title: 503 while nothing is cached; once keys are cached, a refresh returning it changes nothing',
+      ({ document }) =>
+        badKeySetScenario(document, {
+          async start(issuers, extra) {
+            const app = await start(issuers, extra)
+            return {
+              ok: async (token) => expectAccepted(await fx.call(app, { token }), accepted),
+              unavailable: async (token) => expectRefusal(await fx.call(app, { token }), unavailable),
+            }
+          },
+        }),
     )
   })
 })
@@ -239,7 +262,11 @@ describe.each(adapters)('$name: identity provider faults with bounded waits', (a
       const issuer = await fx.startIssuer({ discovery: 'oauth' })
       issuer.setLatency(3000)
       // Plain HTTP (as behind a sidecar) and connections opened beforehand: the burst reaches the guard at once.
-      const app = await fx.start(adapter, { issuers: issuerOption(issuer), logger: quiet, now: clock.now, jwks: { timeoutSeconds: 1, failureBackoffSeconds: 1 } }, { protocol: 'http' })
+      const app = await fx.start(
+        adapter,
+        { issuers: issuerOption(issuer), logger: quiet, now: clock.now, jwks: { timeoutSeconds: 1, failureBackoffSeconds: 1 } },
+        { protocol: 'http' },
+      )
       const token = await sign(issuer, service)
       const client = floodClient(fx.ca.certPem, 51)
       await warmUp(client, `${app.url}/whoami`, 51)
@@ -267,23 +294,29 @@ describe.each(adapters)('$name: identity provider faults with bounded waits', (a
     it.each([
       ['before the response headers', (): ScriptedResponse => ({ hang: true })],
       ['in the middle of the body (the timeout covers the body)', (jwks: unknown): ScriptedResponse => ({ hangMidBody: jwks })],
-    ])('issuer hangs %s, timeoutSeconds 1: 503 within timeoutSeconds + 2 s (also after a garbage collection), and the next request does not wait again', async (_title, fault) => {
-      const issuer = await fx.startIssuer({ discovery: 'none' })
-      const path = freshPath()
-      scripted.script(path, fault(issuer.publicJwks()))
-      const app = await start({ issuer: issuer.issuer, audience: AUDIENCE, jwksUri: scripted.url(path) }, { jwks: { timeoutSeconds: 1, failureBackoffSeconds: 30 } })
-      const token = await sign(issuer, service)
-      // A collection while the fetch waits: before the fix in internal/fetch-json.ts the abort signal
-      // stopped reaching the body once undici's Request was collected, and a body hang never ended.
-      const stopCollecting = collectGarbageAfter(300)
-      const hung = await timed(() => fx.call(app, { token })).finally(stopCollecting)
-      expectRefusal(hung.value, unavailable)
-      expect(hung.ms).toBeLessThan(within(1))
-      const next = await timed(() => fx.call(app, { token })) // within the backoff: answered without a fetch
-      expectRefusal(next.value, unavailable)
-      expect(next.ms).toBeLessThan(within(1))
-      expect(scripted.requestCount(path)).toBe(1) // no second fetch, so no second wait
-    })
+    ])(
+      'issuer hangs %s, timeoutSeconds 1: 503 within timeoutSeconds + 2 s (also after a garbage collection), and the next request does not wait again',
+      async (_title, fault) => {
+        const issuer = await fx.startIssuer({ discovery: 'none' })
+        const path = freshPath()
+        scripted.script(path, fault(issuer.publicJwks()))
+        const app = await start(
+          { issuer: issuer.issuer, audience: AUDIENCE, jwksUri: scripted.url(path) },
+          { jwks: { timeoutSeconds: 1, failureBackoffSeconds: 30 } },
+        )
+        const token = await sign(issuer, service)
+        // A collection while the fetch waits: before the fix in internal/fetch-json.ts the abort signal
+        // stopped reaching the body once undici's Request was collected, and a body hang never ended.
+        const stopCollecting = collectGarbageAfter(300)
+        const hung = await timed(() => fx.call(app, { token })).finally(stopCollecting)
+        expectRefusal(hung.value, unavailable)
+        expect(hung.ms).toBeLessThan(within(1))
+        const next = await timed(() => fx.call(app, { token })) // within the backoff: answered without a fetch
+        expectRefusal(next.value, unavailable)
+        expect(next.ms).toBeLessThan(within(1))
+        expect(scripted.requestCount(path)).toBe(1) // no second fetch, so no second wait
+      },
+    )
 
     it('rotation on a quiet service while the JWKS endpoint hangs, timeoutSeconds 1: the first token with the new kid waits for the refetch and gets 503 once it times out (not a hang); the cached kid is served meanwhile', async () => {
       const clock = createClock()
@@ -309,10 +342,13 @@ describe.each(adapters)('$name: identity provider faults with bounded waits', (a
       const issuer = await fx.startIssuer({ discovery: 'none' })
       const path = freshPath()
       scripted.script(path, { resetMidBody: issuer.publicJwks() })
-      const app = await start({ issuer: issuer.issuer, audience: AUDIENCE, jwksUri: scripted.url(path) }, {
-        now: clock.now,
-        jwks: { timeoutSeconds: 1, failureBackoffSeconds: 1, cacheMaxAgeSeconds: 60 },
-      })
+      const app = await start(
+        { issuer: issuer.issuer, audience: AUDIENCE, jwksUri: scripted.url(path) },
+        {
+          now: clock.now,
+          jwks: { timeoutSeconds: 1, failureBackoffSeconds: 1, cacheMaxAgeSeconds: 60 },
+        },
+      )
       const { value, ms } = await timed(async () => fx.call(app, { token: await tokenAt(issuer, clock) }))
       expectRefusal(value, unavailable)
       expect(ms).toBeLessThan(within(1))
@@ -337,7 +373,10 @@ describe.concurrent('core, in process: every bad key set', () => {
         return {
           ok: async (token) => expect((await guard.authenticate(bareRequest(`Bearer ${token}`)))?.caller.id).toBe('svc-a'),
           unavailable: async (token) => {
-            const error: unknown = await guard.authenticate(bareRequest(`Bearer ${token}`)).then(() => undefined, (reason: unknown) => reason)
+            const error: unknown = await guard.authenticate(bareRequest(`Bearer ${token}`)).then(
+              () => undefined,
+              (reason: unknown) => reason,
+            )
             expect(error).toBeInstanceOf(AuthError)
             expect(error).toMatchObject({ code: 'keys_unavailable', status: 503, headers: { 'retry-after': expect.stringMatching(/^[1-9][0-9]*$/) } })
           },

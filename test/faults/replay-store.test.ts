@@ -128,7 +128,13 @@ describeWithRedis('replay store faults with a real Redis', () => {
 
     it('Redis killed and restarted mid-traffic: 503 (never 200) during the outage, recovery without restarting the app, no replay of proofs accepted after it; proofs accepted BEFORE the restart are replayable once (known gap)', async () => {
       const app = await fx.start(adapter, options(await redisStore()))
-      interface Outcome { proof: string; status: number; code: unknown; startedAt: number; endedAt: number }
+      interface Outcome {
+        proof: string
+        status: number
+        code: unknown
+        startedAt: number
+        endedAt: number
+      }
       const outcomes: Outcome[] = []
       let stop = false
       const traffic = async (): Promise<void> => {
@@ -161,10 +167,14 @@ describeWithRedis('replay store faults with a real Redis', () => {
       }
 
       // Every answer is an acceptance or a fail-closed 503; a fresh proof is never refused as a replay.
-      for (const o of outcomes) expect([o.status, o.code], `answer to a fresh proof`).toEqual(o.status === 200 ? [200, undefined] : [503, 'replay_store_unavailable'])
+      for (const o of outcomes)
+        expect([o.status, o.code], `answer to a fresh proof`).toEqual(o.status === 200 ? [200, undefined] : [503, 'replay_store_unavailable'])
       const during = outcomes.filter((o) => o.startedAt >= killDone && o.endedAt <= startBegan)
       expect(during.length).toBeGreaterThan(0)
-      expect(during.filter((o) => o.status === 200), 'accepted while Redis was down').toEqual([])
+      expect(
+        during.filter((o) => o.status === 200),
+        'accepted while Redis was down',
+      ).toEqual([])
       const after = outcomes.filter((o) => o.startedAt >= startDone && o.status === 200)
       expect(after.length).toBeGreaterThanOrEqual(5) // recovered, same app process
 
@@ -200,19 +210,22 @@ describeWithRedis('replay store faults with a persistent Redis (AOF, appendfsync
     await redis?.stop()
   })
 
-  it.each(adapters.map((a) => [a.name, a] as const))('%s: a proof accepted before a SIGKILL and restart is still refused as a replay after it', async (_name, adapter) => {
-    const client = await failFastRedis(redis.port)
-    clients.push(client)
-    const app = await fx.start(adapter, options(new RedisReplayStore({ client })))
-    const used = await proof()
-    expectAccepted(await callDpop(app, used), acceptedDpop)
-    await redis.kill()
-    expectRefusal(await callDpop(app, await proof()), storeDown)
-    await redis.start()
-    await waitUntil(() => client.status === 'ready', 5000, 'the client to reconnect')
-    expectReplayRefused(await callDpop(app, used))
-    expectAccepted(await callDpop(app, await proof()), acceptedDpop)
-  })
+  it.each(adapters.map((a) => [a.name, a] as const))(
+    '%s: a proof accepted before a SIGKILL and restart is still refused as a replay after it',
+    async (_name, adapter) => {
+      const client = await failFastRedis(redis.port)
+      clients.push(client)
+      const app = await fx.start(adapter, options(new RedisReplayStore({ client })))
+      const used = await proof()
+      expectAccepted(await callDpop(app, used), acceptedDpop)
+      await redis.kill()
+      expectRefusal(await callDpop(app, await proof()), storeDown)
+      await redis.start()
+      await waitUntil(() => client.status === 'ready', 5000, 'the client to reconnect')
+      expectReplayRefused(await callDpop(app, used))
+      expectAccepted(await callDpop(app, await proof()), acceptedDpop)
+    },
+  )
 })
 
 /** ReplayStore implementations that misbehave beyond what test/conformance/sender-constraint covers. */
@@ -221,12 +234,12 @@ const BROKEN_STORES: Array<{ title: string; store: () => ReplayStore }> = [
     title: 'answers true, but only after replayStoreTimeoutMs',
     store: () => ({ markUsed: () => new Promise<boolean>((resolve) => setTimeout(() => resolve(true), 400)) }),
   },
-  { title: 'rejects with a string, not an Error', store: () => ({ markUsed: () => Promise.reject('ECONNREFUSED') }) },  
+  { title: 'rejects with a string, not an Error', store: () => ({ markUsed: () => Promise.reject('ECONNREFUSED') }) },
   {
     title: 'throws null synchronously',
     store: () => ({
       markUsed: () => {
-        throw null  
+        throw null
       },
     }),
   },
@@ -255,14 +268,17 @@ describe.each(adapters)('$name: misbehaving ReplayStore implementations', (adapt
   it('a store that fails, then works again: 503 while it fails, 200 after, same app; a proof refused while it failed is accepted once, then is a replay', async () => {
     let failing = true
     const seen = new Set<string>()
-    const app = await fx.start(adapter, options({
-      markUsed: (id) => {
-        if (failing) return Promise.reject(new Error('store offline'))
-        if (seen.has(id)) return false
-        seen.add(id)
-        return true
-      },
-    }))
+    const app = await fx.start(
+      adapter,
+      options({
+        markUsed: (id) => {
+          if (failing) return Promise.reject(new Error('store offline'))
+          if (seen.has(id)) return false
+          seen.add(id)
+          return true
+        },
+      }),
+    )
     const refused = await proof()
     expectRefusal(await callDpop(app, refused), storeDown)
     failing = false

@@ -111,11 +111,15 @@ describe.each(adapters)('$name: interop with oidc-provider over mTLS (RFC 8705)'
       refused(stolen, { status: 401, code: 'invalid_token' }, BOUND_ELSEWHERE)
 
       // No certificate at all.
-      refused(await fx.call(app, { path: '/orders', token }), { status: 401, code: 'invalid_token' }, 'certificate-bound token presented without a client certificate')
+      refused(
+        await fx.call(app, { path: '/orders', token }),
+        { status: 401, code: 'invalid_token' },
+        'certificate-bound token presented without a client certificate',
+      )
     })
   }
 
-  it('the other client\'s own certificate-bound token works over its own certificate', async () => {
+  it("the other client's own certificate-bound token works over its own certificate", async () => {
     const token = await boundToken(fx.certs.worker, 'opaque')
     expectAccepted(await fx.call(app, { path: '/batch', token, cert: fx.certs.worker }), {
       caller: { id: ID.worker, source: 'mtls' },
@@ -148,9 +152,15 @@ describe.each(adapters)('$name: interop with oidc-provider over mTLS (RFC 8705)'
         peer: { ...fx.certs.frontend, spiffeId: ID.frontend },
         issuer: op.issuer,
       })
-      refused(await fx.call(tlsApp, { path: '/orders', token: bound, cert: fx.certs.frontendOtherKey }), { status: 401, code: 'invalid_token' }, BOUND_ELSEWHERE)
+      refused(
+        await fx.call(tlsApp, { path: '/orders', token: bound, cert: fx.certs.frontendOtherKey }),
+        { status: 401, code: 'invalid_token' },
+        BOUND_ELSEWHERE,
+      )
       // Both introspections went to the alias, with the resource server's certificate (oidc-provider checked its SAN URI).
-      expect(op.requests.slice(requests).filter((line) => line.startsWith('POST'))).toEqual(Array(2).fill(`POST ${op.mtlsOrigin}/token/introspection (client certificate)`))
+      expect(op.requests.slice(requests).filter((line) => line.startsWith('POST'))).toEqual(
+        Array(2).fill(`POST ${op.mtlsOrigin}/token/introspection (client certificate)`),
+      )
 
       await op.revoke({ clientId: ID.frontend, cert: fx.certs.frontend }, bound)
       const revoked = await fx.call(tlsApp, { path: '/orders', token: bound, cert: fx.certs.frontend })
@@ -160,12 +170,21 @@ describe.each(adapters)('$name: interop with oidc-provider over mTLS (RFC 8705)'
     it('fails closed (503) when its certificate is not the registered one', async () => {
       const warnings: string[] = []
       const wrong = await start(
-        { clientId: RS.mtls, auth: 'tls_client_auth', tls: { cert: fx.certs.stranger.certPem, key: fx.certs.stranger.keyPem, ca: fx.ca.certPem }, cacheSeconds: 0 },
+        {
+          clientId: RS.mtls,
+          auth: 'tls_client_auth',
+          tls: { cert: fx.certs.stranger.certPem, key: fx.certs.stranger.keyPem, ca: fx.ca.certPem },
+          cacheSeconds: 0,
+        },
         { warn: (message, details) => warnings.push(`${message} ${JSON.stringify(details)}`) },
       )
       const token = await boundToken(fx.certs.frontend, 'opaque')
       const refusals = op.refusals.length
-      refused(await fx.call(wrong, { path: '/orders', token, cert: fx.certs.frontend }), { status: 503, code: 'introspection_unavailable' }, 'token introspection is temporarily unavailable')
+      refused(
+        await fx.call(wrong, { path: '/orders', token, cert: fx.certs.frontend }),
+        { status: 503, code: 'introspection_unavailable' },
+        'token introspection is temporarily unavailable',
+      )
       // oidc-provider got the certificate (at the alias) and refused its SAN URI.
       expect(op.refusals.slice(refusals)).toEqual(['introspection.error: invalid_client (certificate subject value does not match the registered one)'])
       expect(warnings.join('\n')).toContain(`${op.mtlsOrigin}/token/introspection: HTTP 401`)

@@ -64,7 +64,11 @@ describe.each(adapters)('$name: interop with oidc-provider (introspection, JWT a
   /** No introspection at all: JWTs only, verified with the discovered JWKS. */
   let jwtApp: RunningApp
 
-  const issuer = (introspection?: IntrospectionOptions): IssuerOptions => ({ issuer: op.issuer, audience: AUDIENCE, ...(introspection ? { introspection } : {}) })
+  const issuer = (introspection?: IntrospectionOptions): IssuerOptions => ({
+    issuer: op.issuer,
+    audience: AUDIENCE,
+    ...(introspection ? { introspection } : {}),
+  })
   const start = (introspection?: IntrospectionOptions, logger: Logger = quiet): Promise<RunningApp> =>
     fx.start(adapter, { logger, fetch: op.fetch, issuers: issuer(introspection) })
 
@@ -132,8 +136,16 @@ describe.each(adapters)('$name: interop with oidc-provider (introspection, JWT a
         issuer: op.issuer,
       })
       // Route rules apply to the introspected scopes and client_id.
-      refused(await fx.call(app, { path: '/any', token }), { status: 403, code: 'insufficient_scope', side: 'caller', scope: 'a b' }, 'the token has none of the accepted scopes')
-      refused(await fx.call(app, { path: '/batch', token }), { status: 403, code: 'caller_forbidden', side: 'caller' }, 'the calling service is not allowed on this route')
+      refused(
+        await fx.call(app, { path: '/any', token }),
+        { status: 403, code: 'insufficient_scope', side: 'caller', scope: 'a b' },
+        'the token has none of the accepted scopes',
+      )
+      refused(
+        await fx.call(app, { path: '/batch', token }),
+        { status: 403, code: 'caller_forbidden', side: 'caller' },
+        'the calling service is not allowed on this route',
+      )
       expectAccepted(await fx.call(app, { path: '/batch', token: await opaqueToken(worker) }), {
         caller: { id: ID.worker, source: 'token' },
         scopes: ['orders:read'],
@@ -186,7 +198,7 @@ describe.each(adapters)('$name: interop with oidc-provider (introspection, JWT a
   })
 
   describe('signed introspection answers (RFC 9701)', () => {
-    it('accepts oidc-provider\'s token-introspection+jwt answer, signed with the key it publishes', async () => {
+    it("accepts oidc-provider's token-introspection+jwt answer, signed with the key it publishes", async () => {
       const token = await opaqueToken(frontend, { scope: 'orders:read' })
       expectAccepted(await fx.call(signedApp, { path: '/orders', token }), {
         caller: { id: ID.frontend, source: 'token' },
@@ -207,7 +219,7 @@ describe.each(adapters)('$name: interop with oidc-provider (introspection, JWT a
   })
 
   describe('RFC 9068 JWT access tokens, verified with the discovered JWKS (no introspection)', () => {
-    it('accepts oidc-provider\'s at+jwt for this audience: caller from client_id, no user', async () => {
+    it("accepts oidc-provider's at+jwt for this audience: caller from client_id, no user", async () => {
       const token = await jwtToken()
       expect(decodeJwt(token)).toMatchObject({ iss: op.issuer, aud: AUDIENCE, client_id: ID.frontend, sub: ID.frontend, scope: 'orders:read' })
       for (const guard of [jwtApp, app]) {
@@ -218,7 +230,11 @@ describe.each(adapters)('$name: interop with oidc-provider (introspection, JWT a
         })
       }
       // Route rules apply to the token's scopes.
-      refused(await fx.call(jwtApp, { path: '/orders', method: 'POST', token }), { status: 403, code: 'insufficient_scope', side: 'caller', scope: 'orders:write' }, 'the token lacks a required scope')
+      refused(
+        await fx.call(jwtApp, { path: '/orders', method: 'POST', token }),
+        { status: 403, code: 'insufficient_scope', side: 'caller', scope: 'orders:write' },
+        'the token lacks a required scope',
+      )
     })
 
     it('refuses an at+jwt issued for another resource server (aud)', async () => {
@@ -226,7 +242,7 @@ describe.each(adapters)('$name: interop with oidc-provider (introspection, JWT a
       refused(res, { status: 401, code: 'invalid_token' }, 'token audience does not match')
     })
 
-    it('with tokens: \'all\' fails closed (503): oidc-provider refuses to introspect structured tokens', async () => {
+    it("with tokens: 'all' fails closed (503): oidc-provider refuses to introspect structured tokens", async () => {
       const all = await start({ clientId: RS.basic, clientSecret: secretFor(RS.basic), tokens: 'all', cacheSeconds: 0 })
       const refusals = op.refusals.length
       refused(await fx.call(all, { path: '/orders', token: await jwtToken() }), { status: 503, code: 'introspection_unavailable' }, UNAVAILABLE)
@@ -234,7 +250,7 @@ describe.each(adapters)('$name: interop with oidc-provider (introspection, JWT a
     })
   })
 
-  describe('DPoP-bound tokens (RFC 9449) obtained with a DPoP proof at oidc-provider\'s token endpoint', () => {
+  describe("DPoP-bound tokens (RFC 9449) obtained with a DPoP proof at oidc-provider's token endpoint", () => {
     let key: KeyPair
     let jkt: string
     beforeAll(async () => {

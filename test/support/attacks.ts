@@ -30,7 +30,12 @@ const SIGN_PARAMS: Record<string, webcrypto.AlgorithmIdentifier | webcrypto.Ecds
  * objects are JSON-serialized), signed with the issuer key `kid` (default: the current key) using
  * that key's own algorithm, whatever the header says.
  */
-export async function signRaw(issuer: TestIssuer, header: string | Uint8Array | object, payload: string | Uint8Array | object, kid = issuer.currentKid): Promise<string> {
+export async function signRaw(
+  issuer: TestIssuer,
+  header: string | Uint8Array | object,
+  payload: string | Uint8Array | object,
+  kid = issuer.currentKid,
+): Promise<string> {
   const jwk = issuer.publicJwks().keys.find((key) => key.kid === kid)
   if (!jwk?.alg) throw new Error(`issuer has no key ${kid}`)
   const input = `${b64url(header)}.${b64url(payload)}`
@@ -42,7 +47,10 @@ export async function signRaw(issuer: TestIssuer, header: string | Uint8Array | 
 
 /** The key id of the issuer's newest key of `alg`. */
 export function kidOf(issuer: TestIssuer, alg: string): string {
-  const key = issuer.publicJwks().keys.filter((k) => k.alg === alg).at(-1)
+  const key = issuer
+    .publicJwks()
+    .keys.filter((k) => k.alg === alg)
+    .at(-1)
   if (!key?.kid) throw new Error(`issuer has no ${alg} key`)
   return key.kid
 }

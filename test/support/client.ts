@@ -33,7 +33,7 @@ export interface CallResult {
   status: number
   headers: IncomingHttpHeaders
   /** Parsed JSON when the response is JSON (`application/json`, `application/problem+json`), else the text. */
-   
+
   body: any
   text: string
 }

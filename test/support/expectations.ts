@@ -115,7 +115,10 @@ export function expectRefusal(res: CallResult, expected: RefusalExpectation): vo
   const realm = expected.realm ?? 'api'
   const dpopAlgs = expected.dpopAlgs === undefined ? DEFAULT_DPOP_ALGS : expected.dpopAlgs
   const schemes = [...(expected.bearer === false ? [] : ['Bearer']), ...(dpopAlgs === null ? [] : ['DPoP'])]
-  expect(challenges.map((c) => c.scheme), `${context}: challenge schemes`).toEqual(schemes)
+  expect(
+    challenges.map((c) => c.scheme),
+    `${context}: challenge schemes`,
+  ).toEqual(schemes)
   for (const challenge of challenges) {
     expect(challenge.params.realm).toBe(realm)
     if (challenge.scheme === 'DPoP') expect(challenge.params.algs).toBe(dpopAlgs)
@@ -127,7 +130,9 @@ export function expectRefusal(res: CallResult, expected: RefusalExpectation): vo
     const carries = error !== null && challenge.scheme === errorScheme
     if (!carries) {
       // A bare challenge: realm (and algs) only (RFC 6750 §3.1: no error code without credentials).
-      expect(Object.keys(challenge.params).sort(), `${context}: bare ${challenge.scheme} challenge`).toEqual(challenge.scheme === 'DPoP' ? ['algs', 'realm'] : ['realm'])
+      expect(Object.keys(challenge.params).sort(), `${context}: bare ${challenge.scheme} challenge`).toEqual(
+        challenge.scheme === 'DPoP' ? ['algs', 'realm'] : ['realm'],
+      )
       continue
     }
     expect(challenge.params.error).toBe(error)
@@ -135,7 +140,11 @@ export function expectRefusal(res: CallResult, expected: RefusalExpectation): vo
     if (expected.scope !== undefined) expect(challenge.params.scope).toBe(expected.scope)
     else expect(challenge.params).not.toHaveProperty('scope')
   }
-  if (error !== null) expect(challenges.some((c) => c.scheme === errorScheme), `${context}: ${errorScheme} challenge`).toBe(true)
+  if (error !== null)
+    expect(
+      challenges.some((c) => c.scheme === errorScheme),
+      `${context}: ${errorScheme} challenge`,
+    ).toBe(true)
 }
 
 export interface AcceptExpectation {

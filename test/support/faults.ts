@@ -62,7 +62,9 @@ export async function startScriptedServer(): Promise<ScriptedServer> {
       const body = JSON.stringify(script.json)
       res.writeHead(script.status ?? 200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...script.headers }).end(body)
     } else if ('body' in script) {
-      res.writeHead(script.status ?? 200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(script.body), ...script.headers }).end(script.body)
+      res
+        .writeHead(script.status ?? 200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(script.body), ...script.headers })
+        .end(script.body)
     } else if ('chunkedBytes' in script) {
       res.writeHead(200, { 'content-type': 'application/json' }) // no content-length: chunked
       const chunk = 'x'.repeat(1024)
@@ -234,7 +236,9 @@ export function floodClient(trust: string, maxSockets = 50): FloodClient {
             resolve({ status: res.statusCode ?? 0, headers: res.headers, body, text })
           })
         }
-        const req = url.startsWith('https:') ? httpsRequest(url, { agent: https, ca: [trust], headers }, onResponse) : httpRequest(url, { agent: http, headers }, onResponse)
+        const req = url.startsWith('https:')
+          ? httpsRequest(url, { agent: https, ca: [trust], headers }, onResponse)
+          : httpRequest(url, { agent: http, headers }, onResponse)
         req.on('error', reject)
         req.end()
       }),

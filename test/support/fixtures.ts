@@ -78,7 +78,10 @@ export interface Fixture {
    * certificate is the fixture's, it trusts the test CA for clients and for `app` unless
    * `options` say otherwise. Closed with the fixture.
    */
-  startProxy(app: RunningApp, options: Omit<ForwardingProxyOptions, 'target' | 'tls'> & { tls?: Partial<ForwardingProxyOptions['tls']> }): Promise<ForwardingProxy>
+  startProxy(
+    app: RunningApp,
+    options: Omit<ForwardingProxyOptions, 'target' | 'tls'> & { tls?: Partial<ForwardingProxyOptions['tls']> },
+  ): Promise<ForwardingProxy>
   /** Start a fresh issuer (own key, own request log); closed with the fixture. */
   startIssuer(options?: TestIssuerOptions): Promise<TestIssuer>
   /** Call an app, trusting the test CA. */
@@ -123,16 +126,51 @@ export async function createFixture(): Promise<Fixture> {
     startTestIssuer({ discovery: 'openid', path: '/tenant-a' }),
     startTestIssuer({ discovery: 'none' }),
   ])
-  closers.push(() => main.close(), () => openid.close(), () => explicit.close())
-  const [frontend, frontendOtherKey, adminUi, worker, evil, stranger, expired, untrusted, twoSpiffeIds, noSan, malformedSpiffeId, otherDomain, sanInjection, notYetValid, serverOnly] =
-    certList
+  closers.push(
+    () => main.close(),
+    () => openid.close(),
+    () => explicit.close(),
+  )
+  const [
+    frontend,
+    frontendOtherKey,
+    adminUi,
+    worker,
+    evil,
+    stranger,
+    expired,
+    untrusted,
+    twoSpiffeIds,
+    noSan,
+    malformedSpiffeId,
+    otherDomain,
+    sanInjection,
+    notYetValid,
+    serverOnly,
+  ] = certList
   const tls: ServerTls = { key: server.keyPem, cert: server.certPem, ca: ca.certPem }
 
   return {
     ca,
     untrustedCa,
     tls,
-    certs: { frontend, frontendOtherKey, adminUi, worker, evil, stranger, expired, untrusted, twoSpiffeIds, noSan, malformedSpiffeId, otherDomain, sanInjection, notYetValid, serverOnly },
+    certs: {
+      frontend,
+      frontendOtherKey,
+      adminUi,
+      worker,
+      evil,
+      stranger,
+      expired,
+      untrusted,
+      twoSpiffeIds,
+      noSan,
+      malformedSpiffeId,
+      otherDomain,
+      sanInjection,
+      notYetValid,
+      serverOnly,
+    },
     main,
     openid,
     explicit,
@@ -163,7 +201,10 @@ export async function createFixture(): Promise<Fixture> {
     },
     call: (app, options) => call(app.url, ca.certPem, options),
     async close() {
-      const pending = closers.splice(0).reverse().map((close) => close())
+      const pending = closers
+        .splice(0)
+        .reverse()
+        .map((close) => close())
       const results = await Promise.allSettled(pending)
       const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
       if (failed) throw failed.reason

@@ -133,9 +133,14 @@ export async function startIntrospectionServer(options: IntrospectionServerOptio
         return
       }
       server.metadataRequests++
-      const metadata = server.metadata !== undefined
-        ? server.metadata
-        : { issuer: server.issuer, introspection_endpoint: server.endpoint, ...(options.tlsClientAuth ? { mtls_endpoint_aliases: { introspection_endpoint: `${server.origin}/mtls/introspect` } } : {}) }
+      const metadata =
+        server.metadata !== undefined
+          ? server.metadata
+          : {
+              issuer: server.issuer,
+              introspection_endpoint: server.endpoint,
+              ...(options.tlsClientAuth ? { mtls_endpoint_aliases: { introspection_endpoint: `${server.origin}/mtls/introspect` } } : {}),
+            }
       if (metadata === null) res.writeHead(404).end()
       else res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(metadata))
       return
@@ -153,8 +158,14 @@ export async function startIntrospectionServer(options: IntrospectionServerOptio
       const socket = req.socket as TLSSocket
       const peer = socket.authorized ? socket.getPeerCertificate() : undefined
       const sans = peer?.subjectaltname?.split(', ') ?? []
-      authenticated = mtlsPath && peer !== undefined && sans.includes(`URI:${options.tlsClientAuth.clientSpiffeId}`) &&
-        form.get('client_id') === clientId && req.headers.authorization === undefined && !form.has('client_secret') && !form.has('client_assertion')
+      authenticated =
+        mtlsPath &&
+        peer !== undefined &&
+        sans.includes(`URI:${options.tlsClientAuth.clientSpiffeId}`) &&
+        form.get('client_id') === clientId &&
+        req.headers.authorization === undefined &&
+        !form.has('client_secret') &&
+        !form.has('client_assertion')
     } else if (options.clientPublicKey) {
       authenticated = req.headers.authorization === undefined && (await assertionOk(form))
     } else {
@@ -217,7 +228,9 @@ export async function startIntrospectionServer(options: IntrospectionServerOptio
         .setIssuedAt()
         .sign(server.jwtForeignKey ? foreign!.privateKey : signing.privateKey)
       server.jwtAnswers++
-      res.writeHead(200, { 'content-type': 'application/token-introspection+jwt', 'cache-control': 'no-store' }).end(server.jwtTransform ? server.jwtTransform(jwt) : jwt)
+      res
+        .writeHead(200, { 'content-type': 'application/token-introspection+jwt', 'cache-control': 'no-store' })
+        .end(server.jwtTransform ? server.jwtTransform(jwt) : jwt)
       return
     }
     res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(body))

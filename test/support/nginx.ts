@@ -23,7 +23,9 @@ export const nginxAvailable: boolean = (() => {
 /** `describe` for suites that need nginx: skipped with a notice only outside CI when it is missing. */
 export function describeWithNginx(): typeof describe | typeof describe.skip {
   if (nginxAvailable || process.env.CI) return describe
-  console.warn('\n  ! nginx is not installed: the real-nginx scenarios are SKIPPED on this machine (apt-get install -y nginx to run them; CI always runs them)\n')
+  console.warn(
+    '\n  ! nginx is not installed: the real-nginx scenarios are SKIPPED on this machine (apt-get install -y nginx to run them; CI always runs them)\n',
+  )
   return describe.skip
 }
 

@@ -153,7 +153,11 @@ function fetchVia(dispatcher: Agent | undefined): typeof globalThis.fetch {
   return async (input, init) => {
     const res = await undiciFetch(input instanceof Request ? input.url : input, { ...(init as object), dispatcher } as Parameters<typeof undiciFetch>[1])
     const body = await res.arrayBuffer()
-    return new Response(res.status === 204 || res.status === 304 ? null : body, { status: res.status, statusText: res.statusText, headers: new Headers([...res.headers]) })
+    return new Response(res.status === 204 || res.status === 304 ? null : body, {
+      status: res.status,
+      statusText: res.statusText,
+      headers: new Headers([...res.headers]),
+    })
   }
 }
 
@@ -165,7 +169,8 @@ const asCustomFetch =
 
 /** oauth4webapi's error with oidc-provider's `error` and `error_description` in the message. */
 function explained(error: unknown, refusals: string[]): unknown {
-  if (error instanceof oauth.ResponseBodyError) return new Error(`oidc-provider refused: ${error.error}: ${error.error_description ?? ''} [${refusals.at(-1) ?? ''}]`, { cause: error })
+  if (error instanceof oauth.ResponseBodyError)
+    return new Error(`oidc-provider refused: ${error.error}: ${error.error_description ?? ''} [${refusals.at(-1) ?? ''}]`, { cause: error })
   return error
 }
 
@@ -191,7 +196,9 @@ export async function startOidcProvider(options: OidcProviderOptions): Promise<R
   const listener: RequestListener = (req, res) => {
     const socket = req.socket as Partial<TLSSocket>
     const certificate = typeof socket.getPeerCertificate === 'function' && socket.getPeerCertificate()?.raw !== undefined
-    requests.push(`${req.method} ${socket.encrypted ? 'https' : 'http'}://127.0.0.1:${req.socket.localPort}${req.url}${certificate ? ' (client certificate)' : ''}`)
+    requests.push(
+      `${req.method} ${socket.encrypted ? 'https' : 'http'}://127.0.0.1:${req.socket.localPort}${req.url}${certificate ? ' (client certificate)' : ''}`,
+    )
     handler(req, res)
   }
   const servers: HttpServer[] = []
@@ -237,7 +244,10 @@ export async function startOidcProvider(options: OidcProviderOptions): Promise<R
       // The resource server introspects tokens issued to other clients (its callers).
       introspection: { enabled: true, allowedPolicy: async () => true },
       jwtIntrospection: { enabled: true },
-      revocation: { enabled: true, allowedPolicy: async (_ctx: unknown, client: { clientId: string }, token: { clientId: string }) => client.clientId === token.clientId },
+      revocation: {
+        enabled: true,
+        allowedPolicy: async (_ctx: unknown, client: { clientId: string }, token: { clientId: string }) => client.clientId === token.clientId,
+      },
       dPoP: { enabled: true },
       resourceIndicators: {
         enabled: true,
@@ -283,7 +293,9 @@ export async function startOidcProvider(options: OidcProviderOptions): Promise<R
   provider.on('server_error', (_ctx, error) => serverErrors.push(error))
   const refusals: string[] = []
   for (const event of ['grant.error', 'introspection.error', 'revocation.error', 'discovery.error', 'jwks.error']) {
-    provider.on(event, (_ctx, error) => refusals.push(`${event}: ${error.message} (${(error as Error & { error_detail?: string }).error_detail ?? error.cause ?? ''})`))
+    provider.on(event, (_ctx, error) =>
+      refusals.push(`${event}: ${error.message} (${(error as Error & { error_detail?: string }).error_detail ?? error.cause ?? ''})`),
+    )
   }
   handler = provider.callback()
 
@@ -294,7 +306,9 @@ export async function startOidcProvider(options: OidcProviderOptions): Promise<R
 
   let metadata: Promise<oauth.AuthorizationServer> | undefined
   const discover = (): Promise<oauth.AuthorizationServer> =>
-    (metadata ??= oauth.discoveryRequest(issuerUrl, { ...insecure, [oauth.customFetch]: asCustomFetch(fetch) }).then((res) => oauth.processDiscoveryResponse(issuerUrl, res)))
+    (metadata ??= oauth
+      .discoveryRequest(issuerUrl, { ...insecure, [oauth.customFetch]: asCustomFetch(fetch) })
+      .then((res) => oauth.processDiscoveryResponse(issuerUrl, res)))
 
   /** Client authentication and the transport it needs: a fresh TLS connection with the client certificate for `tls_client_auth`. */
   const clientAuth = (client: ClientAuthentication): { auth: oauth.ClientAuth; fetch: typeof globalThis.fetch; close: () => Promise<void>; mtls: boolean } => {

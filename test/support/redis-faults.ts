@@ -12,7 +12,15 @@ import { startRedisServer, type RedisServer } from '../../packages/redis/test/re
  * per request) and reconnects every 50 ms in the background. Disconnect it when done.
  */
 export async function failFastRedis(port: number): Promise<Redis> {
-  const client = new Redis({ host: '127.0.0.1', port, lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, connectTimeout: 1000, retryStrategy: () => 50 })
+  const client = new Redis({
+    host: '127.0.0.1',
+    port,
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    connectTimeout: 1000,
+    retryStrategy: () => 50,
+  })
   client.on('error', () => {}) // connection errors surface as rejected commands
   await client.connect()
   return client

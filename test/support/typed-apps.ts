@@ -49,9 +49,18 @@ async function serveExpress(options: CallsignOptions, tls: ServerTls): Promise<T
   const guard = callsign(options)
   const app = express()
   app.use(guard)
-  app.get(TYPED_ROUTES.user, requireAuth({ onBehalfOf: 'required' }, (req, res) => res.json(userBody(req.auth))))
-  app.get(TYPED_ROUTES.service, requireAuth({ onBehalfOf: 'forbidden' }, (req, res) => res.json(serviceBody(req.auth))))
-  app.get(TYPED_ROUTES.orders, requireAuth({ scopes: ['orders:read'] }, async (req, res) => res.json(callerBody(req.auth))))
+  app.get(
+    TYPED_ROUTES.user,
+    requireAuth({ onBehalfOf: 'required' }, (req, res) => res.json(userBody(req.auth))),
+  )
+  app.get(
+    TYPED_ROUTES.service,
+    requireAuth({ onBehalfOf: 'forbidden' }, (req, res) => res.json(serviceBody(req.auth))),
+  )
+  app.get(
+    TYPED_ROUTES.orders,
+    requireAuth({ scopes: ['orders:read'] }, async (req, res) => res.json(callerBody(req.auth))),
+  )
   app.get(TYPED_ROUTES.getAuth, requireAuth({ onBehalfOf: 'required' }), (req, res) => res.json(userBody(getAuth(req, { onBehalfOf: 'required' }))))
   app.get(TYPED_ROUTES.unguarded, (req, res) => res.json(callerBody(getAuth(req))))
   app.get(TYPED_ROUTES.mismatch, requireAuth(), (req, res) => res.json(userBody(getAuth(req, { onBehalfOf: 'required' }))))
@@ -80,10 +89,21 @@ async function serveFastify(options: CallsignOptions, tls: ServerTls): Promise<T
     app.addHook('onError', async (_request, _reply, error) => {
       errors.push(error)
     })
-    app.get(TYPED_ROUTES.user, requireAuth({ onBehalfOf: 'required' }, async (request) => userBody(request.auth)))
-    app.get(TYPED_ROUTES.service, requireAuth({ onBehalfOf: 'forbidden' }, (request, reply) => reply.send(serviceBody(request.auth))))
-    app.get(TYPED_ROUTES.orders, requireAuth({ scopes: ['orders:read'] }, async (request) => callerBody(request.auth)))
-    app.get(TYPED_ROUTES.getAuth, { preHandler: requireAuth({ onBehalfOf: 'required' }) }, async (request) => userBody(getAuth(request, { onBehalfOf: 'required' })))
+    app.get(
+      TYPED_ROUTES.user,
+      requireAuth({ onBehalfOf: 'required' }, async (request) => userBody(request.auth)),
+    )
+    app.get(
+      TYPED_ROUTES.service,
+      requireAuth({ onBehalfOf: 'forbidden' }, (request, reply) => reply.send(serviceBody(request.auth))),
+    )
+    app.get(
+      TYPED_ROUTES.orders,
+      requireAuth({ scopes: ['orders:read'] }, async (request) => callerBody(request.auth)),
+    )
+    app.get(TYPED_ROUTES.getAuth, { preHandler: requireAuth({ onBehalfOf: 'required' }) }, async (request) =>
+      userBody(getAuth(request, { onBehalfOf: 'required' })),
+    )
     app.get(TYPED_ROUTES.unguarded, async (request) => callerBody(getAuth(request)))
     app.get(TYPED_ROUTES.mismatch, { preHandler: requireAuth() }, async (request) => userBody(getAuth(request, { onBehalfOf: 'required' })))
     app.get(TYPED_ROUTES.plain, { preHandler: requireAuth({ onBehalfOf: 'required' }) }, async (request) => ({ auth: request.auth }))
@@ -117,15 +137,24 @@ async function serveKoa(options: CallsignOptions, tls: ServerTls): Promise<Typed
   const middleware = callsign(options)
   app.use(middleware)
   const router = new Router()
-  router.get(TYPED_ROUTES.user, requireAuth({ onBehalfOf: 'required' }, (ctx) => {
-    ctx.body = userBody(ctx.state.auth)
-  }))
-  router.get(TYPED_ROUTES.service, requireAuth({ onBehalfOf: 'forbidden' }, (ctx) => {
-    ctx.body = serviceBody(ctx.state.auth)
-  }))
-  router.get(TYPED_ROUTES.orders, requireAuth({ scopes: ['orders:read'] }, async (ctx) => {
-    ctx.body = callerBody(ctx.state.auth)
-  }))
+  router.get(
+    TYPED_ROUTES.user,
+    requireAuth({ onBehalfOf: 'required' }, (ctx) => {
+      ctx.body = userBody(ctx.state.auth)
+    }),
+  )
+  router.get(
+    TYPED_ROUTES.service,
+    requireAuth({ onBehalfOf: 'forbidden' }, (ctx) => {
+      ctx.body = serviceBody(ctx.state.auth)
+    }),
+  )
+  router.get(
+    TYPED_ROUTES.orders,
+    requireAuth({ scopes: ['orders:read'] }, async (ctx) => {
+      ctx.body = callerBody(ctx.state.auth)
+    }),
+  )
   router.get(TYPED_ROUTES.getAuth, requireAuth({ onBehalfOf: 'required' }), (ctx) => {
     ctx.body = userBody(getAuth(ctx, { onBehalfOf: 'required' }))
   })

@@ -23,13 +23,20 @@ export async function buildApp({ issuer, audience, https }: { issuer: string; au
       'spiffe://example.org/ns/batch/*': ['orders:read'],
     },
   })
-  app.get('/orders', requireAuth({ scopes: ['orders:read'] }, async (request) => ({
-    caller: request.auth.caller.id,
-    user: request.auth.user?.sub ?? null,
-    binding: request.auth.binding,
-  })))
-  app.post('/orders', requireAuth({ scopes: ['orders:write'], onBehalfOf: 'required' }, async (request, reply) =>
-    reply.code(201).send({ placedBy: request.auth.user.sub, via: request.auth.caller.id })))
+  app.get(
+    '/orders',
+    requireAuth({ scopes: ['orders:read'] }, async (request) => ({
+      caller: request.auth.caller.id,
+      user: request.auth.user?.sub ?? null,
+      binding: request.auth.binding,
+    })),
+  )
+  app.post(
+    '/orders',
+    requireAuth({ scopes: ['orders:write'], onBehalfOf: 'required' }, async (request, reply) =>
+      reply.code(201).send({ placedBy: request.auth.user.sub, via: request.auth.caller.id }),
+    ),
+  )
   return app
 }
 
@@ -39,7 +46,10 @@ export async function buildApp({ issuer, audience, https }: { issuer: string; au
   app.get('/healthz', async () => 'ok') // not authenticated
   await app.register(async (api) => {
     await api.register(callsign, options)
-    api.get('/orders', requireAuth({ scopes: ['orders:read'] }, async (request) => request.auth.caller))
+    api.get(
+      '/orders',
+      requireAuth({ scopes: ['orders:read'] }, async (request) => request.auth.caller),
+    )
   })
 }
 
@@ -47,8 +57,11 @@ export async function buildApp({ issuer, audience, https }: { issuer: string; au
 {
   const app = Fastify({
     https: {
-      cert: readFileSync('server.pem'), key: readFileSync('server-key.pem'),
-      ca: readFileSync('bundle.pem'), requestCert: true, rejectUnauthorized: false,
+      cert: readFileSync('server.pem'),
+      key: readFileSync('server-key.pem'),
+      ca: readFileSync('bundle.pem'),
+      requestCert: true,
+      rejectUnauthorized: false,
     },
   })
   await app.register(callsign, {
@@ -56,10 +69,13 @@ export async function buildApp({ issuer, audience, https }: { issuer: string; au
     mtls: { mode: 'required', trustDomains: ['example.org'] },
     callers: { 'spiffe://example.org/ns/web/sa/frontend': ['orders:read', 'orders:write'] },
   })
-  app.get('/orders', requireAuth({ scopes: ['orders:read'] }, async (request) => ({
-    caller: request.auth.caller.id,
-    user: request.auth.user?.sub,
-  })))
+  app.get(
+    '/orders',
+    requireAuth({ scopes: ['orders:read'] }, async (request) => ({
+      caller: request.auth.caller.id,
+      user: request.auth.user?.sub,
+    })),
+  )
   await app.listen({ port: 8443, host: '0.0.0.0' })
 }
 
@@ -71,18 +87,30 @@ export async function buildApp({ issuer, audience, https }: { issuer: string; au
     mtls: { mode: 'required', trustDomains: ['example.org'] },
     callers: { 'spiffe://example.org/ns/web/sa/frontend': ['orders:read'] },
   })
-  app.get('/orders', requireAuth({ scopes: ['orders:read'] }, async (request) => ({ caller: request.auth.caller.id })))
+  app.get(
+    '/orders',
+    requireAuth({ scopes: ['orders:read'] }, async (request) => ({ caller: request.auth.caller.id })),
+  )
   const rule = { scopes: ['orders:read'] }
-  app.get<{ Params: { id: string } }>('/orders/:id', requireAuth(rule, async (request) => request.params.id))
+  app.get<{ Params: { id: string } }>(
+    '/orders/:id',
+    requireAuth(rule, async (request) => request.params.id),
+  )
 }
 
 // packages/fastify/src/index.ts, module example and getAuth's example
 {
   const app = Fastify()
   await app.register(callsign, { issuers: { issuer: 'https://auth.example.com', audience: 'orders' } })
-  app.get('/orders', requireAuth({ scopes: ['orders:read'] }, async (request) => request.auth.caller))
-  app.post('/orders', { preHandler: requireAuth({ onBehalfOf: 'required' }) }, async (request) =>
-    ({ placedBy: getAuth(request, { onBehalfOf: 'required' }).user.sub }))
-  app.post('/orders', requireAuth({ scopes: ['orders:write'], onBehalfOf: 'required' }, async (request, reply) =>
-    reply.code(201).send({ placedBy: request.auth.user.sub })))
+  app.get(
+    '/orders',
+    requireAuth({ scopes: ['orders:read'] }, async (request) => request.auth.caller),
+  )
+  app.post('/orders', { preHandler: requireAuth({ onBehalfOf: 'required' }) }, async (request) => ({
+    placedBy: getAuth(request, { onBehalfOf: 'required' }).user.sub,
+  }))
+  app.post(
+    '/orders',
+    requireAuth({ scopes: ['orders:write'], onBehalfOf: 'required' }, async (request, reply) => reply.code(201).send({ placedBy: request.auth.user.sub })),
+  )
 }

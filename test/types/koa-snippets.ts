@@ -12,24 +12,32 @@ import { callsign, getAuth, requireAuth } from '@callsign/koa'
 // docs/koa.md, step 3 (app.mjs)
 export function createApp({ issuer, audience }: { issuer: string; audience: string }) {
   const app = new Koa()
-  app.use(callsign({
-    issuers: { issuer, audience },
-    mtls: { mode: 'required', trustDomains: ['example.org'] },
-    // What each service may ever do, whatever its token says. Unlisted services are refused.
-    callers: {
-      'spiffe://example.org/ns/web/sa/frontend': ['orders:read', 'orders:write'],
-      'spiffe://example.org/ns/batch/*': ['orders:read'],
-    },
-  }))
+  app.use(
+    callsign({
+      issuers: { issuer, audience },
+      mtls: { mode: 'required', trustDomains: ['example.org'] },
+      // What each service may ever do, whatever its token says. Unlisted services are refused.
+      callers: {
+        'spiffe://example.org/ns/web/sa/frontend': ['orders:read', 'orders:write'],
+        'spiffe://example.org/ns/batch/*': ['orders:read'],
+      },
+    }),
+  )
   const router = new Router()
-  router.get('/orders', requireAuth({ scopes: ['orders:read'] }, (ctx) => {
-    const { auth } = ctx.state
-    ctx.body = { caller: auth.caller.id, user: auth.user?.sub ?? null, binding: auth.binding }
-  }))
-  router.post('/orders', requireAuth({ scopes: ['orders:write'], onBehalfOf: 'required' }, (ctx) => {
-    ctx.status = 201
-    ctx.body = { placedBy: ctx.state.auth.user.sub, via: ctx.state.auth.caller.id }
-  }))
+  router.get(
+    '/orders',
+    requireAuth({ scopes: ['orders:read'] }, (ctx) => {
+      const { auth } = ctx.state
+      ctx.body = { caller: auth.caller.id, user: auth.user?.sub ?? null, binding: auth.binding }
+    }),
+  )
+  router.post(
+    '/orders',
+    requireAuth({ scopes: ['orders:write'], onBehalfOf: 'required' }, (ctx) => {
+      ctx.status = 201
+      ctx.body = { placedBy: ctx.state.auth.user.sub, via: ctx.state.auth.caller.id }
+    }),
+  )
   app.use(router.routes())
   return app
 }
@@ -37,33 +45,53 @@ export function createApp({ issuer, audience }: { issuer: string; audience: stri
 // README.md, Usage > Koa 3
 {
   const app = new Koa()
-  app.use(callsign({
-    issuers: { issuer: 'https://auth.example.com/', audience: 'https://orders.example' },
-    mtls: { mode: 'required', trustDomains: ['example.org'] },
-    callers: { 'spiffe://example.org/ns/batch/*': ['orders:read'] },
-  }))
+  app.use(
+    callsign({
+      issuers: { issuer: 'https://auth.example.com/', audience: 'https://orders.example' },
+      mtls: { mode: 'required', trustDomains: ['example.org'] },
+      callers: { 'spiffe://example.org/ns/batch/*': ['orders:read'] },
+    }),
+  )
   const router = new Router()
-  router.get('/reports/daily', requireAuth({ scopes: ['orders:read'], onBehalfOf: 'forbidden' }, (ctx) => {
-    ctx.body = { caller: ctx.state.auth.caller.id }
-  }))
+  router.get(
+    '/reports/daily',
+    requireAuth({ scopes: ['orders:read'], onBehalfOf: 'forbidden' }, (ctx) => {
+      ctx.body = { caller: ctx.state.auth.caller.id }
+    }),
+  )
   app.use(router.routes())
 
-  https.createServer({
-    cert: readFileSync('server.pem'), key: readFileSync('server-key.pem'),
-    ca: readFileSync('bundle.pem'), requestCert: true, rejectUnauthorized: false,
-  }, app.callback()).listen(8443)
+  https
+    .createServer(
+      {
+        cert: readFileSync('server.pem'),
+        key: readFileSync('server-key.pem'),
+        ca: readFileSync('bundle.pem'),
+        requestCert: true,
+        rejectUnauthorized: false,
+      },
+      app.callback(),
+    )
+    .listen(8443)
 }
 
 // packages/koa/README.md, Example
 {
   const app = new Koa()
-  app.use(callsign({
-    issuers: { issuer: 'https://auth.example.com/', audience: 'https://orders.example' },
-    mtls: { mode: 'required', trustDomains: ['example.org'] },
-    callers: { 'spiffe://example.org/ns/web/sa/frontend': ['orders:read'] },
-  }))
+  app.use(
+    callsign({
+      issuers: { issuer: 'https://auth.example.com/', audience: 'https://orders.example' },
+      mtls: { mode: 'required', trustDomains: ['example.org'] },
+      callers: { 'spiffe://example.org/ns/web/sa/frontend': ['orders:read'] },
+    }),
+  )
   const router = new Router()
-  router.get('/orders', requireAuth({ scopes: ['orders:read'] }, (ctx) => { ctx.body = { caller: ctx.state.auth.caller.id } }))
+  router.get(
+    '/orders',
+    requireAuth({ scopes: ['orders:read'] }, (ctx) => {
+      ctx.body = { caller: ctx.state.auth.caller.id }
+    }),
+  )
   app.use(router.routes())
 }
 
@@ -72,12 +100,22 @@ export function createApp({ issuer, audience }: { issuer: string; audience: stri
   const app = new Koa()
   app.use(callsign({ issuers: { issuer: 'https://auth.example.com', audience: 'orders' } }))
   const router = new Router()
-  router.get('/orders', requireAuth({ scopes: ['orders:read'] }, (ctx) => { ctx.body = ctx.state.auth.caller }))
+  router.get(
+    '/orders',
+    requireAuth({ scopes: ['orders:read'] }, (ctx) => {
+      ctx.body = ctx.state.auth.caller
+    }),
+  )
   router.use(requireAuth({ onBehalfOf: 'required' }))
-  router.post('/orders', (ctx) => { ctx.body = { placedBy: getAuth(ctx, { onBehalfOf: 'required' }).user.sub } })
-  router.post('/orders', requireAuth({ scopes: ['orders:write'], onBehalfOf: 'required' }, (ctx) => {
-    ctx.status = 201
-    ctx.body = { placedBy: ctx.state.auth.user.sub }
-  }))
+  router.post('/orders', (ctx) => {
+    ctx.body = { placedBy: getAuth(ctx, { onBehalfOf: 'required' }).user.sub }
+  })
+  router.post(
+    '/orders',
+    requireAuth({ scopes: ['orders:write'], onBehalfOf: 'required' }, (ctx) => {
+      ctx.status = 201
+      ctx.body = { placedBy: ctx.state.auth.user.sub }
+    }),
+  )
   app.use(router.routes())
 }

@@ -29,9 +29,11 @@ export function createHandler({ issuer, audience }: { issuer: string; audience: 
   const json = (res: ServerResponse, status: number, body: unknown) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body))
   // Rules are compiled once, here; each writes the 401/403 (and returns false), or runs its handler.
   const listOrders = requireAuth({ scopes: ['orders:read'] }, (req, res) =>
-    json(res, 200, { caller: req.auth.caller.id, user: req.auth.user?.sub ?? null, binding: req.auth.binding }))
+    json(res, 200, { caller: req.auth.caller.id, user: req.auth.user?.sub ?? null, binding: req.auth.binding }),
+  )
   const placeOrder = requireAuth({ scopes: ['orders:write'], onBehalfOf: 'required' }, (req, res) =>
-    json(res, 201, { placedBy: req.auth.user.sub, via: req.auth.caller.id }))
+    json(res, 201, { placedBy: req.auth.user.sub, via: req.auth.caller.id }),
+  )
 
   return async (req: IncomingMessage, res: ServerResponse) => {
     try {
@@ -58,10 +60,12 @@ export function createHandler({ issuer, audience }: { issuer: string; audience: 
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ caller: req.auth.caller.id }))
   })
 
-  https.createServer(tlsOptions, async (req, res) => {
-    if (!(await authenticate(req, res))) return // the 400/401/503 is already written
-    listOrders(req, res)                        // writes the 401/403, or runs the handler
-  }).listen(8443)
+  https
+    .createServer(tlsOptions, async (req, res) => {
+      if (!(await authenticate(req, res))) return // the 400/401/503 is already written
+      listOrders(req, res) // writes the 401/403, or runs the handler
+    })
+    .listen(8443)
 }
 
 // README.md, Usage > Without a framework
@@ -96,10 +100,12 @@ export function createHandler({ issuer, audience }: { issuer: string; audience: 
   })
   const canRead = requireAuth({ scopes: ['orders:read'] })
 
-  http.createServer(async (req, res) => {
-    if (!(await authenticate(req, res)) || !canRead(req, res)) return
-    res.end(JSON.stringify({ caller: getAuth(req).caller })) // { id: 'spiffe://…', source: 'forwarded' }
-  }).listen(8080, '127.0.0.1') // reachable only through the sidecar
+  http
+    .createServer(async (req, res) => {
+      if (!(await authenticate(req, res)) || !canRead(req, res)) return
+      res.end(JSON.stringify({ caller: getAuth(req).caller })) // { id: 'spiffe://…', source: 'forwarded' }
+    })
+    .listen(8080, '127.0.0.1') // reachable only through the sidecar
 }
 
 // packages/node/README.md, Example
@@ -110,9 +116,11 @@ export function createHandler({ issuer, audience }: { issuer: string; audience: 
     callers: { 'spiffe://example.org/ns/web/sa/frontend': ['orders:read'] },
   })
   const listOrders = requireAuth({ scopes: ['orders:read'] }, (req, res) => res.end(JSON.stringify({ caller: req.auth.caller.id })))
-  https.createServer({ cert, key, ca, requestCert: true, rejectUnauthorized: false }, async (req, res) => {
-    if (await authenticate(req, res)) listOrders(req, res) // otherwise the refusal is already written
-  }).listen(8443)
+  https
+    .createServer({ cert, key, ca, requestCert: true, rejectUnauthorized: false }, async (req, res) => {
+      if (await authenticate(req, res)) listOrders(req, res) // otherwise the refusal is already written
+    })
+    .listen(8443)
 }
 
 // packages/node/src/index.ts, module example, getAuth's and requireAuth's examples

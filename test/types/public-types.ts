@@ -31,7 +31,10 @@ const trustDomains = { 'example.org': { path: 'bundles/example.org.pem' }, 'part
 const typedDomains: TrustDomainBundles = trustDomains
 const federated: CallsignOptions = { issuers: { issuer: 'https://a', audience: 'b' }, mtls: { mode: 'required', trustDomains } }
 const federatedTyped: CallsignOptions = { issuers: { issuer: 'https://a', audience: 'b' }, mtls: { trustDomains: typedDomains } }
-const polled: Record<string, TrustBundleSource> = { 'partner.org': { path: 'bundles/partner.org.pem', pollSeconds: 30 }, 'example.org': ['-----BEGIN CERTIFICATE-----'] }
+const polled: Record<string, TrustBundleSource> = {
+  'partner.org': { path: 'bundles/partner.org.pem', pollSeconds: 30 },
+  'example.org': ['-----BEGIN CERTIFICATE-----'],
+}
 const polledGuard: CallsignOptions = { issuers: { issuer: 'https://a', audience: 'b' }, mtls: { trustDomains: polled } }
 void createServerTlsOptions({ cert: '', key: '', trustDomains })
 void createServerTlsOptions({ cert: '', key: '', trustDomains: typedDomains })

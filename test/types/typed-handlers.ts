@@ -30,27 +30,42 @@ const wide: AuthRule = { onBehalfOf: 'required' }
 // ---- Express ----------------------------------------------------------------------------------
 const app = express()
 app.use(ex.callsign({ issuers: { issuer: 'https://a', audience: 'b' } }))
-app.get('/any', ex.requireAuth({ scopes: ['a'] }, (req, res) => {
-  const auth: AuthContext = req.auth
-  res.json(auth.caller.id)
-}))
-app.get('/user', ex.requireAuth({ onBehalfOf: 'required' }, (req, res) => {
-  const sub: string = req.auth.user.sub
-  res.json(sub + req.auth.claims.iss)
-}))
-app.get('/service', ex.requireAuth({ onBehalfOf: 'forbidden' }, (req, res) => {
-  const user: undefined = req.auth.user
-  res.json(user)
-}))
-app.get('/wide', ex.requireAuth(wide, (req, res) => {
-  // @ts-expect-error a rule typed AuthRule does not promise a user
-  res.json(req.auth.user.sub)
-}))
-app.get('/async', ex.requireAuth({}, async (req, res, next) => {
-  await Promise.resolve()
-  if (!req.auth.scopes.length) return next()
-  res.json(req.auth.scopes)
-}))
+app.get(
+  '/any',
+  ex.requireAuth({ scopes: ['a'] }, (req, res) => {
+    const auth: AuthContext = req.auth
+    res.json(auth.caller.id)
+  }),
+)
+app.get(
+  '/user',
+  ex.requireAuth({ onBehalfOf: 'required' }, (req, res) => {
+    const sub: string = req.auth.user.sub
+    res.json(sub + req.auth.claims.iss)
+  }),
+)
+app.get(
+  '/service',
+  ex.requireAuth({ onBehalfOf: 'forbidden' }, (req, res) => {
+    const user: undefined = req.auth.user
+    res.json(user)
+  }),
+)
+app.get(
+  '/wide',
+  ex.requireAuth(wide, (req, res) => {
+    // @ts-expect-error a rule typed AuthRule does not promise a user
+    res.json(req.auth.user.sub)
+  }),
+)
+app.get(
+  '/async',
+  ex.requireAuth({}, async (req, res, next) => {
+    await Promise.resolve()
+    if (!req.auth.scopes.length) return next()
+    res.json(req.auth.scopes)
+  }),
+)
 const placeOrder = (req: ex.AuthorizedRequest<{ onBehalfOf: 'required' }>, res: express.Response): void => {
   res.json(req.auth.user.sub)
 }
@@ -75,46 +90,79 @@ void handlers
 // ---- Fastify ----------------------------------------------------------------------------------
 const fastify = Fastify()
 await fastify.register(fastifyCallsign, { issuers: { issuer: 'https://a', audience: 'b' } })
-fastify.get('/any', fy.requireAuth({}, async (request) => {
-  const auth: AuthContext = request.auth
-  return auth.caller
-}))
-fastify.get('/user', fy.requireAuth({ onBehalfOf: 'required' }, async (request) => request.auth.user.sub satisfies string))
-fastify.get('/service', fy.requireAuth({ onBehalfOf: 'forbidden' }, (request, reply) => reply.send(request.auth.user satisfies undefined)))
-fastify.get<{ Params: { id: string } }>('/orders/:id', fy.requireAuth({}, async (request) => request.params.id satisfies string))
-fastify.get('/this', fy.requireAuth({}, async function (request) {
-  await this.callsign.ready()
-  return request.auth.caller
-}))
+fastify.get(
+  '/any',
+  fy.requireAuth({}, async (request) => {
+    const auth: AuthContext = request.auth
+    return auth.caller
+  }),
+)
+fastify.get(
+  '/user',
+  fy.requireAuth({ onBehalfOf: 'required' }, async (request) => request.auth.user.sub satisfies string),
+)
+fastify.get(
+  '/service',
+  fy.requireAuth({ onBehalfOf: 'forbidden' }, (request, reply) => reply.send(request.auth.user satisfies undefined)),
+)
+fastify.get<{ Params: { id: string } }>(
+  '/orders/:id',
+  fy.requireAuth({}, async (request) => request.params.id satisfies string),
+)
+fastify.get(
+  '/this',
+  fy.requireAuth({}, async function (request) {
+    await this.callsign.ready()
+    return request.auth.caller
+  }),
+)
 fastify.get('/pre', { preHandler: fy.requireAuth({ onBehalfOf: 'required' }) }, async (request) => {
   const nullable: AuthContext | null = request.auth
   return { nullable, sub: fy.getAuth(request, { onBehalfOf: 'required' }).user.sub satisfies string }
 })
-fastify.get('/wide', fy.requireAuth(wide, async (request) => {
-  // @ts-expect-error a rule typed AuthRule does not promise a user
-  return request.auth.user.sub
-}))
+fastify.get(
+  '/wide',
+  fy.requireAuth(wide, async (request) => {
+    // @ts-expect-error a rule typed AuthRule does not promise a user
+    return request.auth.user.sub
+  }),
+)
 const https = Fastify({ https: { cert: '', key: '' } })
-https.get('/any', fy.requireAuth({}, async (request) => request.auth.caller))
+https.get(
+  '/any',
+  fy.requireAuth({}, async (request) => request.auth.caller),
+)
 
 // ---- Koa --------------------------------------------------------------------------------------
 const koa = new Koa()
 const router = new Router()
-router.get('/any', ko.requireAuth({}, (ctx) => {
-  const auth: AuthContext = ctx.state.auth
-  ctx.body = auth.caller
-}))
-router.get('/user', ko.requireAuth({ onBehalfOf: 'required' }, async (ctx, next) => {
-  ctx.body = ctx.state.auth.user.sub satisfies string
-  await next()
-}))
-router.get('/service', ko.requireAuth({ onBehalfOf: 'forbidden' }, (ctx) => {
-  ctx.body = ctx.state.auth.user satisfies undefined
-}))
-router.get('/wide', ko.requireAuth(wide, (ctx) => {
-  // @ts-expect-error a rule typed AuthRule does not promise a user
-  ctx.body = ctx.state.auth.user.sub
-}))
+router.get(
+  '/any',
+  ko.requireAuth({}, (ctx) => {
+    const auth: AuthContext = ctx.state.auth
+    ctx.body = auth.caller
+  }),
+)
+router.get(
+  '/user',
+  ko.requireAuth({ onBehalfOf: 'required' }, async (ctx, next) => {
+    ctx.body = ctx.state.auth.user.sub satisfies string
+    await next()
+  }),
+)
+router.get(
+  '/service',
+  ko.requireAuth({ onBehalfOf: 'forbidden' }, (ctx) => {
+    ctx.body = ctx.state.auth.user satisfies undefined
+  }),
+)
+router.get(
+  '/wide',
+  ko.requireAuth(wide, (ctx) => {
+    // @ts-expect-error a rule typed AuthRule does not promise a user
+    ctx.body = ctx.state.auth.user.sub
+  }),
+)
 router.get('/orders/:id', ko.requireAuth({ onBehalfOf: 'required' }), (ctx) => {
   const optional: AuthContext | undefined = ctx.state.auth
   ctx.body = { optional, id: ctx.params.id, sub: ko.getAuth(ctx, { onBehalfOf: 'required' }).user.sub satisfies string }

@@ -82,7 +82,13 @@ export async function verifyAccessToken(token: string, config: TokenCheckConfig,
  * `cache` when it holds `token`, else verified (and offered to the cache). A malformed or forged
  * token throws; a promise only when the issuer's keys must be fetched.
  */
-export function checkAccessToken(token: string, config: TokenCheckConfig, keys: IssuerKeys, cache?: VerifiedTokenCache, compact = false): VerifiedToken | Promise<VerifiedToken> {
+export function checkAccessToken(
+  token: string,
+  config: TokenCheckConfig,
+  keys: IssuerKeys,
+  cache?: VerifiedTokenCache,
+  compact = false,
+): VerifiedToken | Promise<VerifiedToken> {
   return cache?.get(token, config.now(), keys) ?? verifyUncachedAccessToken(token, config, keys, cache, compact)
 }
 

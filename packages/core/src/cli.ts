@@ -89,7 +89,9 @@ async function main(argv: string[]): Promise<number> {
   }
   if (values.json) {
     const { auth, ...printable } = result
-    console.log(JSON.stringify({ ...printable, caller: auth?.caller, user: auth?.user, scopes: auth?.scopes, actors: auth?.actors, binding: auth?.binding }, null, 2))
+    console.log(
+      JSON.stringify({ ...printable, caller: auth?.caller, user: auth?.user, scopes: auth?.scopes, actors: auth?.actors, binding: auth?.binding }, null, 2),
+    )
   } else {
     const width = Math.max(...result.steps.map((s) => s.check.length))
     for (const s of result.steps) console.log(`${s.ok === true ? 'PASS' : s.ok === false ? 'FAIL' : '    '}  ${s.check.padEnd(width)}  ${s.detail}`)

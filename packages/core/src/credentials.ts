@@ -44,7 +44,10 @@ export function readCredentials(request: AuthRequest, acceptDpop = true, known?:
   const lower = scheme.toLowerCase()
   if (lower !== 'bearer' && !(lower === 'dpop' && acceptDpop)) {
     // Another scheme (Basic, ...) carries no credentials this guard accepts.
-    throw new AuthError('credentials_missing', `the ${scheme.length <= 16 ? scheme.replace(/[^A-Za-z0-9-]/g, '') : 'given'} authorization scheme is not accepted`)
+    throw new AuthError(
+      'credentials_missing',
+      `the ${scheme.length <= 16 ? scheme.replace(/[^A-Za-z0-9-]/g, '') : 'given'} authorization scheme is not accepted`,
+    )
   }
   const name = lower === 'bearer' ? 'Bearer' : 'DPoP'
   const token = space === -1 ? '' : value.slice(space + 1).replace(/^ +/, '')

@@ -62,7 +62,12 @@ export function describeAuth(auth: AuthContext | undefined, peerExpiryWarningDay
   return event
 }
 
-export function describePeer(peer: PeerCertificate, warningDays: number | undefined, now: number, into: Partial<DecisionEvent>): NonNullable<DecisionEvent['peer']> {
+export function describePeer(
+  peer: PeerCertificate,
+  warningDays: number | undefined,
+  now: number,
+  into: Partial<DecisionEvent>,
+): NonNullable<DecisionEvent['peer']> {
   const out: NonNullable<DecisionEvent['peer']> = {}
   if (peer.spiffeId !== undefined) out.spiffeId = peer.spiffeId
   if (peer.verification !== undefined) out.verification = peer.verification

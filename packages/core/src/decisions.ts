@@ -125,7 +125,10 @@ export class DecisionRecorder {
     // A guard refusal in dry run was reported already (unless this rule enforces it); otherwise one event for this rule's decision,
     if (state.observed && (!state.refused || enforce !== config.enforce)) {
       // merged with the authenticate step's event when it is still pending (one event per request).
-      const pending = state.pending ?? { ...this.#event(request, 'authorize', started, state.scheme, enforce), ...describeAuth(state.auth, config.peerExpiryWarningDays, config.now()) }
+      const pending = state.pending ?? {
+        ...this.#event(request, 'authorize', started, state.scheme, enforce),
+        ...describeAuth(state.auth, config.peerExpiryWarningDays, config.now()),
+      }
       state.pending = undefined
       const event: DecisionEvent = { ...pending, stage: 'authorize', enforced: enforce, durationMs: pending.durationMs + (performance.now() - started) }
       if (refusal) describeRefusal(event, refusal)

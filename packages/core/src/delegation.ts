@@ -50,7 +50,8 @@ function resolveClientIds(value: unknown): ReadonlyMap<string, string> {
   if (!isPlainObject(value)) return fail('clientIds', 'must be an object mapping client ids to SPIFFE IDs')
   for (const [clientId, spiffeId] of Object.entries(value)) {
     const parsed = typeof spiffeId === 'string' ? parseSpiffeId(spiffeId) : undefined
-    if (!parsed || parsed.segments.length === 0) fail(`clientIds[${JSON.stringify(clientId)}]`, `must be a workload SPIFFE ID (got ${JSON.stringify(spiffeId)})`)
+    if (!parsed || parsed.segments.length === 0)
+      fail(`clientIds[${JSON.stringify(clientId)}]`, `must be a workload SPIFFE ID (got ${JSON.stringify(spiffeId)})`)
     map.set(clientId, spiffeId as string)
   }
   return map

@@ -9,10 +9,7 @@ import { isPlainObject, parseSecureUrl } from './internal/validate.js'
 export function metadataUrls(issuer: string): URL[] {
   const url = new URL(issuer)
   const path = url.pathname === '/' ? '' : url.pathname.replace(/\/$/, '')
-  return [
-    new URL(`${url.origin}/.well-known/oauth-authorization-server${path}`),
-    new URL(`${url.origin}${path}/.well-known/openid-configuration`),
-  ]
+  return [new URL(`${url.origin}/.well-known/oauth-authorization-server${path}`), new URL(`${url.origin}${path}/.well-known/openid-configuration`)]
 }
 
 /**
@@ -20,7 +17,11 @@ export function metadataUrls(issuer: string): URL[] {
  * document's `issuer` must equal the configured issuer exactly (RFC 8414 §3.3). A 4xx on the first
  * location falls through to the next; any other failure is reported. Throws `FetchFailure`.
  */
-export async function fetchIssuerMetadata(issuer: string, fetchFn: typeof globalThis.fetch, options: FetchJsonOptions): Promise<{ url: URL; metadata: Record<string, unknown> }> {
+export async function fetchIssuerMetadata(
+  issuer: string,
+  fetchFn: typeof globalThis.fetch,
+  options: FetchJsonOptions,
+): Promise<{ url: URL; metadata: Record<string, unknown> }> {
   const failures: string[] = []
   for (const url of metadataUrls(issuer)) {
     let document: unknown

@@ -139,8 +139,10 @@ export async function verifyDpopProof(proof: string, expected: DpopExpectation, 
     if (payload[claim] === undefined) throw invalidProof('malformed DPoP proof')
   }
   const { exp, nbf } = payload
-  if ((exp !== undefined && (typeof exp !== 'number' || exp <= now / 1000 - config.clockToleranceSeconds)) ||
-      (nbf !== undefined && (typeof nbf !== 'number' || nbf > now / 1000 + config.clockToleranceSeconds))) {
+  if (
+    (exp !== undefined && (typeof exp !== 'number' || exp <= now / 1000 - config.clockToleranceSeconds)) ||
+    (nbf !== undefined && (typeof nbf !== 'number' || nbf > now / 1000 + config.clockToleranceSeconds))
+  ) {
     throw invalidProof('malformed DPoP proof')
   }
 
@@ -174,7 +176,6 @@ export async function verifyDpopProof(proof: string, expected: DpopExpectation, 
   }
   if (!fresh) throw invalidProof('DPoP proof has already been used')
 }
-
 
 interface ProofHeader {
   alg: string
@@ -283,7 +284,8 @@ function resolveOrigins(value: unknown): string[] {
 function resolveNonces(value: unknown, now: () => number): DpopNonces {
   if (!isPlainObject(value)) return fail('dpop.nonce', 'must be { secret, windowSeconds? }')
   checkKeys(value, NONCE_KEYS, 'dpop.nonce')
-  const secret = typeof value.secret === 'string' ? Buffer.from(value.secret, 'utf8') : value.secret instanceof Uint8Array ? Buffer.from(value.secret) : undefined
+  const secret =
+    typeof value.secret === 'string' ? Buffer.from(value.secret, 'utf8') : value.secret instanceof Uint8Array ? Buffer.from(value.secret) : undefined
   if (!secret || secret.length < 32) fail('dpop.nonce.secret', 'must be a string or bytes of at least 32 bytes, the same on every replica')
   return new DpopNonces(secret!, positive(value.windowSeconds, 'dpop.nonce.windowSeconds', 300, { max: 86_400 }), now)
 }

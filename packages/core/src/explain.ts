@@ -63,7 +63,11 @@ const describeSeconds = (seconds: number): string => {
  */
 export async function explain(input: ExplainInput): Promise<Explanation> {
   const logged: string[] = []
-  const guard = createCallsign({ ...input.options, logger: { warn: (message, details) => logged.push(typeof details?.reason === 'string' ? `${message}: ${details.reason}` : message) }, prefetch: false })
+  const guard = createCallsign({
+    ...input.options,
+    logger: { warn: (message, details) => logged.push(typeof details?.reason === 'string' ? `${message}: ${details.reason}` : message) },
+    prefetch: false,
+  })
   const { config } = guard
   const steps = new Map<string, ExplainStep>()
   const step = (check: string, detail: string, ok?: boolean): void => {
@@ -88,7 +92,10 @@ export async function explain(input: ExplainInput): Promise<Explanation> {
         authorizationError = (error as Error).message
       }
     }
-    step('client certificate', `${peer.spiffeId ? `SPIFFE ID ${peer.spiffeId}` : `no SPIFFE ID (URIs: ${peer.uris.join(', ') || 'none'})`}; valid until ${peer.validTo?.toISOString()}; x5t#S256 ${peer.x5tS256}${input.caPem ? (authorized ? '; chains to the given CA' : `; ${authorizationError}`) : '; CA not given: assumed authorized by TLS'}`)
+    step(
+      'client certificate',
+      `${peer.spiffeId ? `SPIFFE ID ${peer.spiffeId}` : `no SPIFFE ID (URIs: ${peer.uris.join(', ') || 'none'})`}; valid until ${peer.validTo?.toISOString()}; x5t#S256 ${peer.x5tS256}${input.caPem ? (authorized ? '; chains to the given CA' : `; ${authorizationError}`) : '; CA not given: assumed authorized by TLS'}`,
+    )
   } else {
     step('client certificate', `none presented (mtls: ${config.mtls.mode})`)
   }
@@ -101,8 +108,14 @@ export async function explain(input: ExplainInput): Promise<Explanation> {
       const header = decodeProtectedHeader(input.token)
       const claims = decodeJwt(input.token)
       const issuer = typeof claims.iss === 'string' ? config.issuers.get(claims.iss) : undefined
-      step('header', `alg ${String(header.alg)}${issuer ? (issuer.algorithms.has(String(header.alg)) ? ' (allowed)' : ' (NOT allowed)') : ''}, kid ${header.kid === undefined ? 'none' : JSON.stringify(header.kid)}, typ ${header.typ === undefined ? 'none' : JSON.stringify(header.typ)} (accepted: ${issuer?.typ === 'jwt' ? 'at+jwt, JWT or none' : 'at+jwt'})`)
-      step('issuer', `iss ${JSON.stringify(claims.iss)}: ${issuer ? 'a configured issuer' : `not configured (configured: ${[...config.issuers.keys()].join(', ')})`}`)
+      step(
+        'header',
+        `alg ${String(header.alg)}${issuer ? (issuer.algorithms.has(String(header.alg)) ? ' (allowed)' : ' (NOT allowed)') : ''}, kid ${header.kid === undefined ? 'none' : JSON.stringify(header.kid)}, typ ${header.typ === undefined ? 'none' : JSON.stringify(header.typ)} (accepted: ${issuer?.typ === 'jwt' ? 'at+jwt, JWT or none' : 'at+jwt'})`,
+      )
+      step(
+        'issuer',
+        `iss ${JSON.stringify(claims.iss)}: ${issuer ? 'a configured issuer' : `not configured (configured: ${[...config.issuers.keys()].join(', ')})`}`,
+      )
       step('audience', `aud ${JSON.stringify(claims.aud)}; expected one of ${JSON.stringify(issuer?.audience ?? [])}`)
       const times = [
         typeof claims.exp === 'number' ? `exp ${describeSeconds(claims.exp - nowSeconds)}` : 'exp missing',
@@ -114,7 +127,12 @@ export async function explain(input: ExplainInput): Promise<Explanation> {
       step('time', times.join('; '))
       step('signature', `key ${header.kid === undefined ? 'without kid' : `kid ${JSON.stringify(header.kid)}`} from the issuer's JWKS`)
       const cnf = claims.cnf as Record<string, unknown> | undefined
-      step('binding', cnf ? `cnf ${Object.keys(cnf).join(', ')}; presented as ${scheme}` : `not sender-constrained; presented as ${scheme} (senderConstraint: ${config.senderConstraint})`)
+      step(
+        'binding',
+        cnf
+          ? `cnf ${Object.keys(cnf).join(', ')}; presented as ${scheme}`
+          : `not sender-constrained; presented as ${scheme} (senderConstraint: ${config.senderConstraint})`,
+      )
       const act = claims.act as { sub?: unknown } | undefined
       step('delegation', act ? `act chain present (nearest actor ${JSON.stringify(act.sub)})` : 'no act claim')
     } catch {
@@ -146,7 +164,8 @@ export async function explain(input: ExplainInput): Promise<Explanation> {
       step('user', auth.user ? `on behalf of ${auth.user.sub}` : 'no user: a service acting for itself', true)
       step('delegation', auth.actors.length ? `actors, nearest first: ${auth.actors.join(' <- ')}` : 'no delegation', true)
       step('binding', `binding ${auth.binding}`, true)
-      if (auth.credential === 'certificate') step('credentials', `no access token: authenticated by the client certificate alone (certificateGrants: ${auth.scopes.join(' ') || 'no scopes'})`, true)
+      if (auth.credential === 'certificate')
+        step('credentials', `no access token: authenticated by the client certificate alone (certificateGrants: ${auth.scopes.join(' ') || 'no scopes'})`, true)
       for (const check of ['header', 'issuer', 'audience', 'time', 'signature', 'client certificate', 'credentials']) {
         const existing = steps.get(check)
         if (existing) existing.ok = true
@@ -163,13 +182,32 @@ export async function explain(input: ExplainInput): Promise<Explanation> {
     if (!(error instanceof AuthError)) throw error
     const failed = stepOf(error)
     const existing = steps.get(failed)
-    steps.set(failed, { check: failed, ok: false, detail: `${existing ? `${existing.detail} -> ` : ''}${error.code}: ${error.message}${error.side ? ` (${error.side} side)` : ''}` })
+    steps.set(failed, {
+      check: failed,
+      ok: false,
+      detail: `${existing ? `${existing.detail} -> ` : ''}${error.code}: ${error.message}${error.side ? ` (${error.side} side)` : ''}`,
+    })
     result.status = error.status
     result.code = error.code
     result.reason = error.message
   }
   if (logged.length) step('issuer keys', logged.join('; '), false)
-  const order = ['client certificate', 'credentials', 'header', 'issuer', 'audience', 'time', 'signature', 'issuer keys', 'binding', 'caller', 'user', 'delegation', 'rule', 'claims']
+  const order = [
+    'client certificate',
+    'credentials',
+    'header',
+    'issuer',
+    'audience',
+    'time',
+    'signature',
+    'issuer keys',
+    'binding',
+    'caller',
+    'user',
+    'delegation',
+    'rule',
+    'claims',
+  ]
   result.steps = order.flatMap((check) => (steps.has(check) ? [steps.get(check)!] : []))
   return result
 }

@@ -122,7 +122,12 @@ export function decodeForwardedPem(value: string): X509Certificate[] {
  * Throws `AuthError('peer_unauthorized')`. Revocation is not checked for forwarded certificates.
  * Returns the verified path: the leaf, the intermediates used, the anchor.
  */
-export function verifyForwardedChain(leaf: X509Certificate, intermediates: readonly X509Certificate[], anchors: readonly X509Certificate[], now: number): X509Certificate[] {
+export function verifyForwardedChain(
+  leaf: X509Certificate,
+  intermediates: readonly X509Certificate[],
+  anchors: readonly X509Certificate[],
+  now: number,
+): X509Certificate[] {
   checkLeafCertificate(leaf)
   return buildCertificatePath(leaf, intermediates, anchors, now)
 }
@@ -168,7 +173,14 @@ export function compileCidrs(cidrs: readonly string[], option: string): BlockLis
     const [ip, bits, ...rest] = cidr.split('/')
     const type = ip && isIPv4(ip) ? 'ipv4' : ip && isIPv6(ip) ? 'ipv6' : undefined
     const prefix = bits === undefined ? (type === 'ipv4' ? 32 : 128) : Number(bits)
-    if (!type || rest.length > 0 || !Number.isInteger(prefix) || prefix < 0 || prefix > (type === 'ipv4' ? 32 : 128) || (bits !== undefined && !/^\d+$/.test(bits))) {
+    if (
+      !type ||
+      rest.length > 0 ||
+      !Number.isInteger(prefix) ||
+      prefix < 0 ||
+      prefix > (type === 'ipv4' ? 32 : 128) ||
+      (bits !== undefined && !/^\d+$/.test(bits))
+    ) {
       throw new TypeError(`Callsign: "${option}[${index}]" is not an IP address or CIDR range: ${JSON.stringify(cidr)}`)
     }
     list.addSubnet(ip!, prefix, type)

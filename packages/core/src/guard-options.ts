@@ -36,7 +36,10 @@ export function resolveGuardOptions(options: Partial<Record<keyof GuardConfig, u
     realm: realm as string,
     onDecision: options.onDecision as DecisionHook | undefined,
     enforce: enforce ?? true,
-    peerExpiryWarningDays: options.peerExpiryWarningDays === undefined ? undefined : positive(options.peerExpiryWarningDays, 'peerExpiryWarningDays', 0, { allowZero: true, max: 3650 }),
+    peerExpiryWarningDays:
+      options.peerExpiryWarningDays === undefined
+        ? undefined
+        : positive(options.peerExpiryWarningDays, 'peerExpiryWarningDays', 0, { allowZero: true, max: 3650 }),
     telemetry: telemetry ?? true,
     tokenCacheMaxEntries: positive(options.tokenCacheMaxEntries, 'tokenCacheMaxEntries', 10_000, { integer: true, allowZero: true, max: 1_000_000 }),
     prefetch: prefetch ?? false,

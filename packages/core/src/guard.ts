@@ -70,10 +70,11 @@ export function createCallsign(options: CallsignOptions): Callsign {
   const pipeline = createPipeline(config, keys)
   const decisions = new DecisionRecorder(config)
   // OpenTelemetry, when the application has it (loaded in the background; until then, no spans or counters).
-  if (config.telemetry) void loadTelemetry().then((loaded) => {
-    decisions.telemetry = loaded
-    if (loaded) keys.onKeyEvent = (outcome, issuer) => loaded.keys(outcome, issuer)
-  })
+  if (config.telemetry)
+    void loadTelemetry().then((loaded) => {
+      decisions.telemetry = loaded
+      if (loaded) keys.onKeyEvent = (outcome, issuer) => loaded.keys(outcome, issuer)
+    })
 
   const guard: Callsign = {
     config,

@@ -71,7 +71,9 @@ export function applyChallenge(error: AuthError, context: ChallengeContext | str
     challenges.push(['Bearer ' + `realm=${quoted(ctx.realm)}`, ...metadata, ...(errorScheme === 'bearer' ? errorParams : [])].join(', '))
   }
   if (ctx.dpopAlgs !== undefined) {
-    challenges.push(['DPoP ' + `realm=${quoted(ctx.realm)}`, `algs=${quoted(ctx.dpopAlgs)}`, ...metadata, ...(errorScheme === 'dpop' ? errorParams : [])].join(', '))
+    challenges.push(
+      ['DPoP ' + `realm=${quoted(ctx.realm)}`, `algs=${quoted(ctx.dpopAlgs)}`, ...metadata, ...(errorScheme === 'dpop' ? errorParams : [])].join(', '),
+    )
   }
   headers['www-authenticate'] = challenges.join(', ')
   if (error.code === 'use_dpop_nonce' && ctx.dpopNonce) headers['dpop-nonce'] = ctx.dpopNonce

@@ -50,5 +50,14 @@ export { readCredentials, type Credentials } from './credentials.js'
 export { verifyDpopProof, normalizeHtu, type DpopExpectation, type DpopCheckConfig } from './dpop.js'
 
 // Server TLS: the mTLS listener's options, with rotation, CRLs and per-domain trust bundles.
-export { createServerTlsOptions, type ServerTlsOptions, type ServerTlsBundle, type ServerTlsReloadEvent, type CertificateExpiryEvent, type FileRef, type TlsMaterial, type TrustDomainBundles } from './server-tls.js'
+export {
+  createServerTlsOptions,
+  type ServerTlsOptions,
+  type ServerTlsBundle,
+  type ServerTlsReloadEvent,
+  type CertificateExpiryEvent,
+  type FileRef,
+  type TlsMaterial,
+  type TrustDomainBundles,
+} from './server-tls.js'
 export type { TrustBundleSource } from './trust-bundles.js'

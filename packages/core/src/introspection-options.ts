@@ -87,7 +87,19 @@ export interface ResolvedIntrospection {
 }
 
 const INTROSPECTION_KEYS = optionKeys<IntrospectionOptions>()([
-  'endpoint', 'clientId', 'auth', 'clientSecret', 'privateKey', 'tls', 'response', 'timeoutSeconds', 'cacheSeconds', 'negativeCacheSeconds', 'failureBackoffSeconds', 'maxEntries', 'tokens',
+  'endpoint',
+  'clientId',
+  'auth',
+  'clientSecret',
+  'privateKey',
+  'tls',
+  'response',
+  'timeoutSeconds',
+  'cacheSeconds',
+  'negativeCacheSeconds',
+  'failureBackoffSeconds',
+  'maxEntries',
+  'tokens',
 ])
 const AUTH_METHODS: readonly IntrospectionAuthMethod[] = ['client_secret_basic', 'private_key_jwt', 'tls_client_auth', 'self_signed_tls_client_auth']
 
@@ -96,7 +108,8 @@ export function resolveIntrospection(value: unknown, option: string): ResolvedIn
   if (!isPlainObject(value)) return fail(option, 'must be an object { endpoint?, clientId, clientSecret | privateKey | tls }')
   checkKeys(value, INTROSPECTION_KEYS, option)
   const endpoint = value.endpoint === undefined ? undefined : parseSecureUrl(value.endpoint, `${option}.endpoint`)
-  if (typeof value.clientId !== 'string' || value.clientId.length === 0) fail(`${option}.clientId`, 'must be a non-empty string (RFC 7662 §2.1: the resource server authenticates)')
+  if (typeof value.clientId !== 'string' || value.clientId.length === 0)
+    fail(`${option}.clientId`, 'must be a non-empty string (RFC 7662 §2.1: the resource server authenticates)')
   return Object.freeze({
     endpoint,
     clientId: value.clientId as string,
@@ -118,7 +131,8 @@ function resolveAuth(value: Record<string, unknown>, option: string, endpoint: U
     for (const field of fields) if (value[field] !== undefined) fail(`${option}.${field}`, `is not used with auth: '${method}' (remove it)`)
   }
   if (method === 'client_secret_basic') {
-    if (typeof value.clientSecret !== 'string' || value.clientSecret.length === 0) fail(`${option}.clientSecret`, 'must be a non-empty string (RFC 7662 §2.1: the resource server authenticates)')
+    if (typeof value.clientSecret !== 'string' || value.clientSecret.length === 0)
+      fail(`${option}.clientSecret`, 'must be a non-empty string (RFC 7662 §2.1: the resource server authenticates)')
     unused('privateKey', 'tls')
     return Object.freeze({ method, clientSecret: value.clientSecret as string })
   }
@@ -152,7 +166,7 @@ function resolveAssertionKey(value: unknown, option: string): KeyObject {
   } else if (Object.prototype.toString.call(value) === '[object CryptoKey]') {
     key = KeyObject.from(value as webcrypto.CryptoKey)
   } else {
-    return fail(option, 'must be a private KeyObject, CryptoKey or PEM string (required by auth: \'private_key_jwt\')')
+    return fail(option, "must be a private KeyObject, CryptoKey or PEM string (required by auth: 'private_key_jwt')")
   }
   if (key.type !== 'private') fail(option, 'must be a private key')
   return key

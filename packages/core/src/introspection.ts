@@ -1,7 +1,20 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { decodeJwt, decodeProtectedHeader, SignJWT } from 'jose'
 import { LRUCache } from 'lru-cache'
-import { checkAudience, checkClaimShapes, checkSigner, checkTimeClaims, COMPACT_JWS, readActors, readScopes, sealVerified, verifySignature, type AccessTokenClaims, type TokenCheckConfig, type VerifiedToken } from './access-token.js'
+import {
+  checkAudience,
+  checkClaimShapes,
+  checkSigner,
+  checkTimeClaims,
+  COMPACT_JWS,
+  readActors,
+  readScopes,
+  sealVerified,
+  verifySignature,
+  type AccessTokenClaims,
+  type TokenCheckConfig,
+  type VerifiedToken,
+} from './access-token.js'
 import { fetchIssuerMetadata } from './discovery.js'
 import { AuthError, invalidToken } from './errors.js'
 import { fetchBody, FetchFailure, parseJson } from './internal/fetch-json.js'
@@ -82,7 +95,11 @@ export class Introspector {
       this.#opaqueIssuer ??= issuer
       const { auth } = issuer.introspection
       if (auth.method === 'tls_client_auth' || auth.method === 'self_signed_tls_client_auth') {
-        auth.tls.onReloadFailure = (reason) => config.logger.warn('callsign: the introspection client certificate was not reloaded; the previous one stays in use', { issuer: issuer.issuer, reason })
+        auth.tls.onReloadFailure = (reason) =>
+          config.logger.warn('callsign: the introspection client certificate was not reloaded; the previous one stays in use', {
+            issuer: issuer.issuer,
+            reason,
+          })
       }
       if (issuer.introspection.maxEntries > 0) this.#caches.set(issuer.issuer, new LRUCache({ max: issuer.introspection.maxEntries }))
     }
@@ -224,10 +241,12 @@ export class Introspector {
     if (header.crit !== undefined || header.b64 !== undefined) throw new Error(`${endpoint.href}: introspection JWT has unsupported header parameters`)
     const typ = typeof header.typ === 'string' ? header.typ.toLowerCase().replace(/^application\//, '') : undefined
     if (typ !== 'token-introspection+jwt') throw new Error(`${endpoint.href}: introspection JWT typ is not token-introspection+jwt`)
-    if (header.kid !== undefined && (typeof header.kid !== 'string' || header.kid.length === 0 || header.kid.length > 256)) throw new Error(`${endpoint.href}: malformed introspection JWT kid`)
+    if (header.kid !== undefined && (typeof header.kid !== 'string' || header.kid.length === 0 || header.kid.length > 256))
+      throw new Error(`${endpoint.href}: malformed introspection JWT kid`)
     this.#keys ??= new IssuerKeys(this.#config)
     const key = await this.#keys.getKey(issuer, { alg: header.alg, kid: header.kid })
-    if (!verifySignature(header.alg, key, `${parts[0]}.${parts[1]}`, parts[2])) throw new Error(`${endpoint.href}: introspection JWT signature verification failed`)
+    if (!verifySignature(header.alg, key, `${parts[0]}.${parts[1]}`, parts[2]))
+      throw new Error(`${endpoint.href}: introspection JWT signature verification failed`)
     if (payload.iss !== issuer.issuer) throw new Error(`${endpoint.href}: introspection JWT iss is not the issuer`)
     const aud = typeof payload.aud === 'string' ? [payload.aud] : payload.aud
     if (!Array.isArray(aud) || !aud.includes(issuer.introspection!.clientId)) throw new Error(`${endpoint.href}: introspection JWT aud is not the client id`)
@@ -238,8 +257,7 @@ export class Introspector {
   }
 }
 
-const isJwtMediaType = (contentType: string | null): boolean =>
-  contentType !== null && contentType.split(';')[0]!.trim().toLowerCase() === JWT_MEDIA_TYPE
+const isJwtMediaType = (contentType: string | null): boolean => contentType !== null && contentType.split(';')[0]!.trim().toLowerCase() === JWT_MEDIA_TYPE
 
 /**
  * Discover an issuer's `introspection_endpoint` (RFC 8414 §2) from its metadata
@@ -247,14 +265,20 @@ const isJwtMediaType = (contentType: string | null): boolean =>
  * With `mtls` (the client authenticates with its certificate), the RFC 8705 §5 alias
  * `mtls_endpoint_aliases.introspection_endpoint` is preferred, and the endpoint must be https.
  */
-export async function discoverIntrospectionEndpoint(issuer: string, fetchFn: typeof globalThis.fetch, timeoutSeconds: number, { mtls = false } = {}): Promise<URL> {
+export async function discoverIntrospectionEndpoint(
+  issuer: string,
+  fetchFn: typeof globalThis.fetch,
+  timeoutSeconds: number,
+  { mtls = false } = {},
+): Promise<URL> {
   const { url, metadata } = await fetchIssuerMetadata(issuer, fetchFn, { timeoutSeconds, maxBytes: MAX_ANSWER_BYTES })
   try {
     const aliases = metadata.mtls_endpoint_aliases
     const alias = mtls && typeof aliases === 'object' && aliases !== null ? (aliases as Record<string, unknown>).introspection_endpoint : undefined
-    const endpoint = alias === undefined
-      ? parseSecureUrl(metadata.introspection_endpoint, `${url.href} introspection_endpoint`)
-      : parseSecureUrl(alias, `${url.href} mtls_endpoint_aliases.introspection_endpoint`)
+    const endpoint =
+      alias === undefined
+        ? parseSecureUrl(metadata.introspection_endpoint, `${url.href} introspection_endpoint`)
+        : parseSecureUrl(alias, `${url.href} mtls_endpoint_aliases.introspection_endpoint`)
     if (mtls && endpoint.protocol !== 'https:') throw new Error(`${endpoint.href}: a client certificate is only presented over https`)
     return endpoint
   } catch (error) {
@@ -278,7 +302,12 @@ const unwrap = (answer: Answer): VerifiedToken => {
  * An RFC 7662 §2.2 answer as a `VerifiedToken`, with the instant (ms) after which it must not be
  * reused. Throws `invalid_token` for an inactive token or one that is not for this service.
  */
-export function mapAnswer(answer: Record<string, unknown>, issuer: ResolvedIssuer, config: TokenCheckConfig, now: number): { verified: VerifiedToken; expiresAt: number } {
+export function mapAnswer(
+  answer: Record<string, unknown>,
+  issuer: ResolvedIssuer,
+  config: TokenCheckConfig,
+  now: number,
+): { verified: VerifiedToken; expiresAt: number } {
   if (answer.active !== true) throw invalidToken('token is not active')
   if (answer.iss !== undefined && answer.iss !== issuer.issuer) throw invalidToken('untrusted issuer')
   checkAudience(answer.aud, issuer, false)

@@ -103,7 +103,17 @@ interface IssuerDefaults {
 }
 
 const ISSUER_KEYS = optionKeys<IssuerOptions>()([
-  'issuer', 'audience', 'jwksUri', 'typ', 'scopeClaim', 'algorithms', 'jwks', 'maxTokenLifetime', 'subjects', 'trustDomain', 'introspection',
+  'issuer',
+  'audience',
+  'jwksUri',
+  'typ',
+  'scopeClaim',
+  'algorithms',
+  'jwks',
+  'maxTokenLifetime',
+  'subjects',
+  'trustDomain',
+  'introspection',
 ])
 const TYP_MODES: readonly TokenTypeMode[] = ['at+jwt', 'jwt']
 const SCOPE_CLAIMS: readonly ScopeClaim[] = ['scope', 'scp', 'permissions']

@@ -25,7 +25,15 @@ export type ResolvedJwksOptions = Readonly<Required<JwksOptions>>
 /** What issuer key sets (`IssuerKeys`) read: the issuers, the tuning, and fetch, clock and logger. */
 export type KeySourceConfig = Pick<IssuerConfig, 'issuers'> & Pick<EnvironmentConfig, 'fetch' | 'now' | 'logger'> & { jwks: ResolvedJwksOptions }
 
-const JWKS_KEYS = optionKeys<JwksOptions>()(['cacheMaxAgeSeconds', 'cooldownSeconds', 'failureBackoffSeconds', 'maxStaleSeconds', 'timeoutSeconds', 'maxBytes', 'maxKeys'])
+const JWKS_KEYS = optionKeys<JwksOptions>()([
+  'cacheMaxAgeSeconds',
+  'cooldownSeconds',
+  'failureBackoffSeconds',
+  'maxStaleSeconds',
+  'timeoutSeconds',
+  'maxBytes',
+  'maxKeys',
+])
 
 /** The `jwks` option with its defaults. */
 export function resolveJwksOptions(value: unknown): ResolvedJwksOptions {

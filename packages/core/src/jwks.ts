@@ -56,7 +56,11 @@ interface IssuerState {
 }
 
 /** Octets of each coordinate of an EC key (RFC 7518 §6.2.1.2, §6.2.1.3), by curve. */
-const EC_OCTETS = new Map([['P-256', 32], ['P-384', 48], ['P-521', 66]])
+const EC_OCTETS = new Map([
+  ['P-256', 32],
+  ['P-384', 48],
+  ['P-521', 66],
+])
 /** Octets of an OKP public key `x` (RFC 8037 §2), by curve: Ed25519 only. */
 const OKP_OCTETS = new Map([['Ed25519', 32]])
 /** Largest RSA public exponent, in octets (64 bits, OpenSSL's own bound for large moduli; 65537 takes 3). */
@@ -71,8 +75,7 @@ export function keyFitsAlgorithm(jwk: { kty?: unknown; crv?: unknown }, alg: str
 }
 
 /** Same JWS algorithm, counting `EdDSA` and `Ed25519` as one. */
-export const sameAlg = (a: string, b: string): boolean =>
-  a === b || ((a === 'EdDSA' || a === 'Ed25519') && (b === 'EdDSA' || b === 'Ed25519'))
+export const sameAlg = (a: string, b: string): boolean => a === b || ((a === 'EdDSA' || a === 'Ed25519') && (b === 'EdDSA' || b === 'Ed25519'))
 
 /**
  * Per-issuer key sets, fetched from the configured or discovered `jwks_uri`:
@@ -109,7 +112,9 @@ export class IssuerKeys {
       this.#sets.set(issuer.issuer, this.#parse(local.document, new URL(`file://${local.path ?? 'inline'}`), issuer, Infinity))
     } catch {
       const algorithms = [...issuer.algorithms].join(', ')
-      throw new TypeError(`Callsign: "${local.option}" must hold at least one public key usable with the issuer's algorithms (${algorithms}), and at most jwks.maxKeys keys`)
+      throw new TypeError(
+        `Callsign: "${local.option}" must hold at least one public key usable with the issuer's algorithms (${algorithms}), and at most jwks.maxKeys keys`,
+      )
     }
     if (local.path) this.#watchLocal(issuer, local.path, local.pollSeconds)
   }
@@ -126,7 +131,11 @@ export class IssuerKeys {
       // The file as it is now: the options read it a moment ago.
       initial: readFilesSync([path]),
       apply: (snapshot) => this.#sets.set(issuer.issuer, this.#parse(parseLocalKeys(textOf(snapshot, path), path), url, issuer, Infinity)),
-      onRefused: (error) => this.#config.logger.warn('callsign: could not reload local issuer keys; keeping the previous ones', { issuer: issuer.issuer, reason: (error as Error).message }),
+      onRefused: (error) =>
+        this.#config.logger.warn('callsign: could not reload local issuer keys; keeping the previous ones', {
+          issuer: issuer.issuer,
+          reason: (error as Error).message,
+        }),
     })
     watch.start(pollSeconds * 1000)
     this.#watches.push(watch)

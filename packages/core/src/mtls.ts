@@ -95,9 +95,10 @@ export function resolveMtls(value: unknown, logger: Logger): ResolvedMtls {
   if (!isPlainObject(value)) return fail('mtls', "must be 'required', 'optional' or { mode, trustDomains }")
   checkKeys(value, MTLS_KEYS, 'mtls')
   const domains = value.trustDomains
-  const trustBundles = isPlainObject(domains) && !Buffer.isBuffer(domains)
-    ? new TrustBundles(resolveTrustBundles(domains), (message, details) => logger.warn(message, details))
-    : undefined
+  const trustBundles =
+    isPlainObject(domains) && !Buffer.isBuffer(domains)
+      ? new TrustBundles(resolveTrustBundles(domains), (message, details) => logger.warn(message, details))
+      : undefined
   const forwarded = value.forwarded === undefined ? undefined : resolveForwarded(value.forwarded, trustBundles)
   const mode = oneOf(value.mode, 'mtls.mode', MTLS_MODES, 'optional')
   let trustDomains: Set<string> | undefined
@@ -141,11 +142,15 @@ function resolveForwarded(value: unknown, trustBundles: TrustBundles | undefined
   const trustProxyAssertions = optionalBoolean(value.trustProxyAssertions, 'mtls.forwarded.trustProxyAssertions') === true
   // With trust-domain bundles, forwarded certificates chain to those by default.
   if (value.ca === undefined && !trustProxyAssertions && !trustBundles) {
-    fail('mtls.forwarded.ca', 'is required: the PEM CA bundle forwarded certificates must chain to (or set trustProxyAssertions: true to trust the proxy blindly)')
+    fail(
+      'mtls.forwarded.ca',
+      'is required: the PEM CA bundle forwarded certificates must chain to (or set trustProxyAssertions: true to trust the proxy blindly)',
+    )
   }
   if (format === 'nginx' && value.ca === undefined && !trustBundles) fail('mtls.forwarded.ca', 'is required with the nginx format')
   if (trustBundles && proxySpiffeIds) checkProxyDomains(proxySpiffeIds, trustBundles)
-  const anchors = value.ca === undefined ? [] : parseAnchors(typeof value.ca === 'string' ? value.ca : stringList(value.ca, 'mtls.forwarded.ca'), 'mtls.forwarded.ca')
+  const anchors =
+    value.ca === undefined ? [] : parseAnchors(typeof value.ca === 'string' ? value.ca : stringList(value.ca, 'mtls.forwarded.ca'), 'mtls.forwarded.ca')
   return Object.freeze({
     header: header.toLowerCase(),
     format,
@@ -165,13 +170,15 @@ function resolveTrustedProxies(value: unknown): Pick<ResolvedForwarded, 'proxyAd
   if (value.spiffeIds === undefined && value.cidrs === undefined) {
     fail('mtls.forwarded.trustedProxies', 'must name the proxies by SPIFFE ID pattern (spiffeIds) and/or source address (cidrs)')
   }
-  const proxySpiffeIds = value.spiffeIds === undefined
-    ? undefined
-    : stringList(value.spiffeIds, 'mtls.forwarded.trustedProxies.spiffeIds').map((pattern, i) => {
-        if (!pattern.startsWith('spiffe://')) fail(`mtls.forwarded.trustedProxies.spiffeIds[${i}]`, 'must be a SPIFFE ID or prefix ending in "/*"')
-        return compileCallerPattern(pattern, `mtls.forwarded.trustedProxies.spiffeIds[${i}]`)
-      })
-  const proxyAddresses = value.cidrs === undefined ? undefined : compileCidrs(stringList(value.cidrs, 'mtls.forwarded.trustedProxies.cidrs'), 'mtls.forwarded.trustedProxies.cidrs')
+  const proxySpiffeIds =
+    value.spiffeIds === undefined
+      ? undefined
+      : stringList(value.spiffeIds, 'mtls.forwarded.trustedProxies.spiffeIds').map((pattern, i) => {
+          if (!pattern.startsWith('spiffe://')) fail(`mtls.forwarded.trustedProxies.spiffeIds[${i}]`, 'must be a SPIFFE ID or prefix ending in "/*"')
+          return compileCallerPattern(pattern, `mtls.forwarded.trustedProxies.spiffeIds[${i}]`)
+        })
+  const proxyAddresses =
+    value.cidrs === undefined ? undefined : compileCidrs(stringList(value.cidrs, 'mtls.forwarded.trustedProxies.cidrs'), 'mtls.forwarded.trustedProxies.cidrs')
   return { proxySpiffeIds, proxyAddresses }
 }
 
@@ -180,7 +187,10 @@ function checkProxyDomains(patterns: readonly CallerPattern[], trustBundles: Tru
   patterns.forEach((pattern, i) => {
     const domain = parseSpiffeId(pattern.source.replace(/\/\*$/, ''))?.trustDomain
     if (domain === undefined || trustBundles.anchorsOf(domain) === undefined) {
-      fail(`mtls.forwarded.trustedProxies.spiffeIds[${i}]`, `names the trust domain ${JSON.stringify(domain)}, which has no bundle in "mtls.trustDomains": a proxy's SPIFFE ID is proven by its domain's bundle`)
+      fail(
+        `mtls.forwarded.trustedProxies.spiffeIds[${i}]`,
+        `names the trust domain ${JSON.stringify(domain)}, which has no bundle in "mtls.trustDomains": a proxy's SPIFFE ID is proven by its domain's bundle`,
+      )
     }
   })
 }

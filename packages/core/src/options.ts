@@ -131,20 +131,48 @@ export interface CallsignOptions {
 }
 
 /** The frozen, validated configuration: every feature's slice (each feature function takes only its own). */
-export type ResolvedConfig = IssuerConfig & EnvironmentConfig & GuardConfig & AllowanceConfig & DelegationConfig & {
-  mtls: ResolvedMtls
-  dpop: ResolvedDpop
-  jwks: ResolvedJwksOptions
-  revocation: ResolvedRevocation | undefined
-  resourceMetadata: ResolvedResourceMetadata | undefined
-}
+export type ResolvedConfig = IssuerConfig &
+  EnvironmentConfig &
+  GuardConfig &
+  AllowanceConfig &
+  DelegationConfig & {
+    mtls: ResolvedMtls
+    dpop: ResolvedDpop
+    jwks: ResolvedJwksOptions
+    revocation: ResolvedRevocation | undefined
+    resourceMetadata: ResolvedResourceMetadata | undefined
+  }
 
 // In the order of the "known:" list of the unknown-option error.
 const OPTION_KEYS = optionKeys<CallsignOptions>()([
-  'issuers', 'algorithms', 'clockTolerance', 'maxTokenAge', 'typ', 'scopeClaim', 'mtls', 'callers', 'certificateGrants', 'credentials',
-  'realm', 'jwks', 'prefetch', 'fetch', 'now', 'logger', 'senderConstraint', 'dpop', 'callerConsistency', 'clientIds',
-  'delegation', 'tokenCacheMaxEntries', 'onDecision', 'enforce', 'peerExpiryWarningDays',
-  'resourceMetadata', 'revocation', 'telemetry',
+  'issuers',
+  'algorithms',
+  'clockTolerance',
+  'maxTokenAge',
+  'typ',
+  'scopeClaim',
+  'mtls',
+  'callers',
+  'certificateGrants',
+  'credentials',
+  'realm',
+  'jwks',
+  'prefetch',
+  'fetch',
+  'now',
+  'logger',
+  'senderConstraint',
+  'dpop',
+  'callerConsistency',
+  'clientIds',
+  'delegation',
+  'tokenCacheMaxEntries',
+  'onDecision',
+  'enforce',
+  'peerExpiryWarningDays',
+  'resourceMetadata',
+  'revocation',
+  'telemetry',
 ])
 
 /**
@@ -164,14 +192,15 @@ export function resolveConfig(options: CallsignOptions): ResolvedConfig {
   // `jti` or a revoked token expires on the clock that judges the proof and the token.
   const storeClock = typeof options.now === 'function' ? options.now : undefined
   const dpop = resolveDpop(options.dpop, environment.now, storeClock)
-  const resourceMetadata = options.resourceMetadata === undefined
-    ? undefined
-    : resolveResourceMetadata(options.resourceMetadata, {
-        issuers: [...tokens.issuers.keys()],
-        scopes: allowances.callers ? [...new Set(allowances.callers.flatMap((allowance) => [...allowance.scopes]))] : undefined,
-        dpopAlgs: dpop.mode === 'off' ? undefined : [...dpop.algorithms],
-        dpopRequired: dpop.mode === 'required',
-      })
+  const resourceMetadata =
+    options.resourceMetadata === undefined
+      ? undefined
+      : resolveResourceMetadata(options.resourceMetadata, {
+          issuers: [...tokens.issuers.keys()],
+          scopes: allowances.callers ? [...new Set(allowances.callers.flatMap((allowance) => [...allowance.scopes]))] : undefined,
+          dpopAlgs: dpop.mode === 'off' ? undefined : [...dpop.algorithms],
+          dpopRequired: dpop.mode === 'required',
+        })
   return Object.freeze({
     ...tokens,
     ...environment,

@@ -203,7 +203,7 @@ export function readPeerCertificate(connection: object | null | undefined): Peer
 export const spiffeIdHost = memoizeByString((spiffeId) => new URL(spiffeId).host)
 
 function describeAuthorizationError(reason: unknown, cert: X509Certificate): string {
-  const code = typeof reason === 'string' ? reason : (reason as { code?: string } | null)?.code ?? String(reason ?? '')
+  const code = typeof reason === 'string' ? reason : ((reason as { code?: string } | null)?.code ?? String(reason ?? ''))
   switch (code) {
     case 'INVALID_PURPOSE':
       // OpenSSL found a certificate of the chain unfit for a TLS client: say why when it is the leaf.

@@ -105,7 +105,8 @@ export interface AllowanceConfig {
 /** `callers` and `certificateGrants`, each sorted most specific pattern first. */
 export function resolveAllowanceConfig(options: { callers?: unknown; certificateGrants?: unknown }): AllowanceConfig {
   const callers = options.callers === undefined ? undefined : resolveAllowances(options.callers, 'callers')
-  const certificateGrants = options.certificateGrants === undefined ? undefined : resolveAllowances(options.certificateGrants, 'certificateGrants', { spiffeOnly: true })
+  const certificateGrants =
+    options.certificateGrants === undefined ? undefined : resolveAllowances(options.certificateGrants, 'certificateGrants', { spiffeOnly: true })
   return { callers: callers && Object.freeze(callers), certificateGrants: certificateGrants && Object.freeze(certificateGrants) }
 }
 
@@ -115,7 +116,8 @@ function resolveAllowances(value: unknown, option: string, { spiffeOnly = false 
   const allowances = Object.entries(value as Record<string, unknown>).map(([pattern, scopes]) => {
     const name = `${option}[${JSON.stringify(pattern)}]`
     // A certificate names a service by its SPIFFE ID only: a client id pattern would never match.
-    if (spiffeOnly && !pattern.startsWith('spiffe://')) fail(name, 'must be a SPIFFE ID or a SPIFFE prefix ending in "/*" (certificates are matched by their SPIFFE ID)')
+    if (spiffeOnly && !pattern.startsWith('spiffe://'))
+      fail(name, 'must be a SPIFFE ID or a SPIFFE prefix ending in "/*" (certificates are matched by their SPIFFE ID)')
     return {
       pattern: compileCallerPattern(pattern, name),
       specificity: pattern.endsWith('/*') ? pattern.length : Number.MAX_SAFE_INTEGER,
@@ -159,14 +161,22 @@ export function authorize(auth: AuthContext, rule: CompiledRule, allowances: rea
   const missing = !rule.scopes.every((scope) => granted.includes(scope))
   const certificateOnly = auth.credential === 'certificate'
   if (missing) {
-    const reason = auth.user ? 'the user has not granted a required scope' : certificateOnly ? 'the calling service is not granted a required scope (certificateGrants)' : 'the token lacks a required scope'
+    const reason = auth.user
+      ? 'the user has not granted a required scope'
+      : certificateOnly
+        ? 'the calling service is not granted a required scope (certificateGrants)'
+        : 'the token lacks a required scope'
     throw new AuthError('insufficient_scope', reason, {
       side,
       scope: [...new Set(rule.scopes.concat(rule.anyScopes ?? []))],
     })
   }
   if (rule.anyScopes && !rule.anyScopes.some((scope) => granted.includes(scope))) {
-    const reason = auth.user ? 'the user has not granted any of the accepted scopes' : certificateOnly ? 'the calling service is granted none of the accepted scopes (certificateGrants)' : 'the token has none of the accepted scopes'
+    const reason = auth.user
+      ? 'the user has not granted any of the accepted scopes'
+      : certificateOnly
+        ? 'the calling service is granted none of the accepted scopes (certificateGrants)'
+        : 'the token has none of the accepted scopes'
     throw new AuthError('insufficient_scope', reason, {
       side,
       scope: rule.anyScopes,

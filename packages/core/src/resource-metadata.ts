@@ -58,7 +58,13 @@ export interface EnforcedSettings {
   dpopRequired: boolean
 }
 
-const RESOURCE_METADATA_KEYS = optionKeys<ResourceMetadataOptions>()(['resource', 'scopesSupported', 'authorizationServers', 'resourceName', 'resourceDocumentation'])
+const RESOURCE_METADATA_KEYS = optionKeys<ResourceMetadataOptions>()([
+  'resource',
+  'scopesSupported',
+  'authorizationServers',
+  'resourceName',
+  'resourceDocumentation',
+])
 
 /** The `resourceMetadata` option, validated, as the document to serve. */
 export function resolveResourceMetadata(value: unknown, enforced: EnforcedSettings): ResolvedResourceMetadata {

@@ -39,7 +39,8 @@ export function resolveRevocation(value: unknown, storeClock?: () => number): Re
   if (store !== undefined && (typeof store !== 'object' || store === null || typeof store.revoke !== 'function' || typeof store.isRevoked !== 'function')) {
     fail('revocation.store', 'must implement revoke(key, ttlSeconds) and isRevoked(key)')
   }
-  if (value.isRevoked !== undefined && typeof value.isRevoked !== 'function') fail('revocation.isRevoked', 'must be a function (claims, context) => boolean | Promise<boolean>')
+  if (value.isRevoked !== undefined && typeof value.isRevoked !== 'function')
+    fail('revocation.isRevoked', 'must be a function (claims, context) => boolean | Promise<boolean>')
   return Object.freeze({
     store: store ?? new MemoryReplayStore(storeClock ? { now: storeClock } : {}),
     isRevoked: value.isRevoked as RevocationHook | undefined,
@@ -82,7 +83,7 @@ export async function revokeToken(token: RevocableToken, config: RevocationConfi
   const revocation = config.revocation
   if (!revocation) throw new TypeError('Callsign: revoke() needs the "revocation" option')
   if (typeof token.iss !== 'string' || typeof token.jti !== 'string' || typeof token.exp !== 'number') {
-    throw new TypeError('Callsign: revoke() needs the token\'s iss, jti and exp')
+    throw new TypeError("Callsign: revoke() needs the token's iss, jti and exp")
   }
   const ttlSeconds = token.exp - config.now() / 1000 + config.clockToleranceSeconds
   if (ttlSeconds <= 0) return

@@ -176,8 +176,19 @@ const MAX_TIMER_MS = 2 ** 31 - 1
 
 /** Server settings Node keeps on the `tls.Server` and that a new secure context must carry over. */
 const PRESERVED_SERVER_SETTINGS = [
-  'minVersion', 'maxVersion', 'secureProtocol', 'ciphers', 'sigalgs', 'ecdhCurve', 'dhparam', 'honorCipherOrder',
-  'secureOptions', 'sessionIdContext', 'sessionTimeout', 'ticketKeys', 'clientCertEngine',
+  'minVersion',
+  'maxVersion',
+  'secureProtocol',
+  'ciphers',
+  'sigalgs',
+  'ecdhCurve',
+  'dhparam',
+  'honorCipherOrder',
+  'secureOptions',
+  'sessionIdContext',
+  'sessionTimeout',
+  'ticketKeys',
+  'clientCertEngine',
 ] as const
 
 /** The options of {@link createServerTlsOptions}, checked. */
@@ -536,7 +547,9 @@ function readCrls(read: MaterialReader, cas: readonly X509Certificate[], { caOpt
   for (const ca of cas) {
     const subject = subjectOf(ca)
     if (subject && !issuers.some((issuer) => issuer.equals(subject))) {
-      refuse(`has no CRL issued by the CA "${ca.subject}" of "${caOption}"; with "crl" set, Node refuses every client certificate of a CA without one (UNABLE_TO_GET_CRL): add its CRL, an empty one if it revoked nothing`)
+      refuse(
+        `has no CRL issued by the CA "${ca.subject}" of "${caOption}"; with "crl" set, Node refuses every client certificate of a CA without one (UNABLE_TO_GET_CRL): add its CRL, an empty one if it revoked nothing`,
+      )
     }
   }
   return blocks.map((block) => block.text)
@@ -552,7 +565,9 @@ function currentCrlIssuer(block: DecodedPem, name: string, now: number, refuse: 
     return refuse(`${name} is not a valid X.509 CRL`)
   }
   if (parsed.thisUpdate.getTime() > now) {
-    refuse(`${name} is not valid before ${parsed.thisUpdate.toISOString()} (thisUpdate); Node would refuse every client certificate of its CA (CRL_NOT_YET_VALID)`)
+    refuse(
+      `${name} is not valid before ${parsed.thisUpdate.toISOString()} (thisUpdate); Node would refuse every client certificate of its CA (CRL_NOT_YET_VALID)`,
+    )
   }
   if (parsed.nextUpdate && parsed.nextUpdate.getTime() < now) {
     refuse(`${name} expired at ${parsed.nextUpdate.toISOString()} (nextUpdate); Node would refuse every client certificate of its CA (CRL_HAS_EXPIRED)`)

@@ -41,8 +41,7 @@ export function parseSpiffeId(value: string): SpiffeId | undefined {
 }
 
 /** True when `value` is a SPIFFE trust domain name (`example.org`): what a `spiffe://` ID may start with. */
-export const isTrustDomainName = (value: unknown): value is string =>
-  typeof value === 'string' && parseSpiffeId(`spiffe://${value}`)?.trustDomain === value
+export const isTrustDomainName = (value: unknown): value is string => typeof value === 'string' && parseSpiffeId(`spiffe://${value}`)?.trustDomain === value
 
 /** True when `value` is a valid SPIFFE ID with a non-empty path (a workload, not a trust domain). */
 export const isWorkloadSpiffeId = (value: string): boolean => (parseSpiffeId(value)?.segments.length ?? 0) > 0
@@ -73,7 +72,10 @@ export function compileCallerPattern(pattern: string, optionName: string): Calle
     const isPrefix = pattern.endsWith('/*')
     const parsed = parseSpiffeId(isPrefix ? pattern.slice(0, -2) : pattern)
     if (!parsed || (!isPrefix && parsed.segments.length === 0)) {
-      return fail(optionName, `(${JSON.stringify(pattern)}) is not a valid SPIFFE ID or prefix: expected spiffe://<trust-domain>/<path> or spiffe://<trust-domain>/<path>/*`)
+      return fail(
+        optionName,
+        `(${JSON.stringify(pattern)}) is not a valid SPIFFE ID or prefix: expected spiffe://<trust-domain>/<path> or spiffe://<trust-domain>/<path>/*`,
+      )
     }
     if (!isPrefix) {
       return { source: pattern, matches: (callerId) => callerId === pattern }

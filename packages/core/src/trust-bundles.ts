@@ -134,7 +134,12 @@ export class TrustBundles implements ForwardedTrustBundles {
       apply: (snapshot) => this.#set(spec.domain, parseBundle(textOf(snapshot, path), spec.option)),
       onRefused: (error, snapshot) => {
         const unreadable = 'error' in snapshot.get(path)!
-        this.#warn(unreadable ? "callsign: could not read a trust domain's bundle; keeping the previous one" : "callsign: a trust domain's new bundle is refused; keeping the previous one", { trustDomain: spec.domain, reason: (error as Error).message })
+        this.#warn(
+          unreadable
+            ? "callsign: could not read a trust domain's bundle; keeping the previous one"
+            : "callsign: a trust domain's new bundle is refused; keeping the previous one",
+          { trustDomain: spec.domain, reason: (error as Error).message },
+        )
       },
     })
     watch.start(spec.pollSeconds * 1000)

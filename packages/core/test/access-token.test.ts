@@ -110,8 +110,16 @@ describe('verifyAccessToken: refused without fetching keys', () => {
     ['an issuer differing by a trailing slash', () => sign({}, { issuer: `${issuer.issuer}/` }), 'untrusted issuer'],
     ['a non-string iss', () => sign({ iss: [issuer.issuer] }), 'untrusted issuer'],
     ['no iss', () => sign({}, { omit: ['iss'] }), 'untrusted issuer'],
-    ['alg none with an empty signature', async () => `${b64({ alg: 'none', typ: 'at+jwt' })}.${b64({ iss: issuer.issuer, sub: WEB, aud: AUD, exp: NOW_S + 60 })}.`, 'malformed token'],
-    ['alg none with a signature', async () => craft({ alg: 'none', typ: 'at+jwt' }, { iss: issuer.issuer, sub: WEB, aud: AUD, exp: NOW_S + 60 }), 'algorithm not allowed'],
+    [
+      'alg none with an empty signature',
+      async () => `${b64({ alg: 'none', typ: 'at+jwt' })}.${b64({ iss: issuer.issuer, sub: WEB, aud: AUD, exp: NOW_S + 60 })}.`,
+      'malformed token',
+    ],
+    [
+      'alg none with a signature',
+      async () => craft({ alg: 'none', typ: 'at+jwt' }, { iss: issuer.issuer, sub: WEB, aud: AUD, exp: NOW_S + 60 }),
+      'algorithm not allowed',
+    ],
     [
       'HS256',
       () =>
@@ -121,7 +129,11 @@ describe('verifyAccessToken: refused without fetching keys', () => {
           .sign(new TextEncoder().encode('a-shared-secret-of-at-least-32-bytes')),
       'algorithm not allowed',
     ],
-    ['an algorithm outside the allowlist', async () => craft({ alg: 'RS256', typ: 'at+jwt' }, { iss: issuer.issuer, exp: NOW_S + 60 }), 'algorithm not allowed'],
+    [
+      'an algorithm outside the allowlist',
+      async () => craft({ alg: 'RS256', typ: 'at+jwt' }, { iss: issuer.issuer, exp: NOW_S + 60 }),
+      'algorithm not allowed',
+    ],
     ['a missing alg', async () => craft({ typ: 'at+jwt' }, { iss: issuer.issuer, exp: NOW_S + 60 }), 'algorithm not allowed'],
     ['an empty kid', () => sign({}, { header: { kid: '' } }), 'malformed key id'],
     ['a numeric kid', () => sign({}, { header: { kid: 7 } }), 'malformed key id'],
@@ -272,7 +284,12 @@ describe('verifyAccessToken: scope claims', () => {
     ['permissions as an array', { scopeClaim: 'permissions' }, { permissions: ['orders:read', 'orders:write'] }, ['orders:read', 'orders:write']],
     ['only the configured claim', { scopeClaim: 'scp' }, { scope: 'x y', scp: ['a'] }, ['a']],
     ['a missing configured claim', { scopeClaim: 'permissions' }, { scope: 'x y' }, []],
-    ['exactly 256 scopes', { scopeClaim: 'scope' }, { scope: Array.from({ length: 256 }, (_, i) => `s${i}`).join(' ') }, Array.from({ length: 256 }, (_, i) => `s${i}`)],
+    [
+      'exactly 256 scopes',
+      { scopeClaim: 'scope' },
+      { scope: Array.from({ length: 256 }, (_, i) => `s${i}`).join(' ') },
+      Array.from({ length: 256 }, (_, i) => `s${i}`),
+    ],
   ])('reads %s', async (_case, issuerOptions, claims, scopes) => {
     expect((await setup({}, issuerOptions).verify(await sign(claims))).scopes).toEqual(scopes)
   })
@@ -314,7 +331,8 @@ describe('verifyAccessToken: delegation chain', () => {
 })
 
 describe('decodeJsonObject (a JWS segment as a JSON object)', () => {
-  const segment = (bytes: number[] | string): string => Buffer.from(typeof bytes === 'string' ? Buffer.from(bytes) : Uint8Array.from(bytes)).toString('base64url')
+  const segment = (bytes: number[] | string): string =>
+    Buffer.from(typeof bytes === 'string' ? Buffer.from(bytes) : Uint8Array.from(bytes)).toString('base64url')
 
   it('decodes UTF-8 JSON, and skips a leading UTF-8 byte order mark as jose (WHATWG TextDecoder) does', () => {
     expect(decodeJsonObject(segment('{"sub":"caf\u00e9"}'))).toEqual({ sub: 'caf\u00e9' })

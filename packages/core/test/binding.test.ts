@@ -51,8 +51,18 @@ describe('checkBinding', () => {
 
   it.each<[string, () => unknown, 'peer' | 'other' | 'none', string]>([
     ['a DPoP-bound token presented as Bearer', () => ({ jkt: 'abc' }), 'peer', 'DPoP-bound token presented as a bearer token'],
-    ['a token bound to both DPoP and the certificate', () => ({ jkt: 'abc', 'x5t#S256': svid.x5tS256 }), 'peer', 'DPoP-bound token presented as a bearer token'],
-    ['a certificate-bound token without a certificate', () => ({ 'x5t#S256': svid.x5tS256 }), 'none', 'certificate-bound token presented without a client certificate'],
+    [
+      'a token bound to both DPoP and the certificate',
+      () => ({ jkt: 'abc', 'x5t#S256': svid.x5tS256 }),
+      'peer',
+      'DPoP-bound token presented as a bearer token',
+    ],
+    [
+      'a certificate-bound token without a certificate',
+      () => ({ 'x5t#S256': svid.x5tS256 }),
+      'none',
+      'certificate-bound token presented without a client certificate',
+    ],
     ['a token bound to another certificate', () => ({ 'x5t#S256': svid.x5tS256 }), 'other', 'token is bound to another client certificate'],
     ['a thumbprint differing in case', () => ({ 'x5t#S256': svid.x5tS256.toUpperCase() }), 'peer', 'token is bound to another client certificate'],
   ])('refuses %s', async (_case, cnf, connection, message) => {
@@ -85,7 +95,9 @@ describe('checkBinding', () => {
   })
 
   it('refuses the DPoP scheme with a token that is not DPoP-bound', async () => {
-    await expect(async () => checkBinding(token(), { scheme: 'dpop', token: 'x.y.z', compact: true, proof: 'a.b.c' }, peer, REQUEST, config)).rejects.toMatchObject({
+    await expect(async () =>
+      checkBinding(token(), { scheme: 'dpop', token: 'x.y.z', compact: true, proof: 'a.b.c' }, peer, REQUEST, config),
+    ).rejects.toMatchObject({
       code: 'invalid_token',
       message: 'DPoP scheme used with a token that is not DPoP-bound',
     })

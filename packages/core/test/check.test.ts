@@ -63,7 +63,11 @@ describe('guard.check', () => {
       // The context itself is the request's own.
       auth.caller.id = 'changed by a handler'
     }
-    expect(guard.check(request(`Bearer ${token}`))).toMatchObject({ caller: { id: CALLER }, scopes: ['orders:read'], claims: { scope: 'orders:read', tenant: { roles: ['reader'] } } })
+    expect(guard.check(request(`Bearer ${token}`))).toMatchObject({
+      caller: { id: CALLER },
+      scopes: ['orders:read'],
+      claims: { scope: 'orders:read', tenant: { roles: ['reader'] } },
+    })
   })
 
   it('freezes claims nested thousands deep (past the recursion depth) without overflowing the stack', async () => {
@@ -119,7 +123,9 @@ describe('guard.check', () => {
     const token = await sign()
     for (let i = 0; i < 3; i++) await guard.check(request(`Bearer ${token}`))
     const [header, , signature] = token.split('.') as [string, string, string]
-    const forgedPayload = Buffer.from(JSON.stringify({ iss: issuer.issuer, aud: AUD, sub: 'root', client_id: 'root', scope: 'admin', exp: 4_000_000_000 })).toString('base64url')
+    const forgedPayload = Buffer.from(
+      JSON.stringify({ iss: issuer.issuer, aud: AUD, sub: 'root', client_id: 'root', scope: 'admin', exp: 4_000_000_000 }),
+    ).toString('base64url')
     expect(() => guard.check(request(`Bearer ${header}.${forgedPayload}.${signature}`))).toThrow(
       expect.objectContaining({ code: 'invalid_token', message: 'signature verification failed' }),
     )
@@ -162,7 +168,7 @@ describe('guard.check', () => {
       fetch: (() => Promise.reject(new Error('network down'))) as unknown as typeof fetch,
       logger: {
         warn() {
-          throw undefined  
+          throw undefined
         },
       },
     })
@@ -178,10 +184,29 @@ describe('guard.check', () => {
   it('afterCheck calls accept or refuse at once when no promise is needed, and after the promise otherwise', async () => {
     const guard = guardFor()
     const token = await sign()
-    const first = afterCheck(guard, request(`Bearer ${token}`), (auth) => auth?.caller.id, (error) => error)
+    const first = afterCheck(
+      guard,
+      request(`Bearer ${token}`),
+      (auth) => auth?.caller.id,
+      (error) => error,
+    )
     expect(first).toBeInstanceOf(Promise) // keys fetched
     expect(await first).toBe(CALLER)
-    expect(afterCheck(guard, request(`Bearer ${token}`), (auth) => auth?.caller.id, () => 'refused')).toBe(CALLER)
-    expect(afterCheck(guard, request('Bearer a.b.c'), () => 'accepted', (error) => (error as AuthError).code)).toBe('invalid_token')
+    expect(
+      afterCheck(
+        guard,
+        request(`Bearer ${token}`),
+        (auth) => auth?.caller.id,
+        () => 'refused',
+      ),
+    ).toBe(CALLER)
+    expect(
+      afterCheck(
+        guard,
+        request('Bearer a.b.c'),
+        () => 'accepted',
+        (error) => (error as AuthError).code,
+      ),
+    ).toBe('invalid_token')
   })
 })

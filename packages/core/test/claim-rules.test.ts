@@ -48,7 +48,10 @@ async function expectInvalid(promise: Promise<unknown>, message: string): Promis
 
 /** Confirmation members Callsign does not enforce (RFC 7800 §3.2-3.5, RFC 8705 §3 siblings). */
 const UNENFORCED_CNF: Array<[string, Record<string, unknown>]> = [
-  ['jwk (RFC 7800 §3.2)', { jwk: { kty: 'EC', crv: 'P-256', x: 'f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU', y: 'x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0' } }],
+  [
+    'jwk (RFC 7800 §3.2)',
+    { jwk: { kty: 'EC', crv: 'P-256', x: 'f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU', y: 'x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0' } },
+  ],
   ['kid (RFC 7800 §3.4)', { kid: 'dpop-key-1' }],
   ['jku (RFC 7800 §3.5)', { jku: 'https://attacker.example/jwks' }],
   ['jwe (RFC 7800 §3.3)', { jwe: 'a.b.c.d.e' }],
@@ -87,7 +90,10 @@ describe('cnf: only confirmation methods Callsign enforces', () => {
   it.each(UNENFORCED_CNF)('refuses an introspected token whose cnf holds %s (same rule)', (_case, cnf) => {
     const { config } = setup()
     const error = catchError(() => mapAnswer({ active: true, client_id: WEB, exp: NOW_S + 60, cnf }, config.issuers.get(issuer.issuer)!, config, NOW))
-    expect({ code: error.code, message: error.message }).toEqual({ code: 'invalid_token', message: 'token is bound by a confirmation method that is not supported' })
+    expect({ code: error.code, message: error.message }).toEqual({
+      code: 'invalid_token',
+      message: 'token is bound by a confirmation method that is not supported',
+    })
   })
 
   it('refuses an introspected token with an empty cnf', () => {
@@ -136,12 +142,21 @@ describe('single-signer issuers: the caller is the signer', () => {
     jwk = await exportJWK(keys.publicKey)
   })
   const signerSetup = (extra: Partial<IssuerOptions> = {}) => {
-    const config = resolveConfig({ issuers: { issuer: WORKER, audience: AUD, typ: 'jwt', jwks: { keys: [jwk] }, ...extra }, now: () => NOW, logger: { warn() {} } })
+    const config = resolveConfig({
+      issuers: { issuer: WORKER, audience: AUD, typ: 'jwt', jwks: { keys: [jwk] }, ...extra },
+      now: () => NOW,
+      logger: { warn() {} },
+    })
     const issuerKeys = new IssuerKeys(config)
     return (token: string) => verifyAccessToken(token, config, issuerKeys)
   }
   const selfSigned = (claims: Record<string, unknown>) =>
-    new SignJWT({ aud: AUD, ...claims }).setProtectedHeader({ alg: 'ES256', typ: 'JWT' }).setIssuer(WORKER).setIssuedAt(NOW_S).setExpirationTime(NOW_S + 60).sign(keys.privateKey)
+    new SignJWT({ aud: AUD, ...claims })
+      .setProtectedHeader({ alg: 'ES256', typ: 'JWT' })
+      .setIssuer(WORKER)
+      .setIssuedAt(NOW_S)
+      .setExpirationTime(NOW_S + 60)
+      .sign(keys.privateKey)
 
   it('accepts the signer naming itself (iss = sub)', async () => {
     expect((await signerSetup()(await selfSigned({ sub: WORKER }))).claims.sub).toBe(WORKER)
@@ -168,17 +183,37 @@ describe('single-signer issuers: the caller is the signer', () => {
   })
 
   it('leaves issuers that are not one signer alone: URL issuers with local keys, JWT-SVID trust domains', async () => {
-    const config = resolveConfig({ issuers: { issuer: 'https://auth.example', audience: AUD, typ: 'jwt', jwks: { keys: [jwk] } }, now: () => NOW, logger: { warn() {} } })
-    const token = await new SignJWT({ aud: AUD, sub: REPORT, client_id: REPORT }).setProtectedHeader({ alg: 'ES256', typ: 'JWT' }).setIssuer('https://auth.example').setIssuedAt(NOW_S).setExpirationTime(NOW_S + 60).sign(keys.privateKey)
+    const config = resolveConfig({
+      issuers: { issuer: 'https://auth.example', audience: AUD, typ: 'jwt', jwks: { keys: [jwk] } },
+      now: () => NOW,
+      logger: { warn() {} },
+    })
+    const token = await new SignJWT({ aud: AUD, sub: REPORT, client_id: REPORT })
+      .setProtectedHeader({ alg: 'ES256', typ: 'JWT' })
+      .setIssuer('https://auth.example')
+      .setIssuedAt(NOW_S)
+      .setExpirationTime(NOW_S + 60)
+      .sign(keys.privateKey)
     expect((await verifyAccessToken(token, config, new IssuerKeys(config))).claims.sub).toBe(REPORT)
-    expect(resolveConfig({ issuers: { issuer: WORKER, audience: AUD, jwks: { keys: [jwk] }, trustDomain: 'example.org' } }).issuers.get(WORKER)!.signer).toBeUndefined()
+    expect(
+      resolveConfig({ issuers: { issuer: WORKER, audience: AUD, jwks: { keys: [jwk] }, trustDomain: 'example.org' } }).issuers.get(WORKER)!.signer,
+    ).toBeUndefined()
   })
 
   it('refuses subjects on an issuer that is not one signer, naming the option', () => {
     expect(() => resolveConfig({ issuers: { issuer: issuer.issuer, audience: AUD, subjects: ['alice'] } })).toThrow(
       new TypeError('Callsign: "issuers.subjects" applies only to a single-signer issuer: local "jwks" and the signing workload\'s SPIFFE ID as "issuer"'),
     )
-    expect(() => resolveConfig({ issuers: { issuer: WORKER, audience: AUD, jwks: { keys: [{ kty: 'EC', crv: 'P-256', x: 'f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU', y: 'x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0' }] }, subjects: ['spiffe://x/*/y'] } })).toThrow(TypeError)
+    expect(() =>
+      resolveConfig({
+        issuers: {
+          issuer: WORKER,
+          audience: AUD,
+          jwks: { keys: [{ kty: 'EC', crv: 'P-256', x: 'f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU', y: 'x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0' }] },
+          subjects: ['spiffe://x/*/y'],
+        },
+      }),
+    ).toThrow(TypeError)
   })
 })
 

@@ -38,7 +38,9 @@ beforeAll(async () => {
     req.on('data', (chunk: string) => (body += chunk))
     req.on('end', () => {
       const peer = socket.authorized ? socket.getPeerCertificate().subjectaltname : null
-      res.writeHead(200, { 'content-type': 'application/json', 'x-echo': req.headers['x-echo'] ?? '' }).end(JSON.stringify({ peer, method: req.method, body, count }))
+      res
+        .writeHead(200, { 'content-type': 'application/json', 'x-echo': req.headers['x-echo'] ?? '' })
+        .end(JSON.stringify({ peer, method: req.method, body, count }))
     })
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))

@@ -81,7 +81,11 @@ describe('readCredentials', () => {
     ],
     ['an access_token in the query', withHeader(undefined, { url: '/orders?x=1&access_token=abc' }), 'access tokens are not accepted in the query string'],
     ['an empty access_token in the query', withHeader(undefined, { url: '/orders?access_token' }), 'access tokens are not accepted in the query string'],
-    ['a percent-encoded access_token name', withHeader(undefined, { url: '/orders?%61ccess%5Ftoken=abc' }), 'access tokens are not accepted in the query string'],
+    [
+      'a percent-encoded access_token name',
+      withHeader(undefined, { url: '/orders?%61ccess%5Ftoken=abc' }),
+      'access tokens are not accepted in the query string',
+    ],
     ['a partly encoded access_token name', withHeader(undefined, { url: '/orders?access%5ftoken=abc' }), 'access tokens are not accepted in the query string'],
     [
       'an access_token in the query next to a valid header',
@@ -123,7 +127,7 @@ describe('readCredentials', () => {
     ['Basic eDp5', 'the Basic authorization scheme is not accepted'],
     ['Digest username="x"', 'the Digest authorization scheme is not accepted'],
     ['Negotiate', 'the Negotiate authorization scheme is not accepted'],
-    ["Bear!er#x abc", 'the Bearerx authorization scheme is not accepted'],
+    ['Bear!er#x abc', 'the Bearerx authorization scheme is not accepted'],
     [`${'X'.repeat(17)} abc`, 'the given authorization scheme is not accepted'],
   ])('reports credentials_missing for another scheme: %s', (header, message) => {
     const error = refusal(withHeader(header))

@@ -123,7 +123,13 @@ describe('checkDelegation', () => {
       'caller_forbidden',
       'the delegation chain includes an actor that is not allowed',
     ],
-    ['a chain longer than hops', { delegation: { hops: [[WEB], [GATEWAY]] } }, [WEB, GATEWAY, BATCH], 'caller_forbidden', 'the delegation chain is longer than allowed'],
+    [
+      'a chain longer than hops',
+      { delegation: { hops: [[WEB], [GATEWAY]] } },
+      [WEB, GATEWAY, BATCH],
+      'caller_forbidden',
+      'the delegation chain is longer than allowed',
+    ],
     [
       'a chain in the reverse order of hops',
       { delegation: { hops: [[WEB], [GATEWAY]] } },

@@ -64,7 +64,8 @@ describe('certificateExtensions, readKeyUsage, readBasicConstraintsCa', () => {
   })
 
   it('reads BasicConstraints with cA absent (DEFAULT FALSE), false, and true with a path length', () => {
-    const basic = (...fields: Buffer[]): boolean => readBasicConstraintsCa(certificateExtensions(withExtensions(extension(BASIC_CONSTRAINTS_OID, tlv(0x30, ...fields)))))
+    const basic = (...fields: Buffer[]): boolean =>
+      readBasicConstraintsCa(certificateExtensions(withExtensions(extension(BASIC_CONSTRAINTS_OID, tlv(0x30, ...fields)))))
     expect(basic()).toBe(false)
     expect(basic(tlv(0x01, Buffer.from([0x00])))).toBe(false)
     expect(basic(tlv(0x01, Buffer.from([0xff])), tlv(0x02, Buffer.from([0])))).toBe(true)
@@ -79,11 +80,20 @@ describe('certificateExtensions, readKeyUsage, readBasicConstraintsCa', () => {
     ['something that is not a SEQUENCE', () => certificateExtensions(tlv(0x04, Buffer.from([1, 2])))],
     ['a duplicated extension (RFC 5280 §4.2)', () => certificateExtensions(withExtensions(keyUsage(7, 0x80), keyUsage(1, 0x06)))],
     ['an extension without extnValue', () => certificateExtensions(withExtensions(tlv(0x30, KEY_USAGE_OID)))],
-    ['an extension whose critical flag is not a BOOLEAN', () => certificateExtensions(withExtensions(tlv(0x30, KEY_USAGE_OID, tlv(0x02, Buffer.from([1])), tlv(0x04, tlv(0x03, Buffer.from([7, 0x80]))))))],
-    ['a KeyUsage that is not a BIT STRING', () => readKeyUsage(certificateExtensions(withExtensions(extension(KEY_USAGE_OID, tlv(0x04, Buffer.from([0x80]))))))],
+    [
+      'an extension whose critical flag is not a BOOLEAN',
+      () => certificateExtensions(withExtensions(tlv(0x30, KEY_USAGE_OID, tlv(0x02, Buffer.from([1])), tlv(0x04, tlv(0x03, Buffer.from([7, 0x80])))))),
+    ],
+    [
+      'a KeyUsage that is not a BIT STRING',
+      () => readKeyUsage(certificateExtensions(withExtensions(extension(KEY_USAGE_OID, tlv(0x04, Buffer.from([0x80])))))),
+    ],
     ['a KeyUsage with more than 7 unused bits', () => readKeyUsage(certificateExtensions(withExtensions(keyUsage(8, 0x80))))],
     ['an empty KeyUsage BIT STRING', () => readKeyUsage(certificateExtensions(withExtensions(extension(KEY_USAGE_OID, tlv(0x03)))))],
-    ['a BasicConstraints BOOLEAN of two octets', () => readBasicConstraintsCa(certificateExtensions(withExtensions(extension(BASIC_CONSTRAINTS_OID, tlv(0x30, tlv(0x01, Buffer.from([0xff, 0xff]))))))) ],
+    [
+      'a BasicConstraints BOOLEAN of two octets',
+      () => readBasicConstraintsCa(certificateExtensions(withExtensions(extension(BASIC_CONSTRAINTS_OID, tlv(0x30, tlv(0x01, Buffer.from([0xff, 0xff]))))))),
+    ],
   ])('throws RangeError for %s', (_case, read) => {
     expect(read).toThrow(RangeError)
   })

@@ -12,11 +12,31 @@ const OPENID = '/.well-known/openid-configuration'
 
 describe('metadataUrls', () => {
   it.each([
-    ['https://auth.example.com', 'https://auth.example.com/.well-known/oauth-authorization-server', 'https://auth.example.com/.well-known/openid-configuration'],
-    ['https://auth.example.com/', 'https://auth.example.com/.well-known/oauth-authorization-server', 'https://auth.example.com/.well-known/openid-configuration'],
-    ['https://auth.example.com/tenant-a', 'https://auth.example.com/.well-known/oauth-authorization-server/tenant-a', 'https://auth.example.com/tenant-a/.well-known/openid-configuration'],
-    ['https://auth.example.com/tenant-a/', 'https://auth.example.com/.well-known/oauth-authorization-server/tenant-a', 'https://auth.example.com/tenant-a/.well-known/openid-configuration'],
-    ['https://auth.example.com/realms/a/b', 'https://auth.example.com/.well-known/oauth-authorization-server/realms/a/b', 'https://auth.example.com/realms/a/b/.well-known/openid-configuration'],
+    [
+      'https://auth.example.com',
+      'https://auth.example.com/.well-known/oauth-authorization-server',
+      'https://auth.example.com/.well-known/openid-configuration',
+    ],
+    [
+      'https://auth.example.com/',
+      'https://auth.example.com/.well-known/oauth-authorization-server',
+      'https://auth.example.com/.well-known/openid-configuration',
+    ],
+    [
+      'https://auth.example.com/tenant-a',
+      'https://auth.example.com/.well-known/oauth-authorization-server/tenant-a',
+      'https://auth.example.com/tenant-a/.well-known/openid-configuration',
+    ],
+    [
+      'https://auth.example.com/tenant-a/',
+      'https://auth.example.com/.well-known/oauth-authorization-server/tenant-a',
+      'https://auth.example.com/tenant-a/.well-known/openid-configuration',
+    ],
+    [
+      'https://auth.example.com/realms/a/b',
+      'https://auth.example.com/.well-known/oauth-authorization-server/realms/a/b',
+      'https://auth.example.com/realms/a/b/.well-known/openid-configuration',
+    ],
     ['http://127.0.0.1:8080/x', 'http://127.0.0.1:8080/.well-known/oauth-authorization-server/x', 'http://127.0.0.1:8080/x/.well-known/openid-configuration'],
   ])('derives RFC 8414 then OpenID locations for %s', (issuer, oauth, openid) => {
     expect(metadataUrls(issuer).map((url) => url.href)).toEqual([oauth, openid])

@@ -118,9 +118,7 @@ describe('verifyDpopProof: valid proofs', () => {
 
 describe('verifyDpopProof: RFC 9449 §4.3 violations', () => {
   const signedNonJson = async (): Promise<string> =>
-    new CompactSign(new TextEncoder().encode('not json'))
-      .setProtectedHeader({ typ: 'dpop+jwt', alg: 'ES256', jwk: es256.publicJwk })
-      .sign(es256.privateKey)
+    new CompactSign(new TextEncoder().encode('not json')).setProtectedHeader({ typ: 'dpop+jwt', alg: 'ES256', jwk: es256.publicJwk }).sign(es256.privateKey)
 
   it.each<[string, () => Promise<string>, string, Partial<DpopCheckConfig>?]>([
     // one JWS
@@ -185,7 +183,11 @@ describe('verifyDpopProof: RFC 9449 §4.3 violations', () => {
     ['a numeric jti', () => proofFor(es256, { extraClaims: { jti: 1 } }), 'malformed DPoP proof jti'],
     // ath
     ['a proof without ath', () => proofFor(es256, { ath: null }), 'DPoP proof ath does not match the access token'],
-    ['an ath of another token', () => proofFor(es256, { ath: createHash('sha256').update(`${TOKEN}x`).digest('base64url') }), 'DPoP proof ath does not match the access token'],
+    [
+      'an ath of another token',
+      () => proofFor(es256, { ath: createHash('sha256').update(`${TOKEN}x`).digest('base64url') }),
+      'DPoP proof ath does not match the access token',
+    ],
     ['an ath in hex', () => proofFor(es256, { ath: createHash('sha256').update(TOKEN).digest('hex') }), 'DPoP proof ath does not match the access token'],
   ])('refuses %s with invalid_dpop_proof, before the replay store', async (_case, build, message, config = {}) => {
     const store = new SpyStore()
@@ -220,7 +222,13 @@ describe('verifyDpopProof: RFC 9449 §4.3 violations', () => {
 /** A DPoP key from a node:crypto key pair (jose signs with a KeyObject as with a CryptoKey). */
 async function dpopKeyOf(pair: { privateKey: KeyObject; publicKey: KeyObject }, alg: DpopKey['alg']): Promise<DpopKey> {
   const publicJwk = pair.publicKey.export({ format: 'jwk' }) as JWK
-  return { alg, privateKey: pair.privateKey as unknown as CryptoKey, publicKey: pair.publicKey as unknown as CryptoKey, publicJwk, jkt: await calculateJwkThumbprint(publicJwk) }
+  return {
+    alg,
+    privateKey: pair.privateKey as unknown as CryptoKey,
+    publicKey: pair.publicKey as unknown as CryptoKey,
+    publicJwk,
+    jkt: await calculateJwkThumbprint(publicJwk),
+  }
 }
 
 describe('verifyDpopProof: one proof key, one jwk encoding, one thumbprint', () => {
@@ -258,18 +266,25 @@ describe('verifyDpopProof: one proof key, one jwk encoding, one thumbprint', () 
     ['an Ed25519 x of 31 octets', () => [eddsa, { ...eddsa.publicJwk, x: b64(eddsa.publicJwk.x).subarray(1).toString('base64url') }]],
     ['an RSA n with a leading zero octet', () => [rs256, { ...rs256.publicJwk, n: withLeadingZero(rs256.publicJwk.n) }]],
     ['an RSA e with a leading zero octet', () => [ps256, { ...ps256.publicJwk, e: withLeadingZero(ps256.publicJwk.e) }]],
-    ['an RSA key of 8192 bits (over the 4096-bit bound)', () => {
-      const n = randomBytes(1024)
-      n[0]! |= 0x80
-      n[1023]! |= 1
-      return [ps256, { kty: 'RSA', n: n.toString('base64url'), e: 'AQAB' }]
-    }],
+    [
+      'an RSA key of 8192 bits (over the 4096-bit bound)',
+      () => {
+        const n = randomBytes(1024)
+        n[0]! |= 0x80
+        n[1023]! |= 1
+        return [ps256, { kty: 'RSA', n: n.toString('base64url'), e: 'AQAB' }]
+      },
+    ],
   ])('refuses %s: invalid_dpop_proof "malformed DPoP proof jwk", before the replay store', async (_case, variant) => {
     const [key, jwk] = variant()
     const store = new SpyStore()
     const jkt = await calculateJwkThumbprint(jwk as JWK)
     const error = await refusal(verifyDpopProof(await proofFor(key, { jwk }), expectation(key, { jkt }), checkConfig({ replayStore: store })))
-    expect({ code: error.code, message: error.message, status: error.status }).toEqual({ code: 'invalid_dpop_proof', message: 'malformed DPoP proof jwk', status: 401 })
+    expect({ code: error.code, message: error.message, status: error.status }).toEqual({
+      code: 'invalid_dpop_proof',
+      message: 'malformed DPoP proof jwk',
+      status: 401,
+    })
     expect(store.calls).toHaveLength(0)
   })
 
@@ -298,7 +313,11 @@ describe('verifyDpopProof: server nonces', () => {
   ])('asks for a fresh nonce (use_dpop_nonce) for %s, before the replay store', async (_case, options) => {
     const store = new SpyStore()
     const error = await refusal(verifyDpopProof(await proofFor(es256, options()), expectation(es256), checkConfig({ nonces: nonces(), replayStore: store })))
-    expect({ code: error.code, message: error.message, status: error.status }).toEqual({ code: 'use_dpop_nonce', message: 'a fresh DPoP nonce is required', status: 401 })
+    expect({ code: error.code, message: error.message, status: error.status }).toEqual({
+      code: 'use_dpop_nonce',
+      message: 'a fresh DPoP nonce is required',
+      status: 401,
+    })
     expect(store.calls).toHaveLength(0)
   })
 
@@ -382,7 +401,9 @@ describe('verifyDpopProof: replay', () => {
   it('waits replayStoreTimeoutMs for a hanging store', async () => {
     const proof = await proofFor(es256)
     const started = performance.now()
-    const error = await refusal(verifyDpopProof(proof, expectation(es256), checkConfig({ replayStore: { markUsed: () => new Promise<boolean>(() => {}) }, replayStoreTimeoutMs: 120 })))
+    const error = await refusal(
+      verifyDpopProof(proof, expectation(es256), checkConfig({ replayStore: { markUsed: () => new Promise<boolean>(() => {}) }, replayStoreTimeoutMs: 120 })),
+    )
     expect(error.code).toBe('replay_store_unavailable')
     expect(performance.now() - started).toBeGreaterThanOrEqual(110)
   })

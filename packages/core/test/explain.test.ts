@@ -73,11 +73,24 @@ describe('explain()', () => {
   })
 
   it('explains an mTLS-only call (certificateGrants) and one without a granted certificate', async () => {
-    const granted = await explain({ options: { ...options(), certificateGrants: { [WEB]: ['orders:read'] } }, certificatePem: cert.certPem, caPem: ca.certPem, rule: { scopes: ['orders:read'] } })
+    const granted = await explain({
+      options: { ...options(), certificateGrants: { [WEB]: ['orders:read'] } },
+      certificatePem: cert.certPem,
+      caPem: ca.certPem,
+      rule: { scopes: ['orders:read'] },
+    })
     expect(granted.allowed).toBe(true)
     expect(granted.auth?.credential).toBe('certificate')
-    expect(granted.steps.find((s) => s.check === 'credentials')).toEqual({ check: 'credentials', ok: true, detail: 'no access token: authenticated by the client certificate alone (certificateGrants: orders:read)' })
-    const refused = await explain({ options: { ...options(), certificateGrants: { 'spiffe://example.org/ns/other/*': ['orders:read'] } }, certificatePem: cert.certPem, caPem: ca.certPem })
+    expect(granted.steps.find((s) => s.check === 'credentials')).toEqual({
+      check: 'credentials',
+      ok: true,
+      detail: 'no access token: authenticated by the client certificate alone (certificateGrants: orders:read)',
+    })
+    const refused = await explain({
+      options: { ...options(), certificateGrants: { 'spiffe://example.org/ns/other/*': ['orders:read'] } },
+      certificatePem: cert.certPem,
+      caPem: ca.certPem,
+    })
     expect([refused.allowed, refused.code]).toEqual([false, 'credentials_missing'])
   })
 
@@ -91,7 +104,19 @@ describe('explain()', () => {
 describe('callsign explain (CLI)', () => {
   it('exits 0 for an allowed call and prints PASS lines', async () => {
     const token = await issuer.signAccessToken({ sub: 'alice', act: { sub: WEB }, scope: 'orders:read' }, { audience: 'orders' })
-    const out = await cli(['explain', '--options', join(dir, 'options.json'), '--token', token, '--cert', join(dir, 'cert.pem'), '--ca', join(dir, 'ca.pem'), '--rule', '{"scopes":["orders:read"]}'])
+    const out = await cli([
+      'explain',
+      '--options',
+      join(dir, 'options.json'),
+      '--token',
+      token,
+      '--cert',
+      join(dir, 'cert.pem'),
+      '--ca',
+      join(dir, 'ca.pem'),
+      '--rule',
+      '{"scopes":["orders:read"]}',
+    ])
     expect(out.code).toBe(0)
     expect(out.stdout).toMatch(/PASS {2}caller +spiffe:\/\/example.org\/ns\/web\/sa\/frontend/)
     expect(out.stdout).toContain('ALLOWED')

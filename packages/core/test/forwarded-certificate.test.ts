@@ -93,7 +93,14 @@ describe('parseXfcc', () => {
   })
 
   it("parses Envoy's Cert (quoted, URL-encoded PEM) and Chain", () => {
-    const header = xfccElement({ by: 'spiffe://example.org/ingress', hash: true, cert: client, chain: [client.certPem, ca.certPem], subject: 'CN=x', uri: [CLIENT_ID] })
+    const header = xfccElement({
+      by: 'spiffe://example.org/ingress',
+      hash: true,
+      cert: client,
+      chain: [client.certPem, ca.certPem],
+      subject: 'CN=x',
+      uri: [CLIENT_ID],
+    })
     const [element] = parseXfcc(header)
     expect(decodeURIComponent(element!.get('cert')![0]!)).toBe(client.certPem)
     expect(decodeURIComponent(element!.get('chain')![0]!)).toBe(client.certPem + ca.certPem)
@@ -275,14 +282,24 @@ describe('compileCidrs', () => {
     expect(compileCidrs(['127.0.0.1/32', '::1/128'], 'o').check('127.0.0.2', 'ipv4')).toBe(false)
   })
 
-  it.each(['10.0.0.0/33', '::/129', '10.0.0.0/', '10.0.0.0/x', '10.0.0.0/-1', '10.0.0.0/8/1', '10.0.0', 'localhost', '', ' 10.0.0.1', '10.0.0.0/ 8', '256.0.0.1'])(
-    'refuses %j with a TypeError naming the option and index',
-    (bad) => {
-      expect(() => compileCidrs(['127.0.0.1/32', bad], 'mtls.forwarded.trustedProxies.cidrs')).toThrow(
-        new TypeError(`Callsign: "mtls.forwarded.trustedProxies.cidrs[1]" is not an IP address or CIDR range: ${JSON.stringify(bad)}`),
-      )
-    },
-  )
+  it.each([
+    '10.0.0.0/33',
+    '::/129',
+    '10.0.0.0/',
+    '10.0.0.0/x',
+    '10.0.0.0/-1',
+    '10.0.0.0/8/1',
+    '10.0.0',
+    'localhost',
+    '',
+    ' 10.0.0.1',
+    '10.0.0.0/ 8',
+    '256.0.0.1',
+  ])('refuses %j with a TypeError naming the option and index', (bad) => {
+    expect(() => compileCidrs(['127.0.0.1/32', bad], 'mtls.forwarded.trustedProxies.cidrs')).toThrow(
+      new TypeError(`Callsign: "mtls.forwarded.trustedProxies.cidrs[1]" is not an IP address or CIDR range: ${JSON.stringify(bad)}`),
+    )
+  })
 })
 
 describe('addressTrusted', () => {
@@ -356,7 +373,10 @@ describe('ForwardedPeers', () => {
   })
 
   it('describes the certificate, not the URI/DNS/Subject keys next to it', () => {
-    const peer = new ForwardedPeers(config()).read([element(client, { uri: ['spiffe://example.org/ns/admin/sa/root'], dns: ['evil.example'], subject: 'CN=root' })], Date.now())
+    const peer = new ForwardedPeers(config()).read(
+      [element(client, { uri: ['spiffe://example.org/ns/admin/sa/root'], dns: ['evil.example'], subject: 'CN=root' })],
+      Date.now(),
+    )
     expect(peer).toMatchObject({ spiffeId: CLIENT_ID, dnsNames: ['web.example.org'], subject: cert(client).subject })
   })
 
@@ -465,7 +485,14 @@ describe('ForwardedPeers', () => {
 
   describe('assertion-only elements (Hash/URI/DNS, no Cert)', () => {
     const assertion = (extra: Parameters<typeof xfccElement>[0] = {}): string =>
-      xfccElement({ by: 'spiffe://example.org/ns/istio-system/sa/ingress', hash: hexHash(client), subject: 'CN=x', uri: [CLIENT_ID], dns: ['web.example.org'], ...extra })
+      xfccElement({
+        by: 'spiffe://example.org/ns/istio-system/sa/ingress',
+        hash: hexHash(client),
+        subject: 'CN=x',
+        uri: [CLIENT_ID],
+        dns: ['web.example.org'],
+        ...extra,
+      })
 
     it('are refused without trustProxyAssertions (401 peer_unauthorized)', () => {
       const error = caught(() => new ForwardedPeers(config()).read([assertion()], Date.now()))
@@ -521,7 +548,8 @@ describe('ForwardedPeers', () => {
   })
 
   describe("format 'nginx'", () => {
-    const nginx = (extra: Partial<ResolvedForwarded> = {}): ForwardedPeers => new ForwardedPeers(config({ format: 'nginx', header: 'x-ssl-client-cert', ...extra }))
+    const nginx = (extra: Partial<ResolvedForwarded> = {}): ForwardedPeers =>
+      new ForwardedPeers(config({ format: 'nginx', header: 'x-ssl-client-cert', ...extra }))
 
     it('verifies $ssl_client_escaped_cert', () => {
       const peer = nginx().read([nginxEscapedCert(client.certPem)], Date.now())
@@ -583,7 +611,8 @@ describe('ForwardedPeers', () => {
       ])
       expect(peers.read([element(client)], Date.now())?.spiffeId).toBe(CLIENT_ID)
       expect(peers.read([element(partner)], Date.now())?.spiffeId).toBe('spiffe://partner.org/ns/billing/sa/api')
-      for (const bad of [partnerNamingUs, oursNamingPartner]) expect(caught(() => peers.read([element(bad)], Date.now()))).toMatchObject({ code: 'peer_unauthorized', message: NOT_CHAINED })
+      for (const bad of [partnerNamingUs, oursNamingPartner])
+        expect(caught(() => peers.read([element(bad)], Date.now()))).toMatchObject({ code: 'peer_unauthorized', message: NOT_CHAINED })
       // A domain without a bundle is left to mtls.trustDomains (not accepted there).
       expect(peers.read([element(stranger)], Date.now())?.spiffeId).toBe('spiffe://other.org/ns/x')
       // A certificate of no bundle's CA is not trusted at all.
@@ -636,7 +665,6 @@ interface TwoLevelPki {
   selfSigned: string
 }
 
- 
 async function twoLevelPki(root: TestCa): Promise<TwoLevelPki> {
   const requireFromTesting = createRequire(createRequire(import.meta.url).resolve('@callsign/testing'))
   requireFromTesting('reflect-metadata')
@@ -680,15 +708,42 @@ async function twoLevelPki(root: TestCa): Promise<TwoLevelPki> {
 
   const interKeys = await keys()
   const intermediate = await make({ subject: 'CN=Intermediate', issuer: rootCert.subject, signingKey: rootKey, publicKey: interKeys.publicKey, ca: true })
-  const leaf = await make({ subject: 'CN=leaf', issuer: intermediate.subject, signingKey: interKeys.privateKey, publicKey: (await keys()).publicKey, ca: false })
+  const leaf = await make({
+    subject: 'CN=leaf',
+    issuer: intermediate.subject,
+    signingKey: interKeys.privateKey,
+    publicKey: (await keys()).publicKey,
+    ca: false,
+  })
 
   const shortKeys = await keys()
-  const short = await make({ subject: 'CN=Short Intermediate', issuer: rootCert.subject, signingKey: rootKey, publicKey: shortKeys.publicKey, ca: true, notAfter: now + 2 * HOUR })
+  const short = await make({
+    subject: 'CN=Short Intermediate',
+    issuer: rootCert.subject,
+    signingKey: rootKey,
+    publicKey: shortKeys.publicKey,
+    ca: true,
+    notAfter: now + 2 * HOUR,
+  })
   const underShort = await make({ subject: 'CN=leaf', issuer: short.subject, signingKey: shortKeys.privateKey, publicKey: (await keys()).publicKey, ca: false })
 
   const expiredKeys = await keys()
-  const expiredInter = await make({ subject: 'CN=Expired Intermediate', issuer: rootCert.subject, signingKey: rootKey, publicKey: expiredKeys.publicKey, ca: true, notBefore: now - 2 * DAY, notAfter: now - DAY })
-  const underExpired = await make({ subject: 'CN=leaf', issuer: expiredInter.subject, signingKey: expiredKeys.privateKey, publicKey: (await keys()).publicKey, ca: false })
+  const expiredInter = await make({
+    subject: 'CN=Expired Intermediate',
+    issuer: rootCert.subject,
+    signingKey: rootKey,
+    publicKey: expiredKeys.publicKey,
+    ca: true,
+    notBefore: now - 2 * DAY,
+    notAfter: now - DAY,
+  })
+  const underExpired = await make({
+    subject: 'CN=leaf',
+    issuer: expiredInter.subject,
+    signingKey: expiredKeys.privateKey,
+    publicKey: (await keys()).publicKey,
+    ca: false,
+  })
 
   const nonCaKeys = await keys()
   const nonCa = await make({ subject: 'CN=Not A CA', issuer: rootCert.subject, signingKey: rootKey, publicKey: nonCaKeys.publicKey, ca: false })

@@ -20,7 +20,11 @@ let first: Awaited<ReturnType<typeof generateKeyPair>>
 let second: Awaited<ReturnType<typeof generateKeyPair>>
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'callsign-close-'))
-  ;[ours, partner, rotatedPartner] = await Promise.all([createTestCa({ commonName: 'Ours' }), createTestCa({ commonName: 'Partner' }), createTestCa({ commonName: 'Partner 2' })])
+  ;[ours, partner, rotatedPartner] = await Promise.all([
+    createTestCa({ commonName: 'Ours' }),
+    createTestCa({ commonName: 'Partner' }),
+    createTestCa({ commonName: 'Partner 2' }),
+  ])
   ;[first, second] = await Promise.all([generateKeyPair('ES256', { extractable: true }), generateKeyPair('ES256', { extractable: true })])
 })
 afterAll(async () => {
@@ -46,7 +50,12 @@ async function token(key: CryptoKey, kid: string): Promise<string> {
     .sign(key)
 }
 
-const request = (bearer: string): AuthRequest => ({ method: 'GET', url: '/orders', headers: { host: 'api.example', authorization: `Bearer ${bearer}` }, socket: {} })
+const request = (bearer: string): AuthRequest => ({
+  method: 'GET',
+  url: '/orders',
+  headers: { host: 'api.example', authorization: `Bearer ${bearer}` },
+  socket: {},
+})
 
 /** The caller the guard accepts the token for, or the refusal's code. */
 async function outcome(guard: Callsign, bearer: string): Promise<string | undefined> {
@@ -66,11 +75,12 @@ describe('guard.close()', () => {
     const bundlePath = join(dir, 'partner.pem')
     await replace(keysPath, await keySet(first.publicKey, 'k1'))
     await replace(bundlePath, partner.certPem)
-    const guardFor = (): Callsign => createCallsign({
-      issuers: { issuer: WORKER, audience: AUD, typ: 'jwt', jwks: { path: keysPath, pollSeconds: 0.02 } },
-      mtls: { mode: 'optional', trustDomains: { 'example.org': ours.certPem, 'partner.org': { path: bundlePath, pollSeconds: 0.02 } } },
-      logger: { warn() {} },
-    })
+    const guardFor = (): Callsign =>
+      createCallsign({
+        issuers: { issuer: WORKER, audience: AUD, typ: 'jwt', jwks: { path: keysPath, pollSeconds: 0.02 } },
+        mtls: { mode: 'optional', trustDomains: { 'example.org': ours.certPem, 'partner.org': { path: bundlePath, pollSeconds: 0.02 } } },
+        logger: { warn() {} },
+      })
     const closed = guardFor()
     const open = guardFor()
     const [old, rotated] = [await token(first.privateKey, 'k1'), await token(second.privateKey, 'k2')]
@@ -80,10 +90,13 @@ describe('guard.close()', () => {
     await closed.close()
     await replace(keysPath, await keySet(second.publicKey, 'k2'))
     await replace(bundlePath, rotatedPartner.certPem)
-    await vi.waitFor(async () => {
-      expect(await outcome(open, rotated)).toBe(WORKER)
-      expect(partnerAnchors(open)).toEqual(['CN=Partner 2'])
-    }, { timeout: 5000, interval: 20 })
+    await vi.waitFor(
+      async () => {
+        expect(await outcome(open, rotated)).toBe(WORKER)
+        expect(partnerAnchors(open)).toEqual(['CN=Partner 2'])
+      },
+      { timeout: 5000, interval: 20 },
+    )
     await open.close()
 
     expect(await outcome(closed, rotated)).toBe('invalid_token')

@@ -4,7 +4,16 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { startTestIssuer, type TestIssuer } from '@callsign/testing'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { authorizeRequest, compileRule, createCallsign, MemoryReplayStore, revocationKey, type AuthRequest, type CallsignOptions, type DecisionEvent } from '../src/index.js'
+import {
+  authorizeRequest,
+  compileRule,
+  createCallsign,
+  MemoryReplayStore,
+  revocationKey,
+  type AuthRequest,
+  type CallsignOptions,
+  type DecisionEvent,
+} from '../src/index.js'
 import { refusalOf } from './refusal.js'
 
 const AUD = 'https://orders.example'
@@ -35,7 +44,15 @@ async function startSignedIntrospection(): Promise<{ endpoint: string; close: ()
   const server: Server = createServer((req, res) => {
     req.resume()
     req.on('end', () => {
-      const answer = { active: true, client_id: CALLER, sub: CALLER, scope: 'orders:read', aud: AUD, iss: issuer.issuer, exp: Math.floor(Date.now() / 1000) + 300 }
+      const answer = {
+        active: true,
+        client_id: CALLER,
+        sub: CALLER,
+        scope: 'orders:read',
+        aud: AUD,
+        iss: issuer.issuer,
+        exp: Math.floor(Date.now() / 1000) + 300,
+      }
       void issuer.signAccessToken({ token_introspection: answer }, { typ: 'token-introspection+jwt', audience: CLIENT_ID }).then((jwt) => {
         res.writeHead(200, { 'content-type': 'application/token-introspection+jwt' }).end(jwt)
       })
@@ -52,7 +69,10 @@ describe('createCallsign: one set of issuer keys', () => {
     try {
       const guard = createCallsign({
         logger: quiet,
-        issuers: { ...issuerOptions(), introspection: { endpoint: introspection.endpoint, clientId: CLIENT_ID, clientSecret: 'introspection-secret', response: 'jwt' } },
+        issuers: {
+          ...issuerOptions(),
+          introspection: { endpoint: introspection.endpoint, clientId: CLIENT_ID, clientSecret: 'introspection-secret', response: 'jwt' },
+        },
       })
       const before = issuer.requestCount('/jwks.json')
       const opaque = await guard.authenticate(request(`Bearer ${randomBytes(32).toString('base64url')}`))
@@ -74,7 +94,13 @@ describe('createCallsign: the injected clock (now)', () => {
     const guard = createCallsign({ logger: quiet, issuers: issuerOptions(), now: () => T, onDecision: (event) => events.push(event) })
     expect(refusalOf(() => guard.check(request())).code).toBe('credentials_missing')
 
-    const optional = createCallsign({ logger: quiet, issuers: issuerOptions(), now: () => T, credentials: 'optional', onDecision: (event) => events.push(event) })
+    const optional = createCallsign({
+      logger: quiet,
+      issuers: issuerOptions(),
+      now: () => T,
+      credentials: 'optional',
+      onDecision: (event) => events.push(event),
+    })
     const anonymous = request()
     expect(optional.check(anonymous)).toBeUndefined()
     await Promise.resolve() // a plain object cannot signal its end: the authenticate event goes out now

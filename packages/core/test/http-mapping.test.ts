@@ -7,7 +7,11 @@ describe('applyChallenge', () => {
     ['credentials_missing', new AuthError('credentials_missing', 'an access token is required'), 'Bearer realm="api"'],
     ['mtls_required', new AuthError('mtls_required', 'a trusted client certificate is required'), 'Bearer realm="api"'],
     ['peer_unauthorized', new AuthError('peer_unauthorized', 'client certificate has expired'), 'Bearer realm="api"'],
-    ['invalid_request', new AuthError('invalid_request', 'more than one Authorization header'), 'Bearer realm="api", error="invalid_request", error_description="more than one Authorization header"'],
+    [
+      'invalid_request',
+      new AuthError('invalid_request', 'more than one Authorization header'),
+      'Bearer realm="api", error="invalid_request", error_description="more than one Authorization header"',
+    ],
     ['invalid_token', new AuthError('invalid_token', 'token expired'), 'Bearer realm="api", error="invalid_token", error_description="token expired"'],
     [
       'insufficient_scope with scopes',
@@ -93,7 +97,12 @@ describe('applyChallenge with a ChallengeContext', () => {
   const params = (code: string, description: string) => `error="${code}", error_description="${description}"`
 
   it.each<[string, AuthError, ChallengeContext, string]>([
-    ['no error: both challenges, Bearer first', new AuthError('credentials_missing', 'an access token is required'), { realm: 'api', dpopAlgs: ALGS }, `${BEARER}, ${DPOP}`],
+    [
+      'no error: both challenges, Bearer first',
+      new AuthError('credentials_missing', 'an access token is required'),
+      { realm: 'api', dpopAlgs: ALGS },
+      `${BEARER}, ${DPOP}`,
+    ],
     ['a realm string equals { realm }', new AuthError('invalid_token', 'x'), { realm: 'api' }, `${BEARER}, ${params('invalid_token', 'x')}`],
     [
       'invalid_token of a Bearer request: in Bearer',
@@ -163,7 +172,7 @@ describe('applyChallenge with a ChallengeContext', () => {
     ],
     [
       'insufficient_scope of a Bearer request: the scope goes with the error in Bearer',
-      new AuthError('caller_scope_exceeded', "beyond the allowance", { side: 'caller', scope: ['orders:write'] }),
+      new AuthError('caller_scope_exceeded', 'beyond the allowance', { side: 'caller', scope: ['orders:write'] }),
       { realm: 'api', dpopAlgs: ALGS, scheme: 'bearer' },
       `${BEARER}, ${params('insufficient_scope', 'beyond the allowance')}, scope="orders:write", ${DPOP}`,
     ],
@@ -179,7 +188,12 @@ describe('applyChallenge with a ChallengeContext', () => {
   })
 
   it('sends DPoP-Nonce with use_dpop_nonce', () => {
-    const error = applyChallenge(new AuthError('use_dpop_nonce', 'a fresh DPoP nonce is required'), { realm: 'api', dpopAlgs: ALGS, scheme: 'dpop', dpopNonce: '3rqtx.abc' })
+    const error = applyChallenge(new AuthError('use_dpop_nonce', 'a fresh DPoP nonce is required'), {
+      realm: 'api',
+      dpopAlgs: ALGS,
+      scheme: 'dpop',
+      dpopNonce: '3rqtx.abc',
+    })
     expect(error.headers).toEqual({
       'www-authenticate': `${BEARER}, ${DPOP}, ${params('use_dpop_nonce', 'a fresh DPoP nonce is required')}`,
       'dpop-nonce': '3rqtx.abc',
@@ -267,14 +281,22 @@ describe('toHttpResponse', () => {
         'content-type': 'application/problem+json',
         'cache-control': 'no-store',
       },
-      body: JSON.stringify({ type: 'urn:callsign:problem:invalid_token', title: 'Invalid access token', status: 401, detail: 'token expired', code: 'invalid_token' }),
+      body: JSON.stringify({
+        type: 'urn:callsign:problem:invalid_token',
+        title: 'Invalid access token',
+        status: 401,
+        detail: 'token expired',
+        code: 'invalid_token',
+      }),
     })
   })
 
   it('answers a 403 with the scope challenge', () => {
     const response = toHttpResponse(new AuthError('insufficient_scope', 'the token lacks a required scope', { side: 'caller', scope: ['a', 'b'] }), 'orders')
     expect(response.status).toBe(403)
-    expect(response.headers['www-authenticate']).toBe('Bearer realm="orders", error="insufficient_scope", error_description="the token lacks a required scope", scope="a b"')
+    expect(response.headers['www-authenticate']).toBe(
+      'Bearer realm="orders", error="insufficient_scope", error_description="the token lacks a required scope", scope="a b"',
+    )
     expect(JSON.parse(response.body)).toEqual({
       type: 'urn:callsign:problem:insufficient_scope',
       title: 'Insufficient scope',

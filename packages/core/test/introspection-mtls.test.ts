@@ -28,7 +28,11 @@ beforeAll(async () => {
   ;[ca, otherCa] = await Promise.all([createTestCa(), createTestCa()])
   const server = await ca.issueServerCertificate()
   ;[rs, impostor] = await Promise.all([ca.issueCertificate({ spiffeId: RS }), ca.issueCertificate({ spiffeId: 'spiffe://example.org/ns/evil/sa/x' })])
-  as = await startIntrospectionServer({ audience: AUD, clientId: RS, tlsClientAuth: { key: server.keyPem, cert: server.chainPem, clientCa: ca.certPem, clientSpiffeId: RS } })
+  as = await startIntrospectionServer({
+    audience: AUD,
+    clientId: RS,
+    tlsClientAuth: { key: server.keyPem, cert: server.chainPem, clientCa: ca.certPem, clientSpiffeId: RS },
+  })
   // Metadata is fetched by the guard's `fetch` (no client certificate): trust the test CA there.
   const dispatcher = new Agent({ connect: { ca: ca.certPem } })
   trustingFetch = ((input: string, init?: RequestInit) => undiciFetch(input, { ...(init as object), dispatcher })) as unknown as typeof globalThis.fetch
@@ -46,7 +50,18 @@ function introspector(introspection: Partial<IntrospectionOptions>): Introspecto
   const config = resolveConfig({
     logger,
     fetch: trustingFetch,
-    issuers: { issuer: as.issuer, audience: AUD, introspection: { clientId: RS, auth: 'tls_client_auth', tls: { cert: rs.certPem, key: rs.keyPem, ca: ca.certPem }, cacheSeconds: 0, failureBackoffSeconds: 0, ...introspection } as IntrospectionOptions },
+    issuers: {
+      issuer: as.issuer,
+      audience: AUD,
+      introspection: {
+        clientId: RS,
+        auth: 'tls_client_auth',
+        tls: { cert: rs.certPem, key: rs.keyPem, ca: ca.certPem },
+        cacheSeconds: 0,
+        failureBackoffSeconds: 0,
+        ...introspection,
+      } as IntrospectionOptions,
+    },
   })
   return new Introspector(config)
 }
@@ -74,7 +89,11 @@ describe('introspection: tls_client_auth (RFC 8705 §2)', () => {
       const error = await refusal(introspector({}).introspect(token, i.issuerFor(token)!))
       expect([error.code, error.status]).toEqual(['introspection_unavailable', 503])
       // An http alias is refused: the certificate is only presented over TLS.
-      as.metadata = { issuer: as.issuer, introspection_endpoint: as.endpoint, mtls_endpoint_aliases: { introspection_endpoint: 'http://127.0.0.1:1/introspect' } }
+      as.metadata = {
+        issuer: as.issuer,
+        introspection_endpoint: as.endpoint,
+        mtls_endpoint_aliases: { introspection_endpoint: 'http://127.0.0.1:1/introspect' },
+      }
       const before = as.requests
       expect((await refusal(introspector({}).introspect(token, i.issuerFor(token)!))).code).toBe('introspection_unavailable')
       expect(as.requests - before).toBe(0)
@@ -125,22 +144,53 @@ describe('introspection: tls_client_auth options', () => {
   const base = { clientId: RS, auth: 'tls_client_auth' as const }
   it.each<[string, () => Record<string, unknown>, string]>([
     ['no tls', () => ({ ...base }), '"issuers.introspection.tls" is required with auth: \'tls_client_auth\''],
-    ['a client secret too', () => ({ ...base, tls: pems, clientSecret: 's' }), '"issuers.introspection.clientSecret" is not used with auth: \'tls_client_auth\''],
-    ['tls with client_secret_basic', () => ({ clientId: RS, clientSecret: 's', tls: pems }), '"issuers.introspection.tls" is not used with auth: \'client_secret_basic\''],
-    ['an http endpoint', () => ({ ...base, tls: pems, endpoint: 'http://127.0.0.1:9/introspect' }), '"issuers.introspection.endpoint" must use https with auth: \'tls_client_auth\''],
-    ['a key of another certificate', () => ({ ...base, tls: { cert: rs.certPem, key: impostor.keyPem } }), '"issuers.introspection.tls.key" is not the private key of issuers.introspection.tls.cert'],
+    [
+      'a client secret too',
+      () => ({ ...base, tls: pems, clientSecret: 's' }),
+      '"issuers.introspection.clientSecret" is not used with auth: \'tls_client_auth\'',
+    ],
+    [
+      'tls with client_secret_basic',
+      () => ({ clientId: RS, clientSecret: 's', tls: pems }),
+      '"issuers.introspection.tls" is not used with auth: \'client_secret_basic\'',
+    ],
+    [
+      'an http endpoint',
+      () => ({ ...base, tls: pems, endpoint: 'http://127.0.0.1:9/introspect' }),
+      '"issuers.introspection.endpoint" must use https with auth: \'tls_client_auth\'',
+    ],
+    [
+      'a key of another certificate',
+      () => ({ ...base, tls: { cert: rs.certPem, key: impostor.keyPem } }),
+      '"issuers.introspection.tls.key" is not the private key of issuers.introspection.tls.cert',
+    ],
     ['a certificate that is not PEM', () => ({ ...base, tls: { cert: 'nope', key: rs.keyPem } }), '"issuers.introspection.tls.cert" is not a PEM certificate'],
-    ['a missing file', () => ({ ...base, tls: { cert: { path: '/nonexistent/svid.pem' }, key: rs.keyPem } }), '"issuers.introspection.tls.cert" could not be read'],
-    ['an unknown tls key', () => ({ ...base, tls: { ...pems, passphrase: 'x' } }), '"issuers.introspection.tls.passphrase" is not a known option (known: cert, key, ca)'],
+    [
+      'a missing file',
+      () => ({ ...base, tls: { cert: { path: '/nonexistent/svid.pem' }, key: rs.keyPem } }),
+      '"issuers.introspection.tls.cert" could not be read',
+    ],
+    [
+      'an unknown tls key',
+      () => ({ ...base, tls: { ...pems, passphrase: 'x' } }),
+      '"issuers.introspection.tls.passphrase" is not a known option (known: cert, key, ca)',
+    ],
     ['a ca without certificates', () => ({ ...base, tls: { ...pems, ca: 'nothing' } }), '"issuers.introspection.tls.ca" holds no PEM certificate'],
   ])('refuses %s at startup', (_case, introspection, message) => {
-    const create = () => resolveConfig({ issuers: { issuer: 'https://as.example', audience: AUD, introspection: introspection() as unknown as IntrospectionOptions } })
+    const create = () =>
+      resolveConfig({ issuers: { issuer: 'https://as.example', audience: AUD, introspection: introspection() as unknown as IntrospectionOptions } })
     expect(create).toThrow(TypeError)
     expect(create).toThrow(message)
   })
 
   it("accepts 'self_signed_tls_client_auth' the same way (the difference is only at the authorization server)", () => {
-    const config = resolveConfig({ issuers: { issuer: 'https://as.example', audience: AUD, introspection: { clientId: RS, auth: 'self_signed_tls_client_auth', tls: { cert: rs.certPem, key: rs.keyPem } } } })
+    const config = resolveConfig({
+      issuers: {
+        issuer: 'https://as.example',
+        audience: AUD,
+        introspection: { clientId: RS, auth: 'self_signed_tls_client_auth', tls: { cert: rs.certPem, key: rs.keyPem } },
+      },
+    })
     expect(config.issuers.get('https://as.example')?.introspection?.auth.method).toBe('self_signed_tls_client_auth')
   })
 })

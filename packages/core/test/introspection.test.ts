@@ -35,8 +35,19 @@ function introspector(extra: Partial<IntrospectionOptions> = {}, more: { tokenIs
     clockTolerance: 0,
     now: () => Date.now() + offset,
     issuers: [
-      { issuer: jwtIssuer.issuer, audience: AUD, ...(more.tokenIssuerTokens ? { introspection: { endpoint: as.endpoint, clientId: as.clientId, clientSecret: as.clientSecret, tokens: more.tokenIssuerTokens } } : {}) },
-      { issuer: ISS, audience: AUD, jwksUri: `${ISS}/jwks`, introspection: { endpoint: as.endpoint, clientId: as.clientId, clientSecret: as.clientSecret, ...extra } },
+      {
+        issuer: jwtIssuer.issuer,
+        audience: AUD,
+        ...(more.tokenIssuerTokens
+          ? { introspection: { endpoint: as.endpoint, clientId: as.clientId, clientSecret: as.clientSecret, tokens: more.tokenIssuerTokens } }
+          : {}),
+      },
+      {
+        issuer: ISS,
+        audience: AUD,
+        jwksUri: `${ISS}/jwks`,
+        introspection: { endpoint: as.endpoint, clientId: as.clientId, clientSecret: as.clientSecret, ...extra },
+      },
     ],
   })
   return new Introspector(config)
@@ -60,12 +71,20 @@ describe('introspection: answer mapping', () => {
     expect(verified.claims).toMatchObject({ iss: ISS, client_id: CLIENT, sub: 'alice', cnf: { jkt: 'abc' }, token_type: 'Bearer', aud: AUD })
     expect(verified.claims).not.toHaveProperty('active')
     // Cached answers are shared by every request that presents the token: read-only, deeply.
-    for (const part of [verified, verified.claims, verified.claims.act, verified.claims.cnf, verified.scopes, verified.actors]) expect(Object.isFrozen(part)).toBe(true)
+    for (const part of [verified, verified.claims, verified.claims.act, verified.claims.cnf, verified.scopes, verified.actors])
+      expect(Object.isFrozen(part)).toBe(true)
   })
 
   it.each([
     ['unknown', () => 'x'.repeat(43)],
-    ['revoked', () => { const t = as.issue({ client_id: CLIENT }); as.revoke(t); return t }],
+    [
+      'revoked',
+      () => {
+        const t = as.issue({ client_id: CLIENT })
+        as.revoke(t)
+        return t
+      },
+    ],
     ['expired', () => as.issue({ client_id: CLIENT }, -10)],
   ])('refuses an %s token as not active', async (_case, make) => {
     const i = introspector()
@@ -92,7 +111,10 @@ describe('introspection: answer mapping', () => {
   it('accepts an answer without aud (the authorization server vouches for it)', async () => {
     const bare = await startIntrospectionServer({ issuer: ISS })
     try {
-      const config = resolveConfig({ logger: { warn() {} }, issuers: { issuer: ISS, audience: AUD, introspection: { endpoint: bare.endpoint, clientId: bare.clientId, clientSecret: bare.clientSecret } } })
+      const config = resolveConfig({
+        logger: { warn() {} },
+        issuers: { issuer: ISS, audience: AUD, introspection: { endpoint: bare.endpoint, clientId: bare.clientId, clientSecret: bare.clientSecret } },
+      })
       const i = new Introspector(config)
       const token = bare.issue({ client_id: CLIENT })
       expect((await i.introspect(token, issuerOf(i, token))).claims.client_id).toBe(CLIENT)
@@ -169,23 +191,26 @@ describe('introspection: cache and single flight', () => {
 })
 
 describe('introspection: outages fail closed', () => {
-  it.each(['error', 'garbage', 'not-rfc7662', 'hang'] as const)('answers 503 introspection_unavailable when the endpoint gives %s, and does not cache it', async (fault) => {
-    const i = introspector({ timeoutSeconds: 0.3 })
-    const token = as.issue({ client_id: CLIENT })
-    as.fault = fault
-    const error = await refusal(i.introspect(token, issuerOf(i, token)))
-    expect(error.code).toBe('introspection_unavailable')
-    expect(error.status).toBe(503)
-    expect(error.retryAfterSeconds).toBe(2)
-    as.fault = 'none'
-    // For failureBackoffSeconds (default 2), new introspections are refused without a request.
-    const before = as.requests
-    expect((await refusal(i.introspect(token, issuerOf(i, token)))).code).toBe('introspection_unavailable')
-    expect(as.requests - before).toBe(0)
-    offset = 2_001
-    expect((await i.introspect(token, issuerOf(i, token))).claims.client_id).toBe(CLIENT)
-    expect(as.requests - before).toBe(1)
-  })
+  it.each(['error', 'garbage', 'not-rfc7662', 'hang'] as const)(
+    'answers 503 introspection_unavailable when the endpoint gives %s, and does not cache it',
+    async (fault) => {
+      const i = introspector({ timeoutSeconds: 0.3 })
+      const token = as.issue({ client_id: CLIENT })
+      as.fault = fault
+      const error = await refusal(i.introspect(token, issuerOf(i, token)))
+      expect(error.code).toBe('introspection_unavailable')
+      expect(error.status).toBe(503)
+      expect(error.retryAfterSeconds).toBe(2)
+      as.fault = 'none'
+      // For failureBackoffSeconds (default 2), new introspections are refused without a request.
+      const before = as.requests
+      expect((await refusal(i.introspect(token, issuerOf(i, token)))).code).toBe('introspection_unavailable')
+      expect(as.requests - before).toBe(0)
+      offset = 2_001
+      expect((await i.introspect(token, issuerOf(i, token))).claims.client_id).toBe(CLIENT)
+      expect(as.requests - before).toBe(1)
+    },
+  )
 
   it('keeps serving cached answers during the backoff, and never backs off with failureBackoffSeconds: 0', async () => {
     const i = introspector()
@@ -212,7 +237,10 @@ describe('introspection: outages fail closed', () => {
   })
 
   it('answers 503 when nothing listens', async () => {
-    const config = resolveConfig({ logger: { warn() {} }, issuers: { issuer: ISS, audience: AUD, introspection: { endpoint: 'http://127.0.0.1:1/introspect', clientId: 'a', clientSecret: 'b' } } })
+    const config = resolveConfig({
+      logger: { warn() {} },
+      issuers: { issuer: ISS, audience: AUD, introspection: { endpoint: 'http://127.0.0.1:1/introspect', clientId: 'a', clientSecret: 'b' } },
+    })
     const i = new Introspector(config)
     expect((await refusal(i.introspect('opaque', issuerOf(i, 'opaque')))).code).toBe('introspection_unavailable')
   })
@@ -252,11 +280,31 @@ describe('introspection options', () => {
     ['unknown tokens mode', { ...base, tokens: 'jwt' }, '"issuers.introspection.tokens" must be one of'],
     ['an unknown key', { ...base, secret: 'x' }, '"issuers.introspection.secret" is not a known option'],
     ['an unknown auth', { ...base, auth: 'client_secret_post' }, '"issuers.introspection.auth" must be one of'],
-    ['private_key_jwt without a key', { endpoint: base.endpoint, clientId: 'orders', auth: 'private_key_jwt' }, '"issuers.introspection.privateKey" must be a private KeyObject'],
-    ['private_key_jwt with a non-PEM key', { endpoint: base.endpoint, clientId: 'orders', auth: 'private_key_jwt', privateKey: 'nope' }, '"issuers.introspection.privateKey" is not a PEM private key'],
-    ['private_key_jwt with a public key', { endpoint: base.endpoint, clientId: 'orders', auth: 'private_key_jwt', privateKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey }, '"issuers.introspection.privateKey" must be a private key'],
-    ['private_key_jwt with a secret too', { ...base, auth: 'private_key_jwt', privateKey: generateKeyPairSync('ed25519').privateKey }, '"issuers.introspection.clientSecret" is not used'],
-    ['a privateKey with client_secret_basic', { ...base, privateKey: generateKeyPairSync('ed25519').privateKey }, '"issuers.introspection.privateKey" is not used with auth: \'client_secret_basic\''],
+    [
+      'private_key_jwt without a key',
+      { endpoint: base.endpoint, clientId: 'orders', auth: 'private_key_jwt' },
+      '"issuers.introspection.privateKey" must be a private KeyObject',
+    ],
+    [
+      'private_key_jwt with a non-PEM key',
+      { endpoint: base.endpoint, clientId: 'orders', auth: 'private_key_jwt', privateKey: 'nope' },
+      '"issuers.introspection.privateKey" is not a PEM private key',
+    ],
+    [
+      'private_key_jwt with a public key',
+      { endpoint: base.endpoint, clientId: 'orders', auth: 'private_key_jwt', privateKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey },
+      '"issuers.introspection.privateKey" must be a private key',
+    ],
+    [
+      'private_key_jwt with a secret too',
+      { ...base, auth: 'private_key_jwt', privateKey: generateKeyPairSync('ed25519').privateKey },
+      '"issuers.introspection.clientSecret" is not used',
+    ],
+    [
+      'a privateKey with client_secret_basic',
+      { ...base, privateKey: generateKeyPairSync('ed25519').privateKey },
+      '"issuers.introspection.privateKey" is not used with auth: \'client_secret_basic\'',
+    ],
     ['an unknown response', { ...base, response: 'xml' }, '"issuers.introspection.response" must be one of'],
   ])('refuses %s at startup', (_case, introspection, message) => {
     expect(() => resolveConfig({ issuers: { issuer: ISS, audience: AUD, introspection: introspection as IntrospectionOptions } })).toThrow(TypeError)
@@ -265,7 +313,15 @@ describe('introspection options', () => {
 
   it('resolves defaults', () => {
     const config = resolveConfig({ issuers: { issuer: ISS, audience: AUD, introspection: base } })
-    expect(config.issuers.get(ISS)?.introspection).toMatchObject({ timeoutSeconds: 5, cacheSeconds: 60, negativeCacheSeconds: 10, maxEntries: 10_000, tokens: 'opaque', response: 'json', auth: { method: 'client_secret_basic', clientSecret: 's3cret' } })
+    expect(config.issuers.get(ISS)?.introspection).toMatchObject({
+      timeoutSeconds: 5,
+      cacheSeconds: 60,
+      negativeCacheSeconds: 10,
+      maxEntries: 10_000,
+      tokens: 'opaque',
+      response: 'json',
+      auth: { method: 'client_secret_basic', clientSecret: 's3cret' },
+    })
     expect(config.issuers.get(ISS)?.introspection?.endpoint?.href).toBe(base.endpoint)
   })
 })
@@ -282,7 +338,16 @@ describe('introspection: endpoint discovery (RFC 8414 §2)', () => {
     self.metadata = undefined
   })
   const discovering = () =>
-    new Introspector(resolveConfig({ logger: { warn() {} }, issuers: { issuer: self.issuer, audience: AUD, introspection: { clientId: self.clientId, clientSecret: self.clientSecret, cacheSeconds: 0, failureBackoffSeconds: 0 } } }))
+    new Introspector(
+      resolveConfig({
+        logger: { warn() {} },
+        issuers: {
+          issuer: self.issuer,
+          audience: AUD,
+          introspection: { clientId: self.clientId, clientSecret: self.clientSecret, cacheSeconds: 0, failureBackoffSeconds: 0 },
+        },
+      }),
+    )
 
   it('discovers introspection_endpoint lazily, once, and uses it', async () => {
     const before = self.metadataRequests
@@ -323,7 +388,16 @@ describe('introspection: private_key_jwt (RFC 7523 §2.2)', () => {
     await pk?.close()
   })
   const withKey = (privateKey: NonNullable<IntrospectionOptions['privateKey']>) =>
-    new Introspector(resolveConfig({ logger: { warn() {} }, issuers: { issuer: ISS, audience: AUD, introspection: { endpoint: pk.endpoint, clientId: pk.clientId, auth: 'private_key_jwt', privateKey, maxEntries: 0 } } }))
+    new Introspector(
+      resolveConfig({
+        logger: { warn() {} },
+        issuers: {
+          issuer: ISS,
+          audience: AUD,
+          introspection: { endpoint: pk.endpoint, clientId: pk.clientId, auth: 'private_key_jwt', privateKey, maxEntries: 0 },
+        },
+      }),
+    )
 
   it('authenticates with a signed client assertion (CryptoKey), a fresh jti each time, no Basic', async () => {
     const i = withKey(keys.privateKey as webcrypto.CryptoKey)
@@ -367,10 +441,18 @@ describe('introspection: RFC 9701 JWT answers', () => {
     signer.jwtForeignKey = false
   })
   const jwtIntrospector = (response: 'json' | 'jwt' = 'jwt') =>
-    new Introspector(resolveConfig({
-      logger: { warn() {} },
-      issuers: { issuer: signer.issuer, audience: AUD, jwksUri: signer.jwksUri, algorithms: ['ES256'], introspection: { endpoint: signer.endpoint, clientId: signer.clientId, clientSecret: signer.clientSecret, response, maxEntries: 0 } },
-    }))
+    new Introspector(
+      resolveConfig({
+        logger: { warn() {} },
+        issuers: {
+          issuer: signer.issuer,
+          audience: AUD,
+          jwksUri: signer.jwksUri,
+          algorithms: ['ES256'],
+          introspection: { endpoint: signer.endpoint, clientId: signer.clientId, clientSecret: signer.clientSecret, response, maxEntries: 0 },
+        },
+      }),
+    )
 
   it('asks for a signed answer, verifies it with the issuer keys and reads token_introspection', async () => {
     const i = jwtIntrospector()
@@ -387,10 +469,17 @@ describe('introspection: RFC 9701 JWT answers', () => {
   it('refuses an unsigned answer when a signed one was asked for (response: jwt)', async () => {
     const plain = await startIntrospectionServer({ audience: AUD })
     try {
-      const i = new Introspector(resolveConfig({
-        logger: { warn() {} },
-        issuers: { issuer: plain.issuer, audience: AUD, jwksUri: signer.jwksUri, introspection: { endpoint: plain.endpoint, clientId: plain.clientId, clientSecret: plain.clientSecret, response: 'jwt', maxEntries: 0 } },
-      }))
+      const i = new Introspector(
+        resolveConfig({
+          logger: { warn() {} },
+          issuers: {
+            issuer: plain.issuer,
+            audience: AUD,
+            jwksUri: signer.jwksUri,
+            introspection: { endpoint: plain.endpoint, clientId: plain.clientId, clientSecret: plain.clientSecret, response: 'jwt', maxEntries: 0 },
+          },
+        }),
+      )
       const token = plain.issue({ client_id: CLIENT })
       expect((await refusal(i.introspect(token, issuerOf(i, token)))).code).toBe('introspection_unavailable')
     } finally {
@@ -407,11 +496,36 @@ describe('introspection: RFC 9701 JWT answers', () => {
   })
 
   it.each<[string, () => void]>([
-    ['a wrong typ', () => { signer.jwtHeader = { typ: 'JWT' } }],
-    ['another iss', () => { signer.jwtClaims = { iss: 'https://evil.example' } }],
-    ['another aud', () => { signer.jwtClaims = { aud: 'someone-else' } }],
-    ['an unpublished key', () => { signer.jwtForeignKey = true }],
-    ['no token_introspection', () => { signer.jwtClaims = { token_introspection: 'x' } }],
+    [
+      'a wrong typ',
+      () => {
+        signer.jwtHeader = { typ: 'JWT' }
+      },
+    ],
+    [
+      'another iss',
+      () => {
+        signer.jwtClaims = { iss: 'https://evil.example' }
+      },
+    ],
+    [
+      'another aud',
+      () => {
+        signer.jwtClaims = { aud: 'someone-else' }
+      },
+    ],
+    [
+      'an unpublished key',
+      () => {
+        signer.jwtForeignKey = true
+      },
+    ],
+    [
+      'no token_introspection',
+      () => {
+        signer.jwtClaims = { token_introspection: 'x' }
+      },
+    ],
   ])('answers 503 introspection_unavailable for a signed answer with %s', async (_case, tamper) => {
     tamper()
     const i = jwtIntrospector()

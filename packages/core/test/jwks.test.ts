@@ -55,8 +55,8 @@ async function expectUnavailable(promise: Promise<unknown>, retryAfterSeconds: n
   return error
 }
 
-const jsonFetch = (document: unknown): typeof fetch => (async () =>
-  new Response(JSON.stringify(document), { status: 200, headers: { 'content-type': 'application/json' } })) as typeof fetch
+const jsonFetch = (document: unknown): typeof fetch =>
+  (async () => new Response(JSON.stringify(document), { status: 200, headers: { 'content-type': 'application/json' } })) as typeof fetch
 
 describe('IssuerKeys fetching', () => {
   it('resolves the key for a kid with one JWKS fetch and caches it', async () => {
@@ -330,11 +330,12 @@ describe('IssuerKeys key selection', () => {
 
 /** A fresh public JWK of a key pair of `type` (node:crypto names). */
 function publicJwkOf(type: 'ec' | 'rsa' | 'ed25519', options: { namedCurve?: string; modulusLength?: number } = {}): Record<string, string> {
-  const { publicKey } = type === 'ec'
-    ? generateKeyPairSync('ec', { namedCurve: options.namedCurve ?? 'P-256' })
-    : type === 'rsa'
-      ? generateKeyPairSync('rsa', { modulusLength: options.modulusLength ?? 2048 })
-      : generateKeyPairSync('ed25519')
+  const { publicKey } =
+    type === 'ec'
+      ? generateKeyPairSync('ec', { namedCurve: options.namedCurve ?? 'P-256' })
+      : type === 'rsa'
+        ? generateKeyPairSync('rsa', { modulusLength: options.modulusLength ?? 2048 })
+        : generateKeyPairSync('ed25519')
   return publicKey.export({ format: 'jwk' }) as Record<string, string>
 }
 
@@ -443,7 +444,10 @@ function unusableSets(good: Record<string, unknown>): Array<[string, { keys: unk
     ['an EC key without y (not importable)', { kty: 'EC', crv: 'P-256', x: good.x, kid }],
     ['the issuer key with x of 33 octets (leading zero)', { ...good, x: withLeadingZero(good.x as string) }],
   ]
-  return [...kinds.map(([title, jwk]): [string, { keys: unknown[] }] => [title, { keys: [jwk] }]), ['all of these together', { keys: kinds.map(([, jwk]) => jwk) }]]
+  return [
+    ...kinds.map(([title, jwk]): [string, { keys: unknown[] }] => [title, { keys: [jwk] }]),
+    ['all of these together', { keys: kinds.map(([, jwk]) => jwk) }],
+  ]
 }
 
 describe('IssuerKeys: a set without a usable key is a failed fetch', () => {
@@ -451,7 +455,8 @@ describe('IssuerKeys: a set without a usable key is a failed fetch', () => {
   /** A guard whose fetch answers with `current.document` (the issuer's real set until changed). */
   function scripted() {
     const current: { document: unknown } = { document: issuer.publicJwks() }
-    const fetch = (async () => new Response(JSON.stringify(current.document), { status: 200, headers: { 'content-type': 'application/json' } })) as typeof globalThis.fetch
+    const fetch = (async () =>
+      new Response(JSON.stringify(current.document), { status: 200, headers: { 'content-type': 'application/json' } })) as typeof globalThis.fetch
     return { current, ...setup({ cacheMaxAgeSeconds: 60, failureBackoffSeconds: 5, cooldownSeconds: 0 }, { fetch, algorithms: [...algorithms] }) }
   }
 
@@ -462,7 +467,10 @@ describe('IssuerKeys: a set without a usable key is a failed fetch', () => {
       current.document = document
       const error = await expectUnavailable(getKey(issuer.currentKid), 5)
       expect((error.cause as Error).message, title).toBe(`${issuer.jwksUri}: no usable signing key`)
-      expect(warn, title).toHaveBeenCalledWith('callsign: could not fetch issuer keys', { issuer: issuer.issuer, reason: `${issuer.jwksUri}: no usable signing key` })
+      expect(warn, title).toHaveBeenCalledWith('callsign: could not fetch issuer keys', {
+        issuer: issuer.issuer,
+        reason: `${issuer.jwksUri}: no usable signing key`,
+      })
       expect(keys.hasKeys(issuer.issuer), title).toBe(false)
     }
   })
@@ -559,15 +567,22 @@ describe('IssuerKeys: rotation on a quiet service', () => {
 
 describe('IssuerKeys: local keys', () => {
   const local = (jwks: unknown, algorithms?: string[]) =>
-    resolveConfig({ issuers: [{ issuer: 'spiffe://example.org/ns/batch/sa/worker', audience: 'orders', typ: 'jwt', jwks, ...(algorithms ? { algorithms } : {}) }], logger: { warn } } as CallsignOptions)
+    resolveConfig({
+      issuers: [{ issuer: 'spiffe://example.org/ns/batch/sa/worker', audience: 'orders', typ: 'jwt', jwks, ...(algorithms ? { algorithms } : {}) }],
+      logger: { warn },
+    } as CallsignOptions)
 
   it.each<[string, () => unknown, string[] | undefined]>([
     ['only an RSA 1024 key', () => ({ keys: [publicJwkOf('rsa', { modulusLength: 1024 })] }), undefined],
     ['only an Ed25519 key when ES256 alone is allowed', () => ({ keys: [publicJwkOf('ed25519')] }), ['ES256']],
-    ['only a P-256 key with x of 33 octets', () => {
-      const jwk = publicJwkOf('ec')
-      return { keys: [{ ...jwk, x: withLeadingZero(jwk.x!) }] }
-    }, undefined],
+    [
+      'only a P-256 key with x of 33 octets',
+      () => {
+        const jwk = publicJwkOf('ec')
+        return { keys: [{ ...jwk, x: withLeadingZero(jwk.x!) }] }
+      },
+      undefined,
+    ],
     ['only a symmetric key', () => ({ keys: [{ kty: 'oct', k: 'c2VjcmV0' }] }), undefined],
   ])('at startup, %s: a TypeError naming issuers[0].jwks, not a fetch failure', (_case, document, algorithms) => {
     const config = local(document(), algorithms)
@@ -585,13 +600,22 @@ describe('IssuerKeys: local keys', () => {
       const keys = new IssuerKeys(config)
       const resolved = config.issuers.get('worker')!
       const key = await keys.getKey(resolved, { alg: 'ES256', kid: 'k1' })
-      const unusable = [{ ...good, x: withLeadingZero(good.x!) }, { ...publicJwkOf('rsa', { modulusLength: 1024 }), kid: 'k2' }]
+      const unusable = [
+        { ...good, x: withLeadingZero(good.x!) },
+        { ...publicJwkOf('rsa', { modulusLength: 1024 }), kid: 'k2' },
+      ]
       // Rewritten until the watcher notices (a write racing its first read would go unseen).
       let round = 0
-      await vi.waitFor(async () => {
-        await writeFile(file, JSON.stringify({ keys: unusable, round: round++ }))
-        expect(warn).toHaveBeenCalledWith('callsign: could not reload local issuer keys; keeping the previous ones', { issuer: 'worker', reason: `file://${file}: no usable signing key` })
-      }, { timeout: 5000, interval: 100 })
+      await vi.waitFor(
+        async () => {
+          await writeFile(file, JSON.stringify({ keys: unusable, round: round++ }))
+          expect(warn).toHaveBeenCalledWith('callsign: could not reload local issuer keys; keeping the previous ones', {
+            issuer: 'worker',
+            reason: `file://${file}: no usable signing key`,
+          })
+        },
+        { timeout: 5000, interval: 100 },
+      )
       expect(await keys.getKey(resolved, { alg: 'ES256', kid: 'k1' })).toBe(key)
     } finally {
       await rm(dir, { recursive: true, force: true })
@@ -614,7 +638,9 @@ describe('IssuerKeys: local keys', () => {
       await vi.waitFor(() => expect(reports()).toHaveLength(1), { timeout: 5000, interval: 10 })
       // Ten more polls of the same file: nothing new to report.
       await new Promise((resolve) => setTimeout(resolve, 200))
-      expect(reports()).toEqual([['callsign: could not reload local issuer keys; keeping the previous ones', { issuer: 'batch', reason: `file://${file}: no usable signing key` }]])
+      expect(reports()).toEqual([
+        ['callsign: could not reload local issuer keys; keeping the previous ones', { issuer: 'batch', reason: `file://${file}: no usable signing key` }],
+      ])
       keys.close()
       keys.close()
     } finally {

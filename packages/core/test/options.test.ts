@@ -74,7 +74,14 @@ describe('resolveConfig values', () => {
     const logger = { warn() {} }
     const config = resolveConfig({
       issuers: [
-        { issuer: 'https://a.example/', audience: ['orders', 'https://orders.example'], jwksUri: 'https://a.example/jwks', typ: 'jwt', scopeClaim: 'scp', algorithms: ['ES256'] },
+        {
+          issuer: 'https://a.example/',
+          audience: ['orders', 'https://orders.example'],
+          jwksUri: 'https://a.example/jwks',
+          typ: 'jwt',
+          scopeClaim: 'scp',
+          algorithms: ['ES256'],
+        },
         { issuer: 'https://b.example', audience: 'orders' },
       ],
       algorithms: ['ES256', 'RS256'],
@@ -108,7 +115,15 @@ describe('resolveConfig values', () => {
     expect([...config.mtls.trustDomains!]).toEqual(['example.org', 'prod.example.org'])
     expect(config.credentials).toBe('optional')
     expect(config.realm).toBe('orders api')
-    expect(config.jwks).toEqual({ cacheMaxAgeSeconds: 60, cooldownSeconds: 0, failureBackoffSeconds: 0, maxStaleSeconds: 0, timeoutSeconds: 60, maxBytes: 1024, maxKeys: 1 })
+    expect(config.jwks).toEqual({
+      cacheMaxAgeSeconds: 60,
+      cooldownSeconds: 0,
+      failureBackoffSeconds: 0,
+      maxStaleSeconds: 0,
+      timeoutSeconds: 60,
+      maxBytes: 1024,
+      maxKeys: 1,
+    })
     expect(config.prefetch).toBe(true)
     expect(config.fetch).toBe(fetchFn)
     expect(config.now).toBe(now)
@@ -119,15 +134,13 @@ describe('resolveConfig values', () => {
     expect(resolveConfig(base({ mtls: mode })).mtls).toEqual({ mode, trustDomains: undefined })
   })
 
-  it.each([
-    'http://127.0.0.1:8080/',
-    'http://localhost/realms/a',
-    'http://[::1]:9000',
-    'https://auth.example.com',
-  ])('accepts the issuer and jwksUri %s', (url) => {
-    const config = resolveConfig(base({ issuers: { issuer: url, audience: 'a', jwksUri: url } }))
-    expect(config.issuers.get(url)!.jwksUri!.href).toBe(new URL(url).href)
-  })
+  it.each(['http://127.0.0.1:8080/', 'http://localhost/realms/a', 'http://[::1]:9000', 'https://auth.example.com'])(
+    'accepts the issuer and jwksUri %s',
+    (url) => {
+      const config = resolveConfig(base({ issuers: { issuer: url, audience: 'a', jwksUri: url } }))
+      expect(config.issuers.get(url)!.jwksUri!.href).toBe(new URL(url).href)
+    },
+  )
 
   it('sorts caller allowances: exact patterns first, then longer prefixes before shorter ones', () => {
     const config = resolveConfig(
@@ -159,22 +172,26 @@ describe('resolveConfig validation', () => {
   it.each<[string, unknown, string]>([
     ['no options object', undefined, 'Callsign: "options" must be an object'],
     ['an array as options', [], 'Callsign: "options" must be an object'],
-    ['an unknown option key', base({ issuer: 'x' }), 'Callsign: "options.issuer" is not a known option (known: issuers, algorithms, clockTolerance, maxTokenAge, typ, scopeClaim, mtls, callers, certificateGrants, credentials, realm, jwks, prefetch, fetch, now, logger, senderConstraint, dpop, callerConsistency, clientIds, delegation, tokenCacheMaxEntries, onDecision, enforce, peerExpiryWarningDays, resourceMetadata, revocation, telemetry)'],
+    [
+      'an unknown option key',
+      base({ issuer: 'x' }),
+      'Callsign: "options.issuer" is not a known option (known: issuers, algorithms, clockTolerance, maxTokenAge, typ, scopeClaim, mtls, callers, certificateGrants, credentials, realm, jwks, prefetch, fetch, now, logger, senderConstraint, dpop, callerConsistency, clientIds, delegation, tokenCacheMaxEntries, onDecision, enforce, peerExpiryWarningDays, resourceMetadata, revocation, telemetry)',
+    ],
     // algorithms
     ['algorithms with none', base({ algorithms: ['ES256', 'none'] }), `Callsign: "algorithms" contains "none": ${REFUSED}`],
     ['algorithms with NONE', base({ algorithms: ['NONE'] }), `Callsign: "algorithms" contains "NONE": ${REFUSED}`],
     ['algorithms with HS256', base({ algorithms: ['HS256'] }), `Callsign: "algorithms" contains "HS256": ${REFUSED}`],
     ['algorithms with hs512', base({ algorithms: ['hs512'] }), `Callsign: "algorithms" contains "hs512": ${REFUSED}`],
-    ['algorithms with an unknown name', base({ algorithms: ['ES257'] }), `Callsign: "algorithms" contains unsupported algorithm "ES257" (supported: ${SUPPORTED})`],
+    [
+      'algorithms with an unknown name',
+      base({ algorithms: ['ES257'] }),
+      `Callsign: "algorithms" contains unsupported algorithm "ES257" (supported: ${SUPPORTED})`,
+    ],
     ['algorithms in lower case', base({ algorithms: ['es256'] }), `Callsign: "algorithms" contains unsupported algorithm "es256" (supported: ${SUPPORTED})`],
     ['empty algorithms', base({ algorithms: [] }), 'Callsign: "algorithms" must be a non-empty array of algorithm names'],
     ['algorithms as a string', base({ algorithms: 'ES256' }), 'Callsign: "algorithms" must be a non-empty array of algorithm names'],
     ['a non-string algorithm', base({ algorithms: [256] }), 'Callsign: "algorithms" must contain only strings'],
-    [
-      'issuer algorithms with HS256',
-      base({ issuers: { ...ISSUER, algorithms: ['HS256'] } }),
-      `Callsign: "issuers.algorithms" contains "HS256": ${REFUSED}`,
-    ],
+    ['issuer algorithms with HS256', base({ issuers: { ...ISSUER, algorithms: ['HS256'] } }), `Callsign: "issuers.algorithms" contains "HS256": ${REFUSED}`],
     [
       'issuer algorithms outside the guard-wide list',
       base({ algorithms: ['ES256'], issuers: [{ ...ISSUER, algorithms: ['RS256'] }] }),
@@ -185,8 +202,16 @@ describe('resolveConfig validation', () => {
     ['an empty issuers array', { issuers: [] }, 'Callsign: "issuers" must name at least one issuer: { issuer, audience, jwksUri? }'],
     ['a string issuer', { issuers: 'https://auth.example.com/' }, 'Callsign: "issuers" must be an object { issuer, audience, jwksUri? }'],
     ['a null issuer entry', { issuers: [ISSUER, null] }, 'Callsign: "issuers[1]" must be an object { issuer, audience, jwksUri? }'],
-    ['an unknown issuer key', { issuers: [{ ...ISSUER, jwks_uri: 'https://a' }] }, 'Callsign: "issuers[0].jwks_uri" is not a known option (known: issuer, audience, jwksUri, typ, scopeClaim, algorithms, jwks, maxTokenLifetime, subjects, trustDomain, introspection)'],
-    ['a duplicate issuer', { issuers: [ISSUER, { ...ISSUER, audience: 'other' }] }, 'Callsign: "issuers[1].issuer" duplicates another issuer: "https://auth.example.com/"'],
+    [
+      'an unknown issuer key',
+      { issuers: [{ ...ISSUER, jwks_uri: 'https://a' }] },
+      'Callsign: "issuers[0].jwks_uri" is not a known option (known: issuer, audience, jwksUri, typ, scopeClaim, algorithms, jwks, maxTokenLifetime, subjects, trustDomain, introspection)',
+    ],
+    [
+      'a duplicate issuer',
+      { issuers: [ISSUER, { ...ISSUER, audience: 'other' }] },
+      'Callsign: "issuers[1].issuer" duplicates another issuer: "https://auth.example.com/"',
+    ],
     ['a missing issuer URL', { issuers: { audience: 'a' } }, 'Callsign: "issuers.issuer" must be a URL string'],
     ['an invalid issuer URL', { issuers: { issuer: 'auth.example.com', audience: 'a' } }, 'Callsign: "issuers.issuer" is not a valid URL: "auth.example.com"'],
     [
@@ -204,37 +229,93 @@ describe('resolveConfig validation', () => {
       { issuers: { issuer: 'http://localhost.evil.example', audience: 'a' } },
       'Callsign: "issuers.issuer" must use https (http is allowed only on 127.0.0.1, localhost and [::1]): "http://localhost.evil.example"',
     ],
-    ['an issuer with credentials', { issuers: { issuer: 'https://u:p@auth.example.com', audience: 'a' } }, 'Callsign: "issuers.issuer" must not contain credentials'],
-    ['an issuer with a fragment', { issuers: { issuer: 'https://auth.example.com/#x', audience: 'a' } }, 'Callsign: "issuers.issuer" must not contain a fragment'],
-    ['an issuer with a query', { issuers: { issuer: 'https://auth.example.com/?tenant=a', audience: 'a' } }, 'Callsign: "issuers.issuer" must not contain a query'],
+    [
+      'an issuer with credentials',
+      { issuers: { issuer: 'https://u:p@auth.example.com', audience: 'a' } },
+      'Callsign: "issuers.issuer" must not contain credentials',
+    ],
+    [
+      'an issuer with a fragment',
+      { issuers: { issuer: 'https://auth.example.com/#x', audience: 'a' } },
+      'Callsign: "issuers.issuer" must not contain a fragment',
+    ],
+    [
+      'an issuer with a query',
+      { issuers: { issuer: 'https://auth.example.com/?tenant=a', audience: 'a' } },
+      'Callsign: "issuers.issuer" must not contain a query',
+    ],
     [
       'a non-loopback http jwksUri',
       { issuers: [{ ...ISSUER, jwksUri: 'http://auth.example.com/jwks' }] },
       'Callsign: "issuers[0].jwksUri" must use https (http is allowed only on 127.0.0.1, localhost and [::1]): "http://auth.example.com/jwks"',
     ],
-    ['a file jwksUri', { issuers: { ...ISSUER, jwksUri: 'file:///etc/jwks.json' } }, 'Callsign: "issuers.jwksUri" must use https (http is allowed only on 127.0.0.1, localhost and [::1]): "file:///etc/jwks.json"'],
+    [
+      'a file jwksUri',
+      { issuers: { ...ISSUER, jwksUri: 'file:///etc/jwks.json' } },
+      'Callsign: "issuers.jwksUri" must use https (http is allowed only on 127.0.0.1, localhost and [::1]): "file:///etc/jwks.json"',
+    ],
     ['an empty jwksUri', { issuers: { ...ISSUER, jwksUri: '' } }, 'Callsign: "issuers.jwksUri" must be a URL string'],
     // audience
-    ['an empty audience', { issuers: { ...ISSUER, audience: '' } }, 'Callsign: "issuers.audience" must be a non-empty string or a non-empty array of non-empty strings'],
-    ['an empty audience array', { issuers: { ...ISSUER, audience: [] } }, 'Callsign: "issuers.audience" must be a non-empty string or a non-empty array of non-empty strings'],
-    ['an audience array with an empty string', { issuers: [{ ...ISSUER, audience: ['a', ''] }] }, 'Callsign: "issuers[0].audience" must be a non-empty string or a non-empty array of non-empty strings'],
-    ['a missing audience', { issuers: { issuer: 'https://a.example' } }, 'Callsign: "issuers.audience" must be a non-empty string or a non-empty array of non-empty strings'],
+    [
+      'an empty audience',
+      { issuers: { ...ISSUER, audience: '' } },
+      'Callsign: "issuers.audience" must be a non-empty string or a non-empty array of non-empty strings',
+    ],
+    [
+      'an empty audience array',
+      { issuers: { ...ISSUER, audience: [] } },
+      'Callsign: "issuers.audience" must be a non-empty string or a non-empty array of non-empty strings',
+    ],
+    [
+      'an audience array with an empty string',
+      { issuers: [{ ...ISSUER, audience: ['a', ''] }] },
+      'Callsign: "issuers[0].audience" must be a non-empty string or a non-empty array of non-empty strings',
+    ],
+    [
+      'a missing audience',
+      { issuers: { issuer: 'https://a.example' } },
+      'Callsign: "issuers.audience" must be a non-empty string or a non-empty array of non-empty strings',
+    ],
     // typ, scopeClaim, mtls, credentials
     ['an unknown typ', base({ typ: 'JWT' }), `Callsign: "typ" must be one of 'at+jwt', 'jwt' (got "JWT")`],
     ['an unknown issuer typ', { issuers: { ...ISSUER, typ: 'id+jwt' } }, `Callsign: "issuers.typ" must be one of 'at+jwt', 'jwt' (got "id+jwt")`],
     ['an unknown scopeClaim', base({ scopeClaim: 'scopes' }), `Callsign: "scopeClaim" must be one of 'scope', 'scp', 'permissions' (got "scopes")`],
-    ['an unknown issuer scopeClaim', { issuers: [{ ...ISSUER, scopeClaim: 'roles' }] }, `Callsign: "issuers[0].scopeClaim" must be one of 'scope', 'scp', 'permissions' (got "roles")`],
+    [
+      'an unknown issuer scopeClaim',
+      { issuers: [{ ...ISSUER, scopeClaim: 'roles' }] },
+      `Callsign: "issuers[0].scopeClaim" must be one of 'scope', 'scp', 'permissions' (got "roles")`,
+    ],
     ['an unknown mtls mode', base({ mtls: 'require' }), `Callsign: "mtls" must be one of 'required', 'optional' (got "require")`],
     ['an unknown mtls.mode', base({ mtls: { mode: 'on' } }), `Callsign: "mtls.mode" must be one of 'required', 'optional' (got "on")`],
     ['mtls as a boolean', base({ mtls: true }), `Callsign: "mtls" must be 'required', 'optional' or { mode, trustDomains }`],
     ['an unknown mtls key', base({ mtls: { mode: 'required', ca: 'x' } }), 'Callsign: "mtls.ca" is not a known option (known: mode, trustDomains, forwarded)'],
     ['an unknown credentials mode', base({ credentials: 'none' }), `Callsign: "credentials" must be one of 'required', 'optional' (got "none")`],
     // trustDomains
-    ['empty trustDomains', base({ mtls: { trustDomains: [] } }), 'Callsign: "mtls.trustDomains" must be a non-empty string or a non-empty array of non-empty strings'],
-    ['an upper-case trust domain', base({ mtls: { trustDomains: ['Example.org'] } }), 'Callsign: "mtls.trustDomains" contains an invalid trust domain "Example.org" (lower-case letters, digits, ".", "-", "_")'],
-    ['a trust domain with a path', base({ mtls: { trustDomains: ['example.org/ns'] } }), 'Callsign: "mtls.trustDomains" contains an invalid trust domain "example.org/ns" (lower-case letters, digits, ".", "-", "_")'],
-    ['a trust domain with a scheme', base({ mtls: { trustDomains: ['spiffe://example.org'] } }), 'Callsign: "mtls.trustDomains" contains an invalid trust domain "spiffe://example.org" (lower-case letters, digits, ".", "-", "_")'],
-    ['a trust domain with a port', base({ mtls: { trustDomains: ['example.org:443'] } }), 'Callsign: "mtls.trustDomains" contains an invalid trust domain "example.org:443" (lower-case letters, digits, ".", "-", "_")'],
+    [
+      'empty trustDomains',
+      base({ mtls: { trustDomains: [] } }),
+      'Callsign: "mtls.trustDomains" must be a non-empty string or a non-empty array of non-empty strings',
+    ],
+    [
+      'an upper-case trust domain',
+      base({ mtls: { trustDomains: ['Example.org'] } }),
+      'Callsign: "mtls.trustDomains" contains an invalid trust domain "Example.org" (lower-case letters, digits, ".", "-", "_")',
+    ],
+    [
+      'a trust domain with a path',
+      base({ mtls: { trustDomains: ['example.org/ns'] } }),
+      'Callsign: "mtls.trustDomains" contains an invalid trust domain "example.org/ns" (lower-case letters, digits, ".", "-", "_")',
+    ],
+    [
+      'a trust domain with a scheme',
+      base({ mtls: { trustDomains: ['spiffe://example.org'] } }),
+      'Callsign: "mtls.trustDomains" contains an invalid trust domain "spiffe://example.org" (lower-case letters, digits, ".", "-", "_")',
+    ],
+    [
+      'a trust domain with a port',
+      base({ mtls: { trustDomains: ['example.org:443'] } }),
+      'Callsign: "mtls.trustDomains" contains an invalid trust domain "example.org:443" (lower-case letters, digits, ".", "-", "_")',
+    ],
     // callers
     ['callers as an array', base({ callers: ['spiffe://example.org/*'] }), 'Callsign: "callers" must be an object mapping caller patterns to scope arrays'],
     [
@@ -249,7 +330,11 @@ describe('resolveConfig validation', () => {
     ],
     ['caller scopes as a string', base({ callers: { 'orders-client': 'a b' } }), 'Callsign: "callers["orders-client"]" must be an array of scope strings'],
     // certificateGrants
-    ['certificateGrants as an array', base({ certificateGrants: ['spiffe://example.org/*'] }), 'Callsign: "certificateGrants" must be an object mapping caller patterns to scope arrays'],
+    [
+      'certificateGrants as an array',
+      base({ certificateGrants: ['spiffe://example.org/*'] }),
+      'Callsign: "certificateGrants" must be an object mapping caller patterns to scope arrays',
+    ],
     [
       'a client id in certificateGrants',
       base({ certificateGrants: { 'orders-client': ['a'] } }),
@@ -260,7 +345,11 @@ describe('resolveConfig validation', () => {
       base({ certificateGrants: { 'spiffe://example.org': ['a'] } }),
       'Callsign: "certificateGrants["spiffe://example.org"]" ("spiffe://example.org") is not a valid SPIFFE ID or prefix: expected spiffe://<trust-domain>/<path> or spiffe://<trust-domain>/<path>/*',
     ],
-    ['a bad scope in certificateGrants', base({ certificateGrants: { 'spiffe://example.org/a': ['a b'] } }), 'Callsign: "certificateGrants["spiffe://example.org/a"]" contains an invalid scope "a b" (RFC 6749 scope-token: printable ASCII, no space, quote or backslash)'],
+    [
+      'a bad scope in certificateGrants',
+      base({ certificateGrants: { 'spiffe://example.org/a': ['a b'] } }),
+      'Callsign: "certificateGrants["spiffe://example.org/a"]" contains an invalid scope "a b" (RFC 6749 scope-token: printable ASCII, no space, quote or backslash)',
+    ],
     [
       'a caller scope with a space',
       base({ callers: { 'orders-client': ['a b'] } }),
@@ -285,15 +374,27 @@ describe('resolveConfig validation', () => {
     ['an infinite maxTokenAge', base({ maxTokenAge: Number.POSITIVE_INFINITY }), 'Callsign: "maxTokenAge" must be a number > 0 (got null)'],
     ['a zero jwks.cacheMaxAgeSeconds', base({ jwks: { cacheMaxAgeSeconds: 0 } }), 'Callsign: "jwks.cacheMaxAgeSeconds" must be a number > 0 (got 0)'],
     ['a negative jwks.cooldownSeconds', base({ jwks: { cooldownSeconds: -1 } }), 'Callsign: "jwks.cooldownSeconds" must be a number >= 0 (got -1)'],
-    ['a negative jwks.failureBackoffSeconds', base({ jwks: { failureBackoffSeconds: -0.5 } }), 'Callsign: "jwks.failureBackoffSeconds" must be a number >= 0 (got -0.5)'],
+    [
+      'a negative jwks.failureBackoffSeconds',
+      base({ jwks: { failureBackoffSeconds: -0.5 } }),
+      'Callsign: "jwks.failureBackoffSeconds" must be a number >= 0 (got -0.5)',
+    ],
     ['a string jwks.maxStaleSeconds', base({ jwks: { maxStaleSeconds: '1d' } }), 'Callsign: "jwks.maxStaleSeconds" must be a number >= 0 (got "1d")'],
     ['a jwks.timeoutSeconds above 60', base({ jwks: { timeoutSeconds: 61 } }), 'Callsign: "jwks.timeoutSeconds" must be a number > 0 and <= 60 (got 61)'],
     ['a zero jwks.timeoutSeconds', base({ jwks: { timeoutSeconds: 0 } }), 'Callsign: "jwks.timeoutSeconds" must be a number > 0 and <= 60 (got 0)'],
     ['a fractional jwks.maxBytes', base({ jwks: { maxBytes: 1.5 } }), 'Callsign: "jwks.maxBytes" must be a whole number > 0 and <= 16777216 (got 1.5)'],
-    ['a jwks.maxBytes above 16 MiB', base({ jwks: { maxBytes: 16 * 1024 * 1024 + 1 } }), 'Callsign: "jwks.maxBytes" must be a whole number > 0 and <= 16777216 (got 16777217)'],
+    [
+      'a jwks.maxBytes above 16 MiB',
+      base({ jwks: { maxBytes: 16 * 1024 * 1024 + 1 } }),
+      'Callsign: "jwks.maxBytes" must be a whole number > 0 and <= 16777216 (got 16777217)',
+    ],
     ['a jwks.maxKeys above 1000', base({ jwks: { maxKeys: 1001 } }), 'Callsign: "jwks.maxKeys" must be a whole number > 0 and <= 1000 (got 1001)'],
     ['a zero jwks.maxKeys', base({ jwks: { maxKeys: 0 } }), 'Callsign: "jwks.maxKeys" must be a whole number > 0 and <= 1000 (got 0)'],
-    ['an unknown jwks key', base({ jwks: { ttl: 60 } }), 'Callsign: "jwks.ttl" is not a known option (known: cacheMaxAgeSeconds, cooldownSeconds, failureBackoffSeconds, maxStaleSeconds, timeoutSeconds, maxBytes, maxKeys)'],
+    [
+      'an unknown jwks key',
+      base({ jwks: { ttl: 60 } }),
+      'Callsign: "jwks.ttl" is not a known option (known: cacheMaxAgeSeconds, cooldownSeconds, failureBackoffSeconds, maxStaleSeconds, timeoutSeconds, maxBytes, maxKeys)',
+    ],
     ['jwks as an array', base({ jwks: [] }), 'Callsign: "jwks" must be an object'],
     // functions and flags
     ['a non-function fetch', base({ fetch: 'https://proxy' }), 'Callsign: "fetch" must be a fetch-compatible function'],
@@ -304,9 +405,17 @@ describe('resolveConfig validation', () => {
     // realm
     ['a realm with a quote', base({ realm: 'my"realm' }), 'Callsign: "realm" must be 1-100 printable ASCII characters without quotes or backslashes'],
     ['a realm with a backslash', base({ realm: 'my\\realm' }), 'Callsign: "realm" must be 1-100 printable ASCII characters without quotes or backslashes'],
-    ['a realm with a newline', base({ realm: 'api\r\nSet-Cookie: x' }), 'Callsign: "realm" must be 1-100 printable ASCII characters without quotes or backslashes'],
+    [
+      'a realm with a newline',
+      base({ realm: 'api\r\nSet-Cookie: x' }),
+      'Callsign: "realm" must be 1-100 printable ASCII characters without quotes or backslashes',
+    ],
     ['an empty realm', base({ realm: '' }), 'Callsign: "realm" must be 1-100 printable ASCII characters without quotes or backslashes'],
-    ['a realm over 100 characters', base({ realm: 'r'.repeat(101) }), 'Callsign: "realm" must be 1-100 printable ASCII characters without quotes or backslashes'],
+    [
+      'a realm over 100 characters',
+      base({ realm: 'r'.repeat(101) }),
+      'Callsign: "realm" must be 1-100 printable ASCII characters without quotes or backslashes',
+    ],
   ])('refuses %s with a TypeError naming the option', (_case, options, message) => {
     expect(() => resolveConfig(options as CallsignOptions)).toThrow(new TypeError(message))
   })
@@ -461,13 +570,33 @@ describe('resolveConfig: sender constraint, DPoP, caller consistency and delegat
     ['dpop.algorithms with HS256', { dpop: { algorithms: ['ES256', 'HS256'] } }, `Callsign: "dpop.algorithms" contains "HS256": ${REFUSED}`],
     ['dpop.algorithms with none', { dpop: { algorithms: ['none'] } }, `Callsign: "dpop.algorithms" contains "none": ${REFUSED}`],
     ['empty dpop.algorithms', { dpop: { algorithms: [] } }, 'Callsign: "dpop.algorithms" must be a non-empty array of algorithm names'],
-    ['dpop.maxProofAgeSeconds above 600', { dpop: { maxProofAgeSeconds: 601 } }, 'Callsign: "dpop.maxProofAgeSeconds" must be a number > 0 and <= 600 (got 601)'],
+    [
+      'dpop.maxProofAgeSeconds above 600',
+      { dpop: { maxProofAgeSeconds: 601 } },
+      'Callsign: "dpop.maxProofAgeSeconds" must be a number > 0 and <= 600 (got 601)',
+    ],
     ['a zero dpop.maxProofAgeSeconds', { dpop: { maxProofAgeSeconds: 0 } }, 'Callsign: "dpop.maxProofAgeSeconds" must be a number > 0 and <= 600 (got 0)'],
-    ['a zero dpop.replayStoreTimeoutMs', { dpop: { replayStoreTimeoutMs: 0 } }, 'Callsign: "dpop.replayStoreTimeoutMs" must be a number > 0 and <= 30000 (got 0)'],
-    ['dpop.replayStoreTimeoutMs above 30 s', { dpop: { replayStoreTimeoutMs: 30_001 } }, 'Callsign: "dpop.replayStoreTimeoutMs" must be a number > 0 and <= 30000 (got 30001)'],
+    [
+      'a zero dpop.replayStoreTimeoutMs',
+      { dpop: { replayStoreTimeoutMs: 0 } },
+      'Callsign: "dpop.replayStoreTimeoutMs" must be a number > 0 and <= 30000 (got 0)',
+    ],
+    [
+      'dpop.replayStoreTimeoutMs above 30 s',
+      { dpop: { replayStoreTimeoutMs: 30_001 } },
+      'Callsign: "dpop.replayStoreTimeoutMs" must be a number > 0 and <= 30000 (got 30001)',
+    ],
     // origin
-    ['an origin with a path', { dpop: { origin: 'https://orders.example/api' } }, 'Callsign: "dpop.origin" must be an origin (scheme://host[:port]) without a path: "https://orders.example/api"'],
-    ['an origin with a query', { dpop: { origin: 'https://orders.example/?a=1' } }, 'Callsign: "dpop.origin" must be an origin (scheme://host[:port]) without a path: "https://orders.example/?a=1"'],
+    [
+      'an origin with a path',
+      { dpop: { origin: 'https://orders.example/api' } },
+      'Callsign: "dpop.origin" must be an origin (scheme://host[:port]) without a path: "https://orders.example/api"',
+    ],
+    [
+      'an origin with a query',
+      { dpop: { origin: 'https://orders.example/?a=1' } },
+      'Callsign: "dpop.origin" must be an origin (scheme://host[:port]) without a path: "https://orders.example/?a=1"',
+    ],
     ['an origin with a fragment', { dpop: { origin: 'https://orders.example/#x' } }, 'Callsign: "dpop.origin" must not contain a fragment'],
     ['an origin with credentials', { dpop: { origin: 'https://u:p@orders.example' } }, 'Callsign: "dpop.origin" must not contain credentials'],
     [
@@ -478,16 +607,48 @@ describe('resolveConfig: sender constraint, DPoP, caller consistency and delegat
     ['an origin that is no URL', { dpop: { origin: 'orders.example' } }, 'Callsign: "dpop.origin" is not a valid URL: "orders.example"'],
     ['an empty origin list', { dpop: { origin: [] } }, 'Callsign: "dpop.origin" must be a non-empty string or a non-empty array of non-empty strings'],
     // nonce
-    ['a nonce secret of 31 bytes', { dpop: { nonce: { secret: 's'.repeat(31) } } }, 'Callsign: "dpop.nonce.secret" must be a string or bytes of at least 32 bytes, the same on every replica'],
-    ['a nonce secret of 31 bytes as Uint8Array', { dpop: { nonce: { secret: new Uint8Array(31) } } }, 'Callsign: "dpop.nonce.secret" must be a string or bytes of at least 32 bytes, the same on every replica'],
-    ['a numeric nonce secret', { dpop: { nonce: { secret: 12345 } } }, 'Callsign: "dpop.nonce.secret" must be a string or bytes of at least 32 bytes, the same on every replica'],
-    ['a nonce without secret', { dpop: { nonce: {} } }, 'Callsign: "dpop.nonce.secret" must be a string or bytes of at least 32 bytes, the same on every replica'],
+    [
+      'a nonce secret of 31 bytes',
+      { dpop: { nonce: { secret: 's'.repeat(31) } } },
+      'Callsign: "dpop.nonce.secret" must be a string or bytes of at least 32 bytes, the same on every replica',
+    ],
+    [
+      'a nonce secret of 31 bytes as Uint8Array',
+      { dpop: { nonce: { secret: new Uint8Array(31) } } },
+      'Callsign: "dpop.nonce.secret" must be a string or bytes of at least 32 bytes, the same on every replica',
+    ],
+    [
+      'a numeric nonce secret',
+      { dpop: { nonce: { secret: 12345 } } },
+      'Callsign: "dpop.nonce.secret" must be a string or bytes of at least 32 bytes, the same on every replica',
+    ],
+    [
+      'a nonce without secret',
+      { dpop: { nonce: {} } },
+      'Callsign: "dpop.nonce.secret" must be a string or bytes of at least 32 bytes, the same on every replica',
+    ],
     ['a nonce as a string', { dpop: { nonce: SECRET } }, 'Callsign: "dpop.nonce" must be { secret, windowSeconds? }'],
-    ['an unknown nonce key', { dpop: { nonce: { secret: SECRET, window: 60 } } }, 'Callsign: "dpop.nonce.window" is not a known option (known: secret, windowSeconds)'],
-    ['a zero nonce window', { dpop: { nonce: { secret: SECRET, windowSeconds: 0 } } }, 'Callsign: "dpop.nonce.windowSeconds" must be a number > 0 and <= 86400 (got 0)'],
-    ['a nonce window above a day', { dpop: { nonce: { secret: SECRET, windowSeconds: 86_401 } } }, 'Callsign: "dpop.nonce.windowSeconds" must be a number > 0 and <= 86400 (got 86401)'],
+    [
+      'an unknown nonce key',
+      { dpop: { nonce: { secret: SECRET, window: 60 } } },
+      'Callsign: "dpop.nonce.window" is not a known option (known: secret, windowSeconds)',
+    ],
+    [
+      'a zero nonce window',
+      { dpop: { nonce: { secret: SECRET, windowSeconds: 0 } } },
+      'Callsign: "dpop.nonce.windowSeconds" must be a number > 0 and <= 86400 (got 0)',
+    ],
+    [
+      'a nonce window above a day',
+      { dpop: { nonce: { secret: SECRET, windowSeconds: 86_401 } } },
+      'Callsign: "dpop.nonce.windowSeconds" must be a number > 0 and <= 86400 (got 86401)',
+    ],
     // replay store
-    ['a replayStore without markUsed', { dpop: { replayStore: { get() {}, set() {} } } }, 'Callsign: "dpop.replayStore" must implement markUsed(key, ttlSeconds)'],
+    [
+      'a replayStore without markUsed',
+      { dpop: { replayStore: { get() {}, set() {} } } },
+      'Callsign: "dpop.replayStore" must implement markUsed(key, ttlSeconds)',
+    ],
     ['a null replayStore', { dpop: { replayStore: null } }, 'Callsign: "dpop.replayStore" must implement markUsed(key, ttlSeconds)'],
     ['a function as replayStore', { dpop: { replayStore: () => true } }, 'Callsign: "dpop.replayStore" must implement markUsed(key, ttlSeconds)'],
     // senderConstraint, callerConsistency
@@ -496,9 +657,21 @@ describe('resolveConfig: sender constraint, DPoP, caller consistency and delegat
     ['an unknown callerConsistency', { callerConsistency: 'warn' }, `Callsign: "callerConsistency" must be one of 'enforce', 'off' (got "warn")`],
     // clientIds
     ['clientIds as an array', { clientIds: [SPIFFE] }, 'Callsign: "clientIds" must be an object mapping client ids to SPIFFE IDs'],
-    ['a clientIds value that is no SPIFFE ID', { clientIds: { 'web-client': 'frontend' } }, 'Callsign: "clientIds["web-client"]" must be a workload SPIFFE ID (got "frontend")'],
-    ['a clientIds value naming only a trust domain', { clientIds: { 'web-client': 'spiffe://example.org' } }, 'Callsign: "clientIds["web-client"]" must be a workload SPIFFE ID (got "spiffe://example.org")'],
-    ['a clientIds prefix pattern', { clientIds: { 'web-client': 'spiffe://example.org/ns/*' } }, 'Callsign: "clientIds["web-client"]" must be a workload SPIFFE ID (got "spiffe://example.org/ns/*")'],
+    [
+      'a clientIds value that is no SPIFFE ID',
+      { clientIds: { 'web-client': 'frontend' } },
+      'Callsign: "clientIds["web-client"]" must be a workload SPIFFE ID (got "frontend")',
+    ],
+    [
+      'a clientIds value naming only a trust domain',
+      { clientIds: { 'web-client': 'spiffe://example.org' } },
+      'Callsign: "clientIds["web-client"]" must be a workload SPIFFE ID (got "spiffe://example.org")',
+    ],
+    [
+      'a clientIds prefix pattern',
+      { clientIds: { 'web-client': 'spiffe://example.org/ns/*' } },
+      'Callsign: "clientIds["web-client"]" must be a workload SPIFFE ID (got "spiffe://example.org/ns/*")',
+    ],
     ['a numeric clientIds value', { clientIds: { 'web-client': 1 } }, 'Callsign: "clientIds["web-client"]" must be a workload SPIFFE ID (got 1)'],
     // delegation
     ['delegation as an array', { delegation: [] }, 'Callsign: "delegation" must be an object'],
@@ -506,7 +679,11 @@ describe('resolveConfig: sender constraint, DPoP, caller consistency and delegat
     ['delegation.maxDepth 9', { delegation: { maxDepth: 9 } }, 'Callsign: "delegation.maxDepth" must be a whole number > 0 and <= 8 (got 9)'],
     ['delegation.maxDepth 0', { delegation: { maxDepth: 0 } }, 'Callsign: "delegation.maxDepth" must be a whole number > 0 and <= 8 (got 0)'],
     ['a fractional delegation.maxDepth', { delegation: { maxDepth: 2.5 } }, 'Callsign: "delegation.maxDepth" must be a whole number > 0 and <= 8 (got 2.5)'],
-    ['empty delegation.actors', { delegation: { actors: [] } }, 'Callsign: "delegation.actors" must be a non-empty string or a non-empty array of non-empty strings'],
+    [
+      'empty delegation.actors',
+      { delegation: { actors: [] } },
+      'Callsign: "delegation.actors" must be a non-empty string or a non-empty array of non-empty strings',
+    ],
     [
       'a wildcard client id in delegation.actors',
       { delegation: { actors: [SPIFFE, 'gateway-*'] } },
@@ -518,8 +695,16 @@ describe('resolveConfig: sender constraint, DPoP, caller consistency and delegat
       'Callsign: "delegation.actors[0]" ("spiffe://Example.org/*") is not a valid SPIFFE ID or prefix: expected spiffe://<trust-domain>/<path> or spiffe://<trust-domain>/<path>/*',
     ],
     ['empty delegation.hops', { delegation: { hops: [] } }, 'Callsign: "delegation.hops" must be a non-empty array of pattern arrays, nearest actor first'],
-    ['delegation.hops as a string', { delegation: { hops: SPIFFE } }, 'Callsign: "delegation.hops" must be a non-empty array of pattern arrays, nearest actor first'],
-    ['an empty hop', { delegation: { hops: [[SPIFFE], []] } }, 'Callsign: "delegation.hops[1]" must be a non-empty string or a non-empty array of non-empty strings'],
+    [
+      'delegation.hops as a string',
+      { delegation: { hops: SPIFFE } },
+      'Callsign: "delegation.hops" must be a non-empty array of pattern arrays, nearest actor first',
+    ],
+    [
+      'an empty hop',
+      { delegation: { hops: [[SPIFFE], []] } },
+      'Callsign: "delegation.hops[1]" must be a non-empty string or a non-empty array of non-empty strings',
+    ],
     [
       'a bad pattern in a hop',
       { delegation: { hops: [[SPIFFE], [SPIFFE, 'SPIFFE://example.org/x']] } },
@@ -539,21 +724,24 @@ describe('mtls.trustDomains as a map of trust domain to CA bundle', () => {
     dir = mkdtempSync(join(tmpdir(), 'callsign-options-'))
   })
   afterAll(() => rmSync(dir, { recursive: true, force: true }))
-  const subjects = (config: ReturnType<typeof resolveConfig>, domain: string): string[] | undefined => config.mtls.trustBundles?.anchorsOf(domain)?.map((cert) => cert.subject)
+  const subjects = (config: ReturnType<typeof resolveConfig>, domain: string): string[] | undefined =>
+    config.mtls.trustBundles?.anchorsOf(domain)?.map((cert) => cert.subject)
 
   it('accepts PEM text, an array of PEM texts, a Buffer and { path, pollSeconds }, each read at startup', () => {
     const path = join(dir, 'partner.pem')
     writeFileSync(path, partner.certPem)
-    const config = resolveConfig(base({
-      mtls: {
-        trustDomains: {
-          'example.org': ours.certPem,
-          'both.example': [ours.certPem, partner.certPem],
-          'buffer.example': Buffer.from(ours.certPem),
-          'partner.org': { path, pollSeconds: 30 },
+    const config = resolveConfig(
+      base({
+        mtls: {
+          trustDomains: {
+            'example.org': ours.certPem,
+            'both.example': [ours.certPem, partner.certPem],
+            'buffer.example': Buffer.from(ours.certPem),
+            'partner.org': { path, pollSeconds: 30 },
+          },
         },
-      },
-    }))
+      }),
+    )
     expect([...config.mtls.trustDomains!]).toEqual(['example.org', 'both.example', 'buffer.example', 'partner.org'])
     expect(subjects(config, 'example.org')).toEqual(['CN=Ours'])
     expect(subjects(config, 'both.example')).toEqual(['CN=Ours', 'CN=Partner'])
@@ -566,35 +754,88 @@ describe('mtls.trustDomains as a map of trust domain to CA bundle', () => {
   it('makes mtls.forwarded.ca optional (the bundles are the default anchors), also for nginx', () => {
     const trustDomains = { 'example.org': ours.certPem }
     for (const format of ['xfcc', 'nginx'] as const) {
-      const config = resolveConfig(base({ mtls: { trustDomains, forwarded: { format, trustedProxies: { spiffeIds: ['spiffe://example.org/ns/istio-system/*'] } } } }))
+      const config = resolveConfig(
+        base({ mtls: { trustDomains, forwarded: { format, trustedProxies: { spiffeIds: ['spiffe://example.org/ns/istio-system/*'] } } } }),
+      )
       expect(config.mtls.forwarded?.anchors).toEqual([])
     }
-    expect(() => resolveConfig(base({ mtls: { trustDomains: ['example.org'], forwarded: { trustedProxies: { cidrs: ['127.0.0.1'] } } } }))).toThrow('"mtls.forwarded.ca" is required')
+    expect(() => resolveConfig(base({ mtls: { trustDomains: ['example.org'], forwarded: { trustedProxies: { cidrs: ['127.0.0.1'] } } } }))).toThrow(
+      '"mtls.forwarded.ca" is required',
+    )
   })
 
   it.each<[string, () => unknown, string]>([
     ['an empty map', () => ({}), 'Callsign: "mtls.trustDomains" must name at least one trust domain'],
-    ['an invalid trust domain', () => ({ 'Example.org': ours.certPem }), 'Callsign: "mtls.trustDomains" contains an invalid trust domain "Example.org" (lower-case letters, digits, ".", "-", "_")'],
-    ['text without a PEM certificate', () => ({ 'partner.org': 'not pem' }), 'Callsign: "mtls.trustDomains["partner.org"]" must contain at least one PEM certificate'],
-    ['a PEM certificate that does not parse', () => ({ 'partner.org': '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n' }), 'Callsign: "mtls.trustDomains["partner.org"]" certificate #1 cannot be parsed'],
-    ['a cut-off PEM certificate', () => ({ 'partner.org': partner.certPem.slice(0, 300) }), 'Callsign: "mtls.trustDomains["partner.org"]" has a PEM certificate without its END line (a truncated, half-written file?)'],
-    ['a missing file', () => ({ 'partner.org': { path: join(dir, 'missing.pem') } }), 'Callsign: "mtls.trustDomains["partner.org"].path" cannot be read: ENOENT'],
-    ['a file without a certificate', () => ({ 'partner.org': { path: emptyFile() } }), 'Callsign: "mtls.trustDomains["partner.org"].path" must contain at least one PEM certificate'],
-    ['a number', () => ({ 'partner.org': 42 }), 'Callsign: "mtls.trustDomains["partner.org"]" must be the PEM CA bundle of the trust domain: a string, an array of strings, a Buffer or { path, pollSeconds? }'],
-    ['an object without path', () => ({ 'partner.org': { pem: partner.certPem } }), 'Callsign: "mtls.trustDomains["partner.org"]" must be the PEM CA bundle of the trust domain: a string, an array of strings, a Buffer or { path, pollSeconds? }'],
-    ['an unknown key next to path', () => ({ 'partner.org': { path: emptyFile(), watch: true } }), 'Callsign: "mtls.trustDomains["partner.org"].watch" is not a known option (known: path, pollSeconds)'],
-    ['pollSeconds 0', () => ({ 'partner.org': { path: emptyFile(), pollSeconds: 0 } }), 'Callsign: "mtls.trustDomains["partner.org"].pollSeconds" must be a number > 0 and <= 3600 (got 0)'],
-    ['an empty array', () => ({ 'partner.org': [] }), 'Callsign: "mtls.trustDomains["partner.org"]" must be a non-empty string or a non-empty array of non-empty strings'],
+    [
+      'an invalid trust domain',
+      () => ({ 'Example.org': ours.certPem }),
+      'Callsign: "mtls.trustDomains" contains an invalid trust domain "Example.org" (lower-case letters, digits, ".", "-", "_")',
+    ],
+    [
+      'text without a PEM certificate',
+      () => ({ 'partner.org': 'not pem' }),
+      'Callsign: "mtls.trustDomains["partner.org"]" must contain at least one PEM certificate',
+    ],
+    [
+      'a PEM certificate that does not parse',
+      () => ({ 'partner.org': '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n' }),
+      'Callsign: "mtls.trustDomains["partner.org"]" certificate #1 cannot be parsed',
+    ],
+    [
+      'a cut-off PEM certificate',
+      () => ({ 'partner.org': partner.certPem.slice(0, 300) }),
+      'Callsign: "mtls.trustDomains["partner.org"]" has a PEM certificate without its END line (a truncated, half-written file?)',
+    ],
+    [
+      'a missing file',
+      () => ({ 'partner.org': { path: join(dir, 'missing.pem') } }),
+      'Callsign: "mtls.trustDomains["partner.org"].path" cannot be read: ENOENT',
+    ],
+    [
+      'a file without a certificate',
+      () => ({ 'partner.org': { path: emptyFile() } }),
+      'Callsign: "mtls.trustDomains["partner.org"].path" must contain at least one PEM certificate',
+    ],
+    [
+      'a number',
+      () => ({ 'partner.org': 42 }),
+      'Callsign: "mtls.trustDomains["partner.org"]" must be the PEM CA bundle of the trust domain: a string, an array of strings, a Buffer or { path, pollSeconds? }',
+    ],
+    [
+      'an object without path',
+      () => ({ 'partner.org': { pem: partner.certPem } }),
+      'Callsign: "mtls.trustDomains["partner.org"]" must be the PEM CA bundle of the trust domain: a string, an array of strings, a Buffer or { path, pollSeconds? }',
+    ],
+    [
+      'an unknown key next to path',
+      () => ({ 'partner.org': { path: emptyFile(), watch: true } }),
+      'Callsign: "mtls.trustDomains["partner.org"].watch" is not a known option (known: path, pollSeconds)',
+    ],
+    [
+      'pollSeconds 0',
+      () => ({ 'partner.org': { path: emptyFile(), pollSeconds: 0 } }),
+      'Callsign: "mtls.trustDomains["partner.org"].pollSeconds" must be a number > 0 and <= 3600 (got 0)',
+    ],
+    [
+      'an empty array',
+      () => ({ 'partner.org': [] }),
+      'Callsign: "mtls.trustDomains["partner.org"]" must be a non-empty string or a non-empty array of non-empty strings',
+    ],
   ])('refuses %s with a TypeError naming the option', (_case, trustDomains, message) => {
     const attempt = (): unknown => resolveConfig(base({ mtls: { trustDomains: trustDomains() } }))
     expect(attempt).toThrow(TypeError)
     expect(attempt).toThrow(message)
   })
 
-  it("refuses a trusted proxy SPIFFE ID whose trust domain has no bundle (nothing could prove it)", () => {
-    const mtls = { trustDomains: { 'example.org': ours.certPem }, forwarded: { trustedProxies: { spiffeIds: ['spiffe://example.org/ns/a', 'spiffe://mesh.local/ingress/*'] } } }
+  it('refuses a trusted proxy SPIFFE ID whose trust domain has no bundle (nothing could prove it)', () => {
+    const mtls = {
+      trustDomains: { 'example.org': ours.certPem },
+      forwarded: { trustedProxies: { spiffeIds: ['spiffe://example.org/ns/a', 'spiffe://mesh.local/ingress/*'] } },
+    }
     expect(() => resolveConfig(base({ mtls }))).toThrow(
-      new TypeError('Callsign: "mtls.forwarded.trustedProxies.spiffeIds[1]" names the trust domain "mesh.local", which has no bundle in "mtls.trustDomains": a proxy\'s SPIFFE ID is proven by its domain\'s bundle'),
+      new TypeError(
+        'Callsign: "mtls.forwarded.trustedProxies.spiffeIds[1]" names the trust domain "mesh.local", which has no bundle in "mtls.trustDomains": a proxy\'s SPIFFE ID is proven by its domain\'s bundle',
+      ),
     )
   })
 

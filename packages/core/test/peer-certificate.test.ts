@@ -27,17 +27,38 @@ describe('parseSubjectAltName', () => {
     [
       'several entries',
       'URI:spiffe://example.org/ns/a, DNS:a.example, IP Address:127.0.0.1',
-      [['URI', 'spiffe://example.org/ns/a'], ['DNS', 'a.example'], ['IP Address', '127.0.0.1']],
+      [
+        ['URI', 'spiffe://example.org/ns/a'],
+        ['DNS', 'a.example'],
+        ['IP Address', '127.0.0.1'],
+      ],
     ],
     ['a quoted value containing ", "', 'DNS:"a, DNS:evil.example"', [['DNS', 'a, DNS:evil.example']]],
     ['a quoted value with an escaped comma (Node >= 17.3)', 'DNS:"a\\u002c DNS:evil.example"', [['DNS', 'a, DNS:evil.example']]],
     [
       'a quoted URI smuggling a SPIFFE ID (CVE-2021-44532)',
       'URI:"https://x.example/a, URI:spiffe://example.org/ns/evil", DNS:b.example',
-      [['URI', 'https://x.example/a, URI:spiffe://example.org/ns/evil'], ['DNS', 'b.example']],
+      [
+        ['URI', 'https://x.example/a, URI:spiffe://example.org/ns/evil'],
+        ['DNS', 'b.example'],
+      ],
     ],
-    ['escaped quotes inside a quoted value', 'DNS:"a\\", DNS:evil", DNS:b', [['DNS', 'a", DNS:evil'], ['DNS', 'b']]],
-    ['an escaped backslash before the closing quote', 'DNS:"a\\\\", DNS:b', [['DNS', 'a\\'], ['DNS', 'b']]],
+    [
+      'escaped quotes inside a quoted value',
+      'DNS:"a\\", DNS:evil", DNS:b',
+      [
+        ['DNS', 'a", DNS:evil'],
+        ['DNS', 'b'],
+      ],
+    ],
+    [
+      'an escaped backslash before the closing quote',
+      'DNS:"a\\\\", DNS:b',
+      [
+        ['DNS', 'a\\'],
+        ['DNS', 'b'],
+      ],
+    ],
     ['a value containing a colon', 'othername:UPN::user@example.org', [['othername', 'UPN::user@example.org']]],
     ['an empty value', 'DNS:', [['DNS', '']]],
   ])('parses %s', (_case, value, expected) => {
@@ -99,7 +120,11 @@ describe('describeCertificate', () => {
 
   it.each([
     ['two SPIFFE URIs', { spiffeId: SPIFFE_ID, uris: ['spiffe://example.org/ns/other'] }, 'client certificate is not a valid SVID: more than one URI SAN'],
-    ['a SPIFFE ID next to another URI', { spiffeId: SPIFFE_ID, uris: ['https://web.example.org/'] }, 'client certificate is not a valid SVID: more than one URI SAN'],
+    [
+      'a SPIFFE ID next to another URI',
+      { spiffeId: SPIFFE_ID, uris: ['https://web.example.org/'] },
+      'client certificate is not a valid SVID: more than one URI SAN',
+    ],
     ['a malformed SPIFFE ID', { uris: ['spiffe://EXAMPLE.org/../x'] }, 'client certificate is not a valid SVID: malformed SPIFFE ID'],
     ['an upper-case scheme', { uris: ['SPIFFE://example.org/ns/a'] }, 'client certificate is not a valid SVID: malformed SPIFFE ID'],
     ['a trust-domain ID without a path', { uris: ['spiffe://example.org'] }, 'client certificate is not a valid SVID: malformed SPIFFE ID'],
@@ -116,7 +141,12 @@ describe('describeCertificate', () => {
   })
 
   it('refuses a certificate whose SANs cannot be parsed', () => {
-    const cert = { subjectAltName: 'DNS:"unterminated', subject: 'CN=x', raw: Buffer.from('x'), validTo: 'Jan  1 00:00:00 2030 GMT' } as unknown as X509Certificate
+    const cert = {
+      subjectAltName: 'DNS:"unterminated',
+      subject: 'CN=x',
+      raw: Buffer.from('x'),
+      validTo: 'Jan  1 00:00:00 2030 GMT',
+    } as unknown as X509Certificate
     expect(() => describeCertificate(cert)).toThrow(new AuthError('peer_unauthorized', 'client certificate has unreadable subject alternative names'))
   })
 })
@@ -232,7 +262,11 @@ describe('readPeerCertificate', () => {
     ['CERT_HAS_EXPIRED', 'CERT_HAS_EXPIRED', 'client certificate has expired'],
     ['CERT_NOT_YET_VALID', 'CERT_NOT_YET_VALID', 'client certificate is not yet valid'],
     ['CERT_REVOKED', 'CERT_REVOKED', 'client certificate is revoked'],
-    ['an Error with code CERT_HAS_EXPIRED', Object.assign(new Error('certificate has expired'), { code: 'CERT_HAS_EXPIRED' }), 'client certificate has expired'],
+    [
+      'an Error with code CERT_HAS_EXPIRED',
+      Object.assign(new Error('certificate has expired'), { code: 'CERT_HAS_EXPIRED' }),
+      'client certificate has expired',
+    ],
     ['UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'client certificate is not trusted'],
     ['SELF_SIGNED_CERT_IN_CHAIN', 'SELF_SIGNED_CERT_IN_CHAIN', 'client certificate is not trusted'],
     ['no reason', null, 'client certificate is not trusted'],
@@ -246,9 +280,17 @@ describe('readPeerCertificate', () => {
 
   it('says why OpenSSL found the leaf unfit (INVALID_PURPOSE) when the leaf rule knows, else "not trusted"', async () => {
     const serverOnly = x509(await ca.issueCertificate({ spiffeId: SPIFFE_ID, usage: 'server' }))
-    expect(readPeerCertificate(fakeSocket(serverOnly, false, 'INVALID_PURPOSE').socket)).toEqual({ kind: 'rejected', reason: 'client certificate is not for client authentication', cause: 'INVALID_PURPOSE' })
+    expect(readPeerCertificate(fakeSocket(serverOnly, false, 'INVALID_PURPOSE').socket)).toEqual({
+      kind: 'rejected',
+      reason: 'client certificate is not for client authentication',
+      cause: 'INVALID_PURPOSE',
+    })
     // A fit leaf: the unfit certificate is elsewhere in the chain.
-    expect(readPeerCertificate(fakeSocket(x509(svid), false, 'INVALID_PURPOSE').socket)).toEqual({ kind: 'rejected', reason: 'client certificate is not trusted', cause: 'INVALID_PURPOSE' })
+    expect(readPeerCertificate(fakeSocket(x509(svid), false, 'INVALID_PURPOSE').socket)).toEqual({
+      kind: 'rejected',
+      reason: 'client certificate is not trusted',
+      cause: 'INVALID_PURPOSE',
+    })
   })
 
   it('rejects an authorized CA certificate or certificate-signing leaf (the TLS stack accepts them)', async () => {
@@ -284,9 +326,8 @@ describe('readPeerCertificate', () => {
     const { port } = httpsServer.address() as AddressInfo
     const call = (client?: IssuedCertificate) =>
       new Promise<void>((resolve, reject) => {
-        const req = get(
-          { host: '127.0.0.1', port, ca: [ca.certPem], agent: false, ...(client ? { cert: client.certPem, key: client.keyPem } : {}) },
-          (res) => res.resume().on('end', resolve),
+        const req = get({ host: '127.0.0.1', port, ca: [ca.certPem], agent: false, ...(client ? { cert: client.certPem, key: client.keyPem } : {}) }, (res) =>
+          res.resume().on('end', resolve),
         )
         req.on('error', reject)
       })
@@ -309,17 +350,23 @@ describe('readPeerCertificate', () => {
     const issuing = await createTestCa({ commonName: 'Issuing', issuer: ca })
     const [server, viaIntermediate] = await Promise.all([ca.issueServerCertificate(), issuing.issueCertificate({ spiffeId: SPIFFE_ID })])
     const chains: Array<string[] | undefined> = []
-    const httpsServer = createServer({ cert: server.certPem, key: server.keyPem, ca: [ca.certPem], requestCert: true, rejectUnauthorized: false }, (req, res) => {
-      const state = readPeerCertificate(req.socket as TLSSocket)
-      chains.push(state.kind === 'authorized' ? state.chain?.map((cert) => cert.subject) : [state.kind])
-      res.end('ok')
-    })
+    const httpsServer = createServer(
+      { cert: server.certPem, key: server.keyPem, ca: [ca.certPem], requestCert: true, rejectUnauthorized: false },
+      (req, res) => {
+        const state = readPeerCertificate(req.socket as TLSSocket)
+        chains.push(state.kind === 'authorized' ? state.chain?.map((cert) => cert.subject) : [state.kind])
+        res.end('ok')
+      },
+    )
     httpsServer.listen(0, '127.0.0.1')
     await once(httpsServer, 'listening')
     const { port } = httpsServer.address() as AddressInfo
     const call = (certPem: string, keyPem: string) =>
       new Promise<void>((resolve, reject) => {
-        get({ host: '127.0.0.1', port, ca: [ca.certPem], agent: false, cert: certPem, key: keyPem }, (res) => res.resume().on('end', resolve)).on('error', reject)
+        get({ host: '127.0.0.1', port, ca: [ca.certPem], agent: false, cert: certPem, key: keyPem }, (res) => res.resume().on('end', resolve)).on(
+          'error',
+          reject,
+        )
       })
     try {
       await call(viaIntermediate.chainPem, viaIntermediate.keyPem) // leaf, intermediate, root

@@ -13,7 +13,12 @@ beforeAll(async () => {
 
 /** What server TLS used to find with a regex: every block, its label and end label. */
 const regexBlocks = (text: string) =>
-  [...text.matchAll(/-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END ([A-Z0-9 ]+)-----/g)].map(([whole, label, body, endLabel]) => ({ label, endLabel, body, text: whole }))
+  [...text.matchAll(/-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END ([A-Z0-9 ]+)-----/g)].map(([whole, label, body, endLabel]) => ({
+    label,
+    endLabel,
+    body,
+    text: whole,
+  }))
 
 /** What forwarded certificates used to find with indexOf. */
 function indexOfCertificates(text: string): string[] {
@@ -70,7 +75,12 @@ describe('pemDer', () => {
     expect(pemDer(block('\nAQID\nBA==\n'))).toEqual(Buffer.from([1, 2, 3, 4]))
     expect(pemDer(block('\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\nAQID\n'))).toEqual(Buffer.from([1, 2, 3]))
   })
-  it.each([['empty', '\n\n'], ['not base64', '\nAQ!D\n'], ['cut off', '\nAQIDB\n'], ['padding inside', '\nAQ==AQID\n']])('refuses a body that is %s', (_case, body) => {
+  it.each([
+    ['empty', '\n\n'],
+    ['not base64', '\nAQ!D\n'],
+    ['cut off', '\nAQIDB\n'],
+    ['padding inside', '\nAQ==AQID\n'],
+  ])('refuses a body that is %s', (_case, body) => {
     expect(pemDer(block(body))).toBeUndefined()
   })
 })

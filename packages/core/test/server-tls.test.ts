@@ -33,8 +33,7 @@ beforeAll(async () => {
 })
 
 /** A server certificate valid for a year, so the default expiry warning stays quiet. */
-const issueServerCertificate = (): Promise<IssuedCertificate> =>
-  ca.issueServerCertificate({ notAfter: new Date(Date.now() + 365 * DAY_MS) })
+const issueServerCertificate = (): Promise<IssuedCertificate> => ca.issueServerCertificate({ notAfter: new Date(Date.now() + 365 * DAY_MS) })
 
 const cleanups: Array<() => unknown> = []
 afterEach(async () => {
@@ -58,35 +57,35 @@ async function serve(tlsOptions: object): Promise<{ server: Server; port: number
     res.end(JSON.stringify({ authorized: socket.authorized, error: socket.authorizationError ? String(socket.authorizationError) : null }))
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  cleanups.push(() => new Promise<void>((resolve) => {
-    server.close(() => resolve())
-    server.closeAllConnections()
-  }))
+  cleanups.push(
+    () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        server.closeAllConnections()
+      }),
+  )
   return { server, port: (server.address() as AddressInfo).port }
 }
 
 function call(port: number, as: IssuedCertificate | undefined, agent: Agent | false = false): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const req = request(
-      { host: '127.0.0.1', port, path: '/', ca: ca.certPem, agent, ...(as ? { cert: as.certPem, key: as.keyPem } : {}) },
-      (res) => {
-        // Captured now: at 'end' the socket may already be released to the agent or closed.
-        const socket = res.socket as TLSSocket
-        const serial = serialOf(socket.getPeerCertificate().serialNumber)
-        let body = ''
-        res.setEncoding('utf8')
-        res.on('data', (chunk: string) => (body += chunk))
-        res.on('error', reject)
-        res.on('end', () => {
-          resolve({
-            ...(JSON.parse(body) as { authorized: boolean; error: string | null }),
-            serial,
-            socket,
-            reused: req.reusedSocket,
-          })
+    const req = request({ host: '127.0.0.1', port, path: '/', ca: ca.certPem, agent, ...(as ? { cert: as.certPem, key: as.keyPem } : {}) }, (res) => {
+      // Captured now: at 'end' the socket may already be released to the agent or closed.
+      const socket = res.socket as TLSSocket
+      const serial = serialOf(socket.getPeerCertificate().serialNumber)
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (chunk: string) => (body += chunk))
+      res.on('error', reject)
+      res.on('end', () => {
+        resolve({
+          ...(JSON.parse(body) as { authorized: boolean; error: string | null }),
+          serial,
+          socket,
+          reused: req.reusedSocket,
         })
-      },
-    )
+      })
+    })
     req.on('error', reject)
     req.end()
   })
@@ -250,15 +249,22 @@ describe('createServerTlsOptions: rotation without restart', () => {
     expect(await call(port, newClient)).toMatchObject({ authorized: true })
     // The client sends its CA along (OpenSSL completes the chain from the client's own trust store).
     expect(await call(port, client)).toMatchObject({ authorized: false, error: 'SELF_SIGNED_CERT_IN_CHAIN' })
-    expect(events).toEqual([{ ok: true, files: [files.path('ca.pem')] }, { ok: true, files: [files.path('ca.pem')] }])
+    expect(events).toEqual([
+      { ok: true, files: [files.path('ca.pem')] },
+      { ok: true, files: [files.path('ca.pem')] },
+    ])
   })
 
   it('picks up a new CRL', async () => {
     const files = await tlsDir({ 'crl.pem': await ca.issueCrl() })
     const events: ServerTlsReloadEvent[] = []
     const bundle = tlsOptions({
-      cert: serverCert.certPem, key: serverCert.keyPem, ca: ca.certPem, crl: { path: files.path('crl.pem') },
-      watch: { intervalMs: 100 }, onReload: (event) => events.push(event),
+      cert: serverCert.certPem,
+      key: serverCert.keyPem,
+      ca: ca.certPem,
+      crl: { path: files.path('crl.pem') },
+      watch: { intervalMs: 100 },
+      onReload: (event) => events.push(event),
     })
     const { server, port } = await serve(bundle)
     bundle.attach(server)
@@ -331,7 +337,9 @@ describe('createServerTlsOptions: expiry', () => {
     const files = await tlsDir({ 'cert.pem': longLived.certPem, 'key.pem': longLived.keyPem })
     const expiring: CertificateExpiryEvent[] = []
     const bundle = tlsOptions({
-      cert: { path: files.path('cert.pem') }, key: { path: files.path('key.pem') }, ca: ca.certPem,
+      cert: { path: files.path('cert.pem') },
+      key: { path: files.path('key.pem') },
+      ca: ca.certPem,
       onExpiringSoon: (event) => expiring.push(event),
     })
     expect(expiring).toEqual([])
@@ -372,7 +380,11 @@ describe('createServerTlsOptions: option validation', () => {
     ['a missing file', () => ({ ...valid(), cert: { path: '/nonexistent/cert.pem' } }), /"cert" could not be read from \/nonexistent\/cert.pem: ENOENT/],
     ['a cert without PEM', () => ({ ...valid(), cert: 'hello' }), /"cert" holds no PEM certificate/],
     ['a truncated cert', () => ({ ...valid(), cert: truncate(serverCert.certPem) }), /"cert" has a PEM block without its END line/],
-    ['a garbled cert', () => ({ ...valid(), cert: serverCert.certPem.replace(/\n[A-Za-z0-9+/]{64}\n/, '\nnot*base64\n') }), /"cert" has a PEM block "CERTIFICATE" that is not valid base64/],
+    [
+      'a garbled cert',
+      () => ({ ...valid(), cert: serverCert.certPem.replace(/\n[A-Za-z0-9+/]{64}\n/, '\nnot*base64\n') }),
+      /"cert" has a PEM block "CERTIFICATE" that is not valid base64/,
+    ],
     ['a key that is not a key', () => ({ ...valid(), key: serverCert.certPem }), /"key" is not a readable unencrypted PEM private key/],
     ['a truncated key', () => ({ ...valid(), key: truncate(serverCert.keyPem) }), /"key" has a PEM block without its END line/],
     ['a key of another certificate', () => ({ ...valid(), key: client.keyPem }), /"key" is not the private key of the certificate in "cert"/],
@@ -381,7 +393,11 @@ describe('createServerTlsOptions: option validation', () => {
     ['a half-written CA bundle', () => ({ ...valid(), ca: ca.certPem + truncate(otherCa.certPem) }), /"ca" has a PEM block without its END line/],
     ['a CRL that is not a CRL', () => ({ ...valid(), crl: ca.certPem }), /"crl" block #1 is a "CERTIFICATE", not an X509 CRL/],
     ['a CRL without PEM', () => ({ ...valid(), crl: 'none' }), /"crl" holds no PEM CRL/],
-    ['a mislabelled CRL', () => ({ ...valid(), crl: `-----BEGIN X509 CRL-----\n${Buffer.from('garbage!').toString('base64')}\n-----END X509 CRL-----\n` }), /"crl" block #1 is not a valid X.509 CRL/],
+    [
+      'a mislabelled CRL',
+      () => ({ ...valid(), crl: `-----BEGIN X509 CRL-----\n${Buffer.from('garbage!').toString('base64')}\n-----END X509 CRL-----\n` }),
+      /"crl" block #1 is not a valid X.509 CRL/,
+    ],
     ['watch that is not a boolean', () => ({ ...valid(), watch: 'yes' }), /"watch" must be a boolean or \{ intervalMs \}/],
     ['a zero poll interval', () => ({ ...valid(), cert: { path: '/x' }, watch: { intervalMs: 0 } }), /"watch.intervalMs" must be a whole number/],
     ['an unknown watch option', () => ({ ...valid(), watch: { interval: 5 } }), /"watch.interval" is not a known option/],
@@ -425,8 +441,12 @@ describe('createServerTlsOptions: option validation', () => {
 })
 
 describe('createServerTlsOptions: trustDomains (one CA bundle per SPIFFE trust domain)', () => {
-  it('builds the trusted CA bundle from every domain\'s bundle, in order; the server authorizes clients of each', async () => {
-    const bundle = tlsOptions({ cert: serverCert.certPem, key: serverCert.keyPem, trustDomains: { 'example.org': ca.certPem, 'partner.org': Buffer.from(otherCa.certPem) } })
+  it("builds the trusted CA bundle from every domain's bundle, in order; the server authorizes clients of each", async () => {
+    const bundle = tlsOptions({
+      cert: serverCert.certPem,
+      key: serverCert.keyPem,
+      trustDomains: { 'example.org': ca.certPem, 'partner.org': Buffer.from(otherCa.certPem) },
+    })
     expect(bundle.ca).toBe(ca.certPem + otherCa.certPem)
     expect(Object.keys({ ...bundle })).toEqual(['cert', 'key', 'ca', 'requestCert', 'rejectUnauthorized', 'minVersion'])
     const { port } = await serve(bundle)
@@ -463,30 +483,70 @@ describe('createServerTlsOptions: trustDomains (one CA bundle per SPIFFE trust d
     // A bad bundle is refused, naming the domain and file; the previous one stays.
     await files.write('partner.pem', 'garbage')
     await until(() => events.length === 2, 'the refused reload')
-    expect(events[1]).toMatchObject({ ok: false, error: { message: `Callsign: "trustDomains["partner.org"]" (${files.path('partner.pem')}) holds no PEM certificate (-----BEGIN CERTIFICATE-----)` } })
+    expect(events[1]).toMatchObject({
+      ok: false,
+      error: { message: `Callsign: "trustDomains["partner.org"]" (${files.path('partner.pem')}) holds no PEM certificate (-----BEGIN CERTIFICATE-----)` },
+    })
     expect(await call(port, rotatedClient)).toMatchObject({ authorized: true })
   })
 
-  it('checks every domain\'s CAs against the CRLs', async () => {
+  it("checks every domain's CAs against the CRLs", async () => {
     const crl = await ca.issueCrl()
-    expect(() => createServerTlsOptions({ cert: serverCert.certPem, key: serverCert.keyPem, trustDomains: { 'example.org': ca.certPem, 'partner.org': otherCa.certPem }, crl })).toThrow(
-      new RegExp(`"crl" has no CRL issued by the CA "CN=${otherCa.name}" of "trustDomains".*UNABLE_TO_GET_CRL`),
-    )
+    expect(() =>
+      createServerTlsOptions({
+        cert: serverCert.certPem,
+        key: serverCert.keyPem,
+        trustDomains: { 'example.org': ca.certPem, 'partner.org': otherCa.certPem },
+        crl,
+      }),
+    ).toThrow(new RegExp(`"crl" has no CRL issued by the CA "CN=${otherCa.name}" of "trustDomains".*UNABLE_TO_GET_CRL`))
   })
 
   const valid = (): Omit<ServerTlsOptions, 'ca'> => ({ cert: serverCert.certPem, key: serverCert.keyPem })
   it.each<[string, () => unknown, string | RegExp]>([
-    ['both ca and trustDomains', () => ({ ...valid(), ca: ca.certPem, trustDomains: { 'example.org': ca.certPem } }), 'Callsign: "trustDomains" cannot be combined with "ca": give the client CAs once, as "ca" or as each trust domain\'s bundle'],
+    [
+      'both ca and trustDomains',
+      () => ({ ...valid(), ca: ca.certPem, trustDomains: { 'example.org': ca.certPem } }),
+      'Callsign: "trustDomains" cannot be combined with "ca": give the client CAs once, as "ca" or as each trust domain\'s bundle',
+    ],
     ['neither ca nor trustDomains (the message of a missing ca)', () => valid(), /"ca" must be PEM text .* \(got undefined\)/],
-    ['an empty map', () => ({ ...valid(), trustDomains: {} }), 'Callsign: "trustDomains" must be an object mapping each SPIFFE trust domain to its CA bundle ({ "example.org": PEM or { path } })'],
+    [
+      'an empty map',
+      () => ({ ...valid(), trustDomains: {} }),
+      'Callsign: "trustDomains" must be an object mapping each SPIFFE trust domain to its CA bundle ({ "example.org": PEM or { path } })',
+    ],
     ['an array', () => ({ ...valid(), trustDomains: ['example.org'] }), /"trustDomains" must be an object mapping/],
     ['a Buffer', () => ({ ...valid(), trustDomains: Buffer.from(ca.certPem) }), /"trustDomains" must be an object mapping/],
-    ['an invalid trust domain', () => ({ ...valid(), trustDomains: { 'spiffe://example.org': ca.certPem } }), 'Callsign: "trustDomains" contains an invalid trust domain "spiffe://example.org" (lower-case letters, digits, ".", "-", "_")'],
-    ['a bundle of the wrong type', () => ({ ...valid(), trustDomains: { 'example.org': 42 } }), /"trustDomains\["example.org"\]" must be PEM text \(a string or Buffer\) or \{ path \}/],
-    ['a bundle without certificates', () => ({ ...valid(), trustDomains: { 'example.org': ca.certPem, 'partner.org': 'nothing' } }), 'Callsign: "trustDomains["partner.org"]" holds no PEM certificate (-----BEGIN CERTIFICATE-----)'],
-    ['a bundle with a key in it', () => ({ ...valid(), trustDomains: { 'example.org': ca.certPem + ca.keyPem } }), 'Callsign: "trustDomains["example.org"]" block #2 is a "PRIVATE KEY", not a CERTIFICATE'],
-    ['a missing bundle file', () => ({ ...valid(), trustDomains: { 'example.org': { path: '/nonexistent/bundle.pem' } } }), /"trustDomains\["example.org"\]" could not be read from \/nonexistent\/bundle.pem: ENOENT/],
-    ['an unknown key next to path', () => ({ ...valid(), trustDomains: { 'example.org': { path: '/x', pollSeconds: 5 } } }), /"trustDomains\["example.org"\].pollSeconds" is not a known option \(known: path\)/],
+    [
+      'an invalid trust domain',
+      () => ({ ...valid(), trustDomains: { 'spiffe://example.org': ca.certPem } }),
+      'Callsign: "trustDomains" contains an invalid trust domain "spiffe://example.org" (lower-case letters, digits, ".", "-", "_")',
+    ],
+    [
+      'a bundle of the wrong type',
+      () => ({ ...valid(), trustDomains: { 'example.org': 42 } }),
+      /"trustDomains\["example.org"\]" must be PEM text \(a string or Buffer\) or \{ path \}/,
+    ],
+    [
+      'a bundle without certificates',
+      () => ({ ...valid(), trustDomains: { 'example.org': ca.certPem, 'partner.org': 'nothing' } }),
+      'Callsign: "trustDomains["partner.org"]" holds no PEM certificate (-----BEGIN CERTIFICATE-----)',
+    ],
+    [
+      'a bundle with a key in it',
+      () => ({ ...valid(), trustDomains: { 'example.org': ca.certPem + ca.keyPem } }),
+      'Callsign: "trustDomains["example.org"]" block #2 is a "PRIVATE KEY", not a CERTIFICATE',
+    ],
+    [
+      'a missing bundle file',
+      () => ({ ...valid(), trustDomains: { 'example.org': { path: '/nonexistent/bundle.pem' } } }),
+      /"trustDomains\["example.org"\]" could not be read from \/nonexistent\/bundle.pem: ENOENT/,
+    ],
+    [
+      'an unknown key next to path',
+      () => ({ ...valid(), trustDomains: { 'example.org': { path: '/x', pollSeconds: 5 } } }),
+      /"trustDomains\["example.org"\].pollSeconds" is not a known option \(known: path\)/,
+    ],
   ])('refuses %s', (_name, options, message) => {
     expect(() => createServerTlsOptions(options() as ServerTlsOptions)).toThrow(TypeError)
     expect(() => createServerTlsOptions(options() as ServerTlsOptions)).toThrow(message)
@@ -494,7 +554,7 @@ describe('createServerTlsOptions: trustDomains (one CA bundle per SPIFFE trust d
 })
 
 describe('createServerTlsOptions: the clock (now)', () => {
-  it('judges the server certificate\'s expiry and each CRL\'s dates by the injected clock', async () => {
+  it("judges the server certificate's expiry and each CRL's dates by the injected clock", async () => {
     const validTo = new Date(new X509Certificate(serverCert.certPem).validTo)
     const later = validTo.getTime() - 3 * DAY_MS - 60 * 60 * 1000
     const expiring: CertificateExpiryEvent[] = []
@@ -504,7 +564,9 @@ describe('createServerTlsOptions: the clock (now)', () => {
     // A CRL current by the system clock (nextUpdate in 24 hours) has expired two days later.
     const crl = await ca.issueCrl()
     const twoDaysLater = Date.now() + 2 * DAY_MS
-    expect(() => createServerTlsOptions({ cert: serverCert.certPem, key: serverCert.keyPem, ca: ca.certPem, crl, now: () => twoDaysLater })).toThrow(/"crl" block #1 expired at .* \(CRL_HAS_EXPIRED\)/)
+    expect(() => createServerTlsOptions({ cert: serverCert.certPem, key: serverCert.keyPem, ca: ca.certPem, crl, now: () => twoDaysLater })).toThrow(
+      /"crl" block #1 expired at .* \(CRL_HAS_EXPIRED\)/,
+    )
     // One not yet valid by the system clock is current an hour and a half later.
     const hour = 60 * 60 * 1000
     const future = await ca.issueCrl({ thisUpdate: new Date(Date.now() + hour), nextUpdate: new Date(Date.now() + 2 * hour) })
@@ -513,6 +575,8 @@ describe('createServerTlsOptions: the clock (now)', () => {
   })
 
   it('refuses a clock that is not a function', () => {
-    expect(() => createServerTlsOptions({ cert: serverCert.certPem, key: serverCert.keyPem, ca: ca.certPem, now: 5 as unknown as () => number })).toThrow('Callsign: "now" must be a function')
+    expect(() => createServerTlsOptions({ cert: serverCert.certPem, key: serverCert.keyPem, ca: ca.certPem, now: 5 as unknown as () => number })).toThrow(
+      'Callsign: "now" must be a function',
+    )
   })
 })

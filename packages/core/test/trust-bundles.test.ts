@@ -26,7 +26,14 @@ beforeAll(async () => {
 })
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
-const spec = (domain: string, text: string, extra: Partial<TrustBundleSpec> = {}): TrustBundleSpec => ({ domain, option: `mtls.trustDomains["${domain}"]`, text, path: undefined, pollSeconds: 0, ...extra })
+const spec = (domain: string, text: string, extra: Partial<TrustBundleSpec> = {}): TrustBundleSpec => ({
+  domain,
+  option: `mtls.trustDomains["${domain}"]`,
+  text,
+  path: undefined,
+  pollSeconds: 0,
+  ...extra,
+})
 const federation = (warn: (message: string, details: Record<string, unknown>) => void = () => {}): TrustBundles =>
   new TrustBundles([spec('example.org', ours.certPem), spec('partner.org', partner.certPem)], warn)
 const x509 = (pem: string | IssuedCertificate): X509Certificate => new X509Certificate(typeof pem === 'string' ? pem : pem.certPem)
@@ -45,7 +52,9 @@ function refusal(fn: () => unknown): string | undefined {
 describe('parseBundle', () => {
   it('reads every certificate, and names the option when there is none, one cannot be parsed, or one is cut off', () => {
     expect(parseBundle(ours.certPem + partner.certPem, 'x').map((c) => c.subject)).toEqual(['CN=Ours', 'CN=Partner'])
-    expect(() => parseBundle('hello', 'mtls.trustDomains["a.org"]')).toThrow(new TypeError('Callsign: "mtls.trustDomains["a.org"]" must contain at least one PEM certificate'))
+    expect(() => parseBundle('hello', 'mtls.trustDomains["a.org"]')).toThrow(
+      new TypeError('Callsign: "mtls.trustDomains["a.org"]" must contain at least one PEM certificate'),
+    )
     expect(() => parseBundle(ours.certPem + partner.certPem.slice(0, 200), 'b')).toThrow(/"b" has a PEM certificate without its END line/)
     expect(() => parseBundle('-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n', 'c')).toThrow(/"c" certificate #1 cannot be parsed/)
   })
@@ -101,7 +110,9 @@ describe('TrustBundles', () => {
       { cert: server.certPem, key: server.keyPem, ca: [ours.certPem, partner.certPem], requestCert: true, rejectUnauthorized: false },
       (req, res) => {
         const state = readPeerCertificate(req.socket)
-        outcomes.push(state.kind === 'authorized' ? refusal(() => trust.checkConnection(req.socket, state.peer.spiffeId!, state.chain ?? [], Date.now())) : state.kind)
+        outcomes.push(
+          state.kind === 'authorized' ? refusal(() => trust.checkConnection(req.socket, state.peer.spiffeId!, state.chain ?? [], Date.now())) : state.kind,
+        )
         res.end('ok')
       },
     )
@@ -141,7 +152,10 @@ describe('TrustBundles', () => {
 
     writeFileSync(path, 'not a bundle')
     await vi.waitFor(() => expect(warn).toHaveBeenCalledTimes(1), { timeout: 5000, interval: 10 })
-    expect(warn.mock.calls[0]).toEqual(["callsign: a trust domain's new bundle is refused; keeping the previous one", { trustDomain: 'partner.org', reason: expect.stringContaining('mtls.trustDomains["partner.org"]') }])
+    expect(warn.mock.calls[0]).toEqual([
+      "callsign: a trust domain's new bundle is refused; keeping the previous one",
+      { trustDomain: 'partner.org', reason: expect.stringContaining('mtls.trustDomains["partner.org"]') },
+    ])
     rmSync(path)
     await vi.waitFor(() => expect(warn).toHaveBeenCalledTimes(2), { timeout: 5000, interval: 10 })
     expect(warn.mock.calls[1]![0]).toBe("callsign: could not read a trust domain's bundle; keeping the previous one")

@@ -72,7 +72,12 @@ export function callsign(options: CallsignOptions): CallsignMiddleware {
       return
     }
     // A cached token is decided without a promise; otherwise continue when it settles.
-    void afterCheck(guard, req, (auth) => accept(req, res, next, auth), (error) => fail(res, next, error))
+    void afterCheck(
+      guard,
+      req,
+      (auth) => accept(req, res, next, auth),
+      (error) => fail(res, next, error),
+    )
   }
   return Object.assign(middleware, { guard })
 }
@@ -126,7 +131,8 @@ function authorizeRoute(req: Request, rule: CompiledRule): void {
  */
 function promised(req: Request, onBehalfOf: OnBehalfOf): AuthContext {
   const wanted = PROMISES[onBehalfOf]
-  if (wanted === undefined) throw new TypeError(`Callsign: getAuth(req, rule): "rule.onBehalfOf" must be 'required', 'forbidden' or 'optional' (got ${JSON.stringify(onBehalfOf)})`)
+  if (wanted === undefined)
+    throw new TypeError(`Callsign: getAuth(req, rule): "rule.onBehalfOf" must be 'required', 'forbidden' or 'optional' (got ${JSON.stringify(onBehalfOf)})`)
   if ((((req as Authorized)[AUTHORIZED] ?? 0) & wanted) !== wanted) {
     const rule = onBehalfOf === 'optional' ? 'requireAuth(rule)' : `requireAuth({ onBehalfOf: '${onBehalfOf}' })`
     throw new Error(`Callsign: getAuth() ran on a request no ${rule} authorized; put it before the handler`)

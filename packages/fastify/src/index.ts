@@ -62,7 +62,12 @@ export interface FastifyCallsignOptions extends CallsignOptions {
 
 const plugin: FastifyPluginAsync<FastifyCallsignOptions> = async (fastify, options) => {
   // Fastify passes its own registration options along; keep only ours.
-  const { prefix: _prefix, logLevel: _logLevel, logDecisions: level, ...callsignOptions } = options as FastifyCallsignOptions & { prefix?: unknown; logLevel?: unknown }
+  const {
+    prefix: _prefix,
+    logLevel: _logLevel,
+    logDecisions: level,
+    ...callsignOptions
+  } = options as FastifyCallsignOptions & { prefix?: unknown; logLevel?: unknown }
   if (level !== undefined && level !== false && !['trace', 'debug', 'info'].includes(level)) {
     throw new TypeError(`Callsign: "logDecisions" must be false, 'trace', 'debug' or 'info' (got ${JSON.stringify(level)})`)
   }
@@ -95,7 +100,12 @@ const plugin: FastifyPluginAsync<FastifyCallsignOptions> = async (fastify, optio
       reply.code(metadata.status).headers(metadata.headers).send(metadata.body)
       return
     }
-    void afterCheck(guard, request.raw, (auth) => accept(request, reply, done, auth), (error) => refuse(reply, done, error))
+    void afterCheck(
+      guard,
+      request.raw,
+      (auth) => accept(request, reply, done, auth),
+      (error) => refuse(reply, done, error),
+    )
   })
 }
 
@@ -105,7 +115,10 @@ export default callsign
 export { callsign }
 
 /** `request` in a handler behind `requireAuth(rule, handler)`: `request.auth` is what `rule` promises ({@link AuthFor}). */
-export type AuthorizedRequest<R extends AuthRule = AuthRule, RouteGeneric extends RouteGenericInterface = RouteGenericInterface> = FastifyRequest<RouteGeneric> & {
+export type AuthorizedRequest<
+  R extends AuthRule = AuthRule,
+  RouteGeneric extends RouteGenericInterface = RouteGenericInterface,
+> = FastifyRequest<RouteGeneric> & {
   auth: AuthFor<R>
 }
 
@@ -156,7 +169,8 @@ function authorizeRoute(request: FastifyRequest, rule: CompiledRule): void {
  */
 function promised(request: FastifyRequest, onBehalfOf: OnBehalfOf): AuthContext {
   const wanted = PROMISES[onBehalfOf]
-  if (wanted === undefined) throw new TypeError(`Callsign: getAuth(request, rule): "rule.onBehalfOf" must be 'required', 'forbidden' or 'optional' (got ${JSON.stringify(onBehalfOf)})`)
+  if (wanted === undefined)
+    throw new TypeError(`Callsign: getAuth(request, rule): "rule.onBehalfOf" must be 'required', 'forbidden' or 'optional' (got ${JSON.stringify(onBehalfOf)})`)
   if ((((request.raw as Authorized)[AUTHORIZED] ?? 0) & wanted) !== wanted) {
     const rule = onBehalfOf === 'optional' ? 'requireAuth(rule)' : `requireAuth({ onBehalfOf: '${onBehalfOf}' })`
     throw new Error(`Callsign: getAuth() ran on a request no ${rule} authorized; put it in the route's preHandler`)

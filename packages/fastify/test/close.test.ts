@@ -16,12 +16,15 @@ afterAll(async () => {
 })
 
 describe('@callsign/fastify', () => {
-  it("closes the guard when the app closes (app.close() -> guard.close())", async () => {
+  it('closes the guard when the app closes (app.close() -> guard.close())', async () => {
     const file = join(dir, 'keys.json')
     const { publicKey } = await generateKeyPair('ES256', { extractable: true })
     await writeFile(file, JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'k1' }] }))
     const app = fastify()
-    await app.register(callsign, { issuers: { issuer: 'spiffe://example.org/ns/batch/sa/worker', audience: 'orders', typ: 'jwt', jwks: { path: file, pollSeconds: 0.05 } }, logger: { warn() {} } })
+    await app.register(callsign, {
+      issuers: { issuer: 'spiffe://example.org/ns/batch/sa/worker', audience: 'orders', typ: 'jwt', jwks: { path: file, pollSeconds: 0.05 } },
+      logger: { warn() {} },
+    })
     await app.ready()
     const close = vi.spyOn(app.callsign, 'close')
     await app.close()

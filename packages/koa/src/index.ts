@@ -91,7 +91,12 @@ export function callsign(options: CallsignOptions): CallsignMiddleware {
       ctx.body = metadata.body
       return
     }
-    return afterCheck<Promise<unknown> | void>(guard, req, (auth) => accept(ctx, next, auth), (error) => refuse(ctx, error))
+    return afterCheck<Promise<unknown> | void>(
+      guard,
+      req,
+      (auth) => accept(ctx, next, auth),
+      (error) => refuse(ctx, error),
+    )
   }
   return Object.assign(middleware, { guard })
 }
@@ -144,7 +149,8 @@ function authorizeRoute(ctx: Context, rule: CompiledRule): void {
  */
 function promised(ctx: Context, onBehalfOf: OnBehalfOf): AuthContext {
   const wanted = PROMISES[onBehalfOf]
-  if (wanted === undefined) throw new TypeError(`Callsign: getAuth(ctx, rule): "rule.onBehalfOf" must be 'required', 'forbidden' or 'optional' (got ${JSON.stringify(onBehalfOf)})`)
+  if (wanted === undefined)
+    throw new TypeError(`Callsign: getAuth(ctx, rule): "rule.onBehalfOf" must be 'required', 'forbidden' or 'optional' (got ${JSON.stringify(onBehalfOf)})`)
   if ((((ctx.req as Authorized)[AUTHORIZED] ?? 0) & wanted) !== wanted) {
     const rule = onBehalfOf === 'optional' ? 'requireAuth(rule)' : `requireAuth({ onBehalfOf: '${onBehalfOf}' })`
     throw new Error(`Callsign: getAuth() ran on a request no ${rule} authorized; put it before the handler`)

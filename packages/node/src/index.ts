@@ -109,7 +109,8 @@ function authorizeRoute(req: IncomingMessage, rule: CompiledRule): void {
  */
 function promised(req: IncomingMessage, onBehalfOf: OnBehalfOf): AuthContext {
   const wanted = PROMISES[onBehalfOf]
-  if (wanted === undefined) throw new TypeError(`Callsign: getAuth(req, rule): "rule.onBehalfOf" must be 'required', 'forbidden' or 'optional' (got ${JSON.stringify(onBehalfOf)})`)
+  if (wanted === undefined)
+    throw new TypeError(`Callsign: getAuth(req, rule): "rule.onBehalfOf" must be 'required', 'forbidden' or 'optional' (got ${JSON.stringify(onBehalfOf)})`)
   if ((((req as Authorized)[AUTHORIZED] ?? 0) & wanted) !== wanted) {
     const rule = onBehalfOf === 'optional' ? 'requireAuth(rule)' : `requireAuth({ onBehalfOf: '${onBehalfOf}' })`
     throw new Error(`Callsign: getAuth() ran on a request no ${rule} authorized; call it first`)

@@ -173,11 +173,12 @@ export class RedisReplayStore implements ReplayStore, RevocationStore {
         return
       }
       reply.then(
-        (value) => settle(() => {
-          if (isOk(value)) resolve(true)
-          else if (value === null) resolve(false)
-          else reject(new Error(`Callsign: unexpected Redis reply to SET NX: ${describe(value)}`))
-        }),
+        (value) =>
+          settle(() => {
+            if (isOk(value)) resolve(true)
+            else if (value === null) resolve(false)
+            else reject(new Error(`Callsign: unexpected Redis reply to SET NX: ${describe(value)}`))
+          }),
         (error: unknown) => settle(() => reject(failed(error))),
       )
     })

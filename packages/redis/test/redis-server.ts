@@ -46,7 +46,9 @@ export function redisServerInstalled(): boolean {
  */
 export const describeWithRedis = (() => {
   if (redisServerInstalled() || process.env.CI) return describe
-  console.warn('\n  ! redis-server is not installed: the real-Redis suites are SKIPPED on this machine (apt-get install -y redis-server to run them; CI always runs them)\n')
+  console.warn(
+    '\n  ! redis-server is not installed: the real-Redis suites are SKIPPED on this machine (apt-get install -y redis-server to run them; CI always runs them)\n',
+  )
   return describe.skip
 })()
 
@@ -77,7 +79,21 @@ export async function startRedisServer(options: { persistent?: boolean } = {}): 
 
   const start = async (): Promise<void> => {
     if (child) throw new Error('redis-server is already running')
-    const args = ['--save', '', ...persistence, '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--enable-debug-command', 'local', '--loglevel', 'warning']
+    const args = [
+      '--save',
+      '',
+      ...persistence,
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      dir,
+      '--enable-debug-command',
+      'local',
+      '--loglevel',
+      'warning',
+    ]
     const proc = spawn(BINARY, args, { stdio: ['ignore', 'pipe', 'pipe'] })
     child = proc
     let output = ''

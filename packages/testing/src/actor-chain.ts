@@ -18,13 +18,13 @@
  * ```
  */
 export function actorChain(...actors: string[]): Record<string, unknown> | undefined {
-  let chain: Record<string, unknown> | undefined;
+  let chain: Record<string, unknown> | undefined
   for (let i = actors.length - 1; i >= 0; i--) {
-    const sub = actors[i];
+    const sub = actors[i]
     if (typeof sub !== 'string' || sub === '') {
-      throw new TypeError(`actorChain: actor ${i} must be a non-empty string`);
+      throw new TypeError(`actorChain: actor ${i} must be a non-empty string`)
     }
-    chain = chain === undefined ? { sub } : { sub, act: chain };
+    chain = chain === undefined ? { sub } : { sub, act: chain }
   }
-  return chain;
+  return chain
 }

@@ -1,9 +1,9 @@
-import { createHash, KeyObject, sign, webcrypto } from 'node:crypto';
-import { checkOptions, optionNames } from './options.js';
-import { toPem } from './pem.js';
-import { randomSerialNumber } from './serial-number.js';
-import { validityWindow, type CertificateValidity } from './validity.js';
-import { x509 } from './x509-provider.js';
+import { createHash, KeyObject, sign, webcrypto } from 'node:crypto'
+import { checkOptions, optionNames } from './options.js'
+import { toPem } from './pem.js'
+import { randomSerialNumber } from './serial-number.js'
+import { validityWindow, type CertificateValidity } from './validity.js'
+import { x509 } from './x509-provider.js'
 
 /**
  * Options for a certificate issued by a {@link TestCa}.
@@ -21,67 +21,59 @@ import { x509 } from './x509-provider.js';
  */
 export interface CertificateOptions {
   /** SPIFFE ID added as a URI SAN (first URI SAN). Default: none. */
-  spiffeId?: string;
+  spiffeId?: string
   /**
    * Extra URI SANs, written verbatim after `spiffeId` (e.g. a second SPIFFE
    * ID or a malformed one). Default: none.
    */
-  uris?: string[];
+  uris?: string[]
   /** DNS SANs. Default: none (`['localhost']` for server certificates). */
-  dnsNames?: string[];
+  dnsNames?: string[]
   /**
    * IP address SANs (IPv4 or IPv6 text form). Default: none
    * (`['127.0.0.1', '::1']` for server certificates).
    */
-  ipAddresses?: string[];
+  ipAddresses?: string[]
   /**
    * Subject common name. Default: `spiffeId` if set (truncated to 64
    * characters), otherwise the first DNS name for server certificates,
    * otherwise `'workload'`.
    */
-  commonName?: string;
+  commonName?: string
   /**
    * Named validity window. Default `'valid'` (notBefore now − 1 h, notAfter
    * now + 24 h); `'expired'` ended one day ago; `'not-yet-valid'` starts in one day.
    */
-  validity?: CertificateValidity;
+  validity?: CertificateValidity
   /** Explicit start of validity; overrides the one from `validity`. */
-  notBefore?: Date;
+  notBefore?: Date
   /** Explicit end of validity; overrides the one from `validity`. */
-  notAfter?: Date;
+  notAfter?: Date
   /**
    * Extended key usage: `'client'` (clientAuth), `'server'` (serverAuth) or
    * `'both'`. Default `'client'` for {@link TestCa.issueCertificate},
    * `'server'` for {@link TestCa.issueServerCertificate}.
    */
-  usage?: 'client' | 'server' | 'both';
+  usage?: 'client' | 'server' | 'both'
   /**
    * Write basicConstraints `cA:TRUE` (critical) on this certificate. It is
    * still an end-entity certificate of this CA in every other respect: for
    * negative tests of verifiers that must refuse a CA certificate as a
    * workload identity (SPIFFE X509-SVID §4.3). Default `false`.
    */
-  isCa?: boolean;
+  isCa?: boolean
   /**
    * Key usage bits (RFC 5280 §4.2.1.3, a critical extension) instead of the
    * default `['digitalSignature', 'keyAgreement']`. `[]` leaves the keyUsage
    * extension out. E.g. `['digitalSignature', 'keyCertSign']` for a leaf that
    * may sign certificates (X509-SVID §4.3 forbids it).
    */
-  keyUsages?: ReadonlyArray<CertificateKeyUsage>;
+  keyUsages?: ReadonlyArray<CertificateKeyUsage>
 }
 
 /** A key usage bit name of RFC 5280 §4.2.1.3, as {@link CertificateOptions.keyUsages} takes it. */
 export type CertificateKeyUsage =
-  | 'digitalSignature'
-  | 'nonRepudiation'
-  | 'keyEncipherment'
-  | 'dataEncipherment'
-  | 'keyAgreement'
-  | 'keyCertSign'
-  | 'cRLSign'
-  | 'encipherOnly'
-  | 'decipherOnly';
+  'digitalSignature' | 'nonRepudiation' | 'keyEncipherment' | 'dataEncipherment' | 'keyAgreement' | 'keyCertSign' | 'cRLSign' | 'encipherOnly' | 'decipherOnly'
 
 /**
  * Options for {@link TestCa.issueCrl}.
@@ -99,15 +91,15 @@ export interface CrlOptions {
    * `X509Certificate.serialNumber` print them). Default: none (an empty CRL,
    * which still tells a verifier that nothing of this CA is revoked).
    */
-  revoked?: ReadonlyArray<IssuedCertificate | string>;
+  revoked?: ReadonlyArray<IssuedCertificate | string>
   /** `thisUpdate` of the CRL, also each entry's revocation date. Default: one hour ago. */
-  thisUpdate?: Date;
+  thisUpdate?: Date
   /**
    * `nextUpdate` of the CRL. Default: 24 hours from now. A CRL past its
    * `nextUpdate` makes OpenSSL (and so Node) refuse every client certificate
    * of this CA with `CRL_HAS_EXPIRED`.
    */
-  nextUpdate?: Date;
+  nextUpdate?: Date
 }
 
 /**
@@ -122,23 +114,23 @@ export interface CrlOptions {
  */
 export interface IssuedCertificate {
   /** The leaf certificate, PEM encoded. */
-  certPem: string;
+  certPem: string
   /** The leaf's ECDSA P-256 private key, PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`). */
-  keyPem: string;
+  keyPem: string
   /**
    * The leaf certificate followed by the CA certificate, PEM encoded (for an
    * intermediate CA: the leaf, the intermediate, then its issuers up to the root).
    */
-  chainPem: string;
+  chainPem: string
   /**
    * base64url(SHA-256(DER of the leaf)), i.e. the value of the
    * `cnf["x5t#S256"]` confirmation claim of RFC 8705.
    */
-  x5tS256: string;
+  x5tS256: string
   /** The SPIFFE ID written as URI SAN, when one was requested. */
-  spiffeId?: string;
+  spiffeId?: string
   /** Serial number, lower-case hexadecimal. */
-  serialNumber: string;
+  serialNumber: string
 }
 
 /**
@@ -156,13 +148,13 @@ export interface TestCa {
    * The CA certificate, PEM encoded: the self-signed root (use as `ca` in TLS
    * options), or the intermediate when created with {@link TestCaOptions.issuer}.
    */
-  certPem: string;
+  certPem: string
   /** This CA's certificate followed by its issuers' up to the root (just `certPem` for a root). */
-  chainPem: string;
+  chainPem: string
   /** The CA's ECDSA P-256 private key, PKCS#8 PEM. */
-  keyPem: string;
+  keyPem: string
   /** The CA's common name. */
-  name: string;
+  name: string
   /**
    * Issues a leaf certificate (default usage `'client'`).
    *
@@ -173,7 +165,7 @@ export interface TestCa {
    * const expired = await ca.issueCertificate({ spiffeId: 'spiffe://example.org/x', validity: 'expired' });
    * ```
    */
-  issueCertificate(options?: CertificateOptions): Promise<IssuedCertificate>;
+  issueCertificate(options?: CertificateOptions): Promise<IssuedCertificate>
   /**
    * Issues a server certificate: same as {@link TestCa.issueCertificate} but with
    * defaults `dnsNames: ['localhost']`, `ipAddresses: ['127.0.0.1', '::1']` and
@@ -187,7 +179,7 @@ export interface TestCa {
    * https.createServer({ cert: server.certPem, key: server.keyPem, ca: [ca.certPem], requestCert: true });
    * ```
    */
-  issueServerCertificate(options?: CertificateOptions): Promise<IssuedCertificate>;
+  issueServerCertificate(options?: CertificateOptions): Promise<IssuedCertificate>
   /**
    * Issues an X.509 v2 certificate revocation list (RFC 5280 §5) signed by
    * this CA (ECDSA P-256 with SHA-256): issuer = the CA's subject, the
@@ -208,7 +200,7 @@ export interface TestCa {
    * // a handshake with `stolen` ends with socket.authorizationError === 'CERT_REVOKED'
    * ```
    */
-  issueCrl(options?: CrlOptions): Promise<string>;
+  issueCrl(options?: CrlOptions): Promise<string>
 }
 
 /**
@@ -221,19 +213,19 @@ export interface TestCa {
  */
 export interface TestCaOptions {
   /** Common name of the CA. Default `'Callsign Test CA <random hex>'`. */
-  commonName?: string;
+  commonName?: string
   /**
    * Make an intermediate CA issued by this CA instead of a self-signed root
    * (same extensions, plus an authority key identifier). Clients present
    * `issued.chainPem` so the server, trusting the root, can build the path.
    * Default: none (a root).
    */
-  issuer?: TestCa;
+  issuer?: TestCa
 }
 
-const EC_ALGORITHM = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
-const CA_VALIDITY_MS = 10 * 365 * 24 * 60 * 60 * 1000;
-const MAX_COMMON_NAME = 64;
+const EC_ALGORITHM = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const
+const CA_VALIDITY_MS = 10 * 365 * 24 * 60 * 60 * 1000
+const MAX_COMMON_NAME = 64
 
 /**
  * Creates a throwaway CA: ECDSA P-256, basicConstraints CA:true (critical),
@@ -254,24 +246,34 @@ const MAX_COMMON_NAME = 64;
  * ```
  */
 const CERTIFICATE_OPTIONS = optionNames<CertificateOptions>()([
-  'spiffeId', 'uris', 'dnsNames', 'ipAddresses', 'commonName', 'validity', 'notBefore', 'notAfter', 'usage', 'isCa', 'keyUsages',
-]);
-const CRL_OPTIONS = optionNames<CrlOptions>()(['revoked', 'thisUpdate', 'nextUpdate']);
-const CA_OPTIONS = optionNames<TestCaOptions>()(['commonName', 'issuer']);
+  'spiffeId',
+  'uris',
+  'dnsNames',
+  'ipAddresses',
+  'commonName',
+  'validity',
+  'notBefore',
+  'notAfter',
+  'usage',
+  'isCa',
+  'keyUsages',
+])
+const CRL_OPTIONS = optionNames<CrlOptions>()(['revoked', 'thisUpdate', 'nextUpdate'])
+const CA_OPTIONS = optionNames<TestCaOptions>()(['commonName', 'issuer'])
 
 export async function createTestCa(options: TestCaOptions = {}): Promise<TestCa> {
-  checkOptions('createTestCa', options, CA_OPTIONS);
-  const name = options.commonName ?? `Callsign Test CA ${randomSerialNumber().slice(0, 8)}`;
-  const keys = await generateEcKeyPair();
-  const now = Date.now();
-  const ski = await x509.SubjectKeyIdentifierExtension.create(keys.publicKey);
+  checkOptions('createTestCa', options, CA_OPTIONS)
+  const name = options.commonName ?? `Callsign Test CA ${randomSerialNumber().slice(0, 8)}`
+  const keys = await generateEcKeyPair()
+  const now = Date.now()
+  const ski = await x509.SubjectKeyIdentifierExtension.create(keys.publicKey)
   const caExtensions: x509.Extension[] = [
     new x509.BasicConstraintsExtension(true, undefined, true),
     new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
     ski,
-  ];
-  const validity = { notBefore: new Date(now - 60 * 60 * 1000), notAfter: new Date(now + CA_VALIDITY_MS) };
-  const parent = options.issuer;
+  ]
+  const validity = { notBefore: new Date(now - 60 * 60 * 1000), notAfter: new Date(now + CA_VALIDITY_MS) }
+  const parent = options.issuer
   const caCert = parent
     ? await issueIntermediate(parent, name, keys.publicKey, validity, caExtensions)
     : await x509.X509CertificateGenerator.createSelfSigned({
@@ -281,44 +283,43 @@ export async function createTestCa(options: TestCaOptions = {}): Promise<TestCa>
         keys,
         signingAlgorithm: EC_ALGORITHM,
         extensions: caExtensions,
-      });
-  const certPem = caCert.toString('pem') + '\n';
-  const caChainPem = certPem + (parent?.chainPem ?? '');
-  const keyPem = await exportPrivateKeyPem(keys.privateKey);
-  const authorityKeyId = new x509.AuthorityKeyIdentifierExtension(ski.keyId);
+      })
+  const certPem = caCert.toString('pem') + '\n'
+  const caChainPem = certPem + (parent?.chainPem ?? '')
+  const keyPem = await exportPrivateKeyPem(keys.privateKey)
+  const authorityKeyId = new x509.AuthorityKeyIdentifierExtension(ski.keyId)
 
-  async function issue(
-    options: CertificateOptions,
-    defaultUsage: 'client' | 'server',
-    defaultCommonName: string | undefined,
-  ): Promise<IssuedCertificate> {
-    checkOptions(defaultUsage === 'server' ? 'issueServerCertificate' : 'issueCertificate', options, CERTIFICATE_OPTIONS);
-    const leafKeys = await generateEcKeyPair();
-    const serialNumber = randomSerialNumber();
-    const uris = [...(options.spiffeId !== undefined ? [options.spiffeId] : []), ...(options.uris ?? [])];
+  async function issue(options: CertificateOptions, defaultUsage: 'client' | 'server', defaultCommonName: string | undefined): Promise<IssuedCertificate> {
+    checkOptions(defaultUsage === 'server' ? 'issueServerCertificate' : 'issueCertificate', options, CERTIFICATE_OPTIONS)
+    const leafKeys = await generateEcKeyPair()
+    const serialNumber = randomSerialNumber()
+    const uris = [...(options.spiffeId !== undefined ? [options.spiffeId] : []), ...(options.uris ?? [])]
     const names: Array<{ type: 'url' | 'dns' | 'ip'; value: string }> = [
       ...uris.map((value) => ({ type: 'url' as const, value })),
       ...(options.dnsNames ?? []).map((value) => ({ type: 'dns' as const, value })),
       ...(options.ipAddresses ?? []).map((value) => ({ type: 'ip' as const, value })),
-    ];
-    const usage = options.usage ?? defaultUsage;
-    const ekus: string[] = [];
-    if (usage === 'client' || usage === 'both') ekus.push(x509.ExtendedKeyUsage.clientAuth);
-    if (usage === 'server' || usage === 'both') ekus.push(x509.ExtendedKeyUsage.serverAuth);
-    const commonName =
-      options.commonName ??
-      (options.spiffeId ?? defaultCommonName ?? 'workload').slice(0, MAX_COMMON_NAME);
-    const keyUsages = options.keyUsages ?? ['digitalSignature', 'keyAgreement'];
+    ]
+    const usage = options.usage ?? defaultUsage
+    const ekus: string[] = []
+    if (usage === 'client' || usage === 'both') ekus.push(x509.ExtendedKeyUsage.clientAuth)
+    if (usage === 'server' || usage === 'both') ekus.push(x509.ExtendedKeyUsage.serverAuth)
+    const commonName = options.commonName ?? (options.spiffeId ?? defaultCommonName ?? 'workload').slice(0, MAX_COMMON_NAME)
+    const keyUsages = options.keyUsages ?? ['digitalSignature', 'keyAgreement']
     const extensions: x509.Extension[] = [
       new x509.BasicConstraintsExtension(options.isCa === true, undefined, true),
       ...(keyUsages.length > 0
-        ? [new x509.KeyUsagesExtension(keyUsages.reduce((flags, usage) => flags | x509.KeyUsageFlags[usage], 0), true)]
+        ? [
+            new x509.KeyUsagesExtension(
+              keyUsages.reduce((flags, usage) => flags | x509.KeyUsageFlags[usage], 0),
+              true,
+            ),
+          ]
         : []),
       new x509.ExtendedKeyUsageExtension(ekus, false),
       await x509.SubjectKeyIdentifierExtension.create(leafKeys.publicKey),
       authorityKeyId,
-    ];
-    if (names.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(names, false));
+    ]
+    if (names.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(names, false))
     const leaf = await x509.X509CertificateGenerator.create({
       serialNumber,
       subject: [{ CN: [commonName] }],
@@ -328,33 +329,31 @@ export async function createTestCa(options: TestCaOptions = {}): Promise<TestCa>
       signingKey: keys.privateKey,
       signingAlgorithm: EC_ALGORITHM,
       extensions,
-    });
-    const leafPem = leaf.toString('pem') + '\n';
+    })
+    const leafPem = leaf.toString('pem') + '\n'
     const issued: IssuedCertificate = {
       certPem: leafPem,
       keyPem: await exportPrivateKeyPem(leafKeys.privateKey),
       chainPem: leafPem + caChainPem,
       x5tS256: createHash('sha256').update(new Uint8Array(leaf.rawData)).digest('base64url'),
       serialNumber,
-    };
-    if (options.spiffeId !== undefined) issued.spiffeId = options.spiffeId;
-    return issued;
+    }
+    if (options.spiffeId !== undefined) issued.spiffeId = options.spiffeId
+    return issued
   }
 
-  let crlNumber = 0;
-  const signingKey = KeyObject.from(keys.privateKey);
-  const issuerName = new Uint8Array(caCert.subjectName.toArrayBuffer());
-  const authorityKeyIdDer = new Uint8Array(authorityKeyId.rawData);
+  let crlNumber = 0
+  const signingKey = KeyObject.from(keys.privateKey)
+  const issuerName = new Uint8Array(caCert.subjectName.toArrayBuffer())
+  const authorityKeyIdDer = new Uint8Array(authorityKeyId.rawData)
   async function issueCrl(options: CrlOptions): Promise<string> {
-    checkOptions('issueCrl', options, CRL_OPTIONS);
-    const thisUpdate = options.thisUpdate ?? new Date(Date.now() - 60 * 60 * 1000);
-    const nextUpdate = options.nextUpdate ?? new Date(Date.now() + 24 * 60 * 60 * 1000);
-    const serials = (options.revoked ?? []).map((entry) =>
-      normalizeSerialNumber(typeof entry === 'string' ? entry : entry.serialNumber),
-    );
-    const duplicate = serials.find((serial, i) => serials.indexOf(serial) !== i);
-    if (duplicate !== undefined) throw new TypeError(`issueCrl: serial number ${duplicate} is listed twice`);
-    crlNumber += 1;
+    checkOptions('issueCrl', options, CRL_OPTIONS)
+    const thisUpdate = options.thisUpdate ?? new Date(Date.now() - 60 * 60 * 1000)
+    const nextUpdate = options.nextUpdate ?? new Date(Date.now() + 24 * 60 * 60 * 1000)
+    const serials = (options.revoked ?? []).map((entry) => normalizeSerialNumber(typeof entry === 'string' ? entry : entry.serialNumber))
+    const duplicate = serials.find((serial, i) => serials.indexOf(serial) !== i)
+    if (duplicate !== undefined) throw new TypeError(`issueCrl: serial number ${duplicate} is listed twice`)
+    crlNumber += 1
     // Encoded by hand: @peculiar/x509's generator writes an empty crlEntryExtensions SEQUENCE
     // per entry (not DER: Extensions is SIZE (1..MAX)) and labels the PEM `CRL` instead of `X509 CRL`.
     const tbsCertList = der(
@@ -364,14 +363,12 @@ export async function createTestCa(options: TestCaOptions = {}): Promise<TestCa>
       issuerName,
       derTime(thisUpdate),
       derTime(nextUpdate),
-      ...(serials.length > 0
-        ? [der(0x30, ...serials.map((serial) => der(0x30, der(0x02, Buffer.from(serial, 'hex')), derTime(thisUpdate))))]
-        : []),
+      ...(serials.length > 0 ? [der(0x30, ...serials.map((serial) => der(0x30, der(0x02, Buffer.from(serial, 'hex')), derTime(thisUpdate))))] : []),
       der(0xa0, der(0x30, authorityKeyIdDer, der(0x30, CRL_NUMBER_OID, der(0x04, derPositiveInteger(crlNumber))))),
-    );
-    const signature = sign('sha256', tbsCertList, { key: signingKey, dsaEncoding: 'der' });
-    const crl = der(0x30, tbsCertList, ECDSA_WITH_SHA256, der(0x03, Uint8Array.of(0x00), signature));
-    return toPem(crl, 'X509 CRL');
+    )
+    const signature = sign('sha256', tbsCertList, { key: signingKey, dsaEncoding: 'der' })
+    const crl = der(0x30, tbsCertList, ECDSA_WITH_SHA256, der(0x03, Uint8Array.of(0x00), signature))
+    return toPem(crl, 'X509 CRL')
   }
 
   return {
@@ -382,43 +379,37 @@ export async function createTestCa(options: TestCaOptions = {}): Promise<TestCa>
     issueCrl: (opts = {}) => issueCrl(opts),
     issueCertificate: (opts = {}) => issue(opts, 'client', undefined),
     issueServerCertificate: (opts = {}) => {
-      const dnsNames = opts.dnsNames ?? ['localhost'];
-      return issue(
-        { ...opts, dnsNames, ipAddresses: opts.ipAddresses ?? ['127.0.0.1', '::1'] },
-        'server',
-        dnsNames[0],
-      );
+      const dnsNames = opts.dnsNames ?? ['localhost']
+      return issue({ ...opts, dnsNames, ipAddresses: opts.ipAddresses ?? ['127.0.0.1', '::1'] }, 'server', dnsNames[0])
     },
-  };
+  }
 }
 
 /** DER of the OBJECT IDENTIFIER 2.5.29.20 (id-ce-cRLNumber). */
-const CRL_NUMBER_OID = Uint8Array.of(0x06, 0x03, 0x55, 0x1d, 0x14);
+const CRL_NUMBER_OID = Uint8Array.of(0x06, 0x03, 0x55, 0x1d, 0x14)
 /** DER of the AlgorithmIdentifier ecdsa-with-SHA256 (1.2.840.10045.4.3.2, no parameters). */
-const ECDSA_WITH_SHA256 = Uint8Array.of(0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02);
+const ECDSA_WITH_SHA256 = Uint8Array.of(0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02)
 
 /** One DER TLV: `tag`, definite length, the concatenated `parts`. */
 function der(tag: number, ...parts: Uint8Array[]): Uint8Array {
-  const body = Buffer.concat(parts);
-  let length: number[];
+  const body = Buffer.concat(parts)
+  let length: number[]
   if (body.length < 0x80) {
-    length = [body.length];
+    length = [body.length]
   } else {
-    const bytes: number[] = [];
-    for (let n = body.length; n > 0; n = Math.floor(n / 256)) bytes.unshift(n % 256);
-    length = [0x80 | bytes.length, ...bytes];
+    const bytes: number[] = []
+    for (let n = body.length; n > 0; n = Math.floor(n / 256)) bytes.unshift(n % 256)
+    length = [0x80 | bytes.length, ...bytes]
   }
-  return Buffer.concat([Uint8Array.of(tag, ...length), body]);
+  return Buffer.concat([Uint8Array.of(tag, ...length), body])
 }
 
 /** RFC 5280 §5.1.2.4: UTCTime through 2049, GeneralizedTime from 2050, always UTC with seconds. */
 function derTime(date: Date): Uint8Array {
-  const iso = date.toISOString(); // YYYY-MM-DDTHH:MM:SS.sssZ
-  const digits = iso.slice(0, 19).replace(/[-:T]/g, '') + 'Z';
-  const year = date.getUTCFullYear();
-  return year >= 1950 && year < 2050
-    ? der(0x17, Buffer.from(digits.slice(2), 'ascii'))
-    : der(0x18, Buffer.from(digits, 'ascii'));
+  const iso = date.toISOString() // YYYY-MM-DDTHH:MM:SS.sssZ
+  const digits = iso.slice(0, 19).replace(/[-:T]/g, '') + 'Z'
+  const year = date.getUTCFullYear()
+  return year >= 1950 && year < 2050 ? der(0x17, Buffer.from(digits.slice(2), 'ascii')) : der(0x18, Buffer.from(digits, 'ascii'))
 }
 
 /**
@@ -427,20 +418,20 @@ function derTime(date: Date): Uint8Array {
  * are positive, RFC 5280 §4.1.2.2).
  */
 function normalizeSerialNumber(serial: string): string {
-  const hex = serial.replace(/:/g, '').toLowerCase();
-  if (!/^[0-9a-f]+$/.test(hex)) throw new TypeError(`issueCrl: serial number ${JSON.stringify(serial)} is not hexadecimal`);
-  let even = hex.length % 2 === 0 ? hex : `0${hex}`;
-  even = even.replace(/^(00)+/, '');
-  if (even === '') return '00';
-  return parseInt(even.slice(0, 2), 16) >= 0x80 ? `00${even}` : even;
+  const hex = serial.replace(/:/g, '').toLowerCase()
+  if (!/^[0-9a-f]+$/.test(hex)) throw new TypeError(`issueCrl: serial number ${JSON.stringify(serial)} is not hexadecimal`)
+  let even = hex.length % 2 === 0 ? hex : `0${hex}`
+  even = even.replace(/^(00)+/, '')
+  if (even === '') return '00'
+  return parseInt(even.slice(0, 2), 16) >= 0x80 ? `00${even}` : even
 }
 
 /** DER INTEGER for a small non-negative number (the cRLNumber value). */
 function derPositiveInteger(value: number): Uint8Array {
-  let hex = value.toString(16);
-  if (hex.length % 2 === 1) hex = `0${hex}`;
-  if (parseInt(hex.slice(0, 2), 16) >= 0x80) hex = `00${hex}`;
-  return der(0x02, Buffer.from(hex, 'hex'));
+  let hex = value.toString(16)
+  if (hex.length % 2 === 1) hex = `0${hex}`
+  if (parseInt(hex.slice(0, 2), 16) >= 0x80) hex = `00${hex}`
+  return der(0x02, Buffer.from(hex, 'hex'))
 }
 
 /** An intermediate CA certificate for `publicKey`, signed by `parent`'s key, naming it as issuer (with its key identifier). */
@@ -451,14 +442,14 @@ async function issueIntermediate(
   validity: { notBefore: Date; notAfter: Date },
   extensions: x509.Extension[],
 ): Promise<x509.X509Certificate> {
-  const parentCert = new x509.X509Certificate(parent.certPem);
+  const parentCert = new x509.X509Certificate(parent.certPem)
   const parentKey = await webcrypto.subtle.importKey(
     'pkcs8',
     new Uint8Array(Buffer.from(parent.keyPem.replace(/-----[^-]+-----|\s+/g, ''), 'base64')),
     EC_ALGORITHM,
     false,
     ['sign'],
-  );
+  )
   return x509.X509CertificateGenerator.create({
     serialNumber: randomSerialNumber(),
     subject: [{ CN: [name] }],
@@ -468,13 +459,13 @@ async function issueIntermediate(
     signingKey: parentKey,
     signingAlgorithm: EC_ALGORITHM,
     extensions: [...extensions, await x509.AuthorityKeyIdentifierExtension.create(parentCert.publicKey)],
-  });
+  })
 }
 
 async function generateEcKeyPair(): Promise<webcrypto.CryptoKeyPair> {
-  return webcrypto.subtle.generateKey(EC_ALGORITHM, true, ['sign', 'verify']);
+  return webcrypto.subtle.generateKey(EC_ALGORITHM, true, ['sign', 'verify'])
 }
 
 async function exportPrivateKeyPem(key: webcrypto.CryptoKey): Promise<string> {
-  return toPem(await webcrypto.subtle.exportKey('pkcs8', key), 'PRIVATE KEY');
+  return toPem(await webcrypto.subtle.exportKey('pkcs8', key), 'PRIVATE KEY')
 }

@@ -1,11 +1,11 @@
-import { X509Certificate } from 'node:crypto';
-import { request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
-import { createServer, request as httpsRequest } from 'node:https';
-import type { AddressInfo } from 'node:net';
-import type { TLSSocket } from 'node:tls';
-import { checkOptions, optionNames } from './options.js';
-import { x509 } from './x509-provider.js';
-import { certificateHash, nginxEscapedCert, xfccElement, type XfccElementOptions } from './xfcc.js';
+import { X509Certificate } from 'node:crypto'
+import { request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http'
+import { createServer, request as httpsRequest } from 'node:https'
+import type { AddressInfo } from 'node:net'
+import type { TLSSocket } from 'node:tls'
+import { checkOptions, optionNames } from './options.js'
+import { x509 } from './x509-provider.js'
+import { certificateHash, nginxEscapedCert, xfccElement, type XfccElementOptions } from './xfcc.js'
 
 /**
  * Options for {@link startForwardingProxy}.
@@ -21,20 +21,20 @@ import { certificateHash, nginxEscapedCert, xfccElement, type XfccElementOptions
  */
 export interface ForwardingProxyOptions {
   /** The app: `https://127.0.0.1:<port>` (or `http://...` for a plain-HTTP hop, as to a sidecar's app). */
-  target: string;
+  target: string
   /** CA(s) the app's server certificate must chain to (https targets). Default: Node's bundled CAs. */
-  targetCa?: string | string[];
+  targetCa?: string | string[]
   /** The proxy's own certificate towards the app (mTLS to the app). Default: none. */
-  clientCert?: { certPem: string; keyPem: string };
+  clientCert?: { certPem: string; keyPem: string }
   /**
    * Downstream TLS: the proxy's server certificate and key, and the CA(s) a
    * client certificate must chain to (the proxy verifies it, as Envoy does).
    */
-  tls: { certPem: string; keyPem: string; caPem: string | string[] };
+  tls: { certPem: string; keyPem: string; caPem: string | string[] }
   /** `'xfcc'`: Envoy's `x-forwarded-client-cert`. `'nginx'`: `$ssl_client_escaped_cert` (URL-encoded PEM). */
-  format: 'xfcc' | 'nginx';
+  format: 'xfcc' | 'nginx'
   /** Header name. Default `x-forwarded-client-cert` (`'xfcc'`), `x-ssl-client-cert` (`'nginx'`). */
-  header?: string;
+  header?: string
   /**
    * Envoy's `forward_client_cert_details` for `'xfcc'`. `'sanitize-set'`
    * (default): any incoming header is removed and one element is set for the
@@ -44,14 +44,14 @@ export interface ForwardingProxyOptions {
    * Envoy does). With `'nginx'` the header is always replaced
    * (`proxy_set_header`).
    */
-  mode?: 'sanitize-set' | 'append-forward';
+  mode?: 'sanitize-set' | 'append-forward'
   /**
    * `'required'` (default): a handshake without a trusted client certificate
    * fails (`requestCert`, `rejectUnauthorized: true`). `'optional'`: a client
    * may present none (it is then forwarded without one); a certificate that
    * is presented must still be trusted, or the connection is closed.
    */
-  clientCertificate?: 'required' | 'optional';
+  clientCertificate?: 'required' | 'optional'
   /**
    * Envoy's `set_current_client_cert_details` (XFCC only; `Hash` and `By` are
    * always written). `chain` writes the leaf and the intermediates of its path
@@ -59,29 +59,29 @@ export interface ForwardingProxyOptions {
    * intermediates in `tls.caPem`). Default `{ cert: true, chain: false, subject: true, uri: true, dns: true }`.
    * `{ cert: false }` gives an assertion-only element (Istio's default shape).
    */
-  details?: { cert?: boolean; chain?: boolean; subject?: boolean; uri?: boolean; dns?: boolean };
+  details?: { cert?: boolean; chain?: boolean; subject?: boolean; uri?: boolean; dns?: boolean }
 }
 
 /** What the proxy sent upstream for one request. */
 export interface ForwardedRequest {
-  method: string;
-  path: string;
+  method: string
+  path: string
   /** The client certificate header as forwarded; `undefined` when none was sent. */
-  header: string | undefined;
+  header: string | undefined
 }
 
 /** A running {@link startForwardingProxy}. */
 export interface ForwardingProxy {
   /** `https://127.0.0.1:<port>` */
-  url: string;
+  url: string
   /** Every request forwarded so far, in order. */
-  requests: ForwardedRequest[];
+  requests: ForwardedRequest[]
   /** Stops listening and closes every open connection. Idempotent. */
-  close(): Promise<void>;
+  close(): Promise<void>
 }
 
 // RFC 9110 §7.6.1 connection-specific fields, never forwarded.
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer']);
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer'])
 
 /**
  * Starts a small TLS-terminating reverse proxy on `127.0.0.1`, standing in
@@ -108,21 +108,31 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'tra
  * await proxy.close();
  * ```
  */
-const PROXY_OPTIONS = optionNames<ForwardingProxyOptions>()(['target', 'targetCa', 'clientCert', 'tls', 'format', 'header', 'mode', 'clientCertificate', 'details']);
+const PROXY_OPTIONS = optionNames<ForwardingProxyOptions>()([
+  'target',
+  'targetCa',
+  'clientCert',
+  'tls',
+  'format',
+  'header',
+  'mode',
+  'clientCertificate',
+  'details',
+])
 
 export async function startForwardingProxy(options: ForwardingProxyOptions): Promise<ForwardingProxy> {
-  checkOptions('startForwardingProxy', options, PROXY_OPTIONS);
-  const target = new URL(options.target);
-  if (target.protocol !== 'https:' && target.protocol !== 'http:') throw new TypeError(`startForwardingProxy: target must be http(s): ${options.target}`);
-  const header = (options.header ?? (options.format === 'xfcc' ? 'x-forwarded-client-cert' : 'x-ssl-client-cert')).toLowerCase();
-  const mode = options.mode ?? 'sanitize-set';
-  const optional = options.clientCertificate === 'optional';
-  const details = { cert: true, chain: false, subject: true, uri: true, dns: true, ...options.details };
-  const by = sans(options.tls.certPem).uris;
+  checkOptions('startForwardingProxy', options, PROXY_OPTIONS)
+  const target = new URL(options.target)
+  if (target.protocol !== 'https:' && target.protocol !== 'http:') throw new TypeError(`startForwardingProxy: target must be http(s): ${options.target}`)
+  const header = (options.header ?? (options.format === 'xfcc' ? 'x-forwarded-client-cert' : 'x-ssl-client-cert')).toLowerCase()
+  const mode = options.mode ?? 'sanitize-set'
+  const optional = options.clientCertificate === 'optional'
+  const details = { cert: true, chain: false, subject: true, uri: true, dns: true, ...options.details }
+  const by = sans(options.tls.certPem).uris
   const anchors = (Array.isArray(options.tls.caPem) ? options.tls.caPem : [options.tls.caPem])
     .flatMap((pem) => pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [])
-    .map((pem) => new X509Certificate(pem));
-  const requests: ForwardedRequest[] = [];
+    .map((pem) => new X509Certificate(pem))
+  const requests: ForwardedRequest[] = []
 
   const server = createServer(
     {
@@ -133,46 +143,44 @@ export async function startForwardingProxy(options: ForwardingProxyOptions): Pro
       rejectUnauthorized: !optional,
     },
     (req, res) => forward(req, res),
-  );
+  )
   server.on('secureConnection', (socket: TLSSocket) => {
     // 'optional': no certificate is fine, an untrusted one is not.
-    if (optional && socket.getPeerX509Certificate() !== undefined && !socket.authorized) socket.destroy();
-  });
+    if (optional && socket.getPeerX509Certificate() !== undefined && !socket.authorized) socket.destroy()
+  })
 
   function clientCertificateHeader(req: IncomingMessage): string | undefined {
-    const socket = req.socket as TLSSocket;
-    const leaf = socket.authorized ? socket.getPeerX509Certificate() : undefined;
-    const incoming = req.headersDistinct[header];
-    if (!leaf) return undefined; // no client certificate: any incoming header is dropped
-    const leafPem = leaf.toString();
-    if (options.format === 'nginx') return nginxEscapedCert(leafPem);
-    const names = sans(leafPem);
-    const element: XfccElementOptions = { hash: certificateHash(leafPem) };
-    if (by.length > 0) element.by = by[0]!;
-    if (details.cert) element.cert = leafPem;
-    if (details.chain) element.chain = [leafPem, ...intermediates(leaf, anchors)];
-    if (details.subject) element.subject = rfc2253(leaf);
-    if (details.uri) element.uri = names.uris.length > 0 ? names.uris : [''];
-    if (details.dns && names.dns.length > 0) element.dns = names.dns;
-    const mine = xfccElement(element);
-    if (mode === 'append-forward' && incoming && incoming.length > 0) return [...incoming, mine].join(',');
-    return mine;
+    const socket = req.socket as TLSSocket
+    const leaf = socket.authorized ? socket.getPeerX509Certificate() : undefined
+    const incoming = req.headersDistinct[header]
+    if (!leaf) return undefined // no client certificate: any incoming header is dropped
+    const leafPem = leaf.toString()
+    if (options.format === 'nginx') return nginxEscapedCert(leafPem)
+    const names = sans(leafPem)
+    const element: XfccElementOptions = { hash: certificateHash(leafPem) }
+    if (by.length > 0) element.by = by[0]!
+    if (details.cert) element.cert = leafPem
+    if (details.chain) element.chain = [leafPem, ...intermediates(leaf, anchors)]
+    if (details.subject) element.subject = rfc2253(leaf)
+    if (details.uri) element.uri = names.uris.length > 0 ? names.uris : ['']
+    if (details.dns && names.dns.length > 0) element.dns = names.dns
+    const mine = xfccElement(element)
+    if (mode === 'append-forward' && incoming && incoming.length > 0) return [...incoming, mine].join(',')
+    return mine
   }
 
   function forward(req: IncomingMessage, res: ServerResponse): void {
-    const headers: OutgoingHttpHeaders = {};
-    const connectionTokens = new Set(
-      (req.headersDistinct.connection ?? []).flatMap((v) => v.split(',')).map((v) => v.trim().toLowerCase()),
-    );
+    const headers: OutgoingHttpHeaders = {}
+    const connectionTokens = new Set((req.headersDistinct.connection ?? []).flatMap((v) => v.split(',')).map((v) => v.trim().toLowerCase()))
     for (const [name, values] of Object.entries(req.headersDistinct)) {
-      if (!values || HOP_BY_HOP.has(name) || connectionTokens.has(name) || name === header) continue;
-      headers[name] = values.length === 1 ? values[0]! : values;
+      if (!values || HOP_BY_HOP.has(name) || connectionTokens.has(name) || name === header) continue
+      headers[name] = values.length === 1 ? values[0]! : values
     }
-    const value = clientCertificateHeader(req);
-    if (value !== undefined) headers[header] = value;
-    requests.push({ method: req.method ?? 'GET', path: req.url ?? '/', header: value });
+    const value = clientCertificateHeader(req)
+    if (value !== undefined) headers[header] = value
+    requests.push({ method: req.method ?? 'GET', path: req.url ?? '/', header: value })
 
-    const tlsTarget = target.protocol === 'https:';
+    const tlsTarget = target.protocol === 'https:'
     const upstream = (tlsTarget ? httpsRequest : httpRequest)(
       {
         protocol: target.protocol,
@@ -186,56 +194,56 @@ export async function startForwardingProxy(options: ForwardingProxyOptions): Pro
         ...(tlsTarget && options.clientCert ? { cert: options.clientCert.certPem, key: options.clientCert.keyPem } : {}),
       },
       (upstreamRes) => {
-        const responseHeaders: OutgoingHttpHeaders = {};
+        const responseHeaders: OutgoingHttpHeaders = {}
         for (const [name, values] of Object.entries(upstreamRes.headersDistinct)) {
-          if (!values || HOP_BY_HOP.has(name)) continue;
-          responseHeaders[name] = values.length === 1 ? values[0]! : values;
+          if (!values || HOP_BY_HOP.has(name)) continue
+          responseHeaders[name] = values.length === 1 ? values[0]! : values
         }
-        res.writeHead(upstreamRes.statusCode ?? 502, responseHeaders);
-        upstreamRes.pipe(res);
+        res.writeHead(upstreamRes.statusCode ?? 502, responseHeaders)
+        upstreamRes.pipe(res)
       },
-    );
+    )
     upstream.on('error', () => {
       if (!res.headersSent) {
-        res.writeHead(502, { 'content-type': 'text/plain' });
-        res.end('bad gateway');
+        res.writeHead(502, { 'content-type': 'text/plain' })
+        res.end('bad gateway')
       } else {
-        res.destroy();
+        res.destroy()
       }
-    });
-    req.pipe(upstream);
+    })
+    req.pipe(upstream)
   }
 
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', reject)
     server.listen(0, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  let closing: Promise<void> | undefined;
+      server.off('error', reject)
+      resolve()
+    })
+  })
+  let closing: Promise<void> | undefined
   return {
     url: `https://127.0.0.1:${(server.address() as AddressInfo).port}`,
     requests,
     close() {
       closing ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
-      return closing;
+        server.close(() => resolve())
+        server.closeAllConnections()
+      })
+      return closing
     },
-  };
+  }
 }
 
 /** URI and DNS SANs of a PEM certificate, read with a real ASN.1 parser. */
 function sans(pem: string): { uris: string[]; dns: string[] } {
-  const cert = new x509.X509Certificate(pem);
-  const ext = cert.getExtension(x509.SubjectAlternativeNameExtension);
-  const items = ext?.names.items ?? [];
+  const cert = new x509.X509Certificate(pem)
+  const ext = cert.getExtension(x509.SubjectAlternativeNameExtension)
+  const items = ext?.names.items ?? []
   return {
     uris: items.filter((item) => item.type === 'url').map((item) => item.value),
     dns: items.filter((item) => item.type === 'dns').map((item) => item.value),
-  };
+  }
 }
 
 /**
@@ -243,15 +251,15 @@ function sans(pem: string): { uris: string[]; dns: string[] } {
  * Node does not expose the chain a client sent on the server side, so the path is rebuilt.
  */
 function intermediates(leaf: X509Certificate, pool: readonly X509Certificate[]): string[] {
-  const out: string[] = [];
-  let current = leaf;
+  const out: string[] = []
+  let current = leaf
   for (let depth = 0; depth < 10; depth++) {
-    const issuer = pool.find((candidate) => candidate !== current && current.checkIssued(candidate) && current.verify(candidate.publicKey));
-    if (!issuer || issuer.checkIssued(issuer)) break; // unknown, or a self-signed root (not sent)
-    out.push(issuer.toString());
-    current = issuer;
+    const issuer = pool.find((candidate) => candidate !== current && current.checkIssued(candidate) && current.verify(candidate.publicKey))
+    if (!issuer || issuer.checkIssued(issuer)) break // unknown, or a self-signed root (not sent)
+    out.push(issuer.toString())
+    current = issuer
   }
-  return out;
+  return out
 }
 
 /** Subject in RFC 2253 order (most specific first, `,`-separated), as Envoy prints it. */
@@ -261,5 +269,5 @@ function rfc2253(cert: X509Certificate): string {
     .filter((line) => line.length > 0)
     .reverse()
     .map((line) => line.replace(/([,+"\\<>;])/g, '\\$1'))
-    .join(',');
+    .join(',')
 }

@@ -9,7 +9,7 @@
  * const discovery: DiscoveryMode = 'both';
  * ```
  */
-export type DiscoveryMode = 'oauth' | 'openid' | 'both' | 'none';
+export type DiscoveryMode = 'oauth' | 'openid' | 'both' | 'none'
 
 /**
  * Normalises an issuer path: leading slash, no trailing slash, `''` for the root.
@@ -23,9 +23,9 @@ export type DiscoveryMode = 'oauth' | 'openid' | 'both' | 'none';
  * @internal
  */
 export function normalizePath(path = ''): string {
-  const trimmed = path.replace(/\/+$/, '');
-  if (trimmed === '') return '';
-  return trimmed.startsWith('/') ? trimmed : `/${trimmed}`;
+  const trimmed = path.replace(/\/+$/, '')
+  if (trimmed === '') return ''
+  return trimmed.startsWith('/') ? trimmed : `/${trimmed}`
 }
 
 /**
@@ -41,7 +41,7 @@ export function normalizePath(path = ''): string {
  * @internal
  */
 export function oauthMetadataPath(issuerPath: string): string {
-  return `/.well-known/oauth-authorization-server${issuerPath}`;
+  return `/.well-known/oauth-authorization-server${issuerPath}`
 }
 
 /**
@@ -57,7 +57,7 @@ export function oauthMetadataPath(issuerPath: string): string {
  * @internal
  */
 export function openidMetadataPath(issuerPath: string): string {
-  return `${issuerPath}/.well-known/openid-configuration`;
+  return `${issuerPath}/.well-known/openid-configuration`
 }
 
 /**
@@ -73,13 +73,13 @@ export function openidMetadataPath(issuerPath: string): string {
  * @internal
  */
 export function buildMetadata(input: {
-  issuer: string;
-  jwksUri: string;
-  algorithms: readonly string[];
-  openid: boolean;
-  overrides: Record<string, unknown>;
+  issuer: string
+  jwksUri: string
+  algorithms: readonly string[]
+  openid: boolean
+  overrides: Record<string, unknown>
 }): Record<string, unknown> {
-  const { issuer, jwksUri, algorithms, openid, overrides } = input;
+  const { issuer, jwksUri, algorithms, openid, overrides } = input
   const document: Record<string, unknown> = {
     issuer,
     jwks_uri: jwksUri,
@@ -89,10 +89,10 @@ export function buildMetadata(input: {
     grant_types_supported: ['client_credentials', 'urn:ietf:params:oauth:grant-type:token-exchange'],
     token_endpoint_auth_methods_supported: ['tls_client_auth', 'self_signed_tls_client_auth', 'private_key_jwt'],
     tls_client_certificate_bound_access_tokens: true,
-  };
-  if (openid) {
-    document['subject_types_supported'] = ['public'];
-    document['id_token_signing_alg_values_supported'] = [...algorithms];
   }
-  return { ...document, ...overrides };
+  if (openid) {
+    document['subject_types_supported'] = ['public']
+    document['id_token_signing_alg_values_supported'] = [...algorithms]
+  }
+  return { ...document, ...overrides }
 }

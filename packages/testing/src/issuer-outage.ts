@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http'
 
 /**
  * How a {@link TestIssuer} misbehaves, applied to every request it receives:
@@ -16,7 +16,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
  * issuer.setOutage('down');
  * ```
  */
-export type OutageMode = 'none' | 'down' | 'reset' | 'hang' | 'garbage' | 'huge';
+export type OutageMode = 'none' | 'down' | 'reset' | 'hang' | 'garbage' | 'huge'
 
 /**
  * Body served in the `'garbage'` outage mode: HTML with a JSON-looking fragment.
@@ -27,7 +27,7 @@ export type OutageMode = 'none' | 'down' | 'reset' | 'hang' | 'garbage' | 'huge'
  * ```
  * @internal
  */
-export const GARBAGE_BODY = '<html><body>502 Bad Gateway: this is not JSON {"keys": [</body></html>';
+export const GARBAGE_BODY = '<html><body>502 Bad Gateway: this is not JSON {"keys": [</body></html>'
 
 /**
  * Applies an outage mode that needs no document to a request.
@@ -46,23 +46,23 @@ export const GARBAGE_BODY = '<html><body>502 Bad Gateway: this is not JSON {"key
 export function applyOutage(mode: OutageMode, req: IncomingMessage, res: ServerResponse): boolean {
   switch (mode) {
     case 'down':
-      res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' });
-      res.end(JSON.stringify({ error: 'temporarily_unavailable' }));
-      return true;
+      res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' })
+      res.end(JSON.stringify({ error: 'temporarily_unavailable' }))
+      return true
     case 'reset':
-      req.socket.resetAndDestroy();
-      return true;
+      req.socket.resetAndDestroy()
+      return true
     case 'hang':
-      return true;
+      return true
     case 'garbage':
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(GARBAGE_BODY);
-      return true;
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.end(GARBAGE_BODY)
+      return true
     case 'none':
     case 'huge':
-      return false;
+      return false
     default:
-      throw new TypeError(`test issuer: unknown outage mode "${String(mode)}"`);
+      throw new TypeError(`test issuer: unknown outage mode "${String(mode)}"`)
   }
 }
 
@@ -80,6 +80,6 @@ export function applyOutage(mode: OutageMode, req: IncomingMessage, res: ServerR
  * @internal
  */
 export function padJson(document: Record<string, unknown>, bytes: number): string {
-  const base = Buffer.byteLength(JSON.stringify({ ...document, padding: '' }));
-  return JSON.stringify({ ...document, padding: 'x'.repeat(Math.max(0, bytes - base)) });
+  const base = Buffer.byteLength(JSON.stringify({ ...document, padding: '' }))
+  return JSON.stringify({ ...document, padding: 'x'.repeat(Math.max(0, bytes - base)) })
 }

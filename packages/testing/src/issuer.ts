@@ -1,18 +1,12 @@
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
-import type { CryptoKey, JWK } from 'jose';
-import { IssuerKeyRing, type TestIssuerAlgorithm } from './issuer-keys.js';
-import {
-  buildMetadata,
-  normalizePath,
-  oauthMetadataPath,
-  openidMetadataPath,
-  type DiscoveryMode,
-} from './issuer-metadata.js';
-import { applyOutage, padJson, type OutageMode } from './issuer-outage.js';
-import { checkOptions, optionNames } from './options.js';
-import { signAccessToken, type SignOptions } from './sign-access-token.js';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
+import type { AddressInfo } from 'node:net'
+import type { CryptoKey, JWK } from 'jose'
+import { IssuerKeyRing, type TestIssuerAlgorithm } from './issuer-keys.js'
+import { buildMetadata, normalizePath, oauthMetadataPath, openidMetadataPath, type DiscoveryMode } from './issuer-metadata.js'
+import { applyOutage, padJson, type OutageMode } from './issuer-outage.js'
+import { checkOptions, optionNames } from './options.js'
+import { signAccessToken, type SignOptions } from './sign-access-token.js'
 
 /**
  * Options for {@link startTestIssuer}.
@@ -24,33 +18,33 @@ import { signAccessToken, type SignOptions } from './sign-access-token.js';
  */
 export interface TestIssuerOptions {
   /** Which well-known metadata documents are served. Default `'oauth'`. */
-  discovery?: DiscoveryMode;
+  discovery?: DiscoveryMode
   /**
    * Issuer path, e.g. `'/tenant-a'` gives issuer `http://127.0.0.1:PORT/tenant-a`,
    * RFC 8414 metadata at `/.well-known/oauth-authorization-server/tenant-a` and
    * OpenID metadata at `/tenant-a/.well-known/openid-configuration`. Default `''`.
    */
-  path?: string;
+  path?: string
   /** One signing key is created per algorithm; the first is the current key. Default `['ES256']`. */
-  algorithms?: TestIssuerAlgorithm[];
+  algorithms?: TestIssuerAlgorithm[]
   /** Overrides the `issuer` member of the metadata (to test a mismatch). Default: the issuer. */
-  metadataIssuer?: string;
+  metadataIssuer?: string
   /** JWKS path under the issuer path. Default `'/jwks.json'`. */
-  jwksPath?: string;
+  jwksPath?: string
   /**
    * Extra or replacing metadata members, merged last (an `undefined` value
    * removes a member), e.g. `{ jwks_uri: 'https://elsewhere.example/jwks' }`. Default: none.
    */
-  metadata?: Record<string, unknown>;
+  metadata?: Record<string, unknown>
   /** `cache-control` header of the JWKS response; `null` omits it. Default `'max-age=300'`. */
-  jwksCacheControl?: string | null;
+  jwksCacheControl?: string | null
   /** Minimum body size in bytes in the `'huge'` outage mode. Default 5 MiB. */
-  hugeBodyBytes?: number;
+  hugeBodyBytes?: number
   /**
    * Serve over HTTPS with this certificate (e.g. `await ca.issueServerCertificate()`), to test
    * issuers behind a private CA (`NODE_EXTRA_CA_CERTS`, an injected `fetch`). Default: plain HTTP.
    */
-  tls?: { certPem: string; keyPem: string };
+  tls?: { certPem: string; keyPem: string }
 }
 
 /**
@@ -63,9 +57,9 @@ export interface TestIssuerOptions {
  */
 export interface RecordedRequest {
   /** HTTP method. */
-  method: string;
+  method: string
   /** URL path without the query string. */
-  path: string;
+  path: string
 }
 
 /**
@@ -85,13 +79,13 @@ export interface RecordedRequest {
  */
 export interface TestIssuer {
   /** Issuer identifier (`iss`), e.g. `http://127.0.0.1:41234/tenant-a`. */
-  readonly issuer: string;
+  readonly issuer: string
   /** Absolute URL of the JWKS. */
-  readonly jwksUri: string;
+  readonly jwksUri: string
   /** `http://127.0.0.1:PORT`. */
-  readonly origin: string;
+  readonly origin: string
   /** `kid` of the current default signing key. */
-  readonly currentKid: string;
+  readonly currentKid: string
   /**
    * Signs an access token. Defaults: `iss` (the issuer), `iat` (now), `exp`
    * (`iat` + 300), `jti` (random UUID), header `typ: 'at+jwt'`; `claims` override them.
@@ -105,7 +99,7 @@ export interface TestIssuer {
    * const token = await issuer.signAccessToken({ sub: 'alice', scope: 'read' }, { audience: 'https://api.example' });
    * ```
    */
-  signAccessToken(claims?: Record<string, unknown>, options?: SignOptions): Promise<string>;
+  signAccessToken(claims?: Record<string, unknown>, options?: SignOptions): Promise<string>
   /**
    * Creates a new signing key and makes it the current default.
    *
@@ -118,7 +112,7 @@ export interface TestIssuer {
    * const kid = await issuer.rotateKeys({ keepPrevious: false });
    * ```
    */
-  rotateKeys(options?: { alg?: TestIssuerAlgorithm; keepPrevious?: boolean }): Promise<string>;
+  rotateKeys(options?: { alg?: TestIssuerAlgorithm; keepPrevious?: boolean }): Promise<string>
   /**
    * Switches the simulated outage mode; applies to every later request.
    *
@@ -128,7 +122,7 @@ export interface TestIssuer {
    * issuer.setOutage('hang');
    * ```
    */
-  setOutage(mode: OutageMode): void;
+  setOutage(mode: OutageMode): void
   /**
    * Delays every response (including outage responses) by `ms` milliseconds.
    *
@@ -138,9 +132,9 @@ export interface TestIssuer {
    * issuer.setLatency(200); // e.g. to test that concurrent JWKS fetches are coalesced
    * ```
    */
-  setLatency(ms: number): void;
+  setLatency(ms: number): void
   /** Every request received, in order (live array). */
-  readonly requests: RecordedRequest[];
+  readonly requests: RecordedRequest[]
   /**
    * Counts received requests.
    *
@@ -151,7 +145,7 @@ export interface TestIssuer {
    * expect(issuer.requestCount('/jwks.json')).toBe(1);
    * ```
    */
-  requestCount(pathSuffix?: string): number;
+  requestCount(pathSuffix?: string): number
   /**
    * Forgets the recorded requests.
    *
@@ -160,7 +154,7 @@ export interface TestIssuer {
    * issuer.clearRequests();
    * ```
    */
-  clearRequests(): void;
+  clearRequests(): void
   /**
    * The JWK Set served at {@link TestIssuer.jwksUri}: public keys with `kid`, `alg` and `use: 'sig'`.
    *
@@ -170,7 +164,7 @@ export interface TestIssuer {
    * const jwks = createLocalJWKSet(issuer.publicJwks());
    * ```
    */
-  publicJwks(): { keys: JWK[] };
+  publicJwks(): { keys: JWK[] }
   /**
    * A private signing key, usable with jose's `SignJWT` to mint custom tokens.
    *
@@ -181,7 +175,7 @@ export interface TestIssuer {
    * const jwt = await new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: issuer.currentKid, typ: 'JWT' }).sign(issuer.privateKey());
    * ```
    */
-  privateKey(kid?: string): CryptoKey;
+  privateKey(kid?: string): CryptoKey
   /**
    * A public verification key.
    *
@@ -192,7 +186,7 @@ export interface TestIssuer {
    * await jwtVerify(token, issuer.publicKey());
    * ```
    */
-  publicKey(kid?: string): CryptoKey;
+  publicKey(kid?: string): CryptoKey
   /**
    * Stops the server, destroying open (keep-alive or hanging) connections. Idempotent.
    *
@@ -202,10 +196,10 @@ export interface TestIssuer {
    * afterEach(() => issuer.close());
    * ```
    */
-  close(): Promise<void>;
+  close(): Promise<void>
 }
 
-const DEFAULT_HUGE_BYTES = 5 * 1024 * 1024;
+const DEFAULT_HUGE_BYTES = 5 * 1024 * 1024
 
 /**
  * Starts a loopback authorization-server stand-in on `127.0.0.1` (random port)
@@ -227,26 +221,34 @@ const DEFAULT_HUGE_BYTES = 5 * 1024 * 1024;
  * ```
  */
 const ISSUER_OPTIONS = optionNames<TestIssuerOptions>()([
-  'discovery', 'path', 'algorithms', 'metadataIssuer', 'jwksPath', 'metadata', 'jwksCacheControl', 'hugeBodyBytes', 'tls',
-]);
+  'discovery',
+  'path',
+  'algorithms',
+  'metadataIssuer',
+  'jwksPath',
+  'metadata',
+  'jwksCacheControl',
+  'hugeBodyBytes',
+  'tls',
+])
 
 export async function startTestIssuer(options: TestIssuerOptions = {}): Promise<TestIssuer> {
-  checkOptions('startTestIssuer', options, ISSUER_OPTIONS);
-  const discovery = options.discovery ?? 'oauth';
+  checkOptions('startTestIssuer', options, ISSUER_OPTIONS)
+  const discovery = options.discovery ?? 'oauth'
   if (!['oauth', 'openid', 'both', 'none'].includes(discovery)) {
-    throw new TypeError(`startTestIssuer: unknown discovery mode "${String(discovery)}"`);
+    throw new TypeError(`startTestIssuer: unknown discovery mode "${String(discovery)}"`)
   }
-  const issuerPath = normalizePath(options.path);
-  const jwksPath = issuerPath + (normalizePath(options.jwksPath ?? '/jwks.json') || '/jwks.json');
-  const hugeBytes = options.hugeBodyBytes ?? DEFAULT_HUGE_BYTES;
-  const cacheControl = options.jwksCacheControl === undefined ? 'max-age=300' : options.jwksCacheControl;
-  const keys = await IssuerKeyRing.create(options.algorithms ?? ['ES256']);
+  const issuerPath = normalizePath(options.path)
+  const jwksPath = issuerPath + (normalizePath(options.jwksPath ?? '/jwks.json') || '/jwks.json')
+  const hugeBytes = options.hugeBodyBytes ?? DEFAULT_HUGE_BYTES
+  const cacheControl = options.jwksCacheControl === undefined ? 'max-age=300' : options.jwksCacheControl
+  const keys = await IssuerKeyRing.create(options.algorithms ?? ['ES256'])
 
-  const requests: RecordedRequest[] = [];
-  let outage: OutageMode = 'none';
-  let latencyMs = 0;
-  let issuer = '';
-  let jwksUri = '';
+  const requests: RecordedRequest[] = []
+  let outage: OutageMode = 'none'
+  let latencyMs = 0
+  let issuer = ''
+  let jwksUri = ''
 
   const metadata = (openid: boolean): Record<string, unknown> =>
     buildMetadata({
@@ -258,111 +260,107 @@ export async function startTestIssuer(options: TestIssuerOptions = {}): Promise<
         ...(options.metadataIssuer !== undefined ? { issuer: options.metadataIssuer } : {}),
         ...options.metadata,
       },
-    });
+    })
 
   const route = (path: string): { document: Record<string, unknown>; headers: Record<string, string> } | undefined => {
     if (path === jwksPath) {
       return {
         document: keys.publicJwks(),
         headers: cacheControl === null ? {} : { 'cache-control': cacheControl },
-      };
+      }
     }
     if ((discovery === 'oauth' || discovery === 'both') && path === oauthMetadataPath(issuerPath)) {
-      return { document: metadata(false), headers: {} };
+      return { document: metadata(false), headers: {} }
     }
     if ((discovery === 'openid' || discovery === 'both') && path === openidMetadataPath(issuerPath)) {
-      return { document: metadata(true), headers: {} };
+      return { document: metadata(true), headers: {} }
     }
-    return undefined;
-  };
+    return undefined
+  }
 
   const respond = (req: IncomingMessage, res: ServerResponse, path: string): void => {
-    const mode = outage;
-    if (applyOutage(mode, req, res)) return;
-    const found = route(path);
+    const mode = outage
+    if (applyOutage(mode, req, res)) return
+    const found = route(path)
     if (mode === 'huge') {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(padJson(found?.document ?? {}, hugeBytes));
-      return;
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.end(padJson(found?.document ?? {}, hugeBytes))
+      return
     }
     if (!found) {
-      res.writeHead(404, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ error: 'not_found' }));
-      return;
+      res.writeHead(404, { 'content-type': 'application/json' })
+      res.end(JSON.stringify({ error: 'not_found' }))
+      return
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { 'content-type': 'application/json', allow: 'GET, HEAD' });
-      res.end(JSON.stringify({ error: 'method_not_allowed' }));
-      return;
+      res.writeHead(405, { 'content-type': 'application/json', allow: 'GET, HEAD' })
+      res.end(JSON.stringify({ error: 'method_not_allowed' }))
+      return
     }
-    res.writeHead(200, { 'content-type': 'application/json', ...found.headers });
-    res.end(JSON.stringify(found.document));
-  };
+    res.writeHead(200, { 'content-type': 'application/json', ...found.headers })
+    res.end(JSON.stringify(found.document))
+  }
 
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
-    const path = new URL(req.url ?? '/', 'http://127.0.0.1').pathname;
-    requests.push({ method: req.method ?? 'GET', path });
-    req.resume();
+    const path = new URL(req.url ?? '/', 'http://127.0.0.1').pathname
+    requests.push({ method: req.method ?? 'GET', path })
+    req.resume()
     if (latencyMs > 0) {
-      const timer = setTimeout(() => respond(req, res, path), latencyMs);
-      res.on('close', () => clearTimeout(timer));
+      const timer = setTimeout(() => respond(req, res, path), latencyMs)
+      res.on('close', () => clearTimeout(timer))
     } else {
-      respond(req, res, path);
+      respond(req, res, path)
     }
-  };
-  const server = options.tls
-    ? createHttpsServer({ cert: options.tls.certPem, key: options.tls.keyPem }, handler)
-    : createServer(handler);
+  }
+  const server = options.tls ? createHttpsServer({ cert: options.tls.certPem, key: options.tls.keyPem }, handler) : createServer(handler)
 
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', reject)
     server.listen(0, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const { port } = server.address() as AddressInfo;
-  const origin = `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
-  issuer = origin + issuerPath;
-  jwksUri = origin + jwksPath;
+      server.off('error', reject)
+      resolve()
+    })
+  })
+  const { port } = server.address() as AddressInfo
+  const origin = `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`
+  issuer = origin + issuerPath
+  jwksUri = origin + jwksPath
 
-  let closing: Promise<void> | undefined;
+  let closing: Promise<void> | undefined
 
   return {
     issuer,
     jwksUri,
     origin,
     get currentKid() {
-      return keys.currentKid;
+      return keys.currentKid
     },
     requests,
     signAccessToken: async (claims = {}, signOptions = {}) =>
       signAccessToken(keys.select({ kid: signOptions.kid, alg: signOptions.alg }), issuer, claims, signOptions),
-    rotateKeys: async (rotateOptions = {}) =>
-      keys.rotate(rotateOptions.alg ?? keys.select().alg, rotateOptions.keepPrevious ?? true),
+    rotateKeys: async (rotateOptions = {}) => keys.rotate(rotateOptions.alg ?? keys.select().alg, rotateOptions.keepPrevious ?? true),
     setOutage: (mode) => {
       if (!['none', 'down', 'reset', 'hang', 'garbage', 'huge'].includes(mode)) {
-        throw new TypeError(`test issuer: unknown outage mode "${String(mode)}"`);
+        throw new TypeError(`test issuer: unknown outage mode "${String(mode)}"`)
       }
-      outage = mode;
+      outage = mode
     },
     setLatency: (ms) => {
-      latencyMs = Math.max(0, ms);
+      latencyMs = Math.max(0, ms)
     },
-    requestCount: (pathSuffix) =>
-      pathSuffix === undefined ? requests.length : requests.filter((r) => r.path.endsWith(pathSuffix)).length,
+    requestCount: (pathSuffix) => (pathSuffix === undefined ? requests.length : requests.filter((r) => r.path.endsWith(pathSuffix)).length),
     clearRequests: () => {
-      requests.length = 0;
+      requests.length = 0
     },
     publicJwks: () => keys.publicJwks(),
     privateKey: (kid) => keys.select({ kid }).privateKey,
     publicKey: (kid) => keys.select({ kid }).publicKey,
     close: () => {
       closing ??= new Promise<void>((resolve, reject) => {
-        server.close((error) => (error ? reject(error) : resolve()));
-        server.closeAllConnections();
-      });
-      return closing;
+        server.close((error) => (error ? reject(error) : resolve()))
+        server.closeAllConnections()
+      })
+      return closing
     },
-  };
+  }
 }

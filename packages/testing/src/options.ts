@@ -18,9 +18,9 @@ export function optionNames<T>() {
     names: K,
     ...complete: [Exclude<keyof T, K[number]>] extends [never] ? [] : [missing: Exclude<keyof T, K[number]>]
   ): K => {
-    void complete;
-    return names;
-  };
+    void complete
+    return names
+  }
 }
 
 /**
@@ -28,41 +28,41 @@ export function optionNames<T>() {
  * one of `names`: `signAccessToken: unknown option "jkt" (did you mean "dpopJkt"?; known: ...)`.
  */
 export function checkOptions(where: string, options: unknown, names: readonly string[]): void {
-  if (options === undefined) return;
+  if (options === undefined) return
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
-    throw new TypeError(`${where}: options must be an object`);
+    throw new TypeError(`${where}: options must be an object`)
   }
   for (const key of Object.keys(options)) {
-    if (names.includes(key)) continue;
-    const guess = closest(key, names);
+    if (names.includes(key)) continue
+    const guess = closest(key, names)
     throw new TypeError(
       `${where}: unknown option ${JSON.stringify(key)}${guess ? ` (did you mean ${JSON.stringify(guess)}?)` : ''}; known: ${names.join(', ')}`,
-    );
+    )
   }
 }
 
 /** The known name `key` was most likely meant to be: one containing it (or contained in it), else one within two edits. */
 function closest(key: string, names: readonly string[]): string | undefined {
-  const lower = key.toLowerCase();
-  const containing = names.find((name) => name.toLowerCase().includes(lower) || lower.includes(name.toLowerCase()));
-  if (containing) return containing;
-  let best: string | undefined;
-  let bestDistance = 3;
+  const lower = key.toLowerCase()
+  const containing = names.find((name) => name.toLowerCase().includes(lower) || lower.includes(name.toLowerCase()))
+  if (containing) return containing
+  let best: string | undefined
+  let bestDistance = 3
   for (const name of names) {
-    const distance = editDistance(lower, name.toLowerCase());
-    if (distance < bestDistance) [best, bestDistance] = [name, distance];
+    const distance = editDistance(lower, name.toLowerCase())
+    if (distance < bestDistance) [best, bestDistance] = [name, distance]
   }
-  return best;
+  return best
 }
 
 function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j)
   for (let i = 1; i <= a.length; i++) {
-    const current = [i];
+    const current = [i]
     for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
     }
-    previous = current;
+    previous = current
   }
-  return previous[b.length]!;
+  return previous[b.length]!
 }

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto'
 
 /**
  * Generates a random, positive 128-bit certificate serial number
@@ -12,8 +12,8 @@ import { randomBytes } from 'node:crypto';
  * @internal
  */
 export function randomSerialNumber(): string {
-  const bytes = randomBytes(16);
+  const bytes = randomBytes(16)
   // Clear the sign bit (positive INTEGER) and set the next one (no leading zero octet).
-  bytes[0] = ((bytes[0] ?? 0) & 0x7f) | 0x40;
-  return bytes.toString('hex');
+  bytes[0] = ((bytes[0] ?? 0) & 0x7f) | 0x40
+  return bytes.toString('hex')
 }

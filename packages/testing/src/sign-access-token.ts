@@ -1,7 +1,7 @@
-import { randomUUID } from 'node:crypto';
-import { CompactSign, type CompactJWSHeaderParameters } from 'jose';
-import type { IssuerKey, TestIssuerAlgorithm } from './issuer-keys.js';
-import { checkOptions, optionNames } from './options.js';
+import { randomUUID } from 'node:crypto'
+import { CompactSign, type CompactJWSHeaderParameters } from 'jose'
+import type { IssuerKey, TestIssuerAlgorithm } from './issuer-keys.js'
+import { checkOptions, optionNames } from './options.js'
 
 /**
  * Options for {@link TestIssuer.signAccessToken}.
@@ -13,29 +13,29 @@ import { checkOptions, optionNames } from './options.js';
  */
 export interface SignOptions {
   /** Sign with the newest key of this algorithm. Default: the current key. */
-  alg?: TestIssuerAlgorithm;
+  alg?: TestIssuerAlgorithm
   /** Sign with this key (must be in the issuer's key set). Default: the current key. */
-  kid?: string;
+  kid?: string
   /** `typ` header. Default `'at+jwt'` (RFC 9068); `null` omits it. */
-  typ?: string | null;
+  typ?: string | null
   /**
    * Extra protected header members (e.g. `jku`, `x5u`, `crit`), merged over
    * `alg`, `kid` and `typ`. Names listed in `crit` are marked as understood
    * for signing. Default: none.
    */
-  header?: Record<string, unknown>;
+  header?: Record<string, unknown>
   /** Sets `aud` (before `claims` are applied). Default: no `aud`. */
-  audience?: string | string[];
+  audience?: string | string[]
   /** `exp` = `iat` + this. Default `300`; may be negative to mint an expired token. */
-  expiresInSeconds?: number;
+  expiresInSeconds?: number
   /** `iat` in seconds since the epoch. Default: now. */
-  issuedAt?: number;
+  issuedAt?: number
   /** Sets `nbf` in seconds since the epoch. Default: no `nbf`. */
-  notBefore?: number;
+  notBefore?: number
   /** Claims deleted after defaults and `claims` are applied (e.g. `['exp']`). Default: none. */
-  omit?: string[];
+  omit?: string[]
   /** Overrides `iss`. Default: the issuer identifier. */
-  issuer?: string;
+  issuer?: string
   /**
    * Binds the token to a DPoP key (RFC 9449 §6.1): sets `cnf.jkt` to this
    * RFC 7638 thumbprint, e.g. `(await createDpopKey()).jkt`. Combines with
@@ -47,7 +47,7 @@ export interface SignOptions {
    * const token = await issuer.signAccessToken({ sub: 'alice' }, { dpopJkt: dpopKey.jkt });
    * ```
    */
-  dpopJkt?: string;
+  dpopJkt?: string
   /**
    * Binds the token to a client certificate (RFC 8705 §3.1): sets
    * `cnf["x5t#S256"]` to this value, e.g. `IssuedCertificate.x5tS256`. Combines
@@ -59,7 +59,7 @@ export interface SignOptions {
    * const token = await issuer.signAccessToken({ sub: svid.spiffeId }, { x5tS256: svid.x5tS256 });
    * ```
    */
-  x5tS256?: string;
+  x5tS256?: string
 }
 
 /**
@@ -78,45 +78,49 @@ export interface SignOptions {
  * @internal
  */
 const SIGN_OPTIONS = optionNames<SignOptions>()([
-  'alg', 'kid', 'typ', 'header', 'audience', 'expiresInSeconds', 'issuedAt', 'notBefore', 'omit', 'issuer', 'dpopJkt', 'x5tS256',
-]);
+  'alg',
+  'kid',
+  'typ',
+  'header',
+  'audience',
+  'expiresInSeconds',
+  'issuedAt',
+  'notBefore',
+  'omit',
+  'issuer',
+  'dpopJkt',
+  'x5tS256',
+])
 
-export async function signAccessToken(
-  key: IssuerKey,
-  issuer: string,
-  claims: Record<string, unknown>,
-  options: SignOptions,
-): Promise<string> {
-  checkOptions('signAccessToken', options, SIGN_OPTIONS);
-  const iat = options.issuedAt ?? Math.floor(Date.now() / 1000);
+export async function signAccessToken(key: IssuerKey, issuer: string, claims: Record<string, unknown>, options: SignOptions): Promise<string> {
+  checkOptions('signAccessToken', options, SIGN_OPTIONS)
+  const iat = options.issuedAt ?? Math.floor(Date.now() / 1000)
   const payload: Record<string, unknown> = {
     iss: options.issuer ?? issuer,
     iat,
     exp: iat + (options.expiresInSeconds ?? 300),
     jti: randomUUID(),
-  };
-  if (options.audience !== undefined) payload['aud'] = options.audience;
-  if (options.notBefore !== undefined) payload['nbf'] = options.notBefore;
-  if (options.dpopJkt !== undefined || options.x5tS256 !== undefined) {
-    const cnf: Record<string, string> = {};
-    if (options.dpopJkt !== undefined) cnf['jkt'] = options.dpopJkt;
-    if (options.x5tS256 !== undefined) cnf['x5t#S256'] = options.x5tS256;
-    payload['cnf'] = cnf;
   }
-  Object.assign(payload, claims);
-  for (const name of options.omit ?? []) delete payload[name];
+  if (options.audience !== undefined) payload['aud'] = options.audience
+  if (options.notBefore !== undefined) payload['nbf'] = options.notBefore
+  if (options.dpopJkt !== undefined || options.x5tS256 !== undefined) {
+    const cnf: Record<string, string> = {}
+    if (options.dpopJkt !== undefined) cnf['jkt'] = options.dpopJkt
+    if (options.x5tS256 !== undefined) cnf['x5t#S256'] = options.x5tS256
+    payload['cnf'] = cnf
+  }
+  Object.assign(payload, claims)
+  for (const name of options.omit ?? []) delete payload[name]
 
-  const typ = options.typ === undefined ? 'at+jwt' : options.typ;
+  const typ = options.typ === undefined ? 'at+jwt' : options.typ
   const header = {
     alg: key.alg,
     kid: key.kid,
     ...(typ === null ? {} : { typ }),
     ...options.header,
-  } as CompactJWSHeaderParameters;
-  const crit = Array.isArray(header.crit)
-    ? Object.fromEntries(header.crit.filter((n): n is string => typeof n === 'string').map((n) => [n, true]))
-    : undefined;
+  } as CompactJWSHeaderParameters
+  const crit = Array.isArray(header.crit) ? Object.fromEntries(header.crit.filter((n): n is string => typeof n === 'string').map((n) => [n, true])) : undefined
   return new CompactSign(new TextEncoder().encode(JSON.stringify(payload)))
     .setProtectedHeader(header)
-    .sign(key.privateKey, crit === undefined ? undefined : { crit });
+    .sign(key.privateKey, crit === undefined ? undefined : { crit })
 }

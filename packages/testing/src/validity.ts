@@ -10,10 +10,10 @@
  * const validity: CertificateValidity = 'expired';
  * ```
  */
-export type CertificateValidity = 'valid' | 'expired' | 'not-yet-valid';
+export type CertificateValidity = 'valid' | 'expired' | 'not-yet-valid'
 
-const HOUR_MS = 60 * 60 * 1000;
-const DAY_MS = 24 * HOUR_MS;
+const HOUR_MS = 60 * 60 * 1000
+const DAY_MS = 24 * HOUR_MS
 
 /**
  * Computes the `notBefore`/`notAfter` pair for a named validity window,
@@ -34,23 +34,23 @@ export function validityWindow(
   overrides: { notBefore?: Date | undefined; notAfter?: Date | undefined } = {},
   now: Date = new Date(),
 ): { notBefore: Date; notAfter: Date } {
-  const t = now.getTime();
-  let window: { notBefore: Date; notAfter: Date };
+  const t = now.getTime()
+  let window: { notBefore: Date; notAfter: Date }
   switch (validity) {
     case 'expired':
-      window = { notBefore: new Date(t - 2 * DAY_MS), notAfter: new Date(t - DAY_MS) };
-      break;
+      window = { notBefore: new Date(t - 2 * DAY_MS), notAfter: new Date(t - DAY_MS) }
+      break
     case 'not-yet-valid':
-      window = { notBefore: new Date(t + DAY_MS), notAfter: new Date(t + 2 * DAY_MS) };
-      break;
+      window = { notBefore: new Date(t + DAY_MS), notAfter: new Date(t + 2 * DAY_MS) }
+      break
     case 'valid':
-      window = { notBefore: new Date(t - HOUR_MS), notAfter: new Date(t + DAY_MS) };
-      break;
+      window = { notBefore: new Date(t - HOUR_MS), notAfter: new Date(t + DAY_MS) }
+      break
     default:
-      throw new TypeError(`Unknown certificate validity: ${String(validity)}`);
+      throw new TypeError(`Unknown certificate validity: ${String(validity)}`)
   }
   return {
     notBefore: overrides.notBefore ?? window.notBefore,
     notAfter: overrides.notAfter ?? window.notAfter,
-  };
+  }
 }

@@ -8,10 +8,10 @@
  *
  * @internal
  */
-import 'reflect-metadata';
-import * as x509 from '@peculiar/x509';
-import { webcrypto } from 'node:crypto';
+import 'reflect-metadata'
+import * as x509 from '@peculiar/x509'
+import { webcrypto } from 'node:crypto'
 
-x509.cryptoProvider.set(webcrypto);
+x509.cryptoProvider.set(webcrypto)
 
-export { x509 };
+export { x509 }

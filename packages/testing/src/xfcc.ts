@@ -1,6 +1,6 @@
-import { createHash, X509Certificate } from 'node:crypto';
-import type { IssuedCertificate } from './ca.js';
-import { checkOptions, optionNames } from './options.js';
+import { createHash, X509Certificate } from 'node:crypto'
+import type { IssuedCertificate } from './ca.js'
+import { checkOptions, optionNames } from './options.js'
 
 /**
  * Options for {@link xfccElement}: the keys of one element of Envoy's
@@ -17,25 +17,25 @@ export interface XfccElementOptions {
    * `By`: the proxy's own URI SAN (Envoy writes one `By` per URI SAN of its
    * certificate). Default: none.
    */
-  by?: string;
+  by?: string
   /**
    * `Hash`: the hex SHA-256 of the client certificate's DER. `true` computes it
    * from `cert` (lower case, as Envoy writes it). Default: none.
    */
-  hash?: string | true;
+  hash?: string | true
   /** `Cert`: the client certificate (URL-encoded PEM). Default: none. */
-  cert?: IssuedCertificate | string;
+  cert?: IssuedCertificate | string
   /**
    * `Chain`: PEM certificates concatenated in order, URL-encoded (Envoy puts
    * the leaf first, then the intermediates the client sent). Default: none.
    */
-  chain?: string[];
+  chain?: string[]
   /** `Subject`: the client certificate's subject, as the proxy prints it. Default: none. */
-  subject?: string;
+  subject?: string
   /** `URI`: one key per URI SAN. Default: none. */
-  uri?: string[];
+  uri?: string[]
   /** `DNS`: one key per DNS SAN. Default: none. */
-  dns?: string[];
+  dns?: string[]
 }
 
 /**
@@ -56,24 +56,24 @@ export interface XfccElementOptions {
  * const header = xfccHeader(xfccElement({ cert: svid, hash: true, uri: [svid.spiffeId!] }));
  * ```
  */
-const XFCC_OPTIONS = optionNames<XfccElementOptions>()(['by', 'hash', 'cert', 'chain', 'subject', 'uri', 'dns']);
+const XFCC_OPTIONS = optionNames<XfccElementOptions>()(['by', 'hash', 'cert', 'chain', 'subject', 'uri', 'dns'])
 
 export function xfccElement(options: XfccElementOptions): string {
-  checkOptions('xfccElement', options, XFCC_OPTIONS);
-  const pairs: string[] = [];
-  const certPem = options.cert === undefined ? undefined : typeof options.cert === 'string' ? options.cert : options.cert.certPem;
-  if (options.by !== undefined) pairs.push(`By=${xfccValue(options.by)}`);
+  checkOptions('xfccElement', options, XFCC_OPTIONS)
+  const pairs: string[] = []
+  const certPem = options.cert === undefined ? undefined : typeof options.cert === 'string' ? options.cert : options.cert.certPem
+  if (options.by !== undefined) pairs.push(`By=${xfccValue(options.by)}`)
   if (options.hash !== undefined) {
-    if (options.hash === true && certPem === undefined) throw new TypeError('xfccElement: hash: true needs cert');
-    pairs.push(`Hash=${xfccValue(options.hash === true ? certificateHash(certPem!) : options.hash)}`);
+    if (options.hash === true && certPem === undefined) throw new TypeError('xfccElement: hash: true needs cert')
+    pairs.push(`Hash=${xfccValue(options.hash === true ? certificateHash(certPem!) : options.hash)}`)
   }
-  if (certPem !== undefined) pairs.push(`Cert=${quoted(encodeURIComponent(certPem))}`);
-  if (options.chain !== undefined) pairs.push(`Chain=${quoted(encodeURIComponent(options.chain.join('')))}`);
-  if (options.subject !== undefined) pairs.push(`Subject=${quoted(options.subject)}`);
-  for (const uri of options.uri ?? []) pairs.push(`URI=${xfccValue(uri)}`);
-  for (const dns of options.dns ?? []) pairs.push(`DNS=${xfccValue(dns)}`);
-  if (pairs.length === 0) throw new TypeError('xfccElement: no key given');
-  return pairs.join(';');
+  if (certPem !== undefined) pairs.push(`Cert=${quoted(encodeURIComponent(certPem))}`)
+  if (options.chain !== undefined) pairs.push(`Chain=${quoted(encodeURIComponent(options.chain.join('')))}`)
+  if (options.subject !== undefined) pairs.push(`Subject=${quoted(options.subject)}`)
+  for (const uri of options.uri ?? []) pairs.push(`URI=${xfccValue(uri)}`)
+  for (const dns of options.dns ?? []) pairs.push(`DNS=${xfccValue(dns)}`)
+  if (pairs.length === 0) throw new TypeError('xfccElement: no key given')
+  return pairs.join(';')
 }
 
 /**
@@ -88,7 +88,7 @@ export function xfccElement(options: XfccElementOptions): string {
  * ```
  */
 export function xfccHeader(...elements: string[]): string {
-  return elements.join(',');
+  return elements.join(',')
 }
 
 /**
@@ -104,13 +104,13 @@ export function xfccHeader(...elements: string[]): string {
  * ```
  */
 export function nginxEscapedCert(pem: string | IssuedCertificate): string {
-  const text = typeof pem === 'string' ? pem : pem.certPem;
-  let out = '';
+  const text = typeof pem === 'string' ? pem : pem.certPem
+  let out = ''
   for (const byte of Buffer.from(text, 'utf8')) {
-    const c = String.fromCharCode(byte);
-    out += /[A-Za-z0-9\-._~]/.test(c) ? c : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+    const c = String.fromCharCode(byte)
+    out += /[A-Za-z0-9\-._~]/.test(c) ? c : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`
   }
-  return out;
+  return out
 }
 
 /**
@@ -124,14 +124,14 @@ export function nginxEscapedCert(pem: string | IssuedCertificate): string {
  * ```
  */
 export function certificateHash(pem: string): string {
-  return createHash('sha256').update(new X509Certificate(pem).raw).digest('hex');
+  return createHash('sha256').update(new X509Certificate(pem).raw).digest('hex')
 }
 
 function quoted(value: string): string {
-  return `"${value.replace(/(["\\])/g, '\\$1')}"`;
+  return `"${value.replace(/(["\\])/g, '\\$1')}"`
 }
 
 /** Quoted only when it has to be (Envoy's rule: `,`, `;`, `=` or `"`; also a backslash or outer spaces). */
 function xfccValue(value: string): string {
-  return /[,;="\\]|^\s|\s$/.test(value) ? quoted(value) : value;
+  return /[,;="\\]|^\s|\s$/.test(value) ? quoted(value) : value
 }

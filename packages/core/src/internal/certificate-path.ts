@@ -11,7 +11,12 @@ const MAX_CHAIN_DEPTH = 5
  * not checked here. Throws `AuthError('peer_unauthorized')`; revocation is not checked.
  * Returns the path: the leaf, the intermediates used, the anchor.
  */
-export function buildCertificatePath(leaf: X509Certificate, intermediates: readonly X509Certificate[], anchors: readonly X509Certificate[], now: number): X509Certificate[] {
+export function buildCertificatePath(
+  leaf: X509Certificate,
+  intermediates: readonly X509Certificate[],
+  anchors: readonly X509Certificate[],
+  now: number,
+): X509Certificate[] {
   const refuse = (reason: string): never => {
     throw new AuthError('peer_unauthorized', reason)
   }
@@ -29,7 +34,9 @@ export function buildCertificatePath(leaf: X509Certificate, intermediates: reado
       path.push(anchor)
       return path
     }
-    const next = intermediates.find((candidate) => candidate !== current && candidate.ca && current.checkIssued(candidate) && current.verify(candidate.publicKey))
+    const next = intermediates.find(
+      (candidate) => candidate !== current && candidate.ca && current.checkIssued(candidate) && current.verify(candidate.publicKey),
+    )
     if (!next) break
     inValidity(next)
     path.push(next)

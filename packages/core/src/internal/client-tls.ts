@@ -45,9 +45,11 @@ export class ClientTls {
 
   /** Loads and checks the material now; throws `TypeError` naming `option` when it is unusable. */
   constructor(value: unknown, option: string) {
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(option, 'must be an object { cert, key, ca? } (PEM strings, Buffers or { path })')
+    if (typeof value !== 'object' || value === null || Array.isArray(value))
+      fail(option, 'must be an object { cert, key, ca? } (PEM strings, Buffers or { path })')
     const input = value as Record<string, unknown>
-    for (const key of Object.keys(input)) if (!(FIELDS as readonly string[]).includes(key)) fail(`${option}.${key}`, `is not a known option (known: ${FIELDS.join(', ')})`)
+    for (const key of Object.keys(input))
+      if (!(FIELDS as readonly string[]).includes(key)) fail(`${option}.${key}`, `is not a known option (known: ${FIELDS.join(', ')})`)
     this.#option = option
     const sources = {} as Record<Field, Source | undefined>
     for (const field of FIELDS) {
@@ -58,17 +60,20 @@ export class ClientTls {
     const paths = pathsOf(FIELDS.map((field) => sources[field]))
     const initial = readFilesSync(paths)
     this.#agent = this.#load(initial)
-    this.#files = paths.length === 0 ? undefined : new WatchedFiles({
-      paths,
-      initial,
-      confirm: 'first-read',
-      apply: (snapshot) => {
-        const next = this.#load(snapshot)
-        this.#agent.destroy()
-        this.#agent = next
-      },
-      onRefused: (error) => this.onReloadFailure?.((error as Error).message),
-    })
+    this.#files =
+      paths.length === 0
+        ? undefined
+        : new WatchedFiles({
+            paths,
+            initial,
+            confirm: 'first-read',
+            apply: (snapshot) => {
+              const next = this.#load(snapshot)
+              this.#agent.destroy()
+              this.#agent = next
+            },
+            onRefused: (error) => this.onReloadFailure?.((error as Error).message),
+          })
   }
 
   /** Read and check the material; a keep-alive agent that presents it. Throws `TypeError`. */
@@ -103,7 +108,9 @@ export class ClientTls {
     const url = new URL(typeof input === 'string' || input instanceof URL ? input : input.url)
     if (url.protocol !== 'https:') return Promise.reject(new TypeError(`${url.href}: a client certificate is only presented over https`))
     const headers: Record<string, string> = {}
-    new Headers(init.headers).forEach((value, name) => { headers[name] = value })
+    new Headers(init.headers).forEach((value, name) => {
+      headers[name] = value
+    })
     const body = typeof init.body === 'string' ? init.body : undefined
     const send = (agent: Agent, retry: boolean): Promise<Response> =>
       new Promise<Response>((resolve, reject) => {
@@ -115,9 +122,17 @@ export class ClientTls {
           const status = res.statusCode ?? 502
           const empty = status === 204 || status === 304 || init.method === 'HEAD'
           if (empty) res.resume()
-          resolve(new Response(empty ? null : (Readable.toWeb(res) as ReadableStream<Uint8Array>), { status, statusText: res.statusMessage ?? '', headers: responseHeaders }))
+          resolve(
+            new Response(empty ? null : (Readable.toWeb(res) as ReadableStream<Uint8Array>), {
+              status,
+              statusText: res.statusMessage ?? '',
+              headers: responseHeaders,
+            }),
+          )
         })
-        const abort = (): void => { req.destroy(signal?.reason instanceof Error ? signal.reason : new Error('aborted')) }
+        const abort = (): void => {
+          req.destroy(signal?.reason instanceof Error ? signal.reason : new Error('aborted'))
+        }
         signal?.addEventListener('abort', abort, { once: true })
         req.once('close', () => signal?.removeEventListener('abort', abort))
         req.once('error', (error: NodeJS.ErrnoException) => {

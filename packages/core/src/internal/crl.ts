@@ -7,9 +7,12 @@ import { childrenOf, readTlv, type Tlv } from './der.js'
 /** RFC 5280 §4.1.2.5: UTCTime (YYMMDDHHMMSSZ, 1950-2049) or GeneralizedTime (YYYYMMDDHHMMSSZ). */
 function readTime(der: Uint8Array, tlv: Tlv): Date {
   const value = Buffer.from(der.subarray(tlv.start, tlv.end)).toString('latin1')
-  const match = tlv.tag === 0x17
-    ? /^(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(value)
-    : tlv.tag === 0x18 ? /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(value) : null
+  const match =
+    tlv.tag === 0x17
+      ? /^(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(value)
+      : tlv.tag === 0x18
+        ? /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(value)
+        : null
   if (!match) throw new RangeError('bad time')
   const [year, month, day, hour, minute, second] = match.slice(1).map(Number) as [number, number, number, number, number, number]
   const fullYear = tlv.tag === 0x17 ? (year < 50 ? 2000 + year : 1900 + year) : year

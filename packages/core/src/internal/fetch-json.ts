@@ -1,6 +1,9 @@
 /** A fetch that failed; `retryable` is false for answers that will not change soon (4xx). */
 export class FetchFailure extends Error {
-  constructor(message: string, readonly status?: number) {
+  constructor(
+    message: string,
+    readonly status?: number,
+  ) {
     super(message)
   }
 }
@@ -42,9 +45,15 @@ export async function fetchBody(fetchFn: typeof globalThis.fetch, url: URL, opti
   expired.catch(() => {})
   let response: Response
   try {
-    response = await Promise.race([fetchFn(url.href, options.post
-      ? { method: 'POST', signal, redirect: 'error', headers: { accept: 'application/json', ...options.post.headers }, body: options.post.body }
-      : { signal, redirect: 'error', headers: { accept: 'application/json' } }), expired])
+    response = await Promise.race([
+      fetchFn(
+        url.href,
+        options.post
+          ? { method: 'POST', signal, redirect: 'error', headers: { accept: 'application/json', ...options.post.headers }, body: options.post.body }
+          : { signal, redirect: 'error', headers: { accept: 'application/json' } },
+      ),
+      expired,
+    ])
   } catch (error) {
     clearTimeout(timer)
     throw new FetchFailure(`${url.href}: ${signal.aborted || error instanceof FetchFailure ? 'timed out' : (error as Error).message}`)

@@ -43,5 +43,6 @@ export function sourceOf(value: unknown, field: string): Source {
 }
 
 /** The paths of the file sources, each once, in order. */
-export const pathsOf = (sources: Iterable<Source | undefined>): string[] =>
-  [...new Set([...sources].flatMap((source) => (source?.kind === 'file' ? [source.path] : [])))]
+export const pathsOf = (sources: Iterable<Source | undefined>): string[] => [
+  ...new Set([...sources].flatMap((source) => (source?.kind === 'file' ? [source.path] : []))),
+]

@@ -11,8 +11,7 @@ export const fail = (option: string, message: string): never => {
 }
 
 /** An object that is neither `null` nor an array (options, JSON objects, claims). */
-export const isPlainObject = (value: unknown): value is Record<string, unknown> =>
-  typeof value === 'object' && value !== null && !Array.isArray(value)
+export const isPlainObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value)
 
 /** Refuse a member of `value` that `allowed` does not name (a typo would otherwise be ignored silently). */
 export function checkKeys(value: Record<string, unknown>, allowed: readonly string[], option: string): void {
@@ -29,7 +28,8 @@ type Unlisted<T, Keys extends readonly unknown[]> = Exclude<keyof T, Keys[number
  * a key of `T`, and each key of `T` is listed (a forgotten one is a type error that names it).
  * @example const DELEGATION_KEYS = optionKeys<DelegationOptions>()(['maxDepth', 'actors', 'hops'])
  */
-export const optionKeys = <T>() =>
+export const optionKeys =
+  <T>() =>
   <const Keys extends readonly (keyof T & string)[]>(keys: Keys & ([Unlisted<T, Keys>] extends [never] ? unknown : { unlisted: Unlisted<T, Keys> })): Keys =>
     keys
 
@@ -43,8 +43,18 @@ export function oneOf<T extends string>(value: unknown, option: string, allowed:
 /** A finite number > 0 (or >= 0 with `allowZero`), at most `max`, whole with `integer`; `fallback` when absent. */
 export function positive(value: unknown, option: string, fallback: number, { integer = false, max = Infinity, allowZero = false } = {}): number {
   if (value === undefined) return fallback
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || (!allowZero && value === 0) || value > max || (integer && !Number.isInteger(value))) {
-    fail(option, `must be a ${integer ? 'whole' : ''}${integer ? ' ' : ''}number ${allowZero ? '>= 0' : '> 0'}${max === Infinity ? '' : ` and <= ${max}`} (got ${JSON.stringify(value)})`)
+  if (
+    typeof value !== 'number' ||
+    !Number.isFinite(value) ||
+    value < 0 ||
+    (!allowZero && value === 0) ||
+    value > max ||
+    (integer && !Number.isInteger(value))
+  ) {
+    fail(
+      option,
+      `must be a ${integer ? 'whole' : ''}${integer ? ' ' : ''}number ${allowZero ? '>= 0' : '> 0'}${max === Infinity ? '' : ` and <= ${max}`} (got ${JSON.stringify(value)})`,
+    )
   }
   return value as number
 }
@@ -103,8 +113,7 @@ export interface FileOption {
 const FILE_OPTION_KEYS = optionKeys<FileOption>()(['path', 'pollSeconds'])
 
 /** True when `value` has the shape of a {@link FileOption} (a `path` string); its members are checked by {@link readFileOption}. */
-export const isFileOption = (value: unknown): value is Record<string, unknown> & { path: string } =>
-  isPlainObject(value) && typeof value.path === 'string'
+export const isFileOption = (value: unknown): value is Record<string, unknown> & { path: string } => isPlainObject(value) && typeof value.path === 'string'
 
 /**
  * A {@link FileOption} read now (UTF-8), its poll period checked (at most an hour). Throws naming

@@ -194,11 +194,13 @@ export class WatchedFiles {
     if (!this.#polling || this.#timer !== undefined) return
     const mine = setTimeout(() => {
       // A callback that throws (a logger) must not stop the polling.
-      void this.check().catch(() => undefined).finally(() => {
-        // A stop + start during the read may have started another timer: keep only one.
-        if (this.#timer === mine) this.#timer = undefined
-        this.#schedule()
-      })
+      void this.check()
+        .catch(() => undefined)
+        .finally(() => {
+          // A stop + start during the read may have started another timer: keep only one.
+          if (this.#timer === mine) this.#timer = undefined
+          this.#schedule()
+        })
     }, this.#intervalMs)
     mine.unref()
     this.#timer = mine

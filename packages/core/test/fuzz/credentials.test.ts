@@ -19,7 +19,15 @@ const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+
 /** Tokens mostly from the b64token alphabet, sometimes with padding or a stray character. */
 const tokenish = fc.oneof(
   { weight: 5, arbitrary: fc.string({ unit: fc.constantFrom(...B64), minLength: 1, maxLength: 40 }) },
-  { weight: 2, arbitrary: fc.tuple(fc.string({ unit: fc.constantFrom(...B64), minLength: 1, maxLength: 30 }), fc.constantFrom('', '=', '==', '=a', ' ', '\t', ',', '"', '%', '\u00e9', '*')).map(([t, s]) => t + s) },
+  {
+    weight: 2,
+    arbitrary: fc
+      .tuple(
+        fc.string({ unit: fc.constantFrom(...B64), minLength: 1, maxLength: 30 }),
+        fc.constantFrom('', '=', '==', '=a', ' ', '\t', ',', '"', '%', '\u00e9', '*'),
+      )
+      .map(([t, s]) => t + s),
+  },
   { weight: 1, arbitrary: fc.string({ unit: latin1, maxLength: 30 }) },
   { weight: 3, arbitrary: jwsish() },
 )
@@ -29,13 +37,18 @@ function jwsish(): fc.Arbitrary<string> {
     { weight: 8, arbitrary: fc.string({ unit: fc.constantFrom(...B64.replace(/[.~+/]/g, '')), minLength: 1, maxLength: 12 }) },
     { weight: 1, arbitrary: fc.constantFrom('', 'a~b', 'a+b', 'a/b', 'ab=') },
   )
-  return fc.oneof({ weight: 6, arbitrary: fc.constant(3) }, { weight: 1, arbitrary: fc.constantFrom(1, 2, 4, 5) }).chain((count) => fc.array(segment, { minLength: count, maxLength: count }).map((parts) => parts.join('.')))
+  return fc
+    .oneof({ weight: 6, arbitrary: fc.constant(3) }, { weight: 1, arbitrary: fc.constantFrom(1, 2, 4, 5) })
+    .chain((count) => fc.array(segment, { minLength: count, maxLength: count }).map((parts) => parts.join('.')))
 }
 const scheme = fc.oneof(
   { weight: 4, arbitrary: fc.constantFrom('Bearer', 'bearer', 'BEARER', 'bEaReR', 'DPoP', 'dpop', 'DPOP') },
   { weight: 1, arbitrary: fc.constantFrom('Basic', 'Token', 'Bearer,', 'Be arer', '', 'B\u00e9arer') },
 )
-const separator = fc.oneof({ weight: 4, arbitrary: fc.constantFrom(' ', '  ') }, { weight: 1, arbitrary: fc.constantFrom('   ', '\t', ' \t', '', ',', '\u00a0') })
+const separator = fc.oneof(
+  { weight: 4, arbitrary: fc.constantFrom(' ', '  ') },
+  { weight: 1, arbitrary: fc.constantFrom('   ', '\t', ' \t', '', ',', '\u00a0') },
+)
 const pad = fc.oneof({ weight: 4, arbitrary: fc.constant('') }, { weight: 1, arbitrary: fc.constantFrom(' ', '  ', '\t', '\u00a0') })
 /** Header values shaped like credentials, plus arbitrary latin-1 noise. */
 const authorization = fc.oneof(
@@ -44,7 +57,11 @@ const authorization = fc.oneof(
 )
 /** Zero, one (mostly) or two values of a header. */
 const values = <T>(arb: fc.Arbitrary<T>): fc.Arbitrary<T[]> =>
-  fc.oneof({ weight: 6, arbitrary: arb.map((v): T[] => [v]) }, { weight: 1, arbitrary: fc.constant<T[]>([]) }, { weight: 1, arbitrary: fc.tuple(arb, arb).map((pair): T[] => [...pair]) })
+  fc.oneof(
+    { weight: 6, arbitrary: arb.map((v): T[] => [v]) },
+    { weight: 1, arbitrary: fc.constant<T[]>([]) },
+    { weight: 1, arbitrary: fc.tuple(arb, arb).map((pair): T[] => [...pair]) },
+  )
 
 const request = (headers: { authorization?: string[]; dpop?: string[] }, url = '/orders'): AuthRequest => ({
   method: 'GET',
@@ -86,10 +103,15 @@ function reference(values: string[], dpop: string[], acceptDpop: boolean): Crede
 describe('fuzz: readCredentials', () => {
   it('only ever returns credentials, undefined, or throws an AuthError with a request-level code', () => {
     fc.assert(
-      fc.property(fc.array(authorization, { maxLength: 3 }), fc.array(fc.string({ unit: latin1, maxLength: 20 }), { maxLength: 3 }), fc.boolean(), (values, dpop, acceptDpop) => {
-        const outcome = read(request({ authorization: values, dpop }), acceptDpop)
-        if ('error' in outcome) expect(['invalid_request', 'credentials_missing', 'invalid_dpop_proof']).toContain(outcome.error.code)
-      }),
+      fc.property(
+        fc.array(authorization, { maxLength: 3 }),
+        fc.array(fc.string({ unit: latin1, maxLength: 20 }), { maxLength: 3 }),
+        fc.boolean(),
+        (values, dpop, acceptDpop) => {
+          const outcome = read(request({ authorization: values, dpop }), acceptDpop)
+          if ('error' in outcome) expect(['invalid_request', 'credentials_missing', 'invalid_dpop_proof']).toContain(outcome.error.code)
+        },
+      ),
       { seed: SEED, numRuns: RUNS },
     )
   })
@@ -112,16 +134,28 @@ describe('fuzz: readCredentials', () => {
   })
 
   it('refuses access_token in the query string under any percent-encoding of its name, anywhere in the query', () => {
-    const encodedName = fc.tuple(...[...'access_token'].map((c) =>
-      fc.constantFrom(c, `%${c.charCodeAt(0).toString(16).toUpperCase()}`, `%${c.charCodeAt(0).toString(16).toLowerCase()}`),
-    )).map((chars) => chars.join(''))
+    const encodedName = fc
+      .tuple(
+        ...[...'access_token'].map((c) =>
+          fc.constantFrom(c, `%${c.charCodeAt(0).toString(16).toUpperCase()}`, `%${c.charCodeAt(0).toString(16).toLowerCase()}`),
+        ),
+      )
+      .map((chars) => chars.join(''))
     const param = fc.stringMatching(/^[a-z]{1,6}=[a-z0-9]{0,6}$/)
     fc.assert(
-      fc.property(encodedName, fc.array(param, { maxLength: 3 }), fc.array(param, { maxLength: 3 }), fc.constantFrom('', '=x', '=', '=a.b.c'), fc.constantFrom('', '#frag'), fc.option(authorization), (name, before, after, value, hash, header) => {
-        const query = [...before, `${name}${value}`, ...after].join('&')
-        const outcome = read(request({ authorization: header === null ? [] : [header] }, `/orders?${query}${hash}`))
-        expect('error' in outcome && outcome.error.code === 'invalid_request', query).toBe(true)
-      }),
+      fc.property(
+        encodedName,
+        fc.array(param, { maxLength: 3 }),
+        fc.array(param, { maxLength: 3 }),
+        fc.constantFrom('', '=x', '=', '=a.b.c'),
+        fc.constantFrom('', '#frag'),
+        fc.option(authorization),
+        (name, before, after, value, hash, header) => {
+          const query = [...before, `${name}${value}`, ...after].join('&')
+          const outcome = read(request({ authorization: header === null ? [] : [header] }, `/orders?${query}${hash}`))
+          expect('error' in outcome && outcome.error.code === 'invalid_request', query).toBe(true)
+        },
+      ),
       { seed: SEED + 2, numRuns: RUNS },
     )
   })

@@ -49,12 +49,18 @@ beforeAll(async () => {
 
 describe('fuzz: internal/der certificate extensions', () => {
   it('arbitrary bytes: a result or RangeError', () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 400 }), (bytes) => readAll(bytes)), { seed: SEED, numRuns: RUNS })
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 400 }), (bytes) => readAll(bytes)),
+      { seed: SEED, numRuns: RUNS },
+    )
   })
 
   it('bytes shaped like nested TLVs (tags 0x30, 0xa3, 0x04, 0x03, 0x01 with long lengths): a result or RangeError', () => {
     const byte = fc.oneof(fc.constantFrom(0x30, 0xa3, 0xa0, 0x04, 0x03, 0x01, 0x06, 0x80, 0x81, 0x82, 0x84, 0xff, 0x00), fc.integer({ min: 0, max: 255 }))
-    fc.assert(fc.property(fc.array(byte, { maxLength: 200 }), (bytes) => readAll(Uint8Array.from(bytes))), { seed: SEED, numRuns: RUNS })
+    fc.assert(
+      fc.property(fc.array(byte, { maxLength: 200 }), (bytes) => readAll(Uint8Array.from(bytes))),
+      { seed: SEED, numRuns: RUNS },
+    )
   })
 
   it('a real certificate with bytes flipped, cut or inserted: a result or RangeError; the leaf rule only refuses with peer_unauthorized', () => {

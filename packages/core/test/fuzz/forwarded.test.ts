@@ -17,7 +17,11 @@ const RUNS = 500
 
 const latin1 = fc.integer({ min: 0, max: 255 }).map((c) => String.fromCharCode(c))
 /** Characters that matter to the XFCC grammar, mixed with ordinary and non-ASCII ones. */
-const xfccChar = fc.oneof({ weight: 3, arbitrary: fc.constantFrom(',', ';', '=', '"', '\\', ' ', '\t', 'U', 'R', 'I', ':', '/', '%') }, { weight: 2, arbitrary: latin1 }, { weight: 1, arbitrary: fc.string({ unit: 'grapheme', minLength: 1, maxLength: 1 }) })
+const xfccChar = fc.oneof(
+  { weight: 3, arbitrary: fc.constantFrom(',', ';', '=', '"', '\\', ' ', '\t', 'U', 'R', 'I', ':', '/', '%') },
+  { weight: 2, arbitrary: latin1 },
+  { weight: 1, arbitrary: fc.string({ unit: 'grapheme', minLength: 1, maxLength: 1 }) },
+)
 const KEY = /^[A-Za-z][A-Za-z0-9_-]{0,31}$/
 
 function attempt<T>(fn: () => T): { ok: T } | { error: AuthError } {
@@ -72,7 +76,16 @@ describe('fuzz: parseXfcc', () => {
 
   it('completes on 100 KB inputs', () => {
     const n = 100_000
-    for (const header of ['"'.repeat(n), `URI="${'\\'.repeat(n)}`, 'a='.repeat(n / 2), `${'a'.repeat(n)}=b`, `a="${'x'.repeat(n)}"`, ';'.repeat(n), 'a=b,'.repeat(n / 4), ` ${' '.repeat(n)}a=b`]) {
+    for (const header of [
+      '"'.repeat(n),
+      `URI="${'\\'.repeat(n)}`,
+      'a='.repeat(n / 2),
+      `${'a'.repeat(n)}=b`,
+      `a="${'x'.repeat(n)}"`,
+      ';'.repeat(n),
+      'a=b,'.repeat(n / 4),
+      ` ${' '.repeat(n)}a=b`,
+    ]) {
       attempt(() => parseXfcc(header))
     }
   })
@@ -87,11 +100,13 @@ describe('fuzz: decodeForwardedPem', () => {
   })
 
   it('arbitrary input, including mutated real PEM: certificates or AuthError(invalid_request), never another error', () => {
-    const mutated = fc.tuple(fc.nat(), fc.nat({ max: 40 }), fc.string({ unit: latin1, maxLength: 6 }), fc.constantFrom('uri', 'nginx', 'raw')).map(([at, cut, insert, enc]) => {
-      const pem = enc === 'uri' ? encodeURIComponent(cert.certPem) : enc === 'nginx' ? nginxEscapedCert(cert) : cert.certPem
-      const i = at % pem.length
-      return pem.slice(0, i) + insert + pem.slice(i + cut)
-    })
+    const mutated = fc
+      .tuple(fc.nat(), fc.nat({ max: 40 }), fc.string({ unit: latin1, maxLength: 6 }), fc.constantFrom('uri', 'nginx', 'raw'))
+      .map(([at, cut, insert, enc]) => {
+        const pem = enc === 'uri' ? encodeURIComponent(cert.certPem) : enc === 'nginx' ? nginxEscapedCert(cert) : cert.certPem
+        const i = at % pem.length
+        return pem.slice(0, i) + insert + pem.slice(i + cut)
+      })
     fc.assert(
       fc.property(fc.oneof(fc.string({ unit: latin1, maxLength: 200 }), mutated), (value) => {
         const outcome = attempt(() => decodeForwardedPem(value))
@@ -113,7 +128,13 @@ describe('fuzz: decodeForwardedPem', () => {
   it('completes on 100 KB inputs (the lazy PEM block regex is quadratic on unterminated BEGIN markers: bounded, see report)', () => {
     const begin = '-----BEGIN CERTIFICATE-----'
     const n = 100_000
-    for (const value of [begin.repeat(n / begin.length), encodeURIComponent(begin).repeat(n / 40), '%'.repeat(n), `${begin}${'A'.repeat(n)}`, `${begin}\n-----END CERTIFICATE-----`.repeat(n / 60)]) {
+    for (const value of [
+      begin.repeat(n / begin.length),
+      encodeURIComponent(begin).repeat(n / 40),
+      '%'.repeat(n),
+      `${begin}${'A'.repeat(n)}`,
+      `${begin}\n-----END CERTIFICATE-----`.repeat(n / 60),
+    ]) {
       attempt(() => decodeForwardedPem(value))
     }
   })
@@ -121,7 +142,11 @@ describe('fuzz: decodeForwardedPem', () => {
 
 describe('fuzz: parseSubjectAltName', () => {
   const type = fc.constantFrom('URI', 'DNS', 'IP Address', 'email', 'othername')
-  const sanChar = fc.oneof({ weight: 3, arbitrary: fc.constantFrom(',', ' ', '"', '\\', ':', 'U', 'R', 'I', '/') }, { weight: 2, arbitrary: latin1 }, { weight: 1, arbitrary: fc.string({ unit: 'grapheme', minLength: 1, maxLength: 1 }) })
+  const sanChar = fc.oneof(
+    { weight: 3, arbitrary: fc.constantFrom(',', ' ', '"', '\\', ':', 'U', 'R', 'I', '/') },
+    { weight: 2, arbitrary: latin1 },
+    { weight: 1, arbitrary: fc.string({ unit: 'grapheme', minLength: 1, maxLength: 1 }) },
+  )
 
   it('arbitrary input: a list of entries or undefined, never throws', () => {
     fc.assert(

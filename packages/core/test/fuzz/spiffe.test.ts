@@ -20,12 +20,24 @@ const REFERENCE = /^spiffe:\/\/[a-z0-9._-]{1,255}(?:\/(?!\.\.?(?:\/|$))[A-Za-z0-
 const reference = (value: string): boolean => value.length <= 2048 && REFERENCE.test(value)
 
 /** Pieces that sit on the spec's edges. */
-const tdChar = fc.oneof({ weight: 6, arbitrary: fc.constantFrom(...'abcxyz019.-_') }, { weight: 1, arbitrary: fc.constantFrom('A', 'Z', ':', '@', '%', '/', ' ', '\u00e9', '+', '!', '[', ']') })
-const segChar = fc.oneof({ weight: 6, arbitrary: fc.constantFrom(...'abzAZ09.-_') }, { weight: 1, arbitrary: fc.constantFrom('%', '?', '#', ':', '@', ' ', '\\', '+', '~', '\u00e9', '=') })
-const segment = fc.oneof({ weight: 6, arbitrary: fc.string({ unit: segChar, minLength: 1, maxLength: 8 }) }, { weight: 1, arbitrary: fc.constantFrom('', '.', '..', '...', '.a', 'a.') })
+const tdChar = fc.oneof(
+  { weight: 6, arbitrary: fc.constantFrom(...'abcxyz019.-_') },
+  { weight: 1, arbitrary: fc.constantFrom('A', 'Z', ':', '@', '%', '/', ' ', '\u00e9', '+', '!', '[', ']') },
+)
+const segChar = fc.oneof(
+  { weight: 6, arbitrary: fc.constantFrom(...'abzAZ09.-_') },
+  { weight: 1, arbitrary: fc.constantFrom('%', '?', '#', ':', '@', ' ', '\\', '+', '~', '\u00e9', '=') },
+)
+const segment = fc.oneof(
+  { weight: 6, arbitrary: fc.string({ unit: segChar, minLength: 1, maxLength: 8 }) },
+  { weight: 1, arbitrary: fc.constantFrom('', '.', '..', '...', '.a', 'a.') },
+)
 const spiffeLike = fc
   .tuple(
-    fc.oneof({ weight: 8, arbitrary: fc.constant('spiffe://') }, { weight: 1, arbitrary: fc.constantFrom('SPIFFE://', 'Spiffe://', 'spiffe:/', 'spiffe:', 'spiffe:///', 'https://', '') }),
+    fc.oneof(
+      { weight: 8, arbitrary: fc.constant('spiffe://') },
+      { weight: 1, arbitrary: fc.constantFrom('SPIFFE://', 'Spiffe://', 'spiffe:/', 'spiffe:', 'spiffe:///', 'https://', '') },
+    ),
     fc.string({ unit: tdChar, maxLength: 12 }),
     fc.array(segment, { maxLength: 5 }),
     fc.oneof({ weight: 8, arbitrary: fc.constant('') }, { weight: 1, arbitrary: fc.constantFrom('/', '?x=1', '#f', ':443', '//') }),
@@ -41,15 +53,18 @@ describe('fuzz: parseSpiffeId', () => {
   it('accepts exactly what the spec regex accepts, and the parts rebuild the ID', () => {
     let accepted = 0
     fc.assert(
-      fc.property(fc.oneof({ weight: 6, arbitrary: spiffeLike }, { weight: 1, arbitrary: longId }, { weight: 1, arbitrary: fc.string({ maxLength: 40 }) }), (value) => {
-        const parsed = parseSpiffeId(value)
-        expect(parsed !== undefined, value).toBe(reference(value))
-        if (!parsed) return
-        accepted++
-        expect(parsed.id).toBe(value)
-        expect(`spiffe://${parsed.trustDomain}${parsed.segments.map((s) => `/${s}`).join('')}`).toBe(value)
-        expect(isWorkloadSpiffeId(value)).toBe(parsed.segments.length > 0)
-      }),
+      fc.property(
+        fc.oneof({ weight: 6, arbitrary: spiffeLike }, { weight: 1, arbitrary: longId }, { weight: 1, arbitrary: fc.string({ maxLength: 40 }) }),
+        (value) => {
+          const parsed = parseSpiffeId(value)
+          expect(parsed !== undefined, value).toBe(reference(value))
+          if (!parsed) return
+          accepted++
+          expect(parsed.id).toBe(value)
+          expect(`spiffe://${parsed.trustDomain}${parsed.segments.map((s) => `/${s}`).join('')}`).toBe(value)
+          expect(isWorkloadSpiffeId(value)).toBe(parsed.segments.length > 0)
+        },
+      ),
       { seed: SEED, numRuns: RUNS },
     )
     expect(accepted).toBeGreaterThan(RUNS / 10)
@@ -69,25 +84,36 @@ describe('fuzz: compileCallerPattern', () => {
   // Few distinct pieces, so prefixes, look-alikes and boundary cases collide often.
   const td = fc.constantFrom('example.org', 'example.org.evil', 'other.org', 'example.or')
   const seg = fc.constantFrom('ns', 'batch', 'batch-evil', 'batchx', 'sa', 'worker', 'Batch', 'b', '..', '.', '', 'x%2F')
-  const id = fc.tuple(td, fc.array(seg, { maxLength: 5 }), fc.constantFrom('', '', '', '/', '?q')).map(([t, s, tail]) => `spiffe://${t}${s.map((x) => `/${x}`).join('')}${tail}`)
+  const id = fc
+    .tuple(td, fc.array(seg, { maxLength: 5 }), fc.constantFrom('', '', '', '/', '?q'))
+    .map(([t, s, tail]) => `spiffe://${t}${s.map((x) => `/${x}`).join('')}${tail}`)
 
   it('a prefix pattern matches exactly the valid workload IDs under it, segment by segment', () => {
     let matched = 0
     fc.assert(
-      fc.property(td, fc.array(seg.filter((s) => s !== '' && s !== '.' && s !== '..' && s !== 'x%2F'), { maxLength: 3 }), id, fc.boolean(), td, fc.array(seg, { maxLength: 3 }), fc.constantFrom('', '', '-evil', '/', 'x'), (t, prefix, random, derive, t2, more, tail) => {
-        // Half the candidates are built from the pattern itself (same or look-alike trust domain, extra segments, a suffix glued on).
-        const candidate = derive ? `spiffe://${t2}${[...prefix, ...more].map((s) => `/${s}`).join('')}${tail}` : random
-        const source = `spiffe://${t}${prefix.map((s) => `/${s}`).join('')}/*`
-        const pattern = compileCallerPattern(source, 'callers')
-        const parsed = parseSpiffeId(candidate)
-        const expected =
-          parsed !== undefined &&
-          parsed.trustDomain === t &&
-          parsed.segments.length > prefix.length &&
-          prefix.every((s, i) => parsed.segments[i] === s)
-        if (expected) matched++
-        expect(pattern.matches(candidate), `${source} vs ${candidate}`).toBe(expected)
-      }),
+      fc.property(
+        td,
+        fc.array(
+          seg.filter((s) => s !== '' && s !== '.' && s !== '..' && s !== 'x%2F'),
+          { maxLength: 3 },
+        ),
+        id,
+        fc.boolean(),
+        td,
+        fc.array(seg, { maxLength: 3 }),
+        fc.constantFrom('', '', '-evil', '/', 'x'),
+        (t, prefix, random, derive, t2, more, tail) => {
+          // Half the candidates are built from the pattern itself (same or look-alike trust domain, extra segments, a suffix glued on).
+          const candidate = derive ? `spiffe://${t2}${[...prefix, ...more].map((s) => `/${s}`).join('')}${tail}` : random
+          const source = `spiffe://${t}${prefix.map((s) => `/${s}`).join('')}/*`
+          const pattern = compileCallerPattern(source, 'callers')
+          const parsed = parseSpiffeId(candidate)
+          const expected =
+            parsed !== undefined && parsed.trustDomain === t && parsed.segments.length > prefix.length && prefix.every((s, i) => parsed.segments[i] === s)
+          if (expected) matched++
+          expect(pattern.matches(candidate), `${source} vs ${candidate}`).toBe(expected)
+        },
+      ),
       { seed: SEED + 2, numRuns: RUNS },
     )
     expect(matched).toBeGreaterThan(RUNS / 20)
@@ -113,14 +139,22 @@ describe('fuzz: compileCallerPattern', () => {
 
   it('compiling anything either yields a pattern or throws a TypeError naming the option', () => {
     fc.assert(
-      fc.property(fc.oneof(id.map((i) => `${i}/*`), id, fc.string({ maxLength: 20 }), fc.anything()), (source) => {
-        try {
-          compileCallerPattern(source as string, 'callers.x')
-        } catch (error) {
-          expect(error).toBeInstanceOf(TypeError)
-          expect((error as Error).message).toContain('"callers.x"')
-        }
-      }),
+      fc.property(
+        fc.oneof(
+          id.map((i) => `${i}/*`),
+          id,
+          fc.string({ maxLength: 20 }),
+          fc.anything(),
+        ),
+        (source) => {
+          try {
+            compileCallerPattern(source as string, 'callers.x')
+          } catch (error) {
+            expect(error).toBeInstanceOf(TypeError)
+            expect((error as Error).message).toContain('"callers.x"')
+          }
+        },
+      ),
       { seed: SEED + 4, numRuns: 500 },
     )
   })

@@ -67,7 +67,9 @@ describe('fuzz: verifyAccessToken on forged input', () => {
   const { config, calls, fresh } = setup()
 
   it('arbitrary strings: always an AuthError(invalid_token), and no fetch', async () => {
-    const dotted = fc.array(fc.oneof(fc.string({ unit: fc.constantFrom(...'AZaz09-_=+/.~'), maxLength: 30 }), fc.json().map(b64)), { maxLength: 6 }).map((parts) => parts.join('.'))
+    const dotted = fc
+      .array(fc.oneof(fc.string({ unit: fc.constantFrom(...'AZaz09-_=+/.~'), maxLength: 30 }), fc.json().map(b64)), { maxLength: 6 })
+      .map((parts) => parts.join('.'))
     await fc.assert(
       fc.asyncProperty(fc.oneof(fc.string({ maxLength: 80 }), fc.string({ unit: 'binary', maxLength: 80 }), dotted), async (token) => {
         const before = calls.length
@@ -83,9 +85,20 @@ describe('fuzz: verifyAccessToken on forged input', () => {
     const value = <T>(arb: fc.Arbitrary<T>) => fc.option(arb, { nil: undefined, freq: 3 })
     const header = fc.record(
       {
-        alg: fc.oneof(fc.constantFrom('ES256', 'RS256', 'EdDSA', 'ES384', 'PS512'), fc.constantFrom('none', 'None', 'HS256', 'HS512', 'es256', 'ES256 ', '', 'dir'), fc.integer()),
+        alg: fc.oneof(
+          fc.constantFrom('ES256', 'RS256', 'EdDSA', 'ES384', 'PS512'),
+          fc.constantFrom('none', 'None', 'HS256', 'HS512', 'es256', 'ES256 ', '', 'dir'),
+          fc.integer(),
+        ),
         typ: value(fc.constantFrom('at+jwt', 'AT+JWT', 'application/at+jwt', 'Application/AT+JWT', 'JWT', 'jwt', 'dpop+jwt', 'at+jwt ', '')),
-        kid: value(fc.oneof(fc.constantFrom('k1', 'unknown', '../../etc/passwd', "' OR 1=1 --", ''), fc.string({ minLength: 255, maxLength: 258 }), fc.integer(), fc.constant(null))),
+        kid: value(
+          fc.oneof(
+            fc.constantFrom('k1', 'unknown', '../../etc/passwd', "' OR 1=1 --", ''),
+            fc.string({ minLength: 255, maxLength: 258 }),
+            fc.integer(),
+            fc.constant(null),
+          ),
+        ),
         crit: value(fc.constantFrom(['b64'], ['exp'], [], 'x')),
         b64: value(fc.boolean()),
         jku: value(fc.constant('https://attacker.test/jwks')),
@@ -105,9 +118,11 @@ describe('fuzz: verifyAccessToken on forged input', () => {
         const keyless =
           signature !== 'empty' &&
           p.iss === ISS &&
-          typeof h.alg === 'string' && (SUPPORTED_ALGORITHMS as readonly string[]).includes(h.alg) &&
+          typeof h.alg === 'string' &&
+          (SUPPORTED_ALGORITHMS as readonly string[]).includes(h.alg) &&
           (h.kid === undefined || (typeof h.kid === 'string' && h.kid.length > 0 && h.kid.length <= 256)) &&
-          h.crit === undefined && h.b64 === undefined &&
+          h.crit === undefined &&
+          h.b64 === undefined &&
           typ === 'at+jwt'
         expect(calls.length - before, JSON.stringify(h)).toBe(keyless ? 1 : 0)
         if ('ok' in result) {
@@ -140,7 +155,8 @@ function reference(claims: Record<string, unknown>, scopeClaim: ScopeClaim): { s
   // Only enforced confirmation methods (RFC 7800 §3), at least one, each a non-empty string.
   if (cnf !== undefined) {
     const members = Object.entries(cnf as Record<string, unknown>)
-    if (members.length === 0 || members.some(([method, v]) => (method !== 'jkt' && method !== 'x5t#S256') || typeof v !== 'string' || v === '')) return 'refused'
+    if (members.length === 0 || members.some(([method, v]) => (method !== 'jkt' && method !== 'x5t#S256') || typeof v !== 'string' || v === ''))
+      return 'refused'
   }
   const raw = claims[scopeClaim]
   let scopes: unknown[] = []
@@ -163,7 +179,14 @@ function reference(claims: Record<string, unknown>, scopeClaim: ScopeClaim): { s
 }
 
 describe('fuzz: verifyAccessToken on signed tokens with arbitrary claims (scopes, act, types, times)', () => {
-  const scopeToken = fc.string({ unit: fc.oneof({ weight: 8, arbitrary: fc.constantFrom(...'abz:/.-_AZ09!~[]') }, { weight: 1, arbitrary: fc.constantFrom('"', '\\', '\u007f', '\u00e9', '\t', '\u0000') }), minLength: 1, maxLength: 12 })
+  const scopeToken = fc.string({
+    unit: fc.oneof(
+      { weight: 8, arbitrary: fc.constantFrom(...'abz:/.-_AZ09!~[]') },
+      { weight: 1, arbitrary: fc.constantFrom('"', '\\', '\u007f', '\u00e9', '\t', '\u0000') },
+    ),
+    minLength: 1,
+    maxLength: 12,
+  })
   const scopeValue = fc.oneof(
     { weight: 4, arbitrary: fc.array(scopeToken, { maxLength: 6 }).map((s) => s.join(' ')) },
     { weight: 2, arbitrary: fc.array(scopeToken, { maxLength: 6 }) },
@@ -174,13 +197,19 @@ describe('fuzz: verifyAccessToken on signed tokens with arbitrary claims (scopes
   const { act } = fc.letrec<{ act: unknown }>((tie) => ({
     act: fc.oneof(
       { depthSize: 'small', withCrossShrink: true },
-      { weight: 3, arbitrary: fc.record({ sub: fc.constantFrom('spiffe://a/x', 'b', 'a'), act: fc.option(tie('act'), { nil: undefined }) }, { requiredKeys: ['sub'] }) },
+      {
+        weight: 3,
+        arbitrary: fc.record({ sub: fc.constantFrom('spiffe://a/x', 'b', 'a'), act: fc.option(tie('act'), { nil: undefined }) }, { requiredKeys: ['sub'] }),
+      },
       { weight: 1, arbitrary: fc.constantFrom('x', 42, null, [], {}, { sub: '' }, { sub: 7 }) },
     ),
   }))
-  const deepAct = fc.integer({ min: 6, max: 11 }).map((n) => Array.from({ length: n }).reduce<unknown>((inner, _, i) => ({ sub: `a${i}`, ...(inner ? { act: inner } : {}) }), undefined))
+  const deepAct = fc
+    .integer({ min: 6, max: 11 })
+    .map((n) => Array.from({ length: n }).reduce<unknown>((inner, _, i) => ({ sub: `a${i}`, ...(inner ? { act: inner } : {}) }), undefined))
   /** Mostly `valid`, sometimes one of the edge or invalid values, so both outcomes are common. */
-  const mostly = <T, U>(valid: fc.Arbitrary<T>, edge: fc.Arbitrary<U>): fc.Arbitrary<T | U> => fc.oneof({ weight: 9, arbitrary: valid }, { weight: 1, arbitrary: edge })
+  const mostly = <T, U>(valid: fc.Arbitrary<T>, edge: fc.Arbitrary<U>): fc.Arbitrary<T | U> =>
+    fc.oneof({ weight: 9, arbitrary: valid }, { weight: 1, arbitrary: edge })
   const id = mostly(fc.constantFrom(undefined, 'svc', 'spiffe://a/x'), fc.constantFrom('', 42, ['svc'], {}, null))
   const claims = fc.record({
     iss: mostly(fc.constant(ISS), fc.constantFrom(`${ISS}/`, 'https://ISSUER.test', [ISS])),
@@ -242,7 +271,12 @@ describe('fuzz: verifyAccessToken on signed tokens with arbitrary claims (scopes
       const result = await outcome(verifyAccessToken(signToken(HEADER, extra.deepAct ? deep : { ...base, ...extra }), config, fresh()))
       expect('error' in result && result.error.message).toBe(message)
     }
-    for (const token of ['a'.repeat(100_000), `${'a.'.repeat(50_000)}`, `${b64(HEADER)}.${'A'.repeat(100_000)}.c2ln`, `${'A'.repeat(100_000)}.${b64(base)}.c2ln`]) {
+    for (const token of [
+      'a'.repeat(100_000),
+      `${'a.'.repeat(50_000)}`,
+      `${b64(HEADER)}.${'A'.repeat(100_000)}.c2ln`,
+      `${'A'.repeat(100_000)}.${b64(base)}.c2ln`,
+    ]) {
       expect('error' in (await outcome(verifyAccessToken(token, config, fresh())))).toBe(true)
     }
     expect(performance.now() - started).toBeLessThan(5_000)
@@ -273,7 +307,13 @@ describe('fuzz: verifyDpopProof', () => {
     }
     return { config, marks: () => marks }
   }
-  const expectation = (overrides: Partial<{ method: string; htu: string; jkt: string }> = {}) => ({ method: 'GET', htu: HTU, accessToken: TOKEN, jkt, ...overrides })
+  const expectation = (overrides: Partial<{ method: string; htu: string; jkt: string }> = {}) => ({
+    method: 'GET',
+    htu: HTU,
+    accessToken: TOKEN,
+    jkt,
+    ...overrides,
+  })
 
   /** Each defect breaks exactly one RFC 9449 §4.3 check. */
   const DEFECTS = ['typ', 'alg', 'privateJwk', 'noJwk', 'signature', 'htm', 'htu', 'iatOld', 'iatFuture', 'noJti', 'ath', 'jkt', 'crit', 'exp'] as const
@@ -285,38 +325,54 @@ describe('fuzz: verifyDpopProof', () => {
     const htu = fc.constantFrom(HTU, 'HTTPS://API.TEST/orders', 'https://api.test:443/orders', 'https://api.test/%6Frders', `${HTU}?q=1`, `${HTU}#f`)
     let clean = 0
     await fc.assert(
-      fc.asyncProperty(fc.subarray([...DEFECTS]), noise, noise, htu, fc.string({ minLength: 1, maxLength: 64 }), async (defects, extraHeader, extraClaims, goodHtu, jti) => {
-        const has = (d: Defect): boolean => defects.includes(d)
-        const header: Record<string, unknown> = { ...extraHeader, typ: has('typ') ? 'jwt' : 'dpop+jwt', alg: has('alg') ? 'ES384' : 'ES256', jwk: has('privateJwk') ? privateJwk : publicJwk }
-        if (has('noJwk')) delete header.jwk
-        if (has('crit')) header.crit = ['x_custom']
-        const payload: Record<string, unknown> = {
-          ...extraClaims,
-          htm: has('htm') ? 'POST' : 'GET',
-          htu: has('htu') ? 'https://api.test/other' : goodHtu,
-          iat: has('iatOld') ? NOW_S - 200 : has('iatFuture') ? NOW_S + 100 : NOW_S,
-          ath: createHash('sha256').update(has('ath') ? 'another.token' : TOKEN).digest('base64url'),
-          jti,
-        }
-        if (has('noJti')) delete payload.jti
-        if (has('exp')) payload.exp = NOW_S - 120
-        const input = `${b64(header)}.${b64(payload)}`
-        let signature = es256(dpopKey.privateKey, input)
-        if (has('signature')) signature = `${signature.slice(0, 10)}${signature[10] === 'A' ? 'B' : 'A'}${signature.slice(11)}`
-        const { config, marks } = checker()
-        const result = await outcome(verifyDpopProof(`${input}.${signature}`, expectation(has('jkt') ? { jkt: 'another-thumbprint' } : {}), config))
-        if (defects.length === 0) clean++
-        expect(marks(), `defects ${defects.join(',')}`).toBe(defects.length === 0 ? 1 : 0)
-        expect('ok' in result, `defects ${defects.join(',')} ${'error' in result ? result.error.message : ''}`).toBe(defects.length === 0)
-        if ('error' in result) expect(['invalid_dpop_proof', 'invalid_token']).toContain(result.error.code)
-      }),
+      fc.asyncProperty(
+        fc.subarray([...DEFECTS]),
+        noise,
+        noise,
+        htu,
+        fc.string({ minLength: 1, maxLength: 64 }),
+        async (defects, extraHeader, extraClaims, goodHtu, jti) => {
+          const has = (d: Defect): boolean => defects.includes(d)
+          const header: Record<string, unknown> = {
+            ...extraHeader,
+            typ: has('typ') ? 'jwt' : 'dpop+jwt',
+            alg: has('alg') ? 'ES384' : 'ES256',
+            jwk: has('privateJwk') ? privateJwk : publicJwk,
+          }
+          if (has('noJwk')) delete header.jwk
+          if (has('crit')) header.crit = ['x_custom']
+          const payload: Record<string, unknown> = {
+            ...extraClaims,
+            htm: has('htm') ? 'POST' : 'GET',
+            htu: has('htu') ? 'https://api.test/other' : goodHtu,
+            iat: has('iatOld') ? NOW_S - 200 : has('iatFuture') ? NOW_S + 100 : NOW_S,
+            ath: createHash('sha256')
+              .update(has('ath') ? 'another.token' : TOKEN)
+              .digest('base64url'),
+            jti,
+          }
+          if (has('noJti')) delete payload.jti
+          if (has('exp')) payload.exp = NOW_S - 120
+          const input = `${b64(header)}.${b64(payload)}`
+          let signature = es256(dpopKey.privateKey, input)
+          if (has('signature')) signature = `${signature.slice(0, 10)}${signature[10] === 'A' ? 'B' : 'A'}${signature.slice(11)}`
+          const { config, marks } = checker()
+          const result = await outcome(verifyDpopProof(`${input}.${signature}`, expectation(has('jkt') ? { jkt: 'another-thumbprint' } : {}), config))
+          if (defects.length === 0) clean++
+          expect(marks(), `defects ${defects.join(',')}`).toBe(defects.length === 0 ? 1 : 0)
+          expect('ok' in result, `defects ${defects.join(',')} ${'error' in result ? result.error.message : ''}`).toBe(defects.length === 0)
+          if ('error' in result) expect(['invalid_dpop_proof', 'invalid_token']).toContain(result.error.code)
+        },
+      ),
       { seed: SEED + 3, numRuns: 600 },
     )
     expect(clean).toBeGreaterThan(10)
   })
 
   it('arbitrary proof strings never reach the replay store and fail only with AuthError', async () => {
-    const jsonSegments = fc.tuple(fc.jsonValue(), fc.jsonValue(), fc.string({ unit: fc.constantFrom(...'AZaz09-_'), maxLength: 90 })).map(([h, p, s]) => `${b64(h)}.${b64(p)}.${s}`)
+    const jsonSegments = fc
+      .tuple(fc.jsonValue(), fc.jsonValue(), fc.string({ unit: fc.constantFrom(...'AZaz09-_'), maxLength: 90 }))
+      .map(([h, p, s]) => `${b64(h)}.${b64(p)}.${s}`)
     await fc.assert(
       fc.asyncProperty(fc.oneof(fc.string({ maxLength: 100 }), fc.string({ unit: 'binary', maxLength: 100 }), jsonSegments), async (proof) => {
         const { config, marks } = checker()
