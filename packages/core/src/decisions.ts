@@ -5,7 +5,7 @@ import { stepOf } from './explain-step.js'
 import { applyChallenge, type ChallengeContext } from './http-mapping.js'
 import { isPromise } from './internal/is-promise.js'
 import type { ResolvedConfig } from './options.js'
-import { authorize, type CompiledRule } from './policy.js'
+import { authorize, compileRule, type CompiledRule, type OnBehalfOfMode } from './policy.js'
 import type { AuthContext } from './principal.js'
 import { headerValues, requestPath, type AuthRequest } from './request.js'
 import type { Telemetry } from './telemetry.js'
@@ -34,6 +34,8 @@ export interface RequestState extends Seen {
   refused: AuthError | undefined
   /** The authenticate-stage event, emitted by `requireAuth` (merged) or when the request closes. */
   pending: DecisionEvent | undefined
+  /** What the rules that authorized the request promise its handlers ({@link authorizeRoute}), as bits. */
+  promises: number
 }
 
 // What the guard decided about each request, so `requireAuth` (possibly in another adapter
@@ -79,7 +81,18 @@ export class DecisionRecorder {
   begin(): RequestState {
     const observed = this.config.onDecision !== undefined || this.telemetry?.active() === true
     const started = observed ? performance.now() : 0
-    return { recorder: this, observed, started, scheme: undefined, reading: false, auth: undefined, headers: undefined, refused: undefined, pending: undefined }
+    return {
+      recorder: this,
+      observed,
+      started,
+      scheme: undefined,
+      reading: false,
+      auth: undefined,
+      headers: undefined,
+      refused: undefined,
+      pending: undefined,
+      promises: 0,
+    }
   }
 
   /** The pipeline gave `auth` (`undefined`: anonymous): record it on the request, report it, return it. */
@@ -245,6 +258,57 @@ export function authorizeRequest(request: object, rule: CompiledRule): AuthConte
     throw new Error('Callsign: requireAuth() ran on a request the callsign middleware did not authenticate; register callsign(options) before the route')
   }
   return state.recorder.authorize(request as AuthRequest, state, rule)
+}
+
+/** What a rule's `onBehalfOf` promises a typed handler, as bits: every rule promises a context. */
+const PROMISES: Readonly<Record<OnBehalfOfMode, number>> = { optional: 1, required: 3, forbidden: 5 }
+/** The rules that refuse what a typed handler cannot run without, even in dry run. */
+const ENFORCED: Readonly<Record<OnBehalfOfMode, CompiledRule>> = {
+  optional: compileRule({ enforce: true }),
+  required: compileRule({ onBehalfOf: 'required', enforce: true }),
+  forbidden: compileRule({ onBehalfOf: 'forbidden', enforce: true }),
+}
+
+/**
+ * {@link authorizeRequest} for a route whose handler relies on what `rule` promises (a typed
+ * handler, `getAuth`): also records the rule's `onBehalfOf` promise on the request, for
+ * {@link promisedAuth}.
+ */
+export function authorizeRoute(request: object, rule: CompiledRule): AuthContext | undefined {
+  const auth = authorizeRequest(request, rule)
+  decisionOf(request)!.promises |= PROMISES[rule.onBehalfOf]
+  return auth
+}
+
+/** How an adapter names its `getAuth` in setup errors. */
+export interface PromisedAuthUsage {
+  /** The call as the adapter spells it, e.g. `getAuth(req, rule)`. */
+  call: string
+  /** Where `requireAuth` belongs in that framework, e.g. `put it before the handler`. */
+  hint: string
+}
+
+/**
+ * The auth context of a request that a rule promising `onBehalfOf` authorized
+ * ({@link authorizeRoute}), when the context keeps that promise (a user for `'required'`, none for
+ * `'forbidden'`). No such rule is a setup bug: a plain `Error`, never `undefined`. A broken
+ * promise happens only in dry run, and throws the refusal an enforcing rule gives (an `AuthError`).
+ * What every adapter's `getAuth` and typed handlers rely on.
+ */
+export function promisedAuth(request: object, onBehalfOf: OnBehalfOfMode, usage: PromisedAuthUsage): AuthContext {
+  const wanted = PROMISES[onBehalfOf]
+  if (wanted === undefined) {
+    throw new TypeError(`Callsign: ${usage.call}: "rule.onBehalfOf" must be 'required', 'forbidden' or 'optional' (got ${JSON.stringify(onBehalfOf)})`)
+  }
+  const state = decisionOf(request)
+  if (((state?.promises ?? 0) & wanted) !== wanted) {
+    const rule = onBehalfOf === 'optional' ? 'requireAuth(rule)' : `requireAuth({ onBehalfOf: '${onBehalfOf}' })`
+    throw new Error(`Callsign: getAuth() ran on a request no ${rule} authorized; ${usage.hint}`)
+  }
+  const auth = state!.auth
+  if (auth && (onBehalfOf === 'optional' || (onBehalfOf === 'required') === (auth.user !== undefined))) return auth
+  authorizeRequest(request, ENFORCED[onBehalfOf])
+  throw new Error('Callsign: getAuth() found no auth context the rule promised')
 }
 
 /** Fill in a refusal: code, reason, the failing check, and in dry run the explanation. */

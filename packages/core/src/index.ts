@@ -37,7 +37,7 @@ export { logDecisions, type DecisionEvent, type DecisionHook, type LevelLogger }
 export { explain, type ExplainInput, type Explanation, type ExplainStep } from './explain.js'
 
 // The adapter kit: what a framework adapter calls (see the Express, Fastify and Koa packages).
-export { afterCheck, authorizeRequest, responseHeaders } from './decisions.js'
+export { afterCheck, authorizeRequest, authorizeRoute, promisedAuth, responseHeaders, type PromisedAuthUsage } from './decisions.js'
 export { toHttpResponse, toProblem, problemType, applyChallenge, type ChallengeContext, type HttpErrorResponse, type ProblemDocument } from './http-mapping.js'
 export type { AuthRequest, PeerSocket } from './request.js'
 export { metadataLocation } from './resource-metadata.js'

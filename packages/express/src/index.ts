@@ -8,11 +8,12 @@
  */
 import type { NextFunction, Request, RequestHandler, Response } from 'express'
 import {
-  AuthError,
   afterCheck,
-  authorizeRequest,
+  AuthError,
+  authorizeRoute,
   compileRule,
   createCallsign,
+  promisedAuth,
   responseHeaders,
   toHttpResponse,
   type AuthContext,
@@ -21,6 +22,7 @@ import {
   type Callsign,
   type CallsignOptions,
   type CompiledRule,
+  type PromisedAuthUsage,
 } from '@callsign/core'
 
 export type { AuthContext, AuthRule, CallsignOptions } from '@callsign/core'
@@ -102,46 +104,8 @@ export type AuthorizedHandler<
   Locals extends Record<string, unknown> = Record<string, unknown>,
 > = (req: AuthorizedRequest<R, P, ResBody, ReqBody, ReqQuery, Locals>, res: Response<ResBody, Locals>, next: NextFunction) => unknown
 
-type OnBehalfOf = CompiledRule['onBehalfOf']
-
-/** Which `onBehalfOf` promises the rules that authorized a request made, as bits: every rule promises a context. */
-const PROMISES: Readonly<Record<OnBehalfOf, number>> = { optional: 1, required: 3, forbidden: 5 }
-const AUTHORIZED = Symbol('callsign.authorizedBy')
-interface Authorized {
-  [AUTHORIZED]?: number
-}
-
-/** Refuse what a typed handler cannot run without, even in dry run. */
-const ENFORCED: Readonly<Record<OnBehalfOf, CompiledRule>> = {
-  optional: compileRule({ enforce: true }),
-  required: compileRule({ onBehalfOf: 'required', enforce: true }),
-  forbidden: compileRule({ onBehalfOf: 'forbidden', enforce: true }),
-}
-
-function authorizeRoute(req: Request, rule: CompiledRule): void {
-  authorizeRequest(req, rule)
-  const authorized = req as Authorized
-  authorized[AUTHORIZED] = (authorized[AUTHORIZED] ?? 0) | PROMISES[rule.onBehalfOf]
-}
-
-/**
- * `req.auth` if a `requireAuth` promising `onBehalfOf` authorized the request and the context
- * keeps that promise. A missing `requireAuth` is a setup bug (plain `Error`); a broken promise
- * happens only in dry run, and throws the refusal an enforcing rule gives (an `AuthError`).
- */
-function promised(req: Request, onBehalfOf: OnBehalfOf): AuthContext {
-  const wanted = PROMISES[onBehalfOf]
-  if (wanted === undefined)
-    throw new TypeError(`Callsign: getAuth(req, rule): "rule.onBehalfOf" must be 'required', 'forbidden' or 'optional' (got ${JSON.stringify(onBehalfOf)})`)
-  if ((((req as Authorized)[AUTHORIZED] ?? 0) & wanted) !== wanted) {
-    const rule = onBehalfOf === 'optional' ? 'requireAuth(rule)' : `requireAuth({ onBehalfOf: '${onBehalfOf}' })`
-    throw new Error(`Callsign: getAuth() ran on a request no ${rule} authorized; put it before the handler`)
-  }
-  const auth = req.auth
-  if (auth && (onBehalfOf === 'optional' || (onBehalfOf === 'required') === (auth.user !== undefined))) return auth
-  authorizeRequest(req, ENFORCED[onBehalfOf])
-  throw new Error('Callsign: getAuth() found no auth context the rule promised')
-}
+// How getAuth is named in setup errors.
+const USAGE: PromisedAuthUsage = { call: 'getAuth(req, rule)', hint: 'put it before the handler' }
 
 /**
  * The auth context the `requireAuth` before this handler authorized, typed by `rule` (only its
@@ -155,7 +119,7 @@ function promised(req: Request, onBehalfOf: OnBehalfOf): AuthContext {
  * router.post('/orders', (req, res) => res.json({ placedBy: getAuth(req, { onBehalfOf: 'required' }).user.sub }))
  */
 export function getAuth<const R extends AuthRule = Record<never, never>>(req: Request, rule?: R): AuthFor<R> {
-  return promised(req, rule?.onBehalfOf ?? 'optional') as AuthFor<R>
+  return promisedAuth(req, rule?.onBehalfOf ?? 'optional', USAGE) as AuthFor<R>
 }
 
 /**
@@ -208,7 +172,7 @@ function authorizedHandler(rule: CompiledRule, handler: AuthorizedHandler): Requ
   return (req, res, next) => {
     try {
       authorizeRoute(req, rule)
-      promised(req, rule.onBehalfOf)
+      promisedAuth(req, rule.onBehalfOf, USAGE)
     } catch (error) {
       fail(res, next, error)
       return

@@ -18,12 +18,13 @@ import type {
 } from 'fastify'
 import fp from 'fastify-plugin'
 import {
-  AuthError,
   afterCheck,
-  authorizeRequest,
+  AuthError,
+  authorizeRoute,
   compileRule,
   createCallsign,
   logDecisions,
+  promisedAuth,
   responseHeaders,
   toHttpResponse,
   type AuthContext,
@@ -32,6 +33,7 @@ import {
   type Callsign,
   type CallsignOptions,
   type CompiledRule,
+  type PromisedAuthUsage,
 } from '@callsign/core'
 
 export type { AuthContext, AuthRule, CallsignOptions } from '@callsign/core'
@@ -139,47 +141,8 @@ export type AuthorizingRouteHandler<RouteGeneric extends RouteGenericInterface =
   reply: FastifyReply<RouteGeneric, Server>,
 ) => unknown
 
-type OnBehalfOf = CompiledRule['onBehalfOf']
-
-/** Which `onBehalfOf` promises the rules that authorized a request made, as bits: every rule promises a context. */
-const PROMISES: Readonly<Record<OnBehalfOf, number>> = { optional: 1, required: 3, forbidden: 5 }
-const AUTHORIZED = Symbol('callsign.authorizedBy')
-interface Authorized {
-  [AUTHORIZED]?: number
-}
-
-/** Refuse what a typed handler cannot run without, even in dry run. */
-const ENFORCED: Readonly<Record<OnBehalfOf, CompiledRule>> = {
-  optional: compileRule({ enforce: true }),
-  required: compileRule({ onBehalfOf: 'required', enforce: true }),
-  forbidden: compileRule({ onBehalfOf: 'forbidden', enforce: true }),
-}
-
-// Kept on the Node request, beside the guard's decision: Fastify's request object keeps its shape.
-function authorizeRoute(request: FastifyRequest, rule: CompiledRule): void {
-  authorizeRequest(request.raw, rule)
-  const authorized = request.raw as Authorized
-  authorized[AUTHORIZED] = (authorized[AUTHORIZED] ?? 0) | PROMISES[rule.onBehalfOf]
-}
-
-/**
- * `request.auth` if a `requireAuth` promising `onBehalfOf` authorized the request and the context
- * keeps that promise. A missing `requireAuth` is a setup bug (plain `Error`); a broken promise
- * happens only in dry run, and throws the refusal an enforcing rule gives (an `AuthError`).
- */
-function promised(request: FastifyRequest, onBehalfOf: OnBehalfOf): AuthContext {
-  const wanted = PROMISES[onBehalfOf]
-  if (wanted === undefined)
-    throw new TypeError(`Callsign: getAuth(request, rule): "rule.onBehalfOf" must be 'required', 'forbidden' or 'optional' (got ${JSON.stringify(onBehalfOf)})`)
-  if ((((request.raw as Authorized)[AUTHORIZED] ?? 0) & wanted) !== wanted) {
-    const rule = onBehalfOf === 'optional' ? 'requireAuth(rule)' : `requireAuth({ onBehalfOf: '${onBehalfOf}' })`
-    throw new Error(`Callsign: getAuth() ran on a request no ${rule} authorized; put it in the route's preHandler`)
-  }
-  const auth = request.auth
-  if (auth && (onBehalfOf === 'optional' || (onBehalfOf === 'required') === (auth.user !== undefined))) return auth
-  authorizeRequest(request.raw, ENFORCED[onBehalfOf])
-  throw new Error('Callsign: getAuth() found no auth context the rule promised')
-}
+// How getAuth is named in setup errors.
+const USAGE: PromisedAuthUsage = { call: 'getAuth(request, rule)', hint: "put it in the route's preHandler" }
 
 /**
  * The auth context the route's `requireAuth` authorized, typed by `rule` (only its `onBehalfOf`
@@ -193,7 +156,7 @@ function promised(request: FastifyRequest, onBehalfOf: OnBehalfOf): AuthContext 
  *   ({ placedBy: getAuth(request, { onBehalfOf: 'required' }).user.sub }))
  */
 export function getAuth<const R extends AuthRule = Record<never, never>>(request: FastifyRequest, rule?: R): AuthFor<R> {
-  return promised(request, rule?.onBehalfOf ?? 'optional') as AuthFor<R>
+  return promisedAuth(request.raw, rule?.onBehalfOf ?? 'optional', USAGE) as AuthFor<R>
 }
 
 /** A `preHandler` that authorizes a route on both identities; answers 401/403 when the rule does not hold. */
@@ -217,7 +180,7 @@ export function requireAuth(rule: AuthRule = {}, handler?: AuthorizedHandler): p
   if (handler !== undefined) return authorizedHandler(compiled, handler)
   return function callsignRequireAuth(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
     try {
-      authorizeRoute(request, compiled)
+      authorizeRoute(request.raw, compiled)
     } catch (error) {
       if (error instanceof AuthError) send(reply, error)
       else done(error as Error)
@@ -231,8 +194,8 @@ function authorizedHandler(rule: CompiledRule, handler: AuthorizedHandler): Auth
   if (typeof handler !== 'function') throw new TypeError('Callsign: requireAuth(rule, handler): "handler" must be a function')
   return function callsignAuthorized(this: FastifyInstance, request: FastifyRequest, reply: FastifyReply): unknown {
     try {
-      authorizeRoute(request, rule)
-      promised(request, rule.onBehalfOf)
+      authorizeRoute(request.raw, rule)
+      promisedAuth(request.raw, rule.onBehalfOf, USAGE)
     } catch (error) {
       // Anything else, thrown from a handler, reaches Fastify's error handler.
       if (!(error instanceof AuthError)) throw error

@@ -8,11 +8,12 @@
  */
 import type { Context, DefaultContext, DefaultState, Middleware, Next, ParameterizedContext } from 'koa'
 import {
-  AuthError,
   afterCheck,
-  authorizeRequest,
+  AuthError,
+  authorizeRoute,
   compileRule,
   createCallsign,
+  promisedAuth,
   responseHeaders,
   toHttpResponse,
   type AuthContext,
@@ -22,6 +23,7 @@ import {
   type Callsign,
   type CallsignOptions,
   type CompiledRule,
+  type PromisedAuthUsage,
 } from '@callsign/core'
 
 export type { AuthContext, AuthRule, CallsignOptions } from '@callsign/core'
@@ -117,49 +119,8 @@ export type AuthorizedMiddleware<R extends AuthRule = AuthRule, StateT = Default
   next: Next,
 ) => unknown
 
-type OnBehalfOf = CompiledRule['onBehalfOf']
-
-/** Which `onBehalfOf` promises the rules that authorized a request made, as bits: every rule promises a context. */
-const PROMISES: Readonly<Record<OnBehalfOf, number>> = { optional: 1, required: 3, forbidden: 5 }
-const AUTHORIZED = Symbol('callsign.authorizedBy')
-interface Authorized {
-  [AUTHORIZED]?: number
-}
-
-/** Refuse what a typed handler cannot run without, even in dry run. */
-const ENFORCED: Readonly<Record<OnBehalfOf, CompiledRule>> = {
-  optional: compileRule({ enforce: true }),
-  required: compileRule({ onBehalfOf: 'required', enforce: true }),
-  forbidden: compileRule({ onBehalfOf: 'forbidden', enforce: true }),
-}
-
-// Kept on the Node request, beside the guard's decision: one request under mounts and nested routers.
-function authorizeRoute(ctx: Context, rule: CompiledRule): void {
-  // Under a mount the guard outside it did not see, a rule's own decision event needs the original path too.
-  const req = requestOf(ctx)
-  authorizeRequest(req, rule)
-  const authorized = req as Authorized
-  authorized[AUTHORIZED] = (authorized[AUTHORIZED] ?? 0) | PROMISES[rule.onBehalfOf]
-}
-
-/**
- * `ctx.state.auth` if a `requireAuth` promising `onBehalfOf` authorized the request and the
- * context keeps that promise. A missing `requireAuth` is a setup bug (plain `Error`); a broken
- * promise happens only in dry run, and throws the refusal an enforcing rule gives (an `AuthError`).
- */
-function promised(ctx: Context, onBehalfOf: OnBehalfOf): AuthContext {
-  const wanted = PROMISES[onBehalfOf]
-  if (wanted === undefined)
-    throw new TypeError(`Callsign: getAuth(ctx, rule): "rule.onBehalfOf" must be 'required', 'forbidden' or 'optional' (got ${JSON.stringify(onBehalfOf)})`)
-  if ((((ctx.req as Authorized)[AUTHORIZED] ?? 0) & wanted) !== wanted) {
-    const rule = onBehalfOf === 'optional' ? 'requireAuth(rule)' : `requireAuth({ onBehalfOf: '${onBehalfOf}' })`
-    throw new Error(`Callsign: getAuth() ran on a request no ${rule} authorized; put it before the handler`)
-  }
-  const auth: AuthContext | undefined = ctx.state.auth
-  if (auth && (onBehalfOf === 'optional' || (onBehalfOf === 'required') === (auth.user !== undefined))) return auth
-  authorizeRequest(requestOf(ctx), ENFORCED[onBehalfOf])
-  throw new Error('Callsign: getAuth() found no auth context the rule promised')
-}
+// How getAuth is named in setup errors.
+const USAGE: PromisedAuthUsage = { call: 'getAuth(ctx, rule)', hint: 'put it before the handler' }
 
 /**
  * The auth context the `requireAuth` before this middleware authorized, typed by `rule` (only its
@@ -173,7 +134,7 @@ function promised(ctx: Context, onBehalfOf: OnBehalfOf): AuthContext {
  * router.post('/orders', (ctx) => { ctx.body = { placedBy: getAuth(ctx, { onBehalfOf: 'required' }).user.sub } })
  */
 export function getAuth<const R extends AuthRule = Record<never, never>>(ctx: Context, rule?: R): AuthFor<R> {
-  return promised(ctx, rule?.onBehalfOf ?? 'optional') as AuthFor<R>
+  return promisedAuth(requestOf(ctx), rule?.onBehalfOf ?? 'optional', USAGE) as AuthFor<R>
 }
 
 /** Authorize a route on both identities; answers 401/403 when the rule does not hold. */
@@ -199,7 +160,7 @@ export function requireAuth(rule: AuthRule = {}, handler?: AuthorizedMiddleware)
   if (handler !== undefined) return authorizedMiddleware(compiled, handler)
   return (ctx, next) => {
     try {
-      authorizeRoute(ctx, compiled)
+      authorizeRoute(requestOf(ctx), compiled)
     } catch (error) {
       if (error instanceof AuthError) return send(ctx, error)
       throw error
@@ -212,8 +173,8 @@ function authorizedMiddleware(rule: CompiledRule, handler: AuthorizedMiddleware)
   if (typeof handler !== 'function') throw new TypeError('Callsign: requireAuth(rule, handler): "handler" must be a function')
   return (ctx, next) => {
     try {
-      authorizeRoute(ctx, rule)
-      promised(ctx, rule.onBehalfOf)
+      authorizeRoute(requestOf(ctx), rule)
+      promisedAuth(requestOf(ctx), rule.onBehalfOf, USAGE)
     } catch (error) {
       if (error instanceof AuthError) return send(ctx, error)
       throw error

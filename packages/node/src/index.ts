@@ -13,9 +13,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import {
   AuthError,
-  authorizeRequest,
+  authorizeRoute,
   compileRule,
   createCallsign,
+  promisedAuth,
   responseHeaders,
   toHttpResponse,
   type AuthContext,
@@ -24,6 +25,7 @@ import {
   type Callsign,
   type CallsignOptions,
   type CompiledRule,
+  type PromisedAuthUsage,
 } from '@callsign/core'
 
 export type { AuthContext, AuthRule, CallsignOptions } from '@callsign/core'
@@ -80,46 +82,8 @@ export type AuthorizedRequest<R extends AuthRule = AuthRule> = IncomingMessage &
 /** A handler behind `requireAuth(rule, handler)`, with `req.auth` set and typed by the rule. */
 export type AuthorizedHandler<R extends AuthRule = AuthRule, T = unknown> = (req: AuthorizedRequest<R>, res: ServerResponse) => T
 
-type OnBehalfOf = CompiledRule['onBehalfOf']
-
-/** Which `onBehalfOf` promises the rules that authorized a request made, as bits: every rule promises a context. */
-const PROMISES: Readonly<Record<OnBehalfOf, number>> = { optional: 1, required: 3, forbidden: 5 }
-const AUTHORIZED = Symbol('callsign.authorizedBy')
-interface Authorized {
-  [AUTHORIZED]?: number
-}
-
-/** Refuse what a typed handler cannot run without, even in dry run. */
-const ENFORCED: Readonly<Record<OnBehalfOf, CompiledRule>> = {
-  optional: compileRule({ enforce: true }),
-  required: compileRule({ onBehalfOf: 'required', enforce: true }),
-  forbidden: compileRule({ onBehalfOf: 'forbidden', enforce: true }),
-}
-
-function authorizeRoute(req: IncomingMessage, rule: CompiledRule): void {
-  authorizeRequest(req, rule)
-  const authorized = req as Authorized
-  authorized[AUTHORIZED] = (authorized[AUTHORIZED] ?? 0) | PROMISES[rule.onBehalfOf]
-}
-
-/**
- * `req.auth` if a `requireAuth` promising `onBehalfOf` authorized the request and the context
- * keeps that promise. A missing `requireAuth` is a setup bug (plain `Error`); a broken promise
- * happens only in dry run, and throws the refusal an enforcing rule gives (an `AuthError`).
- */
-function promised(req: IncomingMessage, onBehalfOf: OnBehalfOf): AuthContext {
-  const wanted = PROMISES[onBehalfOf]
-  if (wanted === undefined)
-    throw new TypeError(`Callsign: getAuth(req, rule): "rule.onBehalfOf" must be 'required', 'forbidden' or 'optional' (got ${JSON.stringify(onBehalfOf)})`)
-  if ((((req as Authorized)[AUTHORIZED] ?? 0) & wanted) !== wanted) {
-    const rule = onBehalfOf === 'optional' ? 'requireAuth(rule)' : `requireAuth({ onBehalfOf: '${onBehalfOf}' })`
-    throw new Error(`Callsign: getAuth() ran on a request no ${rule} authorized; call it first`)
-  }
-  const auth = req.auth
-  if (auth && (onBehalfOf === 'optional' || (onBehalfOf === 'required') === (auth.user !== undefined))) return auth
-  authorizeRequest(req, ENFORCED[onBehalfOf])
-  throw new Error('Callsign: getAuth() found no auth context the rule promised')
-}
+// How getAuth is named in setup errors.
+const USAGE: PromisedAuthUsage = { call: 'getAuth(req, rule)', hint: 'call it first' }
 
 /**
  * The auth context a `requireAuth` check authorized for `req`, typed by `rule` (only its
@@ -133,7 +97,7 @@ function promised(req: IncomingMessage, onBehalfOf: OnBehalfOf): AuthContext {
  * const placedBy = getAuth(req, { onBehalfOf: 'required' }).user.sub
  */
 export function getAuth<const R extends AuthRule = Record<never, never>>(req: IncomingMessage, rule?: R): AuthFor<R> {
-  return promised(req, rule?.onBehalfOf ?? 'optional') as AuthFor<R>
+  return promisedAuth(req, rule?.onBehalfOf ?? 'optional', USAGE) as AuthFor<R>
 }
 
 /** Authorize on both identities: `true` to go on, `false` when the 401/403 was written. */
@@ -176,7 +140,7 @@ function authorizedHandler(rule: CompiledRule, handler: AuthorizedHandler): (req
   return (req, res) => {
     try {
       authorizeRoute(req, rule)
-      promised(req, rule.onBehalfOf)
+      promisedAuth(req, rule.onBehalfOf, USAGE)
     } catch (error) {
       return refuse(res, error)
     }
