@@ -255,7 +255,10 @@ function misconfiguration(request: AuthRequest, forwarded: ResolvedForwarded | u
  * At startup, where an adapter sees its server (Fastify after `ready`): with `mtls.mode`
  * `'required'` and no `mtls.forwarded`, logs once per guard (the same warning a first request
  * would log) when `server` is a plain HTTP server, or a TLS server created without
- * `requestCert: true`. Any other object is left alone.
+ * `requestCert: true`. Any other object is left alone. Reads Node's `tls.Server#requestCert`.
+ *
+ * @example
+ * fastify.addHook('onReady', async () => checkServerMtls(guard.config, fastify.server))
  */
 export function checkServerMtls(config: PeerConfig, server: unknown): void {
   const { mode, forwarded } = config.mtls
