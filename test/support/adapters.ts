@@ -42,6 +42,8 @@ export interface ServeOptions {
    * behind a sidecar proxy on the same host; the app's `url` is then `http://127.0.0.1:<port>`.
    */
   protocol?: 'https' | 'http'
+  /** With `'https'`: `false` serves TLS without asking for a client certificate (a misconfigured mTLS server). Default true. */
+  requestCert?: boolean
 }
 
 export interface Adapter {
@@ -76,7 +78,8 @@ export const ROUTES: readonly RouteSpec[] = [
 
 const publicBody = (auth: AuthContext | null | undefined): { auth: AuthContext | null } => ({ auth: auth ?? null })
 
-function serverOptions(tls: ServerTls): ServerOptions {
+function serverOptions(tls: ServerTls, serve: ServeOptions | undefined): ServerOptions {
+  if (serve?.requestCert === false) return { key: tls.key, cert: tls.cert }
   return { key: tls.key, cert: tls.cert, ca: [tls.ca], requestCert: true, rejectUnauthorized: false }
 }
 
@@ -84,7 +87,7 @@ type Handler = Parameters<typeof createPlainServer>[1] & {}
 
 /** An https server (or, with `protocol: 'http'`, a plain one: same API for listen/close). */
 export function createAppServer(tls: ServerTls, serve: ServeOptions | undefined, handler: Handler): Server {
-  return serve?.protocol === 'http' ? (createPlainServer(handler) as unknown as Server) : createServer(serverOptions(tls), handler)
+  return serve?.protocol === 'http' ? (createPlainServer(handler) as unknown as Server) : createServer(serverOptions(tls, serve), handler)
 }
 
 export async function listen(server: Server): Promise<string> {

@@ -41,6 +41,7 @@ export { afterCheck, authorizeRequest, authorizeRoute, promisedAuth, responseHea
 export { toHttpResponse, toProblem, problemType, applyChallenge, type ChallengeContext, type HttpErrorResponse, type ProblemDocument } from './http-mapping.js'
 export type { AuthRequest, PeerSocket } from './request.js'
 export { metadataLocation } from './resource-metadata.js'
+export { checkServerMtls } from './mtls.js'
 
 // Building blocks: the single checks the guard runs, for tools and tests.
 export { readPeerCertificate, describeCertificate, type PeerCertificate, type PeerState } from './peer-certificate.js'

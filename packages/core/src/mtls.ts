@@ -1,3 +1,4 @@
+import { Server as TlsServer } from 'node:tls'
 import type { EnvironmentConfig, Logger } from './environment.js'
 import { AuthError } from './errors.js'
 import { addressTrusted, compileCidrs, ForwardedPeers, parseAnchors, type ForwardedFormat, type ResolvedForwarded } from './forwarded-certificate.js'
@@ -195,8 +196,79 @@ function checkProxyDomains(patterns: readonly CallerPattern[], trustBundles: Tru
   })
 }
 
-/** What peer resolution reads: the `mtls` option and the clock. */
-export type PeerConfig = { mtls: ResolvedMtls } & Pick<EnvironmentConfig, 'now'>
+/** What peer resolution reads: the `mtls` option, the clock and the logger (for misconfigurations it can see). */
+export type PeerConfig = { mtls: ResolvedMtls } & Pick<EnvironmentConfig, 'now' | 'logger'>
+
+const CERTIFICATE_REQUIRED = 'a trusted client certificate is required'
+const NOT_REQUESTED = 'the server is not requesting client certificates (requestCert)'
+const NOT_TLS = 'the request did not arrive over TLS'
+const UNTRUSTED_FORWARDER = 'a forwarded client certificate came from a peer that is not a trusted proxy'
+const MISCONFIGURED: Readonly<Record<string, string>> = {
+  [NOT_REQUESTED]:
+    'Callsign: mtls.mode is "required" but the TLS server does not request client certificates, so every request is refused: create it with requestCert: true (createServerTlsOptions does), or configure mtls.forwarded behind a TLS-terminating proxy',
+  [NOT_TLS]:
+    'Callsign: mtls.mode is "required" but requests arrive over plain HTTP, so no client certificate can be seen: serve HTTPS with requestCert: true (createServerTlsOptions does), or configure mtls.forwarded behind a TLS-terminating proxy',
+}
+/** Guards (by their `mtls` slice) that already logged a server misconfiguration: it is logged once. */
+const toldMisconfigured = new WeakSet<ResolvedMtls>()
+/** Untrusted forwarders logged per guard, at most this many addresses each. */
+const MAX_TOLD_FORWARDERS = 64
+
+function tellMisconfigured(mtls: ResolvedMtls, logger: Logger, detail: string): void {
+  if (toldMisconfigured.has(mtls)) return
+  toldMisconfigured.add(mtls)
+  logger.warn(MISCONFIGURED[detail]!)
+}
+
+/**
+ * Whether a TLS socket's server asked for a client certificate: `false` only when it definitely did
+ * not. Node keeps the handshake's choice on the socket (`_requestCert`, set from the server's
+ * `requestCert`) and on its `tls.Server` (`requestCert`); neither is documented, so anything else
+ * (another socket implementation) is `undefined` and never reported as a misconfiguration.
+ */
+function requestsCertificates(socket: object): boolean | undefined {
+  const own = (socket as { _requestCert?: unknown })._requestCert
+  if (typeof own === 'boolean') return own
+  const server = (socket as { server?: { requestCert?: unknown } | null }).server
+  return typeof server?.requestCert === 'boolean' ? server.requestCert : undefined
+}
+
+/**
+ * Why a request that needs a certificate has none, when Callsign can see the cause in the setup
+ * (the server or the proxy trust), not the client: one of the fixed details, else `undefined`.
+ * Runs on the refusal path only.
+ */
+function misconfiguration(request: AuthRequest, forwarded: ResolvedForwarded | undefined, fromProxy: boolean): string | undefined {
+  const socket = request.socket as { encrypted?: unknown } | null | undefined
+  if (forwarded) {
+    if (fromProxy) return undefined
+    // Not from a proxy and no peer: the socket carried no certificate.
+    if (headerValues(request, forwarded.header).length > 0) return UNTRUSTED_FORWARDER
+  }
+  if (!socket) return undefined
+  if (socket.encrypted === true) return requestsCertificates(socket) === false ? NOT_REQUESTED : undefined
+  // Behind a proxy (`mtls.forwarded`), plain HTTP is the usual setup.
+  return forwarded ? undefined : NOT_TLS
+}
+
+/**
+ * At startup, where an adapter sees its server (Fastify after `ready`): with `mtls.mode`
+ * `'required'` and no `mtls.forwarded`, logs once per guard (the same warning a first request
+ * would log) when `server` is a plain HTTP server, or a TLS server created without
+ * `requestCert: true`. Any other object is left alone. Reads Node's `tls.Server#requestCert`.
+ *
+ * @example
+ * fastify.addHook('onReady', async () => checkServerMtls(guard.config, fastify.server))
+ */
+export function checkServerMtls(config: PeerConfig, server: unknown): void {
+  const { mode, forwarded } = config.mtls
+  if (mode !== 'required' || forwarded || typeof server !== 'object' || server === null) return
+  if (server instanceof TlsServer) {
+    if ((server as { requestCert?: unknown }).requestCert === false) tellMisconfigured(config.mtls, config.logger, NOT_REQUESTED)
+  } else if (typeof (server as { listen?: unknown }).listen === 'function' && !('requestCert' in server)) {
+    tellMisconfigured(config.mtls, config.logger, NOT_TLS)
+  }
+}
 
 /**
  * The client certificate that identifies each request's caller, per `mtls`: the socket's
@@ -205,11 +277,26 @@ export type PeerConfig = { mtls: ResolvedMtls } & Pick<EnvironmentConfig, 'now'>
  * else's header is ignored. Then the policy: a certificate when `mode` is `'required'`
  * (`mtls_required`), a SPIFFE ID of an accepted trust domain when `trustDomains` is set
  * (`peer_unauthorized`). Starts watching the trust-bundle files, if any.
+ *
+ * A refusal the setup explains says so in its detail, and is logged: a server that does not request
+ * certificates or a plain HTTP one (once per guard), or a forwarded certificate from a peer that is
+ * not a trusted proxy (once per address, for the first 64 addresses).
  */
 export function createPeerResolver(config: PeerConfig): (request: AuthRequest) => PeerCertificate | undefined {
   const { mode, trustDomains, trustBundles, forwarded } = config.mtls
   trustBundles?.watch()
   const forwardedPeers = forwarded ? new ForwardedPeers(forwarded, trustBundles) : undefined
+  const toldForwarders = new Set<string>()
+
+  const remoteAddress = (request: AuthRequest): string | undefined => (request.socket as { remoteAddress?: string } | null | undefined)?.remoteAddress
+
+  const fromTrustedProxy = (request: AuthRequest, socketPeer: PeerCertificate | undefined): boolean => {
+    const proxySpiffeId = socketPeer?.spiffeId
+    return (
+      (proxySpiffeId !== undefined && forwarded!.proxySpiffeIds?.some((pattern) => pattern.matches(proxySpiffeId)) === true) ||
+      addressTrusted(forwarded!.proxyAddresses, remoteAddress(request))
+    )
+  }
 
   function presentedPeer(request: AuthRequest): PeerCertificate | undefined {
     const state = readPeerCertificate(request.socket)
@@ -220,20 +307,36 @@ export function createPeerResolver(config: PeerConfig): (request: AuthRequest) =
       trustBundles.checkConnection(request.socket!, state.peer.spiffeId, state.chain ?? [], config.now())
     }
     if (!forwarded || !forwardedPeers) return socketPeer
-    const proxySpiffeId = socketPeer?.spiffeId
-    const fromProxy =
-      (proxySpiffeId !== undefined && forwarded.proxySpiffeIds?.some((pattern) => pattern.matches(proxySpiffeId)) === true) ||
-      addressTrusted(forwarded.proxyAddresses, (request.socket as { remoteAddress?: string } | null | undefined)?.remoteAddress)
-    if (!fromProxy) return socketPeer
+    if (!fromTrustedProxy(request, socketPeer)) return socketPeer
     return forwardedPeers.read(headerValues(request, forwarded.header), config.now())
+  }
+
+  /** The `mtls_required` refusal, with the setup's cause when Callsign can see it (and logged). */
+  function certificateRequired(request: AuthRequest): AuthError {
+    const state = readPeerCertificate(request.socket)
+    const fromProxy = forwarded !== undefined && fromTrustedProxy(request, state.kind === 'authorized' ? state.peer : undefined)
+    const detail = misconfiguration(request, forwarded, fromProxy)
+    if (detail === undefined) return new AuthError('mtls_required', CERTIFICATE_REQUIRED)
+    if (detail === UNTRUSTED_FORWARDER) tellUntrustedForwarder(remoteAddress(request) ?? 'unknown')
+    else tellMisconfigured(config.mtls, config.logger, detail)
+    return new AuthError('mtls_required', detail)
+  }
+
+  function tellUntrustedForwarder(address: string): void {
+    if (toldForwarders.has(address) || toldForwarders.size >= MAX_TOLD_FORWARDERS) return
+    toldForwarders.add(address)
+    config.logger.warn(
+      `Callsign: a forwarded client certificate (${forwarded!.header}) came from a peer that is not a trusted proxy and was ignored: if this peer is your proxy, add its address or SPIFFE ID to mtls.forwarded.trustedProxies`,
+      { address },
+    )
   }
 
   return (request) => {
     const peer = presentedPeer(request)
-    if (!peer && mode === 'required') throw new AuthError('mtls_required', 'a trusted client certificate is required')
+    if (!peer && mode === 'required') throw certificateRequired(request)
     if (peer && trustDomains) {
-      const domain = peer.spiffeId === undefined ? undefined : spiffeIdHost(peer.spiffeId)
-      if (domain === undefined || !trustDomains.has(domain)) {
+      if (peer.spiffeId === undefined) throw new AuthError('peer_unauthorized', 'client certificate has no SPIFFE ID')
+      if (!trustDomains.has(spiffeIdHost(peer.spiffeId))) {
         throw new AuthError('peer_unauthorized', 'client certificate is not from an accepted trust domain')
       }
     }

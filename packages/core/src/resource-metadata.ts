@@ -13,7 +13,11 @@ export interface ResourceMetadataOptions {
   resource: string
   /** `scopes_supported`. Default: the union of the `callers` allowances, if any. */
   scopesSupported?: string[]
-  /** `authorization_servers`. Default: every configured issuer. */
+  /**
+   * `authorization_servers`. Default: every configured issuer that is an https URL (or http on
+   * loopback), the issuer identifiers a client can discover (RFC 8414); self-issued signers'
+   * `spiffe://` IDs and other non-URL issuers are left out, and the member is omitted when none is left.
+   */
   authorizationServers?: string[]
   /** `resource_name`, human-readable. */
   resourceName?: string
@@ -33,7 +37,7 @@ export interface ResolvedResourceMetadata {
 /** The metadata document members Callsign publishes. */
 export interface ProtectedResourceMetadata {
   resource: string
-  authorization_servers: string[]
+  authorization_servers?: string[]
   scopes_supported?: string[]
   bearer_methods_supported: string[]
   dpop_signing_alg_values_supported?: string[]
@@ -89,11 +93,23 @@ export function resolveResourceMetadata(value: unknown, enforced: EnforcedSettin
   return Object.freeze(buildResourceMetadata(resource, options, enforced))
 }
 
+/** RFC 9728 §2: an issuer identifier a client can look up (RFC 8414), as `parseSecureUrl` accepts them. */
+function isDiscoverableIssuer(issuer: string): boolean {
+  try {
+    parseSecureUrl(issuer, 'issuer')
+    return true
+  } catch {
+    return false
+  }
+}
+
 /** Build the document from the guard's enforcement settings. */
 export function buildResourceMetadata(resource: URL, options: ResourceMetadataOptions, enforced: EnforcedSettings): ResolvedResourceMetadata {
+  const servers = options.authorizationServers ?? enforced.issuers.filter(isDiscoverableIssuer)
   const document: ProtectedResourceMetadata = {
     resource: options.resource,
-    authorization_servers: options.authorizationServers ?? enforced.issuers,
+    // An explicit list is published as given; the default is omitted when no issuer is discoverable.
+    ...(options.authorizationServers !== undefined || servers.length > 0 ? { authorization_servers: servers } : {}),
     bearer_methods_supported: ['header'],
     dpop_bound_access_tokens_required: enforced.dpopRequired,
     tls_client_certificate_bound_access_tokens: true,

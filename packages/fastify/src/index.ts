@@ -21,6 +21,7 @@ import {
   afterCheck,
   AuthError,
   authorizeRoute,
+  checkServerMtls,
   compileRule,
   createCallsign,
   logDecisions,
@@ -83,6 +84,8 @@ const plugin: FastifyPluginAsync<FastifyCallsignOptions> = async (fastify, optio
   fastify.decorate('callsign', guard)
   // Stop the guard's file polling with the app.
   fastify.addHook('onClose', () => guard.close())
+  // Fastify knows its server by now: an mTLS-required app on a server that cannot see client certificates is told at startup.
+  fastify.addHook('onReady', async () => checkServerMtls(guard.config, fastify.server))
   fastify.decorateRequest('auth', null)
   const accept = (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction, auth: AuthContext | undefined): void => {
     request.auth = auth ?? null
