@@ -3,7 +3,7 @@ import { decodeJwt, decodeProtectedHeader } from 'jose'
 import { authorizeRequest } from './decisions.js'
 import { createCallsign } from './guard.js'
 import { AuthError, type AuthErrorCode } from './errors.js'
-import { stepOf } from './explain-step.js'
+import { refusalDetail } from './explain-step.js'
 import { pemCertificateBlocks, verifyForwardedChain } from './forwarded-certificate.js'
 import type { CallsignOptions } from './options.js'
 import { describeCertificate, type PeerCertificate } from './peer-certificate.js'
@@ -180,12 +180,12 @@ export async function explain(input: ExplainInput): Promise<Explanation> {
     result.allowed = true
   } catch (error) {
     if (!(error instanceof AuthError)) throw error
-    const failed = stepOf(error)
+    const failed = error.check
     const existing = steps.get(failed)
     steps.set(failed, {
       check: failed,
       ok: false,
-      detail: `${existing ? `${existing.detail} -> ` : ''}${error.code}: ${error.message}${error.side ? ` (${error.side} side)` : ''}`,
+      detail: `${existing ? `${existing.detail} -> ` : ''}${refusalDetail(error)}`,
     })
     result.status = error.status
     result.code = error.code

@@ -213,7 +213,7 @@ export function createPeerResolver(config: PeerConfig): (request: AuthRequest) =
 
   function presentedPeer(request: AuthRequest): PeerCertificate | undefined {
     const state = readPeerCertificate(request.socket)
-    if (state.kind === 'rejected') throw new AuthError('peer_unauthorized', state.reason, { cause: state.cause })
+    if (state.kind === 'rejected') throw new AuthError('peer_unauthorized', state.reason, { cause: state.cause, check: 'client certificate' })
     const socketPeer = state.kind === 'authorized' ? state.peer : undefined
     // Federation: the socket's SPIFFE ID (a caller's or a proxy's) is proven only by its own domain's bundle.
     if (trustBundles && state.kind === 'authorized' && state.peer.spiffeId !== undefined) {
@@ -230,11 +230,11 @@ export function createPeerResolver(config: PeerConfig): (request: AuthRequest) =
 
   return (request) => {
     const peer = presentedPeer(request)
-    if (!peer && mode === 'required') throw new AuthError('mtls_required', 'a trusted client certificate is required')
+    if (!peer && mode === 'required') throw new AuthError('mtls_required', 'a trusted client certificate is required', { check: 'client certificate' })
     if (peer && trustDomains) {
       const domain = peer.spiffeId === undefined ? undefined : spiffeIdHost(peer.spiffeId)
       if (domain === undefined || !trustDomains.has(domain)) {
-        throw new AuthError('peer_unauthorized', 'client certificate is not from an accepted trust domain')
+        throw new AuthError('peer_unauthorized', 'client certificate is not from an accepted trust domain', { check: 'client certificate' })
       }
     }
     return peer
