@@ -308,7 +308,9 @@ export async function explain(input: ExplainInput): Promise<Explanation> {
   const request = buildRequest(input, scheme, authorized)
   const result: Explanation = { allowed: false, status: 200, steps: [] }
   try {
-    await decide(guard, request, input, result, step, steps)
+    const auth = await decide({ guard, request, input, step, steps })
+    if (auth) result.auth = auth
+    result.allowed = true
   } catch (error) {
     if (!(error instanceof AuthError)) throw error
     const failed = error.check
@@ -328,18 +330,19 @@ export async function explain(input: ExplainInput): Promise<Explanation> {
   return result
 }
 
+/** What {@link decide} runs and where it records the steps that passed. */
+interface Decision {
+  guard: ReturnType<typeof createCallsign>
+  request: AuthRequest
+  input: ExplainInput
+  step: StepSetter
+  steps: Map<string, ExplainStep>
+}
+
 /** Run the guard (and the rule) on the request; record what passed. Throws the refusal. */
-async function decide(
-  guard: ReturnType<typeof createCallsign>,
-  request: AuthRequest,
-  input: ExplainInput,
-  result: Explanation,
-  step: StepSetter,
-  steps: Map<string, ExplainStep>,
-): Promise<void> {
+async function decide({ guard, request, input, step, steps }: Decision): Promise<AuthContext | undefined> {
   const auth = await guard.authenticate(request)
   if (auth) {
-    result.auth = auth
     step('caller', `${auth.caller.id} (source: ${auth.caller.source})`, true)
     step('user', auth.user ? `on behalf of ${auth.user.sub}` : 'no user: a service acting for itself', true)
     step('delegation', auth.actors.length ? `actors, nearest first: ${auth.actors.join(' <- ')}` : 'no delegation', true)
@@ -357,5 +360,5 @@ async function decide(
   } else {
     step('rule', 'no rule given: authentication only')
   }
-  result.allowed = true
+  return auth
 }
