@@ -34,11 +34,11 @@ export function checkBinding(
   const thumbprint = cnf?.['x5t#S256']
 
   if (thumbprint !== undefined) {
-    if (!peer) throw invalidToken('certificate-bound token presented without a client certificate')
-    if (peer.x5tS256 !== thumbprint) throw invalidToken('token is bound to another client certificate')
+    if (!peer) throw invalidToken('certificate-bound token presented without a client certificate', 'binding', 'binding')
+    if (peer.x5tS256 !== thumbprint) throw invalidToken('token is bound to another client certificate', 'binding', 'binding')
   }
   if (credentials.scheme === 'dpop') {
-    if (jkt === undefined) throw invalidToken('DPoP scheme used with a token that is not DPoP-bound')
+    if (jkt === undefined) throw invalidToken('DPoP scheme used with a token that is not DPoP-bound', 'binding', 'binding')
     return verifyDpopProof(
       credentials.proof,
       { method: request.method ?? 'GET', htu: expectedHtu(request, config), accessToken: credentials.token, jkt },
@@ -53,10 +53,10 @@ export function checkBinding(
       },
     ).then(() => 'dpop' as const)
   }
-  if (jkt !== undefined) throw invalidToken('DPoP-bound token presented as a bearer token')
-  if (config.dpop.mode === 'required') throw invalidToken('a DPoP-bound token is required')
+  if (jkt !== undefined) throw invalidToken('DPoP-bound token presented as a bearer token', 'binding', 'binding')
+  if (config.dpop.mode === 'required') throw invalidToken('a DPoP-bound token is required', 'binding', 'binding')
   if (thumbprint !== undefined) return 'mtls'
-  if (config.senderConstraint === 'required') throw invalidToken('a sender-constrained token is required')
+  if (config.senderConstraint === 'required') throw invalidToken('a sender-constrained token is required', 'binding', 'binding')
   return 'bearer'
 }
 
@@ -80,11 +80,12 @@ export function expectedHtu(request: AuthRequest, config: Pick<BindingConfig, 'd
     origin = origins.find((candidate) => new URL(candidate).host === requestHost) ?? origins[0]
   } else {
     // Host is uri-host [":" port] (RFC 9110 §7.2): empty, or with "/", "\\", "?", "#" or "@", the path would move into the authority.
-    if (host === '' || /[/\\?#@]/.test(host)) throw new AuthError('invalid_request', 'request target cannot be checked against a DPoP proof')
+    if (host === '' || /[/\\?#@]/.test(host))
+      throw new AuthError('invalid_request', 'request target cannot be checked against a DPoP proof', { check: 'credentials' })
     const tls = (request.socket as { encrypted?: boolean } | null | undefined)?.encrypted === true
     origin = `${tls ? 'https' : 'http'}://${host}`
   }
   const htu = normalizeHtu(`${origin}${path.startsWith('/') ? path : `/${path}`}`)
-  if (!htu) throw new AuthError('invalid_request', 'request target cannot be checked against a DPoP proof')
+  if (!htu) throw new AuthError('invalid_request', 'request target cannot be checked against a DPoP proof', { check: 'credentials' })
   return htu
 }

@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
-import { explain, type ExplainInput } from './explain.js'
+import { explain, stepStatus, type ExplainInput, type Explanation } from './explain.js'
 
 const USAGE = `usage: callsign explain --options <file.json|file.mjs> --token <jwt|@file|-> [--dpop <proof|@file>]
                         [--cert <client.pem>] [--ca <bundle.pem>] [--method GET] [--url <https://...>]
@@ -87,17 +87,32 @@ async function main(argv: string[]): Promise<number> {
     console.error(`callsign explain: ${(error as Error).message}`)
     return 2
   }
-  if (values.json) {
-    const { auth, ...printable } = result
-    console.log(
-      JSON.stringify({ ...printable, caller: auth?.caller, user: auth?.user, scopes: auth?.scopes, actors: auth?.actors, binding: auth?.binding }, null, 2),
-    )
-  } else {
-    const width = Math.max(...result.steps.map((s) => s.check.length))
-    for (const s of result.steps) console.log(`${s.ok === true ? 'PASS' : s.ok === false ? 'FAIL' : '    '}  ${s.check.padEnd(width)}  ${s.detail}`)
-    console.log(result.allowed ? '\nALLOWED' : `\nREFUSED ${result.status} ${result.code}: ${result.reason}`)
-  }
+  console.log(values.json ? toJson(result) : toText(result))
   return result.allowed ? 0 : 1
+}
+
+/** `--json`: the explanation with each step's status ('pass' | 'fail' | 'not-checked') and compared values. */
+function toJson(result: Explanation): string {
+  const { auth, steps, ...printable } = result
+  const withStatus = steps.map((s) => ({ check: s.check, status: stepStatus(s), ok: s.ok, detail: s.detail, ...(s.compared ? { compared: s.compared } : {}) }))
+  const identity = { caller: auth?.caller, user: auth?.user, scopes: auth?.scopes, actors: auth?.actors, binding: auth?.binding }
+  return JSON.stringify({ ...printable, steps: withStatus, ...identity }, null, 2)
+}
+
+/** One line per step (PASS, FAIL, or "not checked"), the compared values under the failed one, then the decision. */
+function toText(result: Explanation): string {
+  const width = Math.max(...result.steps.map((s) => s.check.length))
+  const lines = result.steps.flatMap((s) => {
+    const status = stepStatus(s)
+    const label = status === 'pass' ? 'PASS' : status === 'fail' ? 'FAIL' : '    '
+    const line = `${label}  ${s.check.padEnd(width)}  ${status === 'not-checked' ? `not checked: ${s.detail}` : s.detail}`
+    const compared = (s.compared ?? []).map(
+      (c) => `${' '.repeat(width + 6)}  ${c.field}: presented ${JSON.stringify(c.presented)}, expected ${JSON.stringify(c.expected)}`,
+    )
+    return [line, ...compared]
+  })
+  lines.push(result.allowed ? '\nALLOWED' : `\nREFUSED ${result.status} ${result.code}: ${result.reason}`)
+  return lines.join('\n')
 }
 
 main(process.argv.slice(2)).then(

@@ -29,38 +29,39 @@ export const MAX_TOKEN_LENGTH = 12 * 1024
  */
 export function readCredentials(request: AuthRequest, acceptDpop = true, known?: (token: string) => boolean): Credentials | undefined {
   const values = headerValues(request, 'authorization')
-  if (values.length > 1) throw invalidRequest('more than one Authorization header')
+  if (values.length > 1) throw invalidRequest('more than one Authorization header', 'credentials')
   if (hasQueryToken(request.originalUrl ?? request.url)) {
-    throw invalidRequest('access tokens are not accepted in the query string')
+    throw invalidRequest('access tokens are not accepted in the query string', 'credentials')
   }
-  if (hasBodyToken(request.body)) throw invalidRequest('access tokens are not accepted in the request body')
+  if (hasBodyToken(request.body)) throw invalidRequest('access tokens are not accepted in the request body', 'credentials')
   const header = values[0]
   if (header === undefined) return undefined
   const value = header.trim()
-  if (value.length === 0) throw invalidRequest('empty Authorization header')
+  if (value.length === 0) throw invalidRequest('empty Authorization header', 'credentials')
   const space = value.indexOf(' ')
   const scheme = space === -1 ? value : value.slice(0, space)
-  if (!SCHEME.test(scheme)) throw invalidRequest('malformed Authorization header')
+  if (!SCHEME.test(scheme)) throw invalidRequest('malformed Authorization header', 'credentials')
   const lower = scheme.toLowerCase()
   if (lower !== 'bearer' && !(lower === 'dpop' && acceptDpop)) {
     // Another scheme (Basic, ...) carries no credentials this guard accepts.
     throw new AuthError(
       'credentials_missing',
       `the ${scheme.length <= 16 ? scheme.replace(/[^A-Za-z0-9-]/g, '') : 'given'} authorization scheme is not accepted`,
+      { check: 'credentials' },
     )
   }
   const name = lower === 'bearer' ? 'Bearer' : 'DPoP'
   const token = space === -1 ? '' : value.slice(space + 1).replace(/^ +/, '')
-  if (token.length === 0) throw invalidRequest(`${name} token missing`)
-  if (token.length > MAX_TOKEN_LENGTH) throw invalidRequest(`${name} token too large`)
+  if (token.length === 0) throw invalidRequest(`${name} token missing`, 'credentials')
+  if (token.length > MAX_TOKEN_LENGTH) throw invalidRequest(`${name} token too large`, 'credentials')
   // One pass over the token: a JWS (what a cached token is) is also a b64token.
   const compact = (known?.(token) ?? false) || COMPACT_JWS.test(token)
-  if (!compact && !B64TOKEN.test(token)) throw invalidRequest(`malformed ${name} token`)
+  if (!compact && !B64TOKEN.test(token)) throw invalidRequest(`malformed ${name} token`, 'credentials')
   if (lower === 'bearer') return { scheme: 'bearer', token, compact }
   // RFC 9449 §4.3 check 1: exactly one DPoP header (Node would join duplicates with ", ").
   const proofs = headerValues(request, 'dpop')
-  if (proofs.length === 0) throw new AuthError('invalid_dpop_proof', 'DPoP proof missing')
-  if (proofs.length > 1) throw new AuthError('invalid_dpop_proof', 'more than one DPoP header')
+  if (proofs.length === 0) throw new AuthError('invalid_dpop_proof', 'DPoP proof missing', { check: 'binding' })
+  if (proofs.length > 1) throw new AuthError('invalid_dpop_proof', 'more than one DPoP header', { check: 'binding' })
   return { scheme: 'dpop', token, compact, proof: proofs[0]!.trim() }
 }
 

@@ -1,4 +1,4 @@
-import type { AuthErrorCode } from './errors.js'
+import type { AuthCheck, AuthErrorCode } from './errors.js'
 import type { PeerCertificate } from './peer-certificate.js'
 import type { AuthContext, CallerIdentity, TokenBinding } from './principal.js'
 
@@ -23,9 +23,9 @@ export interface DecisionEvent {
   /** Fixed, client-safe reason text. */
   reason?: string
   /** For a refusal: the check that failed, named as in `callsign explain` (`time`, `audience`, `binding`, `rule` ...). */
-  check?: string
+  check?: AuthCheck
   /** Dry run only: the explanation of the refusal, as `explain()` structures it (the failing check). */
-  explanation?: Array<{ check: string; ok: boolean | undefined; detail: string }>
+  explanation?: Array<{ check: AuthCheck; ok: boolean | undefined; detail: string }>
   method?: string
   /** Request path without the query string. */
   path?: string

@@ -1,7 +1,7 @@
 import type { Credentials } from './credentials.js'
 import { describeAuth, emit, expiresSoon, type DecisionEvent } from './decision-events.js'
 import { AuthError } from './errors.js'
-import { stepOf } from './explain-step.js'
+import { refusalDetail } from './explain-step.js'
 import { applyChallenge, type ChallengeContext } from './http-mapping.js'
 import { isPromise } from './internal/is-promise.js'
 import type { ResolvedConfig } from './options.js'
@@ -162,7 +162,8 @@ export class DecisionRecorder {
   /** The refusal `rule` gives a decided request: the guard's own (dry run), no credentials, or the rule's. */
   #refusalBy(state: RequestState, rule: CompiledRule): AuthError | undefined {
     if (state.refused) return state.refused
-    if (!state.auth) return applyChallenge(new AuthError('credentials_missing', 'an access token is required'), this.challenge(state.scheme))
+    if (!state.auth)
+      return applyChallenge(new AuthError('credentials_missing', 'an access token is required', { check: 'credentials' }), this.challenge(state.scheme))
     try {
       authorize(state.auth, rule, this.config.callers)
     } catch (error) {
@@ -313,9 +314,9 @@ export function promisedAuth(request: object, onBehalfOf: OnBehalfOfMode, usage:
 
 /** Fill in a refusal: code, reason, the failing check, and in dry run the explanation. */
 function describeRefusal(event: DecisionEvent, error: AuthError): void {
-  const check = stepOf(error)
+  const check = error.check
   Object.assign(event, { outcome: 'refused', status: error.status, code: error.code, reason: error.message, check })
-  if (!event.enforced) event.explanation = [{ check, ok: false, detail: `${error.code}: ${error.message}${error.side ? ` (${error.side} side)` : ''}` }]
+  if (!event.enforced) event.explanation = [{ check, ok: false, detail: refusalDetail(error) }]
 }
 
 function flush(state: RequestState): void {

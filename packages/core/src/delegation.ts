@@ -100,7 +100,7 @@ const isWorkload = memoizeByString(isWorkloadSpiffeId)
 export function checkCallerConsistency(token: VerifiedToken, peer: PeerCertificate | undefined, config: DelegationConfig): void {
   if (!config.callerConsistency || peer?.spiffeId === undefined) return
   const named = tokenWorkload(token, config)
-  if (named !== undefined && named !== peer.spiffeId) throw invalidToken('token was issued to another service')
+  if (named !== undefined && named !== peer.spiffeId) throw invalidToken('token was issued to another service', 'caller', 'caller')
 }
 
 /**
@@ -111,24 +111,24 @@ export function checkCallerConsistency(token: VerifiedToken, peer: PeerCertifica
 export function checkDelegation(token: VerifiedToken, peer: PeerCertificate | undefined, config: DelegationConfig): void {
   const { actors } = token
   const { maxDepth, actors: allowed, hops } = config.delegation
-  if (actors.length > maxDepth) throw invalidToken('delegation chain too deep')
+  if (actors.length > maxDepth) throw invalidToken('delegation chain too deep', 'delegation', 'delegation')
   if (allowed && actors.some((actor) => !allowed.some((pattern) => pattern.matches(actor)))) {
-    throw new AuthError('caller_forbidden', 'the delegation chain includes an actor that is not allowed', { side: 'caller' })
+    throw new AuthError('caller_forbidden', 'the delegation chain includes an actor that is not allowed', { side: 'caller', check: 'delegation' })
   }
   if (hops && actors.length > 0) {
     if (actors.length > hops.length) {
-      throw new AuthError('caller_forbidden', 'the delegation chain is longer than allowed', { side: 'caller' })
+      throw new AuthError('caller_forbidden', 'the delegation chain is longer than allowed', { side: 'caller', check: 'delegation' })
     }
     actors.forEach((actor, i) => {
       if (!hops[i]!.some((pattern) => pattern.matches(actor))) {
-        throw new AuthError('caller_forbidden', 'the delegation chain includes an actor that is not allowed', { side: 'caller' })
+        throw new AuthError('caller_forbidden', 'the delegation chain includes an actor that is not allowed', { side: 'caller', check: 'delegation' })
       }
     })
   }
   const mayAct = token.claims.may_act
   if (mayAct !== undefined) {
     if (!isPlainObject(mayAct) || typeof mayAct.sub !== 'string') {
-      throw invalidToken('malformed may_act claim')
+      throw invalidToken('malformed may_act claim', 'delegation', 'delegation')
     }
     const clientId = token.claims.client_id
     const actingParty = actors[0] ?? (clientId !== undefined && clientId !== token.claims.sub ? (peer?.spiffeId ?? clientId) : undefined)
@@ -138,7 +138,7 @@ export function checkDelegation(token: VerifiedToken, peer: PeerCertificate | un
       actingParty === allowedActor ||
       (actingParty !== undefined && (config.clientIds.get(actingParty) === allowedActor || config.clientIds.get(allowedActor) === actingParty))
     if (actingParty !== undefined && !matches) {
-      throw new AuthError('caller_forbidden', 'the subject does not allow this actor (may_act)', { side: 'caller' })
+      throw new AuthError('caller_forbidden', 'the subject does not allow this actor (may_act)', { side: 'caller', check: 'delegation' })
     }
   }
 }

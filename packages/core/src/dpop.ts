@@ -8,7 +8,7 @@ import { jwsSegments } from './internal/jws.js'
 import { checkKeys, fail, isPlainObject, oneOf, optionKeys, parseSecureUrl, positive, stringList } from './internal/validate.js'
 import { importPublicKey, keyFitsAlgorithm, sameAlg } from './jwks.js'
 import { withTimeout } from './internal/with-timeout.js'
-import { AuthError } from './errors.js'
+import { AuthError, type AuthCheck } from './errors.js'
 import { DpopNonces } from './dpop-nonce.js'
 import { MemoryReplayStore, type ReplayStore } from './replay-store.js'
 
@@ -87,8 +87,8 @@ export interface DpopExpectation {
 export const MAX_PROOF_LENGTH = 8 * 1024
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k', 'r', 't']
 
-export const invalidProof = (description: string, cause?: unknown): AuthError =>
-  new AuthError('invalid_dpop_proof', description, cause === undefined ? {} : { cause })
+export const invalidProof = (description: string, check: AuthCheck, cause?: unknown): AuthError =>
+  new AuthError('invalid_dpop_proof', description, cause === undefined ? { check } : { check, cause })
 
 /**
  * Normalize an `htu` per RFC 9449 §4.3 (RFC 3986 §6.2.2/§6.2.3 syntax- and scheme-based):
@@ -122,46 +122,47 @@ export function normalizeHtu(value: string): string | undefined {
  * every other check can use up replay-store space. Throws `AuthError`.
  */
 export async function verifyDpopProof(proof: string, expected: DpopExpectation, config: DpopCheckConfig): Promise<void> {
-  if (proof.length === 0 || proof.length > MAX_PROOF_LENGTH) throw invalidProof('malformed DPoP proof')
+  if (proof.length === 0 || proof.length > MAX_PROOF_LENGTH) throw invalidProof('malformed DPoP proof', 'binding')
   // Canonical base64url in every segment: one proof has exactly one spelling.
   const parts = jwsSegments(proof)
-  if (!parts) throw invalidProof('malformed DPoP proof')
+  if (!parts) throw invalidProof('malformed DPoP proof', 'binding')
   const { alg, thumbprint, key } = await readProofHeader(parts[0]!, config.algorithms)
-  if (!verifySignature(alg, key, proof.slice(0, proof.length - parts[2]!.length - 1), parts[2]!)) throw invalidProof('DPoP proof signature invalid')
+  if (!verifySignature(alg, key, proof.slice(0, proof.length - parts[2]!.length - 1), parts[2]!)) throw invalidProof('DPoP proof signature invalid', 'binding')
   let payload: Record<string, unknown>
   try {
     payload = decodeJsonObject(parts[1]!)
   } catch (error) {
-    throw invalidProof('malformed DPoP proof', error)
+    throw invalidProof('malformed DPoP proof', 'binding', error)
   }
   const now = config.now()
   for (const claim of ['iat', 'jti', 'htm', 'htu'] as const) {
-    if (payload[claim] === undefined) throw invalidProof('malformed DPoP proof')
+    if (payload[claim] === undefined) throw invalidProof('malformed DPoP proof', 'binding')
   }
   const { exp, nbf } = payload
   if (
     (exp !== undefined && (typeof exp !== 'number' || exp <= now / 1000 - config.clockToleranceSeconds)) ||
     (nbf !== undefined && (typeof nbf !== 'number' || nbf > now / 1000 + config.clockToleranceSeconds))
   ) {
-    throw invalidProof('malformed DPoP proof')
+    throw invalidProof('malformed DPoP proof', 'binding')
   }
 
-  if (payload.htm !== expected.method) throw invalidProof('DPoP proof htm does not match the request method')
-  if (typeof payload.htu !== 'string' || normalizeHtu(payload.htu) !== expected.htu) throw invalidProof('DPoP proof htu does not match the request URI')
+  if (payload.htm !== expected.method) throw invalidProof('DPoP proof htm does not match the request method', 'binding')
+  if (typeof payload.htu !== 'string' || normalizeHtu(payload.htu) !== expected.htu)
+    throw invalidProof('DPoP proof htu does not match the request URI', 'binding')
   const iat = payload.iat
-  if (typeof iat !== 'number' || !Number.isFinite(iat)) throw invalidProof('malformed DPoP proof iat')
+  if (typeof iat !== 'number' || !Number.isFinite(iat)) throw invalidProof('malformed DPoP proof iat', 'binding')
   const ageSeconds = now / 1000 - iat
-  if (ageSeconds > config.maxProofAgeSeconds + config.clockToleranceSeconds) throw invalidProof('DPoP proof is too old')
-  if (ageSeconds < -config.clockToleranceSeconds) throw invalidProof('DPoP proof is issued in the future')
+  if (ageSeconds > config.maxProofAgeSeconds + config.clockToleranceSeconds) throw invalidProof('DPoP proof is too old', 'binding')
+  if (ageSeconds < -config.clockToleranceSeconds) throw invalidProof('DPoP proof is issued in the future', 'binding')
   const jti = payload.jti
-  if (typeof jti !== 'string' || jti.length === 0 || jti.length > 256) throw invalidProof('malformed DPoP proof jti')
+  if (typeof jti !== 'string' || jti.length === 0 || jti.length > 256) throw invalidProof('malformed DPoP proof jti', 'binding')
 
   const ath = createHash('sha256').update(expected.accessToken).digest('base64url')
-  if (payload.ath !== ath) throw invalidProof('DPoP proof ath does not match the access token')
-  if (thumbprint !== expected.jkt) throw new AuthError('invalid_token', 'token is bound to another DPoP key')
+  if (payload.ath !== ath) throw invalidProof('DPoP proof ath does not match the access token', 'binding')
+  if (thumbprint !== expected.jkt) throw new AuthError('invalid_token', 'token is bound to another DPoP key', { check: 'binding' })
 
   if (config.nonces && !config.nonces.isValid(payload.nonce)) {
-    throw new AuthError('use_dpop_nonce', 'a fresh DPoP nonce is required')
+    throw new AuthError('use_dpop_nonce', 'a fresh DPoP nonce is required', { check: 'binding' })
   }
 
   // Replay: identifiers are unique per key (RFC 9449 §11.1); hash to bound the stored key size.
@@ -172,9 +173,13 @@ export async function verifyDpopProof(proof: string, expected: DpopExpectation, 
     const ms = config.replayStoreTimeoutMs
     fresh = await withTimeout(() => config.replayStore.markUsed(replayKey, ttlSeconds), ms, `replay store did not answer within ${ms} ms`)
   } catch (error) {
-    throw new AuthError('replay_store_unavailable', 'DPoP replay protection is temporarily unavailable', { retryAfterSeconds: 1, cause: error })
+    throw new AuthError('replay_store_unavailable', 'DPoP replay protection is temporarily unavailable', {
+      retryAfterSeconds: 1,
+      cause: error,
+      check: 'binding',
+    })
   }
-  if (!fresh) throw invalidProof('DPoP proof has already been used')
+  if (!fresh) throw invalidProof('DPoP proof has already been used', 'binding')
 }
 
 interface ProofHeader {
@@ -198,30 +203,30 @@ const proofHeaders = new LRUCache<string, ProofHeader>({ max: 1000 })
 async function readProofHeader(segment: string, algorithms: ReadonlySet<string>): Promise<ProofHeader> {
   const cached = proofHeaders.get(segment)
   if (cached) {
-    if (!algorithms.has(cached.alg)) throw invalidProof('DPoP proof algorithm not allowed')
+    if (!algorithms.has(cached.alg)) throw invalidProof('DPoP proof algorithm not allowed', 'binding')
     return cached
   }
   let header: Record<string, unknown>
   try {
     header = decodeJsonObject(segment)
   } catch (error) {
-    throw invalidProof('malformed DPoP proof', error)
+    throw invalidProof('malformed DPoP proof', 'binding', error)
   }
-  if (typeof header.typ !== 'string' || header.typ.toLowerCase() !== 'dpop+jwt') throw invalidProof('DPoP proof typ must be dpop+jwt')
+  if (typeof header.typ !== 'string' || header.typ.toLowerCase() !== 'dpop+jwt') throw invalidProof('DPoP proof typ must be dpop+jwt', 'binding')
   const alg = header.alg
-  if (typeof alg !== 'string' || !algorithms.has(alg)) throw invalidProof('DPoP proof algorithm not allowed')
+  if (typeof alg !== 'string' || !algorithms.has(alg)) throw invalidProof('DPoP proof algorithm not allowed', 'binding')
   const jwk = header.jwk as Record<string, unknown> | undefined
-  if (!isPlainObject(jwk)) throw invalidProof('DPoP proof has no jwk')
-  if (PRIVATE_MEMBERS.some((member) => member in jwk)) throw invalidProof('DPoP proof jwk contains a private key')
-  if (header.crit !== undefined || header.b64 !== undefined) throw invalidProof('malformed DPoP proof')
+  if (!isPlainObject(jwk)) throw invalidProof('DPoP proof has no jwk', 'binding')
+  if (PRIVATE_MEMBERS.some((member) => member in jwk)) throw invalidProof('DPoP proof jwk contains a private key', 'binding')
+  if (header.crit !== undefined || header.b64 !== undefined) throw invalidProof('malformed DPoP proof', 'binding')
   let thumbprint: string
   try {
     thumbprint = await calculateJwkThumbprint(jwk as JWK, 'sha256')
   } catch (error) {
-    throw invalidProof('malformed DPoP proof jwk', error)
+    throw invalidProof('malformed DPoP proof jwk', 'binding', error)
   }
   const key = proofKey(jwk, alg)
-  if (!key) throw invalidProof('malformed DPoP proof jwk')
+  if (!key) throw invalidProof('malformed DPoP proof jwk', 'binding')
   const checked = { alg, thumbprint, key }
   proofHeaders.set(segment, checked)
   return checked

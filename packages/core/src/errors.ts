@@ -39,10 +39,19 @@ export type AuthErrorCode =
   /** The RFC 7662 introspection endpoint failed, timed out or gave no valid answer: 503 with `Retry-After`. */
   | 'introspection_unavailable'
 
+/**
+ * The check a refusal failed, named as `callsign explain` and decision events name it. Set where
+ * the error is thrown, so a tool that explains a refusal never reads the message text.
+ */
+export type AuthCheck =
+  'client certificate' | 'credentials' | 'header' | 'issuer' | 'audience' | 'time' | 'signature' | 'claims' | 'binding' | 'caller' | 'delegation' | 'rule'
+
 /** Which identity a 403 is about: the calling service, or the user it acts for. */
 export type AuthSide = 'caller' | 'user'
 
 export interface AuthErrorInit {
+  /** The check that failed; core always sets it. Default: the usual check of `code` (`claims` for `invalid_token`). */
+  check?: AuthCheck
   /** Which side of a two-sided decision failed (403 only). */
   side?: AuthSide
   /** Scopes the route requires, echoed in the `insufficient_scope` challenge. */
@@ -89,6 +98,26 @@ export const HTTP_TABLE: { readonly [C in AuthErrorCode]: CodeHttp } = {
   introspection_unavailable: { status: 503, title: 'Token introspection unavailable', challenge: undefined },
 }
 
+/** The check of an error constructed without one (outside core): the step its code belongs to. */
+const DEFAULT_CHECK: { readonly [C in AuthErrorCode]: AuthCheck } = {
+  credentials_missing: 'credentials',
+  invalid_request: 'credentials',
+  invalid_token: 'claims',
+  mtls_required: 'client certificate',
+  peer_unauthorized: 'client certificate',
+  insufficient_scope: 'rule',
+  caller_forbidden: 'rule',
+  caller_scope_exceeded: 'rule',
+  on_behalf_of_required: 'rule',
+  on_behalf_of_forbidden: 'rule',
+  keys_unavailable: 'signature',
+  invalid_dpop_proof: 'binding',
+  use_dpop_nonce: 'binding',
+  replay_store_unavailable: 'binding',
+  revocation_unavailable: 'signature',
+  introspection_unavailable: 'signature',
+}
+
 /**
  * A refused request. `status`, `headers` and `expose` follow the convention the default error
  * handlers of Express, Fastify and Koa honour, so an adapter may forward it unchanged.
@@ -109,6 +138,8 @@ export class AuthError extends Error {
   readonly side: AuthSide | undefined
   readonly scope: readonly string[] | undefined
   readonly retryAfterSeconds: number | undefined
+  /** The check that failed (`time`, `audience`, `binding`, `rule` ...), as `callsign explain` names it. */
+  readonly check: AuthCheck
 
   constructor(code: AuthErrorCode, description: string, init: AuthErrorInit = {}) {
     super(description, init.cause === undefined ? undefined : { cause: init.cause })
@@ -117,6 +148,7 @@ export class AuthError extends Error {
     this.side = init.side
     this.scope = init.scope
     this.retryAfterSeconds = init.retryAfterSeconds
+    this.check = init.check ?? DEFAULT_CHECK[code]
   }
 
   /** Alias of `status` for frameworks that read `statusCode` (Fastify). */
@@ -126,7 +158,7 @@ export class AuthError extends Error {
 }
 
 /** Shorthands used across core; each message is a fixed, client-safe string. */
-export const invalidToken = (description: string, cause?: unknown): AuthError =>
-  new AuthError('invalid_token', description, cause === undefined ? {} : { cause })
+export const invalidToken = (description: string, check: AuthCheck, cause?: unknown): AuthError =>
+  new AuthError('invalid_token', description, cause === undefined ? { check } : { check, cause })
 
-export const invalidRequest = (description: string): AuthError => new AuthError('invalid_request', description)
+export const invalidRequest = (description: string, check: AuthCheck): AuthError => new AuthError('invalid_request', description, { check })

@@ -30,7 +30,7 @@ export function parseXfcc(header: string): XfccElement[] {
   let pairs = 0
   let i = 0
   const malformed = (): never => {
-    throw invalidRequest('malformed forwarded client certificate header')
+    throw invalidRequest('malformed forwarded client certificate header', 'client certificate')
   }
   while (i <= header.length) {
     // key
@@ -103,14 +103,14 @@ export function decodeForwardedPem(value: string): X509Certificate[] {
   try {
     pem = decodeURIComponent(value)
   } catch {
-    throw invalidRequest('malformed forwarded client certificate')
+    throw invalidRequest('malformed forwarded client certificate', 'client certificate')
   }
   const blocks = pemCertificateBlocks(pem)
-  if (blocks.length === 0 || blocks.length > 8) throw invalidRequest('malformed forwarded client certificate')
+  if (blocks.length === 0 || blocks.length > 8) throw invalidRequest('malformed forwarded client certificate', 'client certificate')
   try {
     return blocks.map((block) => new X509Certificate(block))
   } catch {
-    throw invalidRequest('malformed forwarded client certificate')
+    throw invalidRequest('malformed forwarded client certificate', 'client certificate')
   }
 }
 
@@ -250,26 +250,26 @@ export class ForwardedPeers {
     const { maxHeaderBytes, format } = this.#config
     if (values.length === 0) return undefined
     const raw = values.join(',')
-    if (raw.length > maxHeaderBytes) throw invalidRequest('forwarded client certificate header too large')
+    if (raw.length > maxHeaderBytes) throw invalidRequest('forwarded client certificate header too large', 'client certificate')
     if (raw.trim().length === 0) return undefined
     let element: string
     if (format === 'xfcc') {
       const elements = parseXfcc(raw)
       if (elements.length > 1 && this.#config.elements === 'single') {
-        throw invalidRequest('more than one forwarded client certificate element')
+        throw invalidRequest('more than one forwarded client certificate element', 'client certificate')
       }
       // The trusted proxy appends its element last; earlier ones were written by someone else.
       element = serializeElement(elements[elements.length - 1]!)
     } else {
       // One certificate, in one header line: two lines are ambiguous.
-      if (values.length > 1) throw invalidRequest('more than one forwarded client certificate header')
+      if (values.length > 1) throw invalidRequest('more than one forwarded client certificate header', 'client certificate')
       element = raw.trim()
       if (element === '-' || element === '(null)') return undefined
     }
     const cached = this.#cache.get(element)
     if (cached && cached.generation === (this.#bundles?.generation ?? 0)) {
-      if (now < cached.notBefore) throw new AuthError('peer_unauthorized', 'client certificate is not yet valid')
-      if (now > cached.notAfter) throw new AuthError('peer_unauthorized', 'client certificate has expired')
+      if (now < cached.notBefore) throw new AuthError('peer_unauthorized', 'client certificate is not yet valid', { check: 'client certificate' })
+      if (now > cached.notAfter) throw new AuthError('peer_unauthorized', 'client certificate has expired', { check: 'client certificate' })
       return cached.peer
     }
     const result = format === 'xfcc' ? this.#fromXfcc(parseXfcc(element)[0]!, now) : this.#fromCertificate(decodeForwardedPem(element), now)
@@ -280,26 +280,26 @@ export class ForwardedPeers {
   #fromXfcc(element: XfccElement, now: number): CachedPeer {
     const one = (key: string): string | undefined => {
       const list = element.get(key)
-      if (list && list.length > 1) throw invalidRequest('malformed forwarded client certificate header')
+      if (list && list.length > 1) throw invalidRequest('malformed forwarded client certificate header', 'client certificate')
       return list?.[0]
     }
     const cert = one('cert')
     const hash = one('hash')
     if (cert !== undefined) {
       const [leaf, ...rest] = decodeForwardedPem(cert)
-      if (rest.length > 0) throw invalidRequest('malformed forwarded client certificate')
+      if (rest.length > 0) throw invalidRequest('malformed forwarded client certificate', 'client certificate')
       const chain = one('chain')
       const intermediates = chain === undefined ? [] : decodeForwardedPem(chain).filter((c) => c.fingerprint256 !== leaf!.fingerprint256)
       if (hash !== undefined && hash.toLowerCase() !== createHash('sha256').update(leaf!.raw).digest('hex')) {
-        throw invalidRequest('forwarded client certificate does not match its hash')
+        throw invalidRequest('forwarded client certificate does not match its hash', 'client certificate')
       }
       return this.#verify(leaf!, intermediates, now)
     }
     if (!this.#config.trustProxyAssertions) {
-      throw new AuthError('peer_unauthorized', 'the proxy forwarded no client certificate to verify')
+      throw new AuthError('peer_unauthorized', 'the proxy forwarded no client certificate to verify', { check: 'client certificate' })
     }
     // Assertion only: URI / DNS / Hash as the proxy states them.
-    if (hash === undefined || !/^[0-9a-fA-F]{64}$/.test(hash)) throw invalidRequest('malformed forwarded client certificate header')
+    if (hash === undefined || !/^[0-9a-fA-F]{64}$/.test(hash)) throw invalidRequest('malformed forwarded client certificate header', 'client certificate')
     const uris = element.get('uri') ?? []
     const dnsNames = element.get('dns') ?? []
     const spiffe = uris.filter((uri) => uri.toLowerCase().startsWith('spiffe:'))
@@ -340,9 +340,11 @@ export class ForwardedPeers {
 
 /** The SPIFFE ID among asserted URIs, with the X509-SVID rules (exactly one URI, valid ID). */
 function describeUris(uris: string[]): string {
-  if (uris.length !== 1) throw new AuthError('peer_unauthorized', 'client certificate is not a valid SVID: more than one URI SAN')
+  if (uris.length !== 1)
+    throw new AuthError('peer_unauthorized', 'client certificate is not a valid SVID: more than one URI SAN', { check: 'client certificate' })
   const parsed = parseSpiffeId(uris[0]!)
-  if (!parsed || parsed.segments.length === 0) throw new AuthError('peer_unauthorized', 'client certificate is not a valid SVID: malformed SPIFFE ID')
+  if (!parsed || parsed.segments.length === 0)
+    throw new AuthError('peer_unauthorized', 'client certificate is not a valid SVID: malformed SPIFFE ID', { check: 'client certificate' })
   return parsed.id
 }
 

@@ -154,7 +154,7 @@ function createPipeline(config: ResolvedConfig, keys: IssuerKeys): Authenticate 
     const credentials = readCredentials(request, dpop, knownToken)
     if (!credentials) return withoutCredentials(config, peer)
     seen.scheme = credentials.scheme
-    if (credentials.scheme === 'bearer' && !bearer) throw new AuthError('invalid_token', 'a DPoP-bound token is required')
+    if (credentials.scheme === 'bearer' && !bearer) throw new AuthError('invalid_token', 'a DPoP-bound token is required', { check: 'binding' })
     // RFC 7662: opaque tokens (and, with `tokens: 'all'`, that issuer's JWTs) are introspected.
     const introspecting = introspector?.issuerFor(credentials.token)
     if (introspecting) return introspector!.introspect(credentials.token, introspecting).then((token) => accept(token, credentials, peer, request))
@@ -188,7 +188,7 @@ function withoutCredentials(config: ResolvedConfig, peer: PeerCertificate | unde
     if (grant) return certificateAuthContext(peer as PeerCertificate & { spiffeId: string }, grant.scopes)
   }
   if (config.credentials === 'optional') return undefined
-  throw new AuthError('credentials_missing', 'an access token is required')
+  throw new AuthError('credentials_missing', 'an access token is required', { check: 'credentials' })
 }
 
 /** The RFC 9728 document for a GET or HEAD of its well-known path, else `undefined`. */

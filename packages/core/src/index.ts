@@ -30,7 +30,7 @@ export type { ResourceMetadataOptions, ProtectedResourceMetadata } from './resou
 export type { AuthContext, TokenAuthContext, CertificateAuthContext, CallerIdentity, TokenBinding } from './principal.js'
 export type { AuthFor, UserAuthContext, ServiceAuthContext } from './principal.js'
 export type { AccessTokenClaims, ActorClaim } from './access-token.js'
-export { AuthError, type AuthErrorCode, type AuthSide } from './errors.js'
+export { AuthError, type AuthCheck, type AuthErrorCode, type AuthSide } from './errors.js'
 export { MemoryReplayStore, type ReplayStore, type RevocationStore, type MemoryReplayStoreOptions } from './replay-store.js'
 export { revocationKey, type RevocableToken } from './revocation.js'
 export { logDecisions, type DecisionEvent, type DecisionHook, type LevelLogger } from './decision-events.js'

@@ -16,7 +16,7 @@ import {
   type VerifiedToken,
 } from './access-token.js'
 import { fetchIssuerMetadata } from './discovery.js'
-import { AuthError, invalidToken } from './errors.js'
+import { AuthError, invalidToken, type AuthCheck } from './errors.js'
 import { fetchBody, FetchFailure, parseJson } from './internal/fetch-json.js'
 import { IssuerKeys } from './jwks.js'
 import { jwsSegments } from './internal/jws.js'
@@ -34,7 +34,7 @@ const JWT_MEDIA_TYPE = 'application/token-introspection+jwt'
 /** RFC 7521 §4.2 / RFC 7523 §2.2. */
 const JWT_BEARER_ASSERTION = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'
 
-type Answer = { ok: true; verified: VerifiedToken } | { ok: false; reason: string }
+type Answer = { ok: true; verified: VerifiedToken } | { ok: false; reason: string; check: AuthCheck }
 
 /** What introspection reads: the issuers (with their `introspection`), the token rules, and what issuer keys need. */
 export type IntrospectorConfig = TokenCheckConfig & KeySourceConfig
@@ -204,7 +204,7 @@ export class Introspector {
       notAfter = Math.min(now + options.cacheSeconds * 1000, expiresAt)
     } catch (error) {
       if (!(error instanceof AuthError)) throw error
-      answer = { ok: false, reason: error.message }
+      answer = { ok: false, reason: error.message, check: error.check }
       notAfter = now + options.negativeCacheSeconds * 1000
     }
     if (notAfter > now) this.#caches.get(issuer.issuer)?.set(key, { answer, notAfter })
@@ -291,11 +291,12 @@ const unavailable = (options: ResolvedIntrospection, cause?: unknown): AuthError
   new AuthError('introspection_unavailable', 'token introspection is temporarily unavailable', {
     retryAfterSeconds: Math.max(1, Math.ceil(options.failureBackoffSeconds)),
     ...(cause === undefined ? {} : { cause }),
+    check: 'signature',
   })
 
 const unwrap = (answer: Answer): VerifiedToken => {
   if (answer.ok) return answer.verified
-  throw invalidToken(answer.reason)
+  throw invalidToken(answer.reason, answer.check)
 }
 
 /**
@@ -308,17 +309,17 @@ export function mapAnswer(
   config: TokenCheckConfig,
   now: number,
 ): { verified: VerifiedToken; expiresAt: number } {
-  if (answer.active !== true) throw invalidToken('token is not active')
-  if (answer.iss !== undefined && answer.iss !== issuer.issuer) throw invalidToken('untrusted issuer')
+  if (answer.active !== true) throw invalidToken('token is not active', 'claims', 'claims')
+  if (answer.iss !== undefined && answer.iss !== issuer.issuer) throw invalidToken('untrusted issuer', 'issuer', 'issuer')
   checkAudience(answer.aud, issuer, false)
   // The claim rules of a JWT (time, age, lifetime, shapes, `cnf`), with `exp` optional (RFC 7662 §2.2).
   const expiresAt = checkTimeClaims(answer, issuer, config, now, false)
   checkClaimShapes(answer)
   for (const claim of ['username', 'token_type'] as const) {
     const value = answer[claim]
-    if (value !== undefined && (typeof value !== 'string' || value.length === 0)) throw invalidToken(`malformed ${claim} claim`)
+    if (value !== undefined && (typeof value !== 'string' || value.length === 0)) throw invalidToken(`malformed ${claim} claim`, 'claims', 'claims')
   }
-  if (answer.scope !== undefined && typeof answer.scope !== 'string') throw invalidToken('malformed scope claim')
+  if (answer.scope !== undefined && typeof answer.scope !== 'string') throw invalidToken('malformed scope claim', 'claims')
   const { active: _active, ...rest } = answer
   const claims = { ...rest, iss: issuer.issuer } as AccessTokenClaims
   const verified = sealVerified({

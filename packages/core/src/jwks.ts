@@ -166,7 +166,7 @@ export class IssuerKeys {
     if (issuer.localKeys) {
       const key = set && this.#select(set, selector)
       if (key) return key
-      throw invalidToken('no key of the issuer matches the token')
+      throw invalidToken('no key of the issuer matches the token', 'signature', 'signature')
     }
     if (set && now - set.fetchedAt > (cacheMaxAgeSeconds + maxStaleSeconds) * 1000) set = undefined
     if (!set) {
@@ -177,7 +177,7 @@ export class IssuerKeys {
     }
     const key = this.#select(set, selector)
     if (key) return key
-    if (selector.kid === undefined) throw invalidToken('no key of the issuer matches the token')
+    if (selector.kid === undefined) throw invalidToken('no key of the issuer matches the token', 'signature', 'signature')
     // A fetch in flight (the background refresh above, or another request's) may hold the rotated
     // key: wait for it (bounded by the fetch timeout). Otherwise refetch at most once per cooldown.
     const state = this.#state(issuer.issuer)
@@ -185,11 +185,11 @@ export class IssuerKeys {
     if (!pending && now - state.lastAttemptAt >= cooldownSeconds * 1000) pending = this.refresh(issuer)
     if (!pending) {
       this.onKeyEvent?.('cooldown', issuer.issuer)
-      throw invalidToken('no key of the issuer matches the token')
+      throw invalidToken('no key of the issuer matches the token', 'signature', 'signature')
     }
     const rotated = this.#select(await pending, selector)
     if (rotated) return rotated
-    throw invalidToken('no key of the issuer matches the token')
+    throw invalidToken('no key of the issuer matches the token', 'signature', 'signature')
   }
 
   /** Fetch (or join the fetch of) an issuer's keys now. Throws `AuthError('keys_unavailable')`. */
@@ -200,7 +200,7 @@ export class IssuerKeys {
     const now = this.#config.now()
     if (state.lastFailureAt !== undefined && now - state.lastFailureAt < failureBackoffSeconds * 1000) {
       const retryAfterSeconds = (failureBackoffSeconds * 1000 - (now - state.lastFailureAt)) / 1000
-      return Promise.reject(new AuthError('keys_unavailable', 'the issuer keys are temporarily unavailable', { retryAfterSeconds }))
+      return Promise.reject(new AuthError('keys_unavailable', 'the issuer keys are temporarily unavailable', { retryAfterSeconds, check: 'signature' }))
     }
     state.lastAttemptAt = now
     const inflight = this.#fetch(issuer, state).then(
@@ -219,6 +219,7 @@ export class IssuerKeys {
         throw new AuthError('keys_unavailable', 'the issuer keys are temporarily unavailable', {
           retryAfterSeconds: Math.max(1, failureBackoffSeconds),
           cause: error,
+          check: 'signature',
         })
       },
     )

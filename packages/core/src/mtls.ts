@@ -300,7 +300,7 @@ export function createPeerResolver(config: PeerConfig): (request: AuthRequest) =
 
   function presentedPeer(request: AuthRequest): PeerCertificate | undefined {
     const state = readPeerCertificate(request.socket)
-    if (state.kind === 'rejected') throw new AuthError('peer_unauthorized', state.reason, { cause: state.cause })
+    if (state.kind === 'rejected') throw new AuthError('peer_unauthorized', state.reason, { cause: state.cause, check: 'client certificate' })
     const socketPeer = state.kind === 'authorized' ? state.peer : undefined
     // Federation: the socket's SPIFFE ID (a caller's or a proxy's) is proven only by its own domain's bundle.
     if (trustBundles && state.kind === 'authorized' && state.peer.spiffeId !== undefined) {
@@ -316,10 +316,10 @@ export function createPeerResolver(config: PeerConfig): (request: AuthRequest) =
     const state = readPeerCertificate(request.socket)
     const fromProxy = forwarded !== undefined && fromTrustedProxy(request, state.kind === 'authorized' ? state.peer : undefined)
     const detail = misconfiguration(request, forwarded, fromProxy)
-    if (detail === undefined) return new AuthError('mtls_required', CERTIFICATE_REQUIRED)
+    if (detail === undefined) return new AuthError('mtls_required', CERTIFICATE_REQUIRED, { check: 'client certificate' })
     if (detail === UNTRUSTED_FORWARDER) tellUntrustedForwarder(remoteAddress(request) ?? 'unknown')
     else tellMisconfigured(config.mtls, config.logger, detail)
-    return new AuthError('mtls_required', detail)
+    return new AuthError('mtls_required', detail, { check: 'client certificate' })
   }
 
   function tellUntrustedForwarder(address: string): void {
@@ -335,9 +335,9 @@ export function createPeerResolver(config: PeerConfig): (request: AuthRequest) =
     const peer = presentedPeer(request)
     if (!peer && mode === 'required') throw certificateRequired(request)
     if (peer && trustDomains) {
-      if (peer.spiffeId === undefined) throw new AuthError('peer_unauthorized', 'client certificate has no SPIFFE ID')
+      if (peer.spiffeId === undefined) throw new AuthError('peer_unauthorized', 'client certificate has no SPIFFE ID', { check: 'client certificate' })
       if (!trustDomains.has(spiffeIdHost(peer.spiffeId))) {
-        throw new AuthError('peer_unauthorized', 'client certificate is not from an accepted trust domain')
+        throw new AuthError('peer_unauthorized', 'client certificate is not from an accepted trust domain', { check: 'client certificate' })
       }
     }
     return peer

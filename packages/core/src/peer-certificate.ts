@@ -81,7 +81,7 @@ const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2'
  */
 export function checkLeafCertificate(cert: X509Certificate): void {
   const refuse = (reason: string): never => {
-    throw new AuthError('peer_unauthorized', reason)
+    throw new AuthError('peer_unauthorized', reason, { check: 'client certificate' })
   }
   let ca: boolean
   let keyUsage: number | undefined
@@ -109,7 +109,7 @@ export function checkLeafCertificate(cert: X509Certificate): void {
  */
 export function describeCertificate(cert: X509Certificate): PeerCertificate {
   const sans = parseSubjectAltName(cert.subjectAltName)
-  if (!sans) throw new AuthError('peer_unauthorized', 'client certificate has unreadable subject alternative names')
+  if (!sans) throw new AuthError('peer_unauthorized', 'client certificate has unreadable subject alternative names', { check: 'client certificate' })
   checkLeafCertificate(cert)
   const uris = sans.filter(([type]) => type === 'URI').map(([, v]) => v)
   const dnsNames = sans.filter(([type]) => type === 'DNS').map(([, v]) => v)
@@ -124,11 +124,11 @@ export function describeCertificate(cert: X509Certificate): PeerCertificate {
   }
   if (spiffeUris.length > 0) {
     if (spiffeUris.length > 1 || uris.length > 1) {
-      throw new AuthError('peer_unauthorized', 'client certificate is not a valid SVID: more than one URI SAN')
+      throw new AuthError('peer_unauthorized', 'client certificate is not a valid SVID: more than one URI SAN', { check: 'client certificate' })
     }
     const parsed = parseSpiffeId(spiffeUris[0]!)
     if (!parsed || parsed.segments.length === 0) {
-      throw new AuthError('peer_unauthorized', 'client certificate is not a valid SVID: malformed SPIFFE ID')
+      throw new AuthError('peer_unauthorized', 'client certificate is not a valid SVID: malformed SPIFFE ID', { check: 'client certificate' })
     }
     peer.spiffeId = parsed.id
   }

@@ -146,15 +146,15 @@ export function findAllowance(callerId: string, allowances: readonly ResolvedAll
  */
 export function authorize(auth: AuthContext, rule: CompiledRule, allowances: readonly ResolvedAllowance[] | undefined): void {
   if (rule.senderConstraint === 'required' && auth.binding === 'bearer') {
-    throw new AuthError('invalid_token', 'this route requires a sender-constrained token')
+    throw new AuthError('invalid_token', 'this route requires a sender-constrained token', { check: 'rule' })
   }
   const callerId = auth.caller.id
   if (rule.callers && !rule.callers.some((pattern) => pattern.matches(callerId))) {
-    throw new AuthError('caller_forbidden', 'the calling service is not allowed on this route', { side: 'caller' })
+    throw new AuthError('caller_forbidden', 'the calling service is not allowed on this route', { side: 'caller', check: 'rule' })
   }
   const allowance = findAllowance(callerId, allowances)
   if (allowance === null) {
-    throw new AuthError('caller_forbidden', 'the calling service is not an allowed caller', { side: 'caller' })
+    throw new AuthError('caller_forbidden', 'the calling service is not an allowed caller', { side: 'caller', check: 'rule' })
   }
   const side = auth.user ? 'user' : 'caller'
   const granted = auth.scopes
@@ -169,6 +169,7 @@ export function authorize(auth: AuthContext, rule: CompiledRule, allowances: rea
     throw new AuthError('insufficient_scope', reason, {
       side,
       scope: [...new Set(rule.scopes.concat(rule.anyScopes ?? []))],
+      check: 'rule',
     })
   }
   if (rule.anyScopes && !rule.anyScopes.some((scope) => granted.includes(scope))) {
@@ -180,6 +181,7 @@ export function authorize(auth: AuthContext, rule: CompiledRule, allowances: rea
     throw new AuthError('insufficient_scope', reason, {
       side,
       scope: rule.anyScopes,
+      check: 'rule',
     })
   }
   if (allowance) {
@@ -189,13 +191,14 @@ export function authorize(auth: AuthContext, rule: CompiledRule, allowances: rea
       throw new AuthError('caller_scope_exceeded', "a required scope is beyond the calling service's allowance", {
         side: 'caller',
         scope: [...new Set(rule.scopes.concat(rule.anyScopes ?? []))],
+        check: 'rule',
       })
     }
   }
   if (rule.onBehalfOf === 'required' && !auth.user) {
-    throw new AuthError('on_behalf_of_required', 'this route requires a call on behalf of a user', { side: 'user' })
+    throw new AuthError('on_behalf_of_required', 'this route requires a call on behalf of a user', { side: 'user', check: 'rule' })
   }
   if (rule.onBehalfOf === 'forbidden' && auth.user) {
-    throw new AuthError('on_behalf_of_forbidden', 'this route does not accept calls on behalf of a user', { side: 'caller' })
+    throw new AuthError('on_behalf_of_forbidden', 'this route does not accept calls on behalf of a user', { side: 'caller', check: 'rule' })
   }
 }

@@ -73,9 +73,9 @@ export async function checkRevocation(token: VerifiedToken, config: Pick<Revocat
     const ms = revocation.timeoutMs
     revoked = (await withTimeout(() => Promise.all(checks), ms, `revocation check did not answer within ${ms} ms`)).some(Boolean)
   } catch (error) {
-    throw new AuthError('revocation_unavailable', 'the revocation check is temporarily unavailable', { retryAfterSeconds: 1, cause: error })
+    throw new AuthError('revocation_unavailable', 'the revocation check is temporarily unavailable', { retryAfterSeconds: 1, cause: error, check: 'signature' })
   }
-  if (revoked) throw invalidToken('token has been revoked')
+  if (revoked) throw invalidToken('token has been revoked', 'claims')
 }
 
 /** Add a token to the denylist until its `exp` (plus the clock tolerance). */

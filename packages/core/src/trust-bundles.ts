@@ -91,7 +91,7 @@ export class TrustBundles implements ForwardedTrustBundles {
     try {
       return buildCertificatePath(leaf, intermediates, anchors, now)
     } catch {
-      throw new AuthError('peer_unauthorized', NOT_CHAINED)
+      throw new AuthError('peer_unauthorized', NOT_CHAINED, { check: 'client certificate' })
     }
   }
 
@@ -106,7 +106,7 @@ export class TrustBundles implements ForwardedTrustBundles {
       verdict = { generation: this.generation, refusal: this.#refusalFor(socket as PeerSocket, spiffeId, chain, now) }
       this.#byConnection.set(socket, verdict)
     }
-    if (verdict.refusal !== undefined) throw new AuthError('peer_unauthorized', verdict.refusal)
+    if (verdict.refusal !== undefined) throw new AuthError('peer_unauthorized', verdict.refusal, { check: 'client certificate' })
   }
 
   /**

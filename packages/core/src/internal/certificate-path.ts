@@ -18,7 +18,7 @@ export function buildCertificatePath(
   now: number,
 ): X509Certificate[] {
   const refuse = (reason: string): never => {
-    throw new AuthError('peer_unauthorized', reason)
+    throw new AuthError('peer_unauthorized', reason, { check: 'client certificate' })
   }
   const inValidity = (cert: X509Certificate): void => {
     if (now < Date.parse(cert.validFrom)) refuse('client certificate is not yet valid')
