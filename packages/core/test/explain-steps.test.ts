@@ -24,6 +24,7 @@ let issuer: TestIssuer
 let ca: TestCa
 let cert: IssuedCertificate
 let other: IssuedCertificate
+let stranger: IssuedCertificate
 let dpopKey: DpopKey
 let dir: string
 const options = (extra: Record<string, unknown> = {}) => ({
@@ -35,6 +36,7 @@ const options = (extra: Record<string, unknown> = {}) => ({
 beforeAll(async () => {
   ;[issuer, ca, dpopKey] = await Promise.all([startTestIssuer(), createTestCa(), createDpopKey()])
   ;[cert, other] = await Promise.all([ca.issueCertificate({ spiffeId: WEB }), ca.issueCertificate({ spiffeId: 'spiffe://example.org/ns/web/sa/other' })])
+  stranger = await (await createTestCa()).issueCertificate({ spiffeId: WEB })
   dir = await mkdtemp(join(tmpdir(), 'callsign-explain-steps-'))
   await writeFile(join(dir, 'options.json'), JSON.stringify(options()))
 })
@@ -95,6 +97,44 @@ const SCENARIOS: Array<[string, string, string, () => Promise<Omit<ExplainInput,
     'on_behalf_of_forbidden',
     'rule',
     async () => ({ token: await sign(), certificatePem: cert.certPem, rule: { onBehalfOf: 'forbidden' } }),
+  ],
+  [
+    'no user where one is required',
+    'on_behalf_of_required',
+    'rule',
+    async () => ({ token: await sign({ sub: WEB, act: undefined, client_id: WEB }), certificatePem: cert.certPem, rule: { onBehalfOf: 'required' } }),
+  ],
+  [
+    'a caller the route does not allow',
+    'caller_forbidden',
+    'rule',
+    async () => ({ token: await sign(), certificatePem: cert.certPem, rule: { callers: ['spiffe://example.org/ns/batch/*'] } }),
+  ],
+  [
+    'a certificate from another CA',
+    'peer_unauthorized',
+    'client certificate',
+    async () => ({ token: await sign(), certificatePem: stranger.certPem, caPem: ca.certPem }),
+  ],
+  ['a malformed Authorization value', 'invalid_request', 'credentials', async () => ({ token: 'two words', certificatePem: cert.certPem })],
+  [
+    'a delegation chain deeper than allowed',
+    'invalid_token',
+    'delegation',
+    async () => ({
+      options: options({ delegation: { maxDepth: 1 } }),
+      token: await sign({ act: { sub: WEB, act: { sub: 'spiffe://example.org/ns/edge/sa/gw' } } }),
+      certificatePem: cert.certPem,
+    }),
+  ],
+  [
+    'a DPoP proof without the server nonce',
+    'use_dpop_nonce',
+    'binding',
+    async () => ({
+      options: options({ dpop: { nonce: { secret: 'explain-steps-nonce-secret-0123456789abcdef' } } }),
+      ...(await dpopCall({ url: URL_CALLED })),
+    }),
   ],
 ]
 
