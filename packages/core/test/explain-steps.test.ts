@@ -128,6 +128,41 @@ const SCENARIOS: Array<[string, string, string, () => Promise<Omit<ExplainInput,
     }),
   ],
   [
+    'issuer keys that cannot be fetched',
+    'keys_unavailable',
+    'signature',
+    async () => ({
+      options: options({ issuers: { issuer: issuer.issuer, audience: 'orders', jwksUri: 'http://127.0.0.1:9/jwks.json' }, jwks: { timeoutSeconds: 1 } }),
+      token: await sign(),
+      certificatePem: cert.certPem,
+    }),
+  ],
+  [
+    'a replay store that fails',
+    'replay_store_unavailable',
+    'binding',
+    async () => ({
+      options: options({ dpop: { replayStore: { markUsed: () => Promise.reject(new Error('down')) } } }),
+      ...(await dpopCall({ url: URL_CALLED })),
+    }),
+  ],
+  [
+    'a revocation check that fails',
+    'revocation_unavailable',
+    'signature',
+    async () => ({
+      options: options({
+        revocation: {
+          isRevoked: () => {
+            throw new Error('down')
+          },
+        },
+      }),
+      token: await sign(),
+      certificatePem: cert.certPem,
+    }),
+  ],
+  [
     'a DPoP proof without the server nonce',
     'use_dpop_nonce',
     'binding',
