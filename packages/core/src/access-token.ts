@@ -104,10 +104,10 @@ function verifyUncachedAccessToken(
   const now = config.now()
   // Strict, canonical base64url (no padding, no "+/", no stray low bits): one token has exactly one spelling.
   if (!compact && !COMPACT_JWS.test(token)) {
-    throw invalidToken(token.split('.').length === 5 ? 'encrypted tokens are not accepted' : 'malformed token', 'header', 'header')
+    throw invalidToken(token.split('.').length === 5 ? 'encrypted tokens are not accepted' : 'malformed token', 'header')
   }
   const parts = jwsSegments(token, true)
-  if (!parts) throw invalidToken('malformed token', 'header', 'header')
+  if (!parts) throw invalidToken('malformed token', 'header')
 
   let header: ProtectedHeaderParameters
   let unverified: JWTPayload
@@ -123,17 +123,17 @@ function verifyUncachedAccessToken(
     const svid = parseSpiffeId(unverified.sub)
     if (svid) issuer = config.svidIssuers.get(svid.trustDomain)
   }
-  if (!issuer) throw invalidToken('untrusted issuer', 'issuer', 'issuer')
+  if (!issuer) throw invalidToken('untrusted issuer', 'issuer')
   const alg = header.alg
-  if (typeof alg !== 'string' || !issuer.algorithms.has(alg)) throw invalidToken('algorithm not allowed', 'header', 'header')
+  if (typeof alg !== 'string' || !issuer.algorithms.has(alg)) throw invalidToken('algorithm not allowed', 'header')
   if (header.kid !== undefined && (typeof header.kid !== 'string' || header.kid.length === 0 || header.kid.length > 256)) {
-    throw invalidToken('malformed key id', 'header', 'header')
+    throw invalidToken('malformed key id', 'header')
   }
   // RFC 7515 §4.1.11: no extension is understood, so any `crit` makes the token unusable; `b64` (RFC 7797) likewise.
-  if (header.crit !== undefined || header.b64 !== undefined) throw invalidToken('malformed token', 'header', 'header')
+  if (header.crit !== undefined || header.b64 !== undefined) throw invalidToken('malformed token', 'header')
   const typ = header.typ === undefined ? undefined : typeof header.typ === 'string' ? normalizeTyp(header.typ) : null
   const typOk = typ === 'at+jwt' || (issuer.typ === 'jwt' && (typ === undefined || typ === 'jwt'))
-  if (!typOk) throw invalidToken('token type is not an access token', 'header', 'header')
+  if (!typOk) throw invalidToken('token type is not an access token', 'header')
 
   const selector = { alg, kid: header.kid }
   const pending: PendingToken = { token, parts, alg, claims: unverified as AccessTokenClaims, issuer, config, now, cache }
@@ -159,14 +159,13 @@ interface PendingToken {
 function checkVerified({ token, parts, alg, claims, issuer, config, now, cache }: PendingToken, key: KeyObject): VerifiedToken {
   // The signing input as a slice of the token (no concatenated copy to flatten).
   if (!verifySignature(alg, key, token.slice(0, token.length - parts[2]!.length - 1), parts[2]!))
-    throw invalidToken('signature verification failed', 'signature', 'signature')
+    throw invalidToken('signature verification failed', 'signature')
   const notAfter = checkTimeClaims(claims, issuer, config, now, true)
-  if (claims.iss !== issuer.issuer && !(issuer.trustDomain !== undefined && claims.iss === undefined))
-    throw invalidToken('untrusted issuer', 'issuer', 'issuer')
+  if (claims.iss !== issuer.issuer && !(issuer.trustDomain !== undefined && claims.iss === undefined)) throw invalidToken('untrusted issuer', 'issuer')
   if (issuer.trustDomain !== undefined) {
     // JWT-SVID: the subject is the workload, a SPIFFE ID of the issuer's trust domain.
     const svid = typeof claims.sub === 'string' ? parseSpiffeId(claims.sub) : undefined
-    if (!svid || svid.segments.length === 0 || svid.trustDomain !== issuer.trustDomain) throw invalidToken('malformed sub claim', 'claims', 'claims')
+    if (!svid || svid.segments.length === 0 || svid.trustDomain !== issuer.trustDomain) throw invalidToken('malformed sub claim', 'claims')
   }
   checkAudience(claims.aud, issuer)
   checkClaimShapes(claims)
@@ -184,7 +183,7 @@ export function checkAudience(aud: unknown, issuer: ResolvedIssuer, required = t
   if (aud === undefined && !required) return
   const audiences = typeof aud === 'string' ? [aud] : Array.isArray(aud) ? aud : undefined
   if (!audiences || !audiences.some((value) => typeof value === 'string' && issuer.audience.includes(value))) {
-    throw invalidToken('token audience does not match', 'audience', 'audience')
+    throw invalidToken('token audience does not match', 'audience')
   }
 }
 
@@ -201,19 +200,19 @@ const ENFORCED_CNF = new Set(['jkt', 'x5t#S256'])
 export function checkClaimShapes(claims: Record<string, unknown>): void {
   for (const claim of ['sub', 'client_id', 'azp', 'jti'] as const) {
     const value = claims[claim]
-    if (value !== undefined && (typeof value !== 'string' || value.length === 0)) throw invalidToken(`malformed ${claim} claim`, 'claims', 'claims')
+    if (value !== undefined && (typeof value !== 'string' || value.length === 0)) throw invalidToken(`malformed ${claim} claim`, 'claims')
   }
   const cnf = claims.cnf
   if (cnf === undefined) return
-  if (!isPlainObject(cnf)) throw invalidToken('malformed cnf claim', 'claims', 'claims')
+  if (!isPlainObject(cnf)) throw invalidToken('malformed cnf claim', 'claims')
   let methods = 0
   for (const method in cnf) {
-    if (!ENFORCED_CNF.has(method)) throw invalidToken('token is bound by a confirmation method that is not supported', 'binding', 'binding')
+    if (!ENFORCED_CNF.has(method)) throw invalidToken('token is bound by a confirmation method that is not supported', 'binding')
     const value = (cnf as Record<string, unknown>)[method]
-    if (typeof value !== 'string' || value.length === 0) throw invalidToken('malformed cnf claim', 'claims', 'claims')
+    if (typeof value !== 'string' || value.length === 0) throw invalidToken('malformed cnf claim', 'claims')
     methods++
   }
-  if (methods === 0) throw invalidToken('malformed cnf claim', 'claims', 'claims')
+  if (methods === 0) throw invalidToken('malformed cnf claim', 'claims')
 }
 
 /**
@@ -227,9 +226,9 @@ export function checkSigner({ claims, issuer, actors }: VerifiedToken): void {
   if (signer === undefined) return
   const sub = claims.sub
   if (sub !== undefined && sub !== signer && !issuer.subjects?.some((pattern) => pattern.matches(sub))) {
-    throw invalidToken('token names a subject its signer may not assert', 'claims', 'claims')
+    throw invalidToken('token names a subject its signer may not assert', 'claims')
   }
-  if ((actors[0] ?? claims.client_id ?? claims.azp ?? sub) !== signer) throw invalidToken('token names a caller other than its signer', 'claims', 'claims')
+  if ((actors[0] ?? claims.client_id ?? claims.azp ?? sub) !== signer) throw invalidToken('token names a caller other than its signer', 'claims')
 }
 
 /**
@@ -307,25 +306,25 @@ export function checkTimeClaims(claims: Record<string, unknown>, issuer: Resolve
   const nowSeconds = now / 1000
   const { exp, nbf, iat } = claims as { exp?: unknown; nbf?: unknown; iat?: unknown }
   if (exp === undefined ? expRequired : typeof exp !== 'number' || !Number.isFinite(exp)) {
-    throw invalidToken(expRequired ? 'token has no valid expiry' : 'malformed exp claim', 'time', 'time')
+    throw invalidToken(expRequired ? 'token has no valid expiry' : 'malformed exp claim', 'time')
   }
-  if (nbf !== undefined && (typeof nbf !== 'number' || !Number.isFinite(nbf))) throw invalidToken('malformed nbf claim', 'time', 'time')
-  if (iat !== undefined && (typeof iat !== 'number' || !Number.isFinite(iat))) throw invalidToken('malformed iat claim', 'time', 'time')
-  if (exp !== undefined && (exp as number) <= nowSeconds - tolerance) throw invalidToken('token expired', 'time', 'time')
-  if (nbf !== undefined && nbf > nowSeconds + tolerance) throw invalidToken('token not yet valid', 'time', 'time')
-  if (iat !== undefined && iat > nowSeconds + tolerance) throw invalidToken('token issued in the future', 'time', 'time')
+  if (nbf !== undefined && (typeof nbf !== 'number' || !Number.isFinite(nbf))) throw invalidToken('malformed nbf claim', 'time')
+  if (iat !== undefined && (typeof iat !== 'number' || !Number.isFinite(iat))) throw invalidToken('malformed iat claim', 'time')
+  if (exp !== undefined && (exp as number) <= nowSeconds - tolerance) throw invalidToken('token expired', 'time')
+  if (nbf !== undefined && nbf > nowSeconds + tolerance) throw invalidToken('token not yet valid', 'time')
+  if (iat !== undefined && iat > nowSeconds + tolerance) throw invalidToken('token issued in the future', 'time')
   let notAfter = exp === undefined ? Infinity : ((exp as number) + tolerance) * 1000
   const maxAge = config.maxTokenAgeSeconds
   if (maxAge !== undefined) {
-    if (iat === undefined) throw invalidToken('malformed iat claim', 'time', 'time')
-    if (nowSeconds - iat - tolerance > maxAge) throw invalidToken('token too old', 'time', 'time')
+    if (iat === undefined) throw invalidToken('malformed iat claim', 'time')
+    if (nowSeconds - iat - tolerance > maxAge) throw invalidToken('token too old', 'time')
     notAfter = Math.min(notAfter, (iat + maxAge + tolerance) * 1000)
   }
   const maxLifetime = issuer.maxTokenLifetimeSeconds
   if (maxLifetime !== undefined) {
-    if (iat === undefined) throw invalidToken('malformed iat claim', 'time', 'time')
-    if (exp === undefined) throw invalidToken('token has no valid expiry', 'time', 'time')
-    if ((exp as number) - iat > maxLifetime) throw invalidToken('token lifetime too long', 'time', 'time')
+    if (iat === undefined) throw invalidToken('malformed iat claim', 'time')
+    if (exp === undefined) throw invalidToken('token has no valid expiry', 'time')
+    if ((exp as number) - iat > maxLifetime) throw invalidToken('token lifetime too long', 'time')
   }
   return notAfter
 }
@@ -431,18 +430,17 @@ export function readScopes(claims: AccessTokenClaims, issuer: ResolvedIssuer): s
   if (raw === undefined) return []
   let scopes: unknown[]
   if (typeof raw === 'string') {
-    if (raw.length > MAX_SCOPES * 128) throw invalidToken('scope claim too large', 'claims', 'claims')
+    if (raw.length > MAX_SCOPES * 128) throw invalidToken('scope claim too large', 'claims')
     // The common case, one scope, without the split, filter and set below.
     scopes = raw.indexOf(' ') === -1 ? (raw.length === 0 ? [] : [raw]) : raw.split(' ').filter((s) => s.length > 0)
   } else if (Array.isArray(raw) && issuer.scopeClaim !== 'scope') {
     scopes = raw
   } else {
-    throw invalidToken(`malformed ${issuer.scopeClaim} claim`, 'claims', 'claims')
+    throw invalidToken(`malformed ${issuer.scopeClaim} claim`, 'claims')
   }
-  if (scopes.length > MAX_SCOPES) throw invalidToken('too many scopes', 'claims', 'claims')
+  if (scopes.length > MAX_SCOPES) throw invalidToken('too many scopes', 'claims')
   for (const scope of scopes) {
-    if (typeof scope !== 'string' || scope.length > 256 || !SCOPE_TOKEN.test(scope))
-      throw invalidToken(`malformed ${issuer.scopeClaim} claim`, 'claims', 'claims')
+    if (typeof scope !== 'string' || scope.length > 256 || !SCOPE_TOKEN.test(scope)) throw invalidToken(`malformed ${issuer.scopeClaim} claim`, 'claims')
   }
   // A fresh array either way (never the claim's own), deduplicated.
   return scopes.length === 1 && typeof raw === 'string' ? (scopes as string[]) : [...new Set(scopes as string[])]
@@ -453,11 +451,11 @@ export function readActors(act: unknown): string[] {
   const actors: string[] = []
   let current = act
   while (current !== undefined) {
-    if (!isPlainObject(current)) throw invalidToken('malformed act claim', 'delegation', 'delegation')
+    if (!isPlainObject(current)) throw invalidToken('malformed act claim', 'delegation')
     const { sub, act: next } = current as { sub?: unknown; act?: unknown }
-    if (typeof sub !== 'string' || sub.length === 0) throw invalidToken('malformed act claim', 'delegation', 'delegation')
+    if (typeof sub !== 'string' || sub.length === 0) throw invalidToken('malformed act claim', 'delegation')
     actors.push(sub)
-    if (actors.length > MAX_ACTOR_DEPTH) throw invalidToken('delegation chain too deep', 'delegation', 'delegation')
+    if (actors.length > MAX_ACTOR_DEPTH) throw invalidToken('delegation chain too deep', 'delegation')
     current = next
   }
   return actors

@@ -34,11 +34,11 @@ export function checkBinding(
   const thumbprint = cnf?.['x5t#S256']
 
   if (thumbprint !== undefined) {
-    if (!peer) throw invalidToken('certificate-bound token presented without a client certificate', 'binding', 'binding')
-    if (peer.x5tS256 !== thumbprint) throw invalidToken('token is bound to another client certificate', 'binding', 'binding')
+    if (!peer) throw invalidToken('certificate-bound token presented without a client certificate', 'binding')
+    if (peer.x5tS256 !== thumbprint) throw invalidToken('token is bound to another client certificate', 'binding')
   }
   if (credentials.scheme === 'dpop') {
-    if (jkt === undefined) throw invalidToken('DPoP scheme used with a token that is not DPoP-bound', 'binding', 'binding')
+    if (jkt === undefined) throw invalidToken('DPoP scheme used with a token that is not DPoP-bound', 'binding')
     return verifyDpopProof(
       credentials.proof,
       { method: request.method ?? 'GET', htu: expectedHtu(request, config), accessToken: credentials.token, jkt },
@@ -53,10 +53,10 @@ export function checkBinding(
       },
     ).then(() => 'dpop' as const)
   }
-  if (jkt !== undefined) throw invalidToken('DPoP-bound token presented as a bearer token', 'binding', 'binding')
-  if (config.dpop.mode === 'required') throw invalidToken('a DPoP-bound token is required', 'binding', 'binding')
+  if (jkt !== undefined) throw invalidToken('DPoP-bound token presented as a bearer token', 'binding')
+  if (config.dpop.mode === 'required') throw invalidToken('a DPoP-bound token is required', 'binding')
   if (thumbprint !== undefined) return 'mtls'
-  if (config.senderConstraint === 'required') throw invalidToken('a sender-constrained token is required', 'binding', 'binding')
+  if (config.senderConstraint === 'required') throw invalidToken('a sender-constrained token is required', 'binding')
   return 'bearer'
 }
 

@@ -100,7 +100,7 @@ const isWorkload = memoizeByString(isWorkloadSpiffeId)
 export function checkCallerConsistency(token: VerifiedToken, peer: PeerCertificate | undefined, config: DelegationConfig): void {
   if (!config.callerConsistency || peer?.spiffeId === undefined) return
   const named = tokenWorkload(token, config)
-  if (named !== undefined && named !== peer.spiffeId) throw invalidToken('token was issued to another service', 'caller', 'caller')
+  if (named !== undefined && named !== peer.spiffeId) throw invalidToken('token was issued to another service', 'caller')
 }
 
 /**
@@ -111,7 +111,7 @@ export function checkCallerConsistency(token: VerifiedToken, peer: PeerCertifica
 export function checkDelegation(token: VerifiedToken, peer: PeerCertificate | undefined, config: DelegationConfig): void {
   const { actors } = token
   const { maxDepth, actors: allowed, hops } = config.delegation
-  if (actors.length > maxDepth) throw invalidToken('delegation chain too deep', 'delegation', 'delegation')
+  if (actors.length > maxDepth) throw invalidToken('delegation chain too deep', 'delegation')
   if (allowed && actors.some((actor) => !allowed.some((pattern) => pattern.matches(actor)))) {
     throw new AuthError('caller_forbidden', 'the delegation chain includes an actor that is not allowed', { side: 'caller', check: 'delegation' })
   }
@@ -128,7 +128,7 @@ export function checkDelegation(token: VerifiedToken, peer: PeerCertificate | un
   const mayAct = token.claims.may_act
   if (mayAct !== undefined) {
     if (!isPlainObject(mayAct) || typeof mayAct.sub !== 'string') {
-      throw invalidToken('malformed may_act claim', 'delegation', 'delegation')
+      throw invalidToken('malformed may_act claim', 'delegation')
     }
     const clientId = token.claims.client_id
     const actingParty = actors[0] ?? (clientId !== undefined && clientId !== token.claims.sub ? (peer?.spiffeId ?? clientId) : undefined)

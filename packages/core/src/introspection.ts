@@ -309,15 +309,15 @@ export function mapAnswer(
   config: TokenCheckConfig,
   now: number,
 ): { verified: VerifiedToken; expiresAt: number } {
-  if (answer.active !== true) throw invalidToken('token is not active', 'claims', 'claims')
-  if (answer.iss !== undefined && answer.iss !== issuer.issuer) throw invalidToken('untrusted issuer', 'issuer', 'issuer')
+  if (answer.active !== true) throw invalidToken('token is not active', 'claims')
+  if (answer.iss !== undefined && answer.iss !== issuer.issuer) throw invalidToken('untrusted issuer', 'issuer')
   checkAudience(answer.aud, issuer, false)
   // The claim rules of a JWT (time, age, lifetime, shapes, `cnf`), with `exp` optional (RFC 7662 §2.2).
   const expiresAt = checkTimeClaims(answer, issuer, config, now, false)
   checkClaimShapes(answer)
   for (const claim of ['username', 'token_type'] as const) {
     const value = answer[claim]
-    if (value !== undefined && (typeof value !== 'string' || value.length === 0)) throw invalidToken(`malformed ${claim} claim`, 'claims', 'claims')
+    if (value !== undefined && (typeof value !== 'string' || value.length === 0)) throw invalidToken(`malformed ${claim} claim`, 'claims')
   }
   if (answer.scope !== undefined && typeof answer.scope !== 'string') throw invalidToken('malformed scope claim', 'claims')
   const { active: _active, ...rest } = answer

@@ -166,7 +166,7 @@ export class IssuerKeys {
     if (issuer.localKeys) {
       const key = set && this.#select(set, selector)
       if (key) return key
-      throw invalidToken('no key of the issuer matches the token', 'signature', 'signature')
+      throw invalidToken('no key of the issuer matches the token', 'signature')
     }
     if (set && now - set.fetchedAt > (cacheMaxAgeSeconds + maxStaleSeconds) * 1000) set = undefined
     if (!set) {
@@ -177,7 +177,7 @@ export class IssuerKeys {
     }
     const key = this.#select(set, selector)
     if (key) return key
-    if (selector.kid === undefined) throw invalidToken('no key of the issuer matches the token', 'signature', 'signature')
+    if (selector.kid === undefined) throw invalidToken('no key of the issuer matches the token', 'signature')
     // A fetch in flight (the background refresh above, or another request's) may hold the rotated
     // key: wait for it (bounded by the fetch timeout). Otherwise refetch at most once per cooldown.
     const state = this.#state(issuer.issuer)
@@ -185,11 +185,11 @@ export class IssuerKeys {
     if (!pending && now - state.lastAttemptAt >= cooldownSeconds * 1000) pending = this.refresh(issuer)
     if (!pending) {
       this.onKeyEvent?.('cooldown', issuer.issuer)
-      throw invalidToken('no key of the issuer matches the token', 'signature', 'signature')
+      throw invalidToken('no key of the issuer matches the token', 'signature')
     }
     const rotated = this.#select(await pending, selector)
     if (rotated) return rotated
-    throw invalidToken('no key of the issuer matches the token', 'signature', 'signature')
+    throw invalidToken('no key of the issuer matches the token', 'signature')
   }
 
   /** Fetch (or join the fetch of) an issuer's keys now. Throws `AuthError('keys_unavailable')`. */

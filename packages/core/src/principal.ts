@@ -123,10 +123,10 @@ export function toAuthContext(token: VerifiedToken, peer: PeerCertificate | unde
   let caller: CallerIdentity
   if (peer?.spiffeId !== undefined) caller = peerCaller(peer as PeerCertificate & { spiffeId: string })
   else if (named !== undefined) caller = { id: named, source: 'token' }
-  else throw invalidToken('token names no calling client', 'claims', 'claims')
+  else throw invalidToken('token names no calling client', 'claims')
   // A token without `sub` (some client-credentials tokens) is the client acting for itself.
   const onBehalf = claims.act !== undefined || (claims.client_id !== undefined && claims.sub !== undefined && claims.client_id !== claims.sub)
-  if (onBehalf && claims.sub === undefined) throw invalidToken('on-behalf-of token names no subject', 'claims', 'claims')
+  if (onBehalf && claims.sub === undefined) throw invalidToken('on-behalf-of token names no subject', 'claims')
   return {
     caller,
     ...(onBehalf ? { user: { sub: claims.sub! } } : {}),

@@ -70,6 +70,15 @@ describe('the failed check travels with the error', () => {
     expect(missing.map(({ file, args }) => `${file}: ${args.slice(0, 80)}`)).toEqual([])
   })
 
+  it('a factory is given the check once: the argument after it is a cause, never the check again', () => {
+    const twice = sites.filter(({ call, args }) => {
+      if (call === 'new AuthError') return false
+      const parts = splitArguments(args)
+      return parts.length > 2 && /^'[a-z ]+'$/.test(parts[2]!)
+    })
+    expect(twice.map(({ file, args }) => `${file}: ${args.slice(0, 80)}`)).toEqual([])
+  })
+
   it.each<[AuthErrorCode, string]>([
     ['invalid_token', 'claims'],
     ['keys_unavailable', 'signature'],
