@@ -6,7 +6,7 @@ import { decodeJsonObject, verifySignature } from './access-token.js'
 import { algorithmsOf, DEFAULT_ALGORITHMS, type Algorithm } from './algorithms.js'
 import { jwsSegments } from './internal/jws.js'
 import { checkKeys, fail, isPlainObject, oneOf, optionKeys, parseSecureUrl, positive, stringList } from './internal/validate.js'
-import { importPublicKey, keyFitsAlgorithm, sameAlg } from './jwks.js'
+import { importPublicKey, keyFitsAlgorithm, PRIVATE_MEMBERS, sameAlg } from './jwks.js'
 import { withTimeout } from './internal/with-timeout.js'
 import { AuthError, type AuthCheck } from './errors.js'
 import { DpopNonces } from './dpop-nonce.js'
@@ -85,7 +85,6 @@ export interface DpopExpectation {
 
 /** Largest proof accepted. */
 export const MAX_PROOF_LENGTH = 8 * 1024
-const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k', 'r', 't']
 
 export const invalidProof = (description: string, check: AuthCheck, cause?: unknown): AuthError =>
   new AuthError('invalid_dpop_proof', description, cause === undefined ? { check } : { check, cause })

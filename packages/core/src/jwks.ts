@@ -399,7 +399,8 @@ function canonicalOctets(value: unknown): Buffer | undefined {
 }
 
 const PUBLIC_MEMBERS = ['crv', 'x', 'y', 'n', 'e'] as const
-const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k']
+/** Members only a private or symmetric JWK has (RFC 7518 §6.2.2, §6.3.2, §6.4; `r`, `t` of `oth` entries): a JWK with one is never used as a public key. */
+export const PRIVATE_MEMBERS: readonly string[] = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k', 'r', 't']
 
 /** Keep a JWKS entry only if it is a public signature key of a supported type. */
 function toPublicJwk(entry: unknown): PublicJwk | undefined {

@@ -1,5 +1,6 @@
 import { createPublicKey } from 'node:crypto'
 import { fail, isFileOption, readFileOption, type FileOption } from './internal/validate.js'
+import { scanPem } from './internal/pem.js'
 
 /**
  * An issuer's `jwks` option: local keys instead of `jwksUri`/discovery. A JWK Set object, a
@@ -29,8 +30,11 @@ export function parseLocalKeys(value: unknown, option: string): { keys: unknown[
     }
     return parseLocalKeys(parsed, option)
   }
-  const blocks = text.match(/-----BEGIN (?:PUBLIC KEY|CERTIFICATE)-----[\s\S]*?-----END (?:PUBLIC KEY|CERTIFICATE)-----/g)
-  if (!blocks) return fail(option, 'contains no JWK Set and no PEM public key or certificate')
+  // Public keys and certificates (the PEM scanner of every other file; other blocks are skipped).
+  const blocks = scanPem(text)
+    .filter((block) => block.label === 'PUBLIC KEY' || block.label === 'CERTIFICATE')
+    .map((block) => block.text)
+  if (blocks.length === 0) return fail(option, 'contains no JWK Set and no PEM public key or certificate')
   return {
     keys: blocks.map((block, i) => {
       try {
