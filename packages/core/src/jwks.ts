@@ -3,6 +3,7 @@ import { LRUCache } from 'lru-cache'
 import { discoverJwksUri } from './discovery.js'
 import { AuthError, invalidToken } from './errors.js'
 import { fetchJson, FetchFailure } from './internal/fetch-json.js'
+import { canonicalOctets } from './internal/jws.js'
 import { readFilesSync, textOf, WatchedFiles } from './internal/watched-file.js'
 import { algorithmSpec } from './algorithms.js'
 import type { ResolvedIssuer } from './issuers.js'
@@ -387,15 +388,6 @@ export function checkJwkEncoding(jwk: PublicKeyMembers): boolean {
   const octets = typeof crv !== 'string' ? undefined : kty === 'EC' ? EC_OCTETS.get(crv) : kty === 'OKP' ? OKP_OCTETS.get(crv) : undefined
   if (octets === undefined || canonicalOctets(jwk.x)?.length !== octets) return false
   return kty === 'OKP' || canonicalOctets(jwk.y)?.length === octets
-}
-
-/** The octets of a canonical base64url string (the only spelling of its value), else undefined. */
-function canonicalOctets(value: unknown): Buffer | undefined {
-  if (typeof value !== 'string' || value.length === 0) return undefined
-  // Node's decoder accepts padding, whitespace and '+/', and ignores the unused low bits of the
-  // last character: a value is canonical exactly when encoding its octets gives it back.
-  const octets = Buffer.from(value, 'base64url')
-  return octets.length > 0 && octets.toString('base64url') === value ? octets : undefined
 }
 
 const PUBLIC_MEMBERS = ['crv', 'x', 'y', 'n', 'e'] as const

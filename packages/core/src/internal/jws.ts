@@ -20,6 +20,13 @@ export function isCanonicalBase64url(segment: string): boolean {
   return last !== 255 && (last & (rest === 2 ? 0x0f : 0x03)) === 0
 }
 
+const BASE64URL = /^[A-Za-z0-9_-]+$/
+
+/** The octets of a non-empty canonical base64url string (the one spelling of its value: see {@link isCanonicalBase64url}), else `undefined`. */
+export function canonicalOctets(value: unknown): Buffer | undefined {
+  return typeof value === 'string' && BASE64URL.test(value) && isCanonicalBase64url(value) ? Buffer.from(value, 'base64url') : undefined
+}
+
 /**
  * The three segments of a compact JWS, each canonical base64url; `undefined` otherwise. `known`:
  * the caller already matched `value` against {@link COMPACT_JWS} (one pass over the text is enough).
