@@ -102,10 +102,11 @@ describe('createClientIdentity', () => {
   it('does not fail current() when a callback throws', async () => {
     write(first)
     const identity = fromFiles(0)
-    identity.onReload = () => {
+    const boom = (): never => {
       throw new Error('logger down')
     }
-    identity.onReloadFailure = identity.onReload
+    identity.onReload = boom
+    identity.onReloadFailure = boom
     writeFileSync(paths.cert, second.chainPem)
     expect((await identity.current()).generation).toBe(1)
     writeFileSync(paths.key, second.keyPem)
