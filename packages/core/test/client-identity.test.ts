@@ -54,7 +54,11 @@ describe('createClientIdentity', () => {
   it.each([
     ['not an object', 'x', 'Callsign: "identity" must be an object { cert, key, ca? } (PEM strings, Buffers or { path })'],
     ['an unknown member', { cert: 'a', key: 'b', crt: 'c' }, 'Callsign: "identity.crt" is not a known option (known: cert, key, ca)'],
-    ['a key that is not the certificate\'s', () => ({ cert: first.certPem, key: second.keyPem }), 'Callsign: "identity.key" is not the private key of identity.cert'],
+    [
+      "a key that is not the certificate's",
+      () => ({ cert: first.certPem, key: second.keyPem }),
+      'Callsign: "identity.key" is not the private key of identity.cert',
+    ],
     ['a CA without a certificate', () => ({ cert: first.certPem, key: first.keyPem, ca: 'nope' }), 'Callsign: "identity.ca" holds no PEM certificate'],
   ])('throws a TypeError naming the option for %s', (_, value, message) => {
     const options = (typeof value === 'function' ? value() : value) as never
@@ -62,7 +66,9 @@ describe('createClientIdentity', () => {
   })
 
   it('names the option it is given, and refuses a bad checkInterval', () => {
-    expect(() => createClientIdentity({ cert: 'x', key: first.keyPem }, { option: 'client.identity' })).toThrow(/^Callsign: "client\.identity\.cert" is not a PEM certificate/)
+    expect(() => createClientIdentity({ cert: 'x', key: first.keyPem }, { option: 'client.identity' })).toThrow(
+      /^Callsign: "client\.identity\.cert" is not a PEM certificate/,
+    )
     expect(() => createClientIdentity({ cert: { path: join(dir, 'absent.pem') }, key: first.keyPem })).toThrow(/^Callsign: "identity\.cert" could not be read/)
     for (const checkInterval of [-1, Number.NaN, '1000'])
       expect(() => createClientIdentity({ cert: first.certPem, key: first.keyPem }, { checkInterval: checkInterval as number })).toThrow(

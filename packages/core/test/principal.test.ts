@@ -144,4 +144,3 @@ describe('presentedToken', () => {
     expect(presentedToken(second)?.value).toBe(`${TOKEN}x`)
   })
 })
-

@@ -188,4 +188,3 @@ describe('spiffeIdOfCertificate', () => {
     expect(await idOf(options)).toBeUndefined()
   })
 })
-
