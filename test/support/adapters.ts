@@ -10,7 +10,7 @@ import Router from '@koa/router'
 import express from 'express'
 import { fastify } from 'fastify'
 import Koa from 'koa'
-import type { AuthContext, AuthRule, Callsign, CallsignOptions } from '@callsign/core'
+import { presentedToken, type AuthContext, type AuthRule, type Callsign, type CallsignOptions } from '@callsign/core'
 import * as expressAdapter from '@callsign/express'
 import fastifyCallsign, * as fastifyAdapter from '@callsign/fastify'
 import * as koaAdapter from '@callsign/koa'
@@ -61,6 +61,8 @@ export interface RouteSpec {
   path: string
   /** `undefined`: no `requireAuth` on the route (it answers `{ auth }`, possibly `null`). */
   rule: AuthRule | undefined
+  /** The body, from the auth context exactly as the adapter stored it (default: see `rule`). */
+  answer?: (auth: AuthContext | null | undefined) => unknown
 }
 
 /** Every adapter serves exactly these routes. Protected routes answer the auth context as JSON. */
@@ -74,9 +76,17 @@ export const ROUTES: readonly RouteSpec[] = [
   /** Rule-level sender constraint: plain bearer tokens are refused here only. */
   { method: 'GET', path: '/constrained', rule: { senderConstraint: 'required' } },
   { method: 'GET', path: '/public', rule: undefined },
+  /** What `presentedToken` finds for the stored context, and the context as JSON. */
+  {
+    method: 'GET',
+    path: '/presented',
+    rule: undefined,
+    answer: (auth) => ({ presented: presentedToken(auth) ?? null, json: JSON.stringify(auth ?? null) }),
+  },
 ]
 
 const publicBody = (auth: AuthContext | null | undefined): { auth: AuthContext | null } => ({ auth: auth ?? null })
+const bodyOf = (route: RouteSpec, auth: AuthContext | null | undefined): unknown => (route.answer ? route.answer(auth) : route.rule ? auth : publicBody(auth))
 
 function serverOptions(tls: ServerTls, serve: ServeOptions | undefined): ServerOptions {
   if (serve?.requestCert === false) return { key: tls.key, cert: tls.cert }
@@ -122,7 +132,7 @@ const expressHarness: Adapter = {
       const handlers: express.RequestHandler[] = []
       if (route.rule) handlers.push(expressAdapter.requireAuth(route.rule))
       handlers.push((req, res) => {
-        res.json(route.rule ? req.auth : publicBody(req.auth))
+        res.json(bodyOf(route, req.auth))
       })
       if (route.method === 'GET') app.get(route.path, ...handlers)
       else app.post(route.path, ...handlers)
@@ -155,7 +165,7 @@ const fastifyHarness: Adapter = {
           method: route.method,
           url: route.path,
           ...(rule ? { preHandler: fastifyAdapter.requireAuth(rule) } : {}),
-          handler: async (request) => (rule ? request.auth : publicBody(request.auth)),
+          handler: async (request) => bodyOf(route, request.auth),
         })
       }
       await app.listen({ port: 0, host: '127.0.0.1' })
@@ -200,7 +210,7 @@ const koaHarness: Adapter = {
     for (const route of ROUTES) {
       const rule = route.rule
       const handler = (ctx: Koa.Context): void => {
-        ctx.body = rule ? ctx.state.auth : publicBody(ctx.state.auth)
+        ctx.body = bodyOf(route, ctx.state.auth)
       }
       const method = route.method === 'GET' ? 'get' : 'post'
       if (rule) router[method](route.path, koaAdapter.requireAuth(rule), handler)
@@ -233,7 +243,7 @@ const nodeHarness: Adapter = {
       }
       if (route.check && !route.check(req, res)) return
       res.writeHead(200, { 'content-type': 'application/json; charset=utf-8' })
-      res.end(JSON.stringify(route.rule ? req.auth : publicBody(req.auth)))
+      res.end(JSON.stringify(bodyOf(route, req.auth)))
     })
     return { url: await listen(server), guard: authenticate.guard, close: closer(server) }
   },

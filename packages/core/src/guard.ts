@@ -165,14 +165,14 @@ function createPipeline(config: ResolvedConfig, keys: IssuerKeys): Authenticate 
 
 /** The checks after a verified token: revocation, possession (certificate or DPoP key), then who presents it and through whom. */
 function createAccept(config: ResolvedConfig): Accept {
-  const identify = (token: VerifiedToken, peer: PeerCertificate | undefined, binding: TokenBinding): AuthContext => {
+  const identify = (token: VerifiedToken, credentials: Credentials, peer: PeerCertificate | undefined, binding: TokenBinding): AuthContext => {
     checkCallerConsistency(token, peer, config)
     checkDelegation(token, peer, config)
-    return toAuthContext(token, peer, binding)
+    return toAuthContext(token, peer, binding, credentials.token)
   }
   const bind: Accept = (token, credentials, peer, request) => {
     const bound = checkBinding(token, credentials, peer, request, config)
-    return typeof bound === 'string' ? identify(token, peer, bound) : bound.then((binding) => identify(token, peer, binding))
+    return typeof bound === 'string' ? identify(token, credentials, peer, bound) : bound.then((binding) => identify(token, credentials, peer, binding))
   }
   return (token, credentials, peer, request) => {
     if (config.revocation) return checkRevocation(token, config).then(() => bind(token, credentials, peer, request))

@@ -25,9 +25,10 @@ export {
   type ForwardedOptions,
   type IntrospectionOptions,
 } from './options.js'
-export type { ClientTlsOptions } from './internal/client-tls.js'
+export { createClientIdentity, type ClientIdentity, type ClientIdentityMaterial, type ClientTlsOptions } from './client-identity.js'
 export type { ResourceMetadataOptions, ProtectedResourceMetadata } from './resource-metadata.js'
 export type { AuthContext, TokenAuthContext, CertificateAuthContext, CallerIdentity, TokenBinding } from './principal.js'
+export { presentedToken, type PresentedToken } from './principal.js'
 export type { AuthFor, UserAuthContext, ServiceAuthContext } from './principal.js'
 export type { AccessTokenClaims, ActorClaim } from './access-token.js'
 export { AuthError, type AuthCheck, type AuthErrorCode, type AuthSide } from './errors.js'
@@ -46,7 +47,7 @@ export { checkServerMtls } from './mtls.js'
 // Building blocks: the single checks the guard runs, for tools and tests.
 export { readPeerCertificate, describeCertificate, type PeerCertificate, type PeerState } from './peer-certificate.js'
 export type { PeerVerification } from './forwarded-certificate.js'
-export { parseSpiffeId, compileCallerPattern, type SpiffeId, type CallerPattern } from './spiffe.js'
+export { parseSpiffeId, compileCallerPattern, spiffeIdOfCertificate, type SpiffeId, type CallerPattern } from './spiffe.js'
 export { readCredentials, type Credentials } from './credentials.js'
 export { verifyDpopProof, normalizeHtu, type DpopExpectation, type DpopCheckConfig } from './dpop.js'
 

@@ -85,6 +85,33 @@ export type AuthFor<R extends object> = R extends { onBehalfOf: 'required' }
     ? ServiceAuthContext
     : AuthContext
 
+/** A presented access token, as {@link presentedToken} returns it. */
+export interface PresentedToken {
+  /** The token as the request carried it. */
+  readonly value: string
+  /** Its `exp` (seconds since the epoch), when it has one. */
+  readonly expiresAt: number | undefined
+}
+
+// Beside the context, never on it: JSON, `util.inspect`, `structuredClone`, decision events and logs
+// of the context cannot hold the token. Keyed by each context object, so contexts built for
+// several requests from one cached verification never share an entry.
+const presented = new WeakMap<AuthContext, PresentedToken>()
+
+/**
+ * The access token a verified request presented, for an RFC 8693 exchange by @callsign/client;
+ * undefined for a certificate-only context.
+ *
+ * Pass the context as the adapter stored it (`req.auth`, `request.auth`, `ctx.state.auth`): a copy
+ * (spread, `structuredClone`, JSON) has no token. The token was verified for this service's
+ * audience; forward it only through a token exchange, never as is.
+ * @example
+ * const token = presentedToken(req.auth) // { value, expiresAt } | undefined
+ */
+export function presentedToken(auth: AuthContext | null | undefined): PresentedToken | undefined {
+  return auth ? presented.get(auth) : undefined
+}
+
 /** The caller a peer certificate names: its SPIFFE ID, proven by TLS or forwarded by a trusted proxy. */
 function peerCaller(peer: PeerCertificate & { spiffeId: string }): CallerIdentity {
   return { id: peer.spiffeId, source: peer.verification === undefined || peer.verification === 'tls' ? 'mtls' : 'forwarded' }
@@ -115,9 +142,10 @@ export function certificateAuthContext(peer: PeerCertificate & { spiffeId: strin
  * Build the two identities of a call. The caller is the SPIFFE ID of an authorized peer
  * certificate when there is one; otherwise the token's nearest actor (`act.sub`), then
  * `client_id` (RFC 9068 §2.2), then `azp`, then `sub`. A user is present when the token names an
- * actor or a `client_id` different from `sub`; the user is then the token's `sub`.
+ * actor or a `client_id` different from `sub`; the user is then the token's `sub`. `value`, the
+ * token as presented, is kept for {@link presentedToken}.
  */
-export function toAuthContext(token: VerifiedToken, peer: PeerCertificate | undefined, binding: TokenBinding): TokenAuthContext {
+export function toAuthContext(token: VerifiedToken, peer: PeerCertificate | undefined, binding: TokenBinding, value?: string): TokenAuthContext {
   const { claims } = token
   const named = tokenCaller(token)
   let caller: CallerIdentity
@@ -127,7 +155,7 @@ export function toAuthContext(token: VerifiedToken, peer: PeerCertificate | unde
   // A token without `sub` (some client-credentials tokens) is the client acting for itself.
   const onBehalf = claims.act !== undefined || (claims.client_id !== undefined && claims.sub !== undefined && claims.client_id !== claims.sub)
   if (onBehalf && claims.sub === undefined) throw invalidToken('on-behalf-of token names no subject', 'claims')
-  return {
+  const auth: TokenAuthContext = {
     caller,
     ...(onBehalf ? { user: { sub: claims.sub! } } : {}),
     scopes: token.scopes,
@@ -138,4 +166,6 @@ export function toAuthContext(token: VerifiedToken, peer: PeerCertificate | unde
     issuer: token.issuer.issuer,
     claims,
   }
+  if (value !== undefined) presented.set(auth, Object.freeze({ value, expiresAt: typeof claims.exp === 'number' ? claims.exp : undefined }))
+  return auth
 }

@@ -6,6 +6,8 @@
  * segment and no trailing slash, no query, fragment, port or user info, at most 2048 bytes.
  */
 
+import type { X509Certificate } from 'node:crypto'
+import { parseSubjectAltName } from './internal/subject-alt-name.js'
 import { fail } from './internal/validate.js'
 
 const TRUST_DOMAIN = /^[a-z0-9._-]+$/
@@ -45,6 +47,27 @@ export const isTrustDomainName = (value: unknown): value is string => typeof val
 
 /** True when `value` is a valid SPIFFE ID with a non-empty path (a workload, not a trust domain). */
 export const isWorkloadSpiffeId = (value: string): boolean => (parseSpiffeId(value)?.segments.length ?? 0) > 0
+
+/**
+ * The SPIFFE ID a certificate names, for a client checking the server it called: the `spiffe://`
+ * URI SAN when exactly one URI SAN is a SPIFFE ID and it is a valid workload ID (a path after the
+ * trust domain); `undefined` otherwise (none, several, a malformed one, or SANs that cannot be read
+ * unambiguously). Other URI SANs are ignored.
+ *
+ * Not checked: the chain, validity dates or key usages (the TLS handshake and its `ca` do that); and
+ * none of the client-leaf rules of `describeCertificate` (a server certificate has serverAuth).
+ * @example
+ * const id = spiffeIdOfCertificate(socket.getPeerX509Certificate()!) // 'spiffe://example.org/ns/orders/sa/api'
+ */
+export function spiffeIdOfCertificate(certificate: X509Certificate): string | undefined {
+  const sans = parseSubjectAltName(certificate.subjectAltName)
+  if (!sans) return undefined
+  // Counted case-insensitively, as describeCertificate does: `SPIFFE://...` is a malformed SPIFFE ID, not another URI.
+  const spiffeUris = sans.filter(([type, value]) => type === 'URI' && value.toLowerCase().startsWith('spiffe:'))
+  if (spiffeUris.length !== 1) return undefined
+  const parsed = parseSpiffeId(spiffeUris[0]![1])
+  return parsed && parsed.segments.length > 0 ? parsed.id : undefined
+}
 
 /**
  * A compiled caller pattern: an exact SPIFFE ID, a SPIFFE prefix ending in `/*`, or

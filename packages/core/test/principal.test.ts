@@ -1,9 +1,10 @@
+import { inspect } from 'node:util'
 import { describe, expect, it } from 'vitest'
 import type { AccessTokenClaims, VerifiedToken } from '../src/access-token.js'
 import { AuthError } from '../src/errors.js'
 import { resolveConfig } from '../src/options.js'
 import type { PeerCertificate } from '../src/peer-certificate.js'
-import { certificateAuthContext, toAuthContext } from '../src/principal.js'
+import { certificateAuthContext, presentedToken, toAuthContext } from '../src/principal.js'
 
 const ISSUER = 'https://auth.example.com/'
 const resolved = resolveConfig({ issuers: { issuer: ISSUER, audience: 'orders' } }).issuers.get(ISSUER)!
@@ -98,5 +99,48 @@ describe('toAuthContext', () => {
     expect(auth.caller).toEqual({ id: WEB, source: 'token' })
     expect(auth).not.toHaveProperty('user')
     expect(toAuthContext(token({ client_id: 'c' }), peer(WEB), 'bearer').caller).toEqual({ id: WEB, source: 'mtls' })
+  })
+})
+
+describe('presentedToken', () => {
+  const TOKEN = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ3ZWIifQ.c2lnbmF0dXJlLW9mLXRoZS10b2tlbg'
+
+  it('returns the token the context was built from, with its exp', () => {
+    const auth = toAuthContext(token({ client_id: WEB, exp: 1_900_000_000 }), undefined, 'bearer', TOKEN)
+    expect(presentedToken(auth)).toEqual({ value: TOKEN, expiresAt: 1_900_000_000 })
+    expect(Object.isFrozen(presentedToken(auth))).toBe(true)
+  })
+
+  it('has no expiry for a token without exp (an introspected one)', () => {
+    const { exp: _, ...claims } = token({ client_id: WEB }).claims
+    const auth = toAuthContext({ ...token({}), claims: claims as AccessTokenClaims }, undefined, 'bearer', TOKEN)
+    expect(presentedToken(auth)).toEqual({ value: TOKEN, expiresAt: undefined })
+  })
+
+  it('returns undefined for a certificate-only context, a context built without a token, null, undefined and copies', () => {
+    const p = peer(WEB) as PeerCertificate & { spiffeId: string }
+    expect(presentedToken(certificateAuthContext(p, ['a']))).toBeUndefined()
+    expect(presentedToken(toAuthContext(token({ client_id: WEB }), undefined, 'bearer'))).toBeUndefined()
+    expect(presentedToken(null)).toBeUndefined()
+    expect(presentedToken(undefined)).toBeUndefined()
+    const auth = toAuthContext(token({ client_id: WEB }), undefined, 'bearer', TOKEN)
+    expect(presentedToken({ ...auth })).toBeUndefined()
+    expect(presentedToken(structuredClone(auth))).toBeUndefined()
+  })
+
+  it('never puts the token on the context: JSON, inspect, clone and keys do not hold it', () => {
+    const auth = toAuthContext(token({ client_id: WEB }), peer(WEB), 'mtls', TOKEN)
+    expect(JSON.stringify(auth)).not.toContain(TOKEN)
+    expect(inspect(auth, { depth: Infinity, showHidden: true })).not.toContain(TOKEN)
+    expect(JSON.stringify(structuredClone(auth))).not.toContain(TOKEN)
+    expect(Reflect.ownKeys(auth)).not.toContain('token')
+  })
+
+  it('keeps one token per context object, even when two contexts come from one verified token', () => {
+    const verified = token({ client_id: WEB })
+    const first = toAuthContext(verified, undefined, 'bearer', TOKEN)
+    const second = toAuthContext(verified, undefined, 'bearer', `${TOKEN}x`)
+    expect(presentedToken(first)?.value).toBe(TOKEN)
+    expect(presentedToken(second)?.value).toBe(`${TOKEN}x`)
   })
 })

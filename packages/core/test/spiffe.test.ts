@@ -1,5 +1,7 @@
-import { describe, expect, it } from 'vitest'
-import { compileCallerPattern, isWorkloadSpiffeId, parseSpiffeId } from '../src/spiffe.js'
+import { X509Certificate } from 'node:crypto'
+import { createTestCa, type TestCa } from '@callsign/testing'
+import { beforeAll, describe, expect, it } from 'vitest'
+import { compileCallerPattern, isWorkloadSpiffeId, parseSpiffeId, spiffeIdOfCertificate } from '../src/spiffe.js'
 
 describe('parseSpiffeId', () => {
   it.each([
@@ -148,5 +150,41 @@ describe('compileCallerPattern', () => {
 
   it('throws a TypeError for a non-string pattern', () => {
     expect(() => compileCallerPattern(undefined as unknown as string, 'callers')).toThrow(TypeError)
+  })
+})
+
+describe('spiffeIdOfCertificate', () => {
+  const API = 'spiffe://example.org/ns/orders/sa/api'
+  let ca: TestCa
+  beforeAll(async () => {
+    ca = await createTestCa()
+  })
+  const idOf = async (options: Parameters<TestCa['issueServerCertificate']>[0]): Promise<string | undefined> =>
+    spiffeIdOfCertificate(new X509Certificate((await ca.issueServerCertificate(options)).certPem))
+
+  it('reads the SPIFFE ID of a server certificate (serverAuth, DNS names beside it)', async () => {
+    expect(await idOf({ spiffeId: API })).toBe(API)
+    expect(await idOf({ spiffeId: API, dnsNames: ['api.example.org'] })).toBe(API)
+  })
+
+  it('reads it from a client certificate too', async () => {
+    expect(spiffeIdOfCertificate(new X509Certificate((await ca.issueCertificate({ spiffeId: API })).certPem))).toBe(API)
+  })
+
+  it('ignores URI SANs that are not SPIFFE IDs', async () => {
+    expect(await idOf({ spiffeId: API, uris: ['https://api.example.org/'] })).toBe(API)
+  })
+
+  it.each([
+    ['no SAN', {}],
+    ['only a DNS name', { dnsNames: ['api.example.org'] }],
+    ['only an https URI', { uris: ['https://api.example.org/'] }],
+    ['two SPIFFE IDs', { spiffeId: API, uris: ['spiffe://example.org/ns/orders/sa/other'] }],
+    ['a malformed SPIFFE ID', { uris: ['spiffe://Example.org//x'] }],
+    ['an upper-case scheme beside a valid ID', { spiffeId: API, uris: ['SPIFFE://example.org/ns/x'] }],
+    ['a trust-domain ID (no path)', { uris: ['spiffe://example.org'] }],
+    ['a SAN crafted to read like two in a naive split', { uris: [`https://x.example/a, URI:${API}`] }],
+  ])('returns undefined for %s', async (_, options) => {
+    expect(await idOf(options)).toBeUndefined()
   })
 })

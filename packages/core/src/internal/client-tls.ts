@@ -1,102 +1,42 @@
-import { createPrivateKey, X509Certificate } from 'node:crypto'
 import { Agent, request } from 'node:https'
 import { Readable } from 'node:stream'
-import { fail, pathsOf, sourceOf, type Source, type TlsMaterial } from './tls-material.js'
-import { readFilesSync, textOf, WatchedFiles, type FileSnapshot } from './watched-file.js'
+import { WatchedClientIdentity, type ClientIdentityMaterial } from '../client-identity.js'
 
-/** The client certificate a resource server presents (RFC 8705 §2 `tls_client_auth`). */
-export interface ClientTlsOptions {
-  /** Its certificate (PEM; a chain: leaf first), or `{ path }` re-read when the file changes. */
-  cert: TlsMaterial
-  /** Its private key (PEM, unencrypted), or `{ path }`. */
-  key: TlsMaterial
-  /** CA certificate(s) that the server's certificate must chain to. Default: Node's root CAs. */
-  ca?: TlsMaterial
-}
-
-const FIELDS = ['cert', 'key', 'ca'] as const
-type Field = (typeof FIELDS)[number]
-
-/** The PEM text of `source`: as given, or as its file was read in `snapshot`. */
-function readMaterial(source: Source, option: string, snapshot: FileSnapshot): string {
-  if (source.kind === 'inline') return source.text
-  try {
-    return textOf(snapshot, source.path)
-  } catch (error) {
-    return fail(option, `could not be read: ${(error as Error).message}`)
-  }
-}
+export type { ClientTlsOptions } from '../client-identity.js'
 
 /**
  * An HTTPS client that presents a certificate: a `fetch`-compatible function over `node:https`
  * with a keep-alive agent holding the certificate and key. Material given as `{ path }` is
- * read again before each request and compared by content (a {@link WatchedFiles} with the
- * `'first-read'` rule: the request about to go out uses a rotated certificate at once); new
+ * read again before each request and compared by content (a client identity checked with no
+ * interval: the request about to go out uses a rotated certificate at once); new
  * material that does not load (a key that is not the certificate's, a file half written) is
  * reported once and the previous one stays in use. No timer.
  */
 export class ClientTls {
-  readonly #sources: Record<Field, Source | undefined>
-  readonly #option: string
-  readonly #files: WatchedFiles | undefined
+  readonly #identity: WatchedClientIdentity
+  #material: ClientIdentityMaterial
   #agent: Agent
   /** Called with the reason when reloaded material is refused. */
   onReloadFailure: ((reason: string) => void) | undefined
 
   /** Loads and checks the material now; throws `TypeError` naming `option` when it is unusable. */
   constructor(value: unknown, option: string) {
-    if (typeof value !== 'object' || value === null || Array.isArray(value))
-      fail(option, 'must be an object { cert, key, ca? } (PEM strings, Buffers or { path })')
-    const input = value as Record<string, unknown>
-    for (const key of Object.keys(input))
-      if (!(FIELDS as readonly string[]).includes(key)) fail(`${option}.${key}`, `is not a known option (known: ${FIELDS.join(', ')})`)
-    this.#option = option
-    const sources = {} as Record<Field, Source | undefined>
-    for (const field of FIELDS) {
-      if (input[field] === undefined && field === 'ca') continue
-      sources[field] = sourceOf(input[field], `${option}.${field}`)
-    }
-    this.#sources = sources
-    const paths = pathsOf(FIELDS.map((field) => sources[field]))
-    const initial = readFilesSync(paths)
-    this.#agent = this.#load(initial)
-    this.#files =
-      paths.length === 0
-        ? undefined
-        : new WatchedFiles({
-            paths,
-            initial,
-            confirm: 'first-read',
-            apply: (snapshot) => {
-              const next = this.#load(snapshot)
-              this.#agent.destroy()
-              this.#agent = next
-            },
-            onRefused: (error) => this.onReloadFailure?.((error as Error).message),
-          })
+    // Checked before each request (interval 0): the request about to go out uses a rotated certificate.
+    this.#identity = new WatchedClientIdentity(value, option, 0)
+    this.#identity.onReloadFailure = (reason) => this.onReloadFailure?.(reason)
+    this.#material = this.#identity.material
+    this.#agent = agentFor(this.#material)
   }
 
-  /** Read and check the material; a keep-alive agent that presents it. Throws `TypeError`. */
-  #load(snapshot: FileSnapshot): Agent {
-    const option = this.#option
-    const cert = readMaterial(this.#sources.cert!, `${option}.cert`, snapshot)
-    const key = readMaterial(this.#sources.key!, `${option}.key`, snapshot)
-    const ca = this.#sources.ca === undefined ? undefined : readMaterial(this.#sources.ca, `${option}.ca`, snapshot)
-    let leaf: X509Certificate
-    try {
-      leaf = new X509Certificate(cert)
-    } catch (error) {
-      return fail(`${option}.cert`, `is not a PEM certificate: ${(error as Error).message}`)
+  /** The keep-alive agent presenting `material`; the previous one is closed when the material rotated. */
+  #agentFor(material: ClientIdentityMaterial): Agent {
+    // Two checks may resolve close together: never go back to an older generation.
+    if (material.generation > this.#material.generation) {
+      this.#agent.destroy()
+      this.#material = material
+      this.#agent = agentFor(material)
     }
-    let privateKey
-    try {
-      privateKey = createPrivateKey(key)
-    } catch (error) {
-      return fail(`${option}.key`, `is not an unencrypted PEM private key: ${(error as Error).message}`)
-    }
-    if (!leaf.checkPrivateKey(privateKey)) fail(`${option}.key`, `is not the private key of ${option}.cert`)
-    if (ca !== undefined && !ca.includes('-----BEGIN CERTIFICATE-----')) fail(`${option}.ca`, 'holds no PEM certificate')
-    return new Agent({ cert, key, ...(ca === undefined ? {} : { ca }), keepAlive: true, maxCachedSessions: 10 })
+    return this.#agent
   }
 
   /**
@@ -141,9 +81,8 @@ export class ClientTls {
         })
         req.end(body)
       })
-    // New material that does not load is reported, not thrown: the request goes out with the agent in use.
-    const checked = this.#files?.check()
-    return checked ? checked.then(() => send(this.#agent, true)) : send(this.#agent, true)
+    // New material that does not load is reported, not thrown: the request goes out with the material in use.
+    return this.#identity.current().then((material) => send(this.#agentFor(material), true))
   }
 
   /** Close idle connections. */
@@ -151,3 +90,6 @@ export class ClientTls {
     this.#agent.destroy()
   }
 }
+
+const agentFor = ({ cert, key, ca }: ClientIdentityMaterial): Agent =>
+  new Agent({ cert, key, ...(ca === undefined ? {} : { ca }), keepAlive: true, maxCachedSessions: 10 })
