@@ -9,7 +9,7 @@ import { checkKeys, fail, isPlainObject, oneOf, optionKeys, parseSecureUrl, posi
 import { importPublicKey, keyFitsAlgorithm, PRIVATE_MEMBERS, sameAlg } from './jwks.js'
 import { withTimeout } from './internal/with-timeout.js'
 import { AuthError, type AuthCheck } from './errors.js'
-import { DpopNonces } from './dpop-nonce.js'
+import { DpopNonces, type DpopNonceSource } from './dpop-nonce.js'
 import { MemoryReplayStore, type ReplayStore } from './replay-store.js'
 
 /**
@@ -57,7 +57,7 @@ export interface ResolvedDpop {
   algs: string
   maxProofAgeSeconds: number
   origins: readonly string[] | undefined
-  nonces: DpopNonces | undefined
+  nonces: DpopNonceSource | undefined
   replayStore: ReplayStore
   replayStoreTimeoutMs: number
 }
@@ -68,7 +68,7 @@ export interface DpopCheckConfig {
   maxProofAgeSeconds: number
   clockToleranceSeconds: number
   now: () => number
-  nonces: DpopNonces | undefined
+  nonces: DpopNonceSource | undefined
   replayStore: ReplayStore
   replayStoreTimeoutMs: number
 }

@@ -6,7 +6,7 @@ import { checkKeys, fail, isFileOption, isPlainObject, oneOf, optionalBoolean, o
 import { readPeerCertificate, spiffeIdHost, type PeerCertificate } from './peer-certificate.js'
 import { headerValues, type AuthRequest } from './request.js'
 import { compileCallerPattern, isTrustDomainName, parseSpiffeId, type CallerPattern } from './spiffe.js'
-import { TrustBundles, type TrustBundleSource, type TrustBundleSpec } from './trust-bundles.js'
+import { TrustBundles, type PeerTrustBundles, type TrustBundleSource, type TrustBundleSpec } from './trust-bundles.js'
 
 /** `'required'`: every request must come over TLS with a client certificate the socket authorized. `'optional'` (default): used when present. */
 export type MtlsMode = 'required' | 'optional'
@@ -77,7 +77,7 @@ export interface ResolvedMtls {
   mode: MtlsMode
   trustDomains: ReadonlySet<string> | undefined
   /** Each trust domain's CA bundle, when `trustDomains` was given as a map. */
-  trustBundles: TrustBundles | undefined
+  trustBundles: PeerTrustBundles | undefined
   forwarded: ResolvedForwarded | undefined
 }
 
