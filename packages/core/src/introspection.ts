@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { decodeJwt, decodeProtectedHeader, SignJWT } from 'jose'
+import { SignJWT } from 'jose'
 import { LRUCache } from 'lru-cache'
 import {
   checkAudience,
@@ -19,7 +19,7 @@ import { fetchIssuerMetadata } from './discovery.js'
 import { AuthError, invalidToken, type AuthCheck } from './errors.js'
 import { fetchBody, FetchFailure, parseJson } from './internal/fetch-json.js'
 import { IssuerKeys } from './jwks.js'
-import { jwsSegments } from './internal/jws.js'
+import { decodeJsonObject, jwsSegments } from './internal/jws.js'
 import type { ResolvedIntrospection } from './introspection-options.js'
 import type { ResolvedIssuer } from './issuers.js'
 import type { KeySourceConfig } from './jwks-options.js'
@@ -50,8 +50,8 @@ export const isJwsShaped = (token: string): boolean => COMPACT_JWS.test(token)
 /** Unverified `iss` of a JWS-shaped token, only to choose the issuer; never trusted. */
 function unverifiedIssuer(token: string): string | undefined {
   try {
-    const payload = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as { iss?: unknown }
-    return typeof payload?.iss === 'string' ? payload.iss : undefined
+    const { iss } = decodeJsonObject(token.split('.')[1]!)
+    return typeof iss === 'string' ? iss : undefined
   } catch {
     return undefined
   }
@@ -235,8 +235,14 @@ export class Introspector {
     const compact = jwt.trim()
     const parts = jwsSegments(compact)
     if (!parts) throw new Error(`${endpoint.href}: malformed introspection JWT`)
-    const header = decodeProtectedHeader(compact)
-    const payload = decodeJwt(compact)
+    let header: Record<string, unknown>
+    let payload: Record<string, unknown>
+    try {
+      header = decodeJsonObject(parts[0])
+      payload = decodeJsonObject(parts[1])
+    } catch {
+      throw new Error(`${endpoint.href}: malformed introspection JWT`)
+    }
     if (typeof header.alg !== 'string' || !issuer.algorithms.has(header.alg)) throw new Error(`${endpoint.href}: introspection JWT algorithm not allowed`)
     if (header.crit !== undefined || header.b64 !== undefined) throw new Error(`${endpoint.href}: introspection JWT has unsupported header parameters`)
     const typ = typeof header.typ === 'string' ? header.typ.toLowerCase().replace(/^application\//, '') : undefined
@@ -251,7 +257,7 @@ export class Introspector {
     const aud = typeof payload.aud === 'string' ? [payload.aud] : payload.aud
     if (!Array.isArray(aud) || !aud.includes(issuer.introspection!.clientId)) throw new Error(`${endpoint.href}: introspection JWT aud is not the client id`)
     if (typeof payload.iat !== 'number' || !Number.isFinite(payload.iat)) throw new Error(`${endpoint.href}: introspection JWT without iat`)
-    const inner = (payload as { token_introspection?: unknown }).token_introspection
+    const inner = payload.token_introspection
     if (!isPlainObject(inner)) throw new Error(`${endpoint.href}: introspection JWT without a token_introspection object`)
     return inner
   }
