@@ -157,39 +157,9 @@ export class Introspector {
 
   async #fetch(token: string, issuer: ResolvedIssuer, key: string): Promise<Answer> {
     const options = issuer.introspection!
-    let document: unknown
+    let document: Record<string, unknown>
     try {
-      const endpoint = await this.#endpoint(issuer)
-      const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded' }
-      const form = new URLSearchParams({ token, token_type_hint: 'access_token' })
-      const { auth } = options
-      // The transport: the guard's fetch, or HTTPS presenting the client certificate (RFC 8705).
-      let send = this.#config.fetch
-      if (auth.method === 'client_secret_basic') {
-        // RFC 6749 §2.3.1: id and secret are form-encoded before Basic.
-        headers.authorization = `Basic ${Buffer.from(`${encodeURIComponent(options.clientId)}:${encodeURIComponent(auth.clientSecret)}`).toString('base64')}`
-      } else if (auth.method === 'private_key_jwt') {
-        form.set('client_assertion_type', JWT_BEARER_ASSERTION)
-        form.set('client_assertion', await this.#assertion(options, endpoint))
-      } else {
-        // RFC 8705 §2: the certificate authenticates; `client_id` names the client.
-        form.set('client_id', options.clientId)
-        send = auth.tls.fetch
-      }
-      if (options.response === 'jwt') headers.accept = JWT_MEDIA_TYPE
-      this.requests++
-      const reply = await fetchBody(send, endpoint, {
-        timeoutSeconds: options.timeoutSeconds,
-        maxBytes: MAX_ANSWER_BYTES,
-        post: { headers, body: form.toString() },
-      })
-      if (options.response !== 'jwt') document = parseJson(reply.text, endpoint)
-      // Asked for a signed answer (RFC 9701): an unsigned one is not accepted in its place.
-      else if (!isJwtMediaType(reply.contentType)) throw new Error(`${endpoint.href}: answered without a signed (RFC 9701) response`)
-      else document = await this.#verifyJwtAnswer(reply.text, issuer, endpoint)
-      if (!isPlainObject(document) || typeof document.active !== 'boolean') {
-        throw new Error(`${endpoint.href}: not an RFC 7662 introspection response`)
-      }
+      document = await this.#request(token, issuer)
     } catch (error) {
       this.#config.logger.warn('callsign: token introspection failed', { issuer: issuer.issuer, reason: (error as Error).message })
       if (options.failureBackoffSeconds > 0) this.#backoffUntil.set(issuer.issuer, this.#config.now() + options.failureBackoffSeconds * 1000)
@@ -199,7 +169,7 @@ export class Introspector {
     let answer: Answer
     let notAfter: number
     try {
-      const { verified, expiresAt } = mapAnswer(document as Record<string, unknown>, issuer, this.#config, now)
+      const { verified, expiresAt } = mapAnswer(document, issuer, this.#config, now)
       answer = { ok: true, verified }
       notAfter = Math.min(now + options.cacheSeconds * 1000, expiresAt)
     } catch (error) {
@@ -209,6 +179,51 @@ export class Introspector {
     }
     if (notAfter > now) this.#caches.get(issuer.issuer)?.set(key, { answer, notAfter })
     return answer
+  }
+
+  /** Ask the endpoint about `token`, authenticated as configured: the RFC 7662 document it answered. Throws on any failure. */
+  async #request(token: string, issuer: ResolvedIssuer): Promise<Record<string, unknown>> {
+    const options = issuer.introspection!
+    const endpoint = await this.#endpoint(issuer)
+    const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded' }
+    const form = new URLSearchParams({ token, token_type_hint: 'access_token' })
+    const send = await this.#authenticate(options, endpoint, headers, form)
+    if (options.response === 'jwt') headers.accept = JWT_MEDIA_TYPE
+    this.requests++
+    const reply = await fetchBody(send, endpoint, {
+      timeoutSeconds: options.timeoutSeconds,
+      maxBytes: MAX_ANSWER_BYTES,
+      post: { headers, body: form.toString() },
+    })
+    let document: unknown
+    if (options.response !== 'jwt') document = parseJson(reply.text, endpoint)
+    // Asked for a signed answer (RFC 9701): an unsigned one is not accepted in its place.
+    else if (!isJwtMediaType(reply.contentType)) throw new Error(`${endpoint.href}: answered without a signed (RFC 9701) response`)
+    else document = await this.#verifyJwtAnswer(reply.text, issuer, endpoint)
+    if (!isPlainObject(document) || typeof document.active !== 'boolean') {
+      throw new Error(`${endpoint.href}: not an RFC 7662 introspection response`)
+    }
+    return document
+  }
+
+  /**
+   * The client authentication of the request, added to `headers` or `form`; resolves to the
+   * transport: the guard's fetch, or HTTPS presenting the client certificate (RFC 8705).
+   */
+  async #authenticate(options: ResolvedIntrospection, endpoint: URL, headers: Record<string, string>, form: URLSearchParams): Promise<typeof globalThis.fetch> {
+    const { auth } = options
+    if (auth.method === 'client_secret_basic') {
+      // RFC 6749 §2.3.1: id and secret are form-encoded before Basic.
+      headers.authorization = `Basic ${Buffer.from(`${encodeURIComponent(options.clientId)}:${encodeURIComponent(auth.clientSecret)}`).toString('base64')}`
+    } else if (auth.method === 'private_key_jwt') {
+      form.set('client_assertion_type', JWT_BEARER_ASSERTION)
+      form.set('client_assertion', await this.#assertion(options, endpoint))
+    } else {
+      // RFC 8705 §2: the certificate authenticates; `client_id` names the client.
+      form.set('client_id', options.clientId)
+      return auth.tls.fetch
+    }
+    return this.#config.fetch
   }
 
   /** RFC 7523 §2.2 client assertion: iss = sub = client id, aud = the endpoint, short-lived, unique `jti`. */
