@@ -88,18 +88,21 @@ export function checkAccessToken(
   cache?: VerifiedTokenCache,
   compact = false,
 ): VerifiedToken | Promise<VerifiedToken> {
-  return cache?.get(token, config.now(), keys) ?? verifyUncachedAccessToken(token, config, keys, cache, compact)
+  return cache?.get(token, config.now(), keys) ?? verifyUncachedAccessToken({ token, config, keys, cache, compact })
+}
+
+/** An access token to verify, with what verifying it reads: {@link checkAccessToken}'s arguments on a cache miss. */
+interface TokenToVerify {
+  token: string
+  config: TokenCheckConfig
+  keys: IssuerKeys
+  cache: VerifiedTokenCache | undefined
+  /** `token` is known to match {@link COMPACT_JWS} (`readCredentials` checked it): one pass over it is enough. */
+  compact: boolean
 }
 
 /** {@link checkAccessToken} once `cache` (when given) has no entry for `token`: verified, then offered to the cache. */
-function verifyUncachedAccessToken(
-  token: string,
-  config: TokenCheckConfig,
-  keys: IssuerKeys,
-  cache?: VerifiedTokenCache,
-  /** `token` is known to match {@link COMPACT_JWS} (`readCredentials` checked it): one pass over it is enough. */
-  compact = false,
-): VerifiedToken | Promise<VerifiedToken> {
+function verifyUncachedAccessToken({ token, config, keys, cache, compact }: TokenToVerify): VerifiedToken | Promise<VerifiedToken> {
   const now = config.now()
   // Strict, canonical base64url (no padding, no "+/", no stray low bits): one token has exactly one spelling.
   if (!compact && !COMPACT_JWS.test(token)) {
@@ -116,6 +119,18 @@ function verifyUncachedAccessToken(
   } catch (error) {
     throw invalidToken('malformed token', 'header', error)
   }
+  const issuer = issuerOf(unverified, config)
+  const alg = checkHeader(header, issuer)
+
+  const selector = { alg, kid: header.kid }
+  const pending: PendingToken = { token, parts, alg, claims: unverified as AccessTokenClaims, issuer, config, now, cache }
+  // Keys already cached: no promise. Otherwise fetched (or refused) by getKey, with its rules.
+  const key = keys.keyNow(issuer, selector)
+  return key ? checkVerified(pending, key) : keys.getKey(issuer, selector).then((fetched) => checkVerified(pending, fetched))
+}
+
+/** The configured issuer the unverified claims name, by exact `iss` (or a JWT-SVID's trust domain); refuses any other. */
+function issuerOf(unverified: JWTPayload, config: TokenCheckConfig): ResolvedIssuer {
   let issuer = typeof unverified.iss === 'string' ? config.issuers.get(unverified.iss) : undefined
   // A SPIFFE JWT-SVID may carry no `iss`: its trust domain (from `sub`) names the issuer.
   if (!issuer && unverified.iss === undefined && typeof unverified.sub === 'string') {
@@ -123,6 +138,11 @@ function verifyUncachedAccessToken(
     if (svid) issuer = config.svidIssuers.get(svid.trustDomain)
   }
   if (!issuer) throw invalidToken('untrusted issuer', 'issuer')
+  return issuer
+}
+
+/** The header's checks before any key is looked up: `alg` allowed for `issuer` (returned), `kid`, no `crit`/`b64`, `typ`. */
+function checkHeader(header: ProtectedHeaderParameters, issuer: ResolvedIssuer): string {
   const alg = header.alg
   if (typeof alg !== 'string' || !issuer.algorithms.has(alg)) throw invalidToken('algorithm not allowed', 'header')
   if (header.kid !== undefined && (typeof header.kid !== 'string' || header.kid.length === 0 || header.kid.length > 256)) {
@@ -133,12 +153,7 @@ function verifyUncachedAccessToken(
   const typ = header.typ === undefined ? undefined : typeof header.typ === 'string' ? normalizeTyp(header.typ) : null
   const typOk = typ === 'at+jwt' || (issuer.typ === 'jwt' && (typ === undefined || typ === 'jwt'))
   if (!typOk) throw invalidToken('token type is not an access token', 'header')
-
-  const selector = { alg, kid: header.kid }
-  const pending: PendingToken = { token, parts, alg, claims: unverified as AccessTokenClaims, issuer, config, now, cache }
-  // Keys already cached: no promise. Otherwise fetched (or refused) by getKey, with its rules.
-  const key = keys.keyNow(issuer, selector)
-  return key ? checkVerified(pending, key) : keys.getKey(issuer, selector).then((fetched) => checkVerified(pending, fetched))
+  return alg
 }
 
 /** A token whose structure, issuer, algorithm and type passed: what {@link checkVerified} needs besides the key. */
