@@ -1,4 +1,3 @@
-import { isUtf8 } from 'node:buffer'
 import { constants, verify, type KeyObject } from 'node:crypto'
 import type { JWTPayload, ProtectedHeaderParameters } from 'jose'
 import { LRUCache } from 'lru-cache'
@@ -8,7 +7,7 @@ import { invalidToken } from './errors.js'
 import type { IssuerConfig, ResolvedIssuer } from './issuers.js'
 import type { IssuerKeys } from './jwks.js'
 import { parseSpiffeId } from './spiffe.js'
-import { COMPACT_JWS, jwsSegments } from './internal/jws.js'
+import { COMPACT_JWS, decodeJsonObject, jwsSegments } from './internal/jws.js'
 import { isPlainObject } from './internal/validate.js'
 
 export { COMPACT_JWS } from './internal/jws.js'
@@ -89,18 +88,21 @@ export function checkAccessToken(
   cache?: VerifiedTokenCache,
   compact = false,
 ): VerifiedToken | Promise<VerifiedToken> {
-  return cache?.get(token, config.now(), keys) ?? verifyUncachedAccessToken(token, config, keys, cache, compact)
+  return cache?.get(token, config.now(), keys) ?? verifyUncachedAccessToken({ token, config, keys, cache, compact })
+}
+
+/** An access token to verify, with what verifying it reads: {@link checkAccessToken}'s arguments on a cache miss. */
+interface TokenToVerify {
+  token: string
+  config: TokenCheckConfig
+  keys: IssuerKeys
+  cache: VerifiedTokenCache | undefined
+  /** `token` is known to match {@link COMPACT_JWS} (`readCredentials` checked it): one pass over it is enough. */
+  compact: boolean
 }
 
 /** {@link checkAccessToken} once `cache` (when given) has no entry for `token`: verified, then offered to the cache. */
-function verifyUncachedAccessToken(
-  token: string,
-  config: TokenCheckConfig,
-  keys: IssuerKeys,
-  cache?: VerifiedTokenCache,
-  /** `token` is known to match {@link COMPACT_JWS} (`readCredentials` checked it): one pass over it is enough. */
-  compact = false,
-): VerifiedToken | Promise<VerifiedToken> {
+function verifyUncachedAccessToken({ token, config, keys, cache, compact }: TokenToVerify): VerifiedToken | Promise<VerifiedToken> {
   const now = config.now()
   // Strict, canonical base64url (no padding, no "+/", no stray low bits): one token has exactly one spelling.
   if (!compact && !COMPACT_JWS.test(token)) {
@@ -117,6 +119,18 @@ function verifyUncachedAccessToken(
   } catch (error) {
     throw invalidToken('malformed token', 'header', error)
   }
+  const issuer = issuerOf(unverified, config)
+  const alg = checkHeader(header, issuer)
+
+  const selector = { alg, kid: header.kid }
+  const pending: PendingToken = { token, parts, alg, claims: unverified as AccessTokenClaims, issuer, config, now, cache }
+  // Keys already cached: no promise. Otherwise fetched (or refused) by getKey, with its rules.
+  const key = keys.keyNow(issuer, selector)
+  return key ? checkVerified(pending, key) : keys.getKey(issuer, selector).then((fetched) => checkVerified(pending, fetched))
+}
+
+/** The configured issuer the unverified claims name, by exact `iss` (or a JWT-SVID's trust domain); refuses any other. */
+function issuerOf(unverified: JWTPayload, config: TokenCheckConfig): ResolvedIssuer {
   let issuer = typeof unverified.iss === 'string' ? config.issuers.get(unverified.iss) : undefined
   // A SPIFFE JWT-SVID may carry no `iss`: its trust domain (from `sub`) names the issuer.
   if (!issuer && unverified.iss === undefined && typeof unverified.sub === 'string') {
@@ -124,6 +138,11 @@ function verifyUncachedAccessToken(
     if (svid) issuer = config.svidIssuers.get(svid.trustDomain)
   }
   if (!issuer) throw invalidToken('untrusted issuer', 'issuer')
+  return issuer
+}
+
+/** The header's checks before any key is looked up: `alg` allowed for `issuer` (returned), `kid`, no `crit`/`b64`, `typ`. */
+function checkHeader(header: ProtectedHeaderParameters, issuer: ResolvedIssuer): string {
   const alg = header.alg
   if (typeof alg !== 'string' || !issuer.algorithms.has(alg)) throw invalidToken('algorithm not allowed', 'header')
   if (header.kid !== undefined && (typeof header.kid !== 'string' || header.kid.length === 0 || header.kid.length > 256)) {
@@ -134,12 +153,7 @@ function verifyUncachedAccessToken(
   const typ = header.typ === undefined ? undefined : typeof header.typ === 'string' ? normalizeTyp(header.typ) : null
   const typOk = typ === 'at+jwt' || (issuer.typ === 'jwt' && (typ === undefined || typ === 'jwt'))
   if (!typOk) throw invalidToken('token type is not an access token', 'header')
-
-  const selector = { alg, kid: header.kid }
-  const pending: PendingToken = { token, parts, alg, claims: unverified as AccessTokenClaims, issuer, config, now, cache }
-  // Keys already cached: no promise. Otherwise fetched (or refused) by getKey, with its rules.
-  const key = keys.keyNow(issuer, selector)
-  return key ? checkVerified(pending, key) : keys.getKey(issuer, selector).then((fetched) => checkVerified(pending, fetched))
+  return alg
 }
 
 /** A token whose structure, issuer, algorithm and type passed: what {@link checkVerified} needs besides the key. */
@@ -276,22 +290,6 @@ function decodeHeader(part: string): ProtectedHeaderParameters {
     if (part.length <= 1024) decodedHeaders.set(part, header)
   }
   return header
-}
-
-/**
- * A JWS part (of a token known to match {@link COMPACT_JWS}) decoded as a JSON object: what jose's
- * `decodeProtectedHeader` / `decodeJwt` accept, without their per-character base64 decode.
- * Throws on a length no base64 encoding has, malformed UTF-8, bad JSON, or a non-object.
- * Like jose's decoder (WHATWG `TextDecoder`, fatal), malformed UTF-8 is refused and a leading byte
- * order mark skipped; `isUtf8` plus `toString` does that in two thirds of the decoder's time.
- */
-export function decodeJsonObject(part: string): Record<string, unknown> {
-  if (part.length % 4 === 1) throw new TypeError('invalid base64url')
-  const bytes = Buffer.from(part, 'base64url')
-  if (!isUtf8(bytes)) throw new TypeError('invalid UTF-8')
-  const value: unknown = JSON.parse(bytes.toString('utf8', bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? 3 : 0))
-  if (!isPlainObject(value)) throw new TypeError('not a JSON object')
-  return value
 }
 
 /**

@@ -34,47 +34,53 @@ async function loadOptions(file: string): Promise<ExplainInput['options']> {
   return JSON.parse(readFileSync(path, 'utf8')) as ExplainInput['options']
 }
 
+const ARGUMENTS = {
+  options: { type: 'string' },
+  token: { type: 'string' },
+  dpop: { type: 'string' },
+  cert: { type: 'string' },
+  ca: { type: 'string' },
+  method: { type: 'string' },
+  url: { type: 'string' },
+  rule: { type: 'string' },
+  json: { type: 'boolean' },
+} as const
+
+const parseArguments = (args: string[]) => parseArgs({ args, options: ARGUMENTS, strict: true }).values
+type Arguments = ReturnType<typeof parseArguments>
+
+/** What to explain, read from the arguments (files and stdin included). Throws on a missing or unreadable input. */
+async function readInput(values: Arguments): Promise<ExplainInput> {
+  if (!values.options) throw new Error('--options is required')
+  const input: ExplainInput = { options: await loadOptions(values.options) }
+  const token = value(values.token)
+  if (token) input.token = token
+  const proof = value(values.dpop)
+  if (proof) input.dpopProof = proof
+  if (values.cert) input.certificatePem = readFileSync(values.cert, 'utf8')
+  if (values.ca) input.caPem = readFileSync(values.ca, 'utf8')
+  if (values.method) input.method = values.method
+  if (values.url) input.url = values.url
+  if (values.rule) input.rule = JSON.parse(values.rule)
+  return input
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
   if (command !== 'explain') {
     console.error(USAGE)
     return 2
   }
-  let parsed
+  let values: Arguments
   try {
-    parsed = parseArgs({
-      args: rest,
-      options: {
-        options: { type: 'string' },
-        token: { type: 'string' },
-        dpop: { type: 'string' },
-        cert: { type: 'string' },
-        ca: { type: 'string' },
-        method: { type: 'string' },
-        url: { type: 'string' },
-        rule: { type: 'string' },
-        json: { type: 'boolean' },
-      },
-      strict: true,
-    })
+    values = parseArguments(rest)
   } catch (error) {
     console.error(`${(error as Error).message}\n${USAGE}`)
     return 2
   }
-  const { values } = parsed
   let input: ExplainInput
   try {
-    if (!values.options) throw new Error('--options is required')
-    input = { options: await loadOptions(values.options) }
-    const token = value(values.token)
-    if (token) input.token = token
-    const proof = value(values.dpop)
-    if (proof) input.dpopProof = proof
-    if (values.cert) input.certificatePem = readFileSync(values.cert, 'utf8')
-    if (values.ca) input.caPem = readFileSync(values.ca, 'utf8')
-    if (values.method) input.method = values.method
-    if (values.url) input.url = values.url
-    if (values.rule) input.rule = JSON.parse(values.rule)
+    input = await readInput(values)
   } catch (error) {
     console.error(`callsign explain: ${(error as Error).message}\n${USAGE}`)
     return 2

@@ -1,11 +1,19 @@
 import { createHmac, timingSafeEqual } from 'node:crypto'
 
+/** The server nonces of RFC 9449 §8 as the proof check and the challenge use them. */
+export interface DpopNonceSource {
+  /** The nonce to hand out now (`DPoP-Nonce`). */
+  current(): string
+  /** Whether a proof's `nonce` is one this server issued and still accepts. */
+  isValid(nonce: unknown): boolean
+}
+
 /**
  * Stateless DPoP server nonces (RFC 9449 §8): `<slice>.<mac>` where `slice` is the current time
  * window and `mac` an HMAC-SHA-256 of it under a secret shared by the replicas. A nonce is valid
  * in its window and the next one, so replicas need no shared state, only the secret.
  */
-export class DpopNonces {
+export class DpopNonces implements DpopNonceSource {
   readonly #secret: Buffer
   readonly #windowMs: number
   readonly #now: () => number

@@ -2,14 +2,14 @@ import { createHash } from 'node:crypto'
 import type { KeyObject } from 'node:crypto'
 import { calculateJwkThumbprint, type JWK } from 'jose'
 import { LRUCache } from 'lru-cache'
-import { decodeJsonObject, verifySignature } from './access-token.js'
+import { verifySignature } from './access-token.js'
 import { algorithmsOf, DEFAULT_ALGORITHMS, type Algorithm } from './algorithms.js'
-import { jwsSegments } from './internal/jws.js'
+import { decodeJsonObject, jwsSegments } from './internal/jws.js'
 import { checkKeys, fail, isPlainObject, oneOf, optionKeys, parseSecureUrl, positive, stringList } from './internal/validate.js'
 import { importPublicKey, keyFitsAlgorithm, PRIVATE_MEMBERS, sameAlg } from './jwks.js'
 import { withTimeout } from './internal/with-timeout.js'
 import { AuthError, type AuthCheck } from './errors.js'
-import { DpopNonces } from './dpop-nonce.js'
+import { DpopNonces, type DpopNonceSource } from './dpop-nonce.js'
 import { MemoryReplayStore, type ReplayStore } from './replay-store.js'
 
 /**
@@ -57,7 +57,7 @@ export interface ResolvedDpop {
   algs: string
   maxProofAgeSeconds: number
   origins: readonly string[] | undefined
-  nonces: DpopNonces | undefined
+  nonces: DpopNonceSource | undefined
   replayStore: ReplayStore
   replayStoreTimeoutMs: number
 }
@@ -68,7 +68,7 @@ export interface DpopCheckConfig {
   maxProofAgeSeconds: number
   clockToleranceSeconds: number
   now: () => number
-  nonces: DpopNonces | undefined
+  nonces: DpopNonceSource | undefined
   replayStore: ReplayStore
   replayStoreTimeoutMs: number
 }
@@ -127,16 +127,49 @@ export async function verifyDpopProof(proof: string, expected: DpopExpectation, 
   if (!parts) throw invalidProof('malformed DPoP proof', 'binding')
   const { alg, thumbprint, key } = await readProofHeader(parts[0]!, config.algorithms)
   if (!verifySignature(alg, key, proof.slice(0, proof.length - parts[2]!.length - 1), parts[2]!)) throw invalidProof('DPoP proof signature invalid', 'binding')
+  const payload = decodeProofPayload(parts[1]!)
+  const now = config.now()
+  const jti = checkProofClaims(payload, expected, config, now)
+  const ath = createHash('sha256').update(expected.accessToken).digest('base64url')
+  if (payload.ath !== ath) throw invalidProof('DPoP proof ath does not match the access token', 'binding')
+  if (thumbprint !== expected.jkt) throw new AuthError('invalid_token', 'token is bound to another DPoP key', { check: 'binding' })
+
+  if (config.nonces && !config.nonces.isValid(payload.nonce)) {
+    throw new AuthError('use_dpop_nonce', 'a fresh DPoP nonce is required', { check: 'binding' })
+  }
+  // Replay: identifiers are unique per key (RFC 9449 §11.1); hash to bound the stored key size.
+  const replayKey = createHash('sha256').update(thumbprint).update('\0').update(jti).digest('base64url')
+  const ttlSeconds = config.maxProofAgeSeconds + 2 * config.clockToleranceSeconds
+  let fresh: boolean
+  try {
+    const ms = config.replayStoreTimeoutMs
+    fresh = await withTimeout(() => config.replayStore.markUsed(replayKey, ttlSeconds), ms, `replay store did not answer within ${ms} ms`)
+  } catch (error) {
+    throw new AuthError('replay_store_unavailable', 'DPoP replay protection is temporarily unavailable', {
+      retryAfterSeconds: 1,
+      cause: error,
+      check: 'binding',
+    })
+  }
+  if (!fresh) throw invalidProof('DPoP proof has already been used', 'binding')
+}
+
+/** The proof's claims as a JSON object with `iat`, `jti`, `htm` and `htu` present. */
+function decodeProofPayload(segment: string): Record<string, unknown> {
   let payload: Record<string, unknown>
   try {
-    payload = decodeJsonObject(parts[1]!)
+    payload = decodeJsonObject(segment)
   } catch (error) {
     throw invalidProof('malformed DPoP proof', 'binding', error)
   }
-  const now = config.now()
   for (const claim of ['iat', 'jti', 'htm', 'htu'] as const) {
     if (payload[claim] === undefined) throw invalidProof('malformed DPoP proof', 'binding')
   }
+  return payload
+}
+
+/** `exp`/`nbf` when present, `htm`, `htu`, the `iat` window and `jti` (returned), in that order. */
+function checkProofClaims(payload: Record<string, unknown>, expected: DpopExpectation, config: DpopCheckConfig, now: number): string {
   const { exp, nbf } = payload
   if (
     (exp !== undefined && (typeof exp !== 'number' || exp <= now / 1000 - config.clockToleranceSeconds)) ||
@@ -155,30 +188,7 @@ export async function verifyDpopProof(proof: string, expected: DpopExpectation, 
   if (ageSeconds < -config.clockToleranceSeconds) throw invalidProof('DPoP proof is issued in the future', 'binding')
   const jti = payload.jti
   if (typeof jti !== 'string' || jti.length === 0 || jti.length > 256) throw invalidProof('malformed DPoP proof jti', 'binding')
-
-  const ath = createHash('sha256').update(expected.accessToken).digest('base64url')
-  if (payload.ath !== ath) throw invalidProof('DPoP proof ath does not match the access token', 'binding')
-  if (thumbprint !== expected.jkt) throw new AuthError('invalid_token', 'token is bound to another DPoP key', { check: 'binding' })
-
-  if (config.nonces && !config.nonces.isValid(payload.nonce)) {
-    throw new AuthError('use_dpop_nonce', 'a fresh DPoP nonce is required', { check: 'binding' })
-  }
-
-  // Replay: identifiers are unique per key (RFC 9449 §11.1); hash to bound the stored key size.
-  const replayKey = createHash('sha256').update(thumbprint).update('\0').update(jti).digest('base64url')
-  const ttlSeconds = config.maxProofAgeSeconds + 2 * config.clockToleranceSeconds
-  let fresh: boolean
-  try {
-    const ms = config.replayStoreTimeoutMs
-    fresh = await withTimeout(() => config.replayStore.markUsed(replayKey, ttlSeconds), ms, `replay store did not answer within ${ms} ms`)
-  } catch (error) {
-    throw new AuthError('replay_store_unavailable', 'DPoP replay protection is temporarily unavailable', {
-      retryAfterSeconds: 1,
-      cause: error,
-      check: 'binding',
-    })
-  }
-  if (!fresh) throw invalidProof('DPoP proof has already been used', 'binding')
+  return jti
 }
 
 interface ProofHeader {

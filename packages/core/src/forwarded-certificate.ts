@@ -25,73 +25,98 @@ const KEY = /^[A-Za-z][A-Za-z0-9_-]{0,31}$/
  * https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_conn_man/headers#x-forwarded-client-cert
  */
 export function parseXfcc(header: string): XfccElement[] {
+  const cursor = new XfccCursor(header)
   const elements: XfccElement[] = []
   let element: XfccElement = new Map()
   let pairs = 0
-  let i = 0
-  const malformed = (): never => {
-    throw invalidRequest('malformed forwarded client certificate header', 'client certificate')
-  }
-  while (i <= header.length) {
-    // key
-    const eq = header.indexOf('=', i)
-    if (eq === -1) malformed()
-    const key = header.slice(i, eq).trim()
-    if (!KEY.test(key)) malformed()
-    i = eq + 1
-    // value
-    let value = ''
-    if (header[i] === '"') {
-      i++
-      for (;;) {
-        if (i >= header.length) malformed()
-        const c = header[i]!
-        if (c === '\\') {
-          if (i + 1 >= header.length) malformed()
-          value += header[i + 1]
-          i += 2
-        } else if (c === '"') {
-          i++
-          break
-        } else {
-          value += c
-          i++
-        }
-      }
-    } else {
-      let j = i
-      while (j < header.length && header[j] !== ';' && header[j] !== ',') {
-        if (header[j] === '"' || header[j] === '=') malformed()
-        j++
-      }
-      value = header.slice(i, j).trim()
-      i = j
-    }
-    const name = key.toLowerCase()
+  for (;;) {
+    const name = cursor.key()
+    const value = cursor.value()
     const list = element.get(name)
     if (list) list.push(value)
     else element.set(name, [value])
-    if (++pairs > XFCC_LIMITS.maxPairs) malformed()
-    // separator
-    while (header[i] === ' ') i++
-    if (i >= header.length) break
-    if (header[i] === ';') {
-      i++
-      continue
-    }
-    if (header[i] === ',') {
+    if (++pairs > XFCC_LIMITS.maxPairs) malformedXfcc()
+    const separator = cursor.separator()
+    if (separator === undefined) break
+    if (separator === ',') {
       elements.push(element)
-      if (elements.length >= XFCC_LIMITS.maxElements) malformed()
+      if (elements.length >= XFCC_LIMITS.maxElements) malformedXfcc()
       element = new Map()
       pairs = 0
-      i++
-      while (header[i] === ' ') i++
-      continue
     }
-    malformed()
   }
   elements.push(element)
   return elements
+}
+
+const malformedXfcc = (): never => {
+  throw invalidRequest('malformed forwarded client certificate header', 'client certificate')
+}
+
+/** {@link parseXfcc}'s position in the header, read one token at a time; anything malformed throws. */
+class XfccCursor {
+  #i = 0
+  constructor(readonly header: string) {}
+
+  /** A `key=`: the key, lower-cased (keys are case-insensitive). */
+  key(): string {
+    const eq = this.header.indexOf('=', this.#i)
+    if (eq === -1) malformedXfcc()
+    const key = this.header.slice(this.#i, eq).trim()
+    if (!KEY.test(key)) malformedXfcc()
+    this.#i = eq + 1
+    return key.toLowerCase()
+  }
+
+  /** A value: double-quoted (with `\"` escapes), or bare up to the next `;` or `,` (trimmed). */
+  value(): string {
+    return this.header[this.#i] === '"' ? this.#quoted() : this.#bare()
+  }
+
+  /** What follows a value: `';'` (another pair), `','` (another element, spaces skipped) or `undefined` at the end. */
+  separator(): ';' | ',' | undefined {
+    const header = this.header
+    while (header[this.#i] === ' ') this.#i++
+    if (this.#i >= header.length) return undefined
+    const separator = header[this.#i]
+    if (separator !== ';' && separator !== ',') return malformedXfcc()
+    this.#i++
+    if (separator === ',') while (header[this.#i] === ' ') this.#i++
+    return separator
+  }
+
+  #quoted(): string {
+    const header = this.header
+    let value = ''
+    let i = this.#i + 1
+    for (;;) {
+      if (i >= header.length) malformedXfcc()
+      const c = header[i]!
+      if (c === '"') break
+      if (c === '\\') {
+        if (i + 1 >= header.length) malformedXfcc()
+        value += header[i + 1]
+        i += 2
+      } else {
+        value += c
+        i++
+      }
+    }
+    this.#i = i + 1
+    return value
+  }
+
+  #bare(): string {
+    const header = this.header
+    let j = this.#i
+    while (j < header.length && header[j] !== ';' && header[j] !== ',') {
+      if (header[j] === '"' || header[j] === '=') malformedXfcc()
+      j++
+    }
+    const value = header.slice(this.#i, j).trim()
+    this.#i = j
+    return value
+  }
 }
 
 // Where explain.ts and the tests have always found it; the one PEM scanner is in internal/pem.ts.

@@ -67,10 +67,22 @@ export interface IntrospectionOptions {
   tokens?: IntrospectedTokens
 }
 
+/**
+ * The HTTPS client that presents the resource server's certificate (RFC 8705 §2), as introspection
+ * uses it: its `fetch`, a hook told when reloaded material is refused, and `close` at shutdown.
+ */
+export interface IntrospectionTransport {
+  readonly fetch: (input: string | URL | Request, init?: RequestInit) => Promise<Response>
+  /** Called with the reason when reloaded certificate material is refused (the previous one stays in use). */
+  onReloadFailure: ((reason: string) => void) | undefined
+  /** Close idle connections. */
+  close(): void
+}
+
 export type ResolvedIntrospectionAuth =
   | { method: 'client_secret_basic'; clientSecret: string }
   | { method: 'private_key_jwt'; privateKey: KeyObject; algorithm: string }
-  | { method: 'tls_client_auth' | 'self_signed_tls_client_auth'; tls: ClientTls }
+  | { method: 'tls_client_auth' | 'self_signed_tls_client_auth'; tls: IntrospectionTransport }
 
 export interface ResolvedIntrospection {
   /** `undefined`: discovered from the issuer's metadata. */

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { decodeJwt, decodeProtectedHeader, SignJWT } from 'jose'
+import { SignJWT } from 'jose'
 import { LRUCache } from 'lru-cache'
 import {
   checkAudience,
@@ -19,7 +19,7 @@ import { fetchIssuerMetadata } from './discovery.js'
 import { AuthError, invalidToken, type AuthCheck } from './errors.js'
 import { fetchBody, FetchFailure, parseJson } from './internal/fetch-json.js'
 import { IssuerKeys } from './jwks.js'
-import { jwsSegments } from './internal/jws.js'
+import { decodeJsonObject, jwsSegments } from './internal/jws.js'
 import type { ResolvedIntrospection } from './introspection-options.js'
 import type { ResolvedIssuer } from './issuers.js'
 import type { KeySourceConfig } from './jwks-options.js'
@@ -50,8 +50,8 @@ export const isJwsShaped = (token: string): boolean => COMPACT_JWS.test(token)
 /** Unverified `iss` of a JWS-shaped token, only to choose the issuer; never trusted. */
 function unverifiedIssuer(token: string): string | undefined {
   try {
-    const payload = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as { iss?: unknown }
-    return typeof payload?.iss === 'string' ? payload.iss : undefined
+    const { iss } = decodeJsonObject(token.split('.')[1]!)
+    return typeof iss === 'string' ? iss : undefined
   } catch {
     return undefined
   }
@@ -157,39 +157,9 @@ export class Introspector {
 
   async #fetch(token: string, issuer: ResolvedIssuer, key: string): Promise<Answer> {
     const options = issuer.introspection!
-    let document: unknown
+    let document: Record<string, unknown>
     try {
-      const endpoint = await this.#endpoint(issuer)
-      const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded' }
-      const form = new URLSearchParams({ token, token_type_hint: 'access_token' })
-      const { auth } = options
-      // The transport: the guard's fetch, or HTTPS presenting the client certificate (RFC 8705).
-      let send = this.#config.fetch
-      if (auth.method === 'client_secret_basic') {
-        // RFC 6749 §2.3.1: id and secret are form-encoded before Basic.
-        headers.authorization = `Basic ${Buffer.from(`${encodeURIComponent(options.clientId)}:${encodeURIComponent(auth.clientSecret)}`).toString('base64')}`
-      } else if (auth.method === 'private_key_jwt') {
-        form.set('client_assertion_type', JWT_BEARER_ASSERTION)
-        form.set('client_assertion', await this.#assertion(options, endpoint))
-      } else {
-        // RFC 8705 §2: the certificate authenticates; `client_id` names the client.
-        form.set('client_id', options.clientId)
-        send = auth.tls.fetch
-      }
-      if (options.response === 'jwt') headers.accept = JWT_MEDIA_TYPE
-      this.requests++
-      const reply = await fetchBody(send, endpoint, {
-        timeoutSeconds: options.timeoutSeconds,
-        maxBytes: MAX_ANSWER_BYTES,
-        post: { headers, body: form.toString() },
-      })
-      if (options.response !== 'jwt') document = parseJson(reply.text, endpoint)
-      // Asked for a signed answer (RFC 9701): an unsigned one is not accepted in its place.
-      else if (!isJwtMediaType(reply.contentType)) throw new Error(`${endpoint.href}: answered without a signed (RFC 9701) response`)
-      else document = await this.#verifyJwtAnswer(reply.text, issuer, endpoint)
-      if (!isPlainObject(document) || typeof document.active !== 'boolean') {
-        throw new Error(`${endpoint.href}: not an RFC 7662 introspection response`)
-      }
+      document = await this.#request(token, issuer)
     } catch (error) {
       this.#config.logger.warn('callsign: token introspection failed', { issuer: issuer.issuer, reason: (error as Error).message })
       if (options.failureBackoffSeconds > 0) this.#backoffUntil.set(issuer.issuer, this.#config.now() + options.failureBackoffSeconds * 1000)
@@ -199,7 +169,7 @@ export class Introspector {
     let answer: Answer
     let notAfter: number
     try {
-      const { verified, expiresAt } = mapAnswer(document as Record<string, unknown>, issuer, this.#config, now)
+      const { verified, expiresAt } = mapAnswer(document, issuer, this.#config, now)
       answer = { ok: true, verified }
       notAfter = Math.min(now + options.cacheSeconds * 1000, expiresAt)
     } catch (error) {
@@ -209,6 +179,51 @@ export class Introspector {
     }
     if (notAfter > now) this.#caches.get(issuer.issuer)?.set(key, { answer, notAfter })
     return answer
+  }
+
+  /** Ask the endpoint about `token`, authenticated as configured: the RFC 7662 document it answered. Throws on any failure. */
+  async #request(token: string, issuer: ResolvedIssuer): Promise<Record<string, unknown>> {
+    const options = issuer.introspection!
+    const endpoint = await this.#endpoint(issuer)
+    const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded' }
+    const form = new URLSearchParams({ token, token_type_hint: 'access_token' })
+    const send = await this.#authenticate(options, endpoint, headers, form)
+    if (options.response === 'jwt') headers.accept = JWT_MEDIA_TYPE
+    this.requests++
+    const reply = await fetchBody(send, endpoint, {
+      timeoutSeconds: options.timeoutSeconds,
+      maxBytes: MAX_ANSWER_BYTES,
+      post: { headers, body: form.toString() },
+    })
+    let document: unknown
+    if (options.response !== 'jwt') document = parseJson(reply.text, endpoint)
+    // Asked for a signed answer (RFC 9701): an unsigned one is not accepted in its place.
+    else if (!isJwtMediaType(reply.contentType)) throw new Error(`${endpoint.href}: answered without a signed (RFC 9701) response`)
+    else document = await this.#verifyJwtAnswer(reply.text, issuer, endpoint)
+    if (!isPlainObject(document) || typeof document.active !== 'boolean') {
+      throw new Error(`${endpoint.href}: not an RFC 7662 introspection response`)
+    }
+    return document
+  }
+
+  /**
+   * The client authentication of the request, added to `headers` or `form`; resolves to the
+   * transport: the guard's fetch, or HTTPS presenting the client certificate (RFC 8705).
+   */
+  async #authenticate(options: ResolvedIntrospection, endpoint: URL, headers: Record<string, string>, form: URLSearchParams): Promise<typeof globalThis.fetch> {
+    const { auth } = options
+    if (auth.method === 'client_secret_basic') {
+      // RFC 6749 §2.3.1: id and secret are form-encoded before Basic.
+      headers.authorization = `Basic ${Buffer.from(`${encodeURIComponent(options.clientId)}:${encodeURIComponent(auth.clientSecret)}`).toString('base64')}`
+    } else if (auth.method === 'private_key_jwt') {
+      form.set('client_assertion_type', JWT_BEARER_ASSERTION)
+      form.set('client_assertion', await this.#assertion(options, endpoint))
+    } else {
+      // RFC 8705 §2: the certificate authenticates; `client_id` names the client.
+      form.set('client_id', options.clientId)
+      return auth.tls.fetch
+    }
+    return this.#config.fetch
   }
 
   /** RFC 7523 §2.2 client assertion: iss = sub = client id, aud = the endpoint, short-lived, unique `jti`. */
@@ -235,8 +250,14 @@ export class Introspector {
     const compact = jwt.trim()
     const parts = jwsSegments(compact)
     if (!parts) throw new Error(`${endpoint.href}: malformed introspection JWT`)
-    const header = decodeProtectedHeader(compact)
-    const payload = decodeJwt(compact)
+    let header: Record<string, unknown>
+    let payload: Record<string, unknown>
+    try {
+      header = decodeJsonObject(parts[0])
+      payload = decodeJsonObject(parts[1])
+    } catch {
+      throw new Error(`${endpoint.href}: malformed introspection JWT`)
+    }
     if (typeof header.alg !== 'string' || !issuer.algorithms.has(header.alg)) throw new Error(`${endpoint.href}: introspection JWT algorithm not allowed`)
     if (header.crit !== undefined || header.b64 !== undefined) throw new Error(`${endpoint.href}: introspection JWT has unsupported header parameters`)
     const typ = typeof header.typ === 'string' ? header.typ.toLowerCase().replace(/^application\//, '') : undefined
@@ -251,7 +272,7 @@ export class Introspector {
     const aud = typeof payload.aud === 'string' ? [payload.aud] : payload.aud
     if (!Array.isArray(aud) || !aud.includes(issuer.introspection!.clientId)) throw new Error(`${endpoint.href}: introspection JWT aud is not the client id`)
     if (typeof payload.iat !== 'number' || !Number.isFinite(payload.iat)) throw new Error(`${endpoint.href}: introspection JWT without iat`)
-    const inner = (payload as { token_introspection?: unknown }).token_introspection
+    const inner = payload.token_introspection
     if (!isPlainObject(inner)) throw new Error(`${endpoint.href}: introspection JWT without a token_introspection object`)
     return inner
   }

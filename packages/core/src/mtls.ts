@@ -6,7 +6,7 @@ import { checkKeys, fail, isFileOption, isPlainObject, oneOf, optionalBoolean, o
 import { readPeerCertificate, spiffeIdHost, type PeerCertificate } from './peer-certificate.js'
 import { headerValues, type AuthRequest } from './request.js'
 import { compileCallerPattern, isTrustDomainName, parseSpiffeId, type CallerPattern } from './spiffe.js'
-import { TrustBundles, type TrustBundleSource, type TrustBundleSpec } from './trust-bundles.js'
+import { TrustBundles, type PeerTrustBundles, type TrustBundleSource, type TrustBundleSpec } from './trust-bundles.js'
 
 /** `'required'`: every request must come over TLS with a client certificate the socket authorized. `'optional'` (default): used when present. */
 export type MtlsMode = 'required' | 'optional'
@@ -77,7 +77,7 @@ export interface ResolvedMtls {
   mode: MtlsMode
   trustDomains: ReadonlySet<string> | undefined
   /** Each trust domain's CA bundle, when `trustDomains` was given as a map. */
-  trustBundles: TrustBundles | undefined
+  trustBundles: PeerTrustBundles | undefined
   forwarded: ResolvedForwarded | undefined
 }
 
@@ -286,60 +286,70 @@ export function createPeerResolver(config: PeerConfig): (request: AuthRequest) =
   const { mode, trustDomains, trustBundles, forwarded } = config.mtls
   trustBundles?.watch()
   const forwardedPeers = forwarded ? new ForwardedPeers(forwarded, trustBundles) : undefined
+  const certificateRequired = createCertificateRequired(config)
+  return (request) => {
+    const peer = presentedPeer(request, config, forwardedPeers)
+    if (!peer && mode === 'required') throw certificateRequired(request)
+    if (peer && trustDomains) checkTrustDomain(peer, trustDomains)
+    return peer
+  }
+}
+
+const remoteAddress = (request: AuthRequest): string | undefined => (request.socket as { remoteAddress?: string } | null | undefined)?.remoteAddress
+
+/** Whether the immediate peer is a proxy trusted to forward a certificate: by its certificate's SPIFFE ID, or its address. */
+function fromTrustedProxy(forwarded: ResolvedForwarded, request: AuthRequest, socketPeer: PeerCertificate | undefined): boolean {
+  const proxySpiffeId = socketPeer?.spiffeId
+  return (
+    (proxySpiffeId !== undefined && forwarded.proxySpiffeIds?.some((pattern) => pattern.matches(proxySpiffeId)) === true) ||
+    addressTrusted(forwarded.proxyAddresses, remoteAddress(request))
+  )
+}
+
+/** The certificate the request presents: the socket's, or the one a trusted proxy forwarded. */
+function presentedPeer(request: AuthRequest, config: PeerConfig, forwardedPeers: ForwardedPeers | undefined): PeerCertificate | undefined {
+  const { trustBundles, forwarded } = config.mtls
+  const state = readPeerCertificate(request.socket)
+  if (state.kind === 'rejected') throw new AuthError('peer_unauthorized', state.reason, { cause: state.cause, check: 'client certificate' })
+  const socketPeer = state.kind === 'authorized' ? state.peer : undefined
+  // Federation: the socket's SPIFFE ID (a caller's or a proxy's) is proven only by its own domain's bundle.
+  if (trustBundles && state.kind === 'authorized' && state.peer.spiffeId !== undefined) {
+    trustBundles.checkConnection(request.socket!, state.peer.spiffeId, state.chain ?? [], config.now())
+  }
+  if (!forwarded || !forwardedPeers) return socketPeer
+  if (!fromTrustedProxy(forwarded, request, socketPeer)) return socketPeer
+  return forwardedPeers.read(headerValues(request, forwarded.header), config.now())
+}
+
+/** `mtls.trustDomains`: the peer's SPIFFE ID must name an accepted trust domain. */
+function checkTrustDomain(peer: PeerCertificate, trustDomains: ReadonlySet<string>): void {
+  if (peer.spiffeId === undefined) throw new AuthError('peer_unauthorized', 'client certificate has no SPIFFE ID', { check: 'client certificate' })
+  if (!trustDomains.has(spiffeIdHost(peer.spiffeId))) {
+    throw new AuthError('peer_unauthorized', 'client certificate is not from an accepted trust domain', { check: 'client certificate' })
+  }
+}
+
+/** The `mtls_required` refusal of one guard, with the setup's cause when Callsign can see it (and logged). */
+function createCertificateRequired(config: PeerConfig): (request: AuthRequest) => AuthError {
+  const { forwarded } = config.mtls
   const toldForwarders = new Set<string>()
-
-  const remoteAddress = (request: AuthRequest): string | undefined => (request.socket as { remoteAddress?: string } | null | undefined)?.remoteAddress
-
-  const fromTrustedProxy = (request: AuthRequest, socketPeer: PeerCertificate | undefined): boolean => {
-    const proxySpiffeId = socketPeer?.spiffeId
-    return (
-      (proxySpiffeId !== undefined && forwarded!.proxySpiffeIds?.some((pattern) => pattern.matches(proxySpiffeId)) === true) ||
-      addressTrusted(forwarded!.proxyAddresses, remoteAddress(request))
-    )
-  }
-
-  function presentedPeer(request: AuthRequest): PeerCertificate | undefined {
+  return (request) => {
     const state = readPeerCertificate(request.socket)
-    if (state.kind === 'rejected') throw new AuthError('peer_unauthorized', state.reason, { cause: state.cause, check: 'client certificate' })
-    const socketPeer = state.kind === 'authorized' ? state.peer : undefined
-    // Federation: the socket's SPIFFE ID (a caller's or a proxy's) is proven only by its own domain's bundle.
-    if (trustBundles && state.kind === 'authorized' && state.peer.spiffeId !== undefined) {
-      trustBundles.checkConnection(request.socket!, state.peer.spiffeId, state.chain ?? [], config.now())
-    }
-    if (!forwarded || !forwardedPeers) return socketPeer
-    if (!fromTrustedProxy(request, socketPeer)) return socketPeer
-    return forwardedPeers.read(headerValues(request, forwarded.header), config.now())
-  }
-
-  /** The `mtls_required` refusal, with the setup's cause when Callsign can see it (and logged). */
-  function certificateRequired(request: AuthRequest): AuthError {
-    const state = readPeerCertificate(request.socket)
-    const fromProxy = forwarded !== undefined && fromTrustedProxy(request, state.kind === 'authorized' ? state.peer : undefined)
+    const fromProxy = forwarded !== undefined && fromTrustedProxy(forwarded, request, state.kind === 'authorized' ? state.peer : undefined)
     const detail = misconfiguration(request, forwarded, fromProxy)
     if (detail === undefined) return new AuthError('mtls_required', CERTIFICATE_REQUIRED, { check: 'client certificate' })
-    if (detail === UNTRUSTED_FORWARDER) tellUntrustedForwarder(remoteAddress(request) ?? 'unknown')
+    if (detail === UNTRUSTED_FORWARDER) tellUntrustedForwarder(config, toldForwarders, remoteAddress(request) ?? 'unknown')
     else tellMisconfigured(config.mtls, config.logger, detail)
     return new AuthError('mtls_required', detail, { check: 'client certificate' })
   }
+}
 
-  function tellUntrustedForwarder(address: string): void {
-    if (toldForwarders.has(address) || toldForwarders.size >= MAX_TOLD_FORWARDERS) return
-    toldForwarders.add(address)
-    config.logger.warn(
-      `Callsign: a forwarded client certificate (${forwarded!.header}) came from a peer that is not a trusted proxy and was ignored: if this peer is your proxy, add its address or SPIFFE ID to mtls.forwarded.trustedProxies`,
-      { address },
-    )
-  }
-
-  return (request) => {
-    const peer = presentedPeer(request)
-    if (!peer && mode === 'required') throw certificateRequired(request)
-    if (peer && trustDomains) {
-      if (peer.spiffeId === undefined) throw new AuthError('peer_unauthorized', 'client certificate has no SPIFFE ID', { check: 'client certificate' })
-      if (!trustDomains.has(spiffeIdHost(peer.spiffeId))) {
-        throw new AuthError('peer_unauthorized', 'client certificate is not from an accepted trust domain', { check: 'client certificate' })
-      }
-    }
-    return peer
-  }
+/** Log a forwarded certificate from a peer that is not a trusted proxy: once per address, for the first addresses. */
+function tellUntrustedForwarder(config: PeerConfig, told: Set<string>, address: string): void {
+  if (told.has(address) || told.size >= MAX_TOLD_FORWARDERS) return
+  told.add(address)
+  config.logger.warn(
+    `Callsign: a forwarded client certificate (${config.mtls.forwarded!.header}) came from a peer that is not a trusted proxy and was ignored: if this peer is your proxy, add its address or SPIFFE ID to mtls.forwarded.trustedProxies`,
+    { address },
+  )
 }

@@ -148,7 +148,19 @@ export function authorize(auth: AuthContext, rule: CompiledRule, allowances: rea
   if (rule.senderConstraint === 'required' && auth.binding === 'bearer') {
     throw new AuthError('invalid_token', 'this route requires a sender-constrained token', { check: 'rule' })
   }
-  const callerId = auth.caller.id
+  const allowance = allowedCaller(auth.caller.id, rule, allowances)
+  checkRuleScopes(auth, rule)
+  if (allowance) checkWithinAllowance(auth.scopes, rule, allowance)
+  if (rule.onBehalfOf === 'required' && !auth.user) {
+    throw new AuthError('on_behalf_of_required', 'this route requires a call on behalf of a user', { side: 'user', check: 'rule' })
+  }
+  if (rule.onBehalfOf === 'forbidden' && auth.user) {
+    throw new AuthError('on_behalf_of_forbidden', 'this route does not accept calls on behalf of a user', { side: 'caller', check: 'rule' })
+  }
+}
+
+/** The caller's allowance (`undefined`: no `callers` option); refuses a caller the rule or the allowances do not admit. */
+function allowedCaller(callerId: string, rule: CompiledRule, allowances: readonly ResolvedAllowance[] | undefined): ResolvedAllowance | undefined {
   if (rule.callers && !rule.callers.some((pattern) => pattern.matches(callerId))) {
     throw new AuthError('caller_forbidden', 'the calling service is not allowed on this route', { side: 'caller', check: 'rule' })
   }
@@ -156,6 +168,11 @@ export function authorize(auth: AuthContext, rule: CompiledRule, allowances: rea
   if (allowance === null) {
     throw new AuthError('caller_forbidden', 'the calling service is not an allowed caller', { side: 'caller', check: 'rule' })
   }
+  return allowance
+}
+
+/** Every `rule.scopes` and one of `rule.anyScopes` granted, with a reason naming who lacks them. */
+function checkRuleScopes(auth: AuthContext, rule: CompiledRule): void {
   const side = auth.user ? 'user' : 'caller'
   const granted = auth.scopes
   const missing = !rule.scopes.every((scope) => granted.includes(scope))
@@ -184,21 +201,17 @@ export function authorize(auth: AuthContext, rule: CompiledRule, allowances: rea
       check: 'rule',
     })
   }
-  if (allowance) {
-    const beyond = rule.scopes.some((scope) => !allowance.scopes.has(scope))
-    const anyAllowed = !rule.anyScopes || rule.anyScopes.some((scope) => granted.includes(scope) && allowance.scopes.has(scope))
-    if (beyond || !anyAllowed) {
-      throw new AuthError('caller_scope_exceeded', "a required scope is beyond the calling service's allowance", {
-        side: 'caller',
-        scope: [...new Set(rule.scopes.concat(rule.anyScopes ?? []))],
-        check: 'rule',
-      })
-    }
-  }
-  if (rule.onBehalfOf === 'required' && !auth.user) {
-    throw new AuthError('on_behalf_of_required', 'this route requires a call on behalf of a user', { side: 'user', check: 'rule' })
-  }
-  if (rule.onBehalfOf === 'forbidden' && auth.user) {
-    throw new AuthError('on_behalf_of_forbidden', 'this route does not accept calls on behalf of a user', { side: 'caller', check: 'rule' })
+}
+
+/** The rule's scopes within the caller's allowance: a user's broad grant never lets a narrowly allowed service do more. */
+function checkWithinAllowance(granted: readonly string[], rule: CompiledRule, allowance: ResolvedAllowance): void {
+  const beyond = rule.scopes.some((scope) => !allowance.scopes.has(scope))
+  const anyAllowed = !rule.anyScopes || rule.anyScopes.some((scope) => granted.includes(scope) && allowance.scopes.has(scope))
+  if (beyond || !anyAllowed) {
+    throw new AuthError('caller_scope_exceeded', "a required scope is beyond the calling service's allowance", {
+      side: 'caller',
+      scope: [...new Set(rule.scopes.concat(rule.anyScopes ?? []))],
+      check: 'rule',
+    })
   }
 }

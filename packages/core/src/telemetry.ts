@@ -34,61 +34,82 @@ interface OtelMeter {
  * and `callsign.dpop.nonce_challenges`. Resolves `undefined` when it is not installed. Never throws.
  */
 export async function loadTelemetry(): Promise<Telemetry | undefined> {
-  let api: OtelApi
+  const api = await importOtelApi()
+  try {
+    return api && createTelemetry(api)
+  } catch {
+    return undefined
+  }
+}
+
+async function importOtelApi(): Promise<OtelApi | undefined> {
   try {
     const moduleName = '@opentelemetry/api'
-    api = (await import(moduleName)) as OtelApi
+    return (await import(moduleName)) as OtelApi
   } catch {
     return undefined
   }
+}
+
+function createTelemetry(api: OtelApi): Telemetry {
+  const meter = api.metrics.getMeter('callsign')
+  const decisions = meter.createCounter('callsign.decisions', { description: 'Authentication and authorization decisions' })
+  const fetches = meter.createCounter('callsign.jwks.fetches', { description: 'Issuer key events: ok, failed, stale_served, cooldown' })
+  const replays = meter.createCounter('callsign.dpop.replays', { description: 'DPoP proofs refused as replays' })
+  const nonces = meter.createCounter('callsign.dpop.nonce_challenges', { description: 'use_dpop_nonce challenges sent' })
+  const counting = !isNoopCounter(api, decisions)
+  return {
+    active() {
+      return counting || api.trace.getActiveSpan() !== undefined
+    },
+    decision(event) {
+      decisions.add(1, decisionAttributes(event))
+      if (event.code === 'invalid_dpop_proof' && event.reason === 'DPoP proof has already been used') replays.add(1)
+      if (event.code === 'use_dpop_nonce') nonces.add(1)
+    },
+    annotate(event) {
+      const span = api.trace.getActiveSpan()
+      if (span) span.setAttributes(spanAttributes(event))
+    },
+    keys(outcome, issuer) {
+      fetches.add(1, { outcome, issuer })
+    },
+  }
+}
+
+/**
+ * The metrics API does not proxy: a meter taken before any provider is registered stays the
+ * no-op one, whose counters are all one shared no-op instance.
+ */
+function isNoopCounter(api: OtelApi, counter: unknown): boolean {
+  let noopCounter: unknown
   try {
-    const meter = api.metrics.getMeter('callsign')
-    const decisions = meter.createCounter('callsign.decisions', { description: 'Authentication and authorization decisions' })
-    const fetches = meter.createCounter('callsign.jwks.fetches', { description: 'Issuer key events: ok, failed, stale_served, cooldown' })
-    const replays = meter.createCounter('callsign.dpop.replays', { description: 'DPoP proofs refused as replays' })
-    const nonces = meter.createCounter('callsign.dpop.nonce_challenges', { description: 'use_dpop_nonce challenges sent' })
-    // The metrics API does not proxy: a meter taken before any provider is registered stays the
-    // no-op one, whose counters are all one shared no-op instance.
-    let noopCounter: unknown
-    try {
-      noopCounter = api.createNoopMeter?.().createCounter('callsign.noop')
-    } catch {
-      noopCounter = undefined
-    }
-    const counting = noopCounter === undefined || decisions !== noopCounter
-    return {
-      active() {
-        return counting || api.trace.getActiveSpan() !== undefined
-      },
-      decision(event) {
-        const attributes: Record<string, string> = { outcome: event.outcome, stage: event.stage, enforced: String(event.enforced) }
-        if (event.code) attributes.code = event.code
-        if (event.binding) attributes.binding = event.binding
-        if (event.caller) attributes.caller_source = event.caller.source
-        decisions.add(1, attributes)
-        if (event.code === 'invalid_dpop_proof' && event.reason === 'DPoP proof has already been used') replays.add(1)
-        if (event.code === 'use_dpop_nonce') nonces.add(1)
-      },
-      annotate(event) {
-        const span = api.trace.getActiveSpan()
-        if (span) {
-          const spanAttributes: Record<string, string | number | boolean> = { 'callsign.outcome': event.outcome, 'callsign.enforced': event.enforced }
-          if (event.code) spanAttributes['callsign.code'] = event.code
-          if (event.caller) {
-            spanAttributes['callsign.caller.id'] = event.caller.id
-            spanAttributes['callsign.caller.source'] = event.caller.source
-          }
-          if (event.user) spanAttributes['callsign.user'] = event.user
-          if (event.binding) spanAttributes['callsign.binding'] = event.binding
-          if (event.issuer) spanAttributes['callsign.issuer'] = event.issuer
-          span.setAttributes(spanAttributes)
-        }
-      },
-      keys(outcome, issuer) {
-        fetches.add(1, { outcome, issuer })
-      },
-    }
+    noopCounter = api.createNoopMeter?.().createCounter('callsign.noop')
   } catch {
-    return undefined
+    noopCounter = undefined
   }
+  return noopCounter !== undefined && counter === noopCounter
+}
+
+/** The attributes of `callsign.decisions`. */
+function decisionAttributes(event: DecisionEvent): Record<string, string> {
+  const attributes: Record<string, string> = { outcome: event.outcome, stage: event.stage, enforced: String(event.enforced) }
+  if (event.code) attributes.code = event.code
+  if (event.binding) attributes.binding = event.binding
+  if (event.caller) attributes.caller_source = event.caller.source
+  return attributes
+}
+
+/** A decision's attributes on the active span. */
+function spanAttributes(event: DecisionEvent): Record<string, string | number | boolean> {
+  const attributes: Record<string, string | number | boolean> = { 'callsign.outcome': event.outcome, 'callsign.enforced': event.enforced }
+  if (event.code) attributes['callsign.code'] = event.code
+  if (event.caller) {
+    attributes['callsign.caller.id'] = event.caller.id
+    attributes['callsign.caller.source'] = event.caller.source
+  }
+  if (event.user) attributes['callsign.user'] = event.user
+  if (event.binding) attributes['callsign.binding'] = event.binding
+  if (event.issuer) attributes['callsign.issuer'] = event.issuer
+  return attributes
 }

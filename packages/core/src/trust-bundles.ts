@@ -35,6 +35,22 @@ export function parseBundle(text: string, option: string): X509Certificate[] {
   return parseAnchors(text, option)
 }
 
+/**
+ * The trust-domain bundles as the resolved config gives them: forwarded certificates (see
+ * {@link ForwardedTrustBundles}), one domain's anchors, the check of each TLS connection, and the
+ * file watch.
+ */
+export interface PeerTrustBundles extends ForwardedTrustBundles {
+  /** The anchors of `domain`'s bundle, `undefined` when it has none. */
+  anchorsOf(domain: string): readonly X509Certificate[] | undefined
+  /** Refuse (`AuthError('peer_unauthorized')`) a connection whose SPIFFE ID does not chain to its domain's bundle; cached per connection. */
+  checkConnection(socket: object, spiffeId: string, chain: readonly X509Certificate[], now: number): void
+  /** Start re-reading the bundle files. Idempotent. */
+  watch(): void
+  /** Stop re-reading the bundle files. Idempotent. */
+  close(): void
+}
+
 const NOT_CHAINED = "client certificate does not chain to its trust domain's bundle"
 
 /**
@@ -43,7 +59,7 @@ const NOT_CHAINED = "client certificate does not chain to its trust domain's bun
  * the server's TLS stack trusts. Bundles read from files are swapped in when the file changes
  * ({@link watch}); a bad new file keeps the previous bundle and is logged.
  */
-export class TrustBundles implements ForwardedTrustBundles {
+export class TrustBundles implements PeerTrustBundles {
   /** Bumped on every bundle change, so verdicts cached before it are made again. */
   generation = 0
   readonly #bundles = new Map<string, readonly X509Certificate[]>()

@@ -265,6 +265,13 @@ describe('introspection: which tokens are introspected', () => {
     const token = as.issue({ client_id: CLIENT })
     expect((await refusal(i.introspect(token, i.issuerFor(jwt)!))).message).toBe('untrusted issuer')
   })
+
+  it("with tokens: 'all', leaves a JWS-shaped token whose payload is not a JSON object to the JWT checks", async () => {
+    const i = introspector({}, { tokenIssuerTokens: 'all' })
+    const [header, , signature] = (await jwtIssuer.signAccessToken({ sub: 'x' }, { audience: AUD })).split('.')
+    // "not json", then "[1]"
+    for (const payload of ['bm90IGpzb24', 'WzFd']) expect(i.issuerFor(`${header}.${payload}.${signature}`)).toBeUndefined()
+  })
 })
 
 describe('introspection options', () => {

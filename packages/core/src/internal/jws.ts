@@ -1,3 +1,6 @@
+import { isUtf8 } from 'node:buffer'
+import { isPlainObject } from './validate.js'
+
 /** A JWS compact serialization: three strict base64url segments, checked in one pass over the text. */
 export const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/
 
@@ -35,4 +38,20 @@ export function jwsSegments(value: string, known = false): [header: string, payl
   if (!known && !COMPACT_JWS.test(value)) return undefined
   const parts = value.split('.') as [string, string, string]
   return isCanonicalBase64url(parts[0]) && isCanonicalBase64url(parts[1]) && isCanonicalBase64url(parts[2]) ? parts : undefined
+}
+
+/**
+ * A JWS part (of a token known to match {@link COMPACT_JWS}) decoded as a JSON object: what jose's
+ * `decodeProtectedHeader` / `decodeJwt` accept, without their per-character base64 decode.
+ * Throws on a length no base64 encoding has, malformed UTF-8, bad JSON, or a non-object.
+ * Like jose's decoder (WHATWG `TextDecoder`, fatal), malformed UTF-8 is refused and a leading byte
+ * order mark skipped; `isUtf8` plus `toString` does that in two thirds of the decoder's time.
+ */
+export function decodeJsonObject(part: string): Record<string, unknown> {
+  if (part.length % 4 === 1) throw new TypeError('invalid base64url')
+  const bytes = Buffer.from(part, 'base64url')
+  if (!isUtf8(bytes)) throw new TypeError('invalid UTF-8')
+  const value: unknown = JSON.parse(bytes.toString('utf8', bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? 3 : 0))
+  if (!isPlainObject(value)) throw new TypeError('not a JSON object')
+  return value
 }
