@@ -1,8 +1,9 @@
 /**
  * `@callsign/testing`: a test kit for Callsign users and for Callsign's own
  * tests. Throwaway CA and SPIFFE workload certificates, a loopback
- * authorization-server stand-in that serves metadata and a JWKS and signs
- * (optionally DPoP- or certificate-bound) access tokens, DPoP proofs
+ * authorization-server stand-in that serves metadata and a JWKS, signs
+ * (optionally DPoP- or certificate-bound) access tokens and can run a real
+ * token endpoint (client credentials, token exchange), DPoP proofs
  * (RFC 9449) and RFC 8693 actor chains.
  *
  * @example
@@ -22,6 +23,8 @@ export type { TestIssuerAlgorithm } from './issuer-keys.js'
 export type { DiscoveryMode } from './issuer-metadata.js'
 export type { OutageMode } from './issuer-outage.js'
 export type { SignOptions } from './sign-access-token.js'
+export type { TestClient, TestClientAuth, TokenEndpointOptions } from './token-endpoint-options.js'
+export type { TokenRequestRecord } from './token-endpoint.js'
 export { createDpopKey, createDpopProof } from './dpop.js'
 export type { DpopKey, DpopProofOptions } from './dpop.js'
 export { actorChain } from './actor-chain.js'

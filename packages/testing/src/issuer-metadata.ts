@@ -1,3 +1,6 @@
+import { ASSERTION_ALGORITHMS } from './token-client-auth.js'
+import { DPOP_ALGORITHMS } from './token-dpop.js'
+
 /**
  * Which well-known metadata documents a {@link TestIssuer} serves:
  * `'oauth'` (RFC 8414 `/.well-known/oauth-authorization-server`),
@@ -64,7 +67,8 @@ export function openidMetadataPath(issuerPath: string): string {
  * Builds an authorization-server metadata document.
  *
  * @param input - Issuer, JWKS URI, algorithms, whether the OpenID members are
- *   added, and overrides merged last (an `undefined` value removes a member).
+ *   added, the token endpoint's features when it is served, and overrides merged
+ *   last (an `undefined` value removes a member).
  * @returns The document.
  * @example
  * ```ts
@@ -77,6 +81,8 @@ export function buildMetadata(input: {
   jwksUri: string
   algorithms: readonly string[]
   openid: boolean
+  /** Set when the token endpoint answers: its members then say exactly what it does. */
+  tokenEndpoint?: TokenEndpointFeatures
   overrides: Record<string, unknown>
 }): Record<string, unknown> {
   const { issuer, jwksUri, algorithms, openid, overrides } = input
@@ -90,9 +96,37 @@ export function buildMetadata(input: {
     token_endpoint_auth_methods_supported: ['tls_client_auth', 'self_signed_tls_client_auth', 'private_key_jwt'],
     tls_client_certificate_bound_access_tokens: true,
   }
+  if (input.tokenEndpoint) Object.assign(document, tokenEndpointMetadata(issuer, input.tokenEndpoint))
   if (openid) {
     document['subject_types_supported'] = ['public']
     document['id_token_signing_alg_values_supported'] = [...algorithms]
   }
   return { ...document, ...overrides }
+}
+
+/**
+ * What the served token endpoint does, for its metadata members.
+ *
+ * @internal
+ */
+export interface TokenEndpointFeatures {
+  /** RFC 8693 token exchange is accepted. */
+  exchange: boolean
+  /** HTTPS with `tls.clientCa`: client certificates are verified (RFC 8705). */
+  mtls: boolean
+}
+
+function tokenEndpointMetadata(issuer: string, features: TokenEndpointFeatures): Record<string, unknown> {
+  const tokenEndpoint = `${issuer}/token`
+  return {
+    token_endpoint: tokenEndpoint,
+    grant_types_supported: ['client_credentials', ...(features.exchange ? ['urn:ietf:params:oauth:grant-type:token-exchange'] : [])],
+    token_endpoint_auth_methods_supported: [...(features.mtls ? ['tls_client_auth'] : []), 'private_key_jwt', 'client_secret_basic'],
+    token_endpoint_auth_signing_alg_values_supported: [...ASSERTION_ALGORITHMS],
+    dpop_signing_alg_values_supported: [...DPOP_ALGORITHMS],
+    // Binding needs a verified client certificate, so only with `tls.clientCa`.
+    tls_client_certificate_bound_access_tokens: features.mtls,
+    // RFC 8705 §5: the same server asks every connection for a certificate, so the alias is the endpoint itself.
+    ...(features.mtls ? { mtls_endpoint_aliases: { token_endpoint: tokenEndpoint } } : {}),
+  }
 }

@@ -7,6 +7,8 @@ import { buildMetadata, normalizePath, oauthMetadataPath, openidMetadataPath, ty
 import { applyOutage, padJson, type OutageMode } from './issuer-outage.js'
 import { checkOptions, optionNames } from './options.js'
 import { signAccessToken, type SignOptions } from './sign-access-token.js'
+import { MAX_TOKEN_BODY_BYTES, readBody, TokenEndpoint, type TokenRequestRecord } from './token-endpoint.js'
+import { resolveTokenEndpoint, type TokenEndpointOptions } from './token-endpoint-options.js'
 
 /**
  * Options for {@link startTestIssuer}.
@@ -43,8 +45,19 @@ export interface TestIssuerOptions {
   /**
    * Serve over HTTPS with this certificate (e.g. `await ca.issueServerCertificate()`), to test
    * issuers behind a private CA (`NODE_EXTRA_CA_CERTS`, an injected `fetch`). Default: plain HTTP.
+   * With `clientCa` (PEM, e.g. `ca.certPem`) the server asks every connection for a client
+   * certificate (without refusing the handshake) and accepts those that chain to it: for
+   * `tls_client_auth` and certificate-bound tokens (RFC 8705) at the token endpoint.
    */
-  tls?: { certPem: string; keyPem: string }
+  tls?: { certPem: string; keyPem: string; clientCa?: string }
+  /**
+   * Serve a real token endpoint at `<issuer>/token`: client credentials (RFC 6749 §4.4) and
+   * token exchange (RFC 8693) with RFC 8707 resource indicators, client authentication
+   * `client_secret_basic`, `private_key_jwt` (RFC 7523) and `tls_client_auth` (RFC 8705), and
+   * DPoP-bound (RFC 9449) or certificate-bound tokens. See {@link TokenEndpointOptions}.
+   * Default: none (`/token` answers 404).
+   */
+  tokenEndpoint?: TokenEndpointOptions
 }
 
 /**
@@ -86,6 +99,8 @@ export interface TestIssuer {
   readonly origin: string
   /** `kid` of the current default signing key. */
   readonly currentKid: string
+  /** Absolute URL of the token endpoint (`<issuer>/token`); it answers only with the `tokenEndpoint` option. */
+  readonly tokenEndpoint: string
   /**
    * Signs an access token. Defaults: `iss` (the issuer), `iat` (now), `exp`
    * (`iat` + 300), `jti` (random UUID), header `typ: 'at+jwt'`; `claims` override them.
@@ -135,6 +150,19 @@ export interface TestIssuer {
   setLatency(ms: number): void
   /** Every request received, in order (live array). */
   readonly requests: RecordedRequest[]
+  /** Every request the token endpoint answered (outages aside), in order (live array). */
+  readonly tokenRequests: TokenRequestRecord[]
+  /**
+   * Replaces the DPoP nonce of the token endpoint (`requireDpopNonce`): the next proof with the
+   * old nonce is answered `use_dpop_nonce` with the new one.
+   *
+   * @returns The new nonce.
+   * @example
+   * ```ts
+   * issuer.rotateDpopNonce();
+   * ```
+   */
+  rotateDpopNonce(): string
   /**
    * Counts received requests.
    *
@@ -147,7 +175,7 @@ export interface TestIssuer {
    */
   requestCount(pathSuffix?: string): number
   /**
-   * Forgets the recorded requests.
+   * Forgets the recorded requests (and token requests).
    *
    * @example
    * ```ts
@@ -230,7 +258,16 @@ const ISSUER_OPTIONS = optionNames<TestIssuerOptions>()([
   'jwksCacheControl',
   'hugeBodyBytes',
   'tls',
+  'tokenEndpoint',
 ])
+// An `IssuedCertificate` may be passed as it is (its other members are ignored).
+const TLS_OPTIONS = [
+  ...optionNames<NonNullable<TestIssuerOptions['tls']>>()(['certPem', 'keyPem', 'clientCa']),
+  'chainPem',
+  'x5tS256',
+  'spiffeId',
+  'serialNumber',
+]
 
 export async function startTestIssuer(options: TestIssuerOptions = {}): Promise<TestIssuer> {
   checkOptions('startTestIssuer', options, ISSUER_OPTIONS)
@@ -242,13 +279,23 @@ export async function startTestIssuer(options: TestIssuerOptions = {}): Promise<
   const jwksPath = issuerPath + (normalizePath(options.jwksPath ?? '/jwks.json') || '/jwks.json')
   const hugeBytes = options.hugeBodyBytes ?? DEFAULT_HUGE_BYTES
   const cacheControl = options.jwksCacheControl === undefined ? 'max-age=300' : options.jwksCacheControl
+  checkOptions('startTestIssuer: tls', options.tls, TLS_OPTIONS)
+  const clientCa = options.tls?.clientCa
+  if (clientCa !== undefined && (typeof clientCa !== 'string' || !clientCa.includes('-----BEGIN CERTIFICATE-----'))) {
+    throw new TypeError('startTestIssuer: "tls.clientCa" must be a PEM certificate')
+  }
+  const tokenOptions = options.tokenEndpoint === undefined ? undefined : await resolveTokenEndpoint(options.tokenEndpoint, clientCa !== undefined)
+  const tokenPath = `${issuerPath}/token`
   const keys = await IssuerKeyRing.create(options.algorithms ?? ['ES256'])
 
   const requests: RecordedRequest[] = []
+  const tokenRequests: TokenRequestRecord[] = []
   let outage: OutageMode = 'none'
   let latencyMs = 0
   let issuer = ''
   let jwksUri = ''
+  const tokenEndpoint =
+    tokenOptions && new TokenEndpoint({ options: tokenOptions, keys, issuer: () => issuer, endpoint: () => issuer + '/token', records: tokenRequests })
 
   const metadata = (openid: boolean): Record<string, unknown> =>
     buildMetadata({
@@ -256,6 +303,7 @@ export async function startTestIssuer(options: TestIssuerOptions = {}): Promise<
       jwksUri,
       algorithms: keys.algorithms(),
       openid,
+      ...(tokenOptions ? { tokenEndpoint: { exchange: tokenOptions.exchange, mtls: clientCa !== undefined } } : {}),
       overrides: {
         ...(options.metadataIssuer !== undefined ? { issuer: options.metadataIssuer } : {}),
         ...options.metadata,
@@ -278,10 +326,14 @@ export async function startTestIssuer(options: TestIssuerOptions = {}): Promise<
     return undefined
   }
 
-  const respond = (req: IncomingMessage, res: ServerResponse, path: string): void => {
+  const respond = (req: IncomingMessage, res: ServerResponse, path: string, body: Promise<Buffer | undefined> | undefined): void => {
     const mode = outage
     if (applyOutage(mode, req, res)) return
     const found = route(path)
+    if (tokenEndpoint && body && mode !== 'huge') {
+      void tokenEndpoint.handle(req, res, body)
+      return
+    }
     if (mode === 'huge') {
       res.writeHead(200, { 'content-type': 'application/json' })
       res.end(padJson(found?.document ?? {}, hugeBytes))
@@ -304,15 +356,27 @@ export async function startTestIssuer(options: TestIssuerOptions = {}): Promise<
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     const path = new URL(req.url ?? '/', 'http://127.0.0.1').pathname
     requests.push({ method: req.method ?? 'GET', path })
-    req.resume()
+    const body = tokenEndpoint && path === tokenPath ? readBody(req, MAX_TOKEN_BODY_BYTES) : undefined
+    if (!body) req.resume()
     if (latencyMs > 0) {
-      const timer = setTimeout(() => respond(req, res, path), latencyMs)
+      const timer = setTimeout(() => respond(req, res, path, body), latencyMs)
       res.on('close', () => clearTimeout(timer))
     } else {
-      respond(req, res, path)
+      respond(req, res, path, body)
     }
   }
-  const server = options.tls ? createHttpsServer({ cert: options.tls.certPem, key: options.tls.keyPem }, handler) : createServer(handler)
+  const tls = options.tls
+  const server = tls
+    ? createHttpsServer(
+        {
+          cert: tls.certPem,
+          key: tls.keyPem,
+          // Asked, not required: a missing or foreign certificate gets an OAuth error, not a failed handshake.
+          ...(clientCa === undefined ? {} : { ca: clientCa, requestCert: true, rejectUnauthorized: false }),
+        },
+        handler,
+      )
+    : createServer(handler)
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
@@ -335,7 +399,13 @@ export async function startTestIssuer(options: TestIssuerOptions = {}): Promise<
     get currentKid() {
       return keys.currentKid
     },
+    tokenEndpoint: issuer + '/token',
     requests,
+    tokenRequests,
+    rotateDpopNonce: () => {
+      if (!tokenEndpoint) throw new TypeError('test issuer: rotateDpopNonce needs the "tokenEndpoint" option')
+      return tokenEndpoint.dpop.rotateNonce()
+    },
     signAccessToken: async (claims = {}, signOptions = {}) =>
       signAccessToken(keys.select({ kid: signOptions.kid, alg: signOptions.alg }), issuer, claims, signOptions),
     rotateKeys: async (rotateOptions = {}) => keys.rotate(rotateOptions.alg ?? keys.select().alg, rotateOptions.keepPrevious ?? true),
@@ -351,6 +421,7 @@ export async function startTestIssuer(options: TestIssuerOptions = {}): Promise<
     requestCount: (pathSuffix) => (pathSuffix === undefined ? requests.length : requests.filter((r) => r.path.endsWith(pathSuffix)).length),
     clearRequests: () => {
       requests.length = 0
+      tokenRequests.length = 0
     },
     publicJwks: () => keys.publicJwks(),
     privateKey: (kid) => keys.select({ kid }).privateKey,
