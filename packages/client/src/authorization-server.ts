@@ -235,9 +235,10 @@ class Transport {
     return this.#agent
   }
 
+  /** Close now: a background refresh still waiting for the server must not hold the client open. */
   async close(): Promise<void> {
     const agent = this.#agent
     this.#agent = undefined
-    await agent?.close()
+    await agent?.destroy()
   }
 }
