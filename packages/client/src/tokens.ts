@@ -189,8 +189,10 @@ export function toClientError(error: unknown, service: string): ClientError {
   if (error instanceof DOMException && (error.name === 'TimeoutError' || error.name === 'AbortError')) {
     return new AuthorizationServerUnavailableError({ reason: 'timeout', service, cause })
   }
-  if (error instanceof oauth.OperationProcessingError && error.code === oauth.RESPONSE_IS_NOT_CONFORM && error.cause instanceof Response) {
-    return new AuthorizationServerUnavailableError({ reason: 'http_status', status: error.cause.status, service, cause })
+  // The cause is the response (undici's, not the global `Response` class).
+  const status = (error as { cause?: { status?: unknown } }).cause?.status
+  if (error instanceof oauth.OperationProcessingError && error.code === oauth.RESPONSE_IS_NOT_CONFORM && typeof status === 'number') {
+    return new AuthorizationServerUnavailableError({ reason: 'http_status', status, service, cause })
   }
   if (error instanceof oauth.OperationProcessingError || error instanceof oauth.UnsupportedOperationError) {
     return new AuthorizationServerUnavailableError({ reason: 'invalid_response', service, cause })
