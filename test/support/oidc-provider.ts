@@ -447,7 +447,11 @@ async function registerTokenExchange(
     }
     let subject: JWTPayload
     try {
-      ;({ payload: subject } = await jwtVerify(params.subject_token ?? '', settings.signing.publicKey, { issuer: settings.issuer, typ: 'at+jwt', requiredClaims: ['exp', 'sub'] }))
+      ;({ payload: subject } = await jwtVerify(params.subject_token ?? '', settings.signing.publicKey, {
+        issuer: settings.issuer,
+        typ: 'at+jwt',
+        requiredClaims: ['exp', 'sub'],
+      }))
     } catch {
       throw new errors.InvalidGrant('subject_token is invalid')
     }

@@ -86,7 +86,8 @@ export function createAuthorizationServer(settings: {
     if (discovering) return discovering
     if (discoveryFailure && now() < discoveryFailure.until) return Promise.reject(discoveryFailure.error)
     discovering = withTimeout(options.timeout, async (signal) => {
-      const request = (algorithm: 'oauth2' | 'oidc'): Promise<Response> => oauth.discoveryRequest(options.issuer, { algorithm, ...httpOptions(material, signal) })
+      const request = (algorithm: 'oauth2' | 'oidc'): Promise<Response> =>
+        oauth.discoveryRequest(options.issuer, { algorithm, ...httpOptions(material, signal) })
       let response = await request('oauth2')
       if (response.status === 404) {
         await response.body?.cancel()
@@ -165,7 +166,10 @@ function checkEndpoint(as: oauth.AuthorizationServer, client: oauth.Client, inse
   const endpoint = aliases?.token_endpoint ?? as.token_endpoint
   const url = typeof endpoint === 'string' && URL.canParse(endpoint) ? new URL(endpoint) : undefined
   if (url && url.protocol === 'http:' && !LOOPBACK.has(url.hostname)) {
-    throw new AuthorizationServerUnavailableError({ reason: 'invalid_response', message: 'the authorization server published a plain http token endpoint off loopback' })
+    throw new AuthorizationServerUnavailableError({
+      reason: 'invalid_response',
+      message: 'the authorization server published a plain http token endpoint off loopback',
+    })
   }
 }
 

@@ -97,9 +97,9 @@ export class TokenCache {
   }
 
   #start(key: string, entry: Entry, fetch: TokenFetcher, background: boolean): Promise<CachedToken> {
-    let flight: Promise<CachedToken> | undefined
-    flight = (async () => {
-      // Yield once so that `entry.inflight` is set before this can settle.
+    const flight = (async (): Promise<CachedToken> => {
+      // Yield once: `entry.inflight` is set before this settles, and no other flight of this
+      // entry starts until it does, so the `finally` clears this one.
       await null
       try {
         const result = await fetch(background)
@@ -111,7 +111,7 @@ export class TokenCache {
         entry.failure = recordFailure(this.#backoff, entry.failure, error, this.#now())
         throw error
       } finally {
-        if (entry.inflight === flight) entry.inflight = undefined
+        entry.inflight = undefined
       }
     })()
     entry.inflight = flight

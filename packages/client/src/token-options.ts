@@ -115,7 +115,8 @@ const isPlainObject = (value: unknown): value is Record<string, unknown> => type
 export function resolveTokenOptions(options: Record<string, unknown>): TokenOptions {
   if (!isPlainObject(options)) return fail('options', 'must be an object')
   const { url: issuer, insecure } = resolveIssuer(options.issuer)
-  if (typeof options.clientId !== 'string' || options.clientId.length === 0) fail('clientId', 'must be a non-empty string (the client id at the authorization server)')
+  if (typeof options.clientId !== 'string' || options.clientId.length === 0)
+    fail('clientId', 'must be a non-empty string (the client id at the authorization server)')
   const identity = options.identity !== undefined
   return Object.freeze({
     issuer,
@@ -134,7 +135,7 @@ export function resolveTokenOptions(options: Record<string, unknown>): TokenOpti
 /** https, or http on a loopback host; no query, fragment or credentials (RFC 8414 §2). */
 function resolveIssuer(value: unknown): { url: URL; insecure: boolean } {
   const url = typeof value === 'string' && URL.canParse(value) ? new URL(value) : undefined
-  if (!url) return fail('issuer', 'must be an https URL (the authorization server\'s issuer identifier)')
+  if (!url) return fail('issuer', "must be an https URL (the authorization server's issuer identifier)")
   const insecure = url.protocol === 'http:' && LOOPBACK.has(url.hostname)
   if (url.protocol !== 'https:' && !insecure) fail('issuer', 'must be an https URL (http only for 127.0.0.1, localhost or ::1)')
   if (url.search || url.hash || url.username || url.password) fail('issuer', 'must have no query, fragment or credentials (RFC 8414 §2)')
@@ -237,7 +238,14 @@ function algorithmOf(key: KeyObject, declared: string | undefined, option: strin
 function positive(value: unknown, option: string, fallback: number, limits: { max: number; integer?: boolean; allowZero?: boolean }): number {
   if (value === undefined) return fallback
   const { max, integer = false, allowZero = false } = limits
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || (!allowZero && value === 0) || value > max || (integer && !Number.isInteger(value))) {
+  if (
+    typeof value !== 'number' ||
+    !Number.isFinite(value) ||
+    value < 0 ||
+    (!allowZero && value === 0) ||
+    value > max ||
+    (integer && !Number.isInteger(value))
+  ) {
     fail(option, `must be a ${integer ? 'whole ' : ''}number ${allowZero ? '>= 0' : '> 0'} and <= ${max} (got ${JSON.stringify(value)})`)
   }
   return value as number

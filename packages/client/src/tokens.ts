@@ -66,7 +66,12 @@ export function createTokenSource(settings: TokenSourceSettings): TokenSource {
   let closed = false
 
   const issue = async (request: TokenRequest, material: IdentityMaterial | undefined, background: boolean): Promise<CachedToken> => {
-    const grant = { service: request.service, resource: request.resource, scopes: request.scopes, ...(request.subject ? { subjectToken: request.subject.value } : {}) }
+    const grant = {
+      service: request.service,
+      resource: request.resource,
+      scopes: request.scopes,
+      ...(request.subject ? { subjectToken: request.subject.value } : {}),
+    }
     const base = { service: request.service, grant: grantOf(grant), binding } as const
     const started = now()
     const startedAt = performance.now()
@@ -124,8 +129,7 @@ async function currentMaterial(identity: TokenIdentity, service: string): Promis
   }
 }
 
-const closedError = (service: string): ClientError =>
-  new AuthorizationServerUnavailableError({ reason: 'network', service, message: 'the client is closed' })
+const closedError = (service: string): ClientError => new AuthorizationServerUnavailableError({ reason: 'network', service, message: 'the client is closed' })
 
 /**
  * The cached form of a token answer: `exp` from `expires_in` (else the JWT's own `exp`, else
@@ -143,7 +147,11 @@ function toCachedToken(
   if (subject?.expiresAt !== undefined) exp = Math.min(exp, subject.expiresAt * 1000)
   const lifetime = exp - started
   if (!(lifetime > 0)) {
-    throw new AuthorizationServerUnavailableError({ reason: 'invalid_response', service, message: 'the authorization server issued a token that has already expired' })
+    throw new AuthorizationServerUnavailableError({
+      reason: 'invalid_response',
+      service,
+      message: 'the authorization server issued a token that has already expired',
+    })
   }
   const margin = Math.min(options.expiryMargin * 1000, lifetime / 2)
   const ahead = Math.min(options.refreshAhead * 1000, lifetime / 2)
@@ -182,7 +190,13 @@ export function toClientError(error: unknown, service: string): ClientError {
   if (error instanceof oauth.WWWAuthenticateChallengeError) {
     const challenge = error.cause.find((c) => typeof c.parameters.error === 'string')
     if (challenge && error.status < 500) {
-      return new AuthorizationServerError({ error: challenge.parameters.error!, ...optional(challenge.parameters.error_description), status: error.status, service, cause })
+      return new AuthorizationServerError({
+        error: challenge.parameters.error!,
+        ...optional(challenge.parameters.error_description),
+        status: error.status,
+        service,
+        cause,
+      })
     }
     return new AuthorizationServerUnavailableError({ reason: 'http_status', status: error.status, service, cause })
   }
@@ -207,7 +221,7 @@ function sanitized(error: unknown): Error {
   if (!(error instanceof Error)) return new Error(String(error))
   const copy = new Error(error.message)
   copy.name = error.name
-  const code = (error as { code?: unknown }).code ?? ((error as { cause?: { code?: unknown } }).cause?.code)
+  const code = (error as { code?: unknown }).code ?? (error as { cause?: { code?: unknown } }).cause?.code
   if (typeof code === 'string') Object.assign(copy, { code })
   return copy
 }
@@ -225,7 +239,11 @@ interface OtelSpan {
 }
 interface OtelApi {
   trace: { getTracer(name: string): { startSpan(name: string, options?: { attributes?: Record<string, string> }): OtelSpan } }
-  metrics: { getMeter(name: string): { createCounter(name: string, options?: { description?: string }): { add(value: number, attributes?: Record<string, string>): void } } }
+  metrics: {
+    getMeter(name: string): {
+      createCounter(name: string, options?: { description?: string }): { add(value: number, attributes?: Record<string, string>): void }
+    }
+  }
 }
 
 /** Load OpenTelemetry if the application has it; `undefined` otherwise. Never throws. */
@@ -239,7 +257,9 @@ async function loadTokenTelemetry(): Promise<TokenTelemetry | undefined> {
   }
   try {
     const tracer = api.trace.getTracer('callsign')
-    const requests = api.metrics.getMeter('callsign').createCounter('callsign.client.token_requests', { description: 'Token requests made by @callsign/client' })
+    const requests = api.metrics
+      .getMeter('callsign')
+      .createCounter('callsign.client.token_requests', { description: 'Token requests made by @callsign/client' })
     return {
       start(attributes) {
         let span: OtelSpan | undefined

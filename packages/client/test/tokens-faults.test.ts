@@ -5,7 +5,14 @@
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { AuthorizationServerUnavailableError, createTokenSource, resolveTokenOptions, type ClientEvent, type TokenRequest, type TokenSource } from '@callsign/client'
+import {
+  AuthorizationServerUnavailableError,
+  createTokenSource,
+  resolveTokenOptions,
+  type ClientEvent,
+  type TokenRequest,
+  type TokenSource,
+} from '@callsign/client'
 import { startScriptedServer, type ScriptedServer } from '../../../test/support/faults.js'
 
 const ORDERS: TokenRequest = { service: 'orders', resource: 'https://orders.example.org', scopes: ['orders:read'] }
@@ -88,7 +95,9 @@ describe('token side: authorization server faults', () => {
 
   it('an OAuth error at 400 is the server refusing, with its description', async () => {
     as.script('/token', { json: { error: 'invalid_target', error_description: 'unknown resource' }, status: 400 })
-    const error = await source(as.origin).get(ORDERS).catch((e: unknown) => e)
+    const error = await source(as.origin)
+      .get(ORDERS)
+      .catch((e: unknown) => e)
     expect(error).toMatchObject({ code: 'authorization_server_refused', error: 'invalid_target', errorDescription: 'unknown resource', status: 400 })
   })
 

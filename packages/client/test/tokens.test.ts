@@ -161,7 +161,9 @@ describe('token side against oidc-provider', () => {
     })
 
     it('private_key_jwt: the assertion is signed with the configured key (PEM or JWK, alg inferred)', async () => {
-      const pem = createPrivateKey({ key: jwtKey.privateJwk as never, format: 'jwk' }).export({ type: 'pkcs8', format: 'pem' }).toString()
+      const pem = createPrivateKey({ key: jwtKey.privateJwk as never, format: 'jwk' })
+        .export({ type: 'pkcs8', format: 'pem' })
+        .toString()
       for (const privateKey of [pem, jwtKey.privateJwk]) {
         const token = await source({ issuer: plain.issuer, clientId: JWT_CLIENT, auth: 'private_key_jwt', privateKey }).get(ORDERS)
         expect(decodeJwt(token.value)).toMatchObject({ aud: AUDIENCE, client_id: JWT_CLIENT })
@@ -171,10 +173,13 @@ describe('token side against oidc-provider', () => {
     it('tls_client_auth: over the mTLS alias, a token bound to the certificate (cnf x5t#S256)', async () => {
       const recorded = recorder()
       const before = mtls.requests.length
-      const tokens = source({ issuer: mtls.issuer, clientId: ID.frontend, auth: 'tls_client_auth', identity: {} }, {
-        identity: identityOf(frontend, ca.certPem),
-        emit: recorded.emit,
-      })
+      const tokens = source(
+        { issuer: mtls.issuer, clientId: ID.frontend, auth: 'tls_client_auth', identity: {} },
+        {
+          identity: identityOf(frontend, ca.certPem),
+          emit: recorded.emit,
+        },
+      )
       const token = await tokens.get(ORDERS)
       expect(decodeJwt(token.value)).toMatchObject({ aud: AUDIENCE, client_id: ID.frontend, cnf: { 'x5t#S256': frontend.x5tS256 } })
       expect(token.scheme).toBe('Bearer')
@@ -249,7 +254,10 @@ describe('token side against oidc-provider', () => {
   describe('token exchange (RFC 8693)', () => {
     /** A token of the web client (the "user" of the call) for the orders service. */
     const subjectToken = async () => {
-      const { access_token: value } = await plain.clientCredentials({ clientId: WEB, secret: secretFor(WEB) }, { resource: RESOURCE.orders, scope: 'orders:read' })
+      const { access_token: value } = await plain.clientCredentials(
+        { clientId: WEB, secret: secretFor(WEB) },
+        { resource: RESOURCE.orders, scope: 'orders:read' },
+      )
       return { value, expiresAt: decodeJwt(value).exp! }
     }
 
@@ -263,11 +271,17 @@ describe('token side against oidc-provider', () => {
 
     it('certificate-bound exchanged token over mTLS', async () => {
       const subject = await subjectToken()
-      const tokens = source({ issuer: mtls.issuer, clientId: ID.frontend, auth: 'tls_client_auth', identity: {} }, { identity: identityOf(frontend, ca.certPem) })
+      const tokens = source(
+        { issuer: mtls.issuer, clientId: ID.frontend, auth: 'tls_client_auth', identity: {} },
+        { identity: identityOf(frontend, ca.certPem) },
+      )
       // The subject token comes from another provider instance: refused as invalid_grant.
       const foreign = await tokens.get({ ...ORDERS, subject }).catch((e: unknown) => e)
       expect(foreign).toMatchObject({ code: 'authorization_server_refused', error: 'invalid_grant' })
-      const { access_token: local } = await mtls.clientCredentials({ clientId: ID.frontend, cert: frontend }, { resource: RESOURCE.orders, scope: 'orders:read' })
+      const { access_token: local } = await mtls.clientCredentials(
+        { clientId: ID.frontend, cert: frontend },
+        { resource: RESOURCE.orders, scope: 'orders:read' },
+      )
       const token = await tokens.get({ ...ORDERS, resource: RESOURCE.billing, subject: { value: local, expiresAt: decodeJwt(local).exp! } })
       expect(decodeJwt(token.value)).toMatchObject({ sub: ID.frontend, act: { sub: ID.frontend }, cnf: { 'x5t#S256': frontend.x5tS256 } })
     })
@@ -431,7 +445,11 @@ describe('token side: options', () => {
     ['auth', { ...valid, auth: 'none' }, `Callsign: "auth" must be one of 'tls_client_auth', 'private_key_jwt', 'client_secret_basic' (got "none")`],
     ['clientSecret', { ...valid, clientSecret: undefined }, 'Callsign: "clientSecret" must be a non-empty string'],
     ['privateKey', { ...valid, privateKey: 'x' }, `Callsign: "privateKey" is not used with auth: 'client_secret_basic' (remove it)`],
-    ['privateKey', { ...valid, auth: 'private_key_jwt', clientSecret: undefined, privateKey: 'not a pem' }, 'Callsign: "privateKey" is not a readable private key'],
+    [
+      'privateKey',
+      { ...valid, auth: 'private_key_jwt', clientSecret: undefined, privateKey: 'not a pem' },
+      'Callsign: "privateKey" is not a readable private key',
+    ],
     ['identity', { ...valid, auth: 'tls_client_auth', clientSecret: undefined }, `Callsign: "identity" is required with auth: 'tls_client_auth'`],
     ['dpop', { ...valid, dpop: 'yes' }, 'Callsign: "dpop" must be true, false or { privateKey?, alg? }'],
     ['dpop.alg', { ...valid, dpop: { alg: 'HS256' } }, 'Callsign: "dpop.alg" must be one of'],
