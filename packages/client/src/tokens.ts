@@ -61,8 +61,8 @@ export function createTokenSource(settings: TokenSourceSettings): TokenSource {
   }
   const server = createAuthorizationServer({ options, identity, dpop, emit, now, ...(settings.backoff ? { backoff: settings.backoff } : {}) })
   const cache = new TokenCache({ max: options.cacheSize, backoff: settings.backoff ?? DEFAULT_BACKOFF, now })
-  let telemetry: TokenTelemetry | undefined
-  void loadTokenTelemetry().then((loaded) => (telemetry = loaded))
+  // Loaded once; awaited by each token request (not by cached gets).
+  const telemetry = loadTokenTelemetry()
   let closed = false
 
   const issue = async (request: TokenRequest, material: IdentityMaterial | undefined, background: boolean): Promise<CachedToken> => {
@@ -75,7 +75,7 @@ export function createTokenSource(settings: TokenSourceSettings): TokenSource {
     const base = { service: request.service, grant: grantOf(grant), binding } as const
     const started = now()
     const startedAt = performance.now()
-    const span = telemetry?.start(base)
+    const span = (await telemetry)?.start(base)
     try {
       const response = await server.requestToken(grant, material)
       if (closed) throw closedError(request.service)
@@ -257,9 +257,18 @@ async function loadTokenTelemetry(): Promise<TokenTelemetry | undefined> {
   }
   try {
     const tracer = api.trace.getTracer('callsign')
-    const requests = api.metrics
-      .getMeter('callsign')
-      .createCounter('callsign.client.token_requests', { description: 'Token requests made by @callsign/client' })
+    // The metrics API does not proxy: a meter taken before the application registers its provider
+    // stays the no-op one, so the counter is looked up again when the meter changes.
+    let meter: unknown
+    let requests: ReturnType<ReturnType<OtelApi['metrics']['getMeter']>['createCounter']> | undefined
+    const counter = () => {
+      const current = api.metrics.getMeter('callsign')
+      if (current !== meter || !requests) {
+        meter = current
+        requests = current.createCounter('callsign.client.token_requests', { description: 'Token requests made by @callsign/client' })
+      }
+      return requests
+    }
     return {
       start(attributes) {
         let span: OtelSpan | undefined
@@ -274,7 +283,7 @@ async function loadTokenTelemetry(): Promise<TokenTelemetry | undefined> {
           end(failure) {
             try {
               const outcome = failure ? failure.code : 'ok'
-              requests.add(1, { grant: attributes.grant, binding: attributes.binding, outcome })
+              counter().add(1, { grant: attributes.grant, binding: attributes.binding, outcome })
               if (failure) span?.setStatus({ code: 2, message: failure.code })
               span?.end()
             } catch {
