@@ -7,7 +7,9 @@ import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   AuthorizationServerUnavailableError,
+  createDpopKey,
   createTokenSource,
+  type DpopKey,
   resolveTokenOptions,
   type ClientEvent,
   type TokenRequest,
@@ -21,11 +23,11 @@ const METADATA = '/.well-known/oauth-authorization-server'
 describe('token side: authorization server faults', () => {
   let as: ScriptedServer
   const sources: TokenSource[] = []
-  const source = (issuer: string, extra: { timeout?: number; now?: () => number; emit?: (event: ClientEvent) => void } = {}): TokenSource => {
+  const source = (issuer: string, extra: { timeout?: number; now?: () => number; emit?: (event: ClientEvent) => void; dpop?: DpopKey } = {}): TokenSource => {
     const tokens = createTokenSource({
       options: resolveTokenOptions({ issuer, clientId: 'c', auth: 'client_secret_basic', clientSecret: 's', timeout: extra.timeout ?? 5000 }),
       identity: undefined,
-      dpop: undefined,
+      dpop: extra.dpop,
       emit: extra.emit ?? (() => {}),
       ...(extra.now ? { now: extra.now } : {}),
     })
@@ -150,5 +152,23 @@ describe('token side: authorization server faults', () => {
     } finally {
       await other.close()
     }
+  })
+
+  it('DPoP: a server that keeps asking for a nonce gets exactly one retry', async () => {
+    as.script('/token', { json: { error: 'use_dpop_nonce' }, status: 400, headers: { 'dpop-nonce': 'n-1' } })
+    const events: ClientEvent[] = []
+    const before = as.requestCount('/token')
+    const error = await source(as.origin, { dpop: await createDpopKey(true), emit: (event) => events.push(event) })
+      .get(ORDERS)
+      .catch((e: unknown) => e)
+    expect(error).toMatchObject({ code: 'authorization_server_refused', error: 'use_dpop_nonce' })
+    expect(as.requestCount('/token') - before).toBe(2)
+    expect(events.map((event) => event.type)).toEqual(['retry', 'token_failure'])
+  })
+
+  it('DPoP: a Bearer token answered to a DPoP request is refused (the binding would be lost)', async () => {
+    as.script('/token', { json: { access_token: 'unbound', token_type: 'Bearer', expires_in: 60 } })
+    const error = await unavailable(source(as.origin, { dpop: await createDpopKey(true) }))
+    expect(error.reason).toBe('invalid_response')
   })
 })
