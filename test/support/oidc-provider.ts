@@ -12,12 +12,12 @@
  * - clients obtain tokens with a real client over HTTP: `oauth4webapi` (discovery, the
  *   client_credentials grant, DPoP proofs for the token endpoint, RFC 7009 revocation).
  */
-import { X509Certificate, type webcrypto } from 'node:crypto'
+import { randomBytes, X509Certificate, type webcrypto } from 'node:crypto'
 import { createServer as createHttpServer, type IncomingMessage, type RequestListener, type Server as HttpServer } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import type { TLSSocket } from 'node:tls'
-import { exportJWK, generateKeyPair, type JWK } from 'jose'
+import { exportJWK, generateKeyPair, jwtVerify, type JWK, type JWTPayload } from 'jose'
 import * as oauth from 'oauth4webapi'
 import { Agent, fetch as undiciFetch } from 'undici'
 import type { ServerTls } from './adapters.js'
@@ -55,7 +55,20 @@ export interface OidcProviderOptions {
    * does not ask for one. Default false: the issuer's listener requests (not requires) one.
    */
   mtlsAlias?: boolean
+  /**
+   * RFC 8693 token exchange, which oidc-provider lacks, registered as a custom grant type
+   * ({@link TOKEN_EXCHANGE_GRANT}) on top of its own client credentials handling (client
+   * authentication, resource indicators, scopes, DPoP and certificate binding): the subject token
+   * must be a JWT access token of this provider; the exchanged token keeps its `sub` and gets
+   * `act: { sub: <client id>, act?: <the subject's act> }`. Clients list the grant in `grant_types`.
+   */
+  tokenExchange?: boolean
+  /** RFC 9449 §8: the token endpoint requires a server-provided DPoP nonce (`use_dpop_nonce` first). */
+  dpopNonce?: boolean
 }
+
+/** RFC 8693 §2.1 grant type of the optional token exchange. */
+export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange'
 
 export interface RunningOidcProvider {
   /** `http(s)://127.0.0.1:<port>` (no trailing slash), also the metadata `issuer`. */
@@ -70,6 +83,8 @@ export interface RunningOidcProvider {
   requests: string[]
   /** Requests oidc-provider refused, with its hidden detail (`error_detail`), e.g. why client authentication failed. */
   refusals: string[]
+  /** Token endpoint requests received so far (`POST` to `/token`, mTLS alias included). */
+  tokenRequests(): number
   /** The discovered metadata, as `oauth4webapi` processed it. */
   metadata(): Promise<oauth.AuthorizationServer>
   /** client_credentials grant by `client` (see {@link TokenRequest}); the token endpoint's answer. */
@@ -111,6 +126,14 @@ interface ProviderInstance {
   on(event: string, listener: (ctx: unknown, error: Error) => void): void
 }
 type ProviderClass = new (issuer: string, configuration: Record<string, unknown>) => ProviderInstance
+type GrantHandler = (ctx: unknown) => Promise<void>
+interface ProviderInternals {
+  registerGrantType(name: string, handler: GrantHandler, parameters: string[], duplicates: string[]): void
+}
+interface OidcContext {
+  oidc: { params: Record<string, string | undefined>; client: { clientId: string } }
+}
+type ProviderErrors = Record<'InvalidGrant' | 'InvalidRequest', new (description: string) => Error>
 type AdapterFactory = (model: string) => unknown
 const MODULE: string = 'oidc-provider'
 /**
@@ -123,17 +146,17 @@ const MEMORY_ADAPTER: string = 'oidc-provider/lib/adapters/memory_adapter.js'
  * Load oidc-provider. v9 supports Node.js 22+ LTS and warns once, at import, on Node 20 (which this
  * repository supports and CI runs): that warning only is kept off the test output.
  */
-async function loadProvider(): Promise<{ Provider: ProviderClass; createMemoryAdapter: () => AdapterFactory }> {
+async function loadProvider(): Promise<{ Provider: ProviderClass; createMemoryAdapter: () => AdapterFactory; errors: ProviderErrors }> {
   const warn = console.warn
   console.warn = (...args: unknown[]) => {
     if (!String(args[0]).includes('Unsupported runtime')) warn(...args)
   }
   try {
-    const [{ default: Provider }, { createMemoryAdapter }] = (await Promise.all([import(MODULE), import(MEMORY_ADAPTER)])) as [
-      { default: ProviderClass },
+    const [{ default: Provider, errors }, { createMemoryAdapter }] = (await Promise.all([import(MODULE), import(MEMORY_ADAPTER)])) as [
+      { default: ProviderClass; errors: ProviderErrors },
       { createMemoryAdapter: () => AdapterFactory },
     ]
-    return { Provider, createMemoryAdapter }
+    return { Provider, createMemoryAdapter, errors }
   } finally {
     console.warn = warn
   }
@@ -186,7 +209,7 @@ async function listen(server: HttpServer): Promise<number> {
 }
 
 export async function startOidcProvider(options: OidcProviderOptions): Promise<RunningOidcProvider> {
-  const { Provider, createMemoryAdapter } = await loadProvider()
+  const { Provider, createMemoryAdapter, errors } = await loadProvider()
   const { tls } = options
   const alias = tls !== undefined && options.mtlsAlias === true
   const signing = await es256('oidc-provider-es256')
@@ -219,6 +242,9 @@ export async function startOidcProvider(options: OidcProviderOptions): Promise<R
     [RESOURCE.billingOpaque]: { audience: RESOURCE.billing, scope: SCOPES, accessTokenTTL: 300, accessTokenFormat: 'opaque' },
   }
 
+  /** Claims of exchanged tokens, by the request (koa context) that asked for them. */
+  const exchanged = new WeakMap<object, { sub: string; act: Record<string, unknown> }>()
+
   const provider = new Provider(issuer, {
     adapter: createMemoryAdapter(),
     clients: options.clients,
@@ -236,6 +262,18 @@ export async function startOidcProvider(options: OidcProviderOptions): Promise<R
     enabledJWA: { introspectionSigningAlgValues: ['ES256', 'HS256'] },
     clientAuthMethods: ['client_secret_basic', 'private_key_jwt', ...(tls ? ['tls_client_auth'] : [])],
     ttl: { AccessToken: 300, ClientCredentials: 300 },
+    ...(options.tokenExchange
+      ? {
+          formats: {
+            customizers: {
+              jwt: async (ctx: object, _token: unknown, jwt: { payload: Record<string, unknown> }) => {
+                const claims = exchanged.get(ctx)
+                if (claims) Object.assign(jwt.payload, claims)
+              },
+            },
+          },
+        }
+      : {}),
     // No CORS: only server-side clients here.
     clientBasedCORS: () => false,
     features: {
@@ -248,7 +286,7 @@ export async function startOidcProvider(options: OidcProviderOptions): Promise<R
         enabled: true,
         allowedPolicy: async (_ctx: unknown, client: { clientId: string }, token: { clientId: string }) => client.clientId === token.clientId,
       },
-      dPoP: { enabled: true },
+      dPoP: options.dpopNonce ? { enabled: true, nonceSecret: randomBytes(32), requireNonce: () => true } : { enabled: true },
       resourceIndicators: {
         enabled: true,
         defaultResource: async () => undefined,
@@ -297,6 +335,7 @@ export async function startOidcProvider(options: OidcProviderOptions): Promise<R
       refusals.push(`${event}: ${error.message} (${(error as Error & { error_detail?: string }).error_detail ?? error.cause ?? ''})`),
     )
   }
+  if (options.tokenExchange) await registerTokenExchange(provider, { issuer, signing, errors, exchanged })
   handler = provider.callback()
 
   const trust = tls ? new Agent({ connect: { ca: tls.ca } }) : undefined
@@ -328,6 +367,7 @@ export async function startOidcProvider(options: OidcProviderOptions): Promise<R
     serverErrors,
     requests,
     refusals,
+    tokenRequests: () => requests.filter((line) => /^POST https?:\/\/[^/]+\/token(?: |$)/.test(line)).length,
     metadata: discover,
     async clientCredentials(client, request = {}) {
       const as = await discover()
@@ -372,4 +412,57 @@ export async function startOidcProvider(options: OidcProviderOptions): Promise<R
       await trust?.close()
     },
   }
+}
+
+/**
+ * RFC 8693 token exchange as an oidc-provider custom grant: the subject token is verified here
+ * (a JWT access token of this provider, not expired), then oidc-provider's own client credentials
+ * handler does the rest (client authentication already done, resource, scope, DPoP and mTLS
+ * binding, the token response); the JWT customizer gives the token the subject's `sub` and `act`.
+ */
+async function registerTokenExchange(
+  provider: ProviderInstance,
+  settings: {
+    issuer: string
+    signing: { publicKey: webcrypto.CryptoKey }
+    errors: ProviderErrors
+    exchanged: WeakMap<object, { sub: string; act: Record<string, unknown> }>
+  },
+): Promise<void> {
+  const CLIENT_CREDENTIALS: string = 'oidc-provider/lib/actions/grants/client_credentials.js'
+  const GRANT_HELPERS: string = 'oidc-provider/lib/helpers/grants.js'
+  type BuiltinHandler = (provider: ProviderInstance, helpers: Record<string, unknown>, ctx: unknown) => Promise<void>
+  const [{ handler: clientCredentials }, helpers] = (await Promise.all([import(CLIENT_CREDENTIALS), import(GRANT_HELPERS)])) as [
+    { handler: BuiltinHandler },
+    Record<string, (...args: unknown[]) => unknown>,
+  ]
+  // As oidc-provider binds its helpers for its own grants (lib/helpers/initialize_app.js).
+  const bound = Object.fromEntries(Object.entries(helpers).map(([name, helper]) => [name, helper.bind(undefined, provider)]))
+  const { errors, exchanged } = settings
+  const handler: GrantHandler = async (ctx) => {
+    const { params, client } = (ctx as OidcContext).oidc
+    if (params.subject_token_type !== 'urn:ietf:params:oauth:token-type:access_token') throw new errors.InvalidRequest('unsupported subject_token_type')
+    if (params.requested_token_type !== undefined && params.requested_token_type !== 'urn:ietf:params:oauth:token-type:access_token') {
+      throw new errors.InvalidRequest('unsupported requested_token_type')
+    }
+    let subject: JWTPayload
+    try {
+      ;({ payload: subject } = await jwtVerify(params.subject_token ?? '', settings.signing.publicKey, {
+        issuer: settings.issuer,
+        typ: 'at+jwt',
+        requiredClaims: ['exp', 'sub'],
+      }))
+    } catch {
+      throw new errors.InvalidGrant('subject_token is invalid')
+    }
+    const act = { sub: client.clientId, ...(subject.act ? { act: subject.act } : {}) }
+    exchanged.set(ctx as object, { sub: subject.sub!, act })
+    await clientCredentials(provider, bound, ctx)
+  }
+  ;(provider as unknown as ProviderInternals).registerGrantType(
+    TOKEN_EXCHANGE_GRANT,
+    handler,
+    ['scope', 'resource', 'subject_token', 'subject_token_type', 'requested_token_type'],
+    ['resource'],
+  )
 }

@@ -5,3 +5,8 @@
 export type * from './contracts.js'
 export * from './errors.js'
 export type * from './events.js'
+export { resolveTokenOptions, TOKEN_OPTION_KEYS, DPOP_ALGORITHMS } from './token-options.js'
+export type { ClientTokenOptions, ClientAuthMethod, DpopOption, PrivateKeyInput, TokenOptions } from './token-options.js'
+export { createDpopKey } from './dpop-key.js'
+export { createTokenSource, type TokenSourceSettings } from './tokens.js'
+export type { TokenIdentity, IdentityMaterial } from './authorization-server.js'
