@@ -5,3 +5,16 @@
 export type * from './contracts.js'
 export * from './errors.js'
 export type * from './events.js'
+
+// The call side's building blocks (createClient joins them with the token side).
+export { resolveServices, type ServiceOptions, type ResolvedService } from './service-options.js'
+export { createConnections, type Connections, type ConnectionsSettings, type IdentitySource } from './connections.js'
+export {
+  createServiceClient,
+  type ServiceClient,
+  type ServiceClientSettings,
+  type ServiceRequestInit,
+  type ServiceHeadersRequest,
+  type ServiceHeaders,
+} from './service.js'
+export { parseChallenges } from './challenge.js'
