@@ -202,9 +202,10 @@ export function createServiceClient(settings: ServiceClientSettings): ServiceCli
         await discard(response)
         continue
       }
+      // The refused token is dropped even when the call cannot be retried: the next call asks for a new one.
+      if (error === 'invalid_token' && !tokenRetried) tokens.invalidate(tokenRequest, token)
       if (error === 'invalid_token' && !tokenRetried && replayable) {
         tokenRetried = true
-        tokens.invalidate(tokenRequest, token)
         retry('invalid_token')
         await discard(response)
         continue
