@@ -42,10 +42,13 @@ export interface Connections {
 /** A connector that checks the server's identity on each new connection to an origin that has an expectation. */
 function checkedConnector(tls: { cert: string; key: string; ca?: string } | undefined, check: ServerIdentityCheck): buildConnector.connector {
   const connect = buildConnector({ ...tls })
+  // No TLS session resumption where the identity is checked: a resumed session shows no peer
+  // certificate (and undici shares sessions between ports of one host).
+  const connectChecked = buildConnector({ ...tls, maxCachedSessions: 0 })
   return (options, callback) => {
     const expectation = options.protocol === 'https:' ? check.expectationFor(originOfConnection(options)) : undefined
     if (expectation === undefined) return connect(options, callback)
-    connect(options, (error, socket) => {
+    connectChecked(options, (error, socket) => {
       if (error !== null) return callback(error, null)
       try {
         check.check(expectation, (socket as TLSSocket).getPeerX509Certificate())

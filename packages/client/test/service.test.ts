@@ -386,6 +386,15 @@ describe.each(adapters.filter((adapter) => adapter.name !== 'node'))('$name', (a
       expect(impostorApp.decisions).toHaveLength(0)
     })
 
+    it('a new connection that would resume a TLS session is checked again (a resumed session shows no certificate)', async () => {
+      const { client } = callerOf(dpopApp, 'dpop', { spiffeId: ORDERS_ID })
+      for (let i = 0; i < 3; i++) {
+        const response = await undiciRequest(new URL('/orders', dpopApp.url), { dispatcher: client.dispatcher(), headers: { connection: 'close' } })
+        expect(response.statusCode).toBe(200)
+        await response.body.dump()
+      }
+    })
+
     it('dispatcher() for the user of a request, and a token-less context refused at once', async () => {
       const { client } = callerOf(mtlsApp, 'mtls')
       const response = await undiciRequest(new URL('/whoami', mtlsApp.url), { dispatcher: client.dispatcher({ onBehalfOf: { presented: 'user-token' } }) })
