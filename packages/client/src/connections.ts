@@ -124,7 +124,9 @@ export function createConnections(settings: ConnectionsSettings): Connections {
       // Compared again after the await: of concurrent refreshes, only the first applies a generation.
       if (closed || material.generation === generation) return
       const old = agent
-      agent = new Agent({ connect: checkedConnector({ cert: material.cert, key: material.key, ...(material.ca === undefined ? {} : { ca: material.ca }) }, check) })
+      agent = new Agent({
+        connect: checkedConnector({ cert: material.cert, key: material.key, ...(material.ca === undefined ? {} : { ca: material.ca }) }, check),
+      })
       generation = material.generation
       retire(old)
     },

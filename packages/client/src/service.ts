@@ -132,9 +132,13 @@ export function createServiceClient(settings: ServiceClientSettings): ServiceCli
     if (onBehalfOf === undefined || onBehalfOf === null) return base
     const subject = subjectOf(onBehalfOf)
     if (subject === undefined) {
-      throw new ClientError('not_exchangeable', `onBehalfOf carries no verified token to exchange (a certificate-only caller has no user): the call to service "${name}" cannot be made for a user`, {
-        service: name,
-      })
+      throw new ClientError(
+        'not_exchangeable',
+        `onBehalfOf carries no verified token to exchange (a certificate-only caller has no user): the call to service "${name}" cannot be made for a user`,
+        {
+          service: name,
+        },
+      )
     }
     return { ...base, subject }
   }
@@ -162,7 +166,7 @@ export function createServiceClient(settings: ServiceClientSettings): ServiceCli
   async function serviceFetch(input: string | URL | Request, init: ServiceRequestInit = {}): Promise<Response> {
     const { onBehalfOf, ...requestInit } = init
     const fromRequest = input instanceof Request ? input : undefined
-    const url = urlOf(fromRequest ? fromRequest.url : input as string | URL)
+    const url = urlOf(fromRequest ? fromRequest.url : (input as string | URL))
     const method = normalizeMethod(requestInit.method ?? fromRequest?.method ?? 'GET')
     const headers = new Headers(requestInit.headers ?? fromRequest?.headers)
     const body = await prepareBody(requestInit.body !== undefined ? requestInit.body : fromRequest?.body)
@@ -238,7 +242,10 @@ export function createServiceClient(settings: ServiceClientSettings): ServiceCli
           await connections.refresh()
           const token = await tokens.get(tokenRequest)
           const auth = await authorize(opts.method, url, token)
-          dispatch({ ...opts, headers: withHeaders(opts.headers, auth) }, nonceListener(handler, (value) => nonces.remember(service.origin, value)))
+          dispatch(
+            { ...opts, headers: withHeaders(opts.headers, auth) },
+            nonceListener(handler, (value) => nonces.remember(service.origin, value)),
+          )
         }
         send().catch((error: unknown) => handler.onResponseError?.(null as never, error as Error))
         return true

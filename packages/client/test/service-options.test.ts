@@ -24,7 +24,11 @@ describe('resolveServices', () => {
   it.each([
     ['not an object', 'orders', '"services"'],
     ['a service that is not an object', { orders: 'https://x' }, '"services.orders" must be an object'],
-    ['an unknown key', { orders: { url: 'https://x', scope: ['a'] } }, '"services.orders.scope" is not a known option (known: url, resource, scopes, spiffeId)'],
+    [
+      'an unknown key',
+      { orders: { url: 'https://x', scope: ['a'] } },
+      '"services.orders.scope" is not a known option (known: url, resource, scopes, spiffeId)',
+    ],
     ['no url', { orders: {} }, '"services.orders.url" must be an https URL'],
     ['a relative url', { orders: { url: '/orders' } }, '"services.orders.url" must be an absolute https URL'],
     ['http off loopback', { orders: { url: 'http://orders.internal' } }, '"services.orders.url" must be an https URL (http only on a loopback host'],
@@ -34,13 +38,21 @@ describe('resolveServices', () => {
     ['an empty query', { orders: { url: 'https://orders.internal/?' } }, '"services.orders.url" must not have a query or a fragment'],
     ['a fragment', { orders: { url: 'https://orders.internal/#x' } }, '"services.orders.url" must not have a query or a fragment'],
     ['a relative resource', { orders: { url: 'https://o.internal', resource: 'orders' } }, '"services.orders.resource" must be an absolute URI'],
-    ['a resource with a fragment', { orders: { url: 'https://o.internal', resource: 'https://o.internal/#a' } }, '"services.orders.resource" must not have a fragment'],
+    [
+      'a resource with a fragment',
+      { orders: { url: 'https://o.internal', resource: 'https://o.internal/#a' } },
+      '"services.orders.resource" must not have a fragment',
+    ],
     ['scopes not an array', { orders: { url: 'https://o.internal', scopes: 'a b' } }, '"services.orders.scopes" must be an array'],
     ['a scope with a space', { orders: { url: 'https://o.internal', scopes: ['a b'] } }, '"services.orders.scopes" must hold non-empty scope strings'],
     ['an empty scope', { orders: { url: 'https://o.internal', scopes: [''] } }, '"services.orders.scopes" must hold non-empty scope strings'],
     ['a scope that is not a string', { orders: { url: 'https://o.internal', scopes: [1] } }, '"services.orders.scopes" must hold non-empty scope strings'],
     ['a spiffeId that is a client id', { orders: { url: 'https://o.internal', spiffeId: 'orders' } }, '"services.orders.spiffeId" must be a SPIFFE ID'],
-    ['a malformed spiffeId', { orders: { url: 'https://o.internal', spiffeId: 'spiffe://Example.org//x' } }, '"services.orders.spiffeId" ("spiffe://Example.org//x") is not a valid SPIFFE ID'],
+    [
+      'a malformed spiffeId',
+      { orders: { url: 'https://o.internal', spiffeId: 'spiffe://Example.org//x' } },
+      '"services.orders.spiffeId" ("spiffe://Example.org//x") is not a valid SPIFFE ID',
+    ],
     ['a wildcard inside', { orders: { url: 'https://o.internal', spiffeId: 'spiffe://example.org/*/x' } }, '"services.orders.spiffeId"'],
     ['a spiffeId over http', { orders: { url: 'http://localhost:1', spiffeId: 'spiffe://example.org/ns/a' } }, '"services.orders.spiffeId" needs an https url'],
     [
@@ -56,18 +68,39 @@ describe('resolveServices', () => {
 
 describe('parseChallenges', () => {
   it.each([
-    ['a Bearer challenge', 'Bearer realm="api", error="invalid_token", error_description="the token expired"', [
-      { scheme: 'Bearer', parameters: { realm: 'api', error: 'invalid_token', error_description: 'the token expired' } },
-    ]],
-    ['two challenges (as two headers joined)', 'Bearer realm="api", DPoP algs="ES256 EdDSA", error="use_dpop_nonce"', [
-      { scheme: 'Bearer', parameters: { realm: 'api' } },
-      { scheme: 'DPoP', parameters: { algs: 'ES256 EdDSA', error: 'use_dpop_nonce' } },
-    ]],
-    ['token values and odd spacing', 'DPoP  error = invalid_dpop_proof ,algs=ES256', [{ scheme: 'DPoP', parameters: { error: 'invalid_dpop_proof', algs: 'ES256' } }]],
-    ['escapes and commas in a quoted value', 'Bearer error_description="a \\"quoted\\", value"', [{ scheme: 'Bearer', parameters: { error_description: 'a "quoted", value' } }]],
+    [
+      'a Bearer challenge',
+      'Bearer realm="api", error="invalid_token", error_description="the token expired"',
+      [{ scheme: 'Bearer', parameters: { realm: 'api', error: 'invalid_token', error_description: 'the token expired' } }],
+    ],
+    [
+      'two challenges (as two headers joined)',
+      'Bearer realm="api", DPoP algs="ES256 EdDSA", error="use_dpop_nonce"',
+      [
+        { scheme: 'Bearer', parameters: { realm: 'api' } },
+        { scheme: 'DPoP', parameters: { algs: 'ES256 EdDSA', error: 'use_dpop_nonce' } },
+      ],
+    ],
+    [
+      'token values and odd spacing',
+      'DPoP  error = invalid_dpop_proof ,algs=ES256',
+      [{ scheme: 'DPoP', parameters: { error: 'invalid_dpop_proof', algs: 'ES256' } }],
+    ],
+    [
+      'escapes and commas in a quoted value',
+      'Bearer error_description="a \\"quoted\\", value"',
+      [{ scheme: 'Bearer', parameters: { error_description: 'a "quoted", value' } }],
+    ],
     ['a bare scheme', 'Bearer', [{ scheme: 'Bearer', parameters: {} }]],
     ['parameter names in lower case, the first of a repeated one kept', 'Bearer ERROR="a", error="b"', [{ scheme: 'Bearer', parameters: { error: 'a' } }]],
-    ['a token68 skipped', 'Basic dXNlcjpwYXNz, Bearer realm="x"', [{ scheme: 'Basic', parameters: {} }, { scheme: 'Bearer', parameters: { realm: 'x' } }]],
+    [
+      'a token68 skipped',
+      'Basic dXNlcjpwYXNz, Bearer realm="x"',
+      [
+        { scheme: 'Basic', parameters: {} },
+        { scheme: 'Bearer', parameters: { realm: 'x' } },
+      ],
+    ],
     ['an unterminated quoted string: what was read before', 'Bearer realm="x", error="oops', [{ scheme: 'Bearer', parameters: { realm: 'x' } }]],
     ['garbage: nothing', '"??"', []],
     ['absent', null, []],

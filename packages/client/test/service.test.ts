@@ -55,11 +55,21 @@ beforeAll(async () => {
     ca.issueCertificate({ spiffeId: 'spiffe://example.org/ns/other/sa/stranger' }),
   ])
   const key = await createDpopKey('ES256')
-  dpopKey = { keyPair: { privateKey: key.privateKey, publicKey: key.publicKey }, alg: key.alg, publicJwk: key.publicJwk as Record<string, string>, thumbprint: key.jkt }
+  dpopKey = {
+    keyPair: { privateKey: key.privateKey, publicKey: key.publicKey },
+    alg: key.alg,
+    publicJwk: key.publicJwk as Record<string, string>,
+    thumbprint: key.jkt,
+  }
   closers.push(() => issuer.close())
 })
 afterAll(async () => {
-  await Promise.allSettled(closers.splice(0).reverse().map((close) => close()))
+  await Promise.allSettled(
+    closers
+      .splice(0)
+      .reverse()
+      .map((close) => close()),
+  )
 })
 
 /** A workload identity that rotates when told (as core's `ClientIdentity` does when its files change). */
@@ -355,8 +365,17 @@ describe.each(adapters.filter((adapter) => adapter.name !== 'node'))('$name', (a
       const thiefClient = createServiceClient({
         name: 'orders',
         service: resolveServices({ orders: { url: dpopApp.url, resource: AUDIENCE } }).get('orders')!,
-        tokens: { get: async () => ({ value: headers.authorization.slice('DPoP '.length), scheme: 'DPoP', expiresAt: Date.now() + 60_000 }), invalidate() {}, close: async () => {} },
-        dpop: { keyPair: { privateKey: thief.privateKey, publicKey: thief.publicKey }, alg: thief.alg, publicJwk: thief.publicJwk as Record<string, string>, thumbprint: thief.jkt },
+        tokens: {
+          get: async () => ({ value: headers.authorization.slice('DPoP '.length), scheme: 'DPoP', expiresAt: Date.now() + 60_000 }),
+          invalidate() {},
+          close: async () => {},
+        },
+        dpop: {
+          keyPair: { privateKey: thief.privateKey, publicKey: thief.publicKey },
+          alg: thief.alg,
+          publicJwk: thief.publicJwk as Record<string, string>,
+          thumbprint: thief.jkt,
+        },
         connections: dpop.connections,
         emit() {},
         subjectOf,
