@@ -353,6 +353,24 @@ describe.each(adapters.filter((adapter) => adapter.name !== 'node'))('$name', (a
       expect(viaHttps.status).toBe(200)
     })
 
+    it('headers() after use_dpop_nonce: asked again with the nonce the service sent', async () => {
+      const { client } = callerOf(nonceApp, 'dpop')
+      const url = new URL('/whoami', nonceApp.url).href
+      const first = await new Promise<{ status: number; nonce: string }>((resolve, reject) => {
+        void client.headers({ method: 'GET', url }).then((headers) => {
+          const req = httpsRequest(url, { headers: { ...headers }, cert: frontend.certPem, key: frontend.keyPem, ca: ca.certPem, agent: false }, (res) => {
+            res.resume()
+            resolve({ status: res.statusCode ?? 0, nonce: String(res.headers['dpop-nonce']) })
+          })
+          req.on('error', reject)
+          req.end()
+        }, reject)
+      })
+      expect(first.status).toBe(401)
+      const again = await httpsCall(url, frontend, { ...(await client.headers({ method: 'GET', url, dpopNonce: first.nonce })) })
+      expect(again.status).toBe(200)
+    })
+
     it('a stolen token is useless: replayed headers, a proof of another key, another certificate', async () => {
       const dpop = callerOf(dpopApp, 'dpop')
       const url = new URL('/whoami', dpopApp.url).href
