@@ -432,6 +432,15 @@ describe.each(adapters.filter((adapter) => adapter.name !== 'node'))('$name', (a
       }
     })
 
+    it('dispatcher(): a token that cannot be had fails the request with that error, nothing sent', async () => {
+      const { client, tokens } = callerOf(dpopApp, 'dpop')
+      const before = dpopApp.decisions.length
+      tokens.get = () => Promise.reject(new ClientError('authorization_server_unavailable', 'the authorization server is unavailable (timeout)'))
+      const error = await undiciRequest(new URL('/orders', dpopApp.url), { dispatcher: client.dispatcher() }).catch((caught: unknown) => caught)
+      expect(error).toMatchObject({ code: 'authorization_server_unavailable' })
+      expect(dpopApp.decisions.length).toBe(before)
+    })
+
     it('dispatcher() for the user of a request, and a token-less context refused at once', async () => {
       const { client } = callerOf(mtlsApp, 'mtls')
       const response = await undiciRequest(new URL('/whoami', mtlsApp.url), { dispatcher: client.dispatcher({ onBehalfOf: { presented: 'user-token' } }) })
