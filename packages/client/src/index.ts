@@ -10,3 +10,16 @@ export type { ClientTokenOptions, ClientAuthMethod, DpopOption, PrivateKeyInput,
 export { createDpopKey } from './dpop-key.js'
 export { createTokenSource, type TokenSourceSettings } from './tokens.js'
 export type { TokenIdentity, IdentityMaterial } from './authorization-server.js'
+
+// The call side's building blocks (createClient joins them with the token side).
+export { resolveServices, type ServiceOptions, type ResolvedService } from './service-options.js'
+export { createConnections, type Connections, type ConnectionsSettings, type IdentitySource } from './connections.js'
+export {
+  createServiceClient,
+  type ServiceClient,
+  type ServiceClientSettings,
+  type ServiceRequestInit,
+  type ServiceHeadersRequest,
+  type ServiceHeaders,
+} from './service.js'
+export { parseChallenges } from './challenge.js'

@@ -1,0 +1,148 @@
+/**
+ * The `services` option: each service the client calls, its URL, the resource and scopes its
+ * tokens are asked for, and the SPIFFE ID its server certificate must carry.
+ */
+import { compileCallerPattern, type CallerPattern } from '@callsign/core'
+
+/**
+ * One entry of `services`.
+ *
+ * @example
+ * orders: { url: 'https://orders.internal', scopes: ['orders:read'], spiffeId: 'spiffe://example.org/ns/orders/sa/orders' }
+ */
+export interface ServiceOptions {
+  /**
+   * Base URL of the service: `https://`, or `http://` on a loopback host only (127.0.0.1,
+   * localhost, ::1). No query, fragment or credentials. Relative call URLs resolve against it
+   * (WHATWG URL rules: `/orders` replaces the path, `orders` is resolved beside the last segment).
+   */
+  url: string | URL
+  /** RFC 8707 resource indicator its tokens are asked for (an absolute URI, no fragment). Default: `url`. */
+  resource?: string
+  /** Scopes asked for (RFC 6749 §3.3 scope tokens, no spaces). Default: none. */
+  scopes?: readonly string[]
+  /**
+   * The SPIFFE ID the server's certificate must carry, in the pattern syntax of `callers`: an
+   * exact ID, or a prefix ending in `/*`. Checked on every new connection, before a request is
+   * sent; a mismatch fails the call with `ServerIdentityError`. Default: only the host name is
+   * checked (by TLS). Needs an `https` URL.
+   */
+  spiffeId?: string
+}
+
+/** A service as the call side uses it: validated, frozen. */
+export interface ResolvedService {
+  /** Its name in `services`. */
+  readonly name: string
+  /** Base URL (`href`). */
+  readonly url: string
+  /** `url`'s origin: the only origin its tokens are sent to. */
+  readonly origin: string
+  readonly resource: string
+  /** Sorted, unique. */
+  readonly scopes: readonly string[]
+  /** The server identity pattern, when `spiffeId` is set. */
+  readonly spiffeId: CallerPattern | undefined
+}
+
+const SERVICE_KEYS = ['url', 'resource', 'scopes', 'spiffeId'] as const satisfies readonly (keyof ServiceOptions)[]
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]'])
+/** RFC 6749 §3.3 scope-token: %x21 / %x23-5B / %x5D-7E. */
+const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]+$/
+
+const fail = (option: string, message: string): never => {
+  throw new TypeError(`Callsign: "${option}" ${message}`)
+}
+
+const isPlainObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value)
+
+/**
+ * Validate the `services` option. Throws `TypeError` naming `services.<name>.<field>` and the fix.
+ * Absent (`undefined`): no services. Two services at one origin must name the same `spiffeId`
+ * (a connection's server identity is checked once, for every request it carries).
+ *
+ * @example
+ * resolveServices({ orders: { url: 'https://orders.internal', scopes: ['orders:read'] } }).get('orders')?.resource // 'https://orders.internal/'
+ */
+export function resolveServices(value: unknown): ReadonlyMap<string, ResolvedService> {
+  const services = new Map<string, ResolvedService>()
+  if (value === undefined) return services
+  if (!isPlainObject(value)) return fail('services', 'must be an object { <name>: { url, resource?, scopes?, spiffeId? } }')
+  for (const [name, entry] of Object.entries(value)) {
+    const service = resolveService(name, entry)
+    const sibling = [...services.values()].find((other) => other.origin === service.origin)
+    if (sibling && sibling.spiffeId?.source !== service.spiffeId?.source) {
+      fail(`services.${name}.spiffeId`, `must be the same as services.${sibling.name}.spiffeId: both are served at ${service.origin}`)
+    }
+    services.set(name, service)
+  }
+  return services
+}
+
+function resolveService(name: string, value: unknown): ResolvedService {
+  const option = `services.${name}`
+  if (name.length === 0) fail('services', 'has a service with an empty name')
+  if (!isPlainObject(value)) return fail(option, 'must be an object { url, resource?, scopes?, spiffeId? }')
+  for (const key of Object.keys(value)) {
+    if (!(SERVICE_KEYS as readonly string[]).includes(key)) fail(`${option}.${key}`, `is not a known option (known: ${SERVICE_KEYS.join(', ')})`)
+  }
+  const url = resolveUrl(value.url, `${option}.url`)
+  const spiffeId = resolveSpiffeId(value.spiffeId, `${option}.spiffeId`)
+  if (spiffeId && url.protocol !== 'https:') fail(`${option}.spiffeId`, 'needs an https url: a server identity is read from its TLS certificate')
+  return Object.freeze({
+    name,
+    url: url.href,
+    origin: url.origin,
+    resource: value.resource === undefined ? url.href : resolveResource(value.resource, `${option}.resource`),
+    scopes: resolveScopes(value.scopes, `${option}.scopes`),
+    spiffeId,
+  })
+}
+
+function resolveUrl(value: unknown, option: string): URL {
+  if (typeof value !== 'string' && !(value instanceof URL)) return fail(option, 'must be an https URL (a string or a URL)')
+  const text = String(value)
+  let url: URL
+  try {
+    url = new URL(text)
+  } catch {
+    return fail(option, `must be an absolute https URL (got ${JSON.stringify(text.slice(0, 200))})`)
+  }
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && LOOPBACK_HOSTS.has(url.hostname))) {
+    fail(option, 'must be an https URL (http only on a loopback host: 127.0.0.1, localhost, ::1)')
+  }
+  if (url.username !== '' || url.password !== '') fail(option, 'must not carry credentials (user:password@)')
+  if (url.search !== '' || url.hash !== '' || text.includes('?') || text.includes('#')) fail(option, 'must not have a query or a fragment')
+  return url
+}
+
+function resolveResource(value: unknown, option: string): string {
+  if (typeof value !== 'string') return fail(option, 'must be an absolute URI string (RFC 8707)')
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    return fail(option, `must be an absolute URI (RFC 8707) (got ${JSON.stringify(value.slice(0, 200))})`)
+  }
+  if (url.hash !== '' || value.includes('#')) fail(option, 'must not have a fragment (RFC 8707 §2)')
+  return value
+}
+
+function resolveScopes(value: unknown, option: string): readonly string[] {
+  if (value === undefined) return Object.freeze([])
+  if (!Array.isArray(value)) return fail(option, 'must be an array of scope strings')
+  for (const scope of value) {
+    if (typeof scope !== 'string' || !SCOPE_TOKEN.test(scope)) {
+      fail(option, `must hold non-empty scope strings without spaces or quotes (got ${JSON.stringify(scope)})`)
+    }
+  }
+  return Object.freeze([...new Set(value as string[])].sort())
+}
+
+function resolveSpiffeId(value: unknown, option: string): CallerPattern | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'string' || !value.startsWith('spiffe://')) {
+    return fail(option, 'must be a SPIFFE ID (spiffe://<trust-domain>/<path>) or a prefix ending in "/*"')
+  }
+  return compileCallerPattern(value, option)
+}
