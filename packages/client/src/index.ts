@@ -23,3 +23,6 @@ export {
   type ServiceHeaders,
 } from './service.js'
 export { parseChallenges } from './challenge.js'
+
+// The client.
+export { createClient, type ClientOptions, type CallsignClient } from './client.js'

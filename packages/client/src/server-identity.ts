@@ -4,21 +4,9 @@
  * before a request is written. The host name is checked by TLS as usual, before this.
  */
 import type { X509Certificate } from 'node:crypto'
-import { parseSpiffeId, type CallerPattern } from '@callsign/core'
+import { spiffeIdOfCertificate, type CallerPattern } from '@callsign/core'
 import { ServerIdentityError } from './errors.js'
 import type { ResolvedService } from './service-options.js'
-
-// TEMPORARY until core's spiffeIdOfCertificate is merged: refuses any SAN string Node had to quote.
-function spiffeIdOfCertificate(certificate: X509Certificate): string | undefined {
-  const sans = certificate.subjectAltName
-  if (!sans || sans.includes('"')) return undefined
-  const uris = sans
-    .split(', ')
-    .filter((entry) => entry.startsWith('URI:'))
-    .map((entry) => entry.slice(4))
-  if (uris.length !== 1) return undefined
-  return parseSpiffeId(uris[0]!)?.id
-}
 
 /** The identity a connection's server must prove, per origin. */
 export interface ServerIdentityCheck {

@@ -19,7 +19,7 @@ export interface ServiceClientSettings {
   readonly service: ResolvedService
   readonly tokens: TokenSource
   /** Present: tokens are DPoP-bound and every request carries a proof of this key. */
-  readonly dpop: DpopKey | undefined
+  readonly dpop: DpopKey | Promise<DpopKey> | undefined
   readonly connections: Connections
   readonly emit: ClientEventHook
   /** The subject token of an `onBehalfOf` value (core's `presentedToken`), or `undefined` when it carries none. */
@@ -154,7 +154,7 @@ export function createServiceClient(settings: ServiceClientSettings): ServiceCli
   const authorize = async (method: string, url: URL, token: IssuedToken): Promise<ServiceHeaders> => {
     const authorization = `${token.scheme} ${token.value}`
     if (dpop === undefined) return { authorization }
-    const proof = await createProof(dpop, { method, url, accessToken: token.value, nonce: nonces.get(service.origin) }, ath, now)
+    const proof = await createProof(await dpop, { method, url, accessToken: token.value, nonce: nonces.get(service.origin) }, ath, now)
     return { authorization, dpop: proof }
   }
 
