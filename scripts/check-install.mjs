@@ -78,9 +78,13 @@ try {
     for (const label of ['Fastify', 'Koa', 'plain node:http']) npm(project, line(label).args)
   })
   step('all four adapters in that project', () => smoke(project, ['express', 'fastify', 'koa', 'node']))
+  step('the calling side beside them: @callsign/client calls the Express service', () => {
+    npm(project, line('calling side').args)
+    smoke(project, ['express', '--client'])
+  })
   rmSync(project, { recursive: true, force: true })
   console.log(
-    `\ncheck:install: OK: 4 adapters installed with npm from dist-tarballs/ into an empty project; each accepted (200) and refused (401) over mTLS; the callsign bin runs (${seconds()})`,
+    `\ncheck:install: OK: 4 adapters and the client installed with npm from dist-tarballs/ into an empty project; each accepted (200) and refused (401) over mTLS; the client's call accepted; the callsign bin runs (${seconds()})`,
   )
 } catch (error) {
   const kept = project ? ` (the project is kept in ${project})` : ''

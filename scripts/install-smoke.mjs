@@ -3,7 +3,8 @@
 // project's node_modules, as it would for a user. For each adapter named on the command line it
 // serves GET /orders over mTLS (throwaway CA and loopback issuer from @callsign/testing), then
 // makes one call that must be accepted and one that must be refused.
-//   node install-smoke.mjs express [fastify koa node] [--explain]
+//   node install-smoke.mjs express [fastify koa node] [--explain] [--client]
+// `--client` also calls the Express service with @callsign/client (a real token endpoint, DPoP).
 // `--explain` also runs the `callsign` bin (`npx --no callsign explain ...`) on the accepted call.
 // Prints one line per check and exits 1 if any failed.
 import { execFile } from 'node:child_process'
@@ -167,8 +168,47 @@ async function checkExplain(setup) {
   }
 }
 
+/** `@callsign/client` calls the Express service: tls_client_auth at a real token endpoint, a DPoP-bound token, the server's SPIFFE ID unchecked (it has none). */
+async function checkClient(setup) {
+  const { createClient } = await import('@callsign/client')
+  const issuer = await startTestIssuer({
+    tls: { certPem: setup.server.certPem, keyPem: setup.server.keyPem, clientCa: setup.ca },
+    tokenEndpoint: { clients: [{ clientId: FRONTEND, auth: 'tls_client_auth', scopes: ['orders:read'] }] },
+  })
+  // The issuer is behind the test CA: the guard fetches its metadata and keys trusting that CA (README: "Private CA").
+  const fetchTrusting = (url, init = {}) =>
+    new Promise((resolve, reject) => {
+      const request = https.get(url, { ca: setup.ca, signal: init.signal, headers: init.headers }, (res) => {
+        const chunks = []
+        res.on('data', (chunk) => chunks.push(chunk))
+        res.on('end', () => resolve(new Response(Buffer.concat(chunks), { status: res.statusCode, headers: res.headers })))
+      })
+      request.on('error', reject)
+    })
+  const options = { ...setup.options, issuers: { issuer: issuer.issuer, audience: AUDIENCE }, fetch: fetchTrusting }
+  const server = await ADAPTERS.express(setup.tls, options)
+  const client = createClient({
+    issuer: issuer.issuer,
+    clientId: FRONTEND,
+    auth: 'tls_client_auth',
+    identity: { cert: setup.client.certPem, key: setup.client.keyPem, ca: setup.ca },
+    dpop: true,
+    services: { orders: { url: `https://127.0.0.1:${server.port}`, resource: AUDIENCE, scopes: ['orders:read'] } },
+  })
+  try {
+    const response = await client.service('orders').fetch('/orders', { signal: AbortSignal.timeout(STEP_TIMEOUT_MS) })
+    const body = await response.json()
+    const ok = response.status === 200 && body?.caller === FRONTEND
+    return { failures: ok ? [] : [`expected 200 with caller frontend, got ${response.status} ${JSON.stringify(body)}`], summary: `200 ${JSON.stringify(body)}` }
+  } finally {
+    await client.close()
+    await server.close()
+    await issuer.close()
+  }
+}
+
 async function main(argv) {
-  const adapters = argv.filter((arg) => arg !== '--explain')
+  const adapters = argv.filter((arg) => arg !== '--explain' && arg !== '--client')
   const unknown = adapters.filter((adapter) => !(adapter in ADAPTERS))
   if (adapters.length === 0 || unknown.length > 0) {
     console.error(`usage: node install-smoke.mjs ${Object.keys(ADAPTERS).join('|')}... [--explain]`)
@@ -182,6 +222,7 @@ async function main(argv) {
   const setup = {
     ca: ca.certPem,
     client,
+    server,
     tls: { cert: server.certPem, key: server.keyPem, ca: [ca.certPem], requestCert: true, rejectUnauthorized: false },
     options: {
       issuers: { issuer: issuer.issuer, audience: AUDIENCE },
@@ -193,6 +234,7 @@ async function main(argv) {
   }
   const checks = adapters.map((adapter) => [adapter, () => checkAdapter(adapter, setup)])
   if (argv.includes('--explain')) checks.push(['callsign bin', () => checkExplain(setup)])
+  if (argv.includes('--client')) checks.push(['@callsign/client', () => checkClient(setup)])
   let failed = 0
   try {
     for (const [name, check] of checks) {

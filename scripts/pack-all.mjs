@@ -24,6 +24,7 @@ const INSTALLS = [
     packages: ['@callsign/core', '@callsign/redis'],
     extra: ['ioredis'],
   },
+  { label: 'calling side (@callsign/client)', packages: ['@callsign/core', '@callsign/client'], extra: [] },
   { label: 'test kit (dev dependency)', packages: ['@callsign/testing'], extra: [], dev: true },
 ]
 
