@@ -70,7 +70,6 @@ describe.each(CHAIN_ADAPTERS)('%s', (adapter) => {
     let frontendClient: CallsignClient
     let ordersClient: CallsignClient
     let frontendUrl: string
-    let ordersUrl: string
 
     const guarded = (url: string) => ({
       issuers: { issuer: issuer.issuer, audience: url },
@@ -95,7 +94,6 @@ describe.each(CHAIN_ADAPTERS)('%s', (adapter) => {
         { scopes: ['orders:read'] },
       )
       closers.push(orders.close)
-      ordersUrl = orders.url
       const frontend = await startHandlerApp(
         adapter,
         tlsOf(certs.frontendServer),
