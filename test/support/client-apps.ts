@@ -107,7 +107,7 @@ export async function startHandlerApp(
 /** A `fetch` that trusts `caPem` (for Callsign's `fetch` option against an https issuer of the test CA). */
 export function fetchTrusting(caPem: string): typeof globalThis.fetch & { close(): Promise<void> } {
   const agent = new Agent({ connect: { ca: caPem } })
-  const send = async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
+  const send = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
     const url = input instanceof Request ? input.url : String(input)
     const res = await undiciFetch(url, { ...(init as object), dispatcher: agent } as Parameters<typeof undiciFetch>[1])
     const body = await res.arrayBuffer()

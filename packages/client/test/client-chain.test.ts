@@ -100,7 +100,7 @@ describe.each(CHAIN_ADAPTERS)('%s', (adapter) => {
         (url) => ({ issuers: { issuer: issuer.issuer, audience: url }, fetch: trust }),
         async (auth) => {
           const res = await frontendClient.service('orders').fetch('/checkout', { onBehalfOf: auth })
-          return { frontend: seen(auth), status: res.status, ...(await res.json()) }
+          return { frontend: seen(auth), status: res.status, ...((await res.json()) as object) }
         },
       )
       closers.push(frontend.close)

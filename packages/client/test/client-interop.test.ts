@@ -124,7 +124,8 @@ async function startAuth0Service(cert: IssuedCertificate): Promise<{ url: string
     }),
   )
   app.get('/invoices', (req, res) => {
-    const { sub, client_id: clientId, cnf, act } = req.auth?.payload ?? {}
+    // req.auth is typed by @callsign/express's augmentation; here it is express-oauth2-jwt-bearer's.
+    const { sub, client_id: clientId, cnf, act } = (req as unknown as { auth?: { payload: Record<string, unknown> } }).auth?.payload ?? {}
     res.json({ sub, clientId, cnf, act })
   })
   const server = createServer({ key: cert.keyPem, cert: cert.certPem }, app)
