@@ -38,6 +38,7 @@ const KNOWN_KEYS: readonly string[] = [...TOKEN_OPTION_KEYS, 'services', 'onEven
 function checkKeys(options: Record<string, unknown>): void {
   if (typeof options !== 'object' || options === null || Array.isArray(options)) fail('options', 'must be an object')
   for (const key of Object.keys(options)) if (!KNOWN_KEYS.includes(key)) fail(key, `is not a known option (known: ${KNOWN_KEYS.join(', ')})`)
+  if (options.services === undefined) fail('services', 'is required: { <name>: { url, resource?, scopes?, spiffeId? } }')
   if (options.onEvent !== undefined && typeof options.onEvent !== 'function') fail('onEvent', 'must be a function (event) => void')
 }
 

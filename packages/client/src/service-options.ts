@@ -17,7 +17,7 @@ export interface ServiceOptions {
    * (WHATWG URL rules: `/orders` replaces the path, `orders` is resolved beside the last segment).
    */
   url: string | URL
-  /** RFC 8707 resource indicator its tokens are asked for (an absolute URI, no fragment). Default: `url`. */
+  /** RFC 8707 resource indicator its tokens are asked for (an absolute URI, no fragment). Default: `url`, as written. */
   resource?: string
   /** Scopes asked for (RFC 6749 §3.3 scope tokens, no spaces). Default: none. */
   scopes?: readonly string[]
@@ -62,7 +62,7 @@ const isPlainObject = (value: unknown): value is Record<string, unknown> => type
  * (a connection's server identity is checked once, for every request it carries).
  *
  * @example
- * resolveServices({ orders: { url: 'https://orders.internal', scopes: ['orders:read'] } }).get('orders')?.resource // 'https://orders.internal/'
+ * resolveServices({ orders: { url: 'https://orders.internal', scopes: ['orders:read'] } }).get('orders')?.resource // 'https://orders.internal'
  */
 export function resolveServices(value: unknown): ReadonlyMap<string, ResolvedService> {
   const services = new Map<string, ResolvedService>()
@@ -93,7 +93,8 @@ function resolveService(name: string, value: unknown): ResolvedService {
     name,
     url: url.href,
     origin: url.origin,
-    resource: value.resource === undefined ? url.href : resolveResource(value.resource, `${option}.resource`),
+    // As written: a service's audience is compared byte for byte, and `new URL` would add a `/`.
+    resource: value.resource === undefined ? String(value.url) : resolveResource(value.resource, `${option}.resource`),
     scopes: resolveScopes(value.scopes, `${option}.scopes`),
     spiffeId,
   })

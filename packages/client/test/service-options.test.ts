@@ -6,13 +6,13 @@ import { describe, expect, it } from 'vitest'
 import { parseChallenges, resolveServices } from '@callsign/client'
 
 describe('resolveServices', () => {
-  it('resolves a service: resource defaults to the url, scopes sorted and unique, spiffeId compiled', () => {
+  it('resolves a service: resource defaults to the url as written (an audience is compared byte for byte), scopes sorted and unique, spiffeId compiled', () => {
     const services = resolveServices({
       orders: { url: 'https://orders.internal', scopes: ['orders:write', 'orders:read', 'orders:write'], spiffeId: 'spiffe://example.org/ns/orders/*' },
       local: { url: new URL('http://127.0.0.1:8080/api'), resource: 'urn:example:local' },
     })
     const orders = services.get('orders')!
-    expect(orders).toMatchObject({ name: 'orders', url: 'https://orders.internal/', origin: 'https://orders.internal', resource: 'https://orders.internal/' })
+    expect(orders).toMatchObject({ name: 'orders', url: 'https://orders.internal/', origin: 'https://orders.internal', resource: 'https://orders.internal' })
     expect(orders.scopes).toEqual(['orders:read', 'orders:write'])
     expect(orders.spiffeId?.matches('spiffe://example.org/ns/orders/sa/api')).toBe(true)
     expect(orders.spiffeId?.matches('spiffe://example.org/ns/orders-evil/sa/api')).toBe(false)
