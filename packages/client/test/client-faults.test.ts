@@ -145,7 +145,7 @@ describe('the authorization server fails', () => {
   })
 
   it('at start, resetting connections: AuthorizationServerUnavailableError (network)', async () => {
-    // Over loopback http: the kit's 'reset' outage cannot reset a TLS socket (resetAndDestroy throws on a TLSWrap handle).
+    // Over loopback http: a real TCP reset (over TLS the kit closes the connection instead: next test).
     const plain = await startTestIssuer({
       tokenEndpoint: { clients: [{ clientId: FRONTEND_ID, auth: 'client_secret_basic', clientSecret: 'not-a-real-secret' }] },
     })
@@ -161,6 +161,16 @@ describe('the authorization server fails', () => {
     } finally {
       await plain.close()
     }
+  })
+
+  it('at start, over TLS, connections closed without an answer: AuthorizationServerUnavailableError (network), no hang', async () => {
+    issuer.setOutage('reset')
+    const error = await newClient({ timeout: 2_000 })
+      .service('orders')
+      .fetch('/orders')
+      .catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(AuthorizationServerUnavailableError)
+    expect(error).toMatchObject({ code: 'authorization_server_unavailable', reason: 'network' })
   })
 
   it('slow (latency above the timeout): a timeout, not a hang', async () => {

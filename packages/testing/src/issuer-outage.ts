@@ -5,7 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
  *
  * - `'none'`: normal operation (default).
  * - `'down'`: every request is answered `503 Service Unavailable`.
- * - `'reset'`: the connection is reset (TCP RST) without a response.
+ * - `'reset'`: the connection is reset (TCP RST) without a response; over TLS it is closed without one.
  * - `'hang'`: the request is never answered (until the issuer is closed).
  * - `'garbage'`: `200` with `content-type: application/json` and a non-JSON body.
  * - `'huge'`: `200` with a valid JSON body of several MiB (the real document
@@ -50,7 +50,9 @@ export function applyOutage(mode: OutageMode, req: IncomingMessage, res: ServerR
       res.end(JSON.stringify({ error: 'temporarily_unavailable' }))
       return true
     case 'reset':
-      req.socket.resetAndDestroy()
+      // A TCP RST needs the TCP handle, which a TLS socket wraps: over TLS the connection is closed without an answer instead.
+      if ('encrypted' in req.socket) req.socket.destroy()
+      else req.socket.resetAndDestroy()
       return true
     case 'hang':
       return true
