@@ -74,7 +74,9 @@ export class ServiceRefusedError extends ClientError {
   /** Its `application/problem+json` body (RFC 9457), when it sent one. */
   readonly problem: Readonly<Record<string, unknown>> | undefined
   constructor(details: { service: string; status: number; challenges: readonly Challenge[]; problem?: Record<string, unknown> }) {
-    const error = details.challenges.find((challenge) => challenge.parameters.error)?.parameters.error
+    // A problem document's `code` is the precise reason (a 403's challenge says insufficient_scope for every refusal); else the challenge's error.
+    const code = typeof details.problem?.code === 'string' && /^[\w.:-]{1,64}$/.test(details.problem.code) ? details.problem.code : undefined
+    const error = code ?? details.challenges.find((challenge) => challenge.parameters.error)?.parameters.error
     super('service_refused', `service "${details.service}" refused the call: HTTP ${details.status}${error ? ` ${error}` : ''}`, details)
     this.status = details.status
     this.challenges = details.challenges
