@@ -7,7 +7,7 @@
  */
 import type { Socket } from 'node:net'
 import type { TLSSocket } from 'node:tls'
-import { Agent, buildConnector, Dispatcher } from 'undici'
+import { Agent, buildConnector, Dispatcher, Pool } from 'undici'
 import { ClientError } from './errors.js'
 import { createServerIdentityCheck, originOfConnection, type ServerIdentityCheck } from './server-identity.js'
 import type { ResolvedService } from './service-options.js'
@@ -61,6 +61,19 @@ function checkedConnector(tls: { cert: string; key: string; ca?: string } | unde
   }
 }
 
+/**
+ * An agent whose pool for a service's origin opens at most that service's `maxConnections`
+ * (the smallest, when services share an origin); other origins keep undici's default.
+ */
+function cappedAgent(connect: buildConnector.connector, services: readonly ResolvedService[]): Agent {
+  const caps = new Map<string, number>()
+  for (const service of services) caps.set(service.origin, Math.min(caps.get(service.origin) ?? Infinity, service.maxConnections))
+  return new Agent({
+    connect,
+    factory: (origin, options) => new Pool(origin, { ...options, connections: caps.get(new URL(String(origin)).origin) ?? null }),
+  })
+}
+
 /** Forwards every request to the current agent, read at dispatch time. */
 class CurrentAgentDispatcher extends Dispatcher {
   readonly #current: () => Dispatcher
@@ -98,9 +111,10 @@ class CurrentAgentDispatcher extends Dispatcher {
  * const connections = createConnections({ identity, services: resolveServices(options.services).values() })
  */
 export function createConnections(settings: ConnectionsSettings): Connections {
-  const check = createServerIdentityCheck(settings.services)
+  const services = [...settings.services]
+  const check = createServerIdentityCheck(services)
   const identity = settings.identity
-  let agent = new Agent({ connect: checkedConnector(undefined, check) })
+  let agent = cappedAgent(checkedConnector(undefined, check), services)
   let generation: number | undefined
   let closed = false
   const retired = new Set<Promise<void>>()
@@ -124,9 +138,8 @@ export function createConnections(settings: ConnectionsSettings): Connections {
       // Compared again after the await: of concurrent refreshes, only the first applies a generation.
       if (closed || material.generation === generation) return
       const old = agent
-      agent = new Agent({
-        connect: checkedConnector({ cert: material.cert, key: material.key, ...(material.ca === undefined ? {} : { ca: material.ca }) }, check),
-      })
+      const tls = { cert: material.cert, key: material.key, ...(material.ca === undefined ? {} : { ca: material.ca }) }
+      agent = cappedAgent(checkedConnector(tls, check), services)
       generation = material.generation
       retire(old)
     },

@@ -12,7 +12,7 @@ export { createTokenSource, type TokenSourceSettings } from './tokens.js'
 export type { TokenIdentity, IdentityMaterial } from './authorization-server.js'
 
 // The call side's building blocks (createClient joins them with the token side).
-export { resolveServices, type ServiceOptions, type ResolvedService } from './service-options.js'
+export { DEFAULT_MAX_CONNECTIONS, resolveServices, type ServiceOptions, type ResolvedService } from './service-options.js'
 export { createConnections, type Connections, type ConnectionsSettings, type IdentitySource } from './connections.js'
 export {
   createServiceClient,

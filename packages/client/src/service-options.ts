@@ -28,7 +28,16 @@ export interface ServiceOptions {
    * checked (by TLS). Needs an `https` URL.
    */
   spiffeId?: string
+  /**
+   * At most this many connections to the service at once; further requests wait for a free one
+   * (a burst of calls does not become a burst of TLS handshakes). Services at one origin share
+   * their connections, and the smallest of their limits. Default: 32.
+   */
+  maxConnections?: number
 }
+
+/** Default of {@link ServiceOptions.maxConnections}. */
+export const DEFAULT_MAX_CONNECTIONS = 32
 
 /** A service as the call side uses it: validated, frozen. */
 export interface ResolvedService {
@@ -43,9 +52,11 @@ export interface ResolvedService {
   readonly scopes: readonly string[]
   /** The server identity pattern, when `spiffeId` is set. */
   readonly spiffeId: CallerPattern | undefined
+  /** Connections to its origin at most. */
+  readonly maxConnections: number
 }
 
-const SERVICE_KEYS = ['url', 'resource', 'scopes', 'spiffeId'] as const satisfies readonly (keyof ServiceOptions)[]
+const SERVICE_KEYS = ['url', 'resource', 'scopes', 'spiffeId', 'maxConnections'] as const satisfies readonly (keyof ServiceOptions)[]
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]'])
 /** RFC 6749 §3.3 scope-token: %x21 / %x23-5B / %x5D-7E. */
 const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]+$/
@@ -97,7 +108,14 @@ function resolveService(name: string, value: unknown): ResolvedService {
     resource: value.resource === undefined ? String(value.url) : resolveResource(value.resource, `${option}.resource`),
     scopes: resolveScopes(value.scopes, `${option}.scopes`),
     spiffeId,
+    maxConnections: resolveMaxConnections(value.maxConnections, `${option}.maxConnections`),
   })
+}
+
+function resolveMaxConnections(value: unknown, option: string): number {
+  if (value === undefined) return DEFAULT_MAX_CONNECTIONS
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 10_000) return fail(option, 'must be an integer from 1 to 10000')
+  return value
 }
 
 function resolveUrl(value: unknown, option: string): URL {

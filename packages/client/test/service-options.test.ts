@@ -27,7 +27,7 @@ describe('resolveServices', () => {
     [
       'an unknown key',
       { orders: { url: 'https://x', scope: ['a'] } },
-      '"services.orders.scope" is not a known option (known: url, resource, scopes, spiffeId)',
+      '"services.orders.scope" is not a known option (known: url, resource, scopes, spiffeId, maxConnections)',
     ],
     ['no url', { orders: {} }, '"services.orders.url" must be an https URL'],
     ['a relative url', { orders: { url: '/orders' } }, '"services.orders.url" must be an absolute https URL'],
