@@ -1,4 +1,5 @@
-import { createHash, KeyObject, sign, webcrypto } from 'node:crypto'
+import { createHash, KeyObject, webcrypto } from 'node:crypto'
+import { normalizeSerialNumber, signCrl } from './crl.js'
 import { checkOptions, optionNames } from './options.js'
 import { toPem } from './pem.js'
 import { randomSerialNumber } from './serial-number.js'
@@ -227,6 +228,44 @@ const EC_ALGORITHM = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as 
 const CA_VALIDITY_MS = 10 * 365 * 24 * 60 * 60 * 1000
 const MAX_COMMON_NAME = 64
 
+const CERTIFICATE_OPTIONS = optionNames<CertificateOptions>()([
+  'spiffeId',
+  'uris',
+  'dnsNames',
+  'ipAddresses',
+  'commonName',
+  'validity',
+  'notBefore',
+  'notAfter',
+  'usage',
+  'isCa',
+  'keyUsages',
+])
+const CRL_OPTIONS = optionNames<CrlOptions>()(['revoked', 'thisUpdate', 'nextUpdate'])
+const CA_OPTIONS = optionNames<TestCaOptions>()(['commonName', 'issuer'])
+
+/** A CA's certificate and keys, which its leaves and CRLs are signed with. */
+interface Authority {
+  cert: x509.X509Certificate
+  keys: webcrypto.CryptoKeyPair
+  certPem: string
+  /** This CA's certificate followed by its issuers' up to the root. */
+  chainPem: string
+  keyPem: string
+  /** The authorityKeyIdentifier extension of what this CA signs. */
+  authorityKeyId: x509.AuthorityKeyIdentifierExtension
+}
+
+/** One leaf to issue: its options, and the defaults of the method asked for it. */
+interface LeafRequest {
+  options: CertificateOptions
+  defaultUsage: 'client' | 'server'
+  defaultCommonName: string | undefined
+}
+
+/** A subject alternative name as @peculiar/x509 takes it. */
+type SubjectAltName = { type: 'url' | 'dns' | 'ip'; value: string }
+
 /**
  * Creates a throwaway CA: ECDSA P-256, basicConstraints CA:true (critical),
  * keyUsage keyCertSign + cRLSign (critical), subject key identifier, random
@@ -245,203 +284,67 @@ const MAX_COMMON_NAME = 64
  * const viaIntermediate = await intermediate.issueCertificate({ spiffeId }); // present viaIntermediate.chainPem
  * ```
  */
-const CERTIFICATE_OPTIONS = optionNames<CertificateOptions>()([
-  'spiffeId',
-  'uris',
-  'dnsNames',
-  'ipAddresses',
-  'commonName',
-  'validity',
-  'notBefore',
-  'notAfter',
-  'usage',
-  'isCa',
-  'keyUsages',
-])
-const CRL_OPTIONS = optionNames<CrlOptions>()(['revoked', 'thisUpdate', 'nextUpdate'])
-const CA_OPTIONS = optionNames<TestCaOptions>()(['commonName', 'issuer'])
-
 export async function createTestCa(options: TestCaOptions = {}): Promise<TestCa> {
   checkOptions('createTestCa', options, CA_OPTIONS)
   const name = options.commonName ?? `Callsign Test CA ${randomSerialNumber().slice(0, 8)}`
+  const authority = await createAuthority(name, options.issuer)
+  const issueCrl = crlIssuer(authority)
+  return {
+    certPem: authority.certPem,
+    chainPem: authority.chainPem,
+    keyPem: authority.keyPem,
+    name,
+    issueCrl: (opts = {}) => issueCrl(opts),
+    issueCertificate: (opts = {}) => issueLeaf(authority, { options: opts, defaultUsage: 'client', defaultCommonName: undefined }),
+    issueServerCertificate: (opts = {}) => {
+      const dnsNames = opts.dnsNames ?? ['localhost']
+      const serverOptions = { ...opts, dnsNames, ipAddresses: opts.ipAddresses ?? ['127.0.0.1', '::1'] }
+      return issueLeaf(authority, { options: serverOptions, defaultUsage: 'server', defaultCommonName: dnsNames[0] })
+    },
+  }
+}
+
+/** A fresh key pair and the CA certificate for it: self-signed, or an intermediate issued by `parent`. */
+async function createAuthority(name: string, parent: TestCa | undefined): Promise<Authority> {
   const keys = await generateEcKeyPair()
   const now = Date.now()
   const ski = await x509.SubjectKeyIdentifierExtension.create(keys.publicKey)
-  const caExtensions: x509.Extension[] = [
+  const extensions: x509.Extension[] = [
     new x509.BasicConstraintsExtension(true, undefined, true),
     new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
     ski,
   ]
   const validity = { notBefore: new Date(now - 60 * 60 * 1000), notAfter: new Date(now + CA_VALIDITY_MS) }
-  const parent = options.issuer
-  const caCert = parent
-    ? await issueIntermediate(parent, name, keys.publicKey, validity, caExtensions)
+  const cert = parent
+    ? await issueIntermediate({ parent, name, publicKey: keys.publicKey, validity, extensions })
     : await x509.X509CertificateGenerator.createSelfSigned({
         serialNumber: randomSerialNumber(),
         name: [{ CN: [name] }],
         ...validity,
         keys,
         signingAlgorithm: EC_ALGORITHM,
-        extensions: caExtensions,
+        extensions,
       })
-  const certPem = caCert.toString('pem') + '\n'
-  const caChainPem = certPem + (parent?.chainPem ?? '')
-  const keyPem = await exportPrivateKeyPem(keys.privateKey)
-  const authorityKeyId = new x509.AuthorityKeyIdentifierExtension(ski.keyId)
-
-  async function issue(options: CertificateOptions, defaultUsage: 'client' | 'server', defaultCommonName: string | undefined): Promise<IssuedCertificate> {
-    checkOptions(defaultUsage === 'server' ? 'issueServerCertificate' : 'issueCertificate', options, CERTIFICATE_OPTIONS)
-    const leafKeys = await generateEcKeyPair()
-    const serialNumber = randomSerialNumber()
-    const uris = [...(options.spiffeId !== undefined ? [options.spiffeId] : []), ...(options.uris ?? [])]
-    const names: Array<{ type: 'url' | 'dns' | 'ip'; value: string }> = [
-      ...uris.map((value) => ({ type: 'url' as const, value })),
-      ...(options.dnsNames ?? []).map((value) => ({ type: 'dns' as const, value })),
-      ...(options.ipAddresses ?? []).map((value) => ({ type: 'ip' as const, value })),
-    ]
-    const usage = options.usage ?? defaultUsage
-    const ekus: string[] = []
-    if (usage === 'client' || usage === 'both') ekus.push(x509.ExtendedKeyUsage.clientAuth)
-    if (usage === 'server' || usage === 'both') ekus.push(x509.ExtendedKeyUsage.serverAuth)
-    const commonName = options.commonName ?? (options.spiffeId ?? defaultCommonName ?? 'workload').slice(0, MAX_COMMON_NAME)
-    const keyUsages = options.keyUsages ?? ['digitalSignature', 'keyAgreement']
-    const extensions: x509.Extension[] = [
-      new x509.BasicConstraintsExtension(options.isCa === true, undefined, true),
-      ...(keyUsages.length > 0
-        ? [
-            new x509.KeyUsagesExtension(
-              keyUsages.reduce((flags, usage) => flags | x509.KeyUsageFlags[usage], 0),
-              true,
-            ),
-          ]
-        : []),
-      new x509.ExtendedKeyUsageExtension(ekus, false),
-      await x509.SubjectKeyIdentifierExtension.create(leafKeys.publicKey),
-      authorityKeyId,
-    ]
-    if (names.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(names, false))
-    const leaf = await x509.X509CertificateGenerator.create({
-      serialNumber,
-      subject: [{ CN: [commonName] }],
-      issuer: caCert.subject,
-      ...validityWindow(options.validity, { notBefore: options.notBefore, notAfter: options.notAfter }),
-      publicKey: leafKeys.publicKey,
-      signingKey: keys.privateKey,
-      signingAlgorithm: EC_ALGORITHM,
-      extensions,
-    })
-    const leafPem = leaf.toString('pem') + '\n'
-    const issued: IssuedCertificate = {
-      certPem: leafPem,
-      keyPem: await exportPrivateKeyPem(leafKeys.privateKey),
-      chainPem: leafPem + caChainPem,
-      x5tS256: createHash('sha256').update(new Uint8Array(leaf.rawData)).digest('base64url'),
-      serialNumber,
-    }
-    if (options.spiffeId !== undefined) issued.spiffeId = options.spiffeId
-    return issued
-  }
-
-  let crlNumber = 0
-  const signingKey = KeyObject.from(keys.privateKey)
-  const issuerName = new Uint8Array(caCert.subjectName.toArrayBuffer())
-  const authorityKeyIdDer = new Uint8Array(authorityKeyId.rawData)
-  async function issueCrl(options: CrlOptions): Promise<string> {
-    checkOptions('issueCrl', options, CRL_OPTIONS)
-    const thisUpdate = options.thisUpdate ?? new Date(Date.now() - 60 * 60 * 1000)
-    const nextUpdate = options.nextUpdate ?? new Date(Date.now() + 24 * 60 * 60 * 1000)
-    const serials = (options.revoked ?? []).map((entry) => normalizeSerialNumber(typeof entry === 'string' ? entry : entry.serialNumber))
-    const duplicate = serials.find((serial, i) => serials.indexOf(serial) !== i)
-    if (duplicate !== undefined) throw new TypeError(`issueCrl: serial number ${duplicate} is listed twice`)
-    crlNumber += 1
-    // Encoded by hand: @peculiar/x509's generator writes an empty crlEntryExtensions SEQUENCE
-    // per entry (not DER: Extensions is SIZE (1..MAX)) and labels the PEM `CRL` instead of `X509 CRL`.
-    const tbsCertList = der(
-      0x30,
-      der(0x02, Uint8Array.of(0x01)), // version v2
-      ECDSA_WITH_SHA256,
-      issuerName,
-      derTime(thisUpdate),
-      derTime(nextUpdate),
-      ...(serials.length > 0 ? [der(0x30, ...serials.map((serial) => der(0x30, der(0x02, Buffer.from(serial, 'hex')), derTime(thisUpdate))))] : []),
-      der(0xa0, der(0x30, authorityKeyIdDer, der(0x30, CRL_NUMBER_OID, der(0x04, derPositiveInteger(crlNumber))))),
-    )
-    const signature = sign('sha256', tbsCertList, { key: signingKey, dsaEncoding: 'der' })
-    const crl = der(0x30, tbsCertList, ECDSA_WITH_SHA256, der(0x03, Uint8Array.of(0x00), signature))
-    return toPem(crl, 'X509 CRL')
-  }
-
+  const certPem = cert.toString('pem') + '\n'
   return {
+    cert,
+    keys,
     certPem,
-    chainPem: caChainPem,
-    keyPem,
-    name,
-    issueCrl: (opts = {}) => issueCrl(opts),
-    issueCertificate: (opts = {}) => issue(opts, 'client', undefined),
-    issueServerCertificate: (opts = {}) => {
-      const dnsNames = opts.dnsNames ?? ['localhost']
-      return issue({ ...opts, dnsNames, ipAddresses: opts.ipAddresses ?? ['127.0.0.1', '::1'] }, 'server', dnsNames[0])
-    },
+    chainPem: certPem + (parent?.chainPem ?? ''),
+    keyPem: await exportPrivateKeyPem(keys.privateKey),
+    authorityKeyId: new x509.AuthorityKeyIdentifierExtension(ski.keyId),
   }
-}
-
-/** DER of the OBJECT IDENTIFIER 2.5.29.20 (id-ce-cRLNumber). */
-const CRL_NUMBER_OID = Uint8Array.of(0x06, 0x03, 0x55, 0x1d, 0x14)
-/** DER of the AlgorithmIdentifier ecdsa-with-SHA256 (1.2.840.10045.4.3.2, no parameters). */
-const ECDSA_WITH_SHA256 = Uint8Array.of(0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02)
-
-/** One DER TLV: `tag`, definite length, the concatenated `parts`. */
-function der(tag: number, ...parts: Uint8Array[]): Uint8Array {
-  const body = Buffer.concat(parts)
-  let length: number[]
-  if (body.length < 0x80) {
-    length = [body.length]
-  } else {
-    const bytes: number[] = []
-    for (let n = body.length; n > 0; n = Math.floor(n / 256)) bytes.unshift(n % 256)
-    length = [0x80 | bytes.length, ...bytes]
-  }
-  return Buffer.concat([Uint8Array.of(tag, ...length), body])
-}
-
-/** RFC 5280 §5.1.2.4: UTCTime through 2049, GeneralizedTime from 2050, always UTC with seconds. */
-function derTime(date: Date): Uint8Array {
-  const iso = date.toISOString() // YYYY-MM-DDTHH:MM:SS.sssZ
-  const digits = iso.slice(0, 19).replace(/[-:T]/g, '') + 'Z'
-  const year = date.getUTCFullYear()
-  return year >= 1950 && year < 2050 ? der(0x17, Buffer.from(digits.slice(2), 'ascii')) : der(0x18, Buffer.from(digits, 'ascii'))
-}
-
-/**
- * The content octets of the DER INTEGER for a serial number given in hexadecimal: even length,
- * no redundant leading zero octet, a `00` octet added when the top bit is set (serial numbers
- * are positive, RFC 5280 §4.1.2.2).
- */
-function normalizeSerialNumber(serial: string): string {
-  const hex = serial.replace(/:/g, '').toLowerCase()
-  if (!/^[0-9a-f]+$/.test(hex)) throw new TypeError(`issueCrl: serial number ${JSON.stringify(serial)} is not hexadecimal`)
-  let even = hex.length % 2 === 0 ? hex : `0${hex}`
-  even = even.replace(/^(00)+/, '')
-  if (even === '') return '00'
-  return parseInt(even.slice(0, 2), 16) >= 0x80 ? `00${even}` : even
-}
-
-/** DER INTEGER for a small non-negative number (the cRLNumber value). */
-function derPositiveInteger(value: number): Uint8Array {
-  let hex = value.toString(16)
-  if (hex.length % 2 === 1) hex = `0${hex}`
-  if (parseInt(hex.slice(0, 2), 16) >= 0x80) hex = `00${hex}`
-  return der(0x02, Buffer.from(hex, 'hex'))
 }
 
 /** An intermediate CA certificate for `publicKey`, signed by `parent`'s key, naming it as issuer (with its key identifier). */
-async function issueIntermediate(
-  parent: TestCa,
-  name: string,
-  publicKey: webcrypto.CryptoKey,
-  validity: { notBefore: Date; notAfter: Date },
-  extensions: x509.Extension[],
-): Promise<x509.X509Certificate> {
+async function issueIntermediate(intermediate: {
+  parent: TestCa
+  name: string
+  publicKey: webcrypto.CryptoKey
+  validity: { notBefore: Date; notAfter: Date }
+  extensions: x509.Extension[]
+}): Promise<x509.X509Certificate> {
+  const { parent, name, publicKey, validity, extensions } = intermediate
   const parentCert = new x509.X509Certificate(parent.certPem)
   const parentKey = await webcrypto.subtle.importKey(
     'pkcs8',
@@ -460,6 +363,97 @@ async function issueIntermediate(
     signingAlgorithm: EC_ALGORITHM,
     extensions: [...extensions, await x509.AuthorityKeyIdentifierExtension.create(parentCert.publicKey)],
   })
+}
+
+/** A leaf certificate and its fresh key, signed by the CA. */
+async function issueLeaf(authority: Authority, request: LeafRequest): Promise<IssuedCertificate> {
+  const { options, defaultUsage, defaultCommonName } = request
+  checkOptions(defaultUsage === 'server' ? 'issueServerCertificate' : 'issueCertificate', options, CERTIFICATE_OPTIONS)
+  const leafKeys = await generateEcKeyPair()
+  const serialNumber = randomSerialNumber()
+  const names = subjectAltNames(options)
+  const usage = options.usage ?? defaultUsage
+  const commonName = options.commonName ?? (options.spiffeId ?? defaultCommonName ?? 'workload').slice(0, MAX_COMMON_NAME)
+  const extensions = await leafExtensions({ options, usage, names, publicKey: leafKeys.publicKey, authorityKeyId: authority.authorityKeyId })
+  const leaf = await x509.X509CertificateGenerator.create({
+    serialNumber,
+    subject: [{ CN: [commonName] }],
+    issuer: authority.cert.subject,
+    ...validityWindow(options.validity, { notBefore: options.notBefore, notAfter: options.notAfter }),
+    publicKey: leafKeys.publicKey,
+    signingKey: authority.keys.privateKey,
+    signingAlgorithm: EC_ALGORITHM,
+    extensions,
+  })
+  const leafPem = leaf.toString('pem') + '\n'
+  const issued: IssuedCertificate = {
+    certPem: leafPem,
+    keyPem: await exportPrivateKeyPem(leafKeys.privateKey),
+    chainPem: leafPem + authority.chainPem,
+    x5tS256: createHash('sha256').update(new Uint8Array(leaf.rawData)).digest('base64url'),
+    serialNumber,
+  }
+  if (options.spiffeId !== undefined) issued.spiffeId = options.spiffeId
+  return issued
+}
+
+/** The URI SANs (`spiffeId` first, then `uris`), the DNS and the IP address SANs. */
+function subjectAltNames(options: CertificateOptions): SubjectAltName[] {
+  const uris = [...(options.spiffeId !== undefined ? [options.spiffeId] : []), ...(options.uris ?? [])]
+  return [
+    ...uris.map((value) => ({ type: 'url' as const, value })),
+    ...(options.dnsNames ?? []).map((value) => ({ type: 'dns' as const, value })),
+    ...(options.ipAddresses ?? []).map((value) => ({ type: 'ip' as const, value })),
+  ]
+}
+
+/** basicConstraints, keyUsage (unless none is asked for), extendedKeyUsage, the key identifiers, then the SANs when there are any. */
+async function leafExtensions(leaf: {
+  options: CertificateOptions
+  usage: NonNullable<CertificateOptions['usage']>
+  names: SubjectAltName[]
+  publicKey: webcrypto.CryptoKey
+  authorityKeyId: x509.AuthorityKeyIdentifierExtension
+}): Promise<x509.Extension[]> {
+  const { options, usage, names } = leaf
+  const ekus: string[] = []
+  if (usage === 'client' || usage === 'both') ekus.push(x509.ExtendedKeyUsage.clientAuth)
+  if (usage === 'server' || usage === 'both') ekus.push(x509.ExtendedKeyUsage.serverAuth)
+  const keyUsages = options.keyUsages ?? ['digitalSignature', 'keyAgreement']
+  const extensions: x509.Extension[] = [
+    new x509.BasicConstraintsExtension(options.isCa === true, undefined, true),
+    ...(keyUsages.length > 0
+      ? [
+          new x509.KeyUsagesExtension(
+            keyUsages.reduce((flags, usage) => flags | x509.KeyUsageFlags[usage], 0),
+            true,
+          ),
+        ]
+      : []),
+    new x509.ExtendedKeyUsageExtension(ekus, false),
+    await x509.SubjectKeyIdentifierExtension.create(leaf.publicKey),
+    leaf.authorityKeyId,
+  ]
+  if (names.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(names, false))
+  return extensions
+}
+
+/** The CA's `issueCrl`: checks the options, numbers the CRLs 1, 2, … and signs each. */
+function crlIssuer(authority: Authority): (options: CrlOptions) => Promise<string> {
+  let crlNumber = 0
+  const signingKey = KeyObject.from(authority.keys.privateKey)
+  const issuerName = new Uint8Array(authority.cert.subjectName.toArrayBuffer())
+  const authorityKeyIdDer = new Uint8Array(authority.authorityKeyId.rawData)
+  return async (options) => {
+    checkOptions('issueCrl', options, CRL_OPTIONS)
+    const thisUpdate = options.thisUpdate ?? new Date(Date.now() - 60 * 60 * 1000)
+    const nextUpdate = options.nextUpdate ?? new Date(Date.now() + 24 * 60 * 60 * 1000)
+    const serials = (options.revoked ?? []).map((entry) => normalizeSerialNumber(typeof entry === 'string' ? entry : entry.serialNumber))
+    const duplicate = serials.find((serial, i) => serials.indexOf(serial) !== i)
+    if (duplicate !== undefined) throw new TypeError(`issueCrl: serial number ${duplicate} is listed twice`)
+    crlNumber += 1
+    return signCrl({ issuerName, authorityKeyIdDer, signingKey, thisUpdate, nextUpdate, serials, crlNumber })
+  }
 }
 
 async function generateEcKeyPair(): Promise<webcrypto.CryptoKeyPair> {

@@ -1,8 +1,15 @@
 import { X509Certificate } from 'node:crypto'
-import { request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http'
-import { createServer, request as httpsRequest } from 'node:https'
-import type { AddressInfo } from 'node:net'
+import {
+  request as httpRequest,
+  type IncomingMessage,
+  type OutgoingHttpHeaders,
+  type RequestListener,
+  type RequestOptions,
+  type ServerResponse,
+} from 'node:http'
+import { createServer, request as httpsRequest, type Server } from 'node:https'
 import type { TLSSocket } from 'node:tls'
+import { listenOnLoopback } from './listen.js'
 import { checkOptions, optionNames } from './options.js'
 import { x509 } from './x509-provider.js'
 import { certificateHash, nginxEscapedCert, xfccElement, type XfccElementOptions } from './xfcc.js'
@@ -83,6 +90,33 @@ export interface ForwardingProxy {
 // RFC 9110 §7.6.1 connection-specific fields, never forwarded.
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer'])
 
+const PROXY_OPTIONS = optionNames<ForwardingProxyOptions>()([
+  'target',
+  'targetCa',
+  'clientCert',
+  'tls',
+  'format',
+  'header',
+  'mode',
+  'clientCertificate',
+  'details',
+])
+
+/** A proxy's settings, its options with the defaults applied, and its record of forwarded requests. */
+interface ProxySetup {
+  options: ForwardingProxyOptions
+  target: URL
+  /** Name of the client certificate header, lower case. */
+  header: string
+  mode: NonNullable<ForwardingProxyOptions['mode']>
+  details: Required<NonNullable<ForwardingProxyOptions['details']>>
+  /** The proxy's own URI SANs (XFCC `By`). */
+  by: string[]
+  /** The certificates of `tls.caPem`, to rebuild a client certificate's path from. */
+  anchors: X509Certificate[]
+  requests: ForwardedRequest[]
+}
+
 /**
  * Starts a small TLS-terminating reverse proxy on `127.0.0.1`, standing in
  * for Envoy/Istio or nginx in front of an app: it terminates the client's
@@ -108,123 +142,15 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'tra
  * await proxy.close();
  * ```
  */
-const PROXY_OPTIONS = optionNames<ForwardingProxyOptions>()([
-  'target',
-  'targetCa',
-  'clientCert',
-  'tls',
-  'format',
-  'header',
-  'mode',
-  'clientCertificate',
-  'details',
-])
-
 export async function startForwardingProxy(options: ForwardingProxyOptions): Promise<ForwardingProxy> {
   checkOptions('startForwardingProxy', options, PROXY_OPTIONS)
-  const target = new URL(options.target)
-  if (target.protocol !== 'https:' && target.protocol !== 'http:') throw new TypeError(`startForwardingProxy: target must be http(s): ${options.target}`)
-  const header = (options.header ?? (options.format === 'xfcc' ? 'x-forwarded-client-cert' : 'x-ssl-client-cert')).toLowerCase()
-  const mode = options.mode ?? 'sanitize-set'
-  const optional = options.clientCertificate === 'optional'
-  const details = { cert: true, chain: false, subject: true, uri: true, dns: true, ...options.details }
-  const by = sans(options.tls.certPem).uris
-  const anchors = (Array.isArray(options.tls.caPem) ? options.tls.caPem : [options.tls.caPem])
-    .flatMap((pem) => pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [])
-    .map((pem) => new X509Certificate(pem))
-  const requests: ForwardedRequest[] = []
-
-  const server = createServer(
-    {
-      cert: options.tls.certPem,
-      key: options.tls.keyPem,
-      ca: options.tls.caPem,
-      requestCert: true,
-      rejectUnauthorized: !optional,
-    },
-    (req, res) => forward(req, res),
-  )
-  server.on('secureConnection', (socket: TLSSocket) => {
-    // 'optional': no certificate is fine, an untrusted one is not.
-    if (optional && socket.getPeerX509Certificate() !== undefined && !socket.authorized) socket.destroy()
-  })
-
-  function clientCertificateHeader(req: IncomingMessage): string | undefined {
-    const socket = req.socket as TLSSocket
-    const leaf = socket.authorized ? socket.getPeerX509Certificate() : undefined
-    const incoming = req.headersDistinct[header]
-    if (!leaf) return undefined // no client certificate: any incoming header is dropped
-    const leafPem = leaf.toString()
-    if (options.format === 'nginx') return nginxEscapedCert(leafPem)
-    const names = sans(leafPem)
-    const element: XfccElementOptions = { hash: certificateHash(leafPem) }
-    if (by.length > 0) element.by = by[0]!
-    if (details.cert) element.cert = leafPem
-    if (details.chain) element.chain = [leafPem, ...intermediates(leaf, anchors)]
-    if (details.subject) element.subject = rfc2253(leaf)
-    if (details.uri) element.uri = names.uris.length > 0 ? names.uris : ['']
-    if (details.dns && names.dns.length > 0) element.dns = names.dns
-    const mine = xfccElement(element)
-    if (mode === 'append-forward' && incoming && incoming.length > 0) return [...incoming, mine].join(',')
-    return mine
-  }
-
-  function forward(req: IncomingMessage, res: ServerResponse): void {
-    const headers: OutgoingHttpHeaders = {}
-    const connectionTokens = new Set((req.headersDistinct.connection ?? []).flatMap((v) => v.split(',')).map((v) => v.trim().toLowerCase()))
-    for (const [name, values] of Object.entries(req.headersDistinct)) {
-      if (!values || HOP_BY_HOP.has(name) || connectionTokens.has(name) || name === header) continue
-      headers[name] = values.length === 1 ? values[0]! : values
-    }
-    const value = clientCertificateHeader(req)
-    if (value !== undefined) headers[header] = value
-    requests.push({ method: req.method ?? 'GET', path: req.url ?? '/', header: value })
-
-    const tlsTarget = target.protocol === 'https:'
-    const upstream = (tlsTarget ? httpsRequest : httpRequest)(
-      {
-        protocol: target.protocol,
-        host: target.hostname.replace(/^\[|\]$/g, ''),
-        port: target.port,
-        method: req.method,
-        path: req.url,
-        headers,
-        agent: false,
-        ...(tlsTarget && options.targetCa !== undefined ? { ca: options.targetCa } : {}),
-        ...(tlsTarget && options.clientCert ? { cert: options.clientCert.certPem, key: options.clientCert.keyPem } : {}),
-      },
-      (upstreamRes) => {
-        const responseHeaders: OutgoingHttpHeaders = {}
-        for (const [name, values] of Object.entries(upstreamRes.headersDistinct)) {
-          if (!values || HOP_BY_HOP.has(name)) continue
-          responseHeaders[name] = values.length === 1 ? values[0]! : values
-        }
-        res.writeHead(upstreamRes.statusCode ?? 502, responseHeaders)
-        upstreamRes.pipe(res)
-      },
-    )
-    upstream.on('error', () => {
-      if (!res.headersSent) {
-        res.writeHead(502, { 'content-type': 'text/plain' })
-        res.end('bad gateway')
-      } else {
-        res.destroy()
-      }
-    })
-    req.pipe(upstream)
-  }
-
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      server.off('error', reject)
-      resolve()
-    })
-  })
+  const setup = proxySetup(options)
+  const server = createProxyServer(options, (req, res) => forward(setup, req, res))
+  const port = await listenOnLoopback(server)
   let closing: Promise<void> | undefined
   return {
-    url: `https://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    requests,
+    url: `https://127.0.0.1:${port}`,
+    requests: setup.requests,
     close() {
       closing ??= new Promise<void>((resolve) => {
         server.close(() => resolve())
@@ -233,6 +159,121 @@ export async function startForwardingProxy(options: ForwardingProxyOptions): Pro
       return closing
     },
   }
+}
+
+/** Checks the target and applies the defaults; reads the proxy's certificate and `tls.caPem`. */
+function proxySetup(options: ForwardingProxyOptions): ProxySetup {
+  const target = new URL(options.target)
+  if (target.protocol !== 'https:' && target.protocol !== 'http:') throw new TypeError(`startForwardingProxy: target must be http(s): ${options.target}`)
+  const header = (options.header ?? (options.format === 'xfcc' ? 'x-forwarded-client-cert' : 'x-ssl-client-cert')).toLowerCase()
+  const mode = options.mode ?? 'sanitize-set'
+  const details = { cert: true, chain: false, subject: true, uri: true, dns: true, ...options.details }
+  const by = sans(options.tls.certPem).uris
+  const anchors = (Array.isArray(options.tls.caPem) ? options.tls.caPem : [options.tls.caPem])
+    .flatMap((pem) => pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [])
+    .map((pem) => new X509Certificate(pem))
+  return { options, target, header, mode, details, by, anchors, requests: [] }
+}
+
+/** The downstream TLS server: asks every client for a certificate, and with `'optional'` lets one come without. */
+function createProxyServer(options: ForwardingProxyOptions, handler: RequestListener): Server {
+  const optional = options.clientCertificate === 'optional'
+  const server = createServer(
+    {
+      cert: options.tls.certPem,
+      key: options.tls.keyPem,
+      ca: options.tls.caPem,
+      requestCert: true,
+      rejectUnauthorized: !optional,
+    },
+    handler,
+  )
+  server.on('secureConnection', (socket: TLSSocket) => {
+    // 'optional': no certificate is fine, an untrusted one is not.
+    if (optional && socket.getPeerX509Certificate() !== undefined && !socket.authorized) socket.destroy()
+  })
+  return server
+}
+
+/** Forwards one request upstream with the client certificate header, and its answer back (502 when upstream fails). */
+function forward(setup: ProxySetup, req: IncomingMessage, res: ServerResponse): void {
+  const connectionTokens = new Set((req.headersDistinct.connection ?? []).flatMap((v) => v.split(',')).map((v) => v.trim().toLowerCase()))
+  const headers = endToEndHeaders(req.headersDistinct, (name) => connectionTokens.has(name) || name === setup.header)
+  const value = clientCertificateHeader(setup, req)
+  if (value !== undefined) headers[setup.header] = value
+  setup.requests.push({ method: req.method ?? 'GET', path: req.url ?? '/', header: value })
+
+  const request = setup.target.protocol === 'https:' ? httpsRequest : httpRequest
+  const upstream = request(upstreamOptions(setup, req, headers), (upstreamRes) => {
+    res.writeHead(
+      upstreamRes.statusCode ?? 502,
+      endToEndHeaders(upstreamRes.headersDistinct, () => false),
+    )
+    upstreamRes.pipe(res)
+  })
+  upstream.on('error', () => {
+    if (!res.headersSent) {
+      res.writeHead(502, { 'content-type': 'text/plain' })
+      res.end('bad gateway')
+    } else {
+      res.destroy()
+    }
+  })
+  req.pipe(upstream)
+}
+
+/** The upstream request to `target`: the same method and path, over TLS with `targetCa` and `clientCert` when given. */
+function upstreamOptions(setup: ProxySetup, req: IncomingMessage, headers: OutgoingHttpHeaders): RequestOptions {
+  const { target, options } = setup
+  const tlsTarget = target.protocol === 'https:'
+  return {
+    protocol: target.protocol,
+    host: target.hostname.replace(/^\[|\]$/g, ''),
+    port: target.port,
+    method: req.method,
+    path: req.url,
+    headers,
+    agent: false,
+    ...(tlsTarget && options.targetCa !== undefined ? { ca: options.targetCa } : {}),
+    ...(tlsTarget && options.clientCert ? { cert: options.clientCert.certPem, key: options.clientCert.keyPem } : {}),
+  }
+}
+
+/** The headers to pass on: not hop-by-hop nor `dropped`; a header received once is sent as one value. */
+function endToEndHeaders(received: IncomingMessage['headersDistinct'], dropped: (name: string) => boolean): OutgoingHttpHeaders {
+  const headers: OutgoingHttpHeaders = {}
+  for (const [name, values] of Object.entries(received)) {
+    if (!values || HOP_BY_HOP.has(name) || dropped(name)) continue
+    headers[name] = values.length === 1 ? values[0]! : values
+  }
+  return headers
+}
+
+/** The header for the verified client certificate (`undefined` without one): nginx's escaped PEM, or this proxy's XFCC element, after the incoming ones with `'append-forward'`. */
+function clientCertificateHeader(setup: ProxySetup, req: IncomingMessage): string | undefined {
+  const socket = req.socket as TLSSocket
+  const leaf = socket.authorized ? socket.getPeerX509Certificate() : undefined
+  const incoming = req.headersDistinct[setup.header]
+  if (!leaf) return undefined // no client certificate: any incoming header is dropped
+  const leafPem = leaf.toString()
+  if (setup.options.format === 'nginx') return nginxEscapedCert(leafPem)
+  const mine = xfccElement(xfccElementOptions(setup, leaf, leafPem))
+  if (setup.mode === 'append-forward' && incoming && incoming.length > 0) return [...incoming, mine].join(',')
+  return mine
+}
+
+/** This proxy's XFCC element for a client certificate: `By` and `Hash`, then the `details` asked for. */
+function xfccElementOptions(setup: ProxySetup, leaf: X509Certificate, leafPem: string): XfccElementOptions {
+  const { by, details } = setup
+  const names = sans(leafPem)
+  const element: XfccElementOptions = { hash: certificateHash(leafPem) }
+  if (by.length > 0) element.by = by[0]!
+  if (details.cert) element.cert = leafPem
+  if (details.chain) element.chain = [leafPem, ...intermediates(leaf, setup.anchors)]
+  if (details.subject) element.subject = rfc2253(leaf)
+  if (details.uri) element.uri = names.uris.length > 0 ? names.uris : ['']
+  if (details.dns && names.dns.length > 0) element.dns = names.dns
+  return element
 }
 
 /** URI and DNS SANs of a PEM certificate, read with a real ASN.1 parser. */

@@ -1,14 +1,15 @@
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
-import { createServer as createHttpsServer } from 'node:https'
-import type { AddressInfo } from 'node:net'
 import type { CryptoKey, JWK } from 'jose'
 import { IssuerKeyRing, type TestIssuerAlgorithm } from './issuer-keys.js'
-import { buildMetadata, normalizePath, oauthMetadataPath, openidMetadataPath, type DiscoveryMode } from './issuer-metadata.js'
-import { applyOutage, padJson, type OutageMode } from './issuer-outage.js'
+import { buildMetadata, normalizePath, type DiscoveryMode } from './issuer-metadata.js'
+import type { OutageMode } from './issuer-outage.js'
+import { createIssuerServer, documentRoute, issuerHandler, type IssuerSite, type RecordedRequest } from './issuer-server.js'
+import { listenOnLoopback } from './listen.js'
 import { checkOptions, optionNames } from './options.js'
 import { signAccessToken, type SignOptions } from './sign-access-token.js'
-import { MAX_TOKEN_BODY_BYTES, readBody, TokenEndpoint, type TokenRequestRecord } from './token-endpoint.js'
-import { resolveTokenEndpoint, type TokenEndpointOptions } from './token-endpoint-options.js'
+import { TokenEndpoint, type TokenRequestRecord } from './token-endpoint.js'
+import { resolveTokenEndpoint, type ResolvedTokenEndpoint, type TokenEndpointOptions } from './token-endpoint-options.js'
+
+export type { RecordedRequest } from './issuer-server.js'
 
 /**
  * Options for {@link startTestIssuer}.
@@ -58,21 +59,6 @@ export interface TestIssuerOptions {
    * Default: none (`/token` answers 404).
    */
   tokenEndpoint?: TokenEndpointOptions
-}
-
-/**
- * One request received by a {@link TestIssuer}.
- *
- * @example
- * ```ts
- * const first: RecordedRequest = issuer.requests[0]!; // { method: 'GET', path: '/jwks.json' }
- * ```
- */
-export interface RecordedRequest {
-  /** HTTP method. */
-  method: string
-  /** URL path without the query string. */
-  path: string
 }
 
 /**
@@ -229,25 +215,6 @@ export interface TestIssuer {
 
 const DEFAULT_HUGE_BYTES = 5 * 1024 * 1024
 
-/**
- * Starts a loopback authorization-server stand-in on `127.0.0.1` (random port)
- * that serves RFC 8414 / OpenID metadata and a JWKS, and signs access tokens.
- * Unknown paths get 404; methods other than GET/HEAD on known paths get 405.
- *
- * @param options - See {@link TestIssuerOptions}; defaults: discovery `'oauth'`,
- *   path `''`, algorithms `['ES256']`, jwksPath `'/jwks.json'`.
- * @returns The running issuer; call `close()` when done.
- * @example
- * ```ts
- * import { startTestIssuer } from '@callsign/testing';
- * import { createRemoteJWKSet, jwtVerify } from 'jose';
- *
- * const issuer = await startTestIssuer({ path: '/tenant-a' });
- * const token = await issuer.signAccessToken({ sub: 'spiffe://example.org/ns/web/sa/frontend' }, { audience: 'api' });
- * await jwtVerify(token, createRemoteJWKSet(new URL(issuer.jwksUri)), { issuer: issuer.issuer, audience: 'api' });
- * await issuer.close();
- * ```
- */
 const ISSUER_OPTIONS = optionNames<TestIssuerOptions>()([
   'discovery',
   'path',
@@ -269,7 +236,84 @@ const TLS_OPTIONS = [
   'serialNumber',
 ]
 
+/** The checked options of {@link startTestIssuer}, defaults applied. */
+interface IssuerSettings {
+  discovery: DiscoveryMode
+  /** Normalised issuer path, e.g. `'/tenant-a'`. */
+  issuerPath: string
+  /** JWKS path, the issuer path included. */
+  jwksPath: string
+  hugeBytes: number
+  cacheControl: string | null
+  clientCa: string | undefined
+  tokenOptions: ResolvedTokenEndpoint | undefined
+}
+
+/** The issuer's URLs, known once its server listens. */
+interface IssuerUrls {
+  origin: string
+  issuer: string
+  jwksUri: string
+}
+
+/** A started issuer's parts, behind its {@link TestIssuer} API. */
+interface IssuerParts {
+  urls: IssuerUrls
+  keys: IssuerKeyRing
+  site: IssuerSite
+  tokenRequests: TokenRequestRecord[]
+  tokenEndpoint: TokenEndpoint | undefined
+  server: ReturnType<typeof createIssuerServer>
+}
+
+/**
+ * Starts a loopback authorization-server stand-in on `127.0.0.1` (random port)
+ * that serves RFC 8414 / OpenID metadata and a JWKS, and signs access tokens.
+ * Unknown paths get 404; methods other than GET/HEAD on known paths get 405.
+ *
+ * @param options - See {@link TestIssuerOptions}; defaults: discovery `'oauth'`,
+ *   path `''`, algorithms `['ES256']`, jwksPath `'/jwks.json'`.
+ * @returns The running issuer; call `close()` when done.
+ * @example
+ * ```ts
+ * import { startTestIssuer } from '@callsign/testing';
+ * import { createRemoteJWKSet, jwtVerify } from 'jose';
+ *
+ * const issuer = await startTestIssuer({ path: '/tenant-a' });
+ * const token = await issuer.signAccessToken({ sub: 'spiffe://example.org/ns/web/sa/frontend' }, { audience: 'api' });
+ * await jwtVerify(token, createRemoteJWKSet(new URL(issuer.jwksUri)), { issuer: issuer.issuer, audience: 'api' });
+ * await issuer.close();
+ * ```
+ */
 export async function startTestIssuer(options: TestIssuerOptions = {}): Promise<TestIssuer> {
+  const settings = await resolveIssuerOptions(options)
+  const keys = await IssuerKeyRing.create(options.algorithms ?? ['ES256'])
+  const urls: IssuerUrls = { origin: '', issuer: '', jwksUri: '' }
+  const tokenRequests: TokenRequestRecord[] = []
+  const tokenEndpoint =
+    settings.tokenOptions &&
+    new TokenEndpoint({ options: settings.tokenOptions, keys, issuer: () => urls.issuer, endpoint: () => urls.issuer + '/token', records: tokenRequests })
+  const { discovery, issuerPath, jwksPath, cacheControl } = settings
+  const metadata = (openid: boolean): Record<string, unknown> => issuerMetadata({ options, settings, keys, urls, openid })
+  const site: IssuerSite = {
+    route: documentRoute({ discovery, issuerPath, jwksPath, cacheControl, keys, metadata }),
+    tokenPath: `${issuerPath}/token`,
+    tokenEndpoint,
+    hugeBytes: settings.hugeBytes,
+    requests: [],
+    outage: 'none',
+    latencyMs: 0,
+  }
+  const server = createIssuerServer(options.tls, issuerHandler(site))
+  const port = await listenOnLoopback(server)
+  urls.origin = `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`
+  urls.issuer = urls.origin + issuerPath
+  urls.jwksUri = urls.origin + jwksPath
+  return testIssuerApi({ urls, keys, site, tokenRequests, tokenEndpoint, server })
+}
+
+/** Checks the options (and the token endpoint's) and applies the defaults. */
+async function resolveIssuerOptions(options: TestIssuerOptions): Promise<IssuerSettings> {
   checkOptions('startTestIssuer', options, ISSUER_OPTIONS)
   const discovery = options.discovery ?? 'oauth'
   if (!['oauth', 'openid', 'both', 'none'].includes(discovery)) {
@@ -285,113 +329,38 @@ export async function startTestIssuer(options: TestIssuerOptions = {}): Promise<
     throw new TypeError('startTestIssuer: "tls.clientCa" must be a PEM certificate')
   }
   const tokenOptions = options.tokenEndpoint === undefined ? undefined : await resolveTokenEndpoint(options.tokenEndpoint, clientCa !== undefined)
-  const tokenPath = `${issuerPath}/token`
-  const keys = await IssuerKeyRing.create(options.algorithms ?? ['ES256'])
+  return { discovery, issuerPath, jwksPath, hugeBytes, cacheControl, clientCa, tokenOptions }
+}
 
-  const requests: RecordedRequest[] = []
-  const tokenRequests: TokenRequestRecord[] = []
-  let outage: OutageMode = 'none'
-  let latencyMs = 0
-  let issuer = ''
-  let jwksUri = ''
-  const tokenEndpoint =
-    tokenOptions && new TokenEndpoint({ options: tokenOptions, keys, issuer: () => issuer, endpoint: () => issuer + '/token', records: tokenRequests })
-
-  const metadata = (openid: boolean): Record<string, unknown> =>
-    buildMetadata({
-      issuer,
-      jwksUri,
-      algorithms: keys.algorithms(),
-      openid,
-      ...(tokenOptions ? { tokenEndpoint: { exchange: tokenOptions.exchange, mtls: clientCa !== undefined } } : {}),
-      overrides: {
-        ...(options.metadataIssuer !== undefined ? { issuer: options.metadataIssuer } : {}),
-        ...options.metadata,
-      },
-    })
-
-  const route = (path: string): { document: Record<string, unknown>; headers: Record<string, string> } | undefined => {
-    if (path === jwksPath) {
-      return {
-        document: keys.publicJwks(),
-        headers: cacheControl === null ? {} : { 'cache-control': cacheControl },
-      }
-    }
-    if ((discovery === 'oauth' || discovery === 'both') && path === oauthMetadataPath(issuerPath)) {
-      return { document: metadata(false), headers: {} }
-    }
-    if ((discovery === 'openid' || discovery === 'both') && path === openidMetadataPath(issuerPath)) {
-      return { document: metadata(true), headers: {} }
-    }
-    return undefined
-  }
-
-  const respond = (req: IncomingMessage, res: ServerResponse, path: string, body: Promise<Buffer | undefined> | undefined): void => {
-    const mode = outage
-    if (applyOutage(mode, req, res)) return
-    const found = route(path)
-    if (tokenEndpoint && body && mode !== 'huge') {
-      void tokenEndpoint.handle(req, res, body)
-      return
-    }
-    if (mode === 'huge') {
-      res.writeHead(200, { 'content-type': 'application/json' })
-      res.end(padJson(found?.document ?? {}, hugeBytes))
-      return
-    }
-    if (!found) {
-      res.writeHead(404, { 'content-type': 'application/json' })
-      res.end(JSON.stringify({ error: 'not_found' }))
-      return
-    }
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { 'content-type': 'application/json', allow: 'GET, HEAD' })
-      res.end(JSON.stringify({ error: 'method_not_allowed' }))
-      return
-    }
-    res.writeHead(200, { 'content-type': 'application/json', ...found.headers })
-    res.end(JSON.stringify(found.document))
-  }
-
-  const handler = (req: IncomingMessage, res: ServerResponse): void => {
-    const path = new URL(req.url ?? '/', 'http://127.0.0.1').pathname
-    requests.push({ method: req.method ?? 'GET', path })
-    const body = tokenEndpoint && path === tokenPath ? readBody(req, MAX_TOKEN_BODY_BYTES) : undefined
-    if (!body) req.resume()
-    if (latencyMs > 0) {
-      const timer = setTimeout(() => respond(req, res, path, body), latencyMs)
-      res.on('close', () => clearTimeout(timer))
-    } else {
-      respond(req, res, path, body)
-    }
-  }
-  const tls = options.tls
-  const server = tls
-    ? createHttpsServer(
-        {
-          cert: tls.certPem,
-          key: tls.keyPem,
-          // Asked, not required: a missing or foreign certificate gets an OAuth error, not a failed handshake.
-          ...(clientCa === undefined ? {} : { ca: clientCa, requestCert: true, rejectUnauthorized: false }),
-        },
-        handler,
-      )
-    : createServer(handler)
-
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      server.off('error', reject)
-      resolve()
-    })
+/** The metadata document as served now: the keys' current algorithms, the overrides merged last. */
+function issuerMetadata(input: {
+  options: TestIssuerOptions
+  settings: IssuerSettings
+  keys: IssuerKeyRing
+  urls: IssuerUrls
+  openid: boolean
+}): Record<string, unknown> {
+  const { options, settings, keys, urls, openid } = input
+  const { tokenOptions, clientCa } = settings
+  return buildMetadata({
+    issuer: urls.issuer,
+    jwksUri: urls.jwksUri,
+    algorithms: keys.algorithms(),
+    openid,
+    ...(tokenOptions ? { tokenEndpoint: { exchange: tokenOptions.exchange, mtls: clientCa !== undefined } } : {}),
+    overrides: {
+      ...(options.metadataIssuer !== undefined ? { issuer: options.metadataIssuer } : {}),
+      ...options.metadata,
+    },
   })
-  const { port } = server.address() as AddressInfo
-  const origin = `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`
-  issuer = origin + issuerPath
-  jwksUri = origin + jwksPath
+}
 
+/** The {@link TestIssuer} API over a started issuer's parts. */
+function testIssuerApi(parts: IssuerParts): TestIssuer {
+  const { urls, keys, site, tokenRequests, tokenEndpoint, server } = parts
+  const { issuer, jwksUri, origin } = urls
+  const requests = site.requests
   let closing: Promise<void> | undefined
-
   return {
     issuer,
     jwksUri,
@@ -413,10 +382,10 @@ export async function startTestIssuer(options: TestIssuerOptions = {}): Promise<
       if (!['none', 'down', 'reset', 'hang', 'garbage', 'huge'].includes(mode)) {
         throw new TypeError(`test issuer: unknown outage mode "${String(mode)}"`)
       }
-      outage = mode
+      site.outage = mode
     },
     setLatency: (ms) => {
-      latencyMs = Math.max(0, ms)
+      site.latencyMs = Math.max(0, ms)
     },
     requestCount: (pathSuffix) => (pathSuffix === undefined ? requests.length : requests.filter((r) => r.path.endsWith(pathSuffix)).length),
     clearRequests: () => {

@@ -55,6 +55,18 @@ interface Binding {
   x5tS256?: string
 }
 
+/** One access token to issue: its claims, lifetime bound, audience, binding and scopes, and extra answer members. */
+interface Issuance {
+  claims: Record<string, unknown>
+  /** The subject token's `exp`: the issued token never outlives it. */
+  notAfter: number | undefined
+  audience: string | string[] | undefined
+  binding: Binding
+  scopes: string[]
+  /** Members of the answer besides the token's own (e.g. `issued_token_type`). */
+  extra: Record<string, unknown>
+}
+
 /**
  * A real OAuth token endpoint (client credentials, RFC 8693 token exchange, DPoP and
  * certificate-bound tokens) for a test issuer.
@@ -130,7 +142,7 @@ export class TokenEndpoint {
     const scopes = requested.length > 0 ? requested : [...(client.scopes ?? [])]
     const audience = audienceOf(form, client)
     const claims = { sub: client.identity, client_id: client.clientId, ...scopeClaim(scopes) }
-    return this.#issue(claims, undefined, audience, binding, scopes, {})
+    return this.#issue({ claims, notAfter: undefined, audience, binding, scopes, extra: {} })
   }
 
   async #exchange(form: URLSearchParams, client: ResolvedClient, binding: Binding): Promise<Record<string, unknown>> {
@@ -153,7 +165,7 @@ export class TokenEndpoint {
     const audience = audienceOf(form, client)
     const act = subject['act'] === undefined ? { sub: client.identity } : { sub: client.identity, act: subject['act'] }
     const claims = { sub: subject['sub'], client_id: client.clientId, act, ...scopeClaim(scopes) }
-    return this.#issue(claims, subject['exp'] as number, audience, binding, scopes, { issued_token_type: ACCESS_TOKEN_TYPE })
+    return this.#issue({ claims, notAfter: subject['exp'] as number, audience, binding, scopes, extra: { issued_token_type: ACCESS_TOKEN_TYPE } })
   }
 
   /** A subject token is an unexpired access token this issuer signed (any of its current keys). */
@@ -172,14 +184,7 @@ export class TokenEndpoint {
     }
   }
 
-  async #issue(
-    claims: Record<string, unknown>,
-    notAfter: number | undefined,
-    audience: string | string[] | undefined,
-    binding: Binding,
-    scopes: string[],
-    extra: Record<string, unknown>,
-  ): Promise<Record<string, unknown>> {
+  async #issue({ claims, notAfter, audience, binding, scopes, extra }: Issuance): Promise<Record<string, unknown>> {
     const now = Math.floor(Date.now() / 1000)
     const ttl = Math.min(this.context.options.accessTokenTtl, (notAfter ?? Infinity) - now)
     if (ttl <= 0) throw new TokenError(400, 'invalid_grant', 'subject_token is invalid or expired')
