@@ -166,7 +166,7 @@ async function authorize(context: ServiceContext, method: string, url: URL, toke
   const authorization = `${token.scheme} ${token.value}`
   if (context.dpop === undefined) return { authorization }
   const request = { method, url, accessToken: token.value, nonce: context.nonces.get(context.service.origin) }
-  const proof = await createProof(await context.dpop, request, context.ath, context.now)
+  const proof = createProof(await context.dpop, request, context.ath, context.now)
   return { authorization, dpop: proof }
 }
 
