@@ -15,13 +15,14 @@ const NOW = Date.UTC(2030, 0, 1, 12, 0, 0, 500)
 
 /** A PEM private key that signs with `alg`. */
 function pemFor(alg: string): string {
-  const encoding = { privateKeyEncoding: { type: 'pkcs8' as const, format: 'pem' as const } }
+  const privateKeyEncoding = { type: 'pkcs8', format: 'pem' } as const
+  const publicKeyEncoding = { type: 'spki', format: 'pem' } as const
   if (alg.startsWith('ES')) {
     const namedCurve = { ES256: 'prime256v1', ES384: 'secp384r1', ES512: 'secp521r1' }[alg]!
-    return generateKeyPairSync('ec', { namedCurve, ...encoding }).privateKey
+    return generateKeyPairSync('ec', { namedCurve, privateKeyEncoding, publicKeyEncoding }).privateKey
   }
-  if (alg === 'EdDSA' || alg === 'Ed25519') return generateKeyPairSync('ed25519', encoding).privateKey
-  return generateKeyPairSync('rsa', { modulusLength: 2048, ...encoding }).privateKey
+  if (alg === 'EdDSA' || alg === 'Ed25519') return generateKeyPairSync('ed25519', { privateKeyEncoding, publicKeyEncoding }).privateKey
+  return generateKeyPairSync('rsa', { modulusLength: 2048, privateKeyEncoding, publicKeyEncoding }).privateKey
 }
 
 describe('createProof', () => {
