@@ -59,8 +59,11 @@ export interface ServiceHeadersRequest {
   dpopNonce?: string
 }
 
-/** Headers to add to a request to the service. */
-export interface ServiceHeaders {
+/**
+ * Headers to add to a request to the service. A type alias, not an interface, so it is accepted
+ * where an index signature is expected (node:https `OutgoingHttpHeaders`, axios, got).
+ */
+export type ServiceHeaders = {
   authorization: string
   /** Present with DPoP. */
   dpop?: string
