@@ -16,6 +16,7 @@ import {
   createClient,
   ServerIdentityError,
   ServiceRefusedError,
+  ServiceUnavailableError,
   type ClientEvent,
   type ServiceOptions,
 } from '@callsign/client'
@@ -134,6 +135,7 @@ export function fields(error: ClientError, event: ClientEvent): unknown[] {
   const unavailable = error instanceof AuthorizationServerUnavailableError ? [error.reason, error.status] : []
   const refused = error instanceof ServiceRefusedError ? [error.status, error.challenges, error.problem?.code, error.problem?.side] : []
   const identity = error instanceof ServerIdentityError ? [error.expected, error.actual] : []
+  const unreachable = error instanceof ServiceUnavailableError ? [error.reason, error.cause] : []
   const { type, time, service, grant, binding, durationMs, reason, code, expiresIn } = event
   return [
     error.code,
@@ -142,6 +144,7 @@ export function fields(error: ClientError, event: ClientEvent): unknown[] {
     ...unavailable,
     ...refused,
     ...identity,
+    ...unreachable,
     type,
     time,
     service,

@@ -72,6 +72,41 @@ export function withHeaders(
   return merged
 }
 
+/** Certificate verification errors of TLS (OpenSSL's names, as Node reports them in `code`). */
+const CERTIFICATE_ERRORS = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_REVOKED',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'INVALID_CA',
+  'HOSTNAME_MISMATCH',
+])
+
+/** Whether `code` is a TLS or certificate error (`ERR_TLS_CERT_ALTNAME_INVALID`, `ERR_SSL_*`, `CERT_HAS_EXPIRED`, ...). */
+const isTlsCode = (code: string): boolean => CERTIFICATE_ERRORS.has(code) || /^ERR_(SSL|TLS)_/.test(code)
+
+/**
+ * Why a request failed below HTTP, from the `code`s along its cause chain: `'tls'` when one is a
+ * TLS or certificate error, else `'network'`; `code` is the innermost one (the most precise).
+ */
+export function transportFailure(error: unknown): { reason: 'network' | 'tls'; code: string | undefined } {
+  let code: string | undefined
+  for (let cause = error, depth = 0; cause instanceof Error && depth < 5; cause = cause.cause, depth++) {
+    const value = (cause as { code?: unknown }).code
+    if (typeof value !== 'string' || !/^[A-Z0-9_]{1,64}$/.test(value)) continue
+    if (isTlsCode(value)) return { reason: 'tls', code: value }
+    code = value
+  }
+  return { reason: 'network', code }
+}
+
 /** A handler that passes everything on to `handler` and reads the response's `DPoP-Nonce`. */
 export function nonceListener(handler: Dispatcher.DispatchHandler, remember: (nonce: string | undefined) => void): Dispatcher.DispatchHandler {
   return {

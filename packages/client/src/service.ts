@@ -7,7 +7,7 @@ import { fetch as undiciFetch, type Dispatcher } from 'undici'
 import { challengeError, isProblemResponse, parseChallenges, readProblem } from './challenge.js'
 import type { Connections } from './connections.js'
 import type { DpopKey, IssuedToken, SubjectToken, TokenRequest, TokenSource } from './contracts.js'
-import { ClientError, ServerIdentityError, ServiceRefusedError, type Challenge } from './errors.js'
+import { ClientError, ServerIdentityError, ServiceRefusedError, ServiceUnavailableError, type Challenge } from './errors.js'
 import type { ClientEventHook } from './events.js'
 import { createAthMemo, createProof, DpopNonceMemory } from './proof.js'
 import type { ResolvedService } from './service-options.js'
@@ -17,6 +17,7 @@ import {
   normalizeMethod,
   prepareBody,
   toStandardResponse,
+  transportFailure,
   withHeaders,
   type PreparedBody,
   type UndiciResponse,
@@ -77,7 +78,9 @@ export interface ServiceClient {
    * url; another origin is refused (`TypeError`). Redirects are returned, not followed (a token
    * and a proof are for one URL). Retries: see the README ("Calling a service").
    * Rejects with `ServiceRefusedError` on a 401, or a 403 with a challenge or a problem document;
-   * `ServerIdentityError` when the server is not `spiffeId`; other statuses resolve.
+   * `ServerIdentityError` when the server is not `spiffeId`; `ServiceUnavailableError` when there
+   * was no answer (refused, reset, TLS); an abort through `signal` rejects as fetch does. Other
+   * statuses resolve.
    */
   fetch(input: string | URL | Request, init?: ServiceRequestInit): Promise<Response>
   /** The `authorization` (and `dpop`) headers for one request, for any HTTP client. No retry, no server identity check. */
@@ -89,12 +92,19 @@ export interface ServiceClient {
    */
   dispatcher(options?: { onBehalfOf?: unknown }): Dispatcher
 }
-/** fetch wraps network errors in `TypeError('fetch failed')`: a server identity refusal is thrown as itself. */
-function unwrapFetchError(error: unknown): unknown {
+/**
+ * The error of a `fetch` that got no answer. fetch wraps network errors in `TypeError('fetch
+ * failed')`: a server identity refusal is thrown as itself; an abort through the caller's signal
+ * stays what fetch rejected with (the standard `AbortError`, or the signal's reason); any other
+ * network or TLS failure becomes a `ServiceUnavailableError`.
+ */
+function callFailure(name: string, error: unknown, signal: AbortSignal | null | undefined): unknown {
   for (let cause = error, depth = 0; cause instanceof Error && depth < 4; cause = cause.cause, depth++) {
     if (cause instanceof ServerIdentityError) return cause
   }
-  return error
+  if (signal?.aborted || !(error instanceof TypeError) || error.message !== 'fetch failed') return error
+  const { reason, code } = transportFailure(error.cause)
+  return new ServiceUnavailableError({ service: name, reason, ...(code === undefined ? {} : { code }), cause: error })
 }
 
 type RetryReason = 'use_dpop_nonce' | 'invalid_token'
@@ -203,7 +213,7 @@ async function sendAttempt(context: ServiceContext, request: PreparedRequest, to
       ...(signal ? { signal } : {}),
     })
   } catch (error) {
-    throw unwrapFetchError(error)
+    throw callFailure(context.name, error, signal)
   }
 }
 
