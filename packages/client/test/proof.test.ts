@@ -13,16 +13,25 @@ import { createAthMemo, createProof } from '../src/proof.js'
 const TOKEN = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl'
 const NOW = Date.UTC(2030, 0, 1, 12, 0, 0, 500)
 
-/** A PEM private key that signs with `alg`. */
+const pems = new Map<string, string>()
+
+/** A PEM private key that signs with `alg` (one per key type: an RSA key signs every RS* and PS* algorithm). */
 function pemFor(alg: string): string {
+  const type = alg.startsWith('ES') ? alg : alg === 'EdDSA' || alg === 'Ed25519' ? 'ed25519' : 'rsa'
+  let pem = pems.get(type)
+  if (pem !== undefined) return pem
   const privateKeyEncoding = { type: 'pkcs8', format: 'pem' } as const
   const publicKeyEncoding = { type: 'spki', format: 'pem' } as const
   if (alg.startsWith('ES')) {
     const namedCurve = { ES256: 'prime256v1', ES384: 'secp384r1', ES512: 'secp521r1' }[alg]!
-    return generateKeyPairSync('ec', { namedCurve, privateKeyEncoding, publicKeyEncoding }).privateKey
+    pem = generateKeyPairSync('ec', { namedCurve, privateKeyEncoding, publicKeyEncoding }).privateKey
+  } else if (type === 'ed25519') {
+    pem = generateKeyPairSync('ed25519', { privateKeyEncoding, publicKeyEncoding }).privateKey
+  } else {
+    pem = generateKeyPairSync('rsa', { modulusLength: 2048, privateKeyEncoding, publicKeyEncoding }).privateKey
   }
-  if (alg === 'EdDSA' || alg === 'Ed25519') return generateKeyPairSync('ed25519', { privateKeyEncoding, publicKeyEncoding }).privateKey
-  return generateKeyPairSync('rsa', { modulusLength: 2048, privateKeyEncoding, publicKeyEncoding }).privateKey
+  pems.set(type, pem)
+  return pem
 }
 
 describe('createProof', () => {
