@@ -16,6 +16,7 @@ import {
   createClient,
   ServerIdentityError,
   ServiceRefusedError,
+  ServiceUnavailableError,
   type ClientEvent,
   type ServiceOptions,
 } from '@callsign/client'
@@ -79,8 +80,7 @@ export async function frontend(): Promise<void> {
   https.get(
     'https://127.0.0.1:8443/orders',
     {
-      // As written (`headers,`) TypeScript refuses it: ServiceHeaders is an interface, so it has no index signature.
-      headers: { ...headers },
+      headers,
       ca: readFileSync('dev/ca.pem'),
       cert: readFileSync('dev/frontend.pem'),
       key: readFileSync('dev/frontend-key.pem'),
@@ -94,6 +94,12 @@ export async function frontend(): Promise<void> {
   void body
   await client.ready()
   await client.close()
+}
+
+// ServiceHeaders as node:https headers, as is (a type alias, so no spreading into an object).
+export async function httpsRequestHeaders(client: ReturnType<typeof createClient>, url: string): Promise<void> {
+  const svc = client.service('orders')
+  https.request(url, { headers: await svc.headers({ method: 'GET', url, onBehalfOf: req.auth }) }).end()
 }
 
 // docs/client.md, step 7
@@ -129,6 +135,7 @@ export function fields(error: ClientError, event: ClientEvent): unknown[] {
   const unavailable = error instanceof AuthorizationServerUnavailableError ? [error.reason, error.status] : []
   const refused = error instanceof ServiceRefusedError ? [error.status, error.challenges, error.problem?.code, error.problem?.side] : []
   const identity = error instanceof ServerIdentityError ? [error.expected, error.actual] : []
+  const unreachable = error instanceof ServiceUnavailableError ? [error.reason, error.cause] : []
   const { type, time, service, grant, binding, durationMs, reason, code, expiresIn } = event
   return [
     error.code,
@@ -137,6 +144,7 @@ export function fields(error: ClientError, event: ClientEvent): unknown[] {
     ...unavailable,
     ...refused,
     ...identity,
+    ...unreachable,
     type,
     time,
     service,

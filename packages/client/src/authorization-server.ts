@@ -53,6 +53,15 @@ const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange'
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token'
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]'])
 
+/** What the steps of one authorization server share. */
+interface ServerContext {
+  readonly options: TokenOptions
+  readonly client: oauth.Client
+  readonly transport: Transport
+  /** One handle: oauth4webapi remembers the server's DPoP-Nonce per origin in it (RFC 9449 §8). */
+  readonly dpopHandle: oauth.DPoPHandle | undefined
+}
+
 /** Create the authorization server of a token source. */
 export function createAuthorizationServer(settings: {
   options: TokenOptions
@@ -63,84 +72,23 @@ export function createAuthorizationServer(settings: {
   backoff?: BackoffPolicy
 }): AuthorizationServer {
   const { options, dpop, emit, now } = settings
-  const backoff = settings.backoff ?? DEFAULT_BACKOFF
   const client: oauth.Client = { client_id: options.clientId, use_mtls_endpoint_aliases: settings.identity !== undefined }
-  const transport = new Transport()
+  const context: ServerContext = { options, client, transport: new Transport(), dpopHandle: dpop ? oauth.DPoP(client, dpop.keyPair) : undefined }
+  const discover = createDiscovery(context, now, settings.backoff ?? DEFAULT_BACKOFF)
   const clientAuth = createClientAuth(options)
-  // One handle: oauth4webapi remembers the server's DPoP-Nonce per origin in it (RFC 9449 §8).
-  const dpopHandle = dpop ? oauth.DPoP(client, dpop.keyPair) : undefined
-
-  let metadata: oauth.AuthorizationServer | undefined
-  let discovering: Promise<oauth.AuthorizationServer> | undefined
-  let discoveryFailure: FailureState | undefined
-
-  /** `fetch` options for one request: the connection of `material`, the timeout's signal. */
-  const httpOptions = (material: IdentityMaterial | undefined, signal: AbortSignal) => ({
-    [oauth.customFetch]: transport.fetchFor(material),
-    [oauth.allowInsecureRequests]: options.insecure,
-    signal,
-  })
-
-  const discover = (material: IdentityMaterial | undefined): Promise<oauth.AuthorizationServer> => {
-    if (metadata) return Promise.resolve(metadata)
-    if (discovering) return discovering
-    if (discoveryFailure && now() < discoveryFailure.until) return Promise.reject(discoveryFailure.error)
-    discovering = withTimeout(options.timeout, async (signal) => {
-      const request = (algorithm: 'oauth2' | 'oidc'): Promise<Response> =>
-        oauth.discoveryRequest(options.issuer, { algorithm, ...httpOptions(material, signal) })
-      let response = await request('oauth2')
-      if (response.status === 404) {
-        await response.body?.cancel()
-        response = await request('oidc')
-      }
-      const found = await oauth.processDiscoveryResponse(options.issuer, response)
-      checkEndpoint(found, client, options.insecure)
-      return found
-    }).then(
-      (found) => {
-        metadata = found
-        discoveryFailure = undefined
-        return found
-      },
-      (error: unknown) => {
-        discoveryFailure = recordFailure(backoff, discoveryFailure, error, now())
-        throw error
-      },
-    )
-    void discovering.finally(() => (discovering = undefined)).catch(() => {})
-    return discovering
-  }
-
   const send = async (grant: TokenGrant, material: IdentityMaterial | undefined): Promise<oauth.TokenEndpointResponse> => {
     const as = await discover(material)
-    const auth = await clientAuth()
-    return withTimeout(options.timeout, async (signal) => {
-      const requestOptions = { ...httpOptions(material, signal), ...(dpopHandle ? { DPoP: dpopHandle } : {}) }
-      const parameters = new URLSearchParams({ resource: grant.resource })
-      if (grant.scopes.length > 0) parameters.set('scope', grant.scopes.join(' '))
-      if (grant.subjectToken === undefined) {
-        const response = await oauth.clientCredentialsGrantRequest(as, client, auth, parameters, requestOptions)
-        return oauth.processClientCredentialsResponse(as, client, response)
-      }
-      parameters.set('subject_token', grant.subjectToken)
-      parameters.set('subject_token_type', ACCESS_TOKEN_TYPE)
-      parameters.set('requested_token_type', ACCESS_TOKEN_TYPE)
-      const response = await oauth.genericTokenEndpointRequest(as, client, auth, TOKEN_EXCHANGE, parameters, requestOptions)
-      return oauth.processGenericTokenEndpointResponse(as, client, response)
-    })
+    return grantRequest(context, { as, auth: await clientAuth() }, grant, material)
   }
-
   return {
     async requestToken(grant, material) {
-      let response: oauth.TokenEndpointResponse
-      try {
-        response = await send(grant, material)
-      } catch (error) {
-        // RFC 9449 §8: the nonce came with the refusal (the handle kept it); exactly one retry.
-        if (!dpopHandle || !oauth.isDPoPNonceError(error)) throw error
-        emit({ type: 'retry', reason: 'use_dpop_nonce', service: grant.service, grant: grantOf(grant), binding: 'dpop' })
-        response = await send(grant, material)
-      }
+      const response = await withNonceRetry(
+        context.dpopHandle,
+        () => send(grant, material),
+        () => {
+          emit({ type: 'retry', reason: 'use_dpop_nonce', service: grant.service, grant: grantOf(grant), binding: 'dpop' })
+        },
+      )
       if (dpop && response.token_type !== 'dpop') {
         // A bearer token where a DPoP-bound one was asked for: sending it would silently drop the sender constraint.
         throw new AuthorizationServerUnavailableError({
@@ -151,7 +99,101 @@ export function createAuthorizationServer(settings: {
       }
       return response
     },
-    close: () => transport.close(),
+    close: () => context.transport.close(),
+  }
+}
+
+/** `fetch` options for one request: the connection of `material`, the timeout's signal. */
+function httpOptions(context: ServerContext, material: IdentityMaterial | undefined, signal: AbortSignal) {
+  return {
+    [oauth.customFetch]: context.transport.fetchFor(material),
+    [oauth.allowInsecureRequests]: context.options.insecure,
+    signal,
+  }
+}
+
+/**
+ * Discovery with backoff: the metadata is read once and kept; concurrent callers share one
+ * request; after a failure, callers get that error at once until the backoff ends.
+ */
+function createDiscovery(
+  context: ServerContext,
+  now: () => number,
+  backoff: BackoffPolicy,
+): (material: IdentityMaterial | undefined) => Promise<oauth.AuthorizationServer> {
+  let metadata: oauth.AuthorizationServer | undefined
+  let discovering: Promise<oauth.AuthorizationServer> | undefined
+  let failure: FailureState | undefined
+  return (material) => {
+    if (metadata) return Promise.resolve(metadata)
+    if (discovering) return discovering
+    if (failure && now() < failure.until) return Promise.reject(failure.error)
+    discovering = fetchMetadata(context, material).then(
+      (found) => {
+        metadata = found
+        failure = undefined
+        return found
+      },
+      (error: unknown) => {
+        failure = recordFailure(backoff, failure, error, now())
+        throw error
+      },
+    )
+    void discovering.finally(() => (discovering = undefined)).catch(() => {})
+    return discovering
+  }
+}
+
+/** One discovery: RFC 8414 metadata, OpenID discovery when that is 404; its token endpoint checked. */
+function fetchMetadata(context: ServerContext, material: IdentityMaterial | undefined): Promise<oauth.AuthorizationServer> {
+  const { options, client } = context
+  return withTimeout(options.timeout, async (signal) => {
+    const request = (algorithm: 'oauth2' | 'oidc'): Promise<Response> =>
+      oauth.discoveryRequest(options.issuer, { algorithm, ...httpOptions(context, material, signal) })
+    let response = await request('oauth2')
+    if (response.status === 404) {
+      await response.body?.cancel()
+      response = await request('oidc')
+    }
+    const found = await oauth.processDiscoveryResponse(options.issuer, response)
+    checkEndpoint(found, client, options.insecure)
+    return found
+  })
+}
+
+/** One grant request: client credentials, or a token exchange when `grant` has a subject token. */
+function grantRequest(
+  context: ServerContext,
+  server: { as: oauth.AuthorizationServer; auth: oauth.ClientAuth },
+  grant: TokenGrant,
+  material: IdentityMaterial | undefined,
+): Promise<oauth.TokenEndpointResponse> {
+  const { client, dpopHandle } = context
+  const { as, auth } = server
+  return withTimeout(context.options.timeout, async (signal) => {
+    const requestOptions = { ...httpOptions(context, material, signal), ...(dpopHandle ? { DPoP: dpopHandle } : {}) }
+    const parameters = new URLSearchParams({ resource: grant.resource })
+    if (grant.scopes.length > 0) parameters.set('scope', grant.scopes.join(' '))
+    if (grant.subjectToken === undefined) {
+      const response = await oauth.clientCredentialsGrantRequest(as, client, auth, parameters, requestOptions)
+      return oauth.processClientCredentialsResponse(as, client, response)
+    }
+    parameters.set('subject_token', grant.subjectToken)
+    parameters.set('subject_token_type', ACCESS_TOKEN_TYPE)
+    parameters.set('requested_token_type', ACCESS_TOKEN_TYPE)
+    const response = await oauth.genericTokenEndpointRequest(as, client, auth, TOKEN_EXCHANGE, parameters, requestOptions)
+    return oauth.processGenericTokenEndpointResponse(as, client, response)
+  })
+}
+
+/** RFC 9449 §8: a refusal with `use_dpop_nonce` brought a nonce (the handle kept it): exactly one retry. */
+async function withNonceRetry<T>(dpopHandle: oauth.DPoPHandle | undefined, send: () => Promise<T>, onRetry: () => void): Promise<T> {
+  try {
+    return await send()
+  } catch (error) {
+    if (!dpopHandle || !oauth.isDPoPNonceError(error)) throw error
+    onRetry()
+    return send()
   }
 }
 

@@ -3,8 +3,8 @@
  * imported from the `dpop.privateKey` option. The same key binds the tokens (`cnf.jkt`) and
  * signs every proof, at the token endpoint and at the services.
  */
-import { createPublicKey } from 'node:crypto'
-import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, importPKCS8, type CryptoKey, type JWK } from 'jose'
+import { constants, createPublicKey, KeyObject, type SignKeyObjectInput } from 'node:crypto'
+import { base64url, calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, importPKCS8, type CryptoKey, type JWK } from 'jose'
 import type { webcrypto } from 'node:crypto'
 import type { DpopKey } from './contracts.js'
 import { resolveDpop, type PrivateKeyInput } from './token-options.js'
@@ -33,10 +33,59 @@ export async function createDpopKey(option: true | { privateKey?: PrivateKeyInpu
   const exported = await exportJWK(publicKey)
   const publicJwk: Record<string, string> = {}
   for (const [name, value] of Object.entries(exported)) if (typeof value === 'string') publicJwk[name] = value
-  return Object.freeze({
+  const key: DpopKey = Object.freeze({
     keyPair: { privateKey, publicKey } as webcrypto.CryptoKeyPair,
     alg,
     publicJwk: Object.freeze(publicJwk),
     thumbprint: await calculateJwkThumbprint(exported, 'sha256'),
   })
+  proofSignerOf(key) // made now: the first call does not pay for it
+  return key
+}
+
+/** How node:crypto signs each DPoP algorithm (RFC 7518 §3, RFC 8037): its digest and sign options. */
+const SIGNING: ReadonlyMap<string, { hash: string | null; options: Omit<SignKeyObjectInput, 'key'> }> = new Map([
+  ['ES256', { hash: 'sha256', options: { dsaEncoding: 'ieee-p1363' } }],
+  ['ES384', { hash: 'sha384', options: { dsaEncoding: 'ieee-p1363' } }],
+  ['ES512', { hash: 'sha512', options: { dsaEncoding: 'ieee-p1363' } }],
+  ['EdDSA', { hash: null, options: {} }],
+  ['Ed25519', { hash: null, options: {} }],
+  ['PS256', { hash: 'sha256', options: { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST } }],
+  ['PS384', { hash: 'sha384', options: { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST } }],
+  ['PS512', { hash: 'sha512', options: { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST } }],
+  ['RS256', { hash: 'sha256', options: {} }],
+  ['RS384', { hash: 'sha384', options: {} }],
+  ['RS512', { hash: 'sha512', options: {} }],
+])
+
+/** What signing a proof needs of a key, prepared once: the protected header, encoded, and the node:crypto key and parameters. */
+export interface ProofSigner {
+  /** base64url of `{ alg, typ: 'dpop+jwt', jwk }` (RFC 9449 §4.2). */
+  readonly header: string
+  /** node:crypto's digest for `sign` (`null` for EdDSA). */
+  readonly hash: string | null
+  /** The private key as a `KeyObject` (non-extractable keys too), with the algorithm's sign options. */
+  readonly key: SignKeyObjectInput
+}
+
+const signers = new WeakMap<DpopKey, ProofSigner>()
+
+/**
+ * The proof signer of `key`, made at its first use and kept as long as the key. One per key:
+ * WebCrypto's per-call cost is paid neither for the header nor for the signature.
+ * @throws TypeError for an algorithm that is not a DPoP algorithm of the client.
+ */
+export function proofSignerOf(key: DpopKey): ProofSigner {
+  let signer = signers.get(key)
+  if (signer === undefined) {
+    const signing = SIGNING.get(key.alg)
+    if (signing === undefined) throw new TypeError(`Callsign: the DPoP key's algorithm ${JSON.stringify(key.alg)} is not supported`)
+    signer = Object.freeze({
+      header: base64url.encode(JSON.stringify({ alg: key.alg, typ: 'dpop+jwt', jwk: key.publicJwk })),
+      hash: signing.hash,
+      key: Object.freeze({ key: KeyObject.from(key.keyPair.privateKey), ...signing.options }),
+    })
+    signers.set(key, signer)
+  }
+  return signer
 }

@@ -8,6 +8,7 @@ export type ClientErrorCode =
   | 'authorization_server_refused'
   | 'authorization_server_unavailable'
   | 'service_refused'
+  | 'service_unavailable'
   | 'server_identity_mismatch'
   | 'not_exchangeable'
   | 'identity_unavailable'
@@ -81,6 +82,22 @@ export class ServiceRefusedError extends ClientError {
     this.status = details.status
     this.challenges = details.challenges
     this.problem = details.problem
+  }
+}
+
+/**
+ * A call to the service failed below HTTP, so the service never answered: the connection was
+ * refused, reset or timed out (`reason: 'network'`), or TLS refused the server (`'tls'`: its
+ * certificate does not name the host, chains to no trusted CA, has expired, or the handshake
+ * failed). `cause` is the original error (its `code` says which).
+ */
+export class ServiceUnavailableError extends ClientError {
+  /** `'tls'` when the cause is a certificate or TLS error, else `'network'`. */
+  readonly reason: 'network' | 'tls'
+  constructor(details: { service: string; reason: ServiceUnavailableError['reason']; code?: string; cause: unknown }) {
+    const what = details.reason === 'tls' ? 'TLS refused the connection' : 'no connection'
+    super('service_unavailable', `service "${details.service}" could not be reached: ${what}${details.code ? ` (${details.code})` : ''}`, details)
+    this.reason = details.reason
   }
 }
 

@@ -2,9 +2,10 @@
  * DPoP proofs for calls to services (RFC 9449 §4): one fresh proof per request, signed with the
  * client's DPoP key, and the nonces services hand out (§8), remembered per origin.
  */
-import { createHash, randomBytes } from 'node:crypto'
-import { SignJWT } from 'jose'
+import { createHash, randomBytes, sign } from 'node:crypto'
+import { base64url } from 'jose'
 import type { DpopKey } from './contracts.js'
+import { proofSignerOf } from './dpop-key.js'
 
 /** What a proof is for. */
 export interface ProofRequest {
@@ -36,11 +37,12 @@ export function createAthMemo(): (accessToken: string) => string {
 /**
  * Sign a DPoP proof (RFC 9449 §4.2): header `typ: dpop+jwt`, `alg` of the key and its public
  * `jwk`; claims `htm`, `htu`, `iat` (now, seconds), a random `jti`, `ath` and, when given, `nonce`.
+ * Signed with node:crypto and the key's cached `KeyObject` (the header is encoded once per key).
  *
  * @example
- * await createProof(key, { method: 'GET', url: new URL('https://orders.internal/orders?x=1'), accessToken, nonce: undefined }, ath)
+ * createProof(key, { method: 'GET', url: new URL('https://orders.internal/orders?x=1'), accessToken, nonce: undefined }, ath)
  */
-export function createProof(key: DpopKey, request: ProofRequest, ath: (token: string) => string, now: () => number = Date.now): Promise<string> {
+export function createProof(key: DpopKey, request: ProofRequest, ath: (token: string) => string, now: () => number = Date.now): string {
   const claims: Record<string, string | number> = {
     htm: request.method,
     htu: htuOf(request.url),
@@ -49,7 +51,9 @@ export function createProof(key: DpopKey, request: ProofRequest, ath: (token: st
     ath: ath(request.accessToken),
   }
   if (request.nonce !== undefined) claims.nonce = request.nonce
-  return new SignJWT(claims).setProtectedHeader({ alg: key.alg, typ: 'dpop+jwt', jwk: key.publicJwk }).sign(key.keyPair.privateKey)
+  const signer = proofSignerOf(key)
+  const signingInput = `${signer.header}.${base64url.encode(JSON.stringify(claims))}`
+  return `${signingInput}.${base64url.encode(sign(signer.hash, Buffer.from(signingInput), signer.key))}`
 }
 
 /** RFC 9449 §8.1: nonce = 1*NQCHAR; longer values than this are not kept. */

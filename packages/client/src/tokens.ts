@@ -6,7 +6,7 @@
 import { performance } from 'node:perf_hooks'
 import { decodeJwt } from 'jose'
 import * as oauth from 'oauth4webapi'
-import { createAuthorizationServer, grantOf, type IdentityMaterial, type TokenIdentity } from './authorization-server.js'
+import { createAuthorizationServer, grantOf, type AuthorizationServer, type IdentityMaterial, type TokenIdentity } from './authorization-server.js'
 import { DEFAULT_BACKOFF, type BackoffPolicy } from './backoff.js'
 import type { ClientBinding, DpopKey, IssuedToken, SubjectToken, TokenRequest, TokenSource } from './contracts.js'
 import { AuthorizationServerError, AuthorizationServerUnavailableError, ClientError } from './errors.js'
@@ -51,7 +51,6 @@ export interface TokenSourceSettings {
 export function createTokenSource(settings: TokenSourceSettings): TokenSource {
   const { options, identity, dpop } = settings
   const now = settings.now ?? Date.now
-  const binding: ClientBinding = dpop ? 'dpop' : identity ? 'mtls' : 'bearer'
   const emit = (event: Omit<ClientEvent, 'time'>): void => {
     try {
       settings.emit({ time: now(), ...event })
@@ -59,64 +58,84 @@ export function createTokenSource(settings: TokenSourceSettings): TokenSource {
       // A hook must not break token requests.
     }
   }
-  const server = createAuthorizationServer({ options, identity, dpop, emit, now, ...(settings.backoff ? { backoff: settings.backoff } : {}) })
-  const cache = new TokenCache({ max: options.cacheSize, backoff: settings.backoff ?? DEFAULT_BACKOFF, now })
-  // Loaded once; awaited by each token request (not by cached gets).
-  const telemetry = loadTokenTelemetry()
-  let closed = false
-
-  const issue = async (request: TokenRequest, material: IdentityMaterial | undefined, background: boolean): Promise<CachedToken> => {
-    const grant = {
-      service: request.service,
-      resource: request.resource,
-      scopes: request.scopes,
-      ...(request.subject ? { subjectToken: request.subject.value } : {}),
-    }
-    const base = { service: request.service, grant: grantOf(grant), binding } as const
-    const started = now()
-    const startedAt = performance.now()
-    const span = (await telemetry)?.start(base)
-    try {
-      const response = await server.requestToken(grant, material)
-      if (closed) throw closedError(request.service)
-      const cached = toCachedToken(response, started, request.subject, options, request.service)
-      const expiresIn = Math.round((cached.exp - started) / 1000)
-      emit({ type: background ? 'token_refresh' : 'token_request', ...base, durationMs: performance.now() - startedAt, expiresIn })
-      span?.end(undefined)
-      return cached.cached
-    } catch (error) {
-      const failure = toClientError(error, request.service)
-      emit({
-        type: 'token_failure',
-        ...base,
-        durationMs: performance.now() - startedAt,
-        code: failure.code,
-        ...(failure instanceof AuthorizationServerError ? { error: failure.error } : {}),
-      })
-      span?.end(failure)
-      throw failure
-    }
+  const context: IssueContext = {
+    options,
+    binding: dpop ? 'dpop' : identity ? 'mtls' : 'bearer',
+    server: createAuthorizationServer({ options, identity, dpop, emit, now, ...(settings.backoff ? { backoff: settings.backoff } : {}) }),
+    // Loaded once; awaited by each token request (not by cached gets).
+    telemetry: loadTokenTelemetry(),
+    emit,
+    now,
+    closed: false,
   }
+  const cache = new TokenCache({ max: options.cacheSize, backoff: settings.backoff ?? DEFAULT_BACKOFF, now })
 
   return {
     async get(request) {
-      if (closed) throw closedError(request.service)
+      if (context.closed) throw closedError(request.service)
       const subject = request.subject
       if (subject?.expiresAt !== undefined && subject.expiresAt * 1000 <= now()) {
         throw new ClientError('not_exchangeable', 'the subject token has expired: nothing to exchange', { service: request.service })
       }
       const material = identity ? await currentMaterial(identity, request.service) : undefined
-      const key = tokenCacheKey(request, binding, material?.thumbprint)
-      return cache.get(key, (background) => issue(request, material, background))
+      const key = tokenCacheKey(request, context.binding, material?.thumbprint)
+      return cache.get(key, (background) => issue(context, request, material, background))
     },
     invalidate(_request, token) {
       cache.invalidate(token)
     },
     async close() {
-      closed = true
+      context.closed = true
       cache.clear()
-      await server.close()
+      await context.server.close()
     },
+  }
+}
+
+/** What {@link issue} needs of its token source. */
+interface IssueContext {
+  readonly options: TokenOptions
+  readonly binding: ClientBinding
+  readonly server: AuthorizationServer
+  readonly telemetry: Promise<TokenTelemetry | undefined>
+  readonly emit: (event: Omit<ClientEvent, 'time'>) => void
+  readonly now: () => number
+  /** Set by `close()`: an answer that arrives later is not cached. */
+  closed: boolean
+}
+
+/** One token request for the cache: the answer as a cached token, reported (event, span); any failure as a `ClientError`. */
+async function issue(context: IssueContext, request: TokenRequest, material: IdentityMaterial | undefined, background: boolean): Promise<CachedToken> {
+  const { options, binding, server, emit, now } = context
+  const grant = {
+    service: request.service,
+    resource: request.resource,
+    scopes: request.scopes,
+    ...(request.subject ? { subjectToken: request.subject.value } : {}),
+  }
+  const base = { service: request.service, grant: grantOf(grant), binding } as const
+  const started = now()
+  const startedAt = performance.now()
+  const span = (await context.telemetry)?.start(base)
+  try {
+    const response = await server.requestToken(grant, material)
+    if (context.closed) throw closedError(request.service)
+    const cached = toCachedToken(response, started, request.subject, options, request.service)
+    const expiresIn = Math.round((cached.exp - started) / 1000)
+    emit({ type: background ? 'token_refresh' : 'token_request', ...base, durationMs: performance.now() - startedAt, expiresIn })
+    span?.end(undefined)
+    return cached.cached
+  } catch (error) {
+    const failure = toClientError(error, request.service)
+    emit({
+      type: 'token_failure',
+      ...base,
+      durationMs: performance.now() - startedAt,
+      code: failure.code,
+      ...(failure instanceof AuthorizationServerError ? { error: failure.error } : {}),
+    })
+    span?.end(failure)
+    throw failure
   }
 }
 

@@ -4,7 +4,10 @@
  * with the right `cnf`, the server's SPIFFE ID checked, nonces, retries, the three transports,
  * a stolen token, a rotated certificate.
  */
-import { request as httpsRequest } from 'node:https'
+import { once } from 'node:events'
+import { createServer as createHttpsServer, request as httpsRequest, type Server as HttpsServer } from 'node:https'
+import type { AddressInfo } from 'node:net'
+import { inspect } from 'node:util'
 import { Agent, request as undiciRequest } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { CallsignOptions, DecisionEvent } from '@callsign/core'
@@ -15,6 +18,7 @@ import {
   resolveServices,
   ServerIdentityError,
   ServiceRefusedError,
+  ServiceUnavailableError,
   type ClientEvent,
   type Connections,
   type DpopKey,
@@ -142,7 +146,7 @@ interface Caller {
 }
 
 /** A client of `app` (resource {@link AUDIENCE}), bound as `binding`, presenting `frontend`. */
-function callerOf(app: RunningApp, binding: 'dpop' | 'mtls', service: Record<string, unknown> = {}): Caller {
+function callerOf(app: Pick<RunningApp, 'url'>, binding: 'dpop' | 'mtls', service: Record<string, unknown> = {}): Caller {
   const identity = rotatingIdentity(frontend)
   const services = resolveServices({ orders: { url: app.url, resource: AUDIENCE, scopes: ['orders:read'], ...service } })
   const connections = createConnections({ identity, services: services.values() })
@@ -447,5 +451,76 @@ describe.each(adapters.filter((adapter) => adapter.name !== 'node'))('$name', (a
       expect(((await response.body.json()) as { user: { sub: string } }).user.sub).toBe('alice')
       expect(() => client.dispatcher({ onBehalfOf: {} })).toThrow(expect.objectContaining({ code: 'not_exchangeable' }) as Error)
     })
+  })
+})
+
+/** A plain https server (no Callsign) served with `cert`, counting the requests it gets; `respond: false` never answers. */
+async function startPlainServer(cert: IssuedCertificate, respond = true): Promise<{ url: string; server: HttpsServer; requests: number }> {
+  const state = { url: '', server: undefined as unknown as HttpsServer, requests: 0 }
+  state.server = createHttpsServer({ cert: cert.certPem, key: cert.keyPem, ca: ca.certPem, requestCert: true }, (req, res) => {
+    state.requests++
+    state.server.emit('callsign-test-request')
+    if (respond) res.end('ok')
+  })
+  state.server.listen(0, '127.0.0.1')
+  await once(state.server, 'listening')
+  state.url = `https://127.0.0.1:${(state.server.address() as AddressInfo).port}`
+  closers.push(async () => {
+    state.server.closeAllConnections()
+    await new Promise((resolve) => state.server.close(resolve))
+  })
+  return state
+}
+
+describe('no answer from the service', () => {
+  it('a closed port: ServiceUnavailableError, reason network, the original error as cause, no token in it', async () => {
+    const closed = await startPlainServer(ordersServer)
+    await new Promise((resolve) => closed.server.close(resolve))
+    const { client } = callerOf(closed, 'dpop')
+    const { authorization } = await client.headers({ method: 'GET', url: '/orders' })
+    const error = await client.fetch('/orders').catch((thrown: unknown) => thrown)
+    expect(error).toBeInstanceOf(ServiceUnavailableError)
+    expect(error).toBeInstanceOf(ClientError)
+    expect(error).toMatchObject({ name: 'ServiceUnavailableError', code: 'service_unavailable', reason: 'network', service: 'orders' })
+    expect((error as Error).message).toBe('service "orders" could not be reached: no connection (ECONNREFUSED)')
+    expect((error as Error).cause).toBeInstanceOf(TypeError)
+    expect(((error as Error).cause as Error).cause).toMatchObject({ code: 'ECONNREFUSED' })
+    expect(inspect(error, { depth: 10 })).not.toContain(authorization.split(' ')[1]!.split('.')[2])
+  })
+
+  it('a server whose certificate names another host: ServiceUnavailableError, reason tls; no request reached it', async () => {
+    const otherHost = await ca.issueServerCertificate({ spiffeId: ORDERS_ID, dnsNames: ['orders.elsewhere.example'], ipAddresses: [] })
+    const server = await startPlainServer(otherHost)
+    for (const service of [{}, { spiffeId: ORDERS_ID }]) {
+      const { client } = callerOf(server, 'mtls', service)
+      const error = await client.fetch('/orders').catch((thrown: unknown) => thrown)
+      expect(error).toBeInstanceOf(ServiceUnavailableError)
+      expect(error).toMatchObject({ code: 'service_unavailable', reason: 'tls', service: 'orders' })
+      expect((error as Error).message).toBe('service "orders" could not be reached: TLS refused the connection (ERR_TLS_CERT_ALTNAME_INVALID)')
+    }
+    expect(server.requests).toBe(0)
+  })
+
+  it('a server of an unknown CA: ServiceUnavailableError, reason tls', async () => {
+    const otherCa = await createTestCa()
+    const server = await startPlainServer(await otherCa.issueServerCertificate({ spiffeId: ORDERS_ID }))
+    const { client } = callerOf(server, 'mtls')
+    const error = await client.fetch('/orders').catch((thrown: unknown) => thrown)
+    expect(error).toMatchObject({ code: 'service_unavailable', reason: 'tls' })
+    expect(server.requests).toBe(0)
+  })
+
+  it("an abort through the caller's signal stays the standard AbortError", async () => {
+    const server = await startPlainServer(ordersServer, false)
+    const { client } = callerOf(server, 'mtls')
+    const controller = new AbortController()
+    server.server.once('callsign-test-request', () => controller.abort())
+    const error = await client.fetch('/orders', { signal: controller.signal }).catch((thrown: unknown) => thrown)
+    expect(error).not.toBeInstanceOf(ClientError)
+    expect(error).toMatchObject({ name: 'AbortError' })
+    expect(server.requests).toBe(1)
+    const before = await client.fetch('/orders', { signal: AbortSignal.abort() }).catch((thrown: unknown) => thrown)
+    expect(before).toMatchObject({ name: 'AbortError' })
+    expect(before).not.toBeInstanceOf(ClientError)
   })
 })
