@@ -94,22 +94,25 @@ export interface PresentedToken {
 }
 
 // Beside the context, never on it: JSON, `util.inspect`, `structuredClone`, decision events and logs
-// of the context cannot hold the token. Keyed by each context object, so contexts built for
-// several requests from one cached verification never share an entry.
-const presented = new WeakMap<AuthContext, PresentedToken>()
+// of the context cannot hold the token. Keyed by the verified token's claims object (one per
+// verification, deeply frozen, shared by the contexts of every request that reuses the cached
+// token), so a reused token adds no entry: a WeakMap entry per request costs ephemeron work in
+// every scavenge (measured on the reused-token path, see bench/README.md).
+const presented = new WeakMap<object, PresentedToken>()
 
 /**
  * The access token a verified request presented, for an RFC 8693 exchange by @callsign/client;
  * undefined for a certificate-only context.
  *
- * Pass the context as the adapter stored it (`req.auth`, `request.auth`, `ctx.state.auth`): a copy
- * (spread, `structuredClone`, JSON) has no token. The token was verified for this service's
- * audience; forward it only through a token exchange, never as is.
+ * Pass the context as the adapter stored it (`req.auth`, `request.auth`, `ctx.state.auth`) or a
+ * spread copy of it; a serialized copy (`structuredClone`, JSON) has no token. The token was
+ * verified for this service's audience; forward it only through a token exchange, never as is.
  * @example
  * const token = presentedToken(req.auth) // { value, expiresAt } | undefined
  */
 export function presentedToken(auth: AuthContext | null | undefined): PresentedToken | undefined {
-  return auth ? presented.get(auth) : undefined
+  const claims = auth?.claims
+  return claims ? presented.get(claims) : undefined
 }
 
 /** The caller a peer certificate names: its SPIFFE ID, proven by TLS or forwarded by a trusted proxy. */
@@ -166,6 +169,7 @@ export function toAuthContext(token: VerifiedToken, peer: PeerCertificate | unde
     issuer: token.issuer.issuer,
     claims,
   }
-  if (value !== undefined) presented.set(auth, Object.freeze({ value, expiresAt: typeof claims.exp === 'number' ? claims.exp : undefined }))
+  if (value !== undefined && !presented.has(claims))
+    presented.set(claims, Object.freeze({ value, expiresAt: typeof claims.exp === 'number' ? claims.exp : undefined }))
   return auth
 }

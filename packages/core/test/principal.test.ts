@@ -117,15 +117,22 @@ describe('presentedToken', () => {
     expect(presentedToken(auth)).toEqual({ value: TOKEN, expiresAt: undefined })
   })
 
-  it('returns undefined for a certificate-only context, a context built without a token, null, undefined and copies', () => {
+  it('returns undefined for a certificate-only context, a context built without a token, null, undefined and serialized copies', () => {
     const p = peer(WEB) as PeerCertificate & { spiffeId: string }
     expect(presentedToken(certificateAuthContext(p, ['a']))).toBeUndefined()
     expect(presentedToken(toAuthContext(token({ client_id: WEB }), undefined, 'bearer'))).toBeUndefined()
     expect(presentedToken(null)).toBeUndefined()
     expect(presentedToken(undefined)).toBeUndefined()
     const auth = toAuthContext(token({ client_id: WEB }), undefined, 'bearer', TOKEN)
-    expect(presentedToken({ ...auth })).toBeUndefined()
     expect(presentedToken(structuredClone(auth))).toBeUndefined()
+    expect(presentedToken(JSON.parse(JSON.stringify(auth)) as typeof auth)).toBeUndefined()
+    // Claims that look the same are not the verified ones.
+    expect(presentedToken({ ...auth, claims: { ...auth.claims } })).toBeUndefined()
+  })
+
+  it('follows a spread copy of the context (it holds the verified claims object)', () => {
+    const auth = toAuthContext(token({ client_id: WEB }), undefined, 'bearer', TOKEN)
+    expect(presentedToken({ ...auth, scopes: [...auth.scopes, 'extra'] })?.value).toBe(TOKEN)
   })
 
   it('never puts the token on the context: JSON, inspect, clone and keys do not hold it', () => {
@@ -136,11 +143,14 @@ describe('presentedToken', () => {
     expect(Reflect.ownKeys(auth)).not.toContain('token')
   })
 
-  it('keeps one token per context object, even when two contexts come from one verified token', () => {
+  it('keeps one entry per verified token: the contexts of requests that reuse a cached token share it (nothing is added per request)', () => {
     const verified = token({ client_id: WEB })
     const first = toAuthContext(verified, undefined, 'bearer', TOKEN)
-    const second = toAuthContext(verified, undefined, 'bearer', `${TOKEN}x`)
+    const second = toAuthContext(verified, peer(WEB), 'mtls', TOKEN)
+    expect(first).not.toBe(second)
     expect(presentedToken(first)?.value).toBe(TOKEN)
-    expect(presentedToken(second)?.value).toBe(`${TOKEN}x`)
+    expect(presentedToken(second)).toBe(presentedToken(first))
+    // Another verification of another token has its own claims object, so its own entry.
+    expect(presentedToken(toAuthContext(token({ client_id: WEB }), undefined, 'bearer', `${TOKEN}x`))?.value).toBe(`${TOKEN}x`)
   })
 })
