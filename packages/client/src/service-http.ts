@@ -1,6 +1,6 @@
 /**
  * The HTTP pieces of a service call that do not depend on tokens: request bodies that can be sent
- * again, the method as fetch sends it, undici's responses as standard ones, and, for
+ * again, the method as fetch sends it, and, for
  * `dispatcher()`, dispatch headers with the authorization added and a handler that reads nonces.
  */
 import type { Dispatcher, fetch as undiciFetch } from 'undici'
@@ -27,24 +27,11 @@ export async function prepareBody(body: unknown): Promise<PreparedBody> {
 const NORMALIZED_METHODS = new Set(['DELETE', 'GET', 'HEAD', 'OPTIONS', 'POST', 'PUT'])
 export const normalizeMethod = (method: string): string => (NORMALIZED_METHODS.has(method.toUpperCase()) ? method.toUpperCase() : method)
 
-const NULL_BODY_STATUSES = new Set([101, 103, 204, 205, 304])
-
 /** Discard a response body (so its connection can be reused). */
 export const discard = (response: { body: ReadableStream | null }): Promise<void> => response.body?.cancel().catch(() => {}) ?? Promise.resolve()
 
 /** undici's own `Response`. */
 export type UndiciResponse = Awaited<ReturnType<typeof undiciFetch>>
-
-/** A standard (global) `Response` for undici's own, with its `url`. */
-export function toStandardResponse(response: UndiciResponse, url: URL): Response {
-  const standard = new Response(NULL_BODY_STATUSES.has(response.status) ? null : (response.body as ReadableStream<Uint8Array> | null), {
-    status: response.status,
-    statusText: response.statusText,
-    headers: [...response.headers],
-  })
-  Object.defineProperty(standard, 'url', { value: url.href })
-  return standard
-}
 
 /** `headers` of dispatch options (object, flat array or iterable of pairs) with `extra` set (replacing any of the same name). */
 export function withHeaders(

@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
 import { recordFailure, type BackoffPolicy, type FailureState } from './backoff.js'
-import type { ClientBinding, IssuedToken, TokenRequest } from './contracts.js'
+import type { ClientBinding, IssuedToken, SubjectToken, TokenRequest } from './contracts.js'
 
 /** A token as cached: when to refresh it in the background. */
 export interface CachedToken {
@@ -26,14 +26,25 @@ interface Entry {
   failure: FailureState | undefined
 }
 
+// A subject token's hash, kept per subject object when that object is frozen (core hands out one
+// frozen object per verified token), so the calls made for requests that reuse a token hash it once.
+const subjectHashes = new WeakMap<SubjectToken, string>()
+function subjectHash(subject: SubjectToken): string {
+  const known = subjectHashes.get(subject)
+  if (known !== undefined) return known
+  const hash = createHash('sha256').update(subject.value).digest('base64url')
+  if (Object.isFrozen(subject)) subjectHashes.set(subject, hash)
+  return hash
+}
+
 /**
  * The cache key of `request`: never the subject token itself (its SHA-256), and the certificate's
  * thumbprint for certificate-bound tokens, so a rotated certificate never gets a token bound to
  * the previous one.
  */
 export function tokenCacheKey(request: TokenRequest, binding: ClientBinding, thumbprint: string | undefined): string {
-  const subject = request.subject ? createHash('sha256').update(request.subject.value).digest('base64url') : ''
-  const scopes = [...new Set(request.scopes)].sort().join(' ')
+  const subject = request.subject ? subjectHash(request.subject) : ''
+  const scopes = request.scopes.length < 2 ? (request.scopes[0] ?? '') : [...new Set(request.scopes)].sort().join(' ')
   return JSON.stringify([request.resource, scopes, binding, subject, binding === 'mtls' ? (thumbprint ?? '') : ''])
 }
 

@@ -304,6 +304,20 @@ describe('token side against oidc-provider', () => {
       expect(plain.tokenRequests() - before).toBe(2 + 3)
     })
 
+    it('a subject object whose value changes is keyed by its value each time (only frozen subjects have their hash kept)', async () => {
+      const tokens = source(basic())
+      const [alice, bob] = await Promise.all([subjectToken(), subjectToken()])
+      const mutable = { ...alice }
+      const forAlice = await tokens.get({ ...ORDERS, subject: mutable })
+      Object.assign(mutable, bob)
+      const forBob = await tokens.get({ ...ORDERS, subject: mutable })
+      expect(forBob).not.toBe(forAlice)
+      // A frozen subject (core's presentedToken) is the same token every time it is passed.
+      const frozen = Object.freeze({ ...alice })
+      expect(await tokens.get({ ...ORDERS, subject: frozen })).toBe(forAlice)
+      expect(await tokens.get({ ...ORDERS, subject: frozen })).toBe(forAlice)
+    })
+
     it('an expired subject token is not exchanged (no request)', async () => {
       const subject = await subjectToken()
       const before = plain.tokenRequests()
