@@ -94,8 +94,11 @@ export function transportFailure(error: unknown): { reason: 'network' | 'tls'; c
   return { reason: 'network', code }
 }
 
-/** A handler that passes everything on to `handler` and reads the response's `DPoP-Nonce`. */
-export function nonceListener(handler: Dispatcher.DispatchHandler, remember: (nonce: string | undefined) => void): Dispatcher.DispatchHandler {
+/** A handler that passes everything on to `handler`, reads the response's `DPoP-Nonce` and hands errors through `failure`. */
+export function nonceListener(
+  handler: Dispatcher.DispatchHandler,
+  { remember, failure }: { remember: (nonce: string | undefined) => void; failure: (error: Error) => Error },
+): Dispatcher.DispatchHandler {
   return {
     onRequestStart: (controller, context) => handler.onRequestStart?.(controller, context),
     onRequestUpgrade: (controller, statusCode, headers, socket) => handler.onRequestUpgrade?.(controller, statusCode, headers, socket),
@@ -106,6 +109,6 @@ export function nonceListener(handler: Dispatcher.DispatchHandler, remember: (no
     },
     onResponseData: (controller, chunk) => handler.onResponseData?.(controller, chunk),
     onResponseEnd: (controller, trailers) => handler.onResponseEnd?.(controller, trailers),
-    onResponseError: (controller, error) => handler.onResponseError?.(controller, error),
+    onResponseError: (controller, error) => handler.onResponseError?.(controller, failure(error)),
   }
 }

@@ -79,10 +79,26 @@ export interface ServiceClient {
   /**
    * An undici `Dispatcher` (for `undici.request`, `undici.fetch`, ...) that adds the headers to
    * requests to the service's origin, over the client's connections (certificate, server
-   * identity). Requests to other origins pass unchanged. No retry; nonces are remembered.
+   * identity). Requests to other origins pass unchanged. No retry; nonces are remembered. A
+   * request to the service that gets no answer fails with `ServiceUnavailableError`, as `fetch`.
    */
   dispatcher(options?: { onBehalfOf?: unknown }): Dispatcher
 }
+
+/** A server identity refusal in `error` or its causes (fetch and undici wrap what the connector threw). */
+function identityRefusalIn(error: unknown): ServerIdentityError | undefined {
+  for (let cause = error, depth = 0; cause instanceof Error && depth < 5; cause = cause.cause, depth++) {
+    if (cause instanceof ServerIdentityError) return cause
+  }
+  return undefined
+}
+
+/** The `ServiceUnavailableError` of a network or TLS failure, `failure` being the error that names it. */
+function unavailable(name: string, failure: unknown, cause: Error): ServiceUnavailableError {
+  const { reason, code } = transportFailure(failure)
+  return new ServiceUnavailableError({ service: name, reason, ...(code === undefined ? {} : { code }), cause })
+}
+
 /**
  * The error of a `fetch` that got no answer. fetch wraps network errors in `TypeError('fetch
  * failed')`: a server identity refusal is thrown as itself; an abort through the caller's signal
@@ -90,12 +106,21 @@ export interface ServiceClient {
  * network or TLS failure becomes a `ServiceUnavailableError`.
  */
 function callFailure(name: string, error: unknown, signal: AbortSignal | null | undefined): unknown {
-  for (let cause = error, depth = 0; cause instanceof Error && depth < 4; cause = cause.cause, depth++) {
-    if (cause instanceof ServerIdentityError) return cause
-  }
+  const refusal = identityRefusalIn(error)
+  if (refusal) return refusal
   if (signal?.aborted || !(error instanceof TypeError) || error.message !== 'fetch failed') return error
-  const { reason, code } = transportFailure(error.cause)
-  return new ServiceUnavailableError({ service: name, reason, ...(code === undefined ? {} : { code }), cause: error })
+  return unavailable(name, error.cause, error)
+}
+
+/**
+ * The error of a request sent through `dispatcher()` that got no (whole) answer, as
+ * {@link callFailure} for fetch: a server identity refusal, an abort, and undici's argument errors
+ * stay what they are; a network or TLS failure becomes a `ServiceUnavailableError`.
+ */
+function dispatchFailure(name: string, error: Error): Error {
+  const code = (error as { code?: unknown }).code
+  if (error instanceof ClientError || error.name === 'AbortError' || code === 'UND_ERR_ABORTED' || code === 'UND_ERR_INVALID_ARG') return error
+  return identityRefusalIn(error) ?? unavailable(name, error, error)
 }
 
 type RetryReason = 'use_dpop_nonce' | 'invalid_token'
@@ -291,7 +316,10 @@ function authorizingInterceptor(context: ServiceContext, tokenRequest: TokenRequ
       const auth = await authorize(context, opts.method, url, token)
       dispatch(
         { ...opts, headers: withHeaders(opts.headers, auth) },
-        nonceListener(handler, (value) => nonces.remember(service.origin, value)),
+        nonceListener(handler, {
+          remember: (value) => nonces.remember(service.origin, value),
+          failure: (error) => dispatchFailure(context.name, error),
+        }),
       )
     }
     send().catch((error: unknown) => handler.onResponseError?.(null as never, error as Error))

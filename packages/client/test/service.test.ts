@@ -521,6 +521,34 @@ describe('no answer from the service', () => {
     expect(server.requests).toBe(0)
   })
 
+  it('dispatcher(): a closed port and a certificate for another host fail with ServiceUnavailableError (network, tls); an abort stays an abort', async () => {
+    const closed = await startPlainServer(ordersServer)
+    await new Promise((resolve) => closed.server.close(resolve))
+    const refused = await undiciRequest(new URL('/orders', closed.url), { dispatcher: callerOf(closed, 'dpop').client.dispatcher() }).catch(
+      (thrown: unknown) => thrown,
+    )
+    expect(refused).toBeInstanceOf(ServiceUnavailableError)
+    expect(refused).toMatchObject({ code: 'service_unavailable', reason: 'network', service: 'orders', cause: { code: 'ECONNREFUSED' } })
+
+    const otherHost = await ca.issueServerCertificate({ spiffeId: ORDERS_ID, dnsNames: ['orders.elsewhere.example'], ipAddresses: [] })
+    const server = await startPlainServer(otherHost)
+    const tls = await undiciRequest(new URL('/orders', server.url), { dispatcher: callerOf(server, 'mtls').client.dispatcher() }).catch(
+      (thrown: unknown) => thrown,
+    )
+    expect(tls).toMatchObject({ code: 'service_unavailable', reason: 'tls' })
+    expect(server.requests).toBe(0)
+
+    const silent = await startPlainServer(ordersServer, false)
+    const controller = new AbortController()
+    silent.server.once('callsign-test-request', () => controller.abort())
+    const aborted = await undiciRequest(new URL('/orders', silent.url), {
+      dispatcher: callerOf(silent, 'mtls').client.dispatcher(),
+      signal: controller.signal,
+    }).catch((thrown: unknown) => thrown)
+    expect(aborted).not.toBeInstanceOf(ClientError)
+    expect(aborted).toMatchObject({ name: 'AbortError' })
+  })
+
   it("an abort through the caller's signal stays the standard AbortError", async () => {
     const server = await startPlainServer(ordersServer, false)
     const { client } = callerOf(server, 'mtls')
