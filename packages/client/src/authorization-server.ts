@@ -73,7 +73,12 @@ export function createAuthorizationServer(settings: {
 }): AuthorizationServer {
   const { options, dpop, emit, now } = settings
   const client: oauth.Client = { client_id: options.clientId, use_mtls_endpoint_aliases: settings.identity !== undefined }
-  const context: ServerContext = { options, client, transport: new Transport(), dpopHandle: dpop ? oauth.DPoP(client, dpop.keyPair) : undefined }
+  const context: ServerContext = {
+    options,
+    client,
+    transport: new Transport(options.issuerCa),
+    dpopHandle: dpop ? oauth.DPoP(client, dpop.keyPair) : undefined,
+  }
   const discover = createDiscovery(context, now, settings.backoff ?? DEFAULT_BACKOFF)
   const clientAuth = createClientAuth(options)
   const send = async (grant: TokenGrant, material: IdentityMaterial | undefined): Promise<oauth.TokenEndpointResponse> => {
@@ -257,9 +262,15 @@ async function withTimeout<T>(ms: number, work: (signal: AbortSignal) => Promise
  * on it finish).
  */
 class Transport {
+  readonly #issuerCa: TokenOptions['issuerCa']
   #agent: Agent | undefined
   #generation: number | undefined
   readonly #fetches = new WeakMap<Agent, oauth.HttpRequestOptions<string, unknown>[typeof oauth.customFetch]>()
+
+  /** `issuerCa`: whom the authorization server's certificate must chain to (Node's roots when no `ca` is set). */
+  constructor(issuerCa: TokenOptions['issuerCa']) {
+    this.#issuerCa = issuerCa
+  }
 
   fetchFor(material: IdentityMaterial | undefined): NonNullable<oauth.HttpRequestOptions<string, unknown>[typeof oauth.customFetch]> {
     const agent = this.#agentFor(material)
@@ -275,7 +286,9 @@ class Transport {
     const generation = material?.generation ?? -1
     if (this.#agent && (this.#generation === generation || (material && this.#generation! > generation))) return this.#agent
     const previous = this.#agent
-    this.#agent = new Agent(material ? { connect: { cert: material.cert, key: material.key, ...(material.ca ? { ca: material.ca } : {}) } } : {})
+    const ca = this.#issuerCa === 'identity' ? material?.ca : this.#issuerCa === 'system' ? undefined : this.#issuerCa.pem
+    const certificate = material ? { cert: material.cert, key: material.key } : {}
+    this.#agent = new Agent({ connect: { ...certificate, ...(ca === undefined ? {} : { ca }) } })
     this.#generation = generation
     if (previous) previous.close().catch(() => {})
     return this.#agent

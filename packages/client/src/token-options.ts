@@ -3,7 +3,7 @@
  * cache sizes): their public type, their resolved form, and the resolver that validates them once,
  * when the client is created, with a `TypeError` naming the option.
  */
-import { createPrivateKey, KeyObject, type JsonWebKey, type webcrypto } from 'node:crypto'
+import { createPrivateKey, KeyObject, X509Certificate, type JsonWebKey, type webcrypto } from 'node:crypto'
 
 /**
  * How the client authenticates at the token endpoint: `'tls_client_auth'` (RFC 8705 §2.1.1, the
@@ -36,6 +36,14 @@ export interface ClientTokenOptions {
   privateKey?: PrivateKeyInput
   /** The workload certificate (read by the call side's identity); required with `tls_client_auth`. */
   identity?: unknown
+  /**
+   * Whom the client trusts for the authorization server's TLS certificate: `'system'` (Node's
+   * root CAs, for an authorization server with a public certificate), or the CA certificates as
+   * PEM (one string or several). Default: `identity.ca` when given (one private CA for the
+   * authorization server and the services), else Node's root CAs. Services are always checked
+   * against `identity.ca`.
+   */
+  issuerCa?: 'system' | string | readonly string[]
   /** DPoP-bound tokens: see {@link DpopOption}. Default `false`. */
   dpop?: DpopOption
   /** Timeout of one authorization-server request (discovery or token), in ms. Default 5000, at most 60000. */
@@ -56,6 +64,7 @@ export const TOKEN_OPTION_KEYS = Object.freeze([
   'clientSecret',
   'privateKey',
   'identity',
+  'issuerCa',
   'dpop',
   'timeout',
   'refreshAhead',
@@ -84,6 +93,8 @@ export interface TokenOptions {
   readonly auth: ResolvedClientAuth
   /** Whether an `identity` was given (its contents are the call side's). */
   readonly identity: boolean
+  /** The authorization server's trust: `identity.ca` (else Node's roots), Node's roots, or these PEM certificates. */
+  readonly issuerCa: 'identity' | 'system' | { readonly pem: string }
   readonly dpop: ResolvedDpop | undefined
   /** ms */
   readonly timeout: number
@@ -124,6 +135,7 @@ export function resolveTokenOptions(options: Record<string, unknown>): TokenOpti
     clientId: options.clientId as string,
     auth: resolveAuth(options, identity),
     identity,
+    issuerCa: resolveIssuerCa(options.issuerCa),
     dpop: resolveDpop(options.dpop, 'dpop'),
     timeout: positive(options.timeout, 'timeout', 5000, { max: 60_000, integer: true }),
     refreshAhead: positive(options.refreshAhead, 'refreshAhead', 60, { max: 86_400, allowZero: true }),
@@ -140,6 +152,28 @@ function resolveIssuer(value: unknown): { url: URL; insecure: boolean } {
   if (url.protocol !== 'https:' && !insecure) fail('issuer', 'must be an https URL (http only for 127.0.0.1, localhost or ::1)')
   if (url.search || url.hash || url.username || url.password) fail('issuer', 'must have no query, fragment or credentials (RFC 8414 §2)')
   return { url, insecure }
+}
+
+/** `issuerCa`: absent, `'system'`, or PEM certificates (each one parsed now). */
+function resolveIssuerCa(value: unknown): TokenOptions['issuerCa'] {
+  if (value === undefined) return 'identity'
+  if (value === 'system') return 'system'
+  const list = typeof value === 'string' ? [value] : Array.isArray(value) ? (value as unknown[]) : undefined
+  if (!list || list.length === 0 || !list.every((pem) => typeof pem === 'string')) {
+    return fail('issuerCa', "must be 'system' or the authorization server's CA certificates as PEM (a string or an array of strings)")
+  }
+  for (const pem of list as string[]) {
+    const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []
+    if (blocks.length === 0) fail('issuerCa', 'must hold PEM certificates (-----BEGIN CERTIFICATE-----)')
+    for (const block of blocks) {
+      try {
+        new X509Certificate(block)
+      } catch {
+        fail('issuerCa', 'holds a PEM certificate that cannot be read')
+      }
+    }
+  }
+  return Object.freeze({ pem: (list as string[]).join('\n') })
 }
 
 /** `auth` and the one credential it uses; a credential of another method is refused (it would be ignored). */

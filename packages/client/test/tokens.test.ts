@@ -450,6 +450,8 @@ describe('token side: options', () => {
     expect(options.dpop).toBeUndefined()
     expect(resolveTokenOptions({ ...valid, issuer: 'http://127.0.0.1:8080' }).insecure).toBe(true)
     expect(resolveTokenOptions({ ...valid, dpop: true }).dpop).toEqual({ privateKey: undefined, alg: 'ES256' })
+    expect(resolveTokenOptions(valid).issuerCa).toBe('identity')
+    expect(resolveTokenOptions({ ...valid, issuerCa: 'system' }).issuerCa).toBe('system')
   })
 
   const bad: Array<[string, Record<string, unknown>, string]> = [
@@ -472,6 +474,14 @@ describe('token side: options', () => {
     ['refreshAhead', { ...valid, refreshAhead: -1 }, 'Callsign: "refreshAhead" must be a number >= 0'],
     ['expiryMargin', { ...valid, expiryMargin: '5' }, 'Callsign: "expiryMargin" must be a number >= 0'],
     ['cacheSize', { ...valid, cacheSize: 1.5 }, 'Callsign: "cacheSize" must be a whole number > 0'],
+    ['issuerCa', { ...valid, issuerCa: 'public' }, 'Callsign: "issuerCa" must hold PEM certificates'],
+    ['issuerCa', { ...valid, issuerCa: [] }, `Callsign: "issuerCa" must be 'system' or the authorization server's CA certificates as PEM`],
+    ['issuerCa', { ...valid, issuerCa: { path: 'ca.pem' } }, `Callsign: "issuerCa" must be 'system' or`],
+    [
+      'issuerCa',
+      { ...valid, issuerCa: '-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----' },
+      'Callsign: "issuerCa" holds a PEM certificate that cannot be read',
+    ],
   ]
   it.each(bad)('refuses a bad %s', (_option, options, message) => {
     expect(() => resolveTokenOptions(options)).toThrow(TypeError)
