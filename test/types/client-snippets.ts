@@ -5,7 +5,6 @@
 import { readFileSync } from 'node:fs'
 // The snippets' `import https from 'node:https'` needs esModuleInterop, which this repo keeps off.
 import * as https from 'node:https'
-import * as tls from 'node:tls'
 import express from 'express'
 import { request } from 'undici'
 import { callsign, createServerTlsOptions, requireAuth, type AuthContext } from '@callsign/express'
@@ -107,14 +106,9 @@ export function clientAuthentication(identity: { cert: { path: string }; key: { 
   createClient({ issuer, clientId: 'spiffe://example.org/ns/web/sa/frontend', auth: 'tls_client_auth', identity, services })
   createClient({ issuer, clientId: 'frontend', auth: 'private_key_jwt', privateKey: readFileSync('client-key.pem', 'utf8'), services })
   createClient({ issuer, clientId: 'frontend', auth: 'client_secret_basic', clientSecret: process.env.CLIENT_SECRET!, services })
-  // Step 13: the trust of the client's connections, a private CA and the public roots.
-  createClient({
-    issuer,
-    clientId: 'frontend',
-    auth: 'tls_client_auth',
-    identity: { ...identity, ca: [meshCa, ...tls.rootCertificates].join('\n') },
-    services,
-  })
+  // Step 13: an authorization server with a public certificate, services on a private CA.
+  createClient({ issuer, clientId: 'frontend', auth: 'tls_client_auth', identity: { ...identity, ca: meshCa }, issuerCa: 'system', services })
+  createClient({ issuer, clientId: 'frontend', auth: 'tls_client_auth', identity: { ...identity, ca: meshCa }, issuerCa: [meshCa], services })
 }
 
 // docs/client.md, step 9
