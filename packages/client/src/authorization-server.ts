@@ -36,6 +36,8 @@ export interface TokenGrant {
   readonly service: string
   readonly resource: string
   readonly scopes: readonly string[]
+  /** RFC 8693 `audience` values, sent beside `resource` (empty: none). */
+  readonly audience: readonly string[]
   /** Present: RFC 8693 token exchange of this access token. */
   readonly subjectToken?: string
 }
@@ -178,6 +180,7 @@ function grantRequest(
   return withTimeout(context.options.timeout, async (signal) => {
     const requestOptions = { ...httpOptions(context, material, signal), ...(dpopHandle ? { DPoP: dpopHandle } : {}) }
     const parameters = new URLSearchParams({ resource: grant.resource })
+    for (const audience of grant.audience) parameters.append('audience', audience)
     if (grant.scopes.length > 0) parameters.set('scope', grant.scopes.join(' '))
     if (grant.subjectToken === undefined) {
       const response = await oauth.clientCredentialsGrantRequest(as, client, auth, parameters, requestOptions)

@@ -25,6 +25,8 @@ export interface TokenRequest {
   readonly resource: string
   /** Scopes asked for (sorted, unique). */
   readonly scopes: readonly string[]
+  /** RFC 8693 `audience` values sent beside `resource` (absent or empty: none). */
+  readonly audience?: readonly string[]
   /** Present: an RFC 8693 token exchange for this user; absent: client credentials. */
   readonly subject?: SubjectToken
 }

@@ -22,6 +22,13 @@ export interface ServiceOptions {
   /** Scopes asked for (RFC 6749 §3.3 scope tokens, no spaces). Default: none. */
   scopes?: readonly string[]
   /**
+   * RFC 8693 `audience` values sent with each token request, beside `resource`: the logical name
+   * of the service, for authorization servers that scope tokens by audience rather than by
+   * resource indicator (Auth0's and Ory Hydra's client credentials, Keycloak's token exchange).
+   * Default: none.
+   */
+  audience?: string | readonly string[]
+  /**
    * The SPIFFE ID the server's certificate must carry, in the pattern syntax of `callers`: an
    * exact ID, or a prefix ending in `/*`. Checked on every new connection, before a request is
    * sent; a mismatch fails the call with `ServerIdentityError`. Default: only the host name is
@@ -50,13 +57,15 @@ export interface ResolvedService {
   readonly resource: string
   /** Sorted, unique. */
   readonly scopes: readonly string[]
+  /** `audience` values, unique, in the order given (none: empty). */
+  readonly audience: readonly string[]
   /** The server identity pattern, when `spiffeId` is set. */
   readonly spiffeId: CallerPattern | undefined
   /** Connections to its origin at most. */
   readonly maxConnections: number
 }
 
-const SERVICE_KEYS = ['url', 'resource', 'scopes', 'spiffeId', 'maxConnections'] as const satisfies readonly (keyof ServiceOptions)[]
+const SERVICE_KEYS = ['url', 'resource', 'scopes', 'audience', 'spiffeId', 'maxConnections'] as const satisfies readonly (keyof ServiceOptions)[]
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]'])
 /** RFC 6749 §3.3 scope-token: %x21 / %x23-5B / %x5D-7E. */
 const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]+$/
@@ -107,6 +116,7 @@ function resolveService(name: string, value: unknown): ResolvedService {
     // As written: a service's audience is compared byte for byte, and `new URL` would add a `/`.
     resource: value.resource === undefined ? String(value.url) : resolveResource(value.resource, `${option}.resource`),
     scopes: resolveScopes(value.scopes, `${option}.scopes`),
+    audience: resolveAudience(value.audience, `${option}.audience`),
     spiffeId,
     maxConnections: resolveMaxConnections(value.maxConnections, `${option}.maxConnections`),
   })
@@ -156,6 +166,15 @@ function resolveScopes(value: unknown, option: string): readonly string[] {
     }
   }
   return Object.freeze([...new Set(value as string[])].sort())
+}
+
+function resolveAudience(value: unknown, option: string): readonly string[] {
+  if (value === undefined) return Object.freeze([])
+  const list = typeof value === 'string' ? [value] : Array.isArray(value) ? (value as unknown[]) : undefined
+  if (!list || list.length === 0 || !list.every((audience) => typeof audience === 'string' && audience.length > 0 && audience.length <= 2048)) {
+    return fail(option, 'must be a non-empty string or an array of them (RFC 8693 audience)')
+  }
+  return Object.freeze([...new Set(list as string[])])
 }
 
 function resolveSpiffeId(value: unknown, option: string): CallerPattern | undefined {

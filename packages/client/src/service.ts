@@ -165,7 +165,7 @@ export function createServiceClient(settings: ServiceClientSettings): ServiceCli
 /** The token request of a call: the client's own token, or one exchanged for the user of `onBehalfOf`. */
 function tokenRequestFor(context: ServiceContext, onBehalfOf: unknown): TokenRequest {
   const { name, service } = context
-  const base = { service: name, resource: service.resource, scopes: service.scopes }
+  const base = { service: name, resource: service.resource, scopes: service.scopes, audience: service.audience }
   if (onBehalfOf === undefined || onBehalfOf === null) return base
   const subject = context.subjectOf(onBehalfOf)
   if (subject === undefined) {

@@ -45,7 +45,7 @@ function subjectHash(subject: SubjectToken): string {
 export function tokenCacheKey(request: TokenRequest, binding: ClientBinding, thumbprint: string | undefined): string {
   const subject = request.subject ? subjectHash(request.subject) : ''
   const scopes = request.scopes.length < 2 ? (request.scopes[0] ?? '') : [...new Set(request.scopes)].sort().join(' ')
-  return JSON.stringify([request.resource, scopes, binding, subject, binding === 'mtls' ? (thumbprint ?? '') : ''])
+  return JSON.stringify([request.resource, scopes, request.audience ?? [], binding, subject, binding === 'mtls' ? (thumbprint ?? '') : ''])
 }
 
 /** The cache of one token source. */

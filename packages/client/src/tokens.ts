@@ -110,6 +110,7 @@ async function issue(context: IssueContext, request: TokenRequest, material: Ide
   const grant = {
     service: request.service,
     resource: request.resource,
+    audience: request.audience ?? [],
     scopes: request.scopes,
     ...(request.subject ? { subjectToken: request.subject.value } : {}),
   }

@@ -19,6 +19,9 @@ describe('resolveServices', () => {
     expect(Object.isFrozen(orders)).toBe(true)
     expect(services.get('local')).toMatchObject({ url: 'http://127.0.0.1:8080/api', resource: 'urn:example:local', scopes: [], spiffeId: undefined })
     expect(resolveServices(undefined).size).toBe(0)
+    expect(orders.audience).toEqual([])
+    expect(resolveServices({ a: { url: 'https://a.internal', audience: 'a-api' } }).get('a')!.audience).toEqual(['a-api'])
+    expect(resolveServices({ a: { url: 'https://a.internal', audience: ['x', 'y', 'x'] } }).get('a')!.audience).toEqual(['x', 'y'])
   })
 
   it.each([
@@ -27,7 +30,7 @@ describe('resolveServices', () => {
     [
       'an unknown key',
       { orders: { url: 'https://x', scope: ['a'] } },
-      '"services.orders.scope" is not a known option (known: url, resource, scopes, spiffeId, maxConnections)',
+      '"services.orders.scope" is not a known option (known: url, resource, scopes, audience, spiffeId, maxConnections)',
     ],
     ['no url', { orders: {} }, '"services.orders.url" must be an https URL'],
     ['a relative url', { orders: { url: '/orders' } }, '"services.orders.url" must be an absolute https URL'],
@@ -47,6 +50,9 @@ describe('resolveServices', () => {
     ['a scope with a space', { orders: { url: 'https://o.internal', scopes: ['a b'] } }, '"services.orders.scopes" must hold non-empty scope strings'],
     ['an empty scope', { orders: { url: 'https://o.internal', scopes: [''] } }, '"services.orders.scopes" must hold non-empty scope strings'],
     ['a scope that is not a string', { orders: { url: 'https://o.internal', scopes: [1] } }, '"services.orders.scopes" must hold non-empty scope strings'],
+    ['an empty audience', { orders: { url: 'https://o.internal', audience: '' } }, '"services.orders.audience" must be a non-empty string or an array of them'],
+    ['an audience list with a number', { orders: { url: 'https://o.internal', audience: ['a', 1] } }, '"services.orders.audience" must be a non-empty string'],
+    ['an empty audience list', { orders: { url: 'https://o.internal', audience: [] } }, '"services.orders.audience" must be a non-empty string'],
     ['a spiffeId that is a client id', { orders: { url: 'https://o.internal', spiffeId: 'orders' } }, '"services.orders.spiffeId" must be a SPIFFE ID'],
     [
       'a malformed spiffeId',

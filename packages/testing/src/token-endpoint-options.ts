@@ -42,7 +42,7 @@ export interface TestClient {
   spiffeId?: string
   /** Scopes the client may be given; asking for another is `invalid_scope`. Default: any asked for. */
   scopes?: string[]
-  /** RFC 8707 resource indicators the client may ask for; another is `invalid_target`. Default: any absolute URI. */
+  /** RFC 8707 resource indicators (and RFC 8693 `audience` values) the client may ask for; another is `invalid_target`. Default: any. */
   resources?: string[]
 }
 

@@ -15,8 +15,8 @@ export const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange'
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token'
 /** RFC 6749 §3.3: scope-token = 1*NQCHAR. */
 const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]+$/
-/** Parameters that may be sent more than once (RFC 8707 §2); every other one only once (RFC 6749 §3.2). */
-const REPEATABLE = new Set(['resource'])
+/** Parameters that may be sent more than once (RFC 8707 §2, RFC 8693 §2.1); every other one only once (RFC 6749 §3.2). */
+const REPEATABLE = new Set(['resource', 'audience'])
 /** Largest accepted request body; a token request is a few kilobytes. */
 export const MAX_TOKEN_BODY_BYTES = 64 * 1024
 
@@ -238,16 +238,25 @@ function checkClientScopes(requested: readonly string[], client: ResolvedClient)
   if (client.scopes && requested.some((s) => !client.scopes?.has(s))) throw new TokenError(400, 'invalid_scope', 'scope not allowed for this client')
 }
 
-/** RFC 8707 §2: each `resource` an absolute URI without a fragment, allowed for the client; one gives a string `aud`. */
+/**
+ * The token's `aud`: each `resource` (RFC 8707 §2: an absolute URI without a fragment), then each
+ * `audience` (RFC 8693 §2.1: a logical name, as authorization servers that scope tokens by
+ * audience take it), each allowed for the client; one gives a string `aud`.
+ */
 function audienceOf(form: URLSearchParams, client: ResolvedClient): string | string[] | undefined {
   const resources = [...new Set(form.getAll('resource'))]
   for (const resource of resources) {
     const url = URL.canParse(resource) ? new URL(resource) : undefined
     if (!url || url.hash !== '' || resource.includes('#')) throw new TokenError(400, 'invalid_target', 'resource must be an absolute URI without a fragment')
-    if (client.resources && !client.resources.has(resource)) throw new TokenError(400, 'invalid_target', 'resource not allowed for this client')
   }
-  if (resources.length === 0) return undefined
-  return resources.length === 1 ? resources[0] : resources
+  const audiences = [...new Set(form.getAll('audience'))]
+  if (audiences.some((audience) => audience.length === 0)) throw new TokenError(400, 'invalid_target', 'audience must not be empty')
+  const targets = [...new Set([...resources, ...audiences])]
+  if (client.resources && targets.some((target) => !client.resources?.has(target))) {
+    throw new TokenError(400, 'invalid_target', 'resource not allowed for this client')
+  }
+  if (targets.length === 0) return undefined
+  return targets.length === 1 ? targets[0] : targets
 }
 
 function scopeClaim(scopes: readonly string[]): { scope?: string } {

@@ -254,6 +254,8 @@ describe('request refusals (RFC 6749 §5.2, RFC 8707)', () => {
     ['a resource the client may not ask for', 'invalid_target', 'limited', { resource: PAYMENTS_URL }],
     ['a relative resource', 'invalid_target', 'batch', { resource: '/orders' }],
     ['a resource with a fragment', 'invalid_target', 'batch', { resource: `${ORDERS_URL}#x` }],
+    ['an audience the client may not ask for (RFC 8693)', 'invalid_target', 'limited', { resource: ORDERS_URL, audience: 'payments-api' }],
+    ['an empty audience', 'invalid_target', 'batch', { audience: '' }],
     ['a repeated parameter', 'invalid_request', 'batch', { scope: ['a', 'b'] }],
   ])('%s is a 400 %s', async (_, code, clientId, parameters) => {
     const { response, error } = await call({ clientId, auth: basic(), parameters })
