@@ -6,8 +6,9 @@
 import { constants, createPublicKey, KeyObject, type SignKeyObjectInput } from 'node:crypto'
 import { base64url, calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, importPKCS8, type CryptoKey, type JWK } from 'jose'
 import type { webcrypto } from 'node:crypto'
+import { algorithmSpec, type AlgorithmSpec } from '@callsign/core'
 import type { DpopKey } from './contracts.js'
-import { resolveDpop, type PrivateKeyInput } from './token-options.js'
+import { DPOP_ALGORITHMS, resolveDpop, type PrivateKeyInput } from './token-options.js'
 
 /**
  * Create the DPoP key: `true` (or `{ alg }`) generates one (ES256 by default) whose private key
@@ -43,20 +44,12 @@ export async function createDpopKey(option: true | { privateKey?: PrivateKeyInpu
   return key
 }
 
-/** How node:crypto signs each DPoP algorithm (RFC 7518 §3, RFC 8037): its digest and sign options. */
-const SIGNING: ReadonlyMap<string, { hash: string | null; options: Omit<SignKeyObjectInput, 'key'> }> = new Map([
-  ['ES256', { hash: 'sha256', options: { dsaEncoding: 'ieee-p1363' } }],
-  ['ES384', { hash: 'sha384', options: { dsaEncoding: 'ieee-p1363' } }],
-  ['ES512', { hash: 'sha512', options: { dsaEncoding: 'ieee-p1363' } }],
-  ['EdDSA', { hash: null, options: {} }],
-  ['Ed25519', { hash: null, options: {} }],
-  ['PS256', { hash: 'sha256', options: { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST } }],
-  ['PS384', { hash: 'sha384', options: { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST } }],
-  ['PS512', { hash: 'sha512', options: { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST } }],
-  ['RS256', { hash: 'sha256', options: {} }],
-  ['RS384', { hash: 'sha384', options: {} }],
-  ['RS512', { hash: 'sha512', options: {} }],
-])
+/** node:crypto's sign options for an algorithm of core's table: JWS's raw ECDSA signatures, RSASSA-PSS with a salt as long as the hash. */
+function signOptionsOf(spec: AlgorithmSpec): Omit<SignKeyObjectInput, 'key'> {
+  if (spec.kty === 'EC') return { dsaEncoding: 'ieee-p1363' }
+  if (spec.pss) return { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST }
+  return {}
+}
 
 /** What signing a proof needs of a key, prepared once: the protected header, encoded, and the node:crypto key and parameters. */
 export interface ProofSigner {
@@ -78,12 +71,12 @@ const signers = new WeakMap<DpopKey, ProofSigner>()
 export function proofSignerOf(key: DpopKey): ProofSigner {
   let signer = signers.get(key)
   if (signer === undefined) {
-    const signing = SIGNING.get(key.alg)
-    if (signing === undefined) throw new TypeError(`Callsign: the DPoP key's algorithm ${JSON.stringify(key.alg)} is not supported`)
+    const spec = DPOP_ALGORITHMS.includes(key.alg) ? algorithmSpec(key.alg) : undefined
+    if (spec === undefined) throw new TypeError(`Callsign: the DPoP key's algorithm ${JSON.stringify(key.alg)} is not supported`)
     signer = Object.freeze({
       header: base64url.encode(JSON.stringify({ alg: key.alg, typ: 'dpop+jwt', jwk: key.publicJwk })),
-      hash: signing.hash,
-      key: Object.freeze({ key: KeyObject.from(key.keyPair.privateKey), ...signing.options }),
+      hash: spec.hash,
+      key: Object.freeze({ key: KeyObject.from(key.keyPair.privateKey), ...signOptionsOf(spec) }),
     })
     signers.set(key, signer)
   }

@@ -47,6 +47,7 @@ export { checkServerMtls } from './mtls.js'
 // Building blocks: the single checks the guard runs, for tools and tests.
 export { readPeerCertificate, describeCertificate, type PeerCertificate, type PeerState } from './peer-certificate.js'
 export type { PeerVerification } from './forwarded-certificate.js'
+export { algorithmSpec, type AlgorithmSpec } from './algorithms.js'
 export { parseSpiffeId, compileCallerPattern, spiffeIdOfCertificate, type SpiffeId, type CallerPattern } from './spiffe.js'
 export { readCredentials, type Credentials } from './credentials.js'
 export { verifyDpopProof, normalizeHtu, type DpopExpectation, type DpopCheckConfig } from './dpop.js'
