@@ -1,7 +1,8 @@
 /**
  * The HTTP pieces of a service call that do not depend on tokens: request bodies that can be sent
- * again, the method as fetch sends it, and, for
- * `dispatcher()`, dispatch headers with the authorization added and a handler that reads nonces.
+ * again, the method as fetch sends it, why a request got no answer (network or TLS), and, for
+ * `dispatcher()`, dispatch headers with the authorization added and a handler that reads nonces
+ * and types failures.
  */
 import type { Dispatcher, fetch as undiciFetch } from 'undici'
 
@@ -95,7 +96,7 @@ export function transportFailure(error: unknown): { reason: 'network' | 'tls'; c
 }
 
 /** A handler that passes everything on to `handler`, reads the response's `DPoP-Nonce` and hands errors through `failure`. */
-export function nonceListener(
+export function dispatchHandler(
   handler: Dispatcher.DispatchHandler,
   { remember, failure }: { remember: (nonce: string | undefined) => void; failure: (error: Error) => Error },
 ): Dispatcher.DispatchHandler {

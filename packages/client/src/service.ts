@@ -11,7 +11,16 @@ import { ClientError, ServerIdentityError, ServiceRefusedError, ServiceUnavailab
 import type { ClientEventHook } from './events.js'
 import { createAthMemo, createProof, DpopNonceMemory } from './proof.js'
 import type { ResolvedService } from './service-options.js'
-import { discard, nonceListener, normalizeMethod, prepareBody, transportFailure, withHeaders, type PreparedBody, type UndiciResponse } from './service-http.js'
+import {
+  discard,
+  dispatchHandler,
+  normalizeMethod,
+  prepareBody,
+  transportFailure,
+  withHeaders,
+  type PreparedBody,
+  type UndiciResponse,
+} from './service-http.js'
 
 /** Settings of {@link createServiceClient} (the glue in index.ts passes them). */
 export interface ServiceClientSettings {
@@ -316,7 +325,7 @@ function authorizingInterceptor(context: ServiceContext, tokenRequest: TokenRequ
       const auth = await authorize(context, opts.method, url, token)
       dispatch(
         { ...opts, headers: withHeaders(opts.headers, auth) },
-        nonceListener(handler, {
+        dispatchHandler(handler, {
           remember: (value) => nonces.remember(service.origin, value),
           failure: (error) => dispatchFailure(context.name, error),
         }),
